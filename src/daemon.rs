@@ -1,0 +1,568 @@
+//! The daemon: owns the socket, the probes and the commands they fire, in one single-threaded
+//! poll loop (so that a fork for a probe never copies a lock held by another thread).
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+
+use crate::cli::DaemonConfig;
+use crate::error::{Error, Kind};
+use crate::proto::{self, Arm, Request, Respawn, Response};
+use crate::sys::{self, Exit, Jail, ProbeImage, Process};
+
+/// A client must send its whole request within this time.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 64;
+const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+/// The environment of every command: nothing of the daemon's own.
+const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct Probe {
+    arm: Arm,
+    jail: Jail,
+    title: CString,
+    uid: u32,
+    gid: u32,
+    /// The armed probe process, if one is armed now.
+    process: Option<Process>,
+    /// Commands of this probe still running.
+    running: usize,
+    /// No more arming: single shot fired, or re-arming failed.
+    finished: bool,
+}
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+struct RunningCommand {
+    probe: u64,
+    process: Process,
+    started: Instant,
+}
+
+struct Daemon {
+    listener: UnixListener,
+    signals: OwnedFd,
+    image: ProbeImage,
+    probes: BTreeMap<u64, Probe>,
+    commands: Vec<RunningCommand>,
+    clients: Vec<Client>,
+    next_id: u64,
+}
+
+/// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics).
+struct PidFile {
+    file: File,
+}
+
+impl PidFile {
+    fn lock(path: &Path) -> Result<PidFile, Error> {
+        let cant =
+            |e: io::Error| Error::new(Kind::CantCreate, format!("pidfile {}: {e}", path.display()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(cant)?;
+        if let Err(e) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(if e == rustix::io::Errno::WOULDBLOCK {
+                Error::new(
+                    Kind::CantCreate,
+                    format!(
+                        "a jaildaemon (pid {}) already holds the pidfile {}",
+                        pid.trim(),
+                        path.display()
+                    ),
+                )
+            } else {
+                cant(e.into())
+            });
+        }
+        Ok(PidFile { file })
+    }
+
+    fn write_pid(&mut self, pid: u32) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        writeln!(self.file, "{pid}")
+    }
+}
+
+/// Takes the socket path: refuses if a daemon answers there, removes a stale socket, never
+/// removes anything that is not a socket.
+fn take_socket(path: &Path) -> Result<UnixListener, Error> {
+    let cant = |m: String| Error::new(Kind::CantCreate, format!("socket {}: {m}", path.display()));
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(cant("exists and is not a socket; not touching it".into()));
+        }
+        match crate::client::ask(path, &Request::Ping) {
+            Ok(Response::Pong { pid }) => {
+                return Err(cant(format!(
+                    "a jaildaemon (pid {pid}) is already serving it"
+                )));
+            }
+            Ok(_)
+            | Err(Error {
+                kind: Kind::Protocol | Kind::Timeout,
+                ..
+            }) => {
+                return Err(cant("something else is listening on it".into()));
+            }
+            Err(_) => {
+                log::info!("removing stale socket {}", path.display());
+                std::fs::remove_file(path).map_err(|e| cant(e.to_string()))?;
+            }
+        }
+    }
+    // Created with mode 0600 from the start: only root may connect.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound.map_err(|e| cant(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| cant(e.to_string()))?;
+    Ok(listener)
+}
+
+pub fn run(config: &DaemonConfig) -> Result<(), Error> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(Error::new(Kind::NoPerm, "the daemon must run as root"));
+    }
+    sys::default_sigchld();
+    let mut pidfile = PidFile::lock(&config.pidfile)?;
+    let listener = take_socket(&config.socket)?;
+    let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
+    let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(|e| Error::os("signalfd", e))?;
+    // Every armed probe holds a pidfd; let the daemon use its whole hard limit.
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: nofile.maximum,
+            maximum: nofile.maximum,
+        },
+    );
+    if !config.foreground {
+        match sys::detach().map_err(|e| Error::os("detaching", e))? {
+            Some(child) => {
+                // The parent writes the pid, so that the pidfile is complete when `-D` returns.
+                pidfile
+                    .write_pid(child)
+                    .map_err(|e| Error::os("writing the pidfile", e))?;
+                std::process::exit(0);
+            }
+            None => crate::logging::switch_to_syslog(),
+        }
+    } else {
+        pidfile
+            .write_pid(std::process::id())
+            .map_err(|e| Error::os("writing the pidfile", e))?;
+    }
+    log::info!(
+        "listening on {} (pid {})",
+        config.socket.display(),
+        std::process::id()
+    );
+    let mut daemon = Daemon {
+        listener,
+        signals,
+        image,
+        probes: BTreeMap::new(),
+        commands: Vec::new(),
+        clients: Vec::new(),
+        next_id: 1,
+    };
+    let result = daemon.serve();
+    daemon.shutdown();
+    let _ = std::fs::remove_file(&config.socket);
+    let _ = std::fs::remove_file(&config.pidfile);
+    drop(pidfile);
+    log::info!("stopped");
+    result
+}
+
+/// What a poll slot stands for.
+#[derive(Clone, Copy)]
+enum Slot {
+    Listener,
+    Signals,
+    Client(usize),
+    Probe(u64),
+    Command(usize),
+}
+
+impl Daemon {
+    fn serve(&mut self) -> Result<(), Error> {
+        loop {
+            let mut slots = vec![Slot::Listener, Slot::Signals];
+            let mut fds = vec![
+                PollFd::new(&self.listener, PollFlags::IN),
+                PollFd::new(&self.signals, PollFlags::IN),
+            ];
+            for (i, c) in self.clients.iter().enumerate() {
+                slots.push(Slot::Client(i));
+                fds.push(PollFd::new(&c.stream, PollFlags::IN));
+            }
+            for (id, p) in &self.probes {
+                if let Some(process) = &p.process {
+                    slots.push(Slot::Probe(*id));
+                    fds.push(PollFd::from_borrowed_fd(process.poll_fd(), PollFlags::IN));
+                }
+            }
+            for (i, c) in self.commands.iter().enumerate() {
+                slots.push(Slot::Command(i));
+                fds.push(PollFd::from_borrowed_fd(c.process.poll_fd(), PollFlags::IN));
+            }
+            let timeout = self
+                .clients
+                .iter()
+                .map(|c| c.deadline.saturating_duration_since(Instant::now()))
+                .min()
+                .map(|d| {
+                    rustix::time::Timespec::try_from(d).unwrap_or(rustix::time::Timespec {
+                        tv_sec: 1,
+                        tv_nsec: 0,
+                    })
+                });
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::os("poll", e.into())),
+            }
+            let ready: Vec<Slot> = slots
+                .iter()
+                .zip(&fds)
+                .filter(|(_, fd)| !fd.revents().is_empty())
+                .map(|(slot, _)| *slot)
+                .collect();
+            drop(fds);
+            let mut finished_clients = Vec::new();
+            let mut finished_commands = Vec::new();
+            for slot in ready {
+                match slot {
+                    Slot::Listener => self.accept(),
+                    Slot::Signals => {
+                        while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
+                            if sig == libc::SIGHUP {
+                                log::info!("SIGHUP: nothing to reload");
+                            } else {
+                                log::info!("signal {sig}: shutting down");
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Slot::Client(i) => {
+                        if self.read_client(i) {
+                            finished_clients.push(i);
+                        }
+                    }
+                    Slot::Probe(id) => self.probe_exited(id),
+                    Slot::Command(i) => {
+                        if self.command_exited(i) {
+                            finished_commands.push(i);
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            for (i, c) in self.clients.iter().enumerate() {
+                if c.deadline <= now && !finished_clients.contains(&i) {
+                    log::warn!(
+                        "client sent no complete request within {CLIENT_DEADLINE:?}; dropped"
+                    );
+                    finished_clients.push(i);
+                }
+            }
+            finished_clients.sort_unstable();
+            for i in finished_clients.into_iter().rev() {
+                self.clients.swap_remove(i);
+            }
+            finished_commands.sort_unstable();
+            for i in finished_commands.into_iter().rev() {
+                let done = self.commands.swap_remove(i);
+                self.after_command(done.probe);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            };
+            let peer = rustix::net::sockopt::socket_peercred(&stream);
+            let refusal = match peer {
+                Ok(cred) if cred.uid.is_root() => None,
+                Ok(cred) => Some(format!(
+                    "peer uid {} (pid {}) is not root",
+                    cred.uid.as_raw(),
+                    cred.pid.as_raw_nonzero()
+                )),
+                Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+            };
+            if let Some(why) = refusal {
+                log::warn!("refused a client: {why}");
+                let answer = Response::Refused(Error::new(Kind::NoPerm, format!("refused: {why}")));
+                let _ = (&stream).write_all(&proto::encode(&answer));
+                continue;
+            }
+            if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
+                let busy = Error::new(
+                    Kind::Timeout,
+                    "the daemon is busy with other clients; try again",
+                );
+                let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
+                continue;
+            }
+            self.clients.push(Client {
+                stream,
+                buf: Vec::new(),
+                deadline: Instant::now() + CLIENT_DEADLINE,
+            });
+        }
+    }
+
+    /// Reads from client `i`; returns true when it is done with (answered or dropped).
+    fn read_client(&mut self, i: usize) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = match self.clients[i].stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        };
+        self.clients[i].buf.extend_from_slice(&chunk[..n]);
+        let answer = match proto::decode::<Request>(&self.clients[i].buf) {
+            Ok(None) => return false,
+            Ok(Some(Request::Ping)) => Response::Pong {
+                pid: std::process::id(),
+            },
+            Ok(Some(Request::Arm(arm))) => match self.arm(arm) {
+                Ok((probe, pid)) => Response::Armed { probe, pid },
+                Err(e) => {
+                    log::warn!("refused to arm: {e}");
+                    Response::Refused(e)
+                }
+            },
+            Err(e) => {
+                log::warn!("bad request: {e}");
+                Response::Refused(e)
+            }
+        };
+        let stream = &self.clients[i].stream;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(CLIENT_DEADLINE));
+        let _ = (&*stream).write_all(&proto::encode(&answer));
+        true
+    }
+
+    fn arm(&mut self, arm: Arm) -> Result<(u64, i32), Error> {
+        arm.validate()?;
+        let jail = Jail::open(&arm.jail)?;
+        let (uid, gid) = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
+        let title = CString::new(arm.title.clone())
+            .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))?;
+        let process = sys::spawn_probe(&self.image, &jail, &title, uid, gid)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let pid = process.pid();
+        log::info!(
+            "probe {id} armed: jail {}, title '{}', uid {uid}, gid {gid}, respawn {:?}, host pid {pid}",
+            arm.jail,
+            arm.title,
+            arm.respawn
+        );
+        self.probes.insert(
+            id,
+            Probe {
+                arm,
+                jail,
+                title,
+                uid,
+                gid,
+                process: Some(process),
+                running: 0,
+                finished: false,
+            },
+        );
+        Ok((id, pid))
+    }
+
+    fn probe_exited(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        let Some(process) = probe.process.take() else {
+            return;
+        };
+        let exit = match process.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                probe.process = Some(process);
+                return;
+            }
+            Err(e) => {
+                log::error!("probe {id}: waitid: {e}");
+                Exit::Signal(0)
+            }
+        };
+        if exit != Exit::Code(MAGIC_EXIT) {
+            log::warn!(
+                "probe {id} (jail {}, '{}') ended by {exit}: nothing fired, probe removed",
+                probe.arm.jail,
+                probe.arm.title
+            );
+            probe.finished = true;
+            self.forget_if_idle(id);
+            return;
+        }
+        log::info!(
+            "probe {id} (jail {}, '{}') triggered",
+            probe.arm.jail,
+            probe.arm.title
+        );
+        match spawn_command(id, probe) {
+            Ok(process) => {
+                probe.running += 1;
+                self.commands.push(RunningCommand {
+                    probe: id,
+                    process,
+                    started: Instant::now(),
+                });
+            }
+            Err(e) => log::error!("probe {id}: cannot run its command: {e}"),
+        }
+        match probe.arm.respawn {
+            Respawn::Never => probe.finished = true,
+            Respawn::Immediately => self.rearm(id),
+            Respawn::AfterCommand if probe.running == 0 => self.rearm(id),
+            Respawn::AfterCommand => {}
+        }
+        self.forget_if_idle(id);
+    }
+
+    /// Reaps command `i`; returns true once it has exited.
+    fn command_exited(&mut self, i: usize) -> bool {
+        let command = &self.commands[i];
+        match command.process.try_wait() {
+            Ok(None) => false,
+            result => {
+                let status = result
+                    .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
+                    .unwrap_or_else(|e| e.to_string());
+                log::info!(
+                    "probe {}: command ended with {status} after {:?}",
+                    command.probe,
+                    command.started.elapsed()
+                );
+                true
+            }
+        }
+    }
+
+    fn after_command(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        probe.running -= 1;
+        if probe.arm.respawn == Respawn::AfterCommand && !probe.finished && probe.process.is_none()
+        {
+            self.rearm(id);
+        }
+        self.forget_if_idle(id);
+    }
+
+    fn rearm(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        match sys::spawn_probe(&self.image, &probe.jail, &probe.title, probe.uid, probe.gid) {
+            Ok(process) => {
+                log::info!("probe {id} re-armed, host pid {}", process.pid());
+                probe.process = Some(process);
+            }
+            Err(e) => {
+                log::error!("probe {id}: cannot re-arm, removed: {e}");
+                probe.finished = true;
+            }
+        }
+    }
+
+    fn forget_if_idle(&mut self, id: u64) {
+        if let Some(p) = self.probes.get(&id) {
+            if p.finished && p.running == 0 && p.process.is_none() {
+                self.probes.remove(&id);
+            }
+        }
+    }
+
+    /// Kills and reaps every armed probe. Running commands are left to finish on their own:
+    /// killing a half-done jail restart would be worse than letting it end.
+    fn shutdown(&mut self) {
+        for probe in self.probes.values_mut() {
+            if let Some(process) = probe.process.take() {
+                process.kill();
+                let _ = process.wait();
+            }
+        }
+        if !self.commands.is_empty() {
+            log::info!(
+                "{} command(s) still running are left to finish",
+                self.commands.len()
+            );
+        }
+    }
+}
+
+/// Runs the probe's command on the host with `/bin/sh -c`, with a fixed environment and
+/// stdin from /dev/null; its output goes to the daemon's stderr.
+fn spawn_command(id: u64, probe: &Probe) -> io::Result<Process> {
+    let stderr = io::stderr().as_fd().try_clone_to_owned()?;
+    let stdout = io::stderr().as_fd().try_clone_to_owned()?;
+    let child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&probe.arm.command)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .env("JAILDAEMON_JAIL", &probe.arm.jail)
+        .env("JAILDAEMON_TITLE", &probe.arm.title)
+        .env("JAILDAEMON_PROBE", id.to_string())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .spawn()?;
+    Process::from_own_child(child.id())
+}

@@ -1,0 +1,54 @@
+//! jaildaemon: lets a jail or container trigger one fixed command on its host, and nothing
+//! else. See ARCHITECTURE.md for the map.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod error;
+pub mod ids;
+pub mod logging;
+pub mod proto;
+pub mod sys;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use error::{Error, Kind};
+use proto::{Request, Response};
+
+include!("../probe/magic.rs");
+
+/// Runs the program and returns its exit code; the one place errors become exit codes.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    logging::init();
+    match dispatch(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(e.kind.exit_code())
+        }
+    }
+}
+
+fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
+    match cli::parse(args)? {
+        cli::Mode::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        cli::Mode::Version => {
+            println!("jaildaemon {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        cli::Mode::Daemon(config) => daemon::run(&config),
+        cli::Mode::Arm { socket, request } => match client::ask(&socket, &Request::Arm(request))? {
+            Response::Armed { .. } => Ok(()),
+            Response::Refused(e) => Err(e),
+            other => Err(Error::new(
+                Kind::Protocol,
+                format!("unexpected answer from the daemon: {other:?}"),
+            )),
+        },
+    }
+}

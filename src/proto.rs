@@ -1,0 +1,215 @@
+//! The wire format between utility and daemon; the only module that knows it.
+//!
+//! A frame is a 4-byte banner `JD` + version + 0, a 4-byte big-endian body length, and a JSON
+//! body. One request and one response per connection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Kind};
+
+pub const VERSION: u8 = 1;
+const BANNER: [u8; 4] = [b'J', b'D', VERSION, 0];
+const HEADER_LEN: usize = 8;
+
+/// Largest body accepted in either direction.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Longest host command, in bytes.
+pub const MAX_COMMAND: usize = 4096;
+/// Longest probe title, in bytes.
+pub const MAX_TITLE: usize = 200;
+/// Longest jail name or id, in bytes.
+pub const MAX_JAIL: usize = 255;
+/// Title of a probe armed without `-t`.
+pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
+
+/// When a fired probe comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Respawn {
+    /// Single shot (default).
+    Never,
+    /// `-r`: after the command has finished.
+    AfterCommand,
+    /// `-R`: at once, while the command runs.
+    Immediately,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    pub command: String,
+    pub jail: String,
+    pub title: String,
+    pub respawn: Respawn,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// "Is a daemon alive here?", asked by a starting daemon.
+    Ping,
+    Arm(Arm),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    Pong { pid: u32 },
+    Armed { probe: u64, pid: i32 },
+    Refused(Error),
+}
+
+impl Arm {
+    /// Checks every field against its documented limit.
+    pub fn validate(&self) -> Result<(), Error> {
+        let data = |m: String| Err(Error::new(Kind::Data, m));
+        if self.command.trim().is_empty() {
+            return data("the command is empty".into());
+        }
+        if self.command.len() > MAX_COMMAND {
+            return data(format!(
+                "the command is {} bytes long; the limit is {MAX_COMMAND}",
+                self.command.len()
+            ));
+        }
+        if self.command.contains('\0') {
+            return data("the command contains a NUL byte".into());
+        }
+        if self.jail.is_empty()
+            || self.jail.len() > MAX_JAIL
+            || self.jail.chars().any(char::is_control)
+        {
+            return data(format!("the jail must be 1 to {MAX_JAIL} printable bytes"));
+        }
+        if self.title.is_empty()
+            || self.title.len() > MAX_TITLE
+            || self.title.chars().any(char::is_control)
+        {
+            return data(format!(
+                "the title must be 1 to {MAX_TITLE} printable bytes"
+            ));
+        }
+        for id in [&self.user, &self.group].into_iter().flatten() {
+            if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
+                return data(format!("'{id}' is not a valid user or group"));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).expect("wire types always serialize");
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&BANNER);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes one frame from the start of `buf`. `Ok(None)` means "not complete yet"; an error
+/// is final, and comes as soon as the header shows the frame cannot be valid.
+pub fn decode<T: for<'de> Deserialize<'de>>(buf: &[u8]) -> Result<Option<T>, Error> {
+    let protocol = |m: String| Err(Error::new(Kind::Protocol, m));
+    let have = buf.len().min(BANNER.len());
+    if buf[..have] != BANNER[..have] {
+        if have >= 3 && buf[..2] == BANNER[..2] && buf[2] != VERSION {
+            return protocol(format!(
+                "protocol version {} is not supported (this is version {VERSION})",
+                buf[2]
+            ));
+        }
+        return protocol("not a jaildaemon message (bad banner)".into());
+    }
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    if len > MAX_BODY {
+        return protocol(format!(
+            "message of {len} bytes exceeds the limit of {MAX_BODY}"
+        ));
+    }
+    if buf.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    if buf.len() > HEADER_LEN + len {
+        return protocol("trailing bytes after the message".into());
+    }
+    serde_json::from_slice(&buf[HEADER_LEN..])
+        .map(Some)
+        .or_else(|e| protocol(format!("malformed message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm() -> Arm {
+        Arm {
+            command: "true".into(),
+            jail: "1".into(),
+            title: "T".into(),
+            respawn: Respawn::Never,
+            user: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_and_partial_frames_wait() {
+        let frame = encode(&Request::Arm(arm()));
+        for cut in 0..frame.len() {
+            assert_eq!(
+                decode::<Request>(&frame[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            decode::<Request>(&frame).unwrap(),
+            Some(Request::Arm(arm()))
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_a_reason() {
+        let err = |b: &[u8]| decode::<Request>(b).unwrap_err().message;
+        assert!(err(b"GET / HTTP/1.1").contains("bad banner"));
+        assert!(err(&[b'J', b'D', 9, 0]).contains("version 9"));
+        assert!(err(&[b'J', b'D', VERSION, 0, 0, 1, 0, 0]).contains("exceeds"));
+        let mut frame = encode(&Request::Ping);
+        frame.push(b'x');
+        assert!(err(&frame).contains("trailing"));
+        let mut body = encode(&Request::Ping);
+        body[8] = b'!';
+        assert!(err(&body).contains("malformed"));
+        let unknown = br#"{"op":"format_disk"}"#;
+        let mut f = BANNER.to_vec();
+        f.extend_from_slice(&(unknown.len() as u32).to_be_bytes());
+        f.extend_from_slice(unknown);
+        assert!(err(&f).contains("malformed"));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        assert!(arm().validate().is_ok());
+        let mut a = arm();
+        a.command = "x".repeat(MAX_COMMAND + 1);
+        assert_eq!(a.validate().unwrap_err().kind, Kind::Data);
+        let mut a = arm();
+        a.title = "x".repeat(MAX_TITLE + 1);
+        assert!(a.validate().is_err());
+        let mut a = arm();
+        a.title = "a\nb".into();
+        assert!(a.validate().is_err());
+        let mut a = arm();
+        a.command = " ".into();
+        assert!(a.validate().is_err());
+        let mut a = arm();
+        a.user = Some("a:b".into());
+        assert!(a.validate().is_err());
+    }
+}

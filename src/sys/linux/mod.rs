@@ -1,0 +1,678 @@
+//! Linux backend: a jail is a set of namespaces, named by the host PID of a process inside it.
+
+mod raw;
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
+
+use crate::error::{Error, Kind};
+use crate::ids::{self, IdMap};
+
+pub use raw::{read_signalfd, signalfd};
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// A child of the daemon, held by pidfd so that it is never waited on or signalled by bare pid.
+#[derive(Debug)]
+pub struct Process {
+    pid: i32,
+    pidfd: OwnedFd,
+}
+
+impl Process {
+    /// Takes hold of `pid`, which must be an unreaped child of this process: only then can the
+    /// pid not have been recycled before pidfd_open.
+    pub fn from_own_child(pid: u32) -> io::Result<Self> {
+        let raw =
+            Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())?;
+        Ok(Process {
+            pid: pid as i32,
+            pidfd,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Becomes readable when the process has exited.
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Reaps the process if it has exited.
+    pub fn try_wait(&self) -> io::Result<Option<Exit>> {
+        self.wait_with(WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+    }
+
+    /// Waits for the process to exit and reaps it.
+    pub fn wait(&self) -> io::Result<Exit> {
+        loop {
+            match self.wait_with(WaitIdOptions::EXITED) {
+                Ok(Some(exit)) => return Ok(exit),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn wait_with(&self, options: WaitIdOptions) -> io::Result<Option<Exit>> {
+        let status = rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), options)?;
+        Ok(
+            status.map(|s| match (s.exit_status(), s.terminating_signal()) {
+                (Some(code), _) if s.exited() => Exit::Code(code),
+                (_, Some(sig)) => Exit::Signal(sig),
+                _ => Exit::Signal(0),
+            }),
+        )
+    }
+
+    /// Sends SIGKILL; a process that is already gone is not an error.
+    pub fn kill(&self) {
+        let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), Signal::KILL);
+    }
+}
+
+/// The probe executable, kept in a sealed, execute-only memfd for the daemon's lifetime.
+///
+/// Execute-only matters: exec of a file the process cannot read makes the new process
+/// non-dumpable and ties its memory to the host's user namespace (`would_dump` in fs/exec.c),
+/// so a jail root, even inside its own user namespace, cannot read or ptrace the probe.
+/// Sealing matters: `/proc/PID/exe` of a probe then leads to nothing a jail could rewrite, and
+/// no host path is ever exec'd inside a jail.
+pub struct ProbeImage {
+    fd: OwnedFd,
+}
+
+static PROBE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
+
+impl ProbeImage {
+    pub fn load() -> io::Result<Self> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        // MFD_EXEC exists since Linux 6.3; older kernels refuse the flag but allow exec anyway.
+        let memfd = rustix::fs::memfd_create("jaildaemon-probe", base | MemfdFlags::EXEC)
+            .or_else(|_| rustix::fs::memfd_create("jaildaemon-probe", base))?;
+        let mut file = fs::File::from(memfd);
+        io::Write::write_all(&mut file, PROBE_BYTES)?;
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(0o111))?;
+        let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
+        rustix::fs::fcntl_add_seals(&file, seals)?;
+        // F_SEAL_EXEC (Linux 6.3) also freezes the mode bits.
+        let _ = rustix::fs::fcntl_add_seals(&file, SealFlags::EXEC);
+        rustix::fs::fcntl_add_seals(&file, SealFlags::SEAL)?;
+        // A descriptor open for writing would make exec fail with ETXTBSY: keep an O_PATH one.
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        let fd = rustix::fs::open(path.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(ProbeImage { fd })
+    }
+}
+
+/// Namespace types a probe joins, in the order lxc-attach uses; `setns` on a pidfd applies
+/// them together, the user namespace first.
+const NAMESPACES: [(&str, ThreadNameSpaceType); 7] = [
+    ("user", ThreadNameSpaceType::USER),
+    ("pid", ThreadNameSpaceType::PROCESS_ID),
+    ("mnt", ThreadNameSpaceType::MOUNT),
+    ("net", ThreadNameSpaceType::NETWORK),
+    ("uts", ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME),
+    ("ipc", ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION),
+    ("cgroup", ThreadNameSpaceType::CONTROL_GROUP),
+];
+
+/// A running jail: a process inside it, held by pidfd, and what the probe needs to enter it.
+#[derive(Debug)]
+pub struct Jail {
+    pid: i32,
+    pidfd: OwnedFd,
+    namespaces: ThreadNameSpaceType,
+    uid_map: Option<IdMap>,
+    gid_map: Option<IdMap>,
+    setgroups_allowed: bool,
+}
+
+fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
+    Ok(fs::metadata(format!("/proc/{pid}/ns/{ns}"))?.ino())
+}
+
+impl Jail {
+    /// Resolves `spec` (a host PID) to a jail.
+    pub fn open(spec: &str) -> Result<Jail, Error> {
+        let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
+        let pid: i32 = spec
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| no_jail("not a process id (names are not supported yet)".into()))?;
+        let raw = Pid::from_raw(pid).expect("positive");
+        let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())
+            .map_err(|e| no_jail(format!("no such process ({e})")))?;
+        let mut namespaces = ThreadNameSpaceType::empty();
+        let mut isolated = false;
+        for (name, flag) in NAMESPACES {
+            let theirs = ns_inode(spec, name)
+                .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
+            let ours = ns_inode("self", name)
+                .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
+            if theirs != ours {
+                isolated = true;
+                namespaces |= flag;
+            } else if flag != ThreadNameSpaceType::USER {
+                // Joining a namespace we are already in is harmless; joining our own user
+                // namespace is refused by the kernel, so that one is only joined when different.
+                namespaces |= flag;
+            }
+        }
+        if !isolated {
+            return Err(no_jail(
+                "process shares every namespace with the host; it is not in a jail".into(),
+            ));
+        }
+        let (uid_map, gid_map, setgroups_allowed) =
+            if namespaces.contains(ThreadNameSpaceType::USER) {
+                let read = |f: &str| {
+                    fs::read_to_string(format!("/proc/{pid}/{f}"))
+                        .map_err(|e| no_jail(format!("cannot read its {f}: {e}")))
+                };
+                let uid_map = IdMap::parse(&read("uid_map")?).map_err(|e| no_jail(e))?;
+                let gid_map = IdMap::parse(&read("gid_map")?).map_err(|e| no_jail(e))?;
+                (
+                    Some(uid_map),
+                    Some(gid_map),
+                    read("setgroups")?.trim() == "allow",
+                )
+            } else {
+                (None, None, true)
+            };
+        let jail = Jail {
+            pid,
+            pidfd,
+            namespaces,
+            uid_map,
+            gid_map,
+            setgroups_allowed,
+        };
+        jail.check_alive()?;
+        Ok(jail)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Everything read through /proc/PID before this call belonged to the jail's process:
+    /// if the pidfd is still alive, the pid cannot have been recycled in between.
+    fn check_alive(&self) -> Result<(), Error> {
+        // A pidfd becomes readable when its process exits.
+        let mut fds = [rustix::event::PollFd::new(
+            &self.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&zero)) {
+            Ok(0) => Ok(()),
+            _ => Err(Error::new(
+                Kind::NoJail,
+                format!("jail {}: its process has exited", self.pid),
+            )),
+        }
+    }
+
+    /// The jail's root directory, as an O_PATH descriptor.
+    fn open_root(&self) -> Result<OwnedFd, Error> {
+        let fd = rustix::fs::open(
+            format!("/proc/{}/root", self.pid).as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            Error::new(
+                Kind::NoJail,
+                format!("jail {}: cannot open its root: {e}", self.pid),
+            )
+        })?;
+        self.check_alive()?;
+        Ok(fd)
+    }
+
+    /// Reads a small regular file below the jail's root, never leaving that root: symlinks and
+    /// `..` resolve inside it (RESOLVE_IN_ROOT), and a FIFO or device cannot block the daemon.
+    pub fn read_file(&self, path: &str) -> io::Result<String> {
+        const LIMIT: u64 = 4 << 20;
+        let root = self
+            .open_root()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let fd = rustix::fs::openat2(
+            &root,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let file = fs::File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.len() > LIMIT {
+            return Err(io::Error::other("not a regular file of at most 4 MiB"));
+        }
+        let mut text = String::new();
+        io::Read::read_to_string(&mut io::Read::take(file, LIMIT), &mut text)?;
+        Ok(text)
+    }
+
+    /// Checks that `uid`/`gid` (ids inside the jail) exist in the jail's user namespace.
+    pub fn check_ids(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        for (map, id, what) in [(&self.uid_map, uid, "uid"), (&self.gid_map, gid, "gid")] {
+            if let Some(map) = map {
+                if map.to_host(id).is_none() {
+                    return Err(Error::new(
+                        Kind::NoUser,
+                        format!(
+                            "{what} {id} has no mapping in the user namespace of jail {}",
+                            self.pid
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Messages on the status pipe from the two helper processes. Each is 8 bytes, below
+/// PIPE_BUF, so writes from both never interleave.
+const MSG_PID: u32 = 1;
+const MSG_ARMED: u32 = 2;
+const MSG_FAILED: u32 = 3;
+
+/// Where a helper failed; each stage is named in the error the utility prints.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum Stage {
+    Dumpable = 1,
+    Groups,
+    Setns,
+    Clone,
+    Session,
+    Root,
+    Bounding,
+    Ids,
+    DeathSignal,
+    Capabilities,
+    NoNewPrivs,
+    Report,
+    Descriptors,
+    Exec,
+}
+
+const STAGE_NAMES: [&str; 15] = [
+    "?",
+    "making itself non-dumpable",
+    "dropping supplementary groups",
+    "entering the jail's namespaces",
+    "forking inside the jail's pid namespace",
+    "starting a new session",
+    "changing root to the jail's root",
+    "clearing the capability bounding set",
+    "switching to the requested uid/gid",
+    "setting the parent-death signal",
+    "dropping capabilities",
+    "setting no_new_privs",
+    "reporting to the daemon",
+    "closing descriptors",
+    "executing the probe",
+];
+
+/// Everything the helpers need, prepared before fork so that they never allocate.
+struct ProbePlan<'a> {
+    jail: &'a Jail,
+    root: OwnedFd,
+    image: BorrowedFd<'a>,
+    status: OwnedFd,
+    uid: u32,
+    gid: u32,
+    argv: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; 1],
+}
+
+fn report(status: BorrowedFd<'_>, tag: u32, value: i32) -> io::Result<()> {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&tag.to_ne_bytes());
+    msg[4..].copy_from_slice(&value.to_ne_bytes());
+    raw::write_all_raw(status, &msg)
+}
+
+fn fail(status: BorrowedFd<'_>, stage: Stage, err: io::Error) -> ! {
+    let code = (stage as i32) << 16 | (err.raw_os_error().unwrap_or(0) & 0xffff);
+    let _ = report(status, MSG_FAILED, code);
+    raw::exit_now(1)
+}
+
+/// Places a probe with argv `[title]` and an empty environment inside `jail`, running as
+/// `uid`/`gid` (ids inside the jail). Returns once the probe program has been exec'd.
+///
+/// Process choreography: the daemon forks helper A; A makes itself non-dumpable, drops its
+/// supplementary groups, joins the jail's namespaces and clones B with CLONE_PARENT, so that B
+/// is born in the jail's pid namespace as a direct child of the daemon (which reaps it by
+/// pidfd); A reports B's pid and exits. B confines itself and execs the probe image.
+/// Between fork and exec both only make async-signal-safe calls.
+#[allow(unsafe_code)]
+pub fn spawn_probe(
+    image: &ProbeImage,
+    jail: &Jail,
+    title: &CStr,
+    uid: u32,
+    gid: u32,
+) -> Result<Process, Error> {
+    let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
+    let root = jail.open_root()?;
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| os("pipe", e.into()))?;
+    let plan = ProbePlan {
+        jail,
+        root,
+        image: image.fd.as_fd(),
+        status: writer,
+        uid,
+        gid,
+        argv: [title.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+    };
+    // SAFETY: the daemon is single-threaded, and helper A runs only `helper_a`, which makes
+    // async-signal-safe calls on data prepared above and never returns.
+    let a_pid = match unsafe { raw::fork() }.map_err(|e| os("fork", e))? {
+        raw::Forked::Child => {
+            drop(reader);
+            helper_a(&plan)
+        }
+        raw::Forked::Parent(pid) => pid,
+    };
+    drop(plan);
+    let helper =
+        Process::from_own_child(a_pid as u32).map_err(|e| os("pidfd_open of helper", e))?;
+    let outcome = collect_status(reader, Duration::from_secs(5));
+    let _ = helper.wait();
+    let probe = match outcome.probe_pid {
+        Some(pid) => {
+            Some(Process::from_own_child(pid as u32).map_err(|e| os("pidfd_open of probe", e))?)
+        }
+        None => None,
+    };
+    let failure = match (outcome.failed, outcome.timed_out, &probe, outcome.armed) {
+        (Some(code), _, _, _) => {
+            let stage = STAGE_NAMES.get((code >> 16) as usize).unwrap_or(&"?");
+            let err = io::Error::from_raw_os_error(code & 0xffff);
+            Some(Error::new(
+                Kind::Os,
+                format!("probe for jail {}: {stage} failed: {err}", jail.pid),
+            ))
+        }
+        (None, true, _, _) => Some(Error::new(
+            Kind::Timeout,
+            format!("probe for jail {} did not start within 5 s", jail.pid),
+        )),
+        (None, false, Some(_), true) => None,
+        _ => Some(Error::new(
+            Kind::Os,
+            format!("probe for jail {} died before it was armed", jail.pid),
+        )),
+    };
+    match (failure, probe) {
+        (None, Some(probe)) => Ok(probe),
+        (Some(err), probe) => {
+            if let Some(p) = probe {
+                p.kill();
+                let _ = p.wait();
+            }
+            Err(err)
+        }
+        (None, None) => unreachable!("armed implies a probe pid"),
+    }
+}
+
+#[derive(Default)]
+struct StatusOutcome {
+    probe_pid: Option<i32>,
+    armed: bool,
+    failed: Option<i32>,
+    timed_out: bool,
+}
+
+/// Reads helper messages until both helpers have closed the pipe (A by exiting, B by exec).
+fn collect_status(reader: OwnedFd, limit: Duration) -> StatusOutcome {
+    let mut out = StatusOutcome::default();
+    let deadline = Instant::now() + limit;
+    let mut buf = Vec::with_capacity(32);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            out.timed_out = true;
+            return out;
+        }
+        let timeout = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        });
+        let mut fds = [rustix::event::PollFd::new(
+            &reader,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return out,
+        }
+        let mut chunk = [0u8; 64];
+        match rustix::io::read(&reader, &mut chunk) {
+            Ok(0) => return out,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return out,
+        }
+        while buf.len() >= 8 {
+            let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+            let value = i32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
+            buf.drain(..8);
+            match tag {
+                MSG_PID => out.probe_pid = Some(value),
+                MSG_ARMED => out.armed = true,
+                _ => out.failed = out.failed.or(Some(value)),
+            }
+        }
+    }
+}
+
+/// Helper A, in a fork of the daemon. Holds all of root's privileges on the host until setns;
+/// from then on only those of root inside the jail's user namespace (when it has one).
+#[allow(unsafe_code)]
+fn helper_a(plan: &ProbePlan<'_>) -> ! {
+    let status = plan.status.as_fd();
+    // First, before anything of the jail can see this copy of the daemon's memory.
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        fail(status, Stage::Dumpable, e.into());
+    }
+    if let Err(e) = rustix::thread::set_thread_groups(&[]) {
+        fail(status, Stage::Groups, e.into());
+    }
+    if let Err(e) =
+        rustix::thread::move_into_thread_name_spaces(plan.jail.pidfd.as_fd(), plan.jail.namespaces)
+    {
+        fail(status, Stage::Setns, e.into());
+    }
+    // SAFETY: we are a single-threaded fork; the new process runs only `helper_b`.
+    match unsafe { raw::clone_sibling() } {
+        Err(e) => fail(status, Stage::Clone, e),
+        Ok(raw::Forked::Child) => helper_b(plan),
+        Ok(raw::Forked::Parent(pid)) => {
+            if report(status, MSG_PID, pid).is_err() {
+                raw::exit_now(1);
+            }
+            raw::exit_now(0)
+        }
+    }
+}
+
+/// Helper B: the future probe, already in the jail's namespaces, still running daemon code.
+/// It sheds everything of the host, then execs the probe image.
+fn helper_b(plan: &ProbePlan<'_>) -> ! {
+    let status = plan.status.as_fd();
+    raw::set_all_signals_blocked(true);
+    // A daemon started with SIGHUP ignored (as rc scripts may do) must not hand a deaf probe
+    // to the jail: exec keeps ignored signals ignored, so reset them all.
+    raw::reset_signal_dispositions();
+    if let Err(e) = rustix::process::setsid() {
+        fail(status, Stage::Session, e.into());
+    }
+    let entered = rustix::process::fchdir(&plan.root)
+        .and_then(|()| rustix::process::chroot(c"."))
+        .and_then(|()| rustix::process::chdir(c"/"));
+    if let Err(e) = entered {
+        fail(status, Stage::Root, e.into());
+    }
+    for cap in 0..64u32 {
+        match rustix::thread::remove_capability_from_bounding_set(cap_from_index(cap)) {
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => fail(status, Stage::Bounding, e.into()),
+        }
+    }
+    let _ = rustix::thread::clear_ambient_capability_set();
+    let uid = rustix::process::Uid::from_raw(plan.uid);
+    let gid = rustix::process::Gid::from_raw(plan.gid);
+    let groups = if plan.jail.setgroups_allowed {
+        rustix::thread::set_thread_groups(&[gid])
+    } else {
+        Ok(())
+    };
+    let ids = groups
+        .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+        .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid));
+    if let Err(e) = ids {
+        fail(status, Stage::Ids, e.into());
+    }
+    // After the id change, which clears it.
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
+        fail(status, Stage::DeathSignal, e.into());
+    }
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
+    if let Err(e) = rustix::thread::set_capabilities(None, none) {
+        fail(status, Stage::Capabilities, e.into());
+    }
+    if let Err(e) = rustix::thread::set_no_new_privs(true) {
+        fail(status, Stage::NoNewPrivs, e.into());
+    }
+    // If the daemon died before the death signal was set, nobody reads the pipe: the write
+    // fails with EPIPE and the would-be orphan leaves instead of arming.
+    if let Err(e) = report(status, MSG_ARMED, 0) {
+        fail(status, Stage::Report, e);
+    }
+    if let Err(e) = raw::cloexec_all_fds() {
+        fail(status, Stage::Descriptors, e);
+    }
+    let err = raw::exec_fd(plan.image, &plan.argv, &plan.envp);
+    fail(status, Stage::Exec, err)
+}
+
+fn cap_from_index(index: u32) -> rustix::thread::CapabilitySet {
+    rustix::thread::CapabilitySet::from_bits_retain(1u64 << index)
+}
+
+/// Resolves a user given to `-u` (a number or a name in the jail's /etc/passwd) and `-g`.
+pub fn resolve_ids(
+    jail: &Jail,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32), Error> {
+    let passwd = || jail.read_file("etc/passwd").unwrap_or_default();
+    let (uid, primary) = match user {
+        None => (0, Some(0)),
+        Some(u) => ids::resolve_user(u, &passwd()).ok_or_else(|| {
+            Error::new(
+                Kind::NoUser,
+                format!("unknown user '{u}' in jail {}", jail.pid),
+            )
+        })?,
+    };
+    let gid = match group {
+        Some(g) => {
+            let groups = jail.read_file("etc/group").unwrap_or_default();
+            ids::resolve_group(g, &groups).ok_or_else(|| {
+                Error::new(
+                    Kind::NoUser,
+                    format!("unknown group '{g}' in jail {}", jail.pid),
+                )
+            })?
+        }
+        None => primary.unwrap_or(uid),
+    };
+    jail.check_ids(uid, gid)?;
+    Ok((uid, gid))
+}
+
+/// Restores SIGCHLD to its default action: an inherited SIG_IGN would make the kernel reap
+/// children behind our back, and pids could then be recycled under our pidfds' noses.
+pub fn default_sigchld() {
+    raw::default_signal(libc::SIGCHLD);
+}
+
+pub fn open_syslog() {
+    raw::open_syslog();
+}
+
+pub fn syslog(priority: i32, message: &str) {
+    if let Ok(c) = CString::new(message.replace('\0', " ")) {
+        raw::syslog(priority, &c);
+    }
+}
+
+/// Detaches like daemon(3): forks, the parent learns the child's pid and returns `Some(pid)`;
+/// the child starts a new session, moves to `/` and points stdio at /dev/null, and gets `None`.
+pub fn detach() -> io::Result<Option<u32>> {
+    match raw::fork_single_threaded()? {
+        raw::Forked::Parent(pid) => Ok(Some(pid as u32)),
+        raw::Forked::Child => {
+            rustix::process::setsid()?;
+            std::env::set_current_dir("/")?;
+            let null = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            rustix::stdio::dup2_stdin(&null)?;
+            rustix::stdio::dup2_stdout(&null)?;
+            rustix::stdio::dup2_stderr(&null)?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The only `unsafe` code of the daemon: thin wrappers around the few calls that `rustix`
+//! does not offer. Each wrapper is small enough to audit against its man page.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Result of a fork-like call, seen from the calling side.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// fork(2).
+///
+/// # Safety
+/// The caller must be single-threaded, and the child may only make async-signal-safe calls
+/// until it execs or `_exit`s: no allocation, no locks, no logging, no panics.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the contract above is the caller's; fork itself has no memory preconditions.
+    match check(unsafe { libc::fork() } as libc::c_long)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
+/// and is born in the pid namespace we have joined with setns.
+///
+/// # Safety
+/// As for [`fork`]. No stack is passed: the child continues on a copy of ours, as with fork.
+pub unsafe fn clone_sibling() -> io::Result<Forked> {
+    // SAFETY: raw clone with a null stack behaves like fork; the async-signal-safety contract
+    // is the caller's. With CLONE_PARENT the exit signal is the caller's own (SIGCHLD).
+    let ret = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT, 0, 0, 0, 0) };
+    match check(ret)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// `_exit(2)`: leaves without running destructors or atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Resets every catchable signal to its default action, as exec would not do for ignored ones.
+/// Async-signal-safe.
+pub fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction with SIG_DFL is valid; errors (reserved signals) are
+        // harmless and ignored.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Sets the disposition of `sig` to its default action.
+pub fn default_signal(sig: i32) {
+    // SAFETY: as in reset_signal_dispositions.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &act, std::ptr::null_mut());
+    }
+}
+
+fn sigset(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks every signal (or unblocks all, with `block == false`). Async-signal-safe.
+pub fn set_all_signals_blocked(block: bool) {
+    // SAFETY: sigfillset/sigemptyset initialise the set; pthread_sigmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if block {
+            libc::sigfillset(&mut set);
+        } else {
+            libc::sigemptyset(&mut set);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Blocks `signals` and returns a non-blocking signalfd that reports them.
+pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
+    let set = sigset(signals);
+    // SAFETY: the set is initialised; pthread_sigmask and signalfd only read it.
+    unsafe {
+        let err = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        let fd = check(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) as _)?;
+        Ok(OwnedFd::from_raw_fd(fd as i32))
+    }
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    // SAFETY: signalfd_siginfo is plain data; read writes at most its size into it.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let n = libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        );
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(err)
+            };
+        }
+        Ok((n as usize == size).then_some(info.ssi_signo as i32))
+    }
+}
+
+/// Marks every descriptor close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC, Linux 5.11),
+/// so that exec leaves the new program with none. Async-signal-safe.
+pub fn cloexec_all_fds() -> io::Result<()> {
+    // SAFETY: close_range takes plain integers and only changes descriptor flags.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            0u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })?;
+    Ok(())
+}
+
+/// execveat(2) with AT_EMPTY_PATH: executes the file behind `fd`. Returns only on failure.
+/// `argv` and `envp` are null-terminated arrays of C strings. Async-signal-safe.
+pub fn exec_fd(
+    fd: BorrowedFd<'_>,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    let empty: &CStr = c"";
+    // SAFETY: both arrays are null-terminated arrays of valid C strings owned by the caller,
+    // alive for the duration of the call; the path is an empty C string.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    io::Error::last_os_error()
+}
+
+/// Writes all of `buf` with raw write(2) calls. Async-signal-safe.
+pub fn write_all_raw(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the live slice `buf[done..]`.
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// openlog(3) with LOG_DAEMON, for the detached daemon's log.
+pub fn open_syslog() {
+    // SAFETY: the identity is a static C string, as openlog requires (it keeps the pointer).
+    unsafe {
+        libc::openlog(
+            c"jaildaemon".as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_DAEMON,
+        )
+    };
+}
+
+/// syslog(3) of one message at `priority`.
+pub fn syslog(priority: i32, message: &CStr) {
+    // SAFETY: "%s" with one valid C string argument.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
+}
+
+/// fork(2) for detaching the daemon. Unlike [`fork`], the child may go on running ordinary
+/// code: it is sound because the daemon has not started any thread when it detaches.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    debug_assert_eq!(
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(1),
+        1
+    );
+    // SAFETY: with a single thread, no lock can be held by a thread that does not exist in
+    // the child, so the child may allocate and run any code.
+    unsafe { fork() }
+}
