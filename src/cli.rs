@@ -40,16 +40,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
     let (mut r, mut big_r) = (false, false);
     let text = |p: &mut lexopt::Parser, flag: &str| -> Result<String, Error> {
         p.value()
-            .map_err(|e| usage(e))?
+            .map_err(usage)?
             .into_string()
             .map_err(|_| usage(format!("the value of {flag} is not valid UTF-8")))
     };
-    while let Some(arg) = parser.next().map_err(|e| usage(e))? {
+    while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Short('D') => daemon = true,
             Short('F') => foreground = true,
-            Short('p') => pidfile = Some(parser.value().map_err(|e| usage(e))?.into()),
-            Short('f') => socket = Some(parser.value().map_err(|e| usage(e))?.into()),
+            Short('p') => pidfile = Some(parser.value().map_err(usage)?.into()),
+            Short('f') => socket = Some(parser.value().map_err(usage)?.into()),
             Short('c') => command = Some(text(&mut parser, "-c")?),
             Short('j') => jail = Some(text(&mut parser, "-j")?),
             Short('t') => title = Some(text(&mut parser, "-t")?),

@@ -26,9 +26,9 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, Error> {
     stream
         .set_write_timeout(Some(ANSWER_TIMEOUT))
         .map_err(unavailable)?;
-    stream
-        .write_all(&proto::encode(request))
-        .map_err(unavailable)?;
+    // A daemon that refuses us (say, by our credentials) answers and closes at once, so a
+    // failed write may still have an answer waiting: read it before reporting the write error.
+    let written = stream.write_all(&proto::encode(request));
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -40,9 +40,12 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, Error> {
                     format!("the daemon on {} did not answer in time", socket.display()),
                 ));
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(unavailable(written.err().unwrap_or(e))),
         };
         if n == 0 {
+            if let Err(e) = written {
+                return Err(unavailable(e));
+            }
             return Err(Error::new(
                 Kind::Protocol,
                 "the daemon closed the connection without an answer",

@@ -76,6 +76,8 @@ impl PidFile {
             .read(true)
             .write(true)
             .create(true)
+            // Not truncated before the lock is ours: the pid in it names the holder.
+            .truncate(false)
             .mode(0o644)
             .open(path)
             .map_err(cant)?;
@@ -521,10 +523,12 @@ impl Daemon {
     }
 
     fn forget_if_idle(&mut self, id: u64) {
-        if let Some(p) = self.probes.get(&id) {
-            if p.finished && p.running == 0 && p.process.is_none() {
-                self.probes.remove(&id);
-            }
+        if let Some(p) = self.probes.get(&id)
+            && p.finished
+            && p.running == 0
+            && p.process.is_none()
+        {
+            self.probes.remove(&id);
         }
     }
 

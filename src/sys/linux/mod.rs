@@ -198,8 +198,8 @@ impl Jail {
                     fs::read_to_string(format!("/proc/{pid}/{f}"))
                         .map_err(|e| no_jail(format!("cannot read its {f}: {e}")))
                 };
-                let uid_map = IdMap::parse(&read("uid_map")?).map_err(|e| no_jail(e))?;
-                let gid_map = IdMap::parse(&read("gid_map")?).map_err(|e| no_jail(e))?;
+                let uid_map = IdMap::parse(&read("uid_map")?).map_err(&no_jail)?;
+                let gid_map = IdMap::parse(&read("gid_map")?).map_err(no_jail)?;
                 (
                     Some(uid_map),
                     Some(gid_map),
@@ -289,16 +289,16 @@ impl Jail {
     /// Checks that `uid`/`gid` (ids inside the jail) exist in the jail's user namespace.
     pub fn check_ids(&self, uid: u32, gid: u32) -> Result<(), Error> {
         for (map, id, what) in [(&self.uid_map, uid, "uid"), (&self.gid_map, gid, "gid")] {
-            if let Some(map) = map {
-                if map.to_host(id).is_none() {
-                    return Err(Error::new(
-                        Kind::NoUser,
-                        format!(
-                            "{what} {id} has no mapping in the user namespace of jail {}",
-                            self.pid
-                        ),
-                    ));
-                }
+            if let Some(map) = map
+                && map.to_host(id).is_none()
+            {
+                return Err(Error::new(
+                    Kind::NoUser,
+                    format!(
+                        "{what} {id} has no mapping in the user namespace of jail {}",
+                        self.pid
+                    ),
+                ));
             }
         }
         Ok(())

@@ -54,20 +54,28 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Resets every catchable signal to its default action, as exec would not do for ignored ones.
-/// Async-signal-safe.
+/// Resets every catchable signal, 1 to 64, to its default action: exec keeps ignored signals
+/// ignored. Uses the raw syscall because glibc's sigaction refuses its reserved signals 32 and
+/// 33, which an ignoring parent may still have set. Async-signal-safe.
 pub fn reset_signal_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
+    // An all-zero kernel `struct sigaction` (handler, flags, [restorer,] mask; at most four
+    // words on every architecture) means SIG_DFL, no flags, empty mask.
+    let default = [0usize; 4];
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: a zeroed sigaction with SIG_DFL is valid; errors (reserved signals) are
-        // harmless and ignored.
+        // SAFETY: rt_sigaction reads a kernel sigaction from a valid, large enough buffer;
+        // the old action is not asked for; the mask size is the kernel's 8 bytes.
         unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &act, std::ptr::null_mut());
-        }
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u8>(),
+                8,
+            )
+        };
     }
 }
 

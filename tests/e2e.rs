@@ -1,0 +1,662 @@
+//! End to end: the real binary, its real socket, real namespace jails, real signals.
+//! Every test that expects the command to run has a twin that expects it not to.
+
+mod util;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use util::*;
+
+const SETTLE: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(5);
+
+/// A command that appends one line to `file` each time it runs.
+fn append(file: &std::path::Path) -> String {
+    format!("echo \"$JAILDAEMON_TITLE\" >> {}", file.display())
+}
+
+#[test]
+fn single_shot_fires_once_on_sighup_from_jail_root() {
+    if !root_or_skip("single_shot_fires_once_on_sighup_from_jail_root") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "SINGLE_SHOT",
+    ]);
+    assert_eq!(
+        jail.probes("SINGLE_SHOT").len(),
+        1,
+        "the utility returned before the probe ran in the jail"
+    );
+    assert!(jail.pkill(0, "HUP", "SINGLE_SHOT"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "command did not run: {}",
+        daemon.log_text()
+    );
+    assert_eq!(fs::read_to_string(&fired).unwrap().trim(), "SINGLE_SHOT");
+    sleep(SETTLE);
+    assert!(
+        jail.probes("SINGLE_SHOT").is_empty(),
+        "a single-shot probe came back"
+    );
+    assert!(!jail.pkill(0, "HUP", "SINGLE_SHOT"));
+    sleep(SETTLE);
+    assert_eq!(lines(&fired), 1);
+}
+
+#[test]
+fn probe_killed_or_terminated_fires_nothing() {
+    if !root_or_skip("probe_killed_or_terminated_fires_nothing") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    for (signal, title) in [
+        ("KILL", "KILLED_PROBE"),
+        ("TERM", "TERMED_PROBE"),
+        ("USR1", "USR1_PROBE"),
+    ] {
+        daemon.arm(&["-c", &append(&fired), "-j", &jail.spec(), "-t", title]);
+        assert!(jail.pkill(0, signal, title));
+        assert!(
+            wait_for(LONG, || jail.probes(title).is_empty()),
+            "SIG{signal} did not end the probe"
+        );
+    }
+    assert!(
+        wait_for(LONG, || daemon.log_text().matches("nothing fired").count()
+            == 3),
+        "{}",
+        daemon.log_text()
+    );
+    sleep(SETTLE);
+    assert_eq!(
+        lines(&fired),
+        0,
+        "a probe that did not get SIGHUP fired its command"
+    );
+}
+
+#[test]
+fn respawn_after_command_survives_several_triggers() {
+    if !root_or_skip("respawn_after_command_survives_several_triggers") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-r",
+        "-t",
+        "RESPAWN_AFTER",
+    ]);
+    for n in 1..=3 {
+        assert!(
+            wait_for(LONG, || jail.probes("RESPAWN_AFTER").len() == 1),
+            "probe not re-armed before trigger {n}"
+        );
+        assert!(jail.pkill(0, "HUP", "RESPAWN_AFTER"));
+        assert!(
+            wait_for(LONG, || lines(&fired) == n),
+            "trigger {n} did not run the command"
+        );
+    }
+    assert!(wait_for(LONG, || jail.probes("RESPAWN_AFTER").len() == 1));
+}
+
+#[test]
+fn respawn_after_command_waits_but_respawn_immediately_does_not() {
+    if !root_or_skip("respawn_after_command_waits_but_respawn_immediately_does_not") {
+        return;
+    }
+    let dir = TempDir::new();
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    let gate = dir.path("gate");
+    // The command runs until the test removes the gate file.
+    let slow = |file: &std::path::Path| {
+        format!(
+            "echo start >> {}; touch {g}; while [ -e {g} ]; do sleep 0.05; done",
+            file.display(),
+            g = gate.display()
+        )
+    };
+    let (now, later) = (dir.path("now"), dir.path("later"));
+    daemon.arm(&[
+        "-c",
+        &slow(&now),
+        "-j",
+        &jail.spec(),
+        "-R",
+        "-t",
+        "RESPAWN_NOW",
+    ]);
+    daemon.arm(&[
+        "-c",
+        &slow(&later),
+        "-j",
+        &jail.spec(),
+        "-r",
+        "-t",
+        "RESPAWN_LATER",
+    ]);
+    assert!(jail.pkill(0, "HUP", "RESPAWN_NOW"));
+    assert!(jail.pkill(0, "HUP", "RESPAWN_LATER"));
+    assert!(wait_for(LONG, || lines(&now) == 1 && lines(&later) == 1));
+    // -R: back at once, while its command still runs, and fires again.
+    assert!(
+        wait_for(LONG, || jail.probes("RESPAWN_NOW").len() == 1),
+        "-R did not respawn while the command ran"
+    );
+    assert!(jail.pkill(0, "HUP", "RESPAWN_NOW"));
+    assert!(
+        wait_for(LONG, || lines(&now) == 2),
+        "second -R trigger did not run while the first command ran"
+    );
+    // -r: not back while its command runs.
+    sleep(SETTLE);
+    assert!(
+        jail.probes("RESPAWN_LATER").is_empty(),
+        "-r respawned before its command finished"
+    );
+    fs::remove_file(&gate).unwrap();
+    assert!(
+        wait_for(LONG, || jail.probes("RESPAWN_LATER").len() == 1),
+        "-r did not respawn after its command"
+    );
+}
+
+#[test]
+fn uid_probe_is_triggered_by_its_user_only() {
+    if !root_or_skip("uid_probe_is_triggered_by_its_user_only") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-u",
+        "1000",
+        "-g",
+        "1000",
+        "-t",
+        "USER_PROBE",
+    ]);
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "ROOT_PROBE",
+    ]);
+    let probe = jail.probes("USER_PROBE")[0];
+    let status = fs::read_to_string(format!("/proc/{probe}/status")).unwrap();
+    assert!(status.contains("Uid:\t1000\t1000\t1000\t1000"), "{status}");
+    assert!(status.contains("Gid:\t1000\t1000\t1000\t1000"), "{status}");
+    // Another unprivileged uid may not signal it, nor may uid 1000 signal root's probe.
+    assert!(!jail.pkill(1001, "HUP", "USER_PROBE"));
+    assert!(!jail.pkill(1000, "HUP", "ROOT_PROBE"));
+    sleep(SETTLE);
+    assert_eq!(lines(&fired), 0, "a foreign uid fired a probe");
+    assert_eq!(jail.probes("ROOT_PROBE").len(), 1);
+    assert!(jail.pkill(1000, "HUP", "USER_PROBE"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(fs::read_to_string(&fired).unwrap().trim(), "USER_PROBE");
+}
+
+#[test]
+fn user_namespaced_jail_root_triggers_its_probe() {
+    if !root_or_skip("user_namespaced_jail_root_triggers_its_probe") {
+        return;
+    }
+    let Some(jail) = Jail::with_userns() else {
+        return;
+    };
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "USERNS_PROBE",
+    ]);
+    let probe = jail.probes("USERNS_PROBE")[0];
+    let status = fs::read_to_string(format!("/proc/{probe}/status")).unwrap();
+    assert!(
+        status.contains("Uid:\t100000\t100000\t100000\t100000"),
+        "probe is not the jail's root: {status}"
+    );
+    // An id the jail's user namespace does not map is refused by name.
+    let out = daemon.util(&["-c", "true", "-j", &jail.spec(), "-u", "70000"]);
+    assert_eq!(out.status.code(), Some(67));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uid 70000 has no mapping"));
+    // Jail root cannot read the probe's memory, though it owns the probe's uid.
+    let inner = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap();
+    for file in ["maps", "environ", "mem"] {
+        let read = jail.exec_as(0, &["cat", &format!("/proc/{inner}/{file}")]);
+        assert!(!read.status.success(), "jail root read the probe's {file}");
+    }
+    // Control: jail root can read its own processes' maps, so the refusal above is real.
+    assert!(jail.exec_as(0, &["cat", "/proc/1/maps"]).status.success());
+    assert!(jail.pkill(0, "HUP", "USERNS_PROBE"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn probe_carries_nothing_of_the_host() {
+    if !root_or_skip("probe_carries_nothing_of_the_host") {
+        return;
+    }
+    let dir = TempDir::new();
+    let daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    let secret = "SECRET_COMMAND_OF_ANOTHER_JAIL";
+    daemon.arm(&[
+        "-c",
+        &format!("echo {secret}"),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "OTHER_PROBE",
+    ]);
+    daemon.arm(&["-c", "true", "-j", &jail.spec(), "-t", "CLEAN_PROBE"]);
+    let probe = jail.probes("CLEAN_PROBE")[0];
+    let proc = |f: &str| format!("/proc/{probe}/{f}");
+    assert_eq!(
+        fs::read_dir(proc("fd")).unwrap().count(),
+        0,
+        "the probe holds descriptors"
+    );
+    assert!(
+        fs::read(proc("environ")).unwrap().is_empty(),
+        "the probe has an environment"
+    );
+    let status = fs::read_to_string(proc("status")).unwrap();
+    for line in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            status.contains(&format!("{line}:\t0000000000000000")),
+            "{line} not empty: {status}"
+        );
+    }
+    assert!(status.contains("NoNewPrivs:\t1"));
+    assert!(status.contains("SigIgn:\t0000000000000000"));
+    let exe = fs::read_link(proc("exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "probe runs a host path: {exe:?}"
+    );
+    // Its whole memory holds nothing of the daemon's.
+    let maps = fs::read_to_string(proc("maps")).unwrap();
+    let mem = fs::File::open(proc("mem")).unwrap();
+    for line in maps.lines() {
+        let range = line.split_whitespace().next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (hi - lo) as usize];
+        if std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, lo).is_ok() {
+            assert!(
+                !buf.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "another probe's command is in memory"
+            );
+        }
+    }
+    // The jail's root is its root; pid 1 of the jail is not its parent.
+    assert_eq!(
+        fs::read_link(proc("root")).unwrap(),
+        fs::read_link(format!("/proc/{}/root", jail.pid)).unwrap()
+    );
+}
+
+#[test]
+fn daemon_started_with_sighup_ignored_and_blocked_still_works() {
+    if !root_or_skip("daemon_started_with_sighup_ignored_and_blocked_still_works") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    // perl sets SIGHUP to ignored and blocked, then execs the daemon, as an rc script might.
+    let wrapper = [
+        "perl",
+        "-MPOSIX",
+        "-e",
+        "$SIG{HUP}='IGNORE'; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGHUP)); exec @ARGV or die",
+    ];
+    let daemon = Daemon::start_with(&dir, &wrapper);
+    let daemon_status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    // The daemon keeps the disposition it inherited: SIGHUP is still ignored in it.
+    let ignored = daemon_status
+        .lines()
+        .find(|l| l.starts_with("SigIgn:"))
+        .unwrap();
+    let ignored = u64::from_str_radix(ignored.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(
+        ignored & 1,
+        1,
+        "the wrapper did not ignore SIGHUP: {daemon_status}"
+    );
+    let jail = Jail::new();
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "DEAF_DAEMON",
+    ]);
+    assert!(jail.pkill(0, "HUP", "DEAF_DAEMON"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn probes_die_with_the_daemon_and_sigterm_cleans_up() {
+    if !root_or_skip("probes_die_with_the_daemon_and_sigterm_cleans_up") {
+        return;
+    }
+    let jail = Jail::new();
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+        let dir = TempDir::new();
+        let fired = dir.path("fired");
+        let mut daemon = Daemon::start(&dir);
+        let title = format!("ORPHAN_{signal:?}");
+        daemon.arm(&["-c", &append(&fired), "-j", &jail.spec(), "-t", &title]);
+        assert_eq!(jail.probes(&title).len(), 1);
+        daemon.signal(signal);
+        assert!(wait_for(LONG, || !daemon.is_running()));
+        assert!(
+            wait_for(LONG, || jail.probes(&title).is_empty()),
+            "probe outlived the daemon ({signal:?})"
+        );
+        if signal == rustix::process::Signal::TERM {
+            assert!(!daemon.socket.exists(), "socket left behind");
+            assert!(!daemon.pidfile.exists(), "pidfile left behind");
+        }
+        assert_eq!(lines(&fired), 0);
+    }
+}
+
+#[test]
+fn second_daemon_is_refused_and_stale_socket_is_taken_over() {
+    if !root_or_skip("second_daemon_is_refused_and_stale_socket_is_taken_over") {
+        return;
+    }
+    let dir = TempDir::new();
+    let mut daemon = Daemon::start(&dir);
+    let pid = fs::read_to_string(&daemon.pidfile).unwrap();
+    assert_eq!(pid.trim(), daemon.child.id().to_string());
+    let other_pidfile = dir.path("other.pid");
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-f"])
+        .arg(&daemon.socket)
+        .arg("-p")
+        .arg(&other_pidfile)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(73));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already serving"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same pidfile, other socket: the pidfile lock refuses it.
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-f"])
+        .arg(dir.path("other.sock"))
+        .arg("-p")
+        .arg(&daemon.pidfile)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the pidfile"));
+    assert!(daemon.is_running());
+    // A daemon killed with SIGKILL leaves a stale socket; the next one takes it over.
+    daemon.signal(rustix::process::Signal::KILL);
+    let _ = daemon.child.wait();
+    assert!(daemon.socket.exists());
+    let next = Daemon::start(&dir);
+    assert!(next.log_text().contains("removing stale socket"));
+    let out = next.util(&["-c", "true", "-j", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(68),
+        "the new daemon does not answer"
+    );
+    // A path that is not a socket is never removed.
+    let plain = dir.path("plain");
+    fs::write(&plain, "keep me").unwrap();
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-f"])
+        .arg(&plain)
+        .arg("-p")
+        .arg(dir.path("p3"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(73));
+    assert_eq!(fs::read_to_string(&plain).unwrap(), "keep me");
+}
+
+#[test]
+fn detached_daemon_writes_its_pidfile_and_serves() {
+    if !root_or_skip("detached_daemon_writes_its_pidfile_and_serves") {
+        return;
+    }
+    let dir = TempDir::new();
+    let (socket, pidfile) = (dir.path("d.sock"), dir.path("d.pid"));
+    let out = Command::new(BIN)
+        .arg("-D")
+        .arg("-f")
+        .arg(&socket)
+        .arg("-p")
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["-c", "true", "-j", "999999999", "-f"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(68),
+        "detached daemon does not serve"
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(wait_for(LONG, || !pidfile.exists() && !socket.exists()));
+}
+
+#[test]
+fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
+    if !root_or_skip("bad_requests_get_a_clear_error_and_the_daemon_keeps_serving") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let mut daemon = Daemon::start(&dir);
+    let jail = Jail::new();
+    let err = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
+    // Unknown and dead jails, a process that is not in a jail, an unknown user.
+    let out = daemon.util(&["-c", "true", "-j", "999999999"]);
+    assert_eq!(out.status.code(), Some(68));
+    assert!(err(&out).contains("jail '999999999'"), "{}", err(&out));
+    let out = daemon.util(&["-c", "true", "-j", "web1"]);
+    assert_eq!(out.status.code(), Some(68));
+    let out = daemon.util(&["-c", "true", "-j", &std::process::id().to_string()]);
+    assert_eq!(out.status.code(), Some(68));
+    assert!(err(&out).contains("not in a jail"));
+    let out = daemon.util(&["-c", "true", "-j", &jail.spec(), "-u", "nosuchuser"]);
+    assert_eq!(out.status.code(), Some(67));
+    assert!(err(&out).contains("unknown user 'nosuchuser'"));
+    // Command-line mistakes never reach the daemon.
+    let out = daemon.util(&["-c", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = daemon.util(&["-c", "true", "-j", "1", "-r", "-R"]);
+    assert_eq!(out.status.code(), Some(64));
+    // Garbage, an oversized frame, a half-open client: each refused, the daemon unharmed.
+    for bytes in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        &[b'J', b'D', 1, 0, 0xff, 0xff, 0xff, 0xff][..],
+        &[b'J', b'D', 1, 0, 0, 0, 0, 2, b'{', b'}'][..],
+    ] {
+        let mut s = UnixStream::connect(&daemon.socket).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer).contains("refused"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let half_open = UnixStream::connect(&daemon.socket).unwrap();
+    half_open.set_read_timeout(Some(LONG)).unwrap();
+    let mut answer = Vec::new();
+    (&half_open).read_to_end(&mut answer).unwrap();
+    assert!(
+        answer.is_empty(),
+        "a silent client should be dropped, not answered"
+    );
+    // A non-root peer is refused by its credentials, even when the socket mode lets it in.
+    fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            util::BIN,
+            "-c",
+            "true",
+            "-j",
+            &jail.spec(),
+            "-f",
+        ])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", err(&out));
+    assert!(err(&out).contains("not root"));
+    assert!(
+        daemon
+            .log_text()
+            .contains("refused a client: peer uid 65534")
+    );
+    // Still alive and serving.
+    assert!(daemon.is_running());
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "AFTER_ABUSE",
+    ]);
+    assert!(jail.pkill(0, "HUP", "AFTER_ABUSE"));
+    assert!(wait_for(LONG, || lines(&fired) == 1));
+}
+
+#[test]
+fn utility_without_daemon_says_so() {
+    let dir = TempDir::new();
+    let out = Command::new(BIN)
+        .args(["-c", "true", "-j", "1", "-f"])
+        .arg(dir.path("none.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no jaildaemon answers on"));
+}
+
+#[test]
+fn daemon_refuses_to_start_without_root() {
+    if rustix::process::geteuid().is_root() {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                util::BIN,
+                "-D",
+                "-F",
+                "-f",
+                "/tmp/x.sock",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(77));
+    } else {
+        let out = Command::new(BIN)
+            .args(["-D", "-F", "-f", "/tmp/x.sock"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(77));
+    }
+}

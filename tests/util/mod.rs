@@ -1,0 +1,284 @@
+//! Helpers for tests that drive the real binary over its real socket against real namespace
+//! jails. Each test gets its own directory, daemon and jail.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jaildaemon");
+
+/// True when running as root; otherwise says loudly that the test is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!(
+            "SKIPPED {test}: needs root (namespaces, setns, a root-only socket); run the suite as root"
+        );
+    }
+    root
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("jaildaemon-test-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// A daemon in the foreground (`-F`) with its own socket and pidfile.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub pidfile: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(dir: &TempDir) -> Daemon {
+        Daemon::start_with(dir, &[])
+    }
+
+    /// Starts the daemon through `wrapper` (a command prefix), e.g. to start it with SIGHUP
+    /// ignored and blocked.
+    pub fn start_with(dir: &TempDir, wrapper: &[&str]) -> Daemon {
+        let socket = dir.path("jd.sock");
+        let pidfile = dir.path("jd.pid");
+        let log = dir.path("daemon.log");
+        let mut argv: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        argv.extend([BIN, "-D", "-F", "-f"].map(String::from));
+        argv.push(socket.display().to_string());
+        argv.push("-p".into());
+        argv.push(pidfile.display().to_string());
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            socket,
+            pidfile,
+            log,
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), || d
+                .log_text()
+                .contains("listening on")),
+            "daemon did not come up: {}",
+            d.log_text()
+        );
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the utility against this daemon.
+    pub fn util(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("-f")
+            .arg(&self.socket)
+            .output()
+            .unwrap()
+    }
+
+    /// Arms a probe and asserts that the utility reported success.
+    pub fn arm(&self, args: &[&str]) {
+        let out = self.util(args);
+        assert!(
+            out.status.success(),
+            "arming {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+    }
+
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.signal(rustix::process::Signal::TERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A namespace jail made with unshare(1): its own pid, mount (with its own /proc), uts, ipc
+/// and net namespaces, and with `with_userns` also its own user namespace, where its root is
+/// host uid 100000.
+pub struct Jail {
+    unshare: Child,
+    pub pid: u32,
+}
+
+impl Jail {
+    pub fn new() -> Jail {
+        Jail::spawn(&[])
+    }
+
+    /// A user-namespaced jail, or `None` (said loudly) where newuidmap is missing.
+    pub fn with_userns() -> Option<Jail> {
+        if Command::new("newuidmap").output().is_err() {
+            eprintln!("SKIPPED user-namespace jail: newuidmap (package uidmap) is missing");
+            return None;
+        }
+        Some(Jail::spawn(&[
+            "--user",
+            "--map-users=100000,0,65536",
+            "--map-groups=100000,0,65536",
+            "--setuid",
+            "0",
+            "--setgid",
+            "0",
+        ]))
+    }
+
+    fn spawn(extra: &[&str]) -> Jail {
+        let unshare = Command::new("unshare")
+            .args(extra)
+            .args([
+                "--pid",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--fork",
+                "--mount-proc",
+                "sleep",
+                "3600",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let upid = unshare.id();
+        let mut pid = 0;
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                let children = fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
+                    .unwrap_or_default();
+                pid = children
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                // Ready once the child runs sleep inside its namespaces.
+                pid != 0
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(b"sleep"))
+            }),
+            "jail did not start"
+        );
+        Jail { unshare, pid }
+    }
+
+    pub fn spec(&self) -> String {
+        self.pid.to_string()
+    }
+
+    /// Runs `argv` inside every namespace of the jail, as `uid` (an id inside the jail).
+    pub fn exec_as(&self, uid: u32, argv: &[&str]) -> Output {
+        let pid = self.pid.to_string();
+        let id = uid.to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-a", "-S", &id, "-G", &id])
+            .args(argv)
+            .output()
+            .unwrap()
+    }
+
+    /// `pkill -SIG -f TITLE` inside the jail, as `uid`; true if a process was signalled.
+    pub fn pkill(&self, uid: u32, signal: &str, title: &str) -> bool {
+        self.exec_as(uid, &["pkill", &format!("-{signal}"), "-f", title])
+            .status
+            .success()
+    }
+
+    /// Host pids of the probes with this title that live in this jail's pid namespace.
+    pub fn probes(&self, title: &str) -> Vec<u32> {
+        let ns = |pid: u32| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        host_pids_matching(title)
+            .into_iter()
+            .filter(|&p| ns(p).is_some() && ns(p) == ns(self.pid))
+            .collect()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.unshare.wait();
+    }
+}
+
+impl Drop for Jail {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Host pids whose command line is exactly `title` (probes have argv `[title]`).
+pub fn host_pids_matching(title: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline == [title.as_bytes(), b"\0"].concat() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Lines in a file (0 if it does not exist).
+pub fn lines(path: &Path) -> usize {
+    fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
