@@ -660,3 +660,39 @@ fn daemon_refuses_to_start_without_root() {
         assert_eq!(out.status.code(), Some(77));
     }
 }
+
+#[test]
+fn jail_torn_down_fires_nothing() {
+    if !root_or_skip("jail_torn_down_fires_nothing") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let mut jail = Jail::new();
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-r",
+        "-t",
+        "DOOMED_JAIL",
+    ]);
+    let probe = jail.probes("DOOMED_JAIL")[0];
+    jail.kill();
+    assert!(wait_for(LONG, || !std::path::Path::new(&format!(
+        "/proc/{probe}"
+    ))
+    .exists()));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("nothing fired")),
+        "{}",
+        daemon.log_text()
+    );
+    sleep(SETTLE);
+    assert_eq!(lines(&fired), 0, "a torn-down jail fired its probe");
+    // The jail is gone now: arming into it is refused by name.
+    let out = daemon.util(&["-c", "true", "-j", &jail.spec()]);
+    assert_eq!(out.status.code(), Some(68));
+}
