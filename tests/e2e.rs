@@ -23,13 +23,15 @@ fn append(file: &std::path::Path) -> String {
 
 #[test]
 fn single_shot_fires_once_on_sighup_from_jail_root() {
-    if !root_or_skip("single_shot_fires_once_on_sighup_from_jail_root") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("single_shot_fires_once_on_sighup_from_jail_root")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
-    let jail = Jail::new();
+    };
     daemon.arm(&[
         "-c",
         &append(&fired),
@@ -62,13 +64,15 @@ fn single_shot_fires_once_on_sighup_from_jail_root() {
 
 #[test]
 fn probe_killed_or_terminated_fires_nothing() {
-    if !root_or_skip("probe_killed_or_terminated_fires_nothing") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("probe_killed_or_terminated_fires_nothing")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
-    let jail = Jail::new();
+    };
     for (signal, title) in [
         ("KILL", "KILLED_PROBE"),
         ("TERM", "TERMED_PROBE"),
@@ -97,13 +101,15 @@ fn probe_killed_or_terminated_fires_nothing() {
 
 #[test]
 fn respawn_after_command_survives_several_triggers() {
-    if !root_or_skip("respawn_after_command_survives_several_triggers") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("respawn_after_command_survives_several_triggers")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
-    let jail = Jail::new();
+    };
     daemon.arm(&[
         "-c",
         &append(&fired),
@@ -191,13 +197,15 @@ fn respawn_after_command_waits_but_respawn_immediately_does_not() {
 
 #[test]
 fn uid_probe_is_triggered_by_its_user_only() {
-    if !root_or_skip("uid_probe_is_triggered_by_its_user_only") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("uid_probe_is_triggered_by_its_user_only")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
-    let jail = Jail::new();
+    };
     daemon.arm(&[
         "-c",
         &append(&fired),
@@ -532,13 +540,15 @@ fn detached_daemon_writes_its_pidfile_and_serves() {
 
 #[test]
 fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
-    if !root_or_skip("bad_requests_get_a_clear_error_and_the_daemon_keeps_serving") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        mut daemon,
+        jail,
+    }) = World::new("bad_requests_get_a_clear_error_and_the_daemon_keeps_serving")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let mut daemon = Daemon::start(&dir);
-    let jail = Jail::new();
+    };
     let err = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
     // Unknown and dead jails, a process that is not in a jail, an unknown user.
     let out = daemon.util(&["-c", "true", "-j", "999999999"]);
@@ -663,13 +673,15 @@ fn daemon_refuses_to_start_without_root() {
 
 #[test]
 fn jail_torn_down_fires_nothing() {
-    if !root_or_skip("jail_torn_down_fires_nothing") {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        mut jail,
+    }) = World::new("jail_torn_down_fires_nothing")
+    else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
-    let mut jail = Jail::new();
+    };
     daemon.arm(&[
         "-c",
         &append(&fired),

@@ -282,3 +282,31 @@ pub fn lines(path: &Path) -> usize {
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
+
+/// What most tests need: a directory, a file the command appends to, a daemon and a jail.
+/// Fields drop in reverse order: jail, daemon, then the directory.
+pub struct World {
+    pub dir: TempDir,
+    pub fired: PathBuf,
+    pub daemon: Daemon,
+    pub jail: Jail,
+}
+
+impl World {
+    /// `None`, said loudly, when not root.
+    pub fn new(test: &str) -> Option<World> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let dir = TempDir::new();
+        let fired = dir.path("fired");
+        let daemon = Daemon::start(&dir);
+        let jail = Jail::new();
+        Some(World {
+            dir,
+            fired,
+            daemon,
+            jail,
+        })
+    }
+}
