@@ -24,6 +24,10 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 64;
 const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+/// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
+/// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands
+/// on the host: further triggers find no probe to signal.
+pub const MAX_RUNNING_PER_PROBE: usize = 4;
 /// The environment of every command: nothing of the daemon's own.
 const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -468,7 +472,10 @@ impl Daemon {
         }
         match probe.arm.respawn {
             Respawn::Never => probe.finished = true,
-            Respawn::Immediately => self.rearm(id),
+            Respawn::Immediately if probe.running < MAX_RUNNING_PER_PROBE => self.rearm(id),
+            Respawn::Immediately => log::warn!(
+                "probe {id}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
+            ),
             Respawn::AfterCommand if probe.running == 0 => self.rearm(id),
             Respawn::AfterCommand => {}
         }
@@ -499,8 +506,8 @@ impl Daemon {
             return;
         };
         probe.running -= 1;
-        if probe.arm.respawn == Respawn::AfterCommand && !probe.finished && probe.process.is_none()
-        {
+        // Re-arms an `-r` probe, and an `-R` probe that was held back at its limit.
+        if probe.arm.respawn != Respawn::Never && !probe.finished && probe.process.is_none() {
             self.rearm(id);
         }
         self.forget_if_idle(id);

@@ -708,3 +708,46 @@ fn jail_torn_down_fires_nothing() {
     let out = daemon.util(&["-c", "true", "-j", &jail.spec()]);
     assert_eq!(out.status.code(), Some(68));
 }
+
+#[test]
+fn respawn_immediately_is_bounded_by_running_commands() {
+    let Some(World {
+        dir, jail, daemon, ..
+    }) = World::new("respawn_immediately_is_bounded_by_running_commands")
+    else {
+        return;
+    };
+    let (gate, starts) = (dir.path("gate"), dir.path("starts"));
+    fs::write(&gate, "").unwrap();
+    let command = format!(
+        "echo start >> {s}; while [ -e {g} ]; do sleep 0.05; done",
+        s = starts.display(),
+        g = gate.display()
+    );
+    daemon.arm(&["-c", &command, "-j", &jail.spec(), "-R", "-t", "HAMMERED"]);
+    let limit = jaildaemon::daemon::MAX_RUNNING_PER_PROBE;
+    for n in 1..=limit {
+        assert!(
+            wait_for(LONG, || jail.probes("HAMMERED").len() == 1),
+            "not re-armed before trigger {n}"
+        );
+        assert!(jail.pkill(0, "HUP", "HAMMERED"));
+        assert!(wait_for(LONG, || lines(&starts) == n));
+    }
+    // At the limit: no probe to hammer, so no further command starts.
+    sleep(SETTLE);
+    assert!(
+        jail.probes("HAMMERED").is_empty(),
+        "re-armed beyond the limit"
+    );
+    assert!(!jail.pkill(0, "HUP", "HAMMERED"));
+    assert_eq!(lines(&starts), limit);
+    assert!(daemon.log_text().contains("re-arming when one finishes"));
+    // Once the commands finish, the probe is back.
+    fs::remove_file(&gate).unwrap();
+    assert!(
+        wait_for(LONG, || jail.probes("HAMMERED").len() == 1),
+        "{}",
+        daemon.log_text()
+    );
+}
