@@ -751,3 +751,66 @@ fn respawn_immediately_is_bounded_by_running_commands() {
         daemon.log_text()
     );
 }
+
+#[test]
+fn probe_joins_the_jails_cgroups() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("probe_joins_the_jails_cgroups")
+    else {
+        return;
+    };
+    // The cgroup v2 hierarchy (hybrid layouts mount it at unified/) and, where mounted, the
+    // v1 pids hierarchy.
+    let name = format!("jaildaemon-test-{}", std::process::id());
+    let roots: Vec<&str> = [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/pids",
+    ]
+    .into_iter()
+    .filter(|r| std::path::Path::new(r).join("cgroup.procs").exists())
+    .collect();
+    assert!(!roots.is_empty(), "no cgroup hierarchy mounted");
+    let mut made = Vec::new();
+    for root in &roots {
+        let dir = std::path::Path::new(root).join(&name);
+        if fs::create_dir(&dir).is_ok() && fs::write(dir.join("cgroup.procs"), jail.spec()).is_ok()
+        {
+            made.push(dir);
+        }
+    }
+    assert!(
+        !made.is_empty(),
+        "could not put the jail into a cgroup of its own"
+    );
+    let jail_cgroups = fs::read_to_string(format!("/proc/{}/cgroup", jail.pid)).unwrap();
+    let our_cgroups = fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert_ne!(jail_cgroups, our_cgroups);
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "CGROUP_PROBE",
+    ]);
+    let probe = jail.probes("CGROUP_PROBE")[0];
+    let probe_cgroups = fs::read_to_string(format!("/proc/{probe}/cgroup")).unwrap();
+    assert_eq!(
+        probe_cgroups, jail_cgroups,
+        "the probe is not in the jail's cgroups"
+    );
+    assert!(jail.pkill(0, "HUP", "CGROUP_PROBE"));
+    assert!(wait_for(LONG, || lines(&fired) == 1));
+    drop(jail);
+    for dir in made {
+        assert!(
+            wait_for(LONG, || fs::remove_dir(&dir).is_ok()),
+            "cgroup {dir:?} still busy"
+        );
+    }
+}

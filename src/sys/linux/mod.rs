@@ -1,5 +1,6 @@
 //! Linux backend: a jail is a set of namespaces, named by the host PID of a process inside it.
 
+mod cgroup;
 mod raw;
 
 use std::ffi::{CStr, CString};
@@ -286,6 +287,28 @@ impl Jail {
         Ok(text)
     }
 
+    /// Moves `pid` into the jail's cgroups (every hierarchy where they differ from ours), so
+    /// that the jail's limits and freezer apply to it. The kernel cannot do this in clone for
+    /// us once the helper is inside the jail's user namespace, so the daemon writes the pid.
+    fn join_cgroups(&self, pid: i32) -> Result<(), Error> {
+        let read = |path: String| {
+            fs::read_to_string(&path).map_err(|e| Error::os(format!("reading {path}"), e))
+        };
+        let jail = read(format!("/proc/{}/cgroup", self.pid))?;
+        self.check_alive()?;
+        let ours = read("/proc/self/cgroup".into())?;
+        let mountinfo = read("/proc/self/mountinfo".into())?;
+        for file in cgroup::procs_files(&jail, &ours, &mountinfo) {
+            fs::write(&file, pid.to_string()).map_err(|e| {
+                Error::os(
+                    format!("joining jail {}'s cgroup {}", self.pid, file.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Checks that `uid`/`gid` (ids inside the jail) exist in the jail's user namespace.
     pub fn check_ids(&self, uid: u32, gid: u32) -> Result<(), Error> {
         for (map, id, what) in [(&self.uid_map, uid, "uid"), (&self.gid_map, gid, "gid")] {
@@ -442,6 +465,10 @@ pub fn spawn_probe(
             Kind::Os,
             format!("probe for jail {} died before it was armed", jail.pid),
         )),
+    };
+    let failure = match (failure, &probe) {
+        (None, Some(p)) => jail.join_cgroups(p.pid).err(),
+        (failure, _) => failure,
     };
     match (failure, probe) {
         (None, Some(probe)) => Ok(probe),

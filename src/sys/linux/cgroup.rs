@@ -1,0 +1,128 @@
+//! Which `cgroup.procs` files put a process into a jail's cgroups, on cgroup v2, v1 or both
+//! (hybrid). Pure parsing of `/proc/PID/cgroup` and `/proc/self/mountinfo`.
+
+use std::path::{Path, PathBuf};
+
+/// One line of `/proc/PID/cgroup`: `id:controllers:path`; controllers are empty for v2.
+#[derive(Debug, PartialEq, Eq)]
+struct Membership<'a> {
+    controllers: Vec<&'a str>,
+    path: &'a str,
+}
+
+fn memberships(text: &str) -> Vec<Membership<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let mut controllers: Vec<&str> =
+                controllers.split(',').filter(|c| !c.is_empty()).collect();
+            controllers.sort_unstable();
+            Some(Membership { controllers, path })
+        })
+        .collect()
+}
+
+/// A mounted cgroup hierarchy: its controllers (empty for cgroup2), the cgroup path at its
+/// root, and where it is mounted.
+#[derive(Debug, PartialEq, Eq)]
+struct Mount<'a> {
+    controllers: Vec<&'a str>,
+    root: &'a str,
+    point: &'a str,
+}
+
+fn mounts(mountinfo: &str) -> Vec<Mount<'_>> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            let (root, point) = (*left.get(3)?, *left.get(4)?);
+            let controllers = match *right.first()? {
+                "cgroup2" => Vec::new(),
+                "cgroup" => {
+                    let mut c: Vec<&str> = right
+                        .get(2)?
+                        .split(',')
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro")
+                                && !o.starts_with("release_agent")
+                                && *o != "clone_children"
+                        })
+                        .collect();
+                    c.sort_unstable();
+                    c
+                }
+                _ => return None,
+            };
+            Some(Mount {
+                controllers,
+                root,
+                point,
+            })
+        })
+        .collect()
+}
+
+/// The `cgroup.procs` files to write a pid into so that it joins every cgroup of the jail
+/// where the jail's differs from ours. A hierarchy that is not mounted is skipped.
+pub fn procs_files(jail: &str, ours: &str, mountinfo: &str) -> Vec<PathBuf> {
+    let ours = memberships(ours);
+    let mounts = mounts(mountinfo);
+    let mut files = Vec::new();
+    for m in memberships(jail) {
+        if ours.contains(&m) {
+            continue;
+        }
+        let Some(mount) = mounts
+            .iter()
+            .find(|mount| mount.controllers == m.controllers)
+        else {
+            continue;
+        };
+        let Some(relative) = m.path.strip_prefix(mount.root) else {
+            continue;
+        };
+        let dir = Path::new(mount.point).join(relative.trim_start_matches('/'));
+        files.push(dir.join("cgroup.procs"));
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpuacct,cpu
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    #[test]
+    fn only_differing_hierarchies_are_joined() {
+        let ours = "2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+        let jail = "2:cpu,cpuacct:/lxc/web1\n1:name=systemd:/\n0::/lxc.payload.web1\n";
+        assert_eq!(
+            procs_files(jail, ours, MOUNTINFO),
+            [
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/lxc/web1/cgroup.procs"),
+                PathBuf::from("/sys/fs/cgroup/unified/lxc.payload.web1/cgroup.procs"),
+            ]
+        );
+        assert!(procs_files(ours, ours, MOUNTINFO).is_empty());
+    }
+
+    #[test]
+    fn pure_v2_and_unmounted_hierarchies() {
+        let v2 = "90 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            procs_files("0::/machine/c1\n", "0::/init.scope\n", v2),
+            [PathBuf::from("/sys/fs/cgroup/machine/c1/cgroup.procs")]
+        );
+        assert!(procs_files("3:pids:/c1\n", "3:pids:/\n", v2).is_empty());
+    }
+}
