@@ -55,6 +55,49 @@ struct RunningCommand {
     probe: u64,
     process: Process,
     started: Instant,
+    /// Read end of the pipe that carries the command's stdout and stderr into our log.
+    output: Option<OwnedFd>,
+    /// An incomplete last line of output.
+    partial: Vec<u8>,
+}
+
+/// Longest line of command output logged as one message; longer lines are split.
+const MAX_OUTPUT_LINE: usize = 1024;
+
+impl RunningCommand {
+    /// Logs what the command wrote, line by line; returns false at end of output.
+    fn drain_output(&mut self) -> bool {
+        let Some(fd) = &self.output else { return false };
+        let mut chunk = [0u8; 4096];
+        let open = loop {
+            match rustix::io::read(fd, &mut chunk) {
+                Ok(0) => break false,
+                Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
+                Err(rustix::io::Errno::AGAIN) => break true,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break false,
+            }
+        };
+        loop {
+            // A line ends at a newline, at MAX_OUTPUT_LINE bytes, or at the end of output.
+            let (len, newline) = match self.partial.iter().position(|&b| b == b'\n') {
+                Some(nl) if nl <= MAX_OUTPUT_LINE => (nl, 1),
+                _ if self.partial.len() >= MAX_OUTPUT_LINE => (MAX_OUTPUT_LINE, 0),
+                _ if !open && !self.partial.is_empty() => (self.partial.len(), 0),
+                _ => break,
+            };
+            let line: Vec<u8> = self.partial.drain(..len + newline).take(len).collect();
+            log::info!(
+                "probe {} command: {}",
+                self.probe,
+                String::from_utf8_lossy(&line)
+            );
+        }
+        if !open {
+            self.output = None;
+        }
+        open
+    }
 }
 
 struct Daemon {
@@ -217,6 +260,7 @@ enum Slot {
     Client(usize),
     Probe(u64),
     Command(usize),
+    Output(usize),
 }
 
 impl Daemon {
@@ -240,6 +284,10 @@ impl Daemon {
             for (i, c) in self.commands.iter().enumerate() {
                 slots.push(Slot::Command(i));
                 fds.push(PollFd::from_borrowed_fd(c.process.poll_fd(), PollFlags::IN));
+                if let Some(output) = &c.output {
+                    slots.push(Slot::Output(i));
+                    fds.push(PollFd::new(output, PollFlags::IN));
+                }
             }
             let timeout = self
                 .clients
@@ -285,6 +333,9 @@ impl Daemon {
                         }
                     }
                     Slot::Probe(id) => self.probe_exited(id),
+                    Slot::Output(i) => {
+                        self.commands[i].drain_output();
+                    }
                     Slot::Command(i) => {
                         if self.command_exited(i) {
                             finished_commands.push(i);
@@ -460,12 +511,14 @@ impl Daemon {
             probe.arm.title
         );
         match spawn_command(id, probe) {
-            Ok(process) => {
+            Ok((process, output)) => {
                 probe.running += 1;
                 self.commands.push(RunningCommand {
                     probe: id,
                     process,
                     started: Instant::now(),
+                    output: Some(output),
+                    partial: Vec::new(),
                 });
             }
             Err(e) => log::error!("probe {id}: cannot run its command: {e}"),
@@ -484,10 +537,12 @@ impl Daemon {
 
     /// Reaps command `i`; returns true once it has exited.
     fn command_exited(&mut self, i: usize) -> bool {
-        let command = &self.commands[i];
+        let command = &mut self.commands[i];
         match command.process.try_wait() {
             Ok(None) => false,
             result => {
+                // Log what it wrote before saying that it ended.
+                command.drain_output();
                 let status = result
                     .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
                     .unwrap_or_else(|e| e.to_string());
@@ -557,11 +612,12 @@ impl Daemon {
     }
 }
 
-/// Runs the probe's command on the host with `/bin/sh -c`, with a fixed environment and
-/// stdin from /dev/null; its output goes to the daemon's stderr.
-fn spawn_command(id: u64, probe: &Probe) -> io::Result<Process> {
-    let stderr = io::stderr().as_fd().try_clone_to_owned()?;
-    let stdout = io::stderr().as_fd().try_clone_to_owned()?;
+/// Runs the probe's command on the host with `/bin/sh -c`, with a fixed environment, stdin
+/// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
+fn spawn_command(id: u64, probe: &Probe) -> io::Result<(Process, OwnedFd)> {
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    rustix::io::ioctl_fionbio(&reader, true)?;
+    let stderr = writer.try_clone()?;
     let child = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&probe.arm.command)
@@ -572,8 +628,8 @@ fn spawn_command(id: u64, probe: &Probe) -> io::Result<Process> {
         .env("JAILDAEMON_PROBE", id.to_string())
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
+        .stdout(Stdio::from(writer))
         .stderr(Stdio::from(stderr))
         .spawn()?;
-    Process::from_own_child(child.id())
+    Ok((Process::from_own_child(child.id())?, reader))
 }

@@ -814,3 +814,61 @@ fn probe_joins_the_jails_cgroups() {
         );
     }
 }
+
+#[test]
+fn command_output_reaches_the_log_and_its_environment_is_fixed() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("command_output_reaches_the_log_and_its_environment_is_fixed")
+    else {
+        return;
+    };
+    // The daemon's own environment must not leak into the command.
+    let command = format!(
+        "echo out-line; echo err-line >&2; printf no-newline; env | sort > {}",
+        fired.display()
+    );
+    daemon.arm(&["-c", &command, "-j", &jail.spec(), "-t", "LOUD_COMMAND"]);
+    assert!(jail.pkill(0, "HUP", "LOUD_COMMAND"));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("command ended")),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    for line in [
+        "probe 1 command: out-line",
+        "probe 1 command: err-line",
+        "probe 1 command: no-newline",
+    ] {
+        assert!(log.contains(line), "{line:?} not logged:\n{log}");
+    }
+    let env = fs::read_to_string(&fired).unwrap();
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    // sh itself adds PWD (and may add SHLVL or _); nothing else may appear.
+    let unexpected: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            ![
+                "PATH",
+                "JAILDAEMON_JAIL",
+                "JAILDAEMON_TITLE",
+                "JAILDAEMON_PROBE",
+                "PWD",
+                "SHLVL",
+                "_",
+                "OLDPWD",
+            ]
+            .contains(n)
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected variables {unexpected:?} in:\n{env}"
+    );
+    assert!(env.contains(&format!("JAILDAEMON_JAIL={}", jail.spec())));
+    assert!(env.contains("JAILDAEMON_TITLE=LOUD_COMMAND"));
+}
