@@ -22,7 +22,7 @@ use crate::sys::{self, Exit, Jail, ProbeImage, Process};
 /// A client must send its whole request within this time.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; more wait in the listen backlog.
-const MAX_CLIENTS: usize = 64;
+const MAX_CLIENTS: usize = 256;
 const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
 /// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
 /// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands

@@ -872,3 +872,75 @@ fn command_output_reaches_the_log_and_its_environment_is_fixed() {
     assert!(env.contains(&format!("JAILDAEMON_JAIL={}", jail.spec())));
     assert!(env.contains("JAILDAEMON_TITLE=LOUD_COMMAND"));
 }
+
+#[test]
+fn a_thousand_hostile_and_valid_clients_leave_the_daemon_serving() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        mut daemon,
+        jail,
+    }) = World::new("a_thousand_hostile_and_valid_clients_leave_the_daemon_serving")
+    else {
+        return;
+    };
+    let socket = daemon.socket.clone();
+    let fd_dir = format!("/proc/{}/fd", daemon.child.id());
+    let fds_before = fs::read_dir(&fd_dir).unwrap().count();
+    let ping = [
+        b'J', b'D', 1, 0, 0, 0, 0, 13, b'{', b'"', b'o', b'p', b'"', b':', b'"', b'p', b'i', b'n',
+        b'g', b'"', b'}',
+    ];
+    let threads: Vec<_> = (0..1000)
+        .map(|n| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let Ok(mut s) = UnixStream::connect(&socket) else {
+                    return "connect failed";
+                };
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let sent = match n % 4 {
+                    0 => s.write_all(&ping),
+                    1 => s.write_all(b"\x00\xffgarbage"),
+                    2 => s.write_all(&[b'J', b'D', 1, 0, 0x7f, 0xff, 0xff, 0xff]),
+                    // Half-open: the first bytes of a header, then silence.
+                    _ => s.write_all(b"JD"),
+                };
+                let mut answer = Vec::new();
+                let _ = s.read_to_end(&mut answer);
+                match (n % 4, sent.is_ok(), String::from_utf8_lossy(&answer)) {
+                    (0, _, a) if a.contains("pong") || a.contains("busy") => "ok",
+                    (1 | 2, _, a) if a.contains("refused") => "ok",
+                    (3, _, a) if a.is_empty() || a.contains("busy") => "ok",
+                    _ => "unexpected answer",
+                }
+            })
+        })
+        .collect();
+    let results: Vec<&str> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let bad = results.iter().filter(|r| **r != "ok").count();
+    assert_eq!(
+        bad,
+        0,
+        "{bad} clients got a wrong answer: {:?}",
+        results.iter().find(|r| **r != "ok")
+    );
+    assert!(daemon.is_running());
+    // No descriptor leaked: half-open clients are dropped at their deadline.
+    assert!(
+        wait_for(LONG, || fs::read_dir(&fd_dir).unwrap().count()
+            == fds_before),
+        "daemon holds {} descriptors after the storm, {fds_before} before",
+        fs::read_dir(&fd_dir).unwrap().count()
+    );
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "AFTER_STORM",
+    ]);
+    assert!(jail.pkill(0, "HUP", "AFTER_STORM"));
+    assert!(wait_for(LONG, || lines(&fired) == 1));
+}
