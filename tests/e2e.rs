@@ -944,3 +944,23 @@ fn a_thousand_hostile_and_valid_clients_leave_the_daemon_serving() {
     assert!(jail.pkill(0, "HUP", "AFTER_STORM"));
     assert!(wait_for(LONG, || lines(&fired) == 1));
 }
+
+/// Replays the fuzzer's corpus (fuzz/corpus/decode_request) on stable Rust: every input the
+/// fuzzer found interesting still decodes without panicking, and what decodes re-encodes.
+#[test]
+fn fuzz_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_request");
+    let mut accepted = 0;
+    let mut total = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let data = fs::read(entry.unwrap().path()).unwrap();
+        total += 1;
+        if let Ok(Some(request)) = jaildaemon::proto::decode::<jaildaemon::proto::Request>(&data) {
+            accepted += 1;
+            let again = jaildaemon::proto::decode(&jaildaemon::proto::encode(&request)).unwrap();
+            assert_eq!(again, Some(request));
+        }
+    }
+    assert!(total >= 5, "corpus missing");
+    assert!(accepted >= 2, "the seed requests no longer decode");
+}
