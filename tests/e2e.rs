@@ -282,10 +282,23 @@ fn user_namespaced_jail_root_triggers_its_probe() {
         .split_whitespace()
         .last()
         .unwrap();
+    // mem needs the same access as ptrace attach: refused here means ptrace is refused too.
     for file in ["maps", "environ", "mem"] {
         let read = jail.exec_as(0, &["cat", &format!("/proc/{inner}/{file}")]);
         assert!(!read.status.success(), "jail root read the probe's {file}");
     }
+    for link in ["exe", "cwd", "root"] {
+        let read = jail.exec_as(0, &["readlink", &format!("/proc/{inner}/{link}")]);
+        assert!(
+            !read.status.success(),
+            "jail root followed the probe's {link}"
+        );
+    }
+    let fds = jail.exec_as(0, &["ls", &format!("/proc/{inner}/fd")]);
+    assert!(
+        !fds.status.success(),
+        "jail root listed the probe's descriptors"
+    );
     // Control: jail root can read its own processes' maps, so the refusal above is real.
     assert!(jail.exec_as(0, &["cat", "/proc/1/maps"]).status.success());
     assert!(jail.pkill(0, "HUP", "USERNS_PROBE"));
@@ -963,4 +976,41 @@ fn fuzz_corpus_replays_cleanly() {
     }
     assert!(total >= 5, "corpus missing");
     assert!(accepted >= 2, "the seed requests no longer decode");
+}
+
+#[test]
+fn a_jail_cannot_signal_another_jails_probe() {
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_jail_cannot_signal_another_jails_probe")
+    else {
+        return;
+    };
+    let other = Jail::new();
+    let other_fired = dir.path("other_fired");
+    daemon.arm(&[
+        "-c",
+        &append(&fired),
+        "-j",
+        &jail.spec(),
+        "-t",
+        "SAME_TITLE",
+    ]);
+    daemon.arm(&[
+        "-c",
+        &append(&other_fired),
+        "-j",
+        &other.spec(),
+        "-t",
+        "SAME_TITLE",
+    ]);
+    // Root of the other jail signals everything called SAME_TITLE that it can see.
+    assert!(other.pkill(0, "HUP", "SAME_TITLE"));
+    assert!(wait_for(LONG, || lines(&other_fired) == 1));
+    sleep(SETTLE);
+    assert_eq!(lines(&fired), 0, "one jail fired another jail's probe");
+    assert_eq!(jail.probes("SAME_TITLE").len(), 1);
 }
