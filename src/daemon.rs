@@ -24,6 +24,10 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 256;
 const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+/// Probes armed at once, in all and in one jail. Each costs a process, a pidfd and about
+/// 40 KiB of kernel memory; pid_max (32768 by default) bounds the host anyway.
+pub const MAX_PROBES: usize = 20_000;
+pub const MAX_PROBES_PER_JAIL: usize = 10_000;
 /// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
 /// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands
 /// on the host: further triggers find no probe to signal.
@@ -448,6 +452,21 @@ impl Daemon {
     fn arm(&mut self, arm: Arm) -> Result<(u64, i32), Error> {
         arm.validate()?;
         let jail = Jail::open(&arm.jail)?;
+        let in_jail = self
+            .probes
+            .values()
+            .filter(|p| p.jail.pid() == jail.pid())
+            .count();
+        if self.probes.len() >= MAX_PROBES || in_jail >= MAX_PROBES_PER_JAIL {
+            return Err(Error::new(
+                Kind::Limit,
+                format!(
+                    "too many probes: {} in all (limit {MAX_PROBES}), {in_jail} in jail {} (limit {MAX_PROBES_PER_JAIL})",
+                    self.probes.len(),
+                    arm.jail
+                ),
+            ));
+        }
         let (uid, gid) = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
         let title = CString::new(arm.title.clone())
             .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))?;

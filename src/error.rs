@@ -25,6 +25,8 @@ pub enum Kind {
     CantCreate,
     /// Something did not happen in time (EX_TEMPFAIL).
     Timeout,
+    /// A documented limit is reached; retry once probes are gone (EX_TEMPFAIL).
+    Limit,
     /// A malformed message on the socket (EX_PROTOCOL).
     Protocol,
     /// Not root, or a peer that is not allowed to talk to the daemon (EX_NOPERM).
@@ -43,7 +45,7 @@ impl Kind {
             Kind::Internal => 70,
             Kind::Os => 71,
             Kind::CantCreate => 73,
-            Kind::Timeout => 75,
+            Kind::Timeout | Kind::Limit => 75,
             Kind::Protocol => 76,
             Kind::NoPerm => 77,
         }
