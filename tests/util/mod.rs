@@ -15,11 +15,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_jaildaemon");
 pub fn root_or_skip(test: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
     if !root {
-        eprintln!(
-            "SKIPPED {test}: needs root (namespaces, setns, a root-only socket); run the suite as root"
-        );
+        say_skipped(&format!(
+            "{test}: needs root (namespaces, setns, a root-only socket); run the suite as root"
+        ));
     }
     root
+}
+
+/// Writes straight to stderr, past the test harness's output capture (which only captures the
+/// print macros), so that a skip is seen even when the test passes.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -164,7 +171,7 @@ impl Jail {
     /// A user-namespaced jail, or `None` (said loudly) where newuidmap is missing.
     pub fn with_userns() -> Option<Jail> {
         if Command::new("newuidmap").output().is_err() {
-            eprintln!("SKIPPED user-namespace jail: newuidmap (package uidmap) is missing");
+            say_skipped("user-namespace jail: newuidmap (package uidmap) is missing");
             return None;
         }
         Some(Jail::spawn(&[

@@ -440,6 +440,10 @@ pub fn spawn_probe(
     let helper =
         Process::from_own_child(a_pid as u32).map_err(|e| os("pidfd_open of helper", e))?;
     let outcome = collect_status(reader, Duration::from_secs(5));
+    if outcome.timed_out {
+        // A helper that is stuck (say, in a frozen jail) must not stall the daemon's wait.
+        helper.kill();
+    }
     let _ = helper.wait();
     let probe = match outcome.probe_pid {
         Some(pid) => {
