@@ -9,7 +9,7 @@ use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 pub const DEFAULT_PIDFILE: &str = "/var/run/jaildaemon.pid";
 pub const DEFAULT_SOCKET: &str = "/var/run/jaildaemon.pipe";
 
-pub const USAGE: &str = "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath]
+pub const USAGE: &str = "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group]
        jaildaemon -c command -j jail [-r | -R] [-u uid] [-g gid] [-t title] [-f sockpath]";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct DaemonConfig {
     pub pidfile: PathBuf,
     pub socket: PathBuf,
     pub foreground: bool,
+    /// A host group whose members may use the socket besides root.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +36,7 @@ fn usage(message: impl std::fmt::Display) -> Error {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(args);
-    let (mut daemon, mut foreground) = (false, false);
+    let (mut daemon, mut foreground, mut socket_group) = (false, false, None);
     let (mut pidfile, mut socket) = (None, None);
     let (mut command, mut jail, mut title, mut user, mut group) = (None, None, None, None, None);
     let (mut r, mut big_r) = (false, false);
@@ -50,6 +52,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
             Short('F') => foreground = true,
             Short('p') => pidfile = Some(parser.value().map_err(usage)?.into()),
             Short('f') => socket = Some(parser.value().map_err(usage)?.into()),
+            Short('G') => socket_group = Some(text(&mut parser, "-G")?),
             Short('c') => command = Some(text(&mut parser, "-c")?),
             Short('j') => jail = Some(text(&mut parser, "-j")?),
             Short('t') => title = Some(text(&mut parser, "-t")?),
@@ -84,11 +87,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
                 pidfile: pidfile.unwrap_or_else(|| DEFAULT_PIDFILE.into()),
                 socket,
                 foreground,
+                group: socket_group,
             }))
         }
         (false, Some(command)) => {
-            if foreground || pidfile.is_some() {
-                return Err(usage("-F and -p belong to daemon mode (-D)"));
+            if foreground || pidfile.is_some() || socket_group.is_some() {
+                return Err(usage("-F, -p and -G belong to daemon mode (-D)"));
             }
             let jail =
                 jail.ok_or_else(|| usage("-c needs -j JAIL: which jail the probe goes into"))?;
@@ -158,6 +162,7 @@ mod tests {
             (&["-c", "x", "-j", "1", "-r", "-R"][..], "-r and -R"),
             (&["-D", "-j", "1"][..], "utility mode"),
             (&["-c", "x", "-j", "1", "-p", "/p"][..], "daemon mode"),
+            (&["-c", "x", "-j", "1", "-G", "wheel"][..], "daemon mode"),
             (&["-x"][..], "-x"),
             (&["-c", "", "-j", "1"][..], "empty"),
         ] {

@@ -106,6 +106,8 @@ impl RunningCommand {
 
 struct Daemon {
     listener: UnixListener,
+    /// Besides root, members of this host group may talk to the daemon.
+    group: Option<u32>,
     signals: OwnedFd,
     image: ProbeImage,
     probes: BTreeMap<u64, Probe>,
@@ -162,7 +164,7 @@ impl PidFile {
 
 /// Takes the socket path: refuses if a daemon answers there, removes a stale socket, never
 /// removes anything that is not a socket.
-fn take_socket(path: &Path) -> Result<UnixListener, Error> {
+fn take_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Error> {
     let cant = |m: String| Error::new(Kind::CantCreate, format!("socket {}: {m}", path.display()));
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -192,6 +194,11 @@ fn take_socket(path: &Path) -> Result<UnixListener, Error> {
     let bound = UnixListener::bind(path);
     rustix::process::umask(old);
     let listener = bound.map_err(|e| cant(e.to_string()))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(|e| cant(e.to_string()))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+            .map_err(|e| cant(e.to_string()))?;
+    }
     listener
         .set_nonblocking(true)
         .map_err(|e| cant(e.to_string()))?;
@@ -204,7 +211,16 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     }
     sys::default_sigchld();
     let mut pidfile = PidFile::lock(&config.pidfile)?;
-    let listener = take_socket(&config.socket)?;
+    let group = match &config.group {
+        None => None,
+        Some(name) => {
+            let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let gid = crate::ids::resolve_group(name, &groups)
+                .ok_or_else(|| Error::new(Kind::NoUser, format!("unknown group '{name}' (-G)")))?;
+            Some(gid)
+        }
+    };
+    let listener = take_socket(&config.socket, group)?;
     let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| Error::os("signalfd", e))?;
@@ -240,6 +256,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     );
     let mut daemon = Daemon {
         listener,
+        group,
         signals,
         image,
         probes: BTreeMap::new(),
@@ -379,10 +396,16 @@ impl Daemon {
                 }
             };
             let peer = rustix::net::sockopt::socket_peercred(&stream);
+            let in_group = |gid: u32| {
+                self.group.is_some_and(|g| {
+                    g == gid
+                        || sys::peer_groups(stream.as_fd()).is_ok_and(|groups| groups.contains(&g))
+                })
+            };
             let refusal = match peer {
-                Ok(cred) if cred.uid.is_root() => None,
+                Ok(cred) if cred.uid.is_root() || in_group(cred.gid.as_raw()) => None,
                 Ok(cred) => Some(format!(
-                    "peer uid {} (pid {}) is not root",
+                    "peer uid {} (pid {}) is neither root nor in the socket's group",
                     cred.uid.as_raw(),
                     cred.pid.as_raw_nonzero()
                 )),

@@ -624,7 +624,7 @@ fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(77), "{}", err(&out));
-    assert!(err(&out).contains("not root"));
+    assert!(err(&out).contains("neither root nor in the socket's group"));
     assert!(
         daemon
             .log_text()
@@ -1013,4 +1013,75 @@ fn a_jail_cannot_signal_another_jails_probe() {
     sleep(SETTLE);
     assert_eq!(lines(&fired), 0, "one jail fired another jail's probe");
     assert_eq!(jail.probes("SAME_TITLE").len(), 1);
+}
+
+#[test]
+fn socket_group_members_may_arm_and_others_may_not() {
+    if !root_or_skip("socket_group_members_may_arm_and_others_may_not") {
+        return;
+    }
+    let dir = TempDir::new();
+    let daemon = Daemon::start_with_args(&dir, &["-G", "users"]);
+    let jail = Jail::new();
+    let meta = fs::metadata(&daemon.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&meta),
+        100,
+        "socket not owned by group users"
+    );
+    let as_user = |ids: &[&str], title: &str| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534"])
+            .args(ids)
+            .args([
+                util::BIN,
+                "-c",
+                "true",
+                "-j",
+                &jail.spec(),
+                "-t",
+                title,
+                "-f",
+            ])
+            .arg(&daemon.socket)
+            .output()
+            .unwrap()
+    };
+    // Members by primary or by supplementary group may arm.
+    let out = as_user(&["--regid", "100", "--clear-groups"], "BY_PRIMARY_GROUP");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_user(
+        &["--regid", "65534", "--groups", "100"],
+        "BY_SUPPLEMENTARY_GROUP",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(jail.probes("BY_PRIMARY_GROUP").len(), 1);
+    assert_eq!(jail.probes("BY_SUPPLEMENTARY_GROUP").len(), 1);
+    // A non-member is stopped by the socket's mode, and, with the mode opened up, by its
+    // credentials.
+    let out = as_user(&["--regid", "65534", "--clear-groups"], "BY_STRANGER");
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_user(&["--regid", "65534", "--clear-groups"], "BY_STRANGER");
+    assert_eq!(
+        out.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(jail.probes("BY_STRANGER").is_empty());
 }

@@ -81,6 +81,15 @@ impl Daemon {
     /// Starts the daemon through `wrapper` (a command prefix), e.g. to start it with SIGHUP
     /// ignored and blocked.
     pub fn start_with(dir: &TempDir, wrapper: &[&str]) -> Daemon {
+        Daemon::launch(dir, wrapper, &[])
+    }
+
+    /// Starts the daemon with extra daemon options, e.g. `-G group`.
+    pub fn start_with_args(dir: &TempDir, args: &[&str]) -> Daemon {
+        Daemon::launch(dir, &[], args)
+    }
+
+    fn launch(dir: &TempDir, wrapper: &[&str], args: &[&str]) -> Daemon {
         let socket = dir.path("jd.sock");
         let pidfile = dir.path("jd.pid");
         let log = dir.path("daemon.log");
@@ -89,6 +98,7 @@ impl Daemon {
         argv.push(socket.display().to_string());
         argv.push("-p".into());
         argv.push(pidfile.display().to_string());
+        argv.extend(args.iter().map(|s| s.to_string()));
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::null())

@@ -17,7 +17,7 @@ use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 use crate::error::{Error, Kind};
 use crate::ids::{self, IdMap};
 
-pub use raw::{read_signalfd, signalfd};
+pub use raw::{peer_groups, read_signalfd, signalfd};
 
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -247,3 +247,25 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
     // the child, so the child may allocate and run any code.
     unsafe { fork() }
 }
+
+/// The supplementary groups of a Unix socket's peer, as they were at connect time
+/// (SO_PEERGROUPS, Linux 4.13).
+pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut groups = vec![0u32; 256];
+    let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the buffer and updates `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    groups.truncate(len as usize / std::mem::size_of::<u32>());
+    Ok(groups)
+}
