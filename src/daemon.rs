@@ -395,19 +395,15 @@ impl Daemon {
                     return;
                 }
             };
-            let peer = rustix::net::sockopt::socket_peercred(&stream);
-            let in_group = |gid: u32| {
-                self.group.is_some_and(|g| {
-                    g == gid
-                        || sys::peer_groups(stream.as_fd()).is_ok_and(|groups| groups.contains(&g))
-                })
+            let in_group = |peer: &sys::PeerCredentials| {
+                self.group
+                    .is_some_and(|g| peer.gid == g || peer.groups.contains(&g))
             };
-            let refusal = match peer {
-                Ok(cred) if cred.uid.is_root() || in_group(cred.gid.as_raw()) => None,
-                Ok(cred) => Some(format!(
+            let refusal = match sys::peer_credentials(stream.as_fd()) {
+                Ok(peer) if peer.uid == 0 || in_group(&peer) => None,
+                Ok(peer) => Some(format!(
                     "peer uid {} (pid {}) is neither root nor in the socket's group",
-                    cred.uid.as_raw(),
-                    cred.pid.as_raw_nonzero()
+                    peer.uid, peer.pid
                 )),
                 Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
             };

@@ -1,6 +1,6 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
 //! operating system, exporting the same names: `Jail`, `ProbeImage`, `Process`, `Exit`,
-//! `spawn_probe`, `resolve_ids`, `detach`, signal and syslog helpers.
+//! `spawn_probe`, `resolve_ids`, `detach`, `peer_credentials`, signal and syslog helpers.
 //! `unsafe` code lives only here, in each backend's `raw` module.
 
 #[cfg(target_os = "linux")]

@@ -17,7 +17,7 @@ use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 use crate::error::{Error, Kind};
 use crate::ids::{self, IdMap};
 
-pub use raw::{peer_groups, read_signalfd, signalfd};
+pub use raw::{read_signalfd, signalfd};
 
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -706,4 +706,25 @@ pub fn detach() -> io::Result<Option<u32>> {
             Ok(None)
         }
     }
+}
+
+/// Who is at the other end of a Unix socket, as of connect time.
+#[derive(Debug)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// SO_PEERCRED and SO_PEERGROUPS of a connected Unix socket.
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    let cred = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok(PeerCredentials {
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
+        groups: raw::peer_groups(fd)?,
+    })
 }
