@@ -483,7 +483,13 @@ pub fn spawn_probe(
             }
             Err(err)
         }
-        (None, None) => unreachable!("armed implies a probe pid"),
+        (None, None) => Err(Error::new(
+            Kind::Internal,
+            format!(
+                "probe for jail {}: armed without a pid; please report this bug",
+                jail.pid
+            ),
+        )),
     }
 }
 
