@@ -474,7 +474,7 @@ impl Daemon {
         let in_jail = self
             .probes
             .values()
-            .filter(|p| p.jail.pid() == jail.pid())
+            .filter(|p| p.jail.id() == jail.id())
             .count();
         if self.probes.len() >= MAX_PROBES || in_jail >= MAX_PROBES_PER_JAIL {
             return Err(Error::new(
@@ -623,11 +623,8 @@ impl Daemon {
     }
 
     fn forget_if_idle(&mut self, id: u64) {
-        if let Some(p) = self.probes.get(&id)
-            && p.finished
-            && p.running == 0
-            && p.process.is_none()
-        {
+        let idle = |p: &Probe| p.finished && p.running == 0 && p.process.is_none();
+        if self.probes.get(&id).is_some_and(idle) {
             self.probes.remove(&id);
         }
     }

@@ -8,5 +8,10 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("jaildaemon has a backend for Linux only so far");
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+#[cfg(target_os = "freebsd")]
+pub use freebsd::*;
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+compile_error!("jaildaemon has backends for Linux and FreeBSD only");

@@ -221,7 +221,8 @@ impl Jail {
         Ok(jail)
     }
 
-    pub fn pid(&self) -> i32 {
+    /// What identifies the jail on this host: the PID it was named by.
+    pub fn id(&self) -> i32 {
         self.pid
     }
 

@@ -1,0 +1,313 @@
+//! FreeBSD backend: a jail is named by jid or name and entered with jail_attach(2).
+//!
+//! Status: type-checked against FreeBSD's libc bindings only; no FreeBSD machine has run it.
+//! The probe here is a fork of the daemon that never execs, so unlike on Linux it holds a copy
+//! of the daemon's memory; PROC_TRACE_CTL keeps jail root from reading it.
+
+mod raw;
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Kind};
+use crate::ids;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+fn decode_status(status: i32) -> Exit {
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Signal(0)
+    }
+}
+
+/// A child of the daemon, watched through a kqueue (EVFILT_PROC) and waited on while it is
+/// still our unreaped child, so its pid cannot have been recycled.
+#[derive(Debug)]
+pub struct Process {
+    pid: i32,
+    exit_queue: OwnedFd,
+}
+
+impl Process {
+    pub fn from_own_child(pid: u32) -> io::Result<Self> {
+        Ok(Process {
+            pid: pid as i32,
+            exit_queue: raw::exit_queue(pid as i32)?,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.exit_queue.as_fd()
+    }
+
+    pub fn try_wait(&self) -> io::Result<Option<Exit>> {
+        Ok(raw::wait_child(self.pid, false)?.map(decode_status))
+    }
+
+    pub fn wait(&self) -> io::Result<Exit> {
+        loop {
+            match raw::wait_child(self.pid, true) {
+                Ok(Some(status)) => return Ok(decode_status(status)),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn kill(&self) {
+        raw::kill_child(self.pid, libc::SIGKILL);
+    }
+}
+
+/// Nothing to load: the FreeBSD probe is a fork of the daemon.
+pub struct ProbeImage;
+
+impl ProbeImage {
+    pub fn load() -> io::Result<Self> {
+        Ok(ProbeImage)
+    }
+}
+
+/// A running jail, by jid, with its root path for reading its user database.
+#[derive(Debug)]
+pub struct Jail {
+    jid: i32,
+    path: Vec<u8>,
+}
+
+impl Jail {
+    /// Resolves `spec`, a jid or a jail name, as jaildaemon 0.2 did.
+    pub fn open(spec: &str) -> Result<Jail, Error> {
+        let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
+        let value = CString::new(spec).map_err(|_| no_jail("contains a NUL byte".into()))?;
+        let key = if spec.bytes().all(|b| b.is_ascii_digit()) {
+            c"jid"
+        } else {
+            c"name"
+        };
+        let (jid, path) =
+            raw::jail_lookup(key, &value).map_err(|e| no_jail(format!("no such jail ({e})")))?;
+        Ok(Jail { jid, path })
+    }
+
+    pub fn id(&self) -> i32 {
+        self.jid
+    }
+
+    /// Reads a small regular file below the jail's root without following links out of it.
+    fn read_file(&self, relative: &str) -> io::Result<String> {
+        let root = fs::File::open(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.path),
+        )?;
+        // O_RESOLVE_BENEATH: neither `..` nor a symlink may lead out of the jail's root.
+        let beneath = rustix::fs::OFlags::from_bits_retain(libc::O_RESOLVE_BENEATH as _);
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::CLOEXEC
+            | rustix::fs::OFlags::NONBLOCK
+            | beneath;
+        let fd = rustix::fs::openat(&root, relative, flags, rustix::fs::Mode::empty())?;
+        let file = fs::File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.len() > 4 << 20 {
+            return Err(io::Error::other("not a regular file of at most 4 MiB"));
+        }
+        io::read_to_string(file)
+    }
+}
+
+pub fn resolve_ids(
+    jail: &Jail,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32), Error> {
+    let (uid, primary) = match user {
+        None => (0, Some(0)),
+        Some(u) => ids::resolve_user(u, &jail.read_file("etc/passwd").unwrap_or_default())
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::NoUser,
+                    format!("unknown user '{u}' in jail {}", jail.jid),
+                )
+            })?,
+    };
+    let gid = match group {
+        Some(g) => ids::resolve_group(g, &jail.read_file("etc/group").unwrap_or_default())
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::NoUser,
+                    format!("unknown group '{g}' in jail {}", jail.jid),
+                )
+            })?,
+        None => primary.unwrap_or(uid),
+    };
+    Ok((uid, gid))
+}
+
+const ARMED: u8 = 0;
+
+/// Forks the probe: it closes every descriptor but its status pipe, attaches to the jail,
+/// drops to `uid`/`gid` (setgroups, setgid, setuid, in that order), makes itself untraceable,
+/// no-new-privs and killed with the daemon, takes `title`, reports, and waits for SIGHUP.
+#[allow(unsafe_code)]
+pub fn spawn_probe(
+    _image: &ProbeImage,
+    jail: &Jail,
+    title: &CStr,
+    uid: u32,
+    gid: u32,
+) -> Result<Process, Error> {
+    let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| os("pipe", e.into()))?;
+    // SAFETY: the daemon is single-threaded and the child runs only `probe_main`, which makes
+    // async-signal-safe calls and never returns.
+    let pid = match unsafe { raw::fork() }.map_err(|e| os("fork", e))? {
+        raw::Forked::Child => probe_main(writer.as_fd(), jail.jid, title, uid, gid),
+        raw::Forked::Parent(pid) => pid,
+    };
+    drop(writer);
+    let probe = Process::from_own_child(pid as u32).map_err(|e| os("watching the probe", e))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut status = [0u8; 5];
+    let mut got = 0;
+    while got < status.len() && Instant::now() < deadline {
+        match rustix::io::read(&reader, &mut status[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if got >= 1 && status[0] == ARMED {
+        return Ok(probe);
+    }
+    probe.kill();
+    let _ = probe.wait();
+    let errno = i32::from_ne_bytes([status[1], status[2], status[3], status[4]]);
+    Err(Error::new(
+        Kind::Os,
+        format!(
+            "probe for jail {}: stage {} failed: {}",
+            jail.jid,
+            status[0],
+            io::Error::from_raw_os_error(errno)
+        ),
+    ))
+}
+
+fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32) -> ! {
+    let fail = |stage: u8, err: io::Error| -> ! {
+        let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
+        let _ = raw::write_all_raw(3, &[stage, e[0], e[1], e[2], e[3]]);
+        raw::exit_now(1)
+    };
+    raw::reset_signals(&[libc::SIGHUP]);
+    // Past this point the status pipe is fd 3; without it there is nobody to report to.
+    if raw::keep_only_fd(status).is_err() {
+        raw::exit_now(1);
+    }
+    let attached =
+        raw::jail_attach(jid).and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
+    if let Err(e) = attached {
+        fail(2, e);
+    }
+    if let Err(e) = rustix::process::setsid() {
+        fail(3, e.into());
+    }
+    let ids = raw::set_ids(uid, gid);
+    if let Err(e) = ids {
+        fail(4, e.into());
+    }
+    if let Err(e) = raw::confine_self() {
+        fail(5, e);
+    }
+    raw::set_title(title);
+    if raw::write_all_raw(3, &[ARMED, 0, 0, 0, 0]).is_err() {
+        raw::exit_now(1);
+    }
+    raw::wait_for_sighup();
+    raw::exit_now(i32::from(crate::MAGIC_EXIT))
+}
+
+pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
+    raw::signal_queue(signals)
+}
+
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    Ok(raw::next_event(fd)?.map(|s| s as i32))
+}
+
+pub fn default_sigchld() {
+    raw::default_signal(libc::SIGCHLD);
+}
+
+pub fn detach() -> io::Result<Option<u32>> {
+    match raw::fork_single_threaded()? {
+        raw::Forked::Parent(pid) => Ok(Some(pid as u32)),
+        raw::Forked::Child => {
+            rustix::process::setsid()?;
+            std::env::set_current_dir("/")?;
+            let null = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            rustix::stdio::dup2_stdin(&null)?;
+            rustix::stdio::dup2_stdout(&null)?;
+            rustix::stdio::dup2_stderr(&null)?;
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    let (uid, gid, groups, pid) = raw::peer_credentials(fd)?;
+    Ok(PeerCredentials {
+        pid,
+        uid,
+        gid,
+        groups,
+    })
+}
+
+pub fn open_syslog() {
+    raw::open_syslog();
+}
+
+pub fn syslog(priority: i32, message: &str) {
+    if let Ok(c) = CString::new(message.replace('\0', " ")) {
+        raw::syslog(priority, &c);
+    }
+}

@@ -1,0 +1,340 @@
+//! The only `unsafe` code of the FreeBSD backend: thin wrappers around libc calls.
+//! Type-checked against FreeBSD's libc bindings; not yet run on a FreeBSD machine.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// fork(2).
+///
+/// # Safety
+/// The caller must be single-threaded, and a child that will not exec may only make
+/// async-signal-safe calls.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the contract above is the caller's.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// fork(2) for detaching; sound because the daemon has started no thread when it detaches.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    // SAFETY: single-threaded: no lock can be held by a thread missing in the child.
+    unsafe { fork() }
+}
+
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Resets every signal to its default action and sets the mask to `blocked`.
+pub fn reset_signals(blocked: &[i32]) {
+    // SAFETY: zeroed sigaction with SIG_DFL is valid; sigset functions initialise the set.
+    unsafe {
+        for sig in 1..=128 {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in blocked {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+pub fn default_signal(sig: i32) {
+    // SAFETY: as in reset_signals.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &act, std::ptr::null_mut());
+    }
+}
+
+/// Waits for SIGHUP, which the caller has blocked. Async-signal-safe.
+pub fn wait_for_sighup() {
+    // SAFETY: the set is initialised before sigwait reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        let mut sig = 0;
+        while libc::sigwait(&set, &mut sig) != 0 || sig != libc::SIGHUP {}
+    }
+}
+
+fn kevent_for(ident: usize, filter: i16, flags: u16, fflags: u32) -> libc::kevent {
+    // SAFETY: kevent is plain data; all-zero is a valid value to fill in.
+    let mut ev: libc::kevent = unsafe { std::mem::zeroed() };
+    ev.ident = ident as _;
+    ev.filter = filter;
+    ev.flags = flags;
+    ev.fflags = fflags;
+    ev
+}
+
+fn kqueue_with(events: &[libc::kevent]) -> io::Result<OwnedFd> {
+    // SAFETY: kqueue takes no arguments; kevent reads `events.len()` valid entries.
+    unsafe {
+        let kq = OwnedFd::from_raw_fd(check(libc::kqueue())?);
+        let fd = kq.as_raw_fd();
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        check(libc::kevent(
+            fd,
+            events.as_ptr(),
+            events.len() as _,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        ))?;
+        Ok(kq)
+    }
+}
+
+/// Blocks `signals` and returns a kqueue that reports them (EVFILT_SIGNAL).
+pub fn signal_queue(signals: &[i32]) -> io::Result<OwnedFd> {
+    // SAFETY: the set is initialised before sigprocmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let events: Vec<libc::kevent> = signals
+        .iter()
+        .map(|&s| kevent_for(s as usize, libc::EVFILT_SIGNAL, libc::EV_ADD, 0))
+        .collect();
+    kqueue_with(&events)
+}
+
+/// Returns one pending event's identifier (a signal number, or a pid) without waiting.
+pub fn next_event(kq: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    let mut ev = kevent_for(0, 0, 0, 0);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: room for one event; a zero timeout.
+    let n = check(unsafe { libc::kevent(kq.as_raw_fd(), std::ptr::null(), 0, &mut ev, 1, &zero) })?;
+    Ok((n == 1).then_some(ev.ident as usize))
+}
+
+/// A kqueue that becomes readable when child `pid` exits (EVFILT_PROC, NOTE_EXIT). If the child
+/// is already a zombie, a user event makes it readable at once.
+pub fn exit_queue(pid: i32) -> io::Result<OwnedFd> {
+    match kqueue_with(&[kevent_for(
+        pid as usize,
+        libc::EVFILT_PROC,
+        libc::EV_ADD,
+        libc::NOTE_EXIT,
+    )]) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => kqueue_with(&[kevent_for(
+            pid as usize,
+            libc::EVFILT_USER,
+            libc::EV_ADD,
+            libc::NOTE_TRIGGER,
+        )]),
+        other => other,
+    }
+}
+
+/// waitpid(2) on our own, unreaped child: its pid cannot have been recycled.
+pub fn wait_child(pid: i32, hang: bool) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    let flags = if hang { 0 } else { libc::WNOHANG };
+    // SAFETY: status is a valid out-pointer.
+    let ret = check(unsafe { libc::waitpid(pid, &mut status, flags) })?;
+    Ok((ret == pid).then_some(status))
+}
+
+/// kill(2) to our own, unreaped child.
+pub fn kill_child(pid: i32, sig: i32) {
+    // SAFETY: plain integers.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Looks a jail up by jid or name with jail_get(2); returns its jid and root path.
+pub fn jail_lookup(key: &CStr, value: &CStr) -> io::Result<(i32, Vec<u8>)> {
+    let mut jid: libc::c_int = 0;
+    let mut path = vec![0u8; libc::PATH_MAX as usize];
+    let numeric = key == c"jid";
+    let mut lookup_jid: libc::c_int = if numeric {
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    } else {
+        0
+    };
+    let iov = |base: *mut libc::c_void, len: usize| libc::iovec {
+        iov_base: base,
+        iov_len: len,
+    };
+    let mut iovs = [
+        iov(c"jid".as_ptr() as *mut _, 4),
+        if numeric {
+            iov(
+                (&mut lookup_jid as *mut libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>(),
+            )
+        } else {
+            iov(c"name".as_ptr() as *mut _, 0)
+        },
+        iov(c"path".as_ptr() as *mut _, 5),
+        iov(path.as_mut_ptr().cast(), path.len()),
+        iov(c"name".as_ptr() as *mut _, 5),
+        iov(value.as_ptr() as *mut _, value.to_bytes_with_nul().len()),
+    ];
+    let count = if numeric { 4 } else { 6 };
+    if !numeric {
+        // Look up by name: the jid parameter is an output.
+        iovs[1] = iov(
+            (&mut jid as *mut libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>(),
+        );
+    }
+    // SAFETY: every iovec points to a live, correctly sized buffer; jail_get writes only into
+    // the value buffers it is given.
+    let found = check(unsafe { libc::jail_get(iovs.as_mut_ptr(), count, 0) })?;
+    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    path.truncate(end);
+    Ok((found, path))
+}
+
+/// jail_attach(2). Async-signal-safe.
+pub fn jail_attach(jid: i32) -> io::Result<()> {
+    // SAFETY: plain integer.
+    check(unsafe { libc::jail_attach(jid) })?;
+    Ok(())
+}
+
+/// Marks this process untraceable, no-new-privs, and killed with its parent (procctl(2)).
+/// Async-signal-safe.
+pub fn confine_self() -> io::Result<()> {
+    let mut trace = libc::PROC_TRACE_CTL_DISABLE;
+    let mut nnp = libc::PROC_NO_NEW_PRIVS_ENABLE;
+    let mut sig = libc::SIGKILL;
+    for (cmd, data) in [
+        (libc::PROC_TRACE_CTL, &mut trace as *mut libc::c_int),
+        (libc::PROC_NO_NEW_PRIVS_CTL, &mut nnp),
+        (libc::PROC_PDEATHSIG_CTL, &mut sig),
+    ] {
+        // SAFETY: each command takes a pointer to an int, which is valid here.
+        check(unsafe { libc::procctl(libc::P_PID, 0, cmd, data.cast()) })?;
+    }
+    Ok(())
+}
+
+/// setproctitle(3) with a leading '-', so the title stands alone, as pkill -f sees it.
+pub fn set_title(title: &CStr) {
+    // SAFETY: "-%s" with one valid C string.
+    unsafe { libc::setproctitle(c"-%s".as_ptr(), title.as_ptr()) };
+}
+
+/// Moves `fd` to 3 and closes every other descriptor, stdio included. Async-signal-safe.
+pub fn keep_only_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: dup2/close/closefrom on integers; fd 3 is ours after dup2.
+    unsafe {
+        if fd.as_raw_fd() != 3 {
+            check(libc::dup2(fd.as_raw_fd(), 3))?;
+        }
+        for std_fd in 0..3 {
+            libc::close(std_fd);
+        }
+        libc::closefrom(4);
+    }
+    Ok(())
+}
+
+pub fn write_all_raw(fd: i32, buf: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: pointer and length describe `buf[done..]`.
+        let n = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+            continue;
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// getpeereid(3) and LOCAL_PEERCRED: uid, gid, groups and pid of a Unix socket's peer.
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, Vec<u32>, i32)> {
+    // SAFETY: xucred is plain data; getsockopt writes at most `len` bytes into it.
+    unsafe {
+        let mut cred: libc::xucred = std::mem::zeroed();
+        cred.cr_version = libc::XUCRED_VERSION;
+        let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
+        check(libc::getsockopt(
+            fd.as_raw_fd(),
+            0, // SOL_LOCAL
+            libc::LOCAL_PEERCRED,
+            (&mut cred as *mut libc::xucred).cast(),
+            &mut len,
+        ))?;
+        let n = (cred.cr_ngroups.max(0) as usize).min(cred.cr_groups.len());
+        let groups: Vec<u32> = cred.cr_groups[..n].to_vec();
+        let gid = groups.first().copied().unwrap_or(u32::MAX);
+        Ok((
+            cred.cr_uid,
+            gid,
+            groups,
+            cred.cr_pid__c_anonymous_union.cr_pid,
+        ))
+    }
+}
+
+pub fn open_syslog() {
+    // SAFETY: a static C string, as openlog requires.
+    unsafe {
+        libc::openlog(
+            c"jaildaemon".as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_DAEMON,
+        )
+    };
+}
+
+pub fn syslog(priority: i32, message: &CStr) {
+    // SAFETY: "%s" with one valid C string.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
+}
+
+/// setgroups, setgid, setuid, in that order (each clears what the next could restore).
+/// Async-signal-safe.
+pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setgroups reads one gid from a valid pointer; the others take integers.
+    unsafe {
+        check(libc::setgroups(1, &gid))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+    }
+    Ok(())
+}
