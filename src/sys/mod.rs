@@ -3,6 +3,9 @@
 //! `spawn_probe`, `resolve_ids`, `detach`, `peer_credentials`, signal and syslog helpers.
 //! `unsafe` code lives only here, in each backend's `raw` module.
 
+mod posix;
+pub use posix::{Exit, PeerCredentials, default_sigchld, detach, open_syslog, syslog};
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

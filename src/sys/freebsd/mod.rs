@@ -14,21 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
 use crate::ids;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(c) => write!(f, "exit code {c}"),
-            Exit::Signal(s) => write!(f, "signal {s}"),
-        }
-    }
-}
+use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 
 fn decode_status(status: i32) -> Exit {
     if libc::WIFEXITED(status) {
@@ -186,9 +172,9 @@ pub fn spawn_probe(
         .map_err(|e| os("pipe", e.into()))?;
     // SAFETY: the daemon is single-threaded and the child runs only `probe_main`, which makes
     // async-signal-safe calls and never returns.
-    let pid = match unsafe { raw::fork() }.map_err(|e| os("fork", e))? {
-        raw::Forked::Child => probe_main(writer.as_fd(), jail.jid, title, uid, gid),
-        raw::Forked::Parent(pid) => pid,
+    let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
+        Forked::Child => probe_main(writer.as_fd(), jail.jid, title, uid, gid),
+        Forked::Parent(pid) => pid,
     };
     drop(writer);
     let probe = Process::from_own_child(pid as u32).map_err(|e| os("watching the probe", e))?;
@@ -223,13 +209,13 @@ pub fn spawn_probe(
 fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32) -> ! {
     let fail = |stage: u8, err: io::Error| -> ! {
         let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
-        let _ = raw::write_all_raw(3, &[stage, e[0], e[1], e[2], e[3]]);
-        raw::exit_now(1)
+        let _ = posix::write_all_raw(raw::status_fd(), &[stage, e[0], e[1], e[2], e[3]]);
+        posix::exit_now(1)
     };
     raw::reset_signals(&[libc::SIGHUP]);
     // Past this point the status pipe is fd 3; without it there is nobody to report to.
     if raw::keep_only_fd(status).is_err() {
-        raw::exit_now(1);
+        posix::exit_now(1);
     }
     let attached =
         raw::jail_attach(jid).and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
@@ -247,11 +233,11 @@ fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32
         fail(5, e);
     }
     raw::set_title(title);
-    if raw::write_all_raw(3, &[ARMED, 0, 0, 0, 0]).is_err() {
-        raw::exit_now(1);
+    if posix::write_all_raw(raw::status_fd(), &[ARMED, 0, 0, 0, 0]).is_err() {
+        posix::exit_now(1);
     }
     raw::wait_for_sighup();
-    raw::exit_now(i32::from(crate::MAGIC_EXIT))
+    posix::exit_now(i32::from(crate::MAGIC_EXIT))
 }
 
 pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
@@ -262,36 +248,6 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     Ok(raw::next_event(fd)?.map(|s| s as i32))
 }
 
-pub fn default_sigchld() {
-    raw::default_signal(libc::SIGCHLD);
-}
-
-pub fn detach() -> io::Result<Option<u32>> {
-    match raw::fork_single_threaded()? {
-        raw::Forked::Parent(pid) => Ok(Some(pid as u32)),
-        raw::Forked::Child => {
-            rustix::process::setsid()?;
-            std::env::set_current_dir("/")?;
-            let null = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")?;
-            rustix::stdio::dup2_stdin(&null)?;
-            rustix::stdio::dup2_stdout(&null)?;
-            rustix::stdio::dup2_stderr(&null)?;
-            Ok(None)
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct PeerCredentials {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-}
-
 pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let (uid, gid, groups, pid) = raw::peer_credentials(fd)?;
     Ok(PeerCredentials {
@@ -300,14 +256,4 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
         gid,
         groups,
     })
-}
-
-pub fn open_syslog() {
-    raw::open_syslog();
-}
-
-pub fn syslog(priority: i32, message: &str) {
-    if let Ok(c) = CString::new(message.replace('\0', " ")) {
-        raw::syslog(priority, &c);
-    }
 }

@@ -6,41 +6,12 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-pub enum Forked {
-    Parent(i32),
-    Child,
-}
-
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
     }
-}
-
-/// fork(2).
-///
-/// # Safety
-/// The caller must be single-threaded, and a child that will not exec may only make
-/// async-signal-safe calls.
-pub unsafe fn fork() -> io::Result<Forked> {
-    // SAFETY: the contract above is the caller's.
-    match check(unsafe { libc::fork() })? {
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid)),
-    }
-}
-
-/// fork(2) for detaching; sound because the daemon has started no thread when it detaches.
-pub fn fork_single_threaded() -> io::Result<Forked> {
-    // SAFETY: single-threaded: no lock can be held by a thread missing in the child.
-    unsafe { fork() }
-}
-
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
 }
 
 /// Resets every signal to its default action and sets the mask to `blocked`.
@@ -58,15 +29,6 @@ pub fn reset_signals(blocked: &[i32]) {
             libc::sigaddset(&mut set, sig);
         }
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-pub fn default_signal(sig: i32) {
-    // SAFETY: as in reset_signals.
-    unsafe {
-        let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &act, std::ptr::null_mut());
     }
 }
 
@@ -253,6 +215,13 @@ pub fn set_title(title: &CStr) {
     unsafe { libc::setproctitle(c"-%s".as_ptr(), title.as_ptr()) };
 }
 
+/// The status pipe, once [`keep_only_fd`] has moved it to descriptor 3.
+pub fn status_fd() -> BorrowedFd<'static> {
+    // SAFETY: only called after keep_only_fd succeeded, in a process that never closes fd 3
+    // again before it exits.
+    unsafe { BorrowedFd::borrow_raw(3) }
+}
+
 /// Moves `fd` to 3 and closes every other descriptor, stdio included. Async-signal-safe.
 pub fn keep_only_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: dup2/close/closefrom on integers; fd 3 is ours after dup2.
@@ -264,23 +233,6 @@ pub fn keep_only_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
             libc::close(std_fd);
         }
         libc::closefrom(4);
-    }
-    Ok(())
-}
-
-pub fn write_all_raw(fd: i32, buf: &[u8]) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer and length describe `buf[done..]`.
-        let n = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            continue;
-        }
-        done += n as usize;
     }
     Ok(())
 }
@@ -309,22 +261,6 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, Vec<u32>, i
             cred.cr_pid__c_anonymous_union.cr_pid,
         ))
     }
-}
-
-pub fn open_syslog() {
-    // SAFETY: a static C string, as openlog requires.
-    unsafe {
-        libc::openlog(
-            c"jaildaemon".as_ptr(),
-            libc::LOG_PID | libc::LOG_NDELAY,
-            libc::LOG_DAEMON,
-        )
-    };
-}
-
-pub fn syslog(priority: i32, message: &CStr) {
-    // SAFETY: "%s" with one valid C string.
-    unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
 }
 
 /// setgroups, setgid, setuid, in that order (each clears what the next could restore).

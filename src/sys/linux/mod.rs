@@ -3,7 +3,7 @@
 mod cgroup;
 mod raw;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,24 +16,9 @@ use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
 use crate::error::{Error, Kind};
 use crate::ids::{self, IdMap};
+use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 
 pub use raw::{read_signalfd, signalfd};
-
-/// How a child process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(c) => write!(f, "exit code {c}"),
-            Exit::Signal(s) => write!(f, "signal {s}"),
-        }
-    }
-}
 
 /// A child of the daemon, held by pidfd so that it is never waited on or signalled by bare pid.
 #[derive(Debug)]
@@ -389,13 +374,13 @@ fn report(status: BorrowedFd<'_>, tag: u32, value: i32) -> io::Result<()> {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&tag.to_ne_bytes());
     msg[4..].copy_from_slice(&value.to_ne_bytes());
-    raw::write_all_raw(status, &msg)
+    posix::write_all_raw(status, &msg)
 }
 
 fn fail(status: BorrowedFd<'_>, stage: Stage, err: io::Error) -> ! {
     let code = (stage as i32) << 16 | (err.raw_os_error().unwrap_or(0) & 0xffff);
     let _ = report(status, MSG_FAILED, code);
-    raw::exit_now(1)
+    posix::exit_now(1)
 }
 
 /// Places a probe with argv `[title]` and an empty environment inside `jail`, running as
@@ -430,12 +415,12 @@ pub fn spawn_probe(
     };
     // SAFETY: the daemon is single-threaded, and helper A runs only `helper_a`, which makes
     // async-signal-safe calls on data prepared above and never returns.
-    let a_pid = match unsafe { raw::fork() }.map_err(|e| os("fork", e))? {
-        raw::Forked::Child => {
+    let a_pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
+        Forked::Child => {
             drop(reader);
             helper_a(&plan)
         }
-        raw::Forked::Parent(pid) => pid,
+        Forked::Parent(pid) => pid,
     };
     drop(plan);
     let helper =
@@ -569,12 +554,12 @@ fn helper_a(plan: &ProbePlan<'_>) -> ! {
     // SAFETY: we are a single-threaded fork; the new process runs only `helper_b`.
     match unsafe { raw::clone_sibling() } {
         Err(e) => fail(status, Stage::Clone, e),
-        Ok(raw::Forked::Child) => helper_b(plan),
-        Ok(raw::Forked::Parent(pid)) => {
+        Ok(Forked::Child) => helper_b(plan),
+        Ok(Forked::Parent(pid)) => {
             if report(status, MSG_PID, pid).is_err() {
-                raw::exit_now(1);
+                posix::exit_now(1);
             }
-            raw::exit_now(0)
+            posix::exit_now(0)
         }
     }
 }
@@ -677,52 +662,6 @@ pub fn resolve_ids(
     };
     jail.check_ids(uid, gid)?;
     Ok((uid, gid))
-}
-
-/// Restores SIGCHLD to its default action: an inherited SIG_IGN would make the kernel reap
-/// children behind our back, and pids could then be recycled under our pidfds' noses.
-pub fn default_sigchld() {
-    raw::default_signal(libc::SIGCHLD);
-}
-
-pub fn open_syslog() {
-    raw::open_syslog();
-}
-
-pub fn syslog(priority: i32, message: &str) {
-    if let Ok(c) = CString::new(message.replace('\0', " ")) {
-        raw::syslog(priority, &c);
-    }
-}
-
-/// Detaches like daemon(3): forks, the parent learns the child's pid and returns `Some(pid)`;
-/// the child starts a new session, moves to `/` and points stdio at /dev/null, and gets `None`.
-pub fn detach() -> io::Result<Option<u32>> {
-    match raw::fork_single_threaded()? {
-        raw::Forked::Parent(pid) => Ok(Some(pid as u32)),
-        raw::Forked::Child => {
-            rustix::process::setsid()?;
-            std::env::set_current_dir("/")?;
-            let null = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")?;
-            rustix::stdio::dup2_stdin(&null)?;
-            rustix::stdio::dup2_stdout(&null)?;
-            rustix::stdio::dup2_stderr(&null)?;
-            Ok(None)
-        }
-    }
-}
-
-/// Who is at the other end of a Unix socket, as of connect time.
-#[derive(Debug)]
-pub struct PeerCredentials {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups.
-    pub groups: Vec<u32>,
 }
 
 /// SO_PEERCRED and SO_PEERGROUPS of a connected Unix socket.

@@ -6,11 +6,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// Result of a fork-like call, seen from the calling side.
-pub enum Forked {
-    Parent(i32),
-    Child,
-}
+use crate::sys::posix::Forked;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -20,24 +16,11 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// fork(2).
-///
-/// # Safety
-/// The caller must be single-threaded, and the child may only make async-signal-safe calls
-/// until it execs or `_exit`s: no allocation, no locks, no logging, no panics.
-pub unsafe fn fork() -> io::Result<Forked> {
-    // SAFETY: the contract above is the caller's; fork itself has no memory preconditions.
-    match check(unsafe { libc::fork() } as libc::c_long)? {
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as i32)),
-    }
-}
-
 /// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
 /// and is born in the pid namespace we have joined with setns.
 ///
 /// # Safety
-/// As for [`fork`]. No stack is passed: the child continues on a copy of ours, as with fork.
+/// As for `posix::fork`. No stack is passed: the child continues on a copy of ours, as with fork.
 pub unsafe fn clone_sibling() -> io::Result<Forked> {
     // SAFETY: raw clone with a null stack behaves like fork; the async-signal-safety contract
     // is the caller's. With CLONE_PARENT the exit signal is the caller's own (SIGCHLD).
@@ -46,12 +29,6 @@ pub unsafe fn clone_sibling() -> io::Result<Forked> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as i32)),
     }
-}
-
-/// `_exit(2)`: leaves without running destructors or atexit handlers.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
 }
 
 /// Resets every catchable signal, 1 to 64, to its default action: exec keeps ignored signals
@@ -76,16 +53,6 @@ pub fn reset_signal_dispositions() {
                 8,
             )
         };
-    }
-}
-
-/// Sets the disposition of `sig` to its default action.
-pub fn default_signal(sig: i32) {
-    // SAFETY: as in reset_signal_dispositions.
-    unsafe {
-        let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &act, std::ptr::null_mut());
     }
 }
 
@@ -190,62 +157,6 @@ pub fn exec_fd(
         );
     }
     io::Error::last_os_error()
-}
-
-/// Writes all of `buf` with raw write(2) calls. Async-signal-safe.
-pub fn write_all_raw(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the pointer and length describe the live slice `buf[done..]`.
-        let n = unsafe {
-            libc::write(
-                fd.as_raw_fd(),
-                buf[done..].as_ptr().cast(),
-                buf.len() - done,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
-/// openlog(3) with LOG_DAEMON, for the detached daemon's log.
-pub fn open_syslog() {
-    // SAFETY: the identity is a static C string, as openlog requires (it keeps the pointer).
-    unsafe {
-        libc::openlog(
-            c"jaildaemon".as_ptr(),
-            libc::LOG_PID | libc::LOG_NDELAY,
-            libc::LOG_DAEMON,
-        )
-    };
-}
-
-/// syslog(3) of one message at `priority`.
-pub fn syslog(priority: i32, message: &CStr) {
-    // SAFETY: "%s" with one valid C string argument.
-    unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
-}
-
-/// fork(2) for detaching the daemon. Unlike [`fork`], the child may go on running ordinary
-/// code: it is sound because the daemon has not started any thread when it detaches.
-pub fn fork_single_threaded() -> io::Result<Forked> {
-    debug_assert_eq!(
-        std::fs::read_dir("/proc/self/task")
-            .map(|d| d.count())
-            .unwrap_or(1),
-        1
-    );
-    // SAFETY: with a single thread, no lock can be held by a thread that does not exist in
-    // the child, so the child may allocate and run any code.
-    unsafe { fork() }
 }
 
 /// The supplementary groups of a Unix socket's peer, as they were at connect time

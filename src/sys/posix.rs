@@ -1,0 +1,143 @@
+//! What both backends share: POSIX calls that are the same on Linux and FreeBSD, and the
+//! portable types of the seam. Its `unsafe` wrappers are as small as the backends' own.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Result of a fork-like call, seen from the calling side.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Who is at the other end of a Unix socket, as of connect time.
+#[derive(Debug)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// fork(2).
+///
+/// # Safety
+/// The caller must be single-threaded, and the child may only make async-signal-safe calls
+/// until it execs or `_exit`s: no allocation, no locks, no logging, no panics.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the contract above is the caller's; fork itself has no memory preconditions.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// `_exit(2)`: leaves without running destructors or atexit handlers. Async-signal-safe.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets the disposition of `sig` to its default action.
+pub fn default_signal(sig: i32) {
+    // SAFETY: a zeroed sigaction with SIG_DFL is valid; an error (a reserved signal) is harmless.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &act, std::ptr::null_mut());
+    }
+}
+
+/// Restores SIGCHLD to its default action: an inherited SIG_IGN would make the kernel reap
+/// children behind our back, and their pids could then be recycled while we hold them.
+pub fn default_sigchld() {
+    default_signal(libc::SIGCHLD);
+}
+
+/// Writes all of `buf` with raw write(2) calls. Async-signal-safe.
+pub fn write_all_raw(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the live slice `buf[done..]`.
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Detaches like daemon(3): forks; the parent gets `Some(child pid)`, the child starts a new
+/// session, moves to `/`, points stdio at /dev/null, and gets `None`.
+pub fn detach() -> io::Result<Option<u32>> {
+    // SAFETY: the daemon has started no thread when it detaches, so no lock can be held by a
+    // thread missing in the child, which may therefore run any code.
+    match unsafe { fork() }? {
+        Forked::Parent(pid) => Ok(Some(pid as u32)),
+        Forked::Child => {
+            rustix::process::setsid()?;
+            std::env::set_current_dir("/")?;
+            let null = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            rustix::stdio::dup2_stdin(&null)?;
+            rustix::stdio::dup2_stdout(&null)?;
+            rustix::stdio::dup2_stderr(&null)?;
+            Ok(None)
+        }
+    }
+}
+
+/// openlog(3) with LOG_DAEMON, for the detached daemon's log.
+pub fn open_syslog() {
+    // SAFETY: the identity is a static C string, as openlog requires (it keeps the pointer).
+    unsafe {
+        libc::openlog(
+            c"jaildaemon".as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_DAEMON,
+        )
+    };
+}
+
+/// syslog(3) of one message at `priority`.
+pub fn syslog(priority: i32, message: &str) {
+    let Ok(message) = CString::new(message.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: "%s" with one valid C string argument.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
+}
