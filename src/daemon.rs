@@ -21,7 +21,7 @@ use crate::sys::{self, Exit, Jail, ProbeImage, Process};
 
 /// A client must send its whole request within this time.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
-/// Connections served at once; more wait in the listen backlog.
+/// Connections served at once; beyond that a client is answered "busy" at once.
 const MAX_CLIENTS: usize = 256;
 const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
 /// Probes armed at once, in all and in one jail. Each costs a process, a pidfd and about
@@ -32,7 +32,8 @@ pub const MAX_PROBES_PER_JAIL: usize = 10_000;
 /// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands
 /// on the host: further triggers find no probe to signal.
 pub const MAX_RUNNING_PER_PROBE: usize = 4;
-/// The environment of every command: nothing of the daemon's own.
+/// PATH of every command. The rest of its environment is the JAILDAEMON_* variables; nothing
+/// of the daemon's own environment reaches it.
 const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct Probe {

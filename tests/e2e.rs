@@ -427,7 +427,11 @@ fn probes_die_with_the_daemon_and_sigterm_cleans_up() {
         return;
     }
     let jail = Jail::new();
-    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+    for signal in [
+        rustix::process::Signal::TERM,
+        rustix::process::Signal::INT,
+        rustix::process::Signal::KILL,
+    ] {
         let dir = TempDir::new();
         let fired = dir.path("fired");
         let mut daemon = Daemon::start(&dir);
@@ -440,7 +444,7 @@ fn probes_die_with_the_daemon_and_sigterm_cleans_up() {
             wait_for(LONG, || jail.probes(&title).is_empty()),
             "probe outlived the daemon ({signal:?})"
         );
-        if signal == rustix::process::Signal::TERM {
+        if signal != rustix::process::Signal::KILL {
             assert!(!daemon.socket.exists(), "socket left behind");
             assert!(!daemon.pidfile.exists(), "pidfile left behind");
         }
