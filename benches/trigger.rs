@@ -4,15 +4,17 @@
 //! Run as root: `cargo bench --bench trigger` (`-- --rounds N --samples M` to change n).
 //! Not a test: nothing here asserts a time.
 
+#[path = "../tests/util/mod.rs"]
+mod util;
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jaildaemon");
 /// A real trigger is a rare event: the system idles this long before each sample.
 const GAP: Duration = Duration::from_millis(5);
 
@@ -27,17 +29,6 @@ impl Stats {
         v.sort_by(|a, b| a.total_cmp(b));
         v[((v.len() - 1) as f64 * q).round() as usize]
     }
-}
-
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        sleep(Duration::from_millis(1));
-    }
-    false
 }
 
 fn probe_pid(title: &str) -> Option<i32> {
@@ -87,10 +78,9 @@ fn main() {
         eprintln!("SKIPPED trigger benchmark: needs root (namespace jail, daemon socket)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("jaildaemon-bench-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("sock");
-    let fifo = dir.join("fifo");
+    // The same daemon and jail helpers as the end-to-end tests.
+    let dir = util::TempDir::new();
+    let fifo = dir.path("fifo");
     assert!(
         Command::new("mkfifo")
             .arg(&fifo)
@@ -98,43 +88,14 @@ fn main() {
             .unwrap()
             .success()
     );
-    let mut daemon: Child = Command::new(BIN)
-        .args(["-D", "-F", "-f"])
-        .arg(&socket)
-        .arg("-p")
-        .arg(dir.join("pid"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(5), || socket.exists()));
-    let mut jail = Command::new("unshare")
-        .args([
-            "--pid",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--net",
-            "--fork",
-            "--mount-proc",
-            "sleep",
-            "3600",
-        ])
-        .spawn()
-        .unwrap();
-    let mut jail_pid = 0;
-    assert!(wait_for(Duration::from_secs(5), || {
-        let u = jail.id();
-        jail_pid = fs::read_to_string(format!("/proc/{u}/task/{u}/children"))
-            .ok()
-            .and_then(|c| c.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        jail_pid != 0
-            && fs::read(format!("/proc/{jail_pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
-    }));
+    let daemon = util::Daemon::start(&dir);
+    let socket = daemon.socket.clone();
+    let jail = util::Jail::new();
+    let jail_pid = jail.pid as i32;
     let jail_spec = jail_pid.to_string();
     let command = format!("printf x > {}", fifo.display());
     let arm = |title: &str, extra: &[&str]| {
-        let ok = Command::new(BIN)
+        let ok = Command::new(util::BIN)
             .args(["-c", &command, "-j", &jail_spec, "-t", title, "-f"])
             .arg(&socket)
             .args(extra)
@@ -187,12 +148,9 @@ fn main() {
             round_trip.micros.push(t0.elapsed().as_secs_f64() * 1e6);
         }
     }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    // Killing the jail's init tears the jail down; unshare then exits.
-    unsafe_free_signal(jail_pid, rustix::process::Signal::KILL);
-    let _ = jail.wait();
-    let _ = fs::remove_dir_all(&dir);
+    drop(jail);
+    drop(daemon);
+    drop(dir);
 
     let floor_median = floor.quantile(0.5);
     let mut table = String::from(
