@@ -16,6 +16,18 @@ use util::*;
 const SETTLE: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(5);
 
+/// Arms a probe in `jail` whose command appends its title to `file`; `rest` adds -t, -r, ….
+fn arm_appending(daemon: &Daemon, jail: &Jail, file: &std::path::Path, rest: &[&str]) {
+    let mut args = vec![
+        "-c".to_string(),
+        append(file),
+        "-j".to_string(),
+        jail.spec(),
+    ];
+    args.extend(rest.iter().map(|s| s.to_string()));
+    daemon.arm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 /// A command that appends one line to `file` each time it runs.
 fn append(file: &std::path::Path) -> String {
     format!("echo \"$JAILDAEMON_TITLE\" >> {}", file.display())
@@ -32,14 +44,7 @@ fn single_shot_fires_once_on_sighup_from_jail_root() {
     else {
         return;
     };
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "SINGLE_SHOT",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "SINGLE_SHOT"]);
     assert_eq!(
         jail.probes("SINGLE_SHOT").len(),
         1,
@@ -78,7 +83,7 @@ fn probe_killed_or_terminated_fires_nothing() {
         ("TERM", "TERMED_PROBE"),
         ("USR1", "USR1_PROBE"),
     ] {
-        daemon.arm(&["-c", &append(&fired), "-j", &jail.spec(), "-t", title]);
+        arm_appending(&daemon, &jail, &fired, &["-t", title]);
         assert!(jail.pkill(0, signal, title));
         assert!(
             wait_for(LONG, || jail.probes(title).is_empty()),
@@ -110,15 +115,7 @@ fn respawn_after_command_survives_several_triggers() {
     else {
         return;
     };
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-r",
-        "-t",
-        "RESPAWN_AFTER",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-r", "-t", "RESPAWN_AFTER"]);
     for n in 1..=3 {
         assert!(
             wait_for(LONG, || jail.probes("RESPAWN_AFTER").len() == 1),
@@ -206,26 +203,13 @@ fn uid_probe_is_triggered_by_its_user_only() {
     else {
         return;
     };
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-u",
-        "1000",
-        "-g",
-        "1000",
-        "-t",
-        "USER_PROBE",
-    ]);
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "ROOT_PROBE",
-    ]);
+    arm_appending(
+        &daemon,
+        &jail,
+        &fired,
+        &["-u", "1000", "-g", "1000", "-t", "USER_PROBE"],
+    );
+    arm_appending(&daemon, &jail, &fired, &["-t", "ROOT_PROBE"]);
     let probe = jail.probes("USER_PROBE")[0];
     let status = fs::read_to_string(format!("/proc/{probe}/status")).unwrap();
     assert!(status.contains("Uid:\t1000\t1000\t1000\t1000"), "{status}");
@@ -256,14 +240,7 @@ fn user_namespaced_jail_root_triggers_its_probe() {
     let dir = TempDir::new();
     let fired = dir.path("fired");
     let daemon = Daemon::start(&dir);
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "USERNS_PROBE",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "USERNS_PROBE"]);
     let probe = jail.probes("USERNS_PROBE")[0];
     let status = fs::read_to_string(format!("/proc/{probe}/status")).unwrap();
     assert!(
@@ -405,14 +382,7 @@ fn daemon_started_with_sighup_ignored_and_blocked_still_works() {
         "the wrapper did not ignore SIGHUP: {daemon_status}"
     );
     let jail = Jail::new();
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "DEAF_DAEMON",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "DEAF_DAEMON"]);
     assert!(jail.pkill(0, "HUP", "DEAF_DAEMON"));
     assert!(
         wait_for(LONG, || lines(&fired) == 1),
@@ -436,7 +406,7 @@ fn probes_die_with_the_daemon_and_sigterm_cleans_up() {
         let fired = dir.path("fired");
         let mut daemon = Daemon::start(&dir);
         let title = format!("ORPHAN_{signal:?}");
-        daemon.arm(&["-c", &append(&fired), "-j", &jail.spec(), "-t", &title]);
+        arm_appending(&daemon, &jail, &fired, &["-t", &title]);
         assert_eq!(jail.probes(&title).len(), 1);
         daemon.signal(signal);
         assert!(wait_for(LONG, || !daemon.is_running()));
@@ -636,14 +606,7 @@ fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
     );
     // Still alive and serving.
     assert!(daemon.is_running());
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "AFTER_ABUSE",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "AFTER_ABUSE"]);
     assert!(jail.pkill(0, "HUP", "AFTER_ABUSE"));
     assert!(wait_for(LONG, || lines(&fired) == 1));
 }
@@ -699,15 +662,7 @@ fn jail_torn_down_fires_nothing() {
     else {
         return;
     };
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-r",
-        "-t",
-        "DOOMED_JAIL",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-r", "-t", "DOOMED_JAIL"]);
     let probe = jail.probes("DOOMED_JAIL")[0];
     jail.kill();
     assert!(wait_for(LONG, || !std::path::Path::new(&format!(
@@ -807,14 +762,7 @@ fn probe_joins_the_jails_cgroups() {
     let jail_cgroups = fs::read_to_string(format!("/proc/{}/cgroup", jail.pid)).unwrap();
     let our_cgroups = fs::read_to_string("/proc/self/cgroup").unwrap();
     assert_ne!(jail_cgroups, our_cgroups);
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "CGROUP_PROBE",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "CGROUP_PROBE"]);
     let probe = jail.probes("CGROUP_PROBE")[0];
     let probe_cgroups = fs::read_to_string(format!("/proc/{probe}/cgroup")).unwrap();
     assert_eq!(
@@ -950,14 +898,7 @@ fn a_thousand_hostile_and_valid_clients_leave_the_daemon_serving() {
         "daemon holds {} descriptors after the storm, {fds_before} before",
         fs::read_dir(&fd_dir).unwrap().count()
     );
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "AFTER_STORM",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "AFTER_STORM"]);
     assert!(jail.pkill(0, "HUP", "AFTER_STORM"));
     assert!(wait_for(LONG, || lines(&fired) == 1));
 }
@@ -995,22 +936,8 @@ fn a_jail_cannot_signal_another_jails_probe() {
     };
     let other = Jail::new();
     let other_fired = dir.path("other_fired");
-    daemon.arm(&[
-        "-c",
-        &append(&fired),
-        "-j",
-        &jail.spec(),
-        "-t",
-        "SAME_TITLE",
-    ]);
-    daemon.arm(&[
-        "-c",
-        &append(&other_fired),
-        "-j",
-        &other.spec(),
-        "-t",
-        "SAME_TITLE",
-    ]);
+    arm_appending(&daemon, &jail, &fired, &["-t", "SAME_TITLE"]);
+    arm_appending(&daemon, &other, &other_fired, &["-t", "SAME_TITLE"]);
     // Root of the other jail signals everything called SAME_TITLE that it can see.
     assert!(other.pkill(0, "HUP", "SAME_TITLE"));
     assert!(wait_for(LONG, || lines(&other_fired) == 1));

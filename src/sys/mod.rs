@@ -1,6 +1,6 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
 //! operating system, exporting the same names: `Jail`, `ProbeImage`, `Process`, `Exit`,
-//! `spawn_probe`, `resolve_ids`, `detach`, `peer_credentials`, signal and syslog helpers.
+//! `spawn_probe`, `detach`, `peer_credentials`, signal and syslog helpers.
 //! `unsafe` code lives only here, in each backend's `raw` module.
 
 mod posix;
@@ -18,3 +18,33 @@ pub use freebsd::*;
 
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 compile_error!("jaildaemon has backends for Linux and FreeBSD only");
+
+use crate::error::{Error, Kind};
+
+/// Resolves `-u` and `-g` (numbers, or names in the jail's own /etc/passwd and /etc/group) to
+/// ids inside the jail. Without `-u` the probe is the jail's root; without `-g` it takes the
+/// user's primary group, or the uid's number when the jail does not list that user.
+pub fn resolve_ids(
+    jail: &Jail,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32), Error> {
+    let unknown = |what: &str, name: &str| {
+        Error::new(
+            Kind::NoUser,
+            format!("unknown {what} '{name}' in jail {}", jail.id()),
+        )
+    };
+    let (uid, primary) = match user {
+        None => (0, Some(0)),
+        Some(u) => crate::ids::resolve_user(u, &jail.read_file("etc/passwd").unwrap_or_default())
+            .ok_or_else(|| unknown("user", u))?,
+    };
+    let gid = match group {
+        Some(g) => crate::ids::resolve_group(g, &jail.read_file("etc/group").unwrap_or_default())
+            .ok_or_else(|| unknown("group", g))?,
+        None => primary.unwrap_or(uid),
+    };
+    jail.check_ids(uid, gid)?;
+    Ok((uid, gid))
+}

@@ -13,7 +13,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
-use crate::ids;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 
 fn decode_status(status: i32) -> Exit {
@@ -106,7 +105,7 @@ impl Jail {
     }
 
     /// Reads a small regular file below the jail's root without following links out of it.
-    fn read_file(&self, relative: &str) -> io::Result<String> {
+    pub fn read_file(&self, relative: &str) -> io::Result<String> {
         let root = fs::File::open(
             <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.path),
         )?;
@@ -117,41 +116,13 @@ impl Jail {
             | rustix::fs::OFlags::NONBLOCK
             | beneath;
         let fd = rustix::fs::openat(&root, relative, flags, rustix::fs::Mode::empty())?;
-        let file = fs::File::from(fd);
-        let meta = file.metadata()?;
-        if !meta.is_file() || meta.len() > 4 << 20 {
-            return Err(io::Error::other("not a regular file of at most 4 MiB"));
-        }
-        io::read_to_string(file)
+        posix::read_small_file(fd)
     }
-}
 
-pub fn resolve_ids(
-    jail: &Jail,
-    user: Option<&str>,
-    group: Option<&str>,
-) -> Result<(u32, u32), Error> {
-    let (uid, primary) = match user {
-        None => (0, Some(0)),
-        Some(u) => ids::resolve_user(u, &jail.read_file("etc/passwd").unwrap_or_default())
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::NoUser,
-                    format!("unknown user '{u}' in jail {}", jail.jid),
-                )
-            })?,
-    };
-    let gid = match group {
-        Some(g) => ids::resolve_group(g, &jail.read_file("etc/group").unwrap_or_default())
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::NoUser,
-                    format!("unknown group '{g}' in jail {}", jail.jid),
-                )
-            })?,
-        None => primary.unwrap_or(uid),
-    };
-    Ok((uid, gid))
+    /// FreeBSD jails share the host's user ids: every id exists in them.
+    pub fn check_ids(&self, _uid: u32, _gid: u32) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 const ARMED: u8 = 0;

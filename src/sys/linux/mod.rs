@@ -15,7 +15,7 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
 use crate::error::{Error, Kind};
-use crate::ids::{self, IdMap};
+use crate::ids::IdMap;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 
 pub use raw::{read_signalfd, signalfd};
@@ -252,7 +252,6 @@ impl Jail {
     /// Reads a small regular file below the jail's root, never leaving that root: symlinks and
     /// `..` resolve inside it (RESOLVE_IN_ROOT), and a FIFO or device cannot block the daemon.
     pub fn read_file(&self, path: &str) -> io::Result<String> {
-        const LIMIT: u64 = 4 << 20;
         let root = self
             .open_root()
             .map_err(|e| io::Error::other(e.to_string()))?;
@@ -263,14 +262,7 @@ impl Jail {
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )?;
-        let file = fs::File::from(fd);
-        let meta = file.metadata()?;
-        if !meta.is_file() || meta.len() > LIMIT {
-            return Err(io::Error::other("not a regular file of at most 4 MiB"));
-        }
-        let mut text = String::new();
-        io::Read::read_to_string(&mut io::Read::take(file, LIMIT), &mut text)?;
-        Ok(text)
+        posix::read_small_file(fd)
     }
 
     /// Moves `pid` into the jail's cgroups (every hierarchy where they differ from ours), so
@@ -630,38 +622,6 @@ fn helper_b(plan: &ProbePlan<'_>) -> ! {
 
 fn cap_from_index(index: u32) -> rustix::thread::CapabilitySet {
     rustix::thread::CapabilitySet::from_bits_retain(1u64 << index)
-}
-
-/// Resolves a user given to `-u` (a number or a name in the jail's /etc/passwd) and `-g`.
-pub fn resolve_ids(
-    jail: &Jail,
-    user: Option<&str>,
-    group: Option<&str>,
-) -> Result<(u32, u32), Error> {
-    let passwd = || jail.read_file("etc/passwd").unwrap_or_default();
-    let (uid, primary) = match user {
-        None => (0, Some(0)),
-        Some(u) => ids::resolve_user(u, &passwd()).ok_or_else(|| {
-            Error::new(
-                Kind::NoUser,
-                format!("unknown user '{u}' in jail {}", jail.pid),
-            )
-        })?,
-    };
-    let gid = match group {
-        Some(g) => {
-            let groups = jail.read_file("etc/group").unwrap_or_default();
-            ids::resolve_group(g, &groups).ok_or_else(|| {
-                Error::new(
-                    Kind::NoUser,
-                    format!("unknown group '{g}' in jail {}", jail.pid),
-                )
-            })?
-        }
-        None => primary.unwrap_or(uid),
-    };
-    jail.check_ids(uid, gid)?;
-    Ok((uid, gid))
 }
 
 /// SO_PEERCRED and SO_PEERGROUPS of a connected Unix socket.
