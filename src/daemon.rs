@@ -34,7 +34,8 @@ pub const MAX_PROBES_PER_JAIL: usize = 10_000;
 pub const MAX_RUNNING_PER_PROBE: usize = 4;
 /// PATH of every command. The rest of its environment is the JAILDAEMON_* variables; nothing
 /// of the daemon's own environment reaches it.
-const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const COMMAND_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct Probe {
     arm: Arm,
@@ -49,6 +50,21 @@ struct Probe {
     /// No more arming: single shot fired, or re-arming failed.
     finished: bool,
 }
+
+/// A jail with probes, watched so that its stop is noticed and logged. It stays watched for
+/// `JAIL_GRACE` after its last probe ended: a stopping container kills its probes before its
+/// init is gone (the kernel waits for us to reap them), so the probes end first.
+struct WatchedJail {
+    /// The jail as the utility named it.
+    spec: String,
+    pidfd: OwnedFd,
+    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`.
+    ended: Vec<(u64, Instant)>,
+    /// When its last probe ended.
+    idle_since: Option<Instant>,
+}
+
+const JAIL_GRACE: Duration = Duration::from_secs(5);
 
 struct Client {
     stream: UnixStream,
@@ -112,6 +128,8 @@ struct Daemon {
     signals: OwnedFd,
     image: ProbeImage,
     probes: BTreeMap<u64, Probe>,
+    /// Jails with probes, by `Jail::id`.
+    jails: BTreeMap<i32, WatchedJail>,
     commands: Vec<RunningCommand>,
     clients: Vec<Client>,
     next_id: u64,
@@ -261,6 +279,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         signals,
         image,
         probes: BTreeMap::new(),
+        jails: BTreeMap::new(),
         commands: Vec::new(),
         clients: Vec::new(),
         next_id: 1,
@@ -281,6 +300,7 @@ enum Slot {
     Signals,
     Client(usize),
     Probe(u64),
+    Jail(i32),
     Command(usize),
     Output(usize),
 }
@@ -303,6 +323,10 @@ impl Daemon {
                     fds.push(PollFd::from_borrowed_fd(process.poll_fd(), PollFlags::IN));
                 }
             }
+            for (id, w) in &self.jails {
+                slots.push(Slot::Jail(*id));
+                fds.push(PollFd::new(&w.pidfd, PollFlags::IN));
+            }
             for (i, c) in self.commands.iter().enumerate() {
                 slots.push(Slot::Command(i));
                 fds.push(PollFd::from_borrowed_fd(c.process.poll_fd(), PollFlags::IN));
@@ -311,10 +335,13 @@ impl Daemon {
                     fds.push(PollFd::new(output, PollFlags::IN));
                 }
             }
+            let idle_jails = self.jails.values().filter_map(|w| w.idle_since);
             let timeout = self
                 .clients
                 .iter()
-                .map(|c| c.deadline.saturating_duration_since(Instant::now()))
+                .map(|c| c.deadline)
+                .chain(idle_jails.map(|t| t + JAIL_GRACE))
+                .map(|t| t.saturating_duration_since(Instant::now()))
                 .min()
                 .map(|d| {
                     rustix::time::Timespec::try_from(d).unwrap_or(rustix::time::Timespec {
@@ -355,6 +382,7 @@ impl Daemon {
                         }
                     }
                     Slot::Probe(id) => self.probe_exited(id),
+                    Slot::Jail(id) => self.jail_stopped(id),
                     Slot::Output(i) => {
                         self.commands[i].drain_output();
                     }
@@ -378,6 +406,8 @@ impl Daemon {
             for i in finished_clients.into_iter().rev() {
                 self.clients.swap_remove(i);
             }
+            self.jails
+                .retain(|_, w| w.idle_since.is_none_or(|t| t + JAIL_GRACE > now));
             finished_commands.sort_unstable();
             for i in finished_commands.into_iter().rev() {
                 let done = self.commands.swap_remove(i);
@@ -491,6 +521,7 @@ impl Daemon {
         let title = CString::new(arm.title.clone())
             .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))?;
         let process = sys::spawn_probe(&self.image, &jail, &title, uid, gid)?;
+        self.watch(&jail, &arm.jail);
         let id = self.next_id;
         self.next_id += 1;
         let pid = process.pid();
@@ -541,6 +572,11 @@ impl Daemon {
                 probe.arm.title
             );
             probe.finished = true;
+            if let (Exit::Signal(_), Some(w)) = (exit, self.jails.get_mut(&probe.jail.id())) {
+                let now = Instant::now();
+                w.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
+                w.ended.push((id, now));
+            }
             self.forget_if_idle(id);
             return;
         }
@@ -625,9 +661,93 @@ impl Daemon {
 
     fn forget_if_idle(&mut self, id: u64) {
         let idle = |p: &Probe| p.finished && p.running == 0 && p.process.is_none();
-        if self.probes.get(&id).is_some_and(idle) {
-            self.probes.remove(&id);
+        if !self.probes.get(&id).is_some_and(idle) {
+            return;
         }
+        let jail = self.probes.remove(&id).expect("present").jail.id();
+        if self.probes.values().any(|p| p.jail.id() == jail) {
+            return;
+        }
+        if let Some(w) = self.jails.get_mut(&jail) {
+            w.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// Watches `jail` while it has probes; a jail of the same id that has stopped unnoticed
+    /// is dealt with first.
+    fn watch(&mut self, jail: &Jail, spec: &str) {
+        let id = jail.id();
+        if self
+            .jails
+            .get(&id)
+            .is_some_and(|w| sys::readable_now(w.pidfd.as_fd()))
+        {
+            self.jail_stopped(id);
+        }
+        if let Some(w) = self.jails.get_mut(&id) {
+            w.idle_since = None;
+            return;
+        }
+        let Some(pidfd) = jail.watch_fd().and_then(|fd| fd.try_clone_to_owned().ok()) else {
+            return;
+        };
+        self.jails.insert(
+            id,
+            WatchedJail {
+                spec: spec.to_string(),
+                pidfd,
+                ended: Vec::new(),
+                idle_since: None,
+            },
+        );
+    }
+
+    /// The jail `id` stopped. A probe that exited before it is handled as usual (it may have
+    /// been triggered just before a jail's shutdown); the others are killed and forgotten
+    /// without firing, and the stop is logged with every probe that went with it.
+    fn jail_stopped(&mut self, id: i32) {
+        let Some(watch) = self.jails.remove(&id) else {
+            return;
+        };
+        let left: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.jail.id() == id)
+            .map(|(probe, _)| *probe)
+            .collect();
+        let now = Instant::now();
+        let mut gone: Vec<u64> = watch
+            .ended
+            .iter()
+            .filter(|(_, t)| *t + JAIL_GRACE > now)
+            .map(|(probe, _)| *probe)
+            .collect();
+        for probe_id in left {
+            let exited = self.probes[&probe_id]
+                .process
+                .as_ref()
+                .is_some_and(|p| sys::readable_now(p.poll_fd()));
+            if exited {
+                self.probe_exited(probe_id);
+            }
+            let Some(probe) = self.probes.get_mut(&probe_id) else {
+                continue;
+            };
+            probe.finished = true;
+            if let Some(process) = probe.process.take() {
+                process.kill();
+                let _ = process.wait();
+                gone.push(probe_id);
+            }
+            self.forget_if_idle(probe_id);
+        }
+        gone.sort_unstable();
+        let list: Vec<String> = gone.iter().map(u64::to_string).collect();
+        log::warn!(
+            "jail {} (id {id}) stopped: probe(s) [{}] gone with it, nothing fired",
+            watch.spec,
+            list.join(", ")
+        );
     }
 
     /// Kills and reaps every armed probe. Running commands are left to finish on their own:

@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod client;
+#[cfg(target_os = "linux")]
+pub mod containers;
 pub mod daemon;
 pub mod error;
 pub mod ids;

@@ -4,7 +4,9 @@
 //! `unsafe` code lives only here, in each backend's `raw` module.
 
 mod posix;
-pub use posix::{Exit, PeerCredentials, default_sigchld, detach, open_syslog, syslog};
+pub use posix::{
+    Exit, PeerCredentials, default_sigchld, detach, open_syslog, readable_now, syslog,
+};
 
 #[cfg(target_os = "linux")]
 mod linux;

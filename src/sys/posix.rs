@@ -67,6 +67,19 @@ pub unsafe fn fork() -> io::Result<Forked> {
     }
 }
 
+/// True when `fd` is readable right now; for a pidfd: its process has exited.
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+        fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+}
+
 /// `_exit(2)`: leaves without running destructors or atexit handlers. Async-signal-safe.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.

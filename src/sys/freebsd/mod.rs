@@ -119,6 +119,12 @@ impl Jail {
         posix::read_small_file(fd)
     }
 
+    /// Nothing to watch: a removed jail kills its processes, so its probes end, and that is
+    /// how the daemon learns of it.
+    pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// FreeBSD jails share the host's user ids: every id exists in them.
     pub fn check_ids(&self, _uid: u32, _gid: u32) -> Result<(), Error> {
         Ok(())

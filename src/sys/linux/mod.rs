@@ -14,6 +14,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
+use crate::containers;
 use crate::error::{Error, Kind};
 use crate::ids::IdMap;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
@@ -146,21 +147,32 @@ fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
 }
 
 impl Jail {
-    /// Resolves `spec` (a host PID) to a jail.
+    /// Resolves `spec` to a jail: a host PID, or a container name asked of the container
+    /// managers (`containers.rs`).
     pub fn open(spec: &str) -> Result<Jail, Error> {
+        match containers::parse_spec(spec)? {
+            containers::Spec::Pid(pid) => Jail::open_pid(spec, pid),
+            containers::Spec::Name { manager, name } => {
+                let found = containers::find(spec, manager, name)?;
+                let jail = Jail::open_pid(spec, found.pid)?;
+                // The pidfd was opened after the manager answered: the PID could have been
+                // recycled in between, unless the manager still names it now.
+                containers::confirm(spec, name, &found)?;
+                jail.check_alive()?;
+                Ok(jail)
+            }
+        }
+    }
+
+    fn open_pid(spec: &str, pid: i32) -> Result<Jail, Error> {
         let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
-        let pid: i32 = spec
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| no_jail("not a process id (names are not supported yet)".into()))?;
         let raw = Pid::from_raw(pid).expect("positive");
         let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())
             .map_err(|e| no_jail(format!("no such process ({e})")))?;
         let mut namespaces = ThreadNameSpaceType::empty();
         let mut isolated = false;
         for (name, flag) in NAMESPACES {
-            let theirs = ns_inode(spec, name)
+            let theirs = ns_inode(&pid.to_string(), name)
                 .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
             let ours = ns_inode("self", name)
                 .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
@@ -214,22 +226,18 @@ impl Jail {
     /// Everything read through /proc/PID before this call belonged to the jail's process:
     /// if the pidfd is still alive, the pid cannot have been recycled in between.
     fn check_alive(&self) -> Result<(), Error> {
-        // A pidfd becomes readable when its process exits.
-        let mut fds = [rustix::event::PollFd::new(
-            &self.pidfd,
-            rustix::event::PollFlags::IN,
-        )];
-        let zero = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        match rustix::event::poll(&mut fds, Some(&zero)) {
-            Ok(0) => Ok(()),
-            _ => Err(Error::new(
+        if posix::readable_now(self.pidfd.as_fd()) {
+            return Err(Error::new(
                 Kind::NoJail,
                 format!("jail {}: its process has exited", self.pid),
-            )),
+            ));
         }
+        Ok(())
+    }
+
+    /// Becomes readable when the jail's process exits: for a container, when it stops.
+    pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.pidfd.as_fd())
     }
 
     /// The jail's root directory, as an O_PATH descriptor.

@@ -1,0 +1,543 @@
+//! Container names on Linux: `-j web1` or `-j lxc:web1` → the host PID of the container's init,
+//! asked of the container managers installed on the host (LXC, Podman, Docker,
+//! systemd-machined) through their own command-line tools.
+//!
+//! The daemon asks the tools, not their private state files, because the tools are the
+//! managers' stable interface. Each tool runs with a fixed environment and a deadline, and its
+//! answer is parsed strictly: anything but a clear "running, pid N" is not a jail. A name is
+//! never guessed: when two managers run a container of that name, the request is refused.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::time::Timespec;
+
+use crate::error::{Error, Kind};
+
+/// How long one manager's tool may take to answer.
+pub const TOOL_DEADLINE: Duration = Duration::from_secs(5);
+/// Most output read from a tool; its answer is one short line.
+const MAX_TOOL_OUTPUT: usize = 64 * 1024;
+
+/// The managers asked for a bare name, in this order.
+pub const MANAGERS: [Manager; 4] = [
+    Manager::Lxc,
+    Manager::Podman,
+    Manager::Docker,
+    Manager::Machined,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Lxc,
+    Podman,
+    Docker,
+    Machined,
+}
+
+/// What `-j` names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Spec<'a> {
+    /// A host PID: all digits.
+    Pid(i32),
+    /// A container name, with the manager to ask when given as `manager:name`.
+    Name {
+        manager: Option<Manager>,
+        name: &'a str,
+    },
+}
+
+/// A running container found by name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Found {
+    pub manager: Manager,
+    pub pid: i32,
+}
+
+/// One manager's answer about one name.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Running(i32),
+    Stopped,
+    Absent,
+}
+
+/// Why a manager could not answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Unasked {
+    NotInstalled,
+    Failed(String),
+}
+
+impl Manager {
+    pub fn name(self) -> &'static str {
+        match self {
+            Manager::Lxc => "lxc",
+            Manager::Podman => "podman",
+            Manager::Docker => "docker",
+            Manager::Machined => "machined",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Manager> {
+        MANAGERS.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The tool and its arguments that print the container's state and init PID.
+    fn query(self, name: &str) -> (&'static str, Vec<&str>) {
+        match self {
+            // Prints the PID only while the container runs, nothing when it is stopped.
+            Manager::Lxc => ("lxc-info", vec!["-n", name, "-p", "-H"]),
+            // `container inspect`, not `inspect`: an image of the same name must not answer.
+            Manager::Podman | Manager::Docker => (
+                self.tool(),
+                vec![
+                    "container",
+                    "inspect",
+                    "--format",
+                    "{{.State.Running}} {{.State.Pid}}",
+                    "--",
+                    name,
+                ],
+            ),
+            Manager::Machined => ("machinectl", vec!["show", "-p", "Leader", "--value", name]),
+        }
+    }
+
+    fn tool(self) -> &'static str {
+        match self {
+            Manager::Lxc => "lxc-info",
+            Manager::Podman => "podman",
+            Manager::Docker => "docker",
+            Manager::Machined => "machinectl",
+        }
+    }
+
+    /// Reads the tool's answer: its exit status, stdout and stderr.
+    fn parse(self, success: bool, stdout: &str, stderr: &str) -> Result<Answer, Unasked> {
+        let absent = [
+            "doesn't exist",
+            "no such container",
+            "no such object",
+            "no machine",
+        ];
+        if !success {
+            let lower = stderr.to_ascii_lowercase();
+            if absent.iter().any(|a| lower.contains(a)) {
+                return Ok(Answer::Absent);
+            }
+            let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            return Err(Unasked::Failed(format!(
+                "{} failed: {}",
+                self.tool(),
+                first.trim()
+            )));
+        }
+        let bad = || {
+            Unasked::Failed(format!(
+                "{} gave an answer not understood: '{}'",
+                self.tool(),
+                stdout.trim()
+            ))
+        };
+        let pid = |s: &str| s.parse::<i32>().ok().filter(|p| *p > 0);
+        let out = stdout.trim();
+        match self {
+            Manager::Lxc | Manager::Machined if out.is_empty() => Ok(Answer::Stopped),
+            Manager::Lxc | Manager::Machined => pid(out).map(Answer::Running).ok_or_else(bad),
+            Manager::Podman | Manager::Docker => match out.split_once(' ') {
+                Some(("true", p)) => pid(p).map(Answer::Running).ok_or_else(bad),
+                Some(("false", _)) => Ok(Answer::Stopped),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    fn ask(self, name: &str) -> Result<Answer, Unasked> {
+        let (tool, args) = self.query(name);
+        let output = run_tool(tool, &args).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Unasked::NotInstalled,
+            _ => Unasked::Failed(format!("{tool}: {e}")),
+        })?;
+        self.parse(output.success, &output.stdout, &output.stderr)
+    }
+}
+
+/// Splits `-j`: all digits is a PID; `manager:name` names a container of that manager (for the
+/// four managers known); anything else is a container name for every manager.
+pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
+    let no_jail = |why: &str| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        return spec
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Spec::Pid)
+            .ok_or_else(|| no_jail("not a valid process id"));
+    }
+    let (manager, name) = match spec.split_once(':') {
+        Some((m, name)) => match Manager::from_name(m) {
+            Some(manager) => (Some(manager), name),
+            None => (None, spec),
+        },
+        None => (None, spec),
+    };
+    // Names go to the tools as arguments, never through a shell; a leading '-' would still
+    // read as an option, and '/' or blanks are in no manager's names.
+    if name.is_empty()
+        || name.starts_with('-')
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(no_jail(
+            "not a container name (no leading '-', no '/', no blanks)",
+        ));
+    }
+    Ok(Spec::Name { manager, name })
+}
+
+/// Finds the running container `name`: with `manager`, only there; else in every installed
+/// manager, and it must be running in exactly one.
+pub fn find(spec: &str, manager: Option<Manager>, name: &str) -> Result<Found, Error> {
+    let managers: Vec<Manager> = match manager {
+        Some(m) => vec![m],
+        None => MANAGERS.to_vec(),
+    };
+    let answers: Vec<(Manager, Result<Answer, Unasked>)> =
+        managers.iter().map(|&m| (m, m.ask(name))).collect();
+    decide(spec, name, &answers)
+}
+
+/// Asks `found`'s manager again: the PID opened in between belongs to the container only if
+/// the manager still names it (and the caller then checks that its pidfd is still alive).
+pub fn confirm(spec: &str, name: &str, found: &Found) -> Result<(), Error> {
+    match found.manager.ask(name) {
+        Ok(Answer::Running(pid)) if pid == found.pid => Ok(()),
+        _ => Err(Error::new(
+            Kind::NoJail,
+            format!("jail '{spec}': the container stopped or restarted while it was looked up"),
+        )),
+    }
+}
+
+/// The decision over every manager's answer; pure, so that each outcome is unit-tested.
+fn decide(
+    spec: &str,
+    name: &str,
+    answers: &[(Manager, Result<Answer, Unasked>)],
+) -> Result<Found, Error> {
+    let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
+    let running: Vec<Found> = answers
+        .iter()
+        .filter_map(|(m, a)| match a {
+            Ok(Answer::Running(pid)) => Some(Found {
+                manager: *m,
+                pid: *pid,
+            }),
+            _ => None,
+        })
+        .collect();
+    match running.as_slice() {
+        [one] => {
+            return Ok(Found {
+                manager: one.manager,
+                pid: one.pid,
+            });
+        }
+        [] => {}
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|f| format!("{}:{name} (pid {})", f.manager.name(), f.pid))
+                .collect();
+            return Err(no_jail(format!(
+                "ambiguous: running in {}; name one as manager:name",
+                list.join(", ")
+            )));
+        }
+    }
+    let mut why = Vec::new();
+    for (m, a) in answers {
+        match a {
+            Ok(Answer::Stopped) => why.push(format!("{}: stopped", m.name())),
+            Ok(Answer::Absent) => why.push(format!("{}: no such container", m.name())),
+            Ok(Answer::Running(_)) => {}
+            Err(Unasked::NotInstalled) => {
+                why.push(format!("{}: not installed ({})", m.name(), m.tool()))
+            }
+            Err(Unasked::Failed(e)) => why.push(format!("{}: {e}", m.name())),
+        }
+    }
+    Err(no_jail(format!(
+        "no running container of that name ({})",
+        why.join("; ")
+    )))
+}
+
+struct ToolOutput {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a manager's tool with a fixed environment, no stdin, and `TOOL_DEADLINE`; it is killed
+/// when late.
+fn run_tool(tool: &str, args: &[&str]) -> io::Result<ToolOutput> {
+    let mut child = Command::new(tool)
+        .args(args)
+        .env_clear()
+        .env("PATH", crate::daemon::COMMAND_PATH)
+        .env("LC_ALL", "C")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pipes = [
+        child.stdout.take().map(OwnedFd::from),
+        child.stderr.take().map(OwnedFd::from),
+    ];
+    let read = read_pipes(pipes, Instant::now() + TOOL_DEADLINE);
+    if read.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let [stdout, stderr] = read?;
+    Ok(ToolOutput {
+        success: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Reads both pipes together until each is closed (or holds `MAX_TOOL_OUTPUT`), so that a
+/// chatty stderr cannot stall the tool; fails once `deadline` has passed.
+fn read_pipes(mut pipes: [Option<OwnedFd>; 2], deadline: Instant) -> io::Result<[Vec<u8>; 2]> {
+    let mut outputs = [Vec::new(), Vec::new()];
+    while pipes.iter().any(Option::is_some) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {TOOL_DEADLINE:?}"),
+            ));
+        }
+        let timeout = Timespec::try_from(left).map_err(io::Error::other)?;
+        let mut fds: Vec<PollFd> = pipes
+            .iter()
+            .flatten()
+            .map(|p| PollFd::new(p, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let mut ready = fds
+            .iter()
+            .map(|f| !f.revents().is_empty())
+            .collect::<Vec<_>>()
+            .into_iter();
+        drop(fds);
+        for (pipe, output) in pipes.iter_mut().zip(&mut outputs) {
+            let Some(fd) = pipe else { continue };
+            if !ready.next().unwrap_or(false) {
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match rustix::io::read(&*fd, &mut chunk) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 || output.len() + n > MAX_TOOL_OUTPUT {
+                *pipe = None;
+            } else {
+                output.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_a_pid_and_anything_else_a_name() {
+        assert_eq!(parse_spec("4144").unwrap(), Spec::Pid(4144));
+        assert_eq!(parse_spec("0").unwrap_err().kind, Kind::NoJail);
+        assert_eq!(parse_spec("99999999999").unwrap_err().kind, Kind::NoJail);
+        assert_eq!(
+            parse_spec("web1").unwrap(),
+            Spec::Name {
+                manager: None,
+                name: "web1"
+            }
+        );
+        assert_eq!(
+            parse_spec("lxc:web1").unwrap(),
+            Spec::Name {
+                manager: Some(Manager::Lxc),
+                name: "web1"
+            }
+        );
+        assert_eq!(
+            parse_spec("machined:123").unwrap(),
+            Spec::Name {
+                manager: Some(Manager::Machined),
+                name: "123"
+            }
+        );
+        // An unknown prefix is part of the name.
+        assert_eq!(
+            parse_spec("web:1").unwrap(),
+            Spec::Name {
+                manager: None,
+                name: "web:1"
+            }
+        );
+    }
+
+    #[test]
+    fn names_that_would_read_as_options_or_paths_are_refused() {
+        for bad in ["-n", "lxc:-rf", "a/b", "lxc:", "a b", "x\ty", ""] {
+            let err = parse_spec(bad).unwrap_err();
+            assert_eq!(err.kind, Kind::NoJail, "{bad}");
+            assert!(err.message.contains(bad), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn each_tool_answer_is_read_strictly() {
+        use Manager::*;
+        assert_eq!(Lxc.parse(true, "4144\n", ""), Ok(Answer::Running(4144)));
+        assert_eq!(Lxc.parse(true, "\n", ""), Ok(Answer::Stopped));
+        assert_eq!(
+            Lxc.parse(false, "", "web1 doesn't exist\n"),
+            Ok(Answer::Absent)
+        );
+        assert_eq!(
+            Podman.parse(true, "true 5495\n", ""),
+            Ok(Answer::Running(5495))
+        );
+        assert_eq!(Podman.parse(true, "false 0\n", ""), Ok(Answer::Stopped));
+        assert_eq!(
+            Podman.parse(
+                false,
+                "",
+                "Error: inspecting object: no such container web1\n"
+            ),
+            Ok(Answer::Absent)
+        );
+        assert_eq!(
+            Docker.parse(false, "", "Error: No such container: web1\n"),
+            Ok(Answer::Absent)
+        );
+        assert_eq!(Machined.parse(true, "812\n", ""), Ok(Answer::Running(812)));
+        assert_eq!(
+            Machined.parse(false, "", "No machine 'web1' known\n"),
+            Ok(Answer::Absent)
+        );
+        // Anything else is a failure that names the tool, never a PID.
+        for (m, out) in [
+            (Lxc, "0"),
+            (Lxc, "-1"),
+            (Lxc, "12 13"),
+            (Podman, "true 0"),
+            (Podman, "true"),
+            (Docker, "yes 12"),
+            (Machined, "abc"),
+        ] {
+            match m.parse(true, out, "") {
+                Err(Unasked::Failed(e)) => assert!(e.contains(m.tool()), "{e}"),
+                other => panic!("{m:?} {out:?}: {other:?}"),
+            }
+        }
+        match Docker.parse(false, "", "Cannot connect to the Docker daemon\n") {
+            Err(Unasked::Failed(e)) => assert!(e.contains("Cannot connect"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_running_container_is_found_and_two_are_ambiguous() {
+        use Manager::*;
+        let found = decide(
+            "web1",
+            "web1",
+            &[
+                (Lxc, Ok(Answer::Absent)),
+                (Podman, Ok(Answer::Running(7))),
+                (Docker, Err(Unasked::Failed("docker failed: down".into()))),
+                (Machined, Err(Unasked::NotInstalled)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            found,
+            Found {
+                manager: Podman,
+                pid: 7
+            }
+        );
+        let err = decide(
+            "web1",
+            "web1",
+            &[
+                (Lxc, Ok(Answer::Running(3))),
+                (Podman, Ok(Answer::Running(7))),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, Kind::NoJail);
+        assert!(err.message.contains("ambiguous"), "{}", err.message);
+        assert!(err.message.contains("lxc:web1 (pid 3)"), "{}", err.message);
+        assert!(
+            err.message.contains("podman:web1 (pid 7)"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn nothing_running_says_what_each_manager_answered() {
+        use Manager::*;
+        let err = decide(
+            "web1",
+            "web1",
+            &[
+                (Lxc, Ok(Answer::Stopped)),
+                (Podman, Ok(Answer::Absent)),
+                (Docker, Err(Unasked::Failed("docker failed: down".into()))),
+                (Machined, Err(Unasked::NotInstalled)),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, Kind::NoJail);
+        for part in [
+            "jail 'web1'",
+            "lxc: stopped",
+            "podman: no such container",
+            "docker: docker failed: down",
+            "machined: not installed (machinectl)",
+        ] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn a_tool_is_run_with_a_fixed_environment_and_its_output_read() {
+        let out = run_tool("sh", &["-c", "echo \"$PATH|$HOME\"; echo oops >&2; exit 3"]).unwrap();
+        assert!(!out.success);
+        assert_eq!(out.stdout, format!("{}|\n", crate::daemon::COMMAND_PATH));
+        assert_eq!(out.stderr, "oops\n");
+        let missing = run_tool("jaildaemon-no-such-tool", &[]).err().unwrap();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+}
