@@ -1,0 +1,598 @@
+//! Real containers, started by the tests themselves: LXC (busybox template, privileged and
+//! unprivileged) and Podman (an image imported offline from the host's static busybox), named
+//! by name with `-j`, and triggered from inside the container with the container's own tools.
+//! Each test skips loudly when it is not root or a manager is not installed.
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+use util::*;
+
+const SETTLE: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(10);
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn must(program: &str, args: &[&str]) -> Output {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Root and the tools present, or a loud SKIPPED line.
+fn ready(test: &str, tools: &[&str]) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    for tool in tools {
+        if !installed(tool) {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {tool} is not installed (.ci/run installs lxc and podman)"
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// A container name no other test (or run) uses.
+fn unique_name(kind: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("jdt-{kind}-{}-{n}", std::process::id())
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An LXC container from the busybox template, without network (CI has none), with the
+/// host's procps `pkill` bind-mounted (Debian's busybox has none), destroyed on drop.
+struct Lxc {
+    name: String,
+}
+
+impl Lxc {
+    /// `unprivileged`: its root is host uid 100000 (needs root:100000:65536 in /etc/subuid and
+    /// /etc/subgid). `users`: extra users (name, uid), each with a group of the same id.
+    fn create(unprivileged: bool, users: &[(&str, u32)]) -> Lxc {
+        let name = unique_name("lxc");
+        let dir = TempDir::new();
+        let config = dir.path("lxc.conf");
+        let mut text = String::from(
+            "lxc.net.0.type = empty\n\
+             lxc.mount.entry = /usr/bin/pkill usr/bin/pkill none bind,ro,create=file 0 0\n",
+        );
+        if unprivileged {
+            text.push_str("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n");
+        }
+        fs::write(&config, text).unwrap();
+        must(
+            "lxc-create",
+            &["-n", &name, "-t", "busybox", "-f", config.to_str().unwrap()],
+        );
+        let lxc = Lxc { name };
+        let root = format!("/var/lib/lxc/{}/rootfs", lxc.name);
+        for (user, id) in users {
+            append_line(
+                &format!("{root}/etc/passwd"),
+                &format!("{user}:x:{id}:{id}::/:/bin/sh"),
+            );
+            append_line(&format!("{root}/etc/group"), &format!("{user}:x:{id}:"));
+        }
+        lxc
+    }
+
+    fn start(&self) {
+        must("lxc-start", &["-n", &self.name]);
+        assert!(
+            wait_for(LONG, || self.pid().is_some()),
+            "container {} did not start",
+            self.name
+        );
+    }
+
+    fn pid(&self) -> Option<u32> {
+        stdout(&run("lxc-info", &["-n", &self.name, "-p", "-H"]))
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Runs `argv` in the container as `uid`:`uid` (ids inside it).
+    fn exec_as(&self, uid: u32, argv: &[&str]) -> Output {
+        let id = uid.to_string();
+        let mut args = vec!["-n", &self.name, "-u", &id, "-g", &id, "--"];
+        args.extend(argv);
+        run("lxc-attach", &args)
+    }
+
+    /// `pkill -SIG -f TITLE` in the container as `uid`; true if a process was signalled.
+    fn pkill(&self, uid: u32, signal: &str, title: &str) -> bool {
+        self.exec_as(uid, &["pkill", &format!("-{signal}"), "-f", title])
+            .status
+            .success()
+    }
+
+    fn stop(&self) {
+        must("lxc-stop", &["-n", &self.name, "-k"]);
+    }
+}
+
+impl Drop for Lxc {
+    fn drop(&mut self) {
+        let _ = run("lxc-stop", &["-n", &self.name, "-k"]);
+        let _ = run("lxc-destroy", &["-n", &self.name, "-f"]);
+    }
+}
+
+fn append_line(path: &str, line: &str) {
+    let mut text = fs::read_to_string(path).unwrap_or_default();
+    text.push_str(line);
+    text.push('\n');
+    fs::write(path, text).unwrap();
+}
+
+/// The test image: the host's static busybox and nothing else, imported on first use and kept
+/// for later runs.
+fn podman_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let image = "localhost/jaildaemon-test-busybox:1".to_string();
+        if run("podman", &["image", "exists", &image]).status.success() {
+            return image;
+        }
+        let dir = TempDir::new();
+        let root = dir.path("rootfs");
+        for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let busybox = fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
+        assert!(
+            !has_interpreter(&busybox),
+            "/bin/busybox is dynamic: the image needs busybox-static"
+        );
+        fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "killall", "sleep", "cat", "ps"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        let tar = dir.path("rootfs.tar");
+        must(
+            "tar",
+            &[
+                "-C",
+                root.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        must("podman", &["import", tar.to_str().unwrap(), &image]);
+        image
+    })
+}
+
+/// True when an ELF64 file asks for a dynamic loader (has a PT_INTERP program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
+    })
+}
+
+/// A Podman container running `sleep` from the test image, removed on drop.
+struct Podman {
+    name: String,
+}
+
+impl Podman {
+    /// Runs a container named `name` (or a fresh name).
+    fn run(name: Option<&str>) -> Podman {
+        let image = podman_image();
+        let name = name.map_or_else(|| unique_name("pod"), String::from);
+        // runc: crun refuses this host's hybrid cgroups; the ulimits keep podman from asking
+        // for more than the test machine grants.
+        must(
+            "podman",
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--runtime",
+                "runc",
+                "--network",
+                "none",
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=4096:4096",
+                image,
+                "sleep",
+                "3600",
+            ],
+        );
+        Podman { name }
+    }
+
+    /// `killall -SIG TITLE` in the container with busybox; true if a process was signalled.
+    fn killall(&self, signal: &str, title: &str) -> bool {
+        run(
+            "podman",
+            &["exec", &self.name, "killall", &format!("-{signal}"), title],
+        )
+        .status
+        .success()
+    }
+
+    fn stop(&self) {
+        must("podman", &["stop", "-t", "1", &self.name]);
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = run("podman", &["rm", "-f", "-t", "0", &self.name]);
+    }
+}
+
+/// The probes titled `title` whose pid namespace is the one of host process `pid`.
+fn probes_in(pid: u32, title: &str) -> Vec<u32> {
+    let ns = |p: u32| fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    host_pids_matching(title)
+        .into_iter()
+        .filter(|&p| ns(p).is_some() && ns(p) == ns(pid))
+        .collect()
+}
+
+fn host_uid(pid: u32) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A command that appends `$JAILDAEMON_JAIL $JAILDAEMON_TITLE` to `file`.
+fn append(file: &Path) -> String {
+    format!(
+        "echo \"$JAILDAEMON_JAIL $JAILDAEMON_TITLE\" >> {}",
+        file.display()
+    )
+}
+
+fn read(file: &Path) -> String {
+    fs::read_to_string(file).unwrap_or_default()
+}
+
+#[test]
+fn lxc_container_by_name_fires_from_inside_and_not_for_another_signal() {
+    let test = "lxc_container_by_name_fires_from_inside_and_not_for_another_signal";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let lxc = Lxc::create(false, &[]);
+    lxc.start();
+    let pid = lxc.pid().unwrap();
+    let cmd = append(&fired);
+    let prefixed = format!("lxc:{}", lxc.name);
+    for (spec, title) in [(lxc.name.as_str(), "BY_NAME"), (&prefixed, "BY_PREFIX")] {
+        daemon.arm(&["-c", &cmd, "-j", spec, "-t", title]);
+        assert_eq!(
+            probes_in(pid, title).len(),
+            1,
+            "probe {title} is not in the container's pid namespace"
+        );
+    }
+    // Another signal ends the probe without firing.
+    assert!(lxc.pkill(0, "USR1", "BY_NAME"));
+    assert!(wait_for(LONG, || probes_in(pid, "BY_NAME").is_empty()));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("nothing fired")),
+        "{}",
+        daemon.log_text()
+    );
+    sleep(SETTLE);
+    assert_eq!(read(&fired), "", "a probe fired on SIGUSR1");
+    // SIGHUP from the container's root fires it, once, and the command learns the jail's name.
+    assert!(lxc.pkill(0, "HUP", "BY_PREFIX"));
+    assert!(
+        wait_for(LONG, || !read(&fired).is_empty()),
+        "command did not run: {}",
+        daemon.log_text()
+    );
+    sleep(SETTLE);
+    assert_eq!(read(&fired), format!("{prefixed} BY_PREFIX\n"));
+}
+
+#[test]
+fn unknown_stopped_and_malformed_names_are_refused_naming_the_jail() {
+    let test = "unknown_stopped_and_malformed_names_are_refused_naming_the_jail";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let stopped = Lxc::create(false, &[]);
+    let cmd = append(&fired);
+    let unknown = unique_name("none");
+    let cases = [
+        (unknown.clone(), "no running container of that name"),
+        (format!("lxc:{unknown}"), "lxc: no such container"),
+        (stopped.name.clone(), "lxc: stopped"),
+        (format!("lxc:{}", stopped.name), "lxc: stopped"),
+        ("lxc:-n".to_string(), "not a container name"),
+        ("lxc:a/b".to_string(), "not a container name"),
+        ("machined:web1".to_string(), "machined"),
+    ];
+    for (spec, why) in &cases {
+        let out = daemon.util(&["-c", &cmd, "-j", spec, "-t", "NEVER"]);
+        assert_eq!(out.status.code(), Some(68), "{spec}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains(&format!("jail '{spec}'")) && message.contains(why),
+            "{spec}: expected '{why}' in: {message}"
+        );
+    }
+    // The daemon is still there and still arms.
+    let jail = Jail::new();
+    daemon.arm(&["-c", &cmd, "-j", &jail.spec(), "-t", "STILL_SERVING"]);
+    assert_eq!(jail.probes("STILL_SERVING").len(), 1);
+}
+
+#[test]
+fn podman_container_by_name_fires_from_inside_and_not_for_another_signal() {
+    let test = "podman_container_by_name_fires_from_inside_and_not_for_another_signal";
+    if !ready(test, &["podman", "runc"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let pod = Podman::run(None);
+    let cmd = append(&fired);
+    let spec = format!("podman:{}", pod.name);
+    daemon.arm(&["-c", &cmd, "-j", &spec, "-t", "PODTERM"]);
+    daemon.arm(&["-c", &cmd, "-j", &pod.name, "-t", "PODHUP", "-r"]);
+    assert!(pod.killall("TERM", "PODTERM"));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("nothing fired")),
+        "{}",
+        daemon.log_text()
+    );
+    for round in 1..=2 {
+        assert!(
+            wait_for(LONG, || pod.killall("HUP", "PODHUP")),
+            "no probe to signal in round {round}"
+        );
+        assert!(
+            wait_for(LONG, || read(&fired).lines().count() == round),
+            "round {round}: {}",
+            daemon.log_text()
+        );
+    }
+    sleep(SETTLE);
+    assert_eq!(
+        read(&fired),
+        format!("{0} PODHUP\n{0} PODHUP\n", pod.name),
+        "SIGTERM fired, or SIGHUP fired more than once"
+    );
+}
+
+#[test]
+fn a_name_running_in_two_managers_is_ambiguous_until_prefixed() {
+    let test = "a_name_running_in_two_managers_is_ambiguous_until_prefixed";
+    if !ready(test, &["lxc-create", "podman", "runc"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let lxc = Lxc::create(false, &[]);
+    lxc.start();
+    let pod = Podman::run(Some(&lxc.name));
+    let name = lxc.name.as_str();
+    let cmd = append(&fired);
+    let out = daemon.util(&["-c", &cmd, "-j", name, "-t", "AMBIGUOUS"]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ambiguous")
+            && stderr(&out).contains(&format!("lxc:{name}"))
+            && stderr(&out).contains(&format!("podman:{name}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(host_pids_matching("AMBIGUOUS").is_empty());
+    daemon.arm(&["-c", &cmd, "-j", &format!("lxc:{name}"), "-t", "IN_LXC"]);
+    daemon.arm(&["-c", &cmd, "-j", &format!("podman:{name}"), "-t", "IN_POD"]);
+    let lxc_pid = lxc.pid().unwrap();
+    let pod_pid: u32 = stdout(&must(
+        "podman",
+        &["container", "inspect", "-f", "{{.State.Pid}}", name],
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(probes_in(lxc_pid, "IN_LXC").len(), 1);
+    assert_eq!(probes_in(pod_pid, "IN_POD").len(), 1);
+    assert!(probes_in(lxc_pid, "IN_POD").is_empty());
+    // Each container sees only its own probe.
+    assert!(!pod.killall("HUP", "IN_LXC"));
+    assert!(!lxc.pkill(0, "HUP", "IN_POD"));
+    assert!(pod.killall("HUP", "IN_POD"));
+    assert!(wait_for(LONG, || !read(&fired).is_empty()));
+    sleep(SETTLE);
+    assert_eq!(read(&fired), format!("podman:{name} IN_POD\n"));
+}
+
+#[test]
+fn unprivileged_lxc_users_trigger_only_their_own_probes() {
+    let test = "unprivileged_lxc_users_trigger_only_their_own_probes";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let lxc = Lxc::create(true, &[("alice", 1000), ("bob", 1001)]);
+    lxc.start();
+    let pid = lxc.pid().unwrap();
+    assert_eq!(host_uid(pid), 100_000, "the container is not unprivileged");
+    let cmd = append(&fired);
+    let name = lxc.name.as_str();
+    daemon.arm(&["-c", &cmd, "-j", name, "-t", "ROOT_PROBE"]);
+    daemon.arm(&["-c", &cmd, "-j", name, "-t", "ALICE_PROBE", "-u", "alice"]);
+    daemon.arm(&["-c", &cmd, "-j", name, "-t", "BOB_PROBE", "-u", "1001"]);
+    let uid_of = |title: &str| host_uid(probes_in(pid, title)[0]);
+    assert_eq!(uid_of("ROOT_PROBE"), 100_000);
+    assert_eq!(uid_of("ALICE_PROBE"), 101_000);
+    assert_eq!(uid_of("BOB_PROBE"), 101_001);
+    // An id the container's user namespace does not map is refused, naming the id.
+    let out = daemon.util(&["-c", &cmd, "-j", name, "-t", "NOBODY", "-u", "70000"]);
+    assert_eq!(out.status.code(), Some(67), "{}", stderr(&out));
+    assert!(stderr(&out).contains("uid 70000 has no mapping"));
+    // alice can signal neither root's probe nor bob's.
+    assert!(!lxc.pkill(1000, "HUP", "ROOT_PROBE"));
+    assert!(!lxc.pkill(1000, "HUP", "BOB_PROBE"));
+    sleep(SETTLE);
+    assert_eq!(read(&fired), "", "alice fired a probe that is not hers");
+    // Her own she can, and the container's root can fire root's.
+    assert!(lxc.pkill(1000, "HUP", "ALICE_PROBE"));
+    assert!(wait_for(LONG, || read(&fired).lines().count() == 1));
+    assert!(lxc.pkill(0, "HUP", "ROOT_PROBE"));
+    assert!(wait_for(LONG, || read(&fired).lines().count() == 2));
+    sleep(SETTLE);
+    assert_eq!(
+        read(&fired),
+        format!("{name} ALICE_PROBE\n{name} ROOT_PROBE\n")
+    );
+    assert_eq!(probes_in(pid, "BOB_PROBE").len(), 1);
+}
+
+#[test]
+fn a_stopped_container_takes_its_probes_without_firing() {
+    let test = "a_stopped_container_takes_its_probes_without_firing";
+    if !ready(test, &["lxc-create", "podman", "runc"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    let lxc = Lxc::create(false, &[]);
+    lxc.start();
+    let pod = Podman::run(None);
+    let cmd = append(&fired);
+    // Single shot, -r and -R in the LXC container; -r in the Podman one.
+    for (spec, mode) in [
+        (lxc.name.as_str(), None),
+        (lxc.name.as_str(), Some("-r")),
+        (lxc.name.as_str(), Some("-R")),
+        (pod.name.as_str(), Some("-r")),
+    ] {
+        let mut args = vec!["-c", &cmd, "-j", spec, "-t", "STOPPING"];
+        args.extend(mode);
+        daemon.arm(&args);
+    }
+    assert_eq!(host_pids_matching("STOPPING").len(), 4);
+    lxc.stop();
+    pod.stop();
+    for name in [&lxc.name, &pod.name] {
+        assert!(
+            wait_for(LONG, || daemon
+                .log_text()
+                .contains(&format!("jail {name} (id "))),
+            "the daemon did not notice that {name} stopped: {}",
+            daemon.log_text()
+        );
+    }
+    let log = daemon.log_text();
+    assert!(
+        log.contains("probe(s) [1, 2, 3] gone with it, nothing fired"),
+        "{log}"
+    );
+    assert!(
+        log.contains("probe(s) [4] gone with it, nothing fired"),
+        "{log}"
+    );
+    sleep(SETTLE);
+    assert!(host_pids_matching("STOPPING").is_empty());
+    assert_eq!(read(&fired), "", "a stopping container fired a probe");
+    // Its name no longer resolves, and the daemon has forgotten its probes: new ones can be
+    // armed once the container runs again.
+    let out = daemon.util(&["-c", &cmd, "-j", &lxc.name, "-t", "AGAIN"]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    lxc.start();
+    daemon.arm(&["-c", &cmd, "-j", &lxc.name, "-t", "AGAIN"]);
+    assert!(lxc.pkill(0, "HUP", "AGAIN"));
+    assert!(wait_for(LONG, || !read(&fired).is_empty()));
+    assert_eq!(read(&fired), format!("{} AGAIN\n", lxc.name));
+}
+
+#[test]
+fn machined_names_need_systemd_as_pid_1() {
+    let test = "machined_names_need_systemd_as_pid_1";
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = TempDir::new();
+    let daemon = Daemon::start(&dir);
+    let systemd = fs::read_link("/proc/1/exe").is_ok_and(|p| p.ends_with("systemd"));
+    if !systemd || !installed("machinectl") {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: systemd is not PID 1 here, so systemd-machined cannot run; only the refusal is tested"
+        );
+        let out = daemon.util(&["-c", "true", "-j", "machined:web1", "-t", "M"]);
+        assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+        assert!(stderr(&out).contains("jail 'machined:web1'"));
+        return;
+    }
+    // With machined, `machinectl show` of an unknown machine is a clean refusal as well.
+    let name = unique_name("machine");
+    let spec = format!("machined:{name}");
+    let out = daemon.util(&["-c", "true", "-j", &spec, "-t", "M"]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(stderr(&out).contains("machined: no such container"));
+}
