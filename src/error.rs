@@ -31,6 +31,10 @@ pub enum Kind {
     Protocol,
     /// Not root, or a peer that is not allowed to talk to the daemon (EX_NOPERM).
     NoPerm,
+    /// No probe matches what `-k` named (EX_NOINPUT).
+    NoProbe,
+    /// A bad configuration or state file (EX_CONFIG).
+    Config,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
         match self {
             Kind::Usage => 64,
             Kind::Data => 65,
+            Kind::NoProbe => 66,
             Kind::NoUser => 67,
             Kind::NoJail => 68,
             Kind::Unavailable => 69,
@@ -48,6 +53,7 @@ impl Kind {
             Kind::Timeout | Kind::Limit => 75,
             Kind::Protocol => 76,
             Kind::NoPerm => 77,
+            Kind::Config => 78,
         }
     }
 }

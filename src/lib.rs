@@ -4,13 +4,16 @@
 
 pub mod cli;
 pub mod client;
+pub mod config;
 #[cfg(target_os = "linux")]
 pub mod containers;
 pub mod daemon;
 pub mod error;
 pub mod ids;
+pub mod listing;
 pub mod logging;
 pub mod proto;
+pub mod state;
 pub mod sys;
 
 use std::ffi::OsString;
@@ -46,11 +49,41 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         cli::Mode::Daemon(config) => daemon::run(&config),
         cli::Mode::Arm { socket, request } => match client::ask(&socket, &Request::Arm(request))? {
             Response::Armed { .. } => Ok(()),
-            Response::Refused(e) => Err(e),
-            other => Err(Error::new(
-                Kind::Protocol,
-                format!("unexpected answer from the daemon: {other:?}"),
-            )),
+            other => refused(other),
         },
+        cli::Mode::List { socket, json } => match client::ask(&socket, &Request::List)? {
+            Response::Probes { probes } if json => {
+                println!("{}", listing::json(&probes));
+                Ok(())
+            }
+            Response::Probes { probes } => {
+                print!("{}", listing::table(&probes));
+                Ok(())
+            }
+            other => refused(other),
+        },
+        cli::Mode::Remove {
+            socket,
+            probe,
+            jail,
+        } => match client::ask(&socket, &Request::Remove { probe, jail })? {
+            Response::Removed { probes } => {
+                let ids: Vec<String> = probes.iter().map(u64::to_string).collect();
+                println!("removed probe(s) {}", ids.join(", "));
+                Ok(())
+            }
+            other => refused(other),
+        },
+    }
+}
+
+/// A refusal becomes its error; any other answer is a protocol error.
+fn refused(answer: Response) -> Result<(), Error> {
+    match answer {
+        Response::Refused(e) => Err(e),
+        other => Err(Error::new(
+            Kind::Protocol,
+            format!("unexpected answer from the daemon: {other:?}"),
+        )),
     }
 }

@@ -11,8 +11,10 @@ pub const VERSION: u8 = 1;
 const BANNER: [u8; 4] = [b'J', b'D', VERSION, 0];
 const HEADER_LEN: usize = 8;
 
-/// Largest body accepted in either direction.
+/// Largest request body.
 pub const MAX_BODY: usize = 16 * 1024;
+/// Largest answer body: a list of every probe, commands included, fits.
+pub const MAX_ANSWER: usize = 128 * 1024 * 1024;
 /// Longest host command, in bytes.
 pub const MAX_COMMAND: usize = 4096;
 /// Longest probe title, in bytes.
@@ -43,6 +45,9 @@ pub struct Arm {
     pub respawn: Respawn,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `-P`: kept in the daemon's state file, so that it survives restarts.
+    #[serde(default)]
+    pub persist: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +56,13 @@ pub enum Request {
     /// "Is a daemon alive here?", asked by a starting daemon.
     Ping,
     Arm(Arm),
+    /// `-l`: every probe the daemon holds.
+    List,
+    /// `-k`: remove the probe with this id or title from `jail` (as named, or its id).
+    Remove {
+        probe: String,
+        jail: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +70,67 @@ pub enum Request {
 pub enum Response {
     Pong { pid: u32 },
     Armed { probe: u64, pid: i32 },
+    Probes { probes: Vec<ProbeInfo> },
+    Removed { probes: Vec<u64> },
     Refused(Error),
+}
+
+/// Where a probe comes from, which decides what survives a restart or a jail's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Armed with `-c`: lives until fired or removed, as in 0.2.
+    Command,
+    /// Armed with `-c -P`: also kept in the state file.
+    Persisted,
+    /// Declared in the configuration file.
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    /// A probe process waits in the jail.
+    Armed,
+    /// Its command runs; no probe process now.
+    Running,
+    /// Its jail is not running (or refused it); it is armed when the jail runs again.
+    Waiting,
+}
+
+/// One line of `jaildaemon -l`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeInfo {
+    pub id: u64,
+    /// The jail as named, and the host's id for it (PID or jid) while it is known.
+    pub jail: String,
+    pub jail_id: Option<i32>,
+    pub title: String,
+    pub command: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub respawn: Respawn,
+    pub origin: Origin,
+    pub state: ProbeState,
+    /// Host PID of the probe process while armed.
+    pub pid: Option<i32>,
+    pub fired: u64,
+    /// What happened last: the command's end, or why the probe is waiting.
+    pub last: Option<String>,
+}
+
+/// A message type and the largest body accepted for it.
+pub trait Message: for<'de> Deserialize<'de> {
+    const MAX_BODY: usize;
+}
+
+impl Message for Request {
+    const MAX_BODY: usize = MAX_BODY;
+}
+
+impl Message for Response {
+    const MAX_BODY: usize = MAX_ANSWER;
 }
 
 impl Arm {
@@ -111,7 +183,7 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Decodes one frame from the start of `buf`. `Ok(None)` means "not complete yet"; an error
 /// is final, and comes as soon as the header shows the frame cannot be valid.
-pub fn decode<T: for<'de> Deserialize<'de>>(buf: &[u8]) -> Result<Option<T>, Error> {
+pub fn decode<T: Message>(buf: &[u8]) -> Result<Option<T>, Error> {
     let protocol = |m: String| Err(Error::new(Kind::Protocol, m));
     let have = buf.len().min(BANNER.len());
     if buf[..have] != BANNER[..have] {
@@ -127,9 +199,10 @@ pub fn decode<T: for<'de> Deserialize<'de>>(buf: &[u8]) -> Result<Option<T>, Err
         return Ok(None);
     }
     let len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
-    if len > MAX_BODY {
+    if len > T::MAX_BODY {
         return protocol(format!(
-            "message of {len} bytes exceeds the limit of {MAX_BODY}"
+            "message of {len} bytes exceeds the limit of {}",
+            T::MAX_BODY
         ));
     }
     if buf.len() < HEADER_LEN + len {
@@ -155,6 +228,7 @@ mod tests {
             respawn: Respawn::Never,
             user: None,
             group: None,
+            persist: false,
         }
     }
 

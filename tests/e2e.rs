@@ -804,12 +804,9 @@ fn command_output_reaches_the_log_and_its_environment_is_fixed() {
         daemon.log_text()
     );
     let log = daemon.log_text();
-    for line in [
-        "probe 1 command: out-line",
-        "probe 1 command: err-line",
-        "probe 1 command: no-newline",
-    ] {
-        assert!(log.contains(line), "{line:?} not logged:\n{log}");
+    let tag = format!("probe 1 (jail {}, 'LOUD_COMMAND') command: ", jail.spec());
+    for line in ["out-line", "err-line", "no-newline"].map(|l| format!("{tag}{l}")) {
+        assert!(log.contains(&line), "{line:?} not logged:\n{log}");
     }
     let env = fs::read_to_string(&fired).unwrap();
     let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();

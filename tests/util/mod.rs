@@ -98,6 +98,9 @@ impl Daemon {
         argv.push(socket.display().to_string());
         argv.push("-p".into());
         argv.push(pidfile.display().to_string());
+        // Never the host's own configuration or state file; a test's `args` may name others.
+        argv.extend(["-C".into(), "/dev/null".into(), "-S".into()]);
+        argv.push(dir.path("state").display().to_string());
         argv.extend(args.iter().map(|s| s.to_string()));
         let child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -325,5 +328,120 @@ impl World {
             daemon,
             jail,
         })
+    }
+}
+
+/// One raw exchange over the daemon's socket: sends `bytes`, then reads until the daemon
+/// closes the connection. For requests the utility would never send.
+pub fn exchange(socket: &Path, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The daemon may answer and close before it has read everything (a bad banner is refused
+    // at its first bytes), so a failed write is not an error here.
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+/// Sends one request in the wire format and decodes the daemon's answer.
+pub fn ask(socket: &Path, request: &jaildaemon::proto::Request) -> jaildaemon::proto::Response {
+    let answer = exchange(socket, &jaildaemon::proto::encode(request));
+    jaildaemon::proto::decode(&answer)
+        .unwrap_or_else(|e| panic!("undecodable answer {answer:?}: {e}"))
+        .unwrap_or_else(|| panic!("incomplete answer {answer:?}"))
+}
+
+/// The request the utility sends for `args` (`-c CMD -j JAIL …`), built by the utility's own
+/// parser.
+pub fn arm_request(args: &[&str]) -> jaildaemon::proto::Request {
+    let argv = ["jaildaemon"]
+        .iter()
+        .chain(args)
+        .map(std::ffi::OsString::from);
+    match jaildaemon::cli::parse(argv) {
+        Ok(jaildaemon::cli::Mode::Arm { request, .. }) => jaildaemon::proto::Request::Arm(request),
+        other => panic!("{args:?} is not an arm request: {other:?}"),
+    }
+}
+
+/// Descriptors the process `pid` holds now.
+pub fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Pids of the zombie (state Z) children of `parent`, from /proc/*/stat.
+pub fn zombie_children(parent: u32) -> Vec<u32> {
+    let mut zombies = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The command name may hold spaces and parentheses: the fields follow its last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
+        if state == Some("Z") && ppid == Some(parent) {
+            zombies.push(pid);
+        }
+    }
+    zombies
+}
+
+/// The host pid `host` as the innermost pid namespace it lives in numbers it (NSpid).
+pub fn inner_pid(host: u32) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    nspid.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+/// Unmounts (lazily) on drop: a host mount that must not outlive a failed test.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+impl Jail {
+    /// A jail whose root directory is `root`, not the host's: unshare chroots into it, as a
+    /// container runtime pivots into its image. `root` gets the host's /usr (bind-mounted only
+    /// while unshare copies the mount namespace; the jail keeps its copy), so that `sleep`,
+    /// `pkill` and their libraries are there, and whatever the caller put in it.
+    pub fn chrooted(root: &Path) -> Jail {
+        for dir in ["usr", "proc", "tmp"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for link in ["bin", "sbin", "lib", "lib64"] {
+            let _ = std::os::unix::fs::symlink(format!("usr/{link}"), root.join(link));
+        }
+        let usr = root.join("usr");
+        let bound = Command::new("mount")
+            .arg("--rbind")
+            .arg("/usr")
+            .arg(&usr)
+            .status();
+        assert!(bound.unwrap().success(), "cannot bind /usr");
+        let _unmount = Unmount(&usr);
+        Jail::spawn(&[&format!("--root={}", root.display())])
+    }
+
+    /// `exec_as` in the jail's own root and working directory (nsenter -r -w), for a jail made
+    /// by `chrooted`.
+    pub fn exec_rooted_as(&self, uid: u32, argv: &[&str]) -> Output {
+        let (pid, id) = (self.pid.to_string(), uid.to_string());
+        let nsenter = ["-t", &pid, "-a", "-r", "-w", "-S", &id, "-G", &id];
+        Command::new("nsenter")
+            .args(nsenter)
+            .args(argv)
+            .output()
+            .unwrap()
     }
 }

@@ -1,70 +1,36 @@
 //! The daemon: owns the socket, the probes and the commands they fire, in one single-threaded
 //! poll loop (so that a fork for a probe never copies a lock held by another thread).
 
+mod commands;
+mod probes;
+
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 
 use crate::cli::DaemonConfig;
 use crate::error::{Error, Kind};
-use crate::proto::{self, Arm, Request, Respawn, Response};
-use crate::sys::{self, Exit, Jail, ProbeImage, Process};
+use crate::proto::{self, Origin, Request, Response};
+use crate::sys::{self, ProbeImage};
+use commands::RunningCommand;
+use probes::{JAIL_GRACE, Probe, WatchedJail};
+pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
 
 /// A client must send its whole request within this time.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; beyond that a client is answered "busy" at once.
 const MAX_CLIENTS: usize = 256;
-const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
-/// Probes armed at once, in all and in one jail. Each costs a process, a pidfd and about
-/// 40 KiB of kernel memory; pid_max (32768 by default) bounds the host anyway.
-pub const MAX_PROBES: usize = 20_000;
-pub const MAX_PROBES_PER_JAIL: usize = 10_000;
-/// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
-/// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands
-/// on the host: further triggers find no probe to signal.
-pub const MAX_RUNNING_PER_PROBE: usize = 4;
-/// PATH of every command. The rest of its environment is the JAILDAEMON_* variables; nothing
-/// of the daemon's own environment reaches it.
+/// PATH of every command (and of the container managers' tools). The rest of a command's
+/// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
 pub(crate) const COMMAND_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-struct Probe {
-    arm: Arm,
-    jail: Jail,
-    title: CString,
-    uid: u32,
-    gid: u32,
-    /// The armed probe process, if one is armed now.
-    process: Option<Process>,
-    /// Commands of this probe still running.
-    running: usize,
-    /// No more arming: single shot fired, or re-arming failed.
-    finished: bool,
-}
-
-/// A jail with probes, watched so that its stop is noticed and logged. It stays watched for
-/// `JAIL_GRACE` after its last probe ended: a stopping container kills its probes before its
-/// init is gone (the kernel waits for us to reap them), so the probes end first.
-struct WatchedJail {
-    /// The jail as the utility named it.
-    spec: String,
-    pidfd: OwnedFd,
-    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`.
-    ended: Vec<(u64, Instant)>,
-    /// When its last probe ended.
-    idle_since: Option<Instant>,
-}
-
-const JAIL_GRACE: Duration = Duration::from_secs(5);
 
 struct Client {
     stream: UnixStream,
@@ -72,53 +38,10 @@ struct Client {
     deadline: Instant,
 }
 
-struct RunningCommand {
-    probe: u64,
-    process: Process,
-    started: Instant,
-    /// Read end of the pipe that carries the command's stdout and stderr into our log.
-    output: Option<OwnedFd>,
-    /// An incomplete last line of output.
-    partial: Vec<u8>,
-}
-
-/// Longest line of command output logged as one message; longer lines are split.
-const MAX_OUTPUT_LINE: usize = 1024;
-
-impl RunningCommand {
-    /// Logs what the command wrote, line by line; returns false at end of output.
-    fn drain_output(&mut self) -> bool {
-        let Some(fd) = &self.output else { return false };
-        let mut chunk = [0u8; 4096];
-        let open = loop {
-            match rustix::io::read(fd, &mut chunk) {
-                Ok(0) => break false,
-                Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
-                Err(rustix::io::Errno::AGAIN) => break true,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => break false,
-            }
-        };
-        loop {
-            // A line ends at a newline, at MAX_OUTPUT_LINE bytes, or at the end of output.
-            let (len, newline) = match self.partial.iter().position(|&b| b == b'\n') {
-                Some(nl) if nl <= MAX_OUTPUT_LINE => (nl, 1),
-                _ if self.partial.len() >= MAX_OUTPUT_LINE => (MAX_OUTPUT_LINE, 0),
-                _ if !open && !self.partial.is_empty() => (self.partial.len(), 0),
-                _ => break,
-            };
-            let line: Vec<u8> = self.partial.drain(..len + newline).take(len).collect();
-            log::info!(
-                "probe {} command: {}",
-                self.probe,
-                String::from_utf8_lossy(&line)
-            );
-        }
-        if !open {
-            self.output = None;
-        }
-        open
-    }
+/// The configuration file, and whether `-C` named it (then it must exist).
+struct ConfigFile {
+    path: PathBuf,
+    named: bool,
 }
 
 struct Daemon {
@@ -133,6 +56,10 @@ struct Daemon {
     commands: Vec<RunningCommand>,
     clients: Vec<Client>,
     next_id: u64,
+    config: ConfigFile,
+    state_path: PathBuf,
+    /// When waiting probes next look for their jail.
+    next_retry: Option<Instant>,
 }
 
 /// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics).
@@ -239,6 +166,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             Some(gid)
         }
     };
+    // Both files are read before the socket is taken and before detaching, so that a bad
+    // one is refused at the terminal; their probes are armed once the daemon runs.
+    let persisted = crate::state::load(&config.state)?;
+    let declared = crate::config::load(&config.config, config.config_named)?;
     let listener = take_socket(&config.socket, group)?;
     let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
@@ -283,7 +214,19 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         commands: Vec::new(),
         clients: Vec::new(),
         next_id: 1,
+        config: ConfigFile {
+            path: config.config.clone(),
+            named: config.config_named,
+        },
+        state_path: config.state.clone(),
+        next_retry: None,
     };
+    for arm in persisted {
+        daemon.declare(arm, Origin::Persisted);
+    }
+    for arm in declared {
+        daemon.declare(arm, Origin::Config);
+    }
     let result = daemon.serve();
     daemon.shutdown();
     let _ = std::fs::remove_file(&config.socket);
@@ -341,6 +284,7 @@ impl Daemon {
                 .iter()
                 .map(|c| c.deadline)
                 .chain(idle_jails.map(|t| t + JAIL_GRACE))
+                .chain(self.next_retry)
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .min()
                 .map(|d| {
@@ -369,7 +313,7 @@ impl Daemon {
                     Slot::Signals => {
                         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
                             if sig == libc::SIGHUP {
-                                log::info!("SIGHUP: nothing to reload");
+                                self.reload();
                             } else {
                                 log::info!("signal {sig}: shutting down");
                                 return Ok(());
@@ -412,6 +356,9 @@ impl Daemon {
             for i in finished_commands.into_iter().rev() {
                 let done = self.commands.swap_remove(i);
                 self.after_command(done.probe);
+            }
+            if self.next_retry.is_some_and(|t| t <= Instant::now()) {
+                self.retry_waiting();
             }
         }
     }
@@ -480,10 +427,20 @@ impl Daemon {
             Ok(Some(Request::Ping)) => Response::Pong {
                 pid: std::process::id(),
             },
-            Ok(Some(Request::Arm(arm))) => match self.arm(arm) {
+            Ok(Some(Request::Arm(arm))) => match self.arm_request(arm) {
                 Ok((probe, pid)) => Response::Armed { probe, pid },
                 Err(e) => {
                     log::warn!("refused to arm: {e}");
+                    Response::Refused(e)
+                }
+            },
+            Ok(Some(Request::List)) => Response::Probes {
+                probes: self.list(),
+            },
+            Ok(Some(Request::Remove { probe, jail })) => match self.remove(&probe, &jail) {
+                Ok(probes) => Response::Removed { probes },
+                Err(e) => {
+                    log::warn!("refused to remove: {e}");
                     Response::Refused(e)
                 }
             },
@@ -498,294 +455,4 @@ impl Daemon {
         let _ = (&*stream).write_all(&proto::encode(&answer));
         true
     }
-
-    fn arm(&mut self, arm: Arm) -> Result<(u64, i32), Error> {
-        arm.validate()?;
-        let jail = Jail::open(&arm.jail)?;
-        let in_jail = self
-            .probes
-            .values()
-            .filter(|p| p.jail.id() == jail.id())
-            .count();
-        if self.probes.len() >= MAX_PROBES || in_jail >= MAX_PROBES_PER_JAIL {
-            return Err(Error::new(
-                Kind::Limit,
-                format!(
-                    "too many probes: {} in all (limit {MAX_PROBES}), {in_jail} in jail {} (limit {MAX_PROBES_PER_JAIL})",
-                    self.probes.len(),
-                    arm.jail
-                ),
-            ));
-        }
-        let (uid, gid) = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
-        let title = CString::new(arm.title.clone())
-            .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))?;
-        let process = sys::spawn_probe(&self.image, &jail, &title, uid, gid)?;
-        self.watch(&jail, &arm.jail);
-        let id = self.next_id;
-        self.next_id += 1;
-        let pid = process.pid();
-        log::info!(
-            "probe {id} armed: jail {}, title '{}', uid {uid}, gid {gid}, respawn {:?}, host pid {pid}",
-            arm.jail,
-            arm.title,
-            arm.respawn
-        );
-        self.probes.insert(
-            id,
-            Probe {
-                arm,
-                jail,
-                title,
-                uid,
-                gid,
-                process: Some(process),
-                running: 0,
-                finished: false,
-            },
-        );
-        Ok((id, pid))
-    }
-
-    fn probe_exited(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(&id) else {
-            return;
-        };
-        let Some(process) = probe.process.take() else {
-            return;
-        };
-        let exit = match process.try_wait() {
-            Ok(Some(exit)) => exit,
-            Ok(None) => {
-                probe.process = Some(process);
-                return;
-            }
-            Err(e) => {
-                log::error!("probe {id}: waitid: {e}");
-                Exit::Signal(0)
-            }
-        };
-        if exit != Exit::Code(MAGIC_EXIT) {
-            log::warn!(
-                "probe {id} (jail {}, '{}') ended by {exit}: nothing fired, probe removed",
-                probe.arm.jail,
-                probe.arm.title
-            );
-            probe.finished = true;
-            if let (Exit::Signal(_), Some(w)) = (exit, self.jails.get_mut(&probe.jail.id())) {
-                let now = Instant::now();
-                w.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
-                w.ended.push((id, now));
-            }
-            self.forget_if_idle(id);
-            return;
-        }
-        log::info!(
-            "probe {id} (jail {}, '{}') triggered",
-            probe.arm.jail,
-            probe.arm.title
-        );
-        match spawn_command(id, probe) {
-            Ok((process, output)) => {
-                probe.running += 1;
-                self.commands.push(RunningCommand {
-                    probe: id,
-                    process,
-                    started: Instant::now(),
-                    output: Some(output),
-                    partial: Vec::new(),
-                });
-            }
-            Err(e) => log::error!("probe {id}: cannot run its command: {e}"),
-        }
-        match probe.arm.respawn {
-            Respawn::Never => probe.finished = true,
-            Respawn::Immediately if probe.running < MAX_RUNNING_PER_PROBE => self.rearm(id),
-            Respawn::Immediately => log::warn!(
-                "probe {id}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
-            ),
-            Respawn::AfterCommand if probe.running == 0 => self.rearm(id),
-            Respawn::AfterCommand => {}
-        }
-        self.forget_if_idle(id);
-    }
-
-    /// Reaps command `i`; returns true once it has exited.
-    fn command_exited(&mut self, i: usize) -> bool {
-        let command = &mut self.commands[i];
-        match command.process.try_wait() {
-            Ok(None) => false,
-            result => {
-                // Log what it wrote before saying that it ended.
-                command.drain_output();
-                let status = result
-                    .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
-                    .unwrap_or_else(|e| e.to_string());
-                log::info!(
-                    "probe {}: command ended with {status} after {:?}",
-                    command.probe,
-                    command.started.elapsed()
-                );
-                true
-            }
-        }
-    }
-
-    fn after_command(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(&id) else {
-            return;
-        };
-        probe.running -= 1;
-        // Re-arms an `-r` probe, and an `-R` probe that was held back at its limit.
-        if probe.arm.respawn != Respawn::Never && !probe.finished && probe.process.is_none() {
-            self.rearm(id);
-        }
-        self.forget_if_idle(id);
-    }
-
-    fn rearm(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(&id) else {
-            return;
-        };
-        match sys::spawn_probe(&self.image, &probe.jail, &probe.title, probe.uid, probe.gid) {
-            Ok(process) => {
-                log::info!("probe {id} re-armed, host pid {}", process.pid());
-                probe.process = Some(process);
-            }
-            Err(e) => {
-                log::error!("probe {id}: cannot re-arm, removed: {e}");
-                probe.finished = true;
-            }
-        }
-    }
-
-    fn forget_if_idle(&mut self, id: u64) {
-        let idle = |p: &Probe| p.finished && p.running == 0 && p.process.is_none();
-        if !self.probes.get(&id).is_some_and(idle) {
-            return;
-        }
-        let jail = self.probes.remove(&id).expect("present").jail.id();
-        if self.probes.values().any(|p| p.jail.id() == jail) {
-            return;
-        }
-        if let Some(w) = self.jails.get_mut(&jail) {
-            w.idle_since = Some(Instant::now());
-        }
-    }
-
-    /// Watches `jail` while it has probes; a jail of the same id that has stopped unnoticed
-    /// is dealt with first.
-    fn watch(&mut self, jail: &Jail, spec: &str) {
-        let id = jail.id();
-        if self
-            .jails
-            .get(&id)
-            .is_some_and(|w| sys::readable_now(w.pidfd.as_fd()))
-        {
-            self.jail_stopped(id);
-        }
-        if let Some(w) = self.jails.get_mut(&id) {
-            w.idle_since = None;
-            return;
-        }
-        let Some(pidfd) = jail.watch_fd().and_then(|fd| fd.try_clone_to_owned().ok()) else {
-            return;
-        };
-        self.jails.insert(
-            id,
-            WatchedJail {
-                spec: spec.to_string(),
-                pidfd,
-                ended: Vec::new(),
-                idle_since: None,
-            },
-        );
-    }
-
-    /// The jail `id` stopped. A probe that exited before it is handled as usual (it may have
-    /// been triggered just before a jail's shutdown); the others are killed and forgotten
-    /// without firing, and the stop is logged with every probe that went with it.
-    fn jail_stopped(&mut self, id: i32) {
-        let Some(watch) = self.jails.remove(&id) else {
-            return;
-        };
-        let left: Vec<u64> = self
-            .probes
-            .iter()
-            .filter(|(_, p)| p.jail.id() == id)
-            .map(|(probe, _)| *probe)
-            .collect();
-        let now = Instant::now();
-        let mut gone: Vec<u64> = watch
-            .ended
-            .iter()
-            .filter(|(_, t)| *t + JAIL_GRACE > now)
-            .map(|(probe, _)| *probe)
-            .collect();
-        for probe_id in left {
-            let exited = self.probes[&probe_id]
-                .process
-                .as_ref()
-                .is_some_and(|p| sys::readable_now(p.poll_fd()));
-            if exited {
-                self.probe_exited(probe_id);
-            }
-            let Some(probe) = self.probes.get_mut(&probe_id) else {
-                continue;
-            };
-            probe.finished = true;
-            if let Some(process) = probe.process.take() {
-                process.kill();
-                let _ = process.wait();
-                gone.push(probe_id);
-            }
-            self.forget_if_idle(probe_id);
-        }
-        gone.sort_unstable();
-        let list: Vec<String> = gone.iter().map(u64::to_string).collect();
-        log::warn!(
-            "jail {} (id {id}) stopped: probe(s) [{}] gone with it, nothing fired",
-            watch.spec,
-            list.join(", ")
-        );
-    }
-
-    /// Kills and reaps every armed probe. Running commands are left to finish on their own:
-    /// killing a half-done jail restart would be worse than letting it end.
-    fn shutdown(&mut self) {
-        for probe in self.probes.values_mut() {
-            if let Some(process) = probe.process.take() {
-                process.kill();
-                let _ = process.wait();
-            }
-        }
-        if !self.commands.is_empty() {
-            log::info!(
-                "{} command(s) still running are left to finish",
-                self.commands.len()
-            );
-        }
-    }
-}
-
-/// Runs the probe's command on the host with `/bin/sh -c`, with a fixed environment, stdin
-/// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
-fn spawn_command(id: u64, probe: &Probe) -> io::Result<(Process, OwnedFd)> {
-    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    rustix::io::ioctl_fionbio(&reader, true)?;
-    let stderr = writer.try_clone()?;
-    let child = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&probe.arm.command)
-        .env_clear()
-        .env("PATH", COMMAND_PATH)
-        .env("JAILDAEMON_JAIL", &probe.arm.jail)
-        .env("JAILDAEMON_TITLE", &probe.arm.title)
-        .env("JAILDAEMON_PROBE", id.to_string())
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(stderr))
-        .spawn()?;
-    Ok((Process::from_own_child(child.id())?, reader))
 }

@@ -1,0 +1,169 @@
+//! The configuration file: probes declared the way the utility arms them, in TOML.
+//!
+//! ```toml
+//! [[probe]]
+//! jail = "web1"                      # required: PID, container or jail name, manager:name
+//! command = "lxc-stop -r -n web1"    # required: run with /bin/sh -c on the host
+//! title = "REBOOT"                   # default "jaildaemon-probe"
+//! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R)
+//! user = "www"                       # default root; inside the jail
+//! group = "www"                      # default the user's group
+//! ```
+//!
+//! A probe is identified by its jail and title: two declarations with the same pair are an
+//! error. A file is accepted or refused as a whole, with the line and the reason.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Kind};
+use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    probe: Vec<toml::Spanned<Declared>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Declared {
+    jail: String,
+    command: String,
+    title: Option<String>,
+    respawn: Option<Respawn>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+/// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
+pub fn load(path: &Path, named: bool) -> Result<Vec<Arm>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).map_err(|e| {
+            Error::new(
+                Kind::Config,
+                format!("config {}: {}", path.display(), e.message),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Vec::new()),
+        Err(e) => Err(Error::new(
+            Kind::Config,
+            format!("config {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Parses a whole file; an error names the line (1-based) and what is wrong there.
+pub fn parse(text: &str) -> Result<Vec<Arm>, Error> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let refuse = |line: usize, why: String| Error::new(Kind::Config, format!("line {line}: {why}"));
+    let file: File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(s.start));
+        refuse(line, e.message().trim().to_string())
+    })?;
+    let mut probes: Vec<Arm> = Vec::with_capacity(file.probe.len());
+    for spanned in file.probe {
+        let line = line_of(spanned.span().start);
+        let d = spanned.into_inner();
+        let arm = Arm {
+            command: d.command,
+            jail: d.jail,
+            title: d.title.unwrap_or_else(|| DEFAULT_TITLE.into()),
+            respawn: d.respawn.unwrap_or(Respawn::Never),
+            user: d.user,
+            group: d.group,
+            persist: false,
+        };
+        arm.validate().map_err(|e| refuse(line, e.message))?;
+        if probes
+            .iter()
+            .any(|p| p.jail == arm.jail && p.title == arm.title)
+        {
+            return Err(refuse(
+                line,
+                format!(
+                    "a second probe titled '{}' in jail '{}'; jail and title name a probe",
+                    arm.title, arm.jail
+                ),
+            ));
+        }
+        probes.push(arm);
+    }
+    Ok(probes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commented_file_declares_its_probes() {
+        let probes = parse(
+            "# reboot web1 from inside\n\
+             [[probe]]\n\
+             jail = \"lxc:web1\"\n\
+             command = \"lxc-stop -r -n web1\"\n\
+             title = \"REBOOT\"\n\
+             respawn = \"after_command\"\n\
+             \n\
+             [[probe]]\n\
+             jail = \"4144\"\n\
+             command = \"true\"\n\
+             user = \"www\"\n",
+        )
+        .unwrap();
+        assert_eq!(probes.len(), 2);
+        assert_eq!(probes[0].jail, "lxc:web1");
+        assert_eq!(probes[0].respawn, Respawn::AfterCommand);
+        assert_eq!(probes[1].title, DEFAULT_TITLE);
+        assert_eq!(probes[1].respawn, Respawn::Never);
+        assert_eq!(probes[1].user.as_deref(), Some("www"));
+        assert!(parse("").unwrap().is_empty());
+        assert!(parse("# nothing yet\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_its_line_and_reason() {
+        for (text, line, why) in [
+            ("[[probe]]\njail = \"1\"\n", 1, "command"),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ncolour = \"red\"\n",
+                4,
+                "colour",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"often\"\n",
+                4,
+                "often",
+            ),
+            ("[[probe]]\njail = 1\ncommand = \"x\"\n", 2, "string"),
+            ("\n\n[[probe]\n", 3, ""),
+            ("[[probe]]\njail = \"1\"\ncommand = \"\"\n", 1, "empty"),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\n\n[[probe]]\njail = \"1\"\ncommand = \"y\"\n",
+                5,
+                "second probe titled",
+            ),
+            ("[[probes]]\njail = \"1\"\n", 1, "probes"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.kind, Kind::Config, "{text}");
+            assert!(
+                err.message.starts_with(&format!("line {line}:")) && err.message.contains(why),
+                "{text:?}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_named_file_must_exist() {
+        let missing = Path::new("/nonexistent/jaildaemon.conf");
+        assert!(load(missing, false).unwrap().is_empty());
+        let err = load(missing, true).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(err.message.contains("/nonexistent/jaildaemon.conf"));
+    }
+}

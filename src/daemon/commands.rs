@@ -1,0 +1,113 @@
+//! Host commands: started when a probe fires, with a fixed environment, their output logged
+//! line by line, their end logged with status and duration.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::time::Instant;
+
+use super::{COMMAND_PATH, Daemon};
+use crate::proto::Arm;
+use crate::sys::Process;
+
+/// Longest line of command output logged as one message; longer lines are split.
+const MAX_OUTPUT_LINE: usize = 1024;
+
+pub(super) struct RunningCommand {
+    pub probe: u64,
+    /// How log lines name the probe: id, jail, title.
+    pub tag: String,
+    pub process: Process,
+    pub started: Instant,
+    /// Read end of the pipe that carries the command's stdout and stderr into our log.
+    pub output: Option<OwnedFd>,
+    /// An incomplete last line of output.
+    partial: Vec<u8>,
+}
+
+impl RunningCommand {
+    /// Runs `arm`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
+    /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
+    pub fn spawn(probe: u64, tag: String, arm: &Arm) -> io::Result<RunningCommand> {
+        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&reader, true)?;
+        let stderr = writer.try_clone()?;
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&arm.command)
+            .env_clear()
+            .env("PATH", COMMAND_PATH)
+            .env("JAILDAEMON_JAIL", &arm.jail)
+            .env("JAILDAEMON_TITLE", &arm.title)
+            .env("JAILDAEMON_PROBE", probe.to_string())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(stderr))
+            .spawn()?;
+        Ok(RunningCommand {
+            probe,
+            tag,
+            process: Process::from_own_child(child.id())?,
+            started: Instant::now(),
+            output: Some(reader),
+            partial: Vec::new(),
+        })
+    }
+
+    /// Logs what the command wrote, line by line; returns false at end of output.
+    pub fn drain_output(&mut self) -> bool {
+        let Some(fd) = &self.output else { return false };
+        let mut chunk = [0u8; 4096];
+        let open = loop {
+            match rustix::io::read(fd, &mut chunk) {
+                Ok(0) => break false,
+                Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
+                Err(rustix::io::Errno::AGAIN) => break true,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break false,
+            }
+        };
+        loop {
+            // A line ends at a newline, at MAX_OUTPUT_LINE bytes, or at the end of output.
+            let (len, newline) = match self.partial.iter().position(|&b| b == b'\n') {
+                Some(nl) if nl <= MAX_OUTPUT_LINE => (nl, 1),
+                _ if self.partial.len() >= MAX_OUTPUT_LINE => (MAX_OUTPUT_LINE, 0),
+                _ if !open && !self.partial.is_empty() => (self.partial.len(), 0),
+                _ => break,
+            };
+            let line: Vec<u8> = self.partial.drain(..len + newline).take(len).collect();
+            log::info!("{} command: {}", self.tag, String::from_utf8_lossy(&line));
+        }
+        if !open {
+            self.output = None;
+        }
+        open
+    }
+}
+
+impl Daemon {
+    /// Reaps command `i`; returns true once it has exited, after logging how it ended.
+    pub(super) fn command_exited(&mut self, i: usize) -> bool {
+        let command = &mut self.commands[i];
+        match command.process.try_wait() {
+            Ok(None) => false,
+            result => {
+                // Log what it wrote before saying that it ended.
+                command.drain_output();
+                let status = result
+                    .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
+                    .unwrap_or_else(|e| e.to_string());
+                let ended = format!(
+                    "command ended with {status} after {:?}",
+                    command.started.elapsed()
+                );
+                log::info!("{} {ended}", command.tag);
+                if let Some(probe) = self.probes.get_mut(&command.probe) {
+                    probe.last = Some(ended);
+                }
+                true
+            }
+        }
+    }
+}

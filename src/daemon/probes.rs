@@ -1,0 +1,639 @@
+//! Probes and their jails: arming, firing, re-arming, waiting for a jail to come back, the
+//! configuration file's probes, `-l` and `-k`.
+//!
+//! A probe is armed (a process waits in its jail), running (its command runs, no process), or
+//! waiting (its jail is not running). Only probes that must survive (declared in the
+//! configuration file, or armed with `-P`) ever wait; the others are forgotten instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::Daemon;
+use super::commands::RunningCommand;
+use crate::error::{Error, Kind};
+use crate::proto::{Arm, Origin, ProbeInfo, ProbeState, Respawn};
+use crate::sys::{self, Exit, Jail, Process};
+
+const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+/// Probes armed at once, in all and in one jail. Each costs a process, a pidfd and about
+/// 40 KiB of kernel memory; pid_max (32768 by default) bounds the host anyway.
+pub const MAX_PROBES: usize = 20_000;
+pub const MAX_PROBES_PER_JAIL: usize = 10_000;
+/// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
+/// until one of them finishes, so a jail that hammers it with SIGHUP cannot pile up commands
+/// on the host: further triggers find no probe to signal.
+pub const MAX_RUNNING_PER_PROBE: usize = 4;
+/// A jail stays watched this long after its last probe ended: a stopping container kills its
+/// probes before its init is gone (the kernel waits for us to reap them), so they end first.
+pub(super) const JAIL_GRACE: Duration = Duration::from_secs(5);
+/// How often waiting probes look for their jail.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) struct Probe {
+    pub arm: Arm,
+    pub origin: Origin,
+    /// The jail it was placed in. A waiting probe keeps it only when named by PID: such a jail
+    /// never comes back under another process.
+    pub jail: Option<Jail>,
+    pub title: CString,
+    /// The ids it runs as, resolved when it was placed.
+    pub ids: (u32, u32),
+    /// The armed probe process, if one is armed now.
+    pub process: Option<Process>,
+    /// Commands of this probe still running.
+    pub running: usize,
+    /// No more arming: single shot fired, removed, or re-arming failed.
+    pub finished: bool,
+    /// Its jail is not running, or refused it; retried every `RETRY_INTERVAL`.
+    pub waiting: bool,
+    pub fired: u64,
+    pub last: Option<String>,
+}
+
+impl Probe {
+    /// How log lines name a probe: id, jail as named, title.
+    pub fn tag(&self, id: u64) -> String {
+        format!("probe {id} (jail {}, '{}')", self.arm.jail, self.arm.title)
+    }
+
+    /// Declared and persisted probes wait for their jail instead of being forgotten.
+    fn survives(&self) -> bool {
+        self.origin != Origin::Command
+    }
+
+    fn jail_id(&self) -> Option<i32> {
+        self.jail.as_ref().map(Jail::id)
+    }
+}
+
+/// A jail with probes, watched so that its stop is noticed and logged.
+pub(super) struct WatchedJail {
+    /// The jail as the utility named it.
+    pub spec: String,
+    pub pidfd: OwnedFd,
+    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`.
+    pub ended: Vec<(u64, Instant)>,
+    /// When its last probe ended.
+    pub idle_since: Option<Instant>,
+}
+
+/// A jail named by a host PID (or jid): it is never looked up again by its name.
+fn named_by_id(spec: &str) -> bool {
+    spec.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Daemon {
+    /// Arms a probe for the utility (`-c`, with `-P` also saved to the state file).
+    pub(super) fn arm_request(&mut self, arm: Arm) -> Result<(u64, i32), Error> {
+        arm.validate()?;
+        let origin = if arm.persist {
+            Origin::Persisted
+        } else {
+            Origin::Command
+        };
+        let placed = self.place(&arm, None)?;
+        let id = self.insert(arm, origin, Ok(placed));
+        if origin == Origin::Persisted {
+            // Answered "armed" only once it is on disk.
+            if let Err(e) = self.save_state() {
+                self.remove_one(id, "its state file could not be written");
+                return Err(e);
+            }
+        }
+        let pid = self.probes[&id].process.as_ref().map_or(0, Process::pid);
+        Ok((id, pid))
+    }
+
+    /// Arms a probe that must survive (configuration file, state file): where its jail is not
+    /// running, it waits for it.
+    pub(super) fn declare(&mut self, arm: Arm, origin: Origin) -> u64 {
+        let placed = self.place(&arm, None);
+        self.insert(arm, origin, placed)
+    }
+
+    /// Finds the jail, checks the limits, resolves the ids and starts the probe process.
+    /// `jail` is a jail already held for this probe (a waiting probe named by PID).
+    fn place(
+        &mut self,
+        arm: &Arm,
+        jail: Option<Jail>,
+    ) -> Result<(Jail, (u32, u32), Process), Error> {
+        let jail = match jail {
+            Some(jail) => jail,
+            None => Jail::open(&arm.jail)?,
+        };
+        let armed = self.probes.values().filter(|p| !p.waiting).count();
+        let in_jail = self
+            .probes
+            .values()
+            .filter(|p| p.jail_id() == Some(jail.id()))
+            .count();
+        if armed >= MAX_PROBES || in_jail >= MAX_PROBES_PER_JAIL {
+            return Err(Error::new(
+                Kind::Limit,
+                format!(
+                    "too many probes: {armed} in all (limit {MAX_PROBES}), {in_jail} in jail {} (limit {MAX_PROBES_PER_JAIL})",
+                    arm.jail
+                ),
+            ));
+        }
+        let ids = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
+        let title = title_of(arm)?;
+        let process = sys::spawn_probe(&self.image, &jail, &title, ids.0, ids.1)?;
+        self.watch(&jail, &arm.jail);
+        Ok((jail, ids, process))
+    }
+
+    fn insert(
+        &mut self,
+        arm: Arm,
+        origin: Origin,
+        placed: Result<(Jail, (u32, u32), Process), Error>,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut probe = Probe {
+            title: title_of(&arm).unwrap_or_default(),
+            arm,
+            origin,
+            jail: None,
+            ids: (0, 0),
+            process: None,
+            running: 0,
+            finished: false,
+            waiting: false,
+            fired: 0,
+            last: None,
+        };
+        match placed {
+            Ok((jail, ids, process)) => {
+                log::info!(
+                    "{} armed ({origin:?}): uid {}, gid {}, respawn {:?}, host pid {}",
+                    probe.tag(id),
+                    ids.0,
+                    ids.1,
+                    probe.arm.respawn,
+                    process.pid()
+                );
+                probe.jail = Some(jail);
+                probe.ids = ids;
+                probe.process = Some(process);
+            }
+            Err(e) => {
+                log::warn!("{} waiting for its jail: {e}", probe.tag(id));
+                probe.waiting = true;
+                probe.last = Some(e.message);
+            }
+        }
+        self.probes.insert(id, probe);
+        id
+    }
+
+    pub(super) fn probe_exited(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        let Some(process) = probe.process.take() else {
+            return;
+        };
+        let exit = match process.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                probe.process = Some(process);
+                return;
+            }
+            Err(e) => {
+                // Not reaped: kill it and wait, so that no zombie is left behind.
+                log::error!("{}: waitid: {e}", probe.tag(id));
+                process.kill();
+                process.wait().unwrap_or(Exit::Signal(0))
+            }
+        };
+        if exit != Exit::Code(MAGIC_EXIT) {
+            let tag = probe.tag(id);
+            probe.last = Some(format!("ended by {exit}, nothing fired"));
+            if let (Exit::Signal(_), Some(w)) =
+                (exit, probe.jail_id().and_then(|j| self.jails.get_mut(&j)))
+            {
+                let now = Instant::now();
+                w.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
+                w.ended.push((id, now));
+            }
+            if probe.survives() {
+                log::warn!(
+                    "{tag} ended by {exit}: nothing fired; re-armed within {RETRY_INTERVAL:?}"
+                );
+                self.wait_for_jail(id);
+            } else {
+                log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
+                probe.finished = true;
+                self.forget_if_idle(id);
+            }
+            return;
+        }
+        probe.fired += 1;
+        let tag = probe.tag(id);
+        log::info!("{tag} triggered");
+        match RunningCommand::spawn(id, tag.clone(), &probe.arm) {
+            Ok(command) => {
+                log::info!("{tag} command started, host pid {}", command.process.pid());
+                probe.running += 1;
+                probe.last = Some("command started".into());
+                self.commands.push(command);
+            }
+            Err(e) => {
+                log::error!("{tag}: cannot run its command: {e}");
+                probe.last = Some(format!("command not started: {e}"));
+            }
+        }
+        match probe.arm.respawn {
+            Respawn::Never => probe.finished = true,
+            Respawn::Immediately if probe.running < MAX_RUNNING_PER_PROBE => self.rearm(id),
+            Respawn::Immediately => log::warn!(
+                "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
+            ),
+            Respawn::AfterCommand if probe.running == 0 => self.rearm(id),
+            Respawn::AfterCommand => {}
+        }
+        self.forget_if_idle(id);
+    }
+
+    pub(super) fn after_command(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        probe.running -= 1;
+        // Re-arms an `-r` probe, and an `-R` probe that was held back at its limit.
+        let idle = probe.process.is_none() && !probe.waiting && !probe.finished;
+        if probe.arm.respawn != Respawn::Never && idle {
+            self.rearm(id);
+        }
+        self.forget_if_idle(id);
+    }
+
+    fn rearm(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        let tag = probe.tag(id);
+        let spawned = match &probe.jail {
+            Some(jail) => {
+                sys::spawn_probe(&self.image, jail, &probe.title, probe.ids.0, probe.ids.1)
+            }
+            None => Err(Error::new(Kind::NoJail, "no jail")),
+        };
+        match spawned {
+            Ok(process) => {
+                log::info!("{tag} re-armed, host pid {}", process.pid());
+                probe.process = Some(process);
+            }
+            Err(e) if probe.survives() => {
+                log::warn!("{tag}: cannot re-arm now ({e}); waiting for its jail");
+                probe.last = Some(e.message);
+                self.wait_for_jail(id);
+            }
+            Err(e) => {
+                log::error!("{tag}: cannot re-arm, removed: {e}");
+                probe.finished = true;
+            }
+        }
+    }
+
+    /// Marks probe `id` waiting. A jail named by PID is kept (it cannot come back as
+    /// another process); a named one is let go, to be looked up again.
+    fn wait_for_jail(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        probe.waiting = true;
+        if !named_by_id(&probe.arm.jail) {
+            probe.jail = None;
+        }
+        let next = Instant::now() + RETRY_INTERVAL;
+        self.next_retry = Some(self.next_retry.map_or(next, |t| t.min(next)));
+    }
+
+    /// Tries to place every waiting probe whose command is not running. A name that is not
+    /// found is not asked again in the same round.
+    pub(super) fn retry_waiting(&mut self) {
+        self.next_retry = None;
+        let waiting: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.waiting && p.running == 0 && !p.finished)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut absent: BTreeSet<String> = BTreeSet::new();
+        for id in waiting {
+            let probe = self.probes.get_mut(&id).expect("listed");
+            if absent.contains(&probe.arm.jail) {
+                self.wait_for_jail(id);
+                continue;
+            }
+            let held = probe.jail.take();
+            if named_by_id(&probe.arm.jail) && held.is_none() {
+                continue;
+            }
+            let arm = probe.arm.clone();
+            match self.place(&arm, held) {
+                Ok((jail, ids, process)) => {
+                    let probe = self.probes.get_mut(&id).expect("listed");
+                    log::info!(
+                        "{} armed again, jail id {}, host pid {}",
+                        probe.tag(id),
+                        jail.id(),
+                        process.pid()
+                    );
+                    probe.jail = Some(jail);
+                    probe.ids = ids;
+                    probe.process = Some(process);
+                    probe.waiting = false;
+                }
+                Err(e) => {
+                    if e.kind == Kind::NoJail {
+                        absent.insert(arm.jail.clone());
+                    }
+                    let probe = self.probes.get_mut(&id).expect("listed");
+                    if probe.last.as_deref() != Some(e.message.as_str()) {
+                        log::warn!("{} still waiting: {e}", probe.tag(id));
+                    }
+                    probe.last = Some(e.message);
+                    self.wait_for_jail(id);
+                }
+            }
+        }
+    }
+
+    pub(super) fn forget_if_idle(&mut self, id: u64) {
+        let idle = |p: &Probe| p.finished && p.running == 0 && p.process.is_none();
+        if !self.probes.get(&id).is_some_and(idle) {
+            return;
+        }
+        let probe = self.probes.remove(&id).expect("present");
+        let saved = if probe.origin == Origin::Persisted {
+            self.save_state()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = saved {
+            log::error!("{e}");
+        }
+        let Some(jail) = probe.jail_id() else { return };
+        if self.probes.values().any(|p| p.jail_id() == Some(jail)) {
+            return;
+        }
+        if let Some(w) = self.jails.get_mut(&jail) {
+            w.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// Watches `jail` while it has probes; a jail of the same id that has stopped unnoticed
+    /// is dealt with first.
+    fn watch(&mut self, jail: &Jail, spec: &str) {
+        let id = jail.id();
+        if self
+            .jails
+            .get(&id)
+            .is_some_and(|w| sys::readable_now(w.pidfd.as_fd()))
+        {
+            self.jail_stopped(id);
+        }
+        if let Some(w) = self.jails.get_mut(&id) {
+            w.idle_since = None;
+            return;
+        }
+        let Some(pidfd) = jail.watch_fd().and_then(|fd| fd.try_clone_to_owned().ok()) else {
+            return;
+        };
+        self.jails.insert(
+            id,
+            WatchedJail {
+                spec: spec.to_string(),
+                pidfd,
+                ended: Vec::new(),
+                idle_since: None,
+            },
+        );
+    }
+
+    /// The jail `id` stopped. A probe that exited before it is handled as usual (it may have
+    /// been triggered just before a jail's shutdown); the others are killed without firing,
+    /// and then wait for the jail to run again or are forgotten. The stop is logged with
+    /// every probe that went with it.
+    pub(super) fn jail_stopped(&mut self, id: i32) {
+        let Some(watch) = self.jails.remove(&id) else {
+            return;
+        };
+        let left: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.jail_id() == Some(id))
+            .map(|(probe, _)| *probe)
+            .collect();
+        let now = Instant::now();
+        let mut gone: Vec<u64> = watch
+            .ended
+            .iter()
+            .filter(|(_, t)| *t + JAIL_GRACE > now)
+            .map(|(probe, _)| *probe)
+            .collect();
+        for probe_id in left {
+            let exited = self.probes[&probe_id]
+                .process
+                .as_ref()
+                .is_some_and(|p| sys::readable_now(p.poll_fd()));
+            if exited {
+                self.probe_exited(probe_id);
+            }
+            let Some(probe) = self.probes.get_mut(&probe_id) else {
+                continue;
+            };
+            if let Some(process) = probe.process.take() {
+                process.kill();
+                let _ = process.wait();
+                gone.push(probe_id);
+            }
+            if probe.survives() {
+                probe.jail = None;
+                self.wait_for_jail(probe_id);
+            } else {
+                probe.finished = true;
+                self.forget_if_idle(probe_id);
+            }
+        }
+        gone.sort_unstable();
+        gone.dedup();
+        let list: Vec<String> = gone.iter().map(u64::to_string).collect();
+        let waiting: Vec<String> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.waiting && p.arm.jail == watch.spec)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        log::warn!(
+            "jail {} (id {id}) stopped: probe(s) [{}] gone with it, nothing fired; [{}] waiting for it to run again",
+            watch.spec,
+            list.join(", "),
+            waiting.join(", ")
+        );
+    }
+
+    /// `-l`: every probe, in id order.
+    pub(super) fn list(&self) -> Vec<ProbeInfo> {
+        self.probes
+            .iter()
+            .map(|(id, p)| ProbeInfo {
+                id: *id,
+                jail: p.arm.jail.clone(),
+                jail_id: p.jail_id(),
+                title: p.arm.title.clone(),
+                command: p.arm.command.clone(),
+                uid: p.jail.as_ref().map(|_| p.ids.0),
+                gid: p.jail.as_ref().map(|_| p.ids.1),
+                respawn: p.arm.respawn,
+                origin: p.origin,
+                state: if p.process.is_some() {
+                    ProbeState::Armed
+                } else if p.running > 0 {
+                    ProbeState::Running
+                } else {
+                    ProbeState::Waiting
+                },
+                pid: p.process.as_ref().map(Process::pid),
+                fired: p.fired,
+                last: p.last.clone(),
+            })
+            .collect()
+    }
+
+    /// `-k`: removes the probes of `jail` (as named, or its id) with this id or title. Their
+    /// processes go and their commands never run; a command already running ends on its own.
+    pub(super) fn remove(&mut self, which: &str, jail: &str) -> Result<Vec<u64>, Error> {
+        let matching: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(id, p)| !p.finished && (id.to_string() == which || p.arm.title == which))
+            .filter(|(_, p)| {
+                p.arm.jail == jail || p.jail_id().is_some_and(|j| j.to_string() == jail)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if matching.is_empty() {
+            return Err(Error::new(
+                Kind::NoProbe,
+                format!("no probe '{which}' in jail '{jail}' (see jaildaemon -l)"),
+            ));
+        }
+        for id in &matching {
+            self.remove_one(*id, "removed on request");
+        }
+        if let Err(e) = self.save_state() {
+            log::error!("{e}");
+        }
+        Ok(matching)
+    }
+
+    fn remove_one(&mut self, id: u64, why: &str) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        log::info!("{} {why}", probe.tag(id));
+        probe.finished = true;
+        if let Some(process) = probe.process.take() {
+            process.kill();
+            let _ = process.wait();
+        }
+        self.forget_if_idle(id);
+    }
+
+    /// SIGHUP: reads the configuration file again and applies the difference. Probes are
+    /// named by jail and title; unchanged ones are not touched, changed ones are replaced.
+    /// A bad file changes nothing.
+    pub(super) fn reload(&mut self) {
+        let wanted = match crate::config::load(&self.config.path, self.config.named) {
+            Ok(wanted) => wanted,
+            Err(e) => {
+                log::error!("SIGHUP: {e}; the running probes stay as they are");
+                return;
+            }
+        };
+        let running: BTreeMap<(String, String), u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.origin == Origin::Config && !p.finished)
+            .map(|(id, p)| ((p.arm.jail.clone(), p.arm.title.clone()), *id))
+            .collect();
+        let (mut added, mut changed, mut unchanged) = (0, 0, 0);
+        let mut kept = BTreeSet::new();
+        for arm in wanted {
+            let key = (arm.jail.clone(), arm.title.clone());
+            match running.get(&key) {
+                Some(id) if self.probes[id].arm == arm => {
+                    unchanged += 1;
+                    kept.insert(key);
+                }
+                Some(id) => {
+                    self.remove_one(*id, "changed in the configuration file");
+                    self.declare(arm, Origin::Config);
+                    changed += 1;
+                    kept.insert(key);
+                }
+                None => {
+                    self.declare(arm, Origin::Config);
+                    added += 1;
+                }
+            }
+        }
+        let mut removed = 0;
+        for (key, id) in &running {
+            if !kept.contains(key) {
+                self.remove_one(*id, "no longer in the configuration file");
+                removed += 1;
+            }
+        }
+        log::info!(
+            "SIGHUP: {} reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged",
+            self.config.path.display()
+        );
+    }
+
+    /// Writes every `-P` probe that is still wanted to the state file.
+    pub(super) fn save_state(&self) -> Result<(), Error> {
+        let persisted: Vec<Arm> = self
+            .probes
+            .values()
+            .filter(|p| p.origin == Origin::Persisted && !p.finished)
+            .map(|p| p.arm.clone())
+            .collect();
+        crate::state::save(&self.state_path, &persisted).map_err(|e| {
+            Error::new(
+                Kind::CantCreate,
+                format!("state file {}: {e}", self.state_path.display()),
+            )
+        })
+    }
+
+    /// Kills and reaps every armed probe. Running commands are left to finish on their own:
+    /// killing a half-done jail restart would be worse than letting it end.
+    pub(super) fn shutdown(&mut self) {
+        for probe in self.probes.values_mut() {
+            if let Some(process) = probe.process.take() {
+                process.kill();
+                let _ = process.wait();
+            }
+        }
+        if !self.commands.is_empty() {
+            log::info!(
+                "{} command(s) still running are left to finish",
+                self.commands.len()
+            );
+        }
+    }
+}
+
+fn title_of(arm: &Arm) -> Result<CString, Error> {
+    CString::new(arm.title.clone())
+        .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))
+}

@@ -1,0 +1,144 @@
+//! The state file: probes armed with `-P`, kept so that they come back when the daemon does.
+//!
+//! It is replaced, never edited: the new content goes to a temporary file in the same
+//! directory, which is flushed to disk and renamed over the old one, and then the directory is
+//! flushed. A crash at any moment leaves the old file or the new one, never a mix of both.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Kind};
+use crate::proto::Arm;
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    format: u32,
+    probes: Vec<Arm>,
+}
+
+/// Reads the saved probes; a missing file holds none. A file that cannot be read is an error
+/// naming it: the daemon does not start over someone's saved probes.
+pub fn load(path: &Path) -> Result<Vec<Arm>, Error> {
+    let bad = |why: String| {
+        Error::new(
+            Kind::Config,
+            format!("state file {}: {why}", path.display()),
+        )
+    };
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let saved: Saved = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    if saved.format != FORMAT {
+        return Err(bad(format!("format {} is not {FORMAT}", saved.format)));
+    }
+    Ok(saved.probes)
+}
+
+/// Replaces the file with `probes`, atomically. Its directory is created (mode 0700) if
+/// missing; the file is mode 0600, since commands are in it.
+pub fn save(path: &Path, probes: &[Arm]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let body = serde_json::to_vec_pretty(&Saved {
+        format: FORMAT,
+        probes: probes.to_vec(),
+    })
+    .map_err(io::Error::other)?;
+    let temporary = temporary_path(path);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Respawn;
+
+    fn arm(title: &str) -> Arm {
+        Arm {
+            command: "echo 'a \"quoted\" command'".into(),
+            jail: "lxc:web1".into(),
+            title: title.into(),
+            respawn: Respawn::AfterCommand,
+            user: Some("www".into()),
+            group: None,
+            persist: true,
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("jaildaemon-state-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn saved_probes_load_back_and_nothing_else_is_left() {
+        let dir = scratch("round-trip");
+        let path = dir.join("sub/state");
+        assert!(load(&path).unwrap().is_empty());
+        save(&path, &[arm("A"), arm("B")]).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![arm("A"), arm("B")]);
+        save(&path, &[arm("B")]).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![arm("B")]);
+        let left: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "a temporary file was left behind");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_an_error_naming_it() {
+        let dir = scratch("garbage");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state");
+        for garbage in [
+            "{\"format\":1,\"probes\":[",
+            "{\"format\":2,\"probes\":[]}",
+            "",
+        ] {
+            fs::write(&path, garbage).unwrap();
+            let err = load(&path).unwrap_err();
+            assert_eq!(err.kind, Kind::Config);
+            assert!(err.message.contains(&path.display().to_string()));
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
