@@ -1,194 +1,673 @@
-//! Trigger latency and arming round trip through the real daemon, beside the floor of the
-//! same run: spawning the same `sh -c` command directly. Writes a table to BENCHMARKS.md.
+//! jaildaemon's benchmark (issue 8): trigger latency beside the floor, webhook and an
+//! inotify watcher; idle probe cost from 1 to 10,000 probes; arming and teardown. Writes
+//! BENCHMARKS.md. Not a test: nothing here asserts a time.
 //!
-//! Run as root: `cargo bench --bench trigger` (`-- --rounds N --samples M` to change n).
-//! Not a test: nothing here asserts a time.
+//! Run as root: `cargo bench --bench trigger`
+//! (`-- --rounds N --samples M` to change n: n = rounds × samples per row and idle gap).
+//! Smoke run for CI, a few seconds, written to target/bench-smoke/BENCHMARKS.md:
+//! `JAILDAEMON_BENCH_SMOKE=1 cargo bench --bench trigger` (or `-- --smoke`).
+//!
+//! The bench binary is also its own helpers: `--jd-sender` (kept running inside a jail, it
+//! issues the triggers) and `--jd-floor` (the floor program).
 
 #[path = "../tests/util/mod.rs"]
 mod util;
 
+mod support;
+
+use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// A real trigger is a rare event: the system idles this long before each sample.
-const GAP: Duration = Duration::from_millis(5);
+use support::rig::{Mech, Rig, utility_start};
+use support::scale::{Layout, Plan};
+use support::{Stats, loadavg, skipped, version_of};
 
-struct Stats {
-    name: &'static str,
-    micros: Vec<f64>,
+/// The hard RLIMIT_NOFILE the daemons get (unless `--keep-nofile`).
+const NOFILE: u64 = 65_536;
+
+struct Config {
+    smoke: bool,
+    rounds: usize,
+    samples: usize,
+    /// Idle time before each trigger; the first is "back-to-back".
+    gaps: Vec<Duration>,
+    sizes: Vec<usize>,
+    spread_jails: usize,
+    clients: usize,
+    scale_samples: usize,
+    /// `--only trigger` or `--only scale`: one part, written beside the smoke report.
+    only: Option<String>,
+    out: PathBuf,
 }
 
-impl Stats {
-    fn quantile(&self, q: f64) -> f64 {
-        let mut v = self.micros.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[((v.len() - 1) as f64 * q).round() as usize]
-    }
-}
-
-fn probe_pid(title: &str) -> Option<i32> {
-    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        (fs::read(e.path().join("cmdline")).ok()? == [title.as_bytes(), b"\0"].concat())
-            .then_some(pid)
-    })
-}
-
-/// Opens the FIFO for reading without blocking, then waits for the first byte.
-fn first_byte_after(fifo: &Path, start: impl FnOnce()) -> Duration {
-    let mut reader = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo)
-        .unwrap();
-    let t0 = Instant::now();
-    start();
-    let mut byte = [0u8; 1];
-    loop {
-        // Sleep in poll rather than spin: on two cores a spinning reader would steal the CPU
-        // that the daemon and the command need.
-        let mut fds = [rustix::event::PollFd::new(
-            &reader,
-            rustix::event::PollFlags::IN,
-        )];
-        let _ = rustix::event::poll(&mut fds, None);
-        if let Ok(1) = reader.read(&mut byte) {
-            return t0.elapsed();
+impl Config {
+    fn from_args(args: &[String]) -> Config {
+        let arg = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1)?.parse().ok())
+        };
+        let smoke = args.iter().any(|a| a == "--smoke")
+            || std::env::var("JAILDAEMON_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1).cloned());
+        let mut cfg = if smoke {
+            Config {
+                smoke,
+                rounds: arg("--rounds").unwrap_or(1),
+                samples: arg("--samples").unwrap_or(5),
+                gaps: vec![Duration::ZERO, Duration::from_millis(20)],
+                sizes: vec![1, 10],
+                spread_jails: 5,
+                clients: 2,
+                scale_samples: 2,
+                only: None,
+                out: root.join("target/bench-smoke/BENCHMARKS.md"),
+            }
+        } else {
+            Config {
+                smoke,
+                rounds: arg("--rounds").unwrap_or(5),
+                samples: arg("--samples").unwrap_or(40),
+                gaps: vec![Duration::ZERO, Duration::from_millis(200)],
+                sizes: vec![1, 100, 1000, 10_000],
+                spread_jails: 100,
+                clients: 4,
+                scale_samples: 20,
+                only: None,
+                out: root.join("BENCHMARKS.md"),
+            }
+        };
+        if let Some(part) = only {
+            cfg.out = root.join(format!("target/bench-{part}/BENCHMARKS.md"));
+            cfg.only = Some(part);
         }
-        // POLLHUP before any writer came: wait a little and look again.
-        sleep(Duration::from_micros(50));
+        if let Some(sizes) = args
+            .iter()
+            .position(|a| a == "--sizes")
+            .and_then(|i| args.get(i + 1))
+        {
+            cfg.sizes = sizes.split(',').filter_map(|s| s.parse().ok()).collect();
+        }
+        cfg
     }
+
+    fn runs(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|p| p == part)
+    }
+}
+
+/// Everything the trigger rounds measured.
+struct Triggers {
+    mechanisms: Vec<Mech>,
+    /// [gap][mechanism index as in `Mech`]
+    latency: Vec<[Stats; 4]>,
+    webhook_response: Vec<Stats>,
+    utility: Stats,
+    socket: Stats,
+    start: Stats,
+}
+
+impl Triggers {
+    fn empty(gaps: usize) -> Triggers {
+        Triggers {
+            mechanisms: vec![],
+            latency: vec![Default::default(); gaps],
+            webhook_response: vec![Stats::default(); gaps],
+            utility: Stats::default(),
+            socket: Stats::default(),
+            start: Stats::default(),
+        }
+    }
+}
+
+fn trigger_rounds(cfg: &Config) -> Triggers {
+    let mut rig = Rig::new(true);
+    let mechanisms = rig.mechanisms();
+    let mut t = Triggers {
+        mechanisms: mechanisms.clone(),
+        ..Triggers::empty(cfg.gaps.len())
+    };
+    // Warm-up, not recorded: one trigger of each and one arming of each kind.
+    for &m in &mechanisms {
+        rig.trigger(m, Duration::from_millis(5));
+    }
+    rig.utility_round_trip(usize::MAX);
+    rig.socket_round_trip(usize::MAX);
+    let mut k = 0usize;
+    for round in 0..cfg.rounds {
+        eprintln!("trigger round {}/{}", round + 1, cfg.rounds);
+        for (g, &gap) in cfg.gaps.iter().enumerate() {
+            for s in 0..cfg.samples {
+                // Rotate the order, so that none always follows another.
+                for j in 0..mechanisms.len() {
+                    let m = mechanisms[(s + j) % mechanisms.len()];
+                    let sample = rig.trigger(m, gap);
+                    t.latency[g][m as usize].push(sample.latency);
+                    if let Some(r) = sample.response {
+                        t.webhook_response[g].push(r);
+                    }
+                }
+                if g == 0 {
+                    k += 1;
+                    sleep(Duration::from_millis(5));
+                    t.utility.push(rig.utility_round_trip(k));
+                    sleep(Duration::from_millis(5));
+                    t.socket.push(rig.socket_round_trip(k));
+                    sleep(Duration::from_millis(5));
+                    t.start.push(utility_start());
+                }
+            }
+        }
+    }
+    t
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1)?.parse().ok())
-            .unwrap_or(default)
-    };
-    let (rounds, samples) = (arg("--rounds", 5), arg("--samples", 40));
+    match args.get(1).map(String::as_str) {
+        Some("--jd-sender") => return support::sender::run(),
+        Some("--jd-floor") => return support::floor::run(&args[2..]),
+        _ => {}
+    }
+    let cfg = Config::from_args(&args);
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED trigger benchmark: needs root (namespace jail, daemon socket)");
+        skipped("benchmark: needs root (namespace jails, the daemon's root-only socket)");
         return;
     }
-    // The same daemon and jail helpers as the end-to-end tests.
-    let dir = util::TempDir::new();
-    let fifo = dir.path("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let daemon = util::Daemon::start(&dir);
-    let socket = daemon.socket.clone();
-    let jail = util::Jail::new();
-    let jail_pid = jail.pid as i32;
-    let jail_spec = jail_pid.to_string();
-    let command = format!("printf x > {}", fifo.display());
-    let arm = |title: &str, extra: &[&str]| {
-        let ok = Command::new(util::BIN)
-            .args(["-c", &command, "-j", &jail_spec, "-t", title, "-f"])
-            .arg(&socket)
-            .args(extra)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "arming failed");
-    };
-    arm("BENCH_TRIGGER", &["-r"]);
-
-    let mut trigger = Stats {
-        name: "trigger: SIGHUP to probe → first byte of `sh -c` on host (jaildaemon)",
-        micros: vec![],
-    };
-    let mut floor = Stats {
-        name: "floor: spawn `sh -c` → first byte (no probe, no daemon)",
-        micros: vec![],
-    };
-    let mut round_trip = Stats {
-        name: "arming: utility round trip, probe confirmed in jail",
-        micros: vec![],
-    };
-    for round in 0..rounds {
-        for _ in 0..samples {
-            let pid = loop {
-                if let Some(pid) = probe_pid("BENCH_TRIGGER") {
-                    break pid;
-                }
-                sleep(Duration::from_micros(200));
-            };
-            sleep(GAP);
-            let t = first_byte_after(&fifo, || {
-                unsafe_free_signal(pid, rustix::process::Signal::HUP)
-            });
-            trigger.micros.push(t.as_secs_f64() * 1e6);
-            sleep(GAP);
-            let t = first_byte_after(&fifo, || {
-                Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg(&command)
-                    .spawn()
-                    .map(|mut c| std::thread::spawn(move || c.wait()))
-                    .unwrap();
-            });
-            floor.micros.push(t.as_secs_f64() * 1e6);
-            sleep(GAP);
-            let title = format!("BENCH_ARM_{round}");
-            let t0 = Instant::now();
-            arm(&title, &[]);
-            round_trip.micros.push(t0.elapsed().as_secs_f64() * 1e6);
+    // Every armed probe holds two descriptors in the daemon (its pidfd and its jail's): let
+    // the daemons inherit room for 10,000 probes even where the hard limit is 20,000.
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if !args.iter().any(|a| a == "--keep-nofile") && nofile.maximum.is_some_and(|m| m < NOFILE) {
+        let raised = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: nofile.current,
+                maximum: Some(NOFILE),
+            },
+        );
+        if let Err(e) = raised {
+            eprintln!(
+                "NOTE cannot raise the hard RLIMIT_NOFILE from {:?} to {NOFILE} ({e}; no CAP_SYS_RESOURCE?): \
+                 the daemon may run out of descriptors before 10,000 probes",
+                nofile.maximum
+            );
         }
     }
-    drop(jail);
-    drop(daemon);
-    drop(dir);
-
-    let floor_median = floor.quantile(0.5);
-    let mut table = String::from(
-        "| what | n | median / p90 / p99 (µs) | median ÷ floor |\n|---|---|---|---|\n",
+    let load_start = loadavg();
+    let started = Instant::now();
+    let triggers = if cfg.runs("trigger") {
+        trigger_rounds(&cfg)
+    } else {
+        Triggers::empty(cfg.gaps.len())
+    };
+    let mut layouts = Vec::new();
+    for (name, jails) in [
+        ("one jail", 1),
+        (&*format!("{} jails", cfg.spread_jails), cfg.spread_jails),
+    ] {
+        if !cfg.runs("scale") {
+            break;
+        }
+        layouts.push(support::scale::run_layout(&Plan {
+            name,
+            jails,
+            sizes: &cfg.sizes,
+            clients: cfg.clients,
+            trigger_samples: cfg.scale_samples,
+        }));
+    }
+    let load_end = loadavg();
+    let text = report(
+        &cfg,
+        &triggers,
+        &layouts,
+        &load_start,
+        &load_end,
+        started.elapsed(),
     );
-    for s in [&trigger, &floor, &round_trip] {
-        table += &format!(
-            "| {} | {} | {:.0} / {:.0} / {:.0} | {:.2} |\n",
-            s.name,
-            s.micros.len(),
-            s.quantile(0.5),
-            s.quantile(0.9),
-            s.quantile(0.99),
-            s.quantile(0.5) / floor_median
+    println!("{text}");
+    if let Some(dir) = cfg.out.parent() {
+        fs::create_dir_all(dir).expect("output directory");
+    }
+    fs::write(&cfg.out, text).expect("write the report");
+    eprintln!("written to {}", cfg.out.display());
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "—".into()
+    }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+fn gap_name(gap: Duration) -> String {
+    if gap.is_zero() {
+        "back-to-back (no idle gap)".into()
+    } else {
+        format!("{} ms idle before each trigger", gap.as_millis())
+    }
+}
+
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("?");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = support::meminfo().get("MemTotal").copied().unwrap_or(0) / 1024 / 1024;
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default().trim().to_string();
+    let commit = version_of(&[
+        "git",
+        "-C",
+        env!("CARGO_MANIFEST_DIR"),
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]);
+    let dirty = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "status",
+            "--porcelain",
+            "--",
+            "src",
+            "probe",
+        ])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    format!(
+        "- Machine: {cpus} × {model}, {mem} GiB RAM; Linux {kernel} ({kver}); Debian {debian}; pid_max {pid_max}; \
+         RLIMIT_NOFILE of the daemon {soft:?}/{hard:?} (soft/hard; the daemon raises soft to hard).\n\
+         - Versions: jaildaemon {version} at {commit}{dirty}; {rustc}; /bin/sh = dash {dash}; {glibc}; \
+         webhook {webhook}; inotifywait {inotify}.\n",
+        kernel = read("/proc/sys/kernel/osrelease"),
+        kver = read("/proc/sys/kernel/version"),
+        debian = read("/etc/debian_version"),
+        pid_max = read("/proc/sys/kernel/pid_max"),
+        soft = nofile.current.unwrap_or(0),
+        hard = nofile.maximum.unwrap_or(0),
+        version = env!("CARGO_PKG_VERSION"),
+        dirty = if dirty {
+            " (with uncommitted changes in src/)"
+        } else {
+            ""
+        },
+        rustc = version_of(&["rustc", "--version"]),
+        dash = version_of(&["dpkg-query", "-W", "-f", "${Version}", "dash"]),
+        glibc = version_of(&["ldd", "--version"]),
+        webhook = if support::installed("webhook") {
+            version_of(&["webhook", "-version"]).replace("webhook version ", "")
+        } else {
+            "not installed".into()
+        },
+        inotify = if support::installed("inotifywait") {
+            version_of(&["inotifywait", "--help"]).replace("inotifywait ", "")
+        } else {
+            "not installed".into()
+        },
+    )
+}
+
+fn report(
+    cfg: &Config,
+    t: &Triggers,
+    layouts: &[Layout],
+    load_start: &str,
+    load_end: &str,
+    wall: Duration,
+) -> String {
+    let mut o = String::new();
+    let title = if cfg.smoke {
+        "# Benchmarks (SMOKE RUN: tiny n, numbers meaningless)"
+    } else {
+        "# Benchmarks"
+    };
+    let n = cfg.rounds * cfg.samples;
+    let _ = write!(
+        o,
+        "{title}\n\n\
+         Made by `sudo cargo bench --bench trigger` in {wall:.0} s: {rounds} interleaved rounds; in each, for each idle \
+         gap, {samples} samples of every mechanism in rotating order (n = {n} per row and gap). \
+         Load average (1/5/15 min) at start {load_start}, at end {load_end}.\n\n{machine}\n",
+        wall = wall.as_secs_f64(),
+        rounds = cfg.rounds,
+        samples = cfg.samples,
+        machine = machine(),
+    );
+
+    // Targets.
+    let jd = Mech::Jaildaemon as usize;
+    let fl = Mech::Floor as usize;
+    let wh = Mech::Webhook as usize;
+    let _ = writeln!(
+        o,
+        "## Targets (issue 8)\n\n| target | measured | verdict |\n|---|---|---|"
+    );
+    for (g, &gap) in cfg.gaps.iter().enumerate() {
+        let s = &t.latency[g];
+        let gname = gap_name(gap);
+        for (q, qname) in [(0.5, "median"), (0.99, "p99")] {
+            let (j, f, w) = (s[jd].quantile(q), s[fl].quantile(q), s[wh].quantile(q));
+            let _ = writeln!(
+                o,
+                "| trigger {qname} ≤ 1.10 × floor, {gname} | {j:.0} µs vs {f:.0} µs: {} × | {} |",
+                ratio(j, f),
+                verdict((j.is_finite() && f.is_finite()).then_some(j <= 1.10 * f)),
+            );
+            let _ = writeln!(
+                o,
+                "| trigger {qname} ≤ 0.85 × webhook, {gname} | {j:.0} µs vs {w:.0} µs: {} × | {} |",
+                ratio(j, w),
+                verdict((j.is_finite() && w.is_finite()).then_some(j <= 0.85 * w)),
+            );
+        }
+    }
+    for l in layouts {
+        let all_in: Vec<(usize, f64)> = l.rows.iter().map(|r| (r.armed, all_in(r))).collect();
+        let worst = all_in.iter().map(|x| x.1).fold(f64::NAN, f64::max);
+        let list = all_in
+            .iter()
+            .map(|(a, k)| format!("{k:.1} KiB at {a}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            o,
+            "| idle probe ≤ 50 KiB all-in, {} | {list} | {} |",
+            l.name,
+            verdict(worst.is_finite().then_some(worst <= 50.0)),
+        );
+        // Flat: from 100 probes up; at 1 probe the daemon's own one-off growth dominates.
+        let flat = all_in
+            .iter()
+            .filter(|(a, _)| *a >= 100)
+            .map(|x| x.1)
+            .collect::<Vec<_>>();
+        let (lo, hi) = flat
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        let _ = writeln!(
+            o,
+            "| idle probe flat from 100 up (max ÷ min ≤ 1.25), {} | {} | {} |",
+            l.name,
+            ratio(hi, lo),
+            verdict((flat.len() >= 2).then_some(hi <= 1.25 * lo)),
         );
     }
-    println!("{table}");
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let text = format!(
-        "# Benchmarks\n\nMade by `cargo bench --bench trigger` (as root); {rounds} interleaved rounds of {samples} samples, \
-         {gap} ms idle before each sample.\nMachine: {cpus} CPUs, Linux {kernel}, jaildaemon {version}.\n\
-         The arming round trip includes starting the utility process.\n\n{table}",
-        gap = GAP.as_millis(),
-        kernel = kernel.trim(),
-        version = env!("CARGO_PKG_VERSION"),
+    let largest = *cfg.sizes.last().unwrap_or(&0);
+    if let Some(l) = layouts.first() {
+        let full = l.rows.last().filter(|r| r.armed >= largest);
+        let _ = writeln!(
+            o,
+            "| {largest} probes armed in < 2 s ({}) | {} | {} |",
+            l.name,
+            full.map_or_else(
+                || format!("only {} armed", l.rows.last().map_or(0, |r| r.armed)),
+                |_| format!("{:.2} s", l.arm_total().as_secs_f64())
+            ),
+            verdict(full.map(|_| l.arm_total() < Duration::from_secs(2))),
+        );
+    }
+    for l in layouts {
+        let full = l.rows.last().filter(|r| r.armed >= largest);
+        let _ = writeln!(
+            o,
+            "| daemon RSS < 8 MiB with {largest} armed, {} | {} | {} |",
+            l.name,
+            full.map_or("not reached".into(), |r| format!(
+                "{:.1} MiB",
+                r.daemon_rss as f64 / 1024.0
+            )),
+            verdict(full.map(|r| r.daemon_rss < 8 * 1024)),
+        );
+    }
+    let u = t.utility.median();
+    let _ = writeln!(
+        o,
+        "| utility round trip median < 2 ms | {:.2} ms | {} |\n",
+        u / 1e3,
+        verdict(u.is_finite().then_some(u < 2000.0)),
     );
-    fs::write(&out, text).unwrap();
-    println!("written to {}", out.display());
+
+    // Trigger latency.
+    let _ = writeln!(
+        o,
+        "## Trigger latency\n\n\
+         From the trigger system call issued inside the jail (SIGHUP to the probe; utimensat of the watched file; \
+         the write of the HTTP request) to the first byte that `sh -c 'printf x > FIFO'` writes on the host. \
+         Microseconds; ratios of medians and of p99s to the floor and to webhook of the same rounds.\n"
+    );
+    for (g, &gap) in cfg.gaps.iter().enumerate() {
+        let s = &t.latency[g];
+        let _ = writeln!(
+            o,
+            "### {}\n\n| what | n | median / p90 / p99 | ÷ floor (median, p99) | ÷ webhook (median, p99) |\n|---|---|---|---|---|",
+            gap_name(gap)
+        );
+        for &m in &t.mechanisms {
+            let x = &s[m as usize];
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {}, {} | {}, {} |",
+                describe(m),
+                x.n(),
+                x.triple(),
+                ratio(x.median(), s[fl].median()),
+                ratio(x.p99(), s[fl].p99()),
+                ratio(x.median(), s[wh].median()),
+                ratio(x.p99(), s[wh].p99()),
+            );
+        }
+        if t.webhook_response[g].n() > 0 {
+            let _ = writeln!(
+                o,
+                "| (webhook's HTTP response alone, at the client; it answers before the command runs) | {} | {} | | |",
+                t.webhook_response[g].n(),
+                t.webhook_response[g].triple()
+            );
+        }
+        o.push('\n');
+    }
+    for &m in [Mech::Webhook, Mech::Inotify].iter() {
+        if !t.mechanisms.contains(&m) {
+            let _ = writeln!(o, "SKIPPED: {} (not installed).\n", m.name());
+        }
+    }
+
+    // Trigger latency against the number of armed probes.
+    let _ = writeln!(
+        o,
+        "### With idle probes armed in the same daemon\n\n\
+         A `-r` probe in a jail of its own, triggered while the daemon holds N idle probes in other jails; \
+         5 ms idle before each trigger, jaildaemon and floor alternating.\n\n\
+         | layout | idle probes | n | jaildaemon median / p90 / p99 | floor median / p90 / p99 | ÷ floor (median, p99) |\n|---|---|---|---|---|---|"
+    );
+    for l in layouts {
+        for r in &l.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {}, {} |",
+                l.name,
+                r.armed,
+                r.trigger.n(),
+                r.trigger.triple(),
+                r.floor.triple(),
+                ratio(r.trigger.median(), r.floor.median()),
+                ratio(r.trigger.p99(), r.floor.p99()),
+            );
+        }
+    }
+
+    // Memory.
+    let _ = writeln!(
+        o,
+        "\n## Idle probe cost\n\n\
+         Per probe, KiB. USS, PSS and page tables (VmPTE) are means over up to 1,000 probes read from \
+         /proc/PID/smaps_rollup and /proc/PID/status. The /proc/meminfo columns are machine-wide deltas \
+         since before the first probe, divided by the number of probes: other work on the machine moves them, \
+         so they mean little below 1,000 probes. The memcg columns are what was charged to a memory cgroup \
+         holding only the daemon and the jails (user anon pages; kernel memory: stacks, page tables, slab), \
+         divided by the number of probes; they include the daemon's own growth. \
+         \"all-in\" is memcg user + kernel where the cgroup could be used, else USS + KernelStack + PageTables + Slab.\n\n\
+         | layout | probes | USS | PSS | VmPTE | MemAvailable drop | KernelStack | PageTables | Slab | memcg user + kernel | all-in | daemon RSS / PSS (KiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for l in layouts {
+        for r in &l.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} / {} |",
+                l.name,
+                r.armed,
+                r.probe.uss,
+                r.probe.pss,
+                r.probe.pte,
+                r.avail,
+                r.kstack,
+                r.ptables,
+                r.slab,
+                r.memcg
+                    .map_or("—".into(), |(u, k)| format!("{u:.1} + {k:.1}")),
+                all_in(r),
+                r.daemon_rss,
+                r.daemon_pss,
+            );
+        }
+    }
+
+    // Arming.
+    let _ = writeln!(
+        o,
+        "\n## Arming\n\n| what | n | median / p90 / p99 (µs) |\n|---|---|---|\n\
+         | utility round trip: `jaildaemon -c … -j … -t …` until it exits 0 (probe confirmed in the jail) | {} | {} |\n\
+         | the same request from an in-process client (socket + daemon, no utility process) | {} | {} |\n\
+         | utility process start alone (`jaildaemon -V`) | {} | {} |\n",
+        t.utility.n(),
+        t.utility.triple(),
+        t.socket.n(),
+        t.socket.triple(),
+        t.start.n(),
+        t.start.triple(),
+    );
+    let _ = writeln!(
+        o,
+        "Many probes: armed over the socket by {} concurrent in-process clients (`jaildaemon::client::ask`, \
+         one connection per probe; the daemon serves one request at a time), idle probes in the layout's jails \
+         round-robin. Torn down by SIGTERM to the daemon, until it has killed and reaped every probe and exited.\n\n\
+         | layout | step | probes armed in the step | time (s) | µs per probe |\n|---|---|---|---|---|",
+        layouts.first().map_or(0, |l| l.clients)
+    );
+    for l in layouts {
+        let mut before = 0;
+        for r in &l.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {before} → {} | {} | {:.3} | {:.0} |",
+                l.name,
+                r.armed,
+                r.step_probes,
+                r.step.as_secs_f64(),
+                r.step.as_secs_f64() * 1e6 / r.step_probes.max(1) as f64,
+            );
+            before = r.armed;
+        }
+        let _ = writeln!(
+            o,
+            "| {} | all {before}: arm | | {:.3} | {:.0} |\n| {} | all {before}: teardown (SIGTERM → daemon gone) | | {:.3} | {:.0} |",
+            l.name,
+            l.arm_total().as_secs_f64(),
+            l.arm_total().as_secs_f64() * 1e6 / before.max(1) as f64,
+            l.name,
+            l.teardown.as_secs_f64(),
+            l.teardown.as_secs_f64() * 1e6 / before.max(1) as f64,
+        );
+    }
+    for l in layouts {
+        if let Some(why) = &l.refused {
+            let _ = writeln!(o, "\n**{}: arming stopped**: {why}", l.name);
+        }
+    }
+    let _ = writeln!(o, "\n{}", METHOD);
+    if !cfg.smoke {
+        o.push_str(
+            &fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/notes.md"))
+                .unwrap_or_default(),
+        );
+    }
+    o
 }
 
-/// A signal by host pid: the bench is root on the host, as a jail's root would be inside;
-/// SIGHUP to a probe takes the same kernel path either way.
-fn unsafe_free_signal(pid: i32, signal: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(pid, signal);
+/// All-in per probe, KiB: memcg user + kernel when measured, else USS + kernel deltas.
+fn all_in(r: &support::scale::Row) -> f64 {
+    match r.memcg {
+        Some((u, k)) => u + k,
+        None => r.probe.uss as f64 + r.kstack + r.ptables + r.slab,
     }
 }
+
+fn describe(m: Mech) -> &'static str {
+    match m {
+        Mech::Jaildaemon => {
+            "**jaildaemon**: in-jail `kill(probe, SIGHUP)` → daemon → `sh -c` → byte"
+        }
+        Mech::Floor => {
+            "floor: same probe, same jail; a bare program waits for it and posix_spawns `sh -c`"
+        }
+        Mech::Webhook => "webhook: keep-alive HTTP POST on 127.0.0.1 → hook → `/bin/sh -c` → byte",
+        Mech::Inotify => {
+            "inotify: in-jail `utimensat(file)` → `inotifywait -m \\| while read` → `sh -c` → byte"
+        }
+    }
+}
+
+const METHOD: &str = "## Method
+
+- **Jail**: `unshare --pid --mount --uts --ipc --net --fork --mount-proc sleep` (as the tests make them), in the \
+bench's own cgroups.
+- **Trigger**: a sender (this bench binary, `--jd-sender`) is started once in the jail with `nsenter -a` and kept \
+running; the host commands it over a pipe, so its start-up is never timed. Before the clock starts it finds the \
+probe by title in the jail's /proc (as `pkill -f` would); it takes CLOCK_MONOTONIC right before `kill`, \
+`utimensat` or the HTTP write and sends that timestamp back. The host takes the clock right after reading the \
+first byte from the FIFO, which it opened (non-blocking) before the trigger. Jails have no time namespace, so \
+both clocks are the same.
+- **Floor** (`--jd-floor`): forks a helper that joins the jail's pid, mount, net, uts and ipc namespaces with one \
+`setns` and clones the probe as the floor's own child; the probe is the daemon's probe image exec'd from a memfd. \
+The floor waits with `waitpid`, posix_spawns `/bin/sh -c CMD` with the daemon's PATH, and re-arms after the \
+command ends (like `-r`). It skips what the daemon does for safety: capabilities, ids, chroot, no_new_privs, \
+cgroups, the socket.
+- **webhook**: `webhook -hooks hooks.json -ip 127.0.0.1`, hook `bench` = `/bin/sh -c CMD`. The client is a second \
+sender in the jail's pid, mount, uts and ipc namespaces but the host's network namespace (the jail's own has \
+only a downed loopback): a raw HTTP/1.1 keep-alive connection over std TcpStream with TCP_NODELAY, one \
+`POST /hooks/bench` per trigger. This is webhook's best case: a real container would come through a veth \
+and a bridge.
+- **inotify**: `inotifywait -m -e attrib FILE | while read -r _; do /bin/sh -c CMD; done`; the in-jail sender \
+touches FILE (the jail's mount namespace sees the same file).
+- **Idle gaps**: every mechanism is measured back-to-back and with an idle gap before each trigger, in the \
+same rounds; a real trigger is a rare event, and an idle two-vCPU VM wakes slowly.
+- Quantiles are nearest-rank. The first trigger of each mechanism and the first arming are warm-up and not recorded.
+";

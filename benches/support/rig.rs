@@ -1,0 +1,228 @@
+//! One measuring set-up: a daemon, a jail, an in-jail sender, the floor and (optionally) the
+//! alternatives, each with its own FIFO and the same command `printf x > FIFO`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::alt::{Inotify, Webhook};
+use super::floor::Floor;
+use super::sender::Sender;
+use super::{FifoReader, mkfifo, signal};
+use crate::util::{self, Daemon, Jail, TempDir};
+
+pub const JD_TITLE: &str = "BENCH_JAILDAEMON";
+pub const FLOOR_TITLE: &str = "BENCH_FLOOR";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mech {
+    Jaildaemon,
+    Floor,
+    Webhook,
+    Inotify,
+}
+
+impl Mech {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mech::Jaildaemon => "jaildaemon",
+            Mech::Floor => "floor",
+            Mech::Webhook => "webhook",
+            Mech::Inotify => "inotify",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One trigger's result, in µs.
+pub struct Sample {
+    /// From the trigger system call in the jail to the first byte of the command.
+    pub latency: f64,
+    /// webhook only: until the client had the whole HTTP response.
+    pub response: Option<f64>,
+}
+
+/// Fields drop in declaration order: helpers first, then jail and daemon, the directory last.
+pub struct Rig {
+    sender: Sender,
+    http_sender: Option<Sender>,
+    /// Held for its Drop.
+    #[allow(dead_code)]
+    floor: Floor,
+    webhook: Option<Webhook>,
+    inotify: Option<Inotify>,
+    pub jail: Jail,
+    pub daemon: Daemon,
+    fifos: [PathBuf; 4],
+    touched: PathBuf,
+    /// Held for its Drop.
+    #[allow(dead_code)]
+    dir: TempDir,
+}
+
+fn command_for(fifo: &std::path::Path) -> String {
+    format!("printf x > {}", fifo.display())
+}
+
+impl Rig {
+    pub fn new(alternatives: bool) -> Rig {
+        let dir = TempDir::new();
+        let fifos = ["jd", "floor", "webhook", "inotify"].map(|n| dir.path(&format!("fifo-{n}")));
+        for f in &fifos {
+            mkfifo(f);
+        }
+        let touched = dir.path("touched");
+        std::fs::write(&touched, b"").expect("touched file");
+        let daemon = Daemon::start(&dir);
+        let jail = Jail::new();
+        daemon.arm(&[
+            "-c",
+            &command_for(&fifos[0]),
+            "-j",
+            &jail.spec(),
+            "-t",
+            JD_TITLE,
+            "-r",
+        ]);
+        let floor = Floor::start(
+            jail.pid,
+            FLOOR_TITLE,
+            &command_for(&fifos[1]),
+            &dir.path("floor.log"),
+        );
+        let sender = Sender::spawn(jail.pid, true);
+        let (webhook, http_sender, inotify) = if alternatives {
+            let webhook = Webhook::start(&dir.0, &command_for(&fifos[2]));
+            let http_sender = webhook.as_ref().map(|w| {
+                let mut s = Sender::spawn(jail.pid, false);
+                s.expect_ok(&format!("connect {}", w.port));
+                s
+            });
+            let inotify = Inotify::start(&dir.0, &touched, &command_for(&fifos[3]));
+            (webhook, http_sender, inotify)
+        } else {
+            (None, None, None)
+        };
+        Rig {
+            sender,
+            http_sender,
+            floor,
+            webhook,
+            inotify,
+            jail,
+            daemon,
+            fifos,
+            touched,
+            dir,
+        }
+    }
+
+    /// The mechanisms this rig can trigger.
+    pub fn mechanisms(&self) -> Vec<Mech> {
+        let mut m = vec![Mech::Jaildaemon, Mech::Floor];
+        if self.webhook.is_some() {
+            m.push(Mech::Webhook);
+        }
+        if self.inotify.is_some() {
+            m.push(Mech::Inotify);
+        }
+        m
+    }
+
+    /// Readies `mech` (finds its probe, outside the clock), idles `gap`, then has the in-jail
+    /// sender trigger it, and waits for the command's first byte.
+    pub fn trigger(&mut self, mech: Mech, gap: Duration) -> Sample {
+        let mut reader = FifoReader::open(&self.fifos[mech.index()]);
+        match mech {
+            Mech::Jaildaemon => self.sender.expect_ok(&format!("find {JD_TITLE}")),
+            Mech::Floor => self.sender.expect_ok(&format!("find {FLOOR_TITLE}")),
+            _ => String::new(),
+        };
+        sleep(gap);
+        let sender = match mech {
+            Mech::Webhook => self.http_sender.as_mut().expect("webhook sender"),
+            _ => &mut self.sender,
+        };
+        match mech {
+            Mech::Jaildaemon | Mech::Floor => sender.send("kill"),
+            Mech::Webhook => sender.send("post"),
+            Mech::Inotify => sender.send(&format!("touch {}", self.touched.display())),
+        }
+        let t1 = reader.wait_byte(Duration::from_secs(10));
+        let reply = sender.reply();
+        let times: Vec<u64> = reply
+            .strip_prefix("t ")
+            .unwrap_or_else(|| panic!("{}: sender said {reply}", mech.name()))
+            .split(' ')
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let t1 = t1.unwrap_or_else(|| {
+            panic!(
+                "{}: no byte from the command within 10 s; daemon log:\n{}",
+                mech.name(),
+                self.daemon.log_text()
+            )
+        });
+        Sample {
+            latency: t1.saturating_sub(times[0]) as f64 / 1e3,
+            response: times
+                .get(1)
+                .map(|r| r.saturating_sub(times[0]) as f64 / 1e3),
+        }
+    }
+
+    /// The utility's round trip: request → probe confirmed inside the jail. The probe is
+    /// killed afterwards (the daemon forgets it), so that the daemon's load stays the same.
+    pub fn utility_round_trip(&self, i: usize) -> f64 {
+        let title = format!("BENCH_RT_{i}");
+        let t0 = Instant::now();
+        let status = Command::new(util::BIN)
+            .args(["-c", "true", "-j", &self.jail.spec(), "-t", &title, "-f"])
+            .arg(&self.daemon.socket)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run the utility");
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        assert!(
+            status.success(),
+            "arming failed: {}",
+            self.daemon.log_text()
+        );
+        for pid in util::host_pids_matching(&title) {
+            signal(pid as i32, rustix::process::Signal::KILL);
+        }
+        us
+    }
+
+    /// The same request from an in-process client: the socket and the daemon, without the
+    /// utility's process start.
+    pub fn socket_round_trip(&self, i: usize) -> f64 {
+        use jaildaemon::proto::Response;
+        let request = super::arm_request("true", &self.jail.spec(), &format!("BENCH_SOCK_{i}"));
+        let t0 = Instant::now();
+        let answer = jaildaemon::client::ask(&self.daemon.socket, &request);
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        match answer {
+            Ok(Response::Armed { pid, .. }) => signal(pid, rustix::process::Signal::KILL),
+            other => panic!("arming over the socket: {other:?}"),
+        }
+        us
+    }
+}
+
+/// Start of the utility process alone (`jaildaemon -V`): what the utility's round trip pays
+/// before it reaches the socket.
+pub fn utility_start() -> f64 {
+    let t0 = Instant::now();
+    let ok = Command::new(util::BIN)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "jaildaemon -V failed");
+    t0.elapsed().as_secs_f64() * 1e6
+}

@@ -1,0 +1,318 @@
+//! Idle probes at scale: what 1 to 10,000 armed probes cost in memory (per probe and in the
+//! daemon), how long arming and tearing them down take, and what they do to trigger latency.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use jaildaemon::proto::Response;
+
+use super::rig::{Mech, Rig};
+use super::{Footprint, Stats, footprint, meminfo, proc_field_kib, skipped};
+use crate::util::Jail;
+
+pub const IDLE_TITLE: &str = "BENCH_IDLE";
+
+/// A memory cgroup (v1 or v2) of the bench's own, below the one the bench runs in, holding
+/// the daemon and the jails: everything the daemon and its probes allocate from then on is
+/// charged there (user pages, and kernel stacks, page tables and slab objects, which the
+/// kernel accounts to the allocating task's cgroup), whatever else the machine does.
+pub struct Memcg {
+    dir: PathBuf,
+    v1: bool,
+}
+
+impl Memcg {
+    pub fn create() -> Option<Memcg> {
+        let ours = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let name = format!("jaildaemon-bench-{}", std::process::id());
+        // v1 memory controller (hybrid layouts), else the v2 hierarchy.
+        let v1 = ours.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| format!("/sys/fs/cgroup/memory{path}"))
+        });
+        let (base, is_v1) = match v1 {
+            Some(base) => (PathBuf::from(base), true),
+            None => {
+                let path = ours.lines().find_map(|l| l.strip_prefix("0::"))?;
+                (PathBuf::from(format!("/sys/fs/cgroup{path}")), false)
+            }
+        };
+        let dir = base.join(name);
+        fs::create_dir(&dir).ok()?;
+        let memcg = Memcg { dir, v1: is_v1 };
+        if memcg.usage().is_none() {
+            skipped("memcg accounting: no memory usage file in the bench's cgroup");
+            return None;
+        }
+        Some(memcg)
+    }
+
+    pub fn adopt(&self, pid: u32) -> bool {
+        fs::write(self.dir.join("cgroup.procs"), pid.to_string()).is_ok()
+    }
+
+    /// (user anon pages, kernel memory) charged, in KiB.
+    pub fn usage(&self) -> Option<(i64, i64)> {
+        let stat = fs::read_to_string(self.dir.join("memory.stat")).ok()?;
+        let field = |k: &str| {
+            stat.lines().find_map(|l| {
+                let (key, v) = l.split_once(' ')?;
+                (key == k).then(|| v.trim().parse::<i64>().ok())?
+            })
+        };
+        if self.v1 {
+            let kmem: i64 = fs::read_to_string(self.dir.join("memory.kmem.usage_in_bytes"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((field("total_rss")? / 1024, kmem / 1024))
+        } else {
+            Some((field("anon")? / 1024, field("kernel")? / 1024))
+        }
+    }
+}
+
+impl Drop for Memcg {
+    fn drop(&mut self) {
+        for _ in 0..200 {
+            if fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        skipped(&format!("could not remove cgroup {}", self.dir.display()));
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Snapshot {
+    avail: i64,
+    kstack: i64,
+    ptables: i64,
+    slab: i64,
+    memcg: Option<(i64, i64)>,
+}
+
+fn snapshot(memcg: Option<&Memcg>) -> Snapshot {
+    let m = meminfo();
+    let get = |k: &str| m.get(k).copied().unwrap_or(0);
+    Snapshot {
+        avail: get("MemAvailable"),
+        kstack: get("KernelStack"),
+        ptables: get("PageTables"),
+        slab: get("Slab"),
+        memcg: memcg.and_then(Memcg::usage),
+    }
+}
+
+/// One checkpoint: `armed` idle probes in the daemon.
+pub struct Row {
+    pub armed: usize,
+    /// Time to arm the probes added since the previous checkpoint, and how many.
+    pub step: Duration,
+    pub step_probes: usize,
+    /// Per probe, KiB: mean over (up to 1,000 sampled) probes.
+    pub probe: Footprint,
+    /// Per probe, KiB: /proc/meminfo deltas since before the first probe.
+    pub avail: f64,
+    pub kstack: f64,
+    pub ptables: f64,
+    pub slab: f64,
+    /// Per probe, KiB: (user, kernel) charged to the bench's memory cgroup.
+    pub memcg: Option<(f64, f64)>,
+    /// The daemon's RSS and PSS, KiB.
+    pub daemon_rss: u64,
+    pub daemon_pss: u64,
+    /// Trigger latency of a probe in another jail of the same daemon, and the floor.
+    pub trigger: Stats,
+    pub floor: Stats,
+}
+
+pub struct Layout {
+    pub name: String,
+    pub rows: Vec<Row>,
+    /// Daemon SIGTERM until it has killed and reaped every probe and exited.
+    pub teardown: Duration,
+    pub refused: Option<String>,
+    pub clients: usize,
+}
+
+impl Layout {
+    pub fn arm_total(&self) -> Duration {
+        self.rows.iter().map(|r| r.step).sum()
+    }
+}
+
+/// Arms `count` idle probes over the daemon's socket from `clients` concurrent in-process
+/// clients, round-robin over `jails`. Stops at the first refusal.
+fn arm_many(
+    socket: &Path,
+    jails: &[String],
+    first: usize,
+    count: usize,
+    clients: usize,
+) -> (Duration, Vec<i32>, Option<String>) {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let pids = Mutex::new(Vec::with_capacity(count));
+    let refused = Mutex::new(None);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let request =
+                        super::arm_request("true", &jails[(first + i) % jails.len()], IDLE_TITLE);
+                    match jaildaemon::client::ask(socket, &request) {
+                        Ok(Response::Armed { pid, .. }) => pids.lock().unwrap().push(pid),
+                        other => {
+                            stop.store(true, Ordering::Relaxed);
+                            refused
+                                .lock()
+                                .unwrap()
+                                .get_or_insert(format!("after {} probes: {other:?}", first + i));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (
+        t0.elapsed(),
+        pids.into_inner().unwrap(),
+        refused.into_inner().unwrap(),
+    )
+}
+
+/// Mean footprint of up to 1,000 probes spread evenly over `pids`.
+fn mean_footprint(pids: &[i32]) -> Footprint {
+    let step = pids.len().div_ceil(1000).max(1);
+    let sampled: Vec<Footprint> = pids
+        .iter()
+        .step_by(step)
+        .filter_map(|&p| footprint(p))
+        .collect();
+    let n = sampled.len().max(1) as u64;
+    let sum = |f: fn(&Footprint) -> u64| sampled.iter().map(f).sum::<u64>() / n;
+    Footprint {
+        rss: sum(|f| f.rss),
+        pss: sum(|f| f.pss),
+        uss: sum(|f| f.uss),
+        pte: sum(|f| f.pte),
+    }
+}
+
+pub struct Plan<'a> {
+    pub name: &'a str,
+    pub jails: usize,
+    pub sizes: &'a [usize],
+    pub clients: usize,
+    pub trigger_samples: usize,
+}
+
+pub fn run_layout(plan: &Plan<'_>) -> Layout {
+    eprintln!("scale: {} ({} jail(s))", plan.name, plan.jails);
+    // Declared first, dropped last: the cgroup can go only once its processes have.
+    let memcg = Memcg::create();
+    if memcg.is_none() {
+        skipped("memcg accounting: cannot create a memory cgroup; meminfo deltas only");
+    }
+    let mut rig = Rig::new(false);
+    let idle_jails: Vec<Jail> = (0..plan.jails).map(|_| Jail::new()).collect();
+    let specs: Vec<String> = idle_jails.iter().map(Jail::spec).collect();
+    let daemon_pid = rig.daemon.child.id();
+    // The daemon and every jail in one cgroup, so the daemon has no cgroup to join for a
+    // probe (as in the trigger rounds): this measures the probe, not cgroup migration.
+    let accounted = memcg.as_ref().filter(|m| {
+        m.adopt(daemon_pid) && m.adopt(rig.jail.pid) && idle_jails.iter().all(|j| m.adopt(j.pid))
+    });
+    sleep(Duration::from_millis(300));
+    let base = snapshot(accounted);
+    let mut rows = Vec::new();
+    let mut pids: Vec<i32> = Vec::new();
+    let mut refused = None;
+    for &size in plan.sizes {
+        if size < plan.jails || size <= pids.len() {
+            continue;
+        }
+        let want = size - pids.len();
+        let (step, new, err) = arm_many(&rig.daemon.socket, &specs, pids.len(), want, plan.clients);
+        pids.extend(new);
+        eprintln!(
+            "  {} probes armed ({:.2} s for the last {want})",
+            pids.len(),
+            step.as_secs_f64()
+        );
+        sleep(Duration::from_millis(300));
+        let now = snapshot(accounted);
+        let n = pids.len().max(1) as f64;
+        let per = |a: i64, b: i64| (a - b) as f64 / n;
+        let daemon_status = format!("/proc/{daemon_pid}/status");
+        let mut row = Row {
+            armed: pids.len(),
+            step,
+            step_probes: want,
+            probe: mean_footprint(&pids),
+            avail: per(base.avail, now.avail),
+            kstack: per(now.kstack, base.kstack),
+            ptables: per(now.ptables, base.ptables),
+            slab: per(now.slab, base.slab),
+            memcg: match (now.memcg, base.memcg) {
+                (Some((u1, k1)), Some((u0, k0))) => Some((per(u1, u0), per(k1, k0))),
+                _ => None,
+            },
+            daemon_rss: proc_field_kib(&daemon_status, "VmRSS").unwrap_or(0),
+            daemon_pss: proc_field_kib(&format!("/proc/{daemon_pid}/smaps_rollup"), "Pss")
+                .unwrap_or(0),
+            trigger: Stats::default(),
+            floor: Stats::default(),
+        };
+        for i in 0..plan.trigger_samples {
+            for mech in if i % 2 == 0 {
+                [Mech::Jaildaemon, Mech::Floor]
+            } else {
+                [Mech::Floor, Mech::Jaildaemon]
+            } {
+                let s = rig.trigger(mech, Duration::from_millis(5));
+                match mech {
+                    Mech::Jaildaemon => row.trigger.push(s.latency),
+                    _ => row.floor.push(s.latency),
+                }
+            }
+        }
+        rows.push(row);
+        if err.is_some() {
+            refused = err;
+            break;
+        }
+    }
+    let t0 = Instant::now();
+    rig.daemon.signal(rustix::process::Signal::TERM);
+    let _ = rig.daemon.child.wait();
+    let teardown = t0.elapsed();
+    let left = crate::util::host_pids_matching(IDLE_TITLE).len();
+    assert_eq!(left, 0, "{left} idle probes outlived the daemon");
+    eprintln!("  torn down in {:.2} s", teardown.as_secs_f64());
+    drop(rig);
+    drop(idle_jails);
+    Layout {
+        name: plan.name.into(),
+        rows,
+        teardown,
+        refused,
+        clients: plan.clients,
+    }
+}
