@@ -19,7 +19,17 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, Error> {
             format!("no jaildaemon answers on {}: {e}", socket.display()),
         )
     };
-    let mut stream = UnixStream::connect(socket).map_err(unavailable)?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // The socket's mode let us not even knock: root (or the -G group) only.
+            Error::new(
+                Kind::NoPerm,
+                format!("not allowed to use {}: {e}", socket.display()),
+            )
+        } else {
+            unavailable(e)
+        }
+    })?;
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(unavailable)?;

@@ -42,7 +42,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
             .to_string(),
             p.pid.map_or_else(dash, |p| p.to_string()),
             p.fired.to_string(),
-            p.last.clone().unwrap_or_else(dash),
+            p.last.as_deref().map_or_else(dash, shorten),
         ]);
     }
     let mut widths = [0usize; 9];
@@ -62,6 +62,16 @@ pub fn table(probes: &[ProbeInfo]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Longest "last" cell in the table; `--json` has all of it.
+const MAX_LAST: usize = 60;
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_LAST) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +120,13 @@ mod tests {
         );
         assert!(!out.contains("secret-ish"), "commands are not in the table");
         assert_eq!(table(&[]).lines().count(), 1);
+        let mut long = probe(2, "web1", None, ProbeState::Waiting);
+        long.last = Some("x".repeat(200));
+        let row = table(&[long]).lines().nth(1).unwrap().to_string();
+        assert!(
+            row.ends_with(&format!("{}…", "x".repeat(MAX_LAST))),
+            "{row}"
+        );
     }
 
     #[test]

@@ -77,9 +77,11 @@ pub fn save(path: &Path, probes: &[Arm]) -> io::Result<()> {
     written
 }
 
+/// One fixed name, so that a crash leaves at most one temporary file, overwritten next time.
+/// The pidfile's lock keeps a second daemon from writing it at the same time.
 fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(".tmp");
     path.with_file_name(name)
 }
 

@@ -596,3 +596,64 @@ fn machined_names_need_systemd_as_pid_1() {
     assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
     assert!(stderr(&out).contains("machined: no such container"));
 }
+
+#[test]
+fn a_declared_reboot_probe_survives_the_reboot_it_asks_for() {
+    let test = "a_declared_reboot_probe_survives_the_reboot_it_asks_for";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let lxc = Lxc::create(false, &[]);
+    lxc.start();
+    let first_pid = lxc.pid().unwrap();
+    let config = dir.path("jaildaemon.conf");
+    // What an administrator would declare: the container may ask to be rebooted.
+    fs::write(
+        &config,
+        format!(
+            "[[probe]]\njail = \"lxc:{0}\"\ntitle = \"REBOOT\"\nrespawn = \"after_command\"\n\
+             command = '{1}; lxc-stop -r -n {0}'\n",
+            lxc.name,
+            append(&fired)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", config.to_str().unwrap()]);
+    let cmd = append(&fired);
+    daemon.arm(&["-c", &cmd, "-j", &lxc.name, "-t", "PERSISTED", "-P", "-r"]);
+    daemon.arm(&["-c", &cmd, "-j", &lxc.name, "-t", "PLAIN", "-r"]);
+    assert!(lxc.pkill(0, "HUP", "REBOOT"));
+    // The container reboots: a new init, new namespaces.
+    assert!(
+        wait_for(LONG, || lxc.pid().is_some_and(|p| p != first_pid)),
+        "the container did not reboot: {}",
+        daemon.log_text()
+    );
+    let pid = lxc.pid().unwrap();
+    // Declared and persisted probes come back into the new container; the plain one is gone.
+    assert!(
+        wait_for(Duration::from_secs(15), || probes_in(pid, "REBOOT").len()
+            == 1
+            && probes_in(pid, "PERSISTED").len() == 1),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(host_pids_matching("PLAIN").is_empty());
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("jail lxc:{} (id {first_pid}) stopped", lxc.name)),
+        "{log}"
+    );
+    assert!(log.contains("armed again"), "{log}");
+    assert_eq!(read(&fired), format!("lxc:{} REBOOT\n", lxc.name));
+    // And they fire again; the plain probe never did.
+    assert!(lxc.pkill(0, "HUP", "PERSISTED"));
+    assert!(wait_for(LONG, || read(&fired).lines().count() == 2));
+    sleep(SETTLE);
+    assert_eq!(
+        read(&fired),
+        format!("lxc:{0} REBOOT\n{0} PERSISTED\n", lxc.name)
+    );
+}

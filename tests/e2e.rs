@@ -999,10 +999,11 @@ fn socket_group_members_may_arm_and_others_may_not() {
     let out = as_user(&["--regid", "65534", "--clear-groups"], "BY_STRANGER");
     assert_eq!(
         out.status.code(),
-        Some(69),
+        Some(77),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not allowed to use"));
     fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_user(&["--regid", "65534", "--clear-groups"], "BY_STRANGER");
     assert_eq!(

@@ -156,6 +156,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         return Err(Error::new(Kind::NoPerm, "the daemon must run as root"));
     }
     sys::default_sigchld();
+    // Both files are read before anything is taken or detached, so that a bad one is refused
+    // at the terminal; their probes are armed once the daemon runs.
+    let persisted = crate::state::load(&config.state)?;
+    let declared = crate::config::load(&config.config, config.config_named)?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     let group = match &config.group {
         None => None,
@@ -166,10 +170,6 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             Some(gid)
         }
     };
-    // Both files are read before the socket is taken and before detaching, so that a bad
-    // one is refused at the terminal; their probes are armed once the daemon runs.
-    let persisted = crate::state::load(&config.state)?;
-    let declared = crate::config::load(&config.config, config.config_named)?;
     let listener = take_socket(&config.socket, group)?;
     let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])

@@ -439,6 +439,7 @@ impl Daemon {
             .filter(|(_, t)| *t + JAIL_GRACE > now)
             .map(|(probe, _)| *probe)
             .collect();
+        let mut waiting = Vec::new();
         for probe_id in left {
             let exited = self.probes[&probe_id]
                 .process
@@ -458,6 +459,7 @@ impl Daemon {
             if probe.survives() {
                 probe.jail = None;
                 self.wait_for_jail(probe_id);
+                waiting.push(probe_id);
             } else {
                 probe.finished = true;
                 self.forget_if_idle(probe_id);
@@ -466,12 +468,14 @@ impl Daemon {
         gone.sort_unstable();
         gone.dedup();
         let list: Vec<String> = gone.iter().map(u64::to_string).collect();
-        let waiting: Vec<String> = self
-            .probes
-            .iter()
-            .filter(|(_, p)| p.waiting && p.arm.jail == watch.spec)
-            .map(|(id, _)| id.to_string())
-            .collect();
+        // Probes that ended just before the stop are already waiting, without a jail.
+        waiting.extend(
+            gone.iter()
+                .filter(|id| self.probes.get(id).is_some_and(|p| p.waiting)),
+        );
+        waiting.sort_unstable();
+        waiting.dedup();
+        let waiting: Vec<String> = waiting.iter().map(u64::to_string).collect();
         log::warn!(
             "jail {} (id {id}) stopped: probe(s) [{}] gone with it, nothing fired; [{}] waiting for it to run again",
             watch.spec,
