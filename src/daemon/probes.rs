@@ -93,6 +93,13 @@ impl Daemon {
         } else {
             Origin::Command
         };
+        // Waiting probes count too, so that jails stopping and new probes cannot add up.
+        if self.probes.len() >= MAX_PROBES {
+            return Err(Error::new(
+                Kind::Limit,
+                format!("too many probes: {MAX_PROBES}, waiting ones included"),
+            ));
+        }
         let placed = self.place(&arm, None)?;
         let id = self.insert(arm, origin, Ok(placed));
         if origin == Origin::Persisted {
