@@ -15,6 +15,10 @@ pub use linux::*;
 
 #[cfg(target_os = "freebsd")]
 mod freebsd;
+// The FreeBSD backend's pure logic, unit-tested on every platform.
+#[cfg(all(test, not(target_os = "freebsd")))]
+#[path = "freebsd/pure.rs"]
+mod freebsd_pure;
 #[cfg(target_os = "freebsd")]
 pub use freebsd::*;
 

@@ -4,9 +4,10 @@
 //! The probe here is a fork of the daemon that never execs, so unlike on Linux it holds a copy
 //! of the daemon's memory; PROC_TRACE_CTL keeps jail root from reading it.
 
+pub(crate) mod pure;
 mod raw;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -89,14 +90,9 @@ impl Jail {
     /// Resolves `spec`, a jid or a jail name, as jaildaemon 0.2 did.
     pub fn open(spec: &str) -> Result<Jail, Error> {
         let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
-        let value = CString::new(spec).map_err(|_| no_jail("contains a NUL byte".into()))?;
-        let key = if spec.bytes().all(|b| b.is_ascii_digit()) {
-            c"jid"
-        } else {
-            c"name"
-        };
+        let key = pure::jail_key(spec).map_err(&no_jail)?;
         let (jid, path) =
-            raw::jail_lookup(key, &value).map_err(|e| no_jail(format!("no such jail ({e})")))?;
+            raw::jail_lookup(&key).map_err(|e| no_jail(format!("no such jail ({e})")))?;
         Ok(Jail { jid, path })
     }
 
@@ -131,8 +127,6 @@ impl Jail {
     }
 }
 
-const ARMED: u8 = 0;
-
 /// Forks the probe: it closes every descriptor but its status pipe, attaches to the jail,
 /// drops to `uid`/`gid` (setgroups, setgid, setuid, in that order), makes itself untraceable,
 /// no-new-privs and killed with the daemon, takes `title`, reports, and waits for SIGHUP.
@@ -166,18 +160,16 @@ pub fn spawn_probe(
             Err(_) => break,
         }
     }
-    if got >= 1 && status[0] == ARMED {
+    let Err((stage, errno)) = pure::read_status(&status, got) else {
         return Ok(probe);
-    }
+    };
     probe.kill();
     let _ = probe.wait();
-    let errno = i32::from_ne_bytes([status[1], status[2], status[3], status[4]]);
     Err(Error::new(
         Kind::Os,
         format!(
-            "probe for jail {}: stage {} failed: {}",
+            "probe for jail {}: {stage} failed: {}",
             jail.jid,
-            status[0],
             io::Error::from_raw_os_error(errno)
         ),
     ))
@@ -197,20 +189,20 @@ fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32
     let attached =
         raw::jail_attach(jid).and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
     if let Err(e) = attached {
-        fail(2, e);
+        fail(pure::STAGE_ATTACH, e);
     }
     if let Err(e) = rustix::process::setsid() {
-        fail(3, e.into());
+        fail(pure::STAGE_SESSION, e.into());
     }
     let ids = raw::set_ids(uid, gid);
     if let Err(e) = ids {
-        fail(4, e.into());
+        fail(pure::STAGE_IDS, e.into());
     }
     if let Err(e) = raw::confine_self() {
-        fail(5, e);
+        fail(pure::STAGE_CONFINE, e);
     }
     raw::set_title(title);
-    if posix::write_all_raw(raw::status_fd(), &[ARMED, 0, 0, 0, 0]).is_err() {
+    if posix::write_all_raw(raw::status_fd(), &[pure::ARMED, 0, 0, 0, 0]).is_err() {
         posix::exit_now(1);
     }
     raw::wait_for_sighup();

@@ -2,9 +2,11 @@
 //! Type-checked against FreeBSD's libc bindings; not yet run on a FreeBSD machine.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::pure::JailKey;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -137,18 +139,16 @@ pub fn kill_child(pid: i32, sig: i32) {
 }
 
 /// Looks a jail up by jid or name with jail_get(2); returns its jid and root path.
-pub fn jail_lookup(key: &CStr, value: &CStr) -> io::Result<(i32, Vec<u8>)> {
+pub fn jail_lookup(key: &JailKey<'_>) -> io::Result<(i32, Vec<u8>)> {
     let mut jid: libc::c_int = 0;
     let mut path = vec![0u8; libc::PATH_MAX as usize];
-    let numeric = key == c"jid";
-    let mut lookup_jid: libc::c_int = if numeric {
-        value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1)
-    } else {
-        0
+    let (numeric, mut lookup_jid, value) = match key {
+        JailKey::Jid(jid) => (true, *jid, CString::default()),
+        JailKey::Name(name) => (
+            false,
+            0,
+            CString::new(*name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        ),
     };
     let iov = |base: *mut libc::c_void, len: usize| libc::iovec {
         iov_base: base,
