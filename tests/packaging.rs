@@ -327,6 +327,12 @@ fn make_install_builds_the_release_binary_first_unless_given_one() {
 /// jail(8) on Linux, LXC's pages on FreeBSD).
 fn lint(page: &Path) -> Vec<String> {
     let out = output(Command::new("mandoc").args(["-T", "lint"]).arg(page));
+    // 0 to 4: the worst finding's level; 5 and 6: mandoc could not do its work at all.
+    assert!(
+        out.status.code().is_some_and(|c| c <= 4),
+        "mandoc failed: {}",
+        stderr(&out)
+    );
     stdout(&out)
         .lines()
         .filter(|l| !l.contains("referenced manual not found"))
@@ -770,6 +776,20 @@ fn rc_script_starts_a_ready_daemon_and_stops_it() {
         stdout(&out)
     };
 
+    /// Stops the daemon the pidfile names, should the test end before `stop`.
+    struct Stopped<'a>(&'a Path);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            let pid = fs::read_to_string(self.0).ok();
+            if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).expect("positive"),
+                    rustix::process::Signal::TERM,
+                );
+            }
+        }
+    }
+    let _stopped = Stopped(&pidfile);
     let out = rc(&script, Some(&conf), "start");
     assert!(out.status.success(), "{}", stderr(&out));
     // At once, with no waiting: the daemon answers (68 for a jail that does not exist; 69
@@ -889,7 +909,13 @@ fn systemd_starts_and_stops_the_unit() {
     assert!(installed.contains(&start), "{installed}");
     let unit_text = installed.replace(
         &start,
-        &format!("{start} -f {} -p {}", socket.display(), pidfile.display()),
+        // Never the host's own configuration or state file.
+        &format!(
+            "{start} -f {} -p {} -C /dev/null -S {}",
+            socket.display(),
+            pidfile.display(),
+            dir.path("state").display()
+        ),
     );
     let name = format!("jaildaemon-test-{}.service", std::process::id());
     let unit_path = PathBuf::from("/run/systemd/system").join(&name);
