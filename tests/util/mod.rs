@@ -412,9 +412,9 @@ impl Drop for Unmount<'_> {
 
 impl Jail {
     /// A jail whose root directory is `root`, not the host's: unshare chroots into it, as a
-    /// container runtime pivots into its image. `root` gets the host's /usr (bind-mounted only
-    /// while unshare copies the mount namespace; the jail keeps its copy), so that `sleep`,
-    /// `pkill` and their libraries are there, and whatever the caller put in it.
+    /// container runtime pivots into its image. `root` gets the host's /usr, read-only
+    /// (bind-mounted on the host only while unshare copies the mount namespace; the jail keeps
+    /// its copy), so that `sleep`, `pkill` and their libraries are there.
     pub fn chrooted(root: &Path) -> Jail {
         for dir in ["usr", "proc", "tmp"] {
             fs::create_dir_all(root.join(dir)).unwrap();
@@ -424,12 +424,16 @@ impl Jail {
         }
         let usr = root.join("usr");
         let bound = Command::new("mount")
-            .arg("--rbind")
-            .arg("/usr")
+            .args(["--bind", "-o", "ro", "/usr"])
             .arg(&usr)
             .status();
         assert!(bound.unwrap().success(), "cannot bind /usr");
         let _unmount = Unmount(&usr);
+        // Read-only, so that removing the test's directory can never reach the host's /usr,
+        // even if the unmount failed.
+        let read_only = rustix::fs::statvfs(&usr)
+            .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+        assert!(read_only, "the bind of /usr is not read-only");
         Jail::spawn(&[&format!("--root={}", root.display())])
     }
 
