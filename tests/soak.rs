@@ -201,18 +201,35 @@ fn a_hundred_thousand_requests_leave_no_descriptor_or_zombie_behind() {
         .as_bytes(),
     );
 
-    // Still serving, and firing only for SIGHUP: one probe killed, one triggered from the jail.
+    // Still serving, and firing only for SIGHUP from whom the probe allows: a probe killed,
+    // one sent another signal, one signalled by a foreign uid fire nothing; then jail root's
+    // and uid 1000's SIGHUPs fire theirs.
     assert!(matches!(
         ask(&socket, &Request::Ping),
         Response::Pong { .. }
     ));
-    daemon.arm(&["-c", &command, "-j", &spec, "-t", "AFTER_SOAK_KILLED"]);
-    daemon.arm(&["-c", &command, "-j", &spec, "-t", "AFTER_SOAK"]);
+    let user = ["-u", "1000", "-g", "1000"];
+    for (title, ids) in [
+        ("AFTER_SOAK_KILLED", &[][..]),
+        ("AFTER_SOAK_USR1", &[]),
+        ("AFTER_SOAK_USER", &user),
+        ("AFTER_SOAK", &[]),
+    ] {
+        let mut args = vec!["-c", &command, "-j", &spec, "-t", title];
+        args.extend(ids);
+        daemon.arm(&args);
+    }
     assert!(jail.pkill(0, "KILL", "AFTER_SOAK_KILLED"));
-    assert!(jail.pkill(0, "HUP", "AFTER_SOAK"));
-    assert!(wait_for(LONG, || lines(&fired) == fires + 1));
+    assert!(jail.pkill(0, "USR1", "AFTER_SOAK_USR1"));
+    assert!(!jail.pkill(1001, "HUP", "AFTER_SOAK_USER"));
     sleep(Duration::from_millis(300));
-    assert_eq!(lines(&fired), fires + 1, "a killed probe fired");
+    assert_eq!(lines(&fired), fires, "a probe fired without its SIGHUP");
+    assert!(jail.pkill(1000, "HUP", "AFTER_SOAK_USER"));
+    assert!(jail.pkill(0, "HUP", "AFTER_SOAK"));
+    assert!(wait_for(LONG, || lines(&fired) == fires + 2));
+    sleep(Duration::from_millis(300));
     let ran = fs::read_to_string(&fired).unwrap();
-    assert_eq!(ran.lines().last(), Some("AFTER_SOAK"));
+    let mut last: Vec<&str> = ran.lines().skip(fires).collect();
+    last.sort_unstable();
+    assert_eq!(last, ["AFTER_SOAK", "AFTER_SOAK_USER"]);
 }
