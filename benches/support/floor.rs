@@ -14,11 +14,18 @@ use std::process::{Child, Command, Stdio};
 static PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
 const MAGIC_EXIT: i32 = 106;
 
-/// The floor program: `--jd-floor JAIL_PID TITLE COMMAND`.
+/// The floor program: `--jd-floor JAIL_PID TITLE COMMAND DESCRIPTORS`. With DESCRIPTORS > 0
+/// it first opens that many close-on-exec descriptors, as many as a daemon holding thousands of
+/// probes has, to tell their cost apart from the cost of the daemon's loop.
 pub fn run(args: &[String]) {
-    let [jail, title, command] = args else {
-        panic!("usage: --jd-floor JAIL_PID TITLE COMMAND");
+    let [jail, title, command, ballast] = args else {
+        panic!("usage: --jd-floor JAIL_PID TITLE COMMAND DESCRIPTORS");
     };
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    // Held, unused, until the floor ends.
+    let _ballast: Vec<OwnedFd> = (0..ballast.parse::<usize>().expect("descriptors"))
+        .map(|_| rustix::io::fcntl_dupfd_cloexec(&null, 0).expect("dup: raise RLIMIT_NOFILE"))
+        .collect();
     let jail: i32 = jail.parse().expect("jail pid");
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(jail).expect("pid"),
@@ -146,9 +153,21 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn start(jail_pid: u32, title: &str, command: &str, log: &Path) -> Floor {
+    pub fn start(
+        jail_pid: u32,
+        title: &str,
+        command: &str,
+        descriptors: usize,
+        log: &Path,
+    ) -> Floor {
         let child = Command::new(std::env::current_exe().expect("current_exe"))
-            .args(["--jd-floor", &jail_pid.to_string(), title, command])
+            .args([
+                "--jd-floor",
+                &jail_pid.to_string(),
+                title,
+                command,
+                &descriptors.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("floor log"))

@@ -109,6 +109,9 @@ pub struct Footprint {
     pub uss: u64,
     /// Its page tables (VmPTE), kernel memory.
     pub pte: u64,
+    /// Slots in its descriptor table (FDSize): a probe inherits the table's size from the
+    /// daemon, and exec keeps it; 8 bytes of kernel memory each, plus bitmaps.
+    pub fd_slots: u64,
 }
 
 pub fn footprint(pid: i32) -> Option<Footprint> {
@@ -119,6 +122,7 @@ pub fn footprint(pid: i32) -> Option<Footprint> {
         pss: f("Pss")?,
         uss: f("Private_Clean")? + f("Private_Dirty")?,
         pte: proc_field_kib(&format!("/proc/{pid}/status"), "VmPTE")?,
+        fd_slots: proc_field_kib(&format!("/proc/{pid}/status"), "FDSize")?,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::util::{self, Daemon, Jail, TempDir};
 
 pub const JD_TITLE: &str = "BENCH_JAILDAEMON";
 pub const FLOOR_TITLE: &str = "BENCH_FLOOR";
+pub const FAT_FLOOR_TITLE: &str = "BENCH_FAT_FLOOR";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mech {
@@ -21,6 +22,8 @@ pub enum Mech {
     Floor,
     Webhook,
     Inotify,
+    /// The floor holding as many descriptors as the daemon (scale rounds only).
+    FatFloor,
 }
 
 impl Mech {
@@ -30,6 +33,7 @@ impl Mech {
             Mech::Floor => "floor",
             Mech::Webhook => "webhook",
             Mech::Inotify => "inotify",
+            Mech::FatFloor => "floor with the daemon's descriptors",
         }
     }
 
@@ -53,14 +57,13 @@ pub struct Rig {
     /// Held for its Drop.
     #[allow(dead_code)]
     floor: Floor,
+    fat_floor: Option<Floor>,
     webhook: Option<Webhook>,
     inotify: Option<Inotify>,
     pub jail: Jail,
     pub daemon: Daemon,
-    fifos: [PathBuf; 4],
+    fifos: [PathBuf; 5],
     touched: PathBuf,
-    /// Held for its Drop.
-    #[allow(dead_code)]
     dir: TempDir,
 }
 
@@ -71,7 +74,8 @@ fn command_for(fifo: &std::path::Path) -> String {
 impl Rig {
     pub fn new(alternatives: bool) -> Rig {
         let dir = TempDir::new();
-        let fifos = ["jd", "floor", "webhook", "inotify"].map(|n| dir.path(&format!("fifo-{n}")));
+        let fifos = ["jd", "floor", "webhook", "inotify", "fat-floor"]
+            .map(|n| dir.path(&format!("fifo-{n}")));
         for f in &fifos {
             mkfifo(f);
         }
@@ -92,6 +96,7 @@ impl Rig {
             jail.pid,
             FLOOR_TITLE,
             &command_for(&fifos[1]),
+            0,
             &dir.path("floor.log"),
         );
         let sender = Sender::spawn(jail.pid, true);
@@ -111,6 +116,7 @@ impl Rig {
             sender,
             http_sender,
             floor,
+            fat_floor: None,
             webhook,
             inotify,
             jail,
@@ -119,6 +125,18 @@ impl Rig {
             touched,
             dir,
         }
+    }
+
+    /// (Re)starts the floor that holds `descriptors` descriptors besides its own.
+    pub fn start_fat_floor(&mut self, descriptors: usize) {
+        drop(self.fat_floor.take());
+        self.fat_floor = Some(Floor::start(
+            self.jail.pid,
+            FAT_FLOOR_TITLE,
+            &command_for(&self.fifos[Mech::FatFloor.index()]),
+            descriptors,
+            &self.dir.path("fat-floor.log"),
+        ));
     }
 
     /// The mechanisms this rig can trigger.
@@ -140,6 +158,7 @@ impl Rig {
         match mech {
             Mech::Jaildaemon => self.sender.expect_ok(&format!("find {JD_TITLE}")),
             Mech::Floor => self.sender.expect_ok(&format!("find {FLOOR_TITLE}")),
+            Mech::FatFloor => self.sender.expect_ok(&format!("find {FAT_FLOOR_TITLE}")),
             _ => String::new(),
         };
         sleep(gap);
@@ -148,7 +167,7 @@ impl Rig {
             _ => &mut self.sender,
         };
         match mech {
-            Mech::Jaildaemon | Mech::Floor => sender.send("kill"),
+            Mech::Jaildaemon | Mech::Floor | Mech::FatFloor => sender.send("kill"),
             Mech::Webhook => sender.send("post"),
             Mech::Inotify => sender.send(&format!("touch {}", self.touched.display())),
         }

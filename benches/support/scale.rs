@@ -132,9 +132,13 @@ pub struct Row {
     /// The daemon's RSS and PSS, KiB.
     pub daemon_rss: u64,
     pub daemon_pss: u64,
-    /// Trigger latency of a probe in another jail of the same daemon, and the floor.
+    /// Descriptors the daemon holds.
+    pub daemon_fds: usize,
+    /// Trigger latency of a probe in another jail of the same daemon, the floor, and the floor
+    /// holding as many descriptors as the daemon.
     pub trigger: Stats,
     pub floor: Stats,
+    pub fat_floor: Stats,
 }
 
 pub struct Layout {
@@ -212,6 +216,7 @@ fn mean_footprint(pids: &[i32]) -> Footprint {
         pss: sum(|f| f.pss),
         uss: sum(|f| f.uss),
         pte: sum(|f| f.pte),
+        fd_slots: sum(|f| f.fd_slots),
     }
 }
 
@@ -277,19 +282,25 @@ pub fn run_layout(plan: &Plan<'_>) -> Layout {
             daemon_rss: proc_field_kib(&daemon_status, "VmRSS").unwrap_or(0),
             daemon_pss: proc_field_kib(&format!("/proc/{daemon_pid}/smaps_rollup"), "Pss")
                 .unwrap_or(0),
+            daemon_fds: fs::read_dir(format!("/proc/{daemon_pid}/fd")).map_or(0, |d| d.count()),
             trigger: Stats::default(),
             floor: Stats::default(),
+            fat_floor: Stats::default(),
         };
+        // The floor gets as many descriptors as the daemon has, within our own limit.
+        let room = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(1024) as usize;
+        rig.start_fat_floor(row.daemon_fds.min(room.saturating_sub(32)));
+        let order = [Mech::Jaildaemon, Mech::Floor, Mech::FatFloor];
         for i in 0..plan.trigger_samples {
-            for mech in if i % 2 == 0 {
-                [Mech::Jaildaemon, Mech::Floor]
-            } else {
-                [Mech::Floor, Mech::Jaildaemon]
-            } {
+            for j in 0..order.len() {
+                let mech = order[(i + j) % order.len()];
                 let s = rig.trigger(mech, Duration::from_millis(5));
                 match mech {
                     Mech::Jaildaemon => row.trigger.push(s.latency),
-                    _ => row.floor.push(s.latency),
+                    Mech::Floor => row.floor.push(s.latency),
+                    _ => row.fat_floor.push(s.latency),
                 }
             }
         }
