@@ -89,6 +89,11 @@ impl Lxc {
     /// `unprivileged`: its root is host uid 100000 (needs root:100000:65536 in /etc/subuid and
     /// /etc/subgid). `users`: extra users (name, uid), each with a group of the same id.
     fn create(unprivileged: bool, users: &[(&str, u32)]) -> Lxc {
+        Lxc::create_with(unprivileged, users, "")
+    }
+
+    /// As `create`, with `extra` lines appended to its configuration.
+    fn create_with(unprivileged: bool, users: &[(&str, u32)], extra: &str) -> Lxc {
         let name = unique_name("lxc");
         let dir = TempDir::new();
         let config = dir.path("lxc.conf");
@@ -99,6 +104,7 @@ impl Lxc {
         if unprivileged {
             text.push_str("lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n");
         }
+        text.push_str(extra);
         fs::write(&config, text).unwrap();
         must(
             "lxc-create",
@@ -117,7 +123,18 @@ impl Lxc {
     }
 
     fn start(&self) {
-        must("lxc-start", &["-n", &self.name]);
+        self.start_with_env(&[]);
+    }
+
+    /// Starts it with `env` added to lxc-start's environment, which its hooks inherit.
+    fn start_with_env(&self, env: &[(&str, &str)]) {
+        let out = Command::new("lxc-start")
+            .args(["-n", &self.name])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lxc-start: {}", stderr(&out));
         assert!(
             wait_for(LONG, || self.pid().is_some()),
             "container {} did not start",
@@ -656,4 +673,54 @@ fn a_declared_reboot_probe_survives_the_reboot_it_asks_for() {
         read(&fired),
         format!("lxc:{0} REBOOT\n{0} PERSISTED\n", lxc.name)
     );
+}
+
+#[test]
+fn the_example_lxc_hook_arms_a_reboot_probe_at_every_start() {
+    let test = "the_example_lxc_hook_arms_a_reboot_probe_at_every_start";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let hook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lxc-start-host");
+    let lxc = Lxc::create_with(
+        false,
+        &[],
+        &format!("lxc.hook.start-host = {}\n", hook.display()),
+    );
+    // Without a daemon the hook says so and the container starts all the same, probe-less.
+    let socket = dir.path("jd.sock");
+    let env = [
+        ("JAILDAEMON", BIN),
+        ("JAILDAEMON_SOCKET", socket.to_str().unwrap()),
+    ];
+    lxc.start_with_env(&env);
+    let first = lxc.pid().unwrap();
+    assert!(probes_in(first, "REBOOT").is_empty());
+    lxc.stop();
+    let daemon = Daemon::start(&dir);
+    lxc.start_with_env(&env);
+    let pid = lxc.pid().unwrap();
+    assert_eq!(probes_in(pid, "REBOOT").len(), 1, "{}", daemon.log_text());
+    // Another signal fires nothing; then the REBOOT probe reboots the container, whose start
+    // runs the hook again: a new probe in the new container.
+    assert!(!lxc.pkill(0, "USR1", "NO_SUCH_PROBE"));
+    assert!(lxc.pkill(0, "HUP", "REBOOT"));
+    assert!(
+        wait_for(LONG, || lxc.pid().is_some_and(|p| p != pid)),
+        "the container did not reboot: {}",
+        daemon.log_text()
+    );
+    let rebooted = lxc.pid().unwrap();
+    assert!(
+        wait_for(LONG, || probes_in(rebooted, "REBOOT").len() == 1),
+        "{}",
+        daemon.log_text()
+    );
+    // The daemon holds only the new probe: the fired one is gone, not waiting.
+    let listed: Vec<jaildaemon::proto::ProbeInfo> =
+        serde_json::from_slice(&daemon.util(&["-l", "--json"]).stdout).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0].jail_id, Some(rebooted as i32));
+    assert_eq!(daemon.log_text().matches("'REBOOT') triggered").count(), 1);
 }

@@ -327,7 +327,10 @@ fn config_probes_are_armed_at_start_and_a_reload_applies_only_the_difference() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(!dir.path("other.pid").exists(), "a refused daemon took its pidfile");
+    assert!(
+        !dir.path("other.pid").exists(),
+        "a refused daemon took its pidfile"
+    );
 }
 
 #[test]
@@ -439,5 +442,68 @@ fn a_crash_at_any_moment_leaves_a_whole_state_file() {
     assert!(
         saved > 0,
         "no -P probe was ever saved: the test proved nothing"
+    );
+}
+
+#[test]
+fn a_service_manager_hears_ready_once_declared_probes_are_armed_and_stopping_at_the_end() {
+    let test =
+        "a_service_manager_hears_ready_once_declared_probes_are_armed_and_stopping_at_the_end";
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = TempDir::new();
+    let jail = Jail::new();
+    let config = dir.path("jaildaemon.conf");
+    fs::write(
+        &config,
+        probe_toml(&jail.spec(), "DECLARED", "true", "never"),
+    )
+    .unwrap();
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.path("notify")).unwrap();
+    notify.set_read_timeout(Some(LONG)).unwrap();
+    let daemon_with = |config: &Path| {
+        Command::new(BIN)
+            .args(["-D", "-F", "-C"])
+            .arg(config)
+            .arg("-f")
+            .arg(dir.path("jd.sock"))
+            .arg("-p")
+            .arg(dir.path("jd.pid"))
+            .arg("-S")
+            .arg(dir.path("state"))
+            .env("NOTIFY_SOCKET", dir.path("notify"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut daemon = daemon_with(&config);
+    let mut message = [0u8; 64];
+    let n = notify
+        .recv(&mut message)
+        .expect("no READY=1 from the daemon");
+    assert_eq!(&message[..n], b"READY=1");
+    // Ready means the declared probes are in their jail, not merely that the socket is bound.
+    assert_eq!(jail.probes("DECLARED").len(), 1);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&daemon),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let n = notify
+        .recv(&mut message)
+        .expect("no STOPPING=1 from the daemon");
+    assert_eq!(&message[..n], b"STOPPING=1");
+    assert!(daemon.wait().unwrap().success());
+    // A daemon refused by its configuration file never says it is ready.
+    fs::write(&config, "[[probe]]\n").unwrap();
+    let mut refused = daemon_with(&config);
+    assert_eq!(refused.wait().unwrap().code(), Some(78));
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        notify.recv(&mut message).is_err(),
+        "a refused daemon said something"
     );
 }

@@ -868,7 +868,7 @@ fn verify(unit: &Path, manpath: &Path) -> Result<(), String> {
 fn systemd_unit_verifies_and_a_broken_one_does_not() {
     let unit_text = text(&source(UNIT));
     for line in [
-        "Type=exec",
+        "Type=notify",
         "KillMode=process",
         "ExecStart=/usr/local/sbin/jaildaemon -D -F",
         "ExecReload=/bin/kill -HUP $MAINPID",
@@ -894,7 +894,11 @@ fn systemd_unit_verifies_and_a_broken_one_does_not() {
     let broken_dir = dir.path("broken");
     fs::create_dir(&broken_dir).unwrap();
     let broken = broken_dir.join("jaildaemon.service");
-    fs::write(&broken, text(&unit).replace("Type=exec", "Type=sometimes")).unwrap();
+    fs::write(
+        &broken,
+        text(&unit).replace("Type=notify", "Type=sometimes"),
+    )
+    .unwrap();
     assert!(verify(&broken, &manpath).is_err(), "a bad Type= passed");
 }
 

@@ -227,7 +227,9 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     for arm in declared {
         daemon.declare(arm, Origin::Config);
     }
+    notify_service_manager("READY=1");
     let result = daemon.serve();
+    notify_service_manager("STOPPING=1");
     daemon.shutdown();
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&config.pidfile);
@@ -454,5 +456,30 @@ impl Daemon {
         let _ = stream.set_write_timeout(Some(CLIENT_DEADLINE));
         let _ = (&*stream).write_all(&proto::encode(&answer));
         true
+    }
+}
+
+/// Tells a service manager that speaks the sd_notify protocol (systemd's `Type=notify`) how
+/// the daemon is doing. Without `NOTIFY_SOCKET` in the environment it does nothing.
+fn notify_service_manager(state: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|socket| {
+        match path.as_bytes().strip_prefix(b"@") {
+            // An abstract socket, as systemd uses.
+            #[cfg(target_os = "linux")]
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                socket.send_to_addr(state.as_bytes(), &address)
+            }
+            _ => socket.send_to(state.as_bytes(), &path),
+        }
+    });
+    if let Err(e) = sent {
+        log::warn!("telling the service manager {state}: {e}");
     }
 }

@@ -474,21 +474,20 @@ impl Daemon {
         }
         gone.sort_unstable();
         gone.dedup();
-        let list: Vec<String> = gone.iter().map(u64::to_string).collect();
-        // Probes that ended just before the stop are already waiting, without a jail.
-        waiting.extend(
-            gone.iter()
-                .filter(|id| self.probes.get(id).is_some_and(|p| p.waiting)),
-        );
-        waiting.sort_unstable();
-        waiting.dedup();
-        let waiting: Vec<String> = waiting.iter().map(u64::to_string).collect();
-        log::warn!(
-            "jail {} (id {id}) stopped: probe(s) [{}] gone with it, nothing fired; [{}] waiting for it to run again",
-            watch.spec,
-            list.join(", "),
-            waiting.join(", ")
-        );
+        let ids = |ids: &[u64]| {
+            ids.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut message = format!("jail {} (id {id}) stopped", watch.spec);
+        if !gone.is_empty() {
+            message += &format!("; probe(s) [{}] gone with it, nothing fired", ids(&gone));
+        }
+        if !waiting.is_empty() {
+            message += &format!("; [{}] waiting for it to run again", ids(&waiting));
+        }
+        log::warn!("{message}");
     }
 
     /// `-l`: every probe, in id order.

@@ -85,7 +85,10 @@ mod tests {
         let errno = 1i32.to_ne_bytes();
         let failed = |stage: u8| [stage, errno[0], errno[1], errno[2], errno[3]];
         assert_eq!(read_status(&[ARMED, 0, 0, 0, 0], 1), Ok(()));
-        assert_eq!(read_status(&failed(STAGE_ATTACH), 5), Err(("jail_attach", 1)));
+        assert_eq!(
+            read_status(&failed(STAGE_ATTACH), 5),
+            Err(("jail_attach", 1))
+        );
         assert_eq!(
             read_status(&failed(STAGE_IDS), 5),
             Err(("setgroups/setgid/setuid", 1))
