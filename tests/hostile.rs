@@ -381,6 +381,21 @@ fn nobody_rewrites_the_probe_image_through_proc_exe() {
         "{}",
         daemon.log_text()
     );
+    // The seals leave the read bits free: host root makes the image readable, which would
+    // make later probes dumpable. The daemon notices and places no probe from it.
+    fs::set_permissions(&held, fs::Permissions::from_mode(0o555)).unwrap();
+    let out = daemon.util(&["-c", &command, "-j", &spec, "-t", "IMAGE_THREE"]);
+    assert_eq!(
+        out.status.code(),
+        Some(70),
+        "a probe was placed from a readable image"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mode was changed to 555"));
+    assert!(jail.probes("IMAGE_THREE").is_empty());
+    // Put back, it serves again.
+    fs::set_permissions(&held, fs::Permissions::from_mode(0o111)).unwrap();
+    arm("IMAGE_FOUR");
+    assert_eq!(jail.probes("IMAGE_FOUR").len(), 1);
 }
 
 /// Host root tries to change the image behind `path`: opening it for writing may succeed

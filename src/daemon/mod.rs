@@ -204,6 +204,9 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         config.socket.display(),
         std::process::id()
     );
+    for warning in sys::host_warnings() {
+        log::warn!("{warning}");
+    }
     let mut daemon = Daemon {
         listener,
         group,

@@ -70,6 +70,11 @@ impl Process {
     }
 }
 
+/// Host settings the probe leans on that are wrong; none known on FreeBSD.
+pub fn host_warnings() -> Vec<String> {
+    Vec::new()
+}
+
 /// Nothing to load: the FreeBSD probe is a fork of the daemon.
 pub struct ProbeImage;
 

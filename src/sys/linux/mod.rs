@@ -31,10 +31,15 @@ pub struct Process {
 impl Process {
     /// Takes hold of `pid`, which must be an unreaped child of this process: only then can the
     /// pid not have been recycled before pidfd_open.
+    /// The pid is checked to be an unreaped child of ours once held: a helper that reported
+    /// a wrong pid would otherwise hand us a stranger.
     pub fn from_own_child(pid: u32) -> io::Result<Self> {
         let raw =
             Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
         let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())?;
+        // ECHILD unless it is our child; WNOWAIT leaves it unreaped.
+        let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), peek)?;
         Ok(Process {
             pid: pid as i32,
             pidfd,
@@ -117,6 +122,40 @@ impl ProbeImage {
         let fd = rustix::fs::open(path.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
         Ok(ProbeImage { fd })
     }
+}
+
+impl ProbeImage {
+    /// The image is still execute-only: host root could make it readable (`F_SEAL_EXEC` only
+    /// freezes the exec bits), and a readable image would make probes dumpable.
+    fn check_sealed(&self) -> Result<(), Error> {
+        let stat = rustix::fs::fstat(&self.fd)
+            .map_err(|e| Error::os("fstat of the probe image", e.into()))?;
+        let mode = stat.st_mode & 0o7777;
+        if mode != 0o111 {
+            return Err(Error::new(
+                Kind::Internal,
+                format!(
+                    "the probe image's mode was changed to {mode:o}; refusing to place probes (restart the daemon)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The host settings a probe's confinement leans on; each one found wrong is a warning for
+/// the log.
+pub fn host_warnings() -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Ok(value) = fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        && value.trim() != "0"
+    {
+        warnings.push(format!(
+            "fs.suid_dumpable is {}: for a moment after switching ids, a probe's helper is dumpable (set it to 0)",
+            value.trim()
+        ));
+    }
+    warnings
 }
 
 /// Namespace types a probe joins, in the order lxc-attach uses; `setns` on a pidfd applies
@@ -400,6 +439,7 @@ pub fn spawn_probe(
     gid: u32,
 ) -> Result<Process, Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
+    image.check_sealed()?;
     let root = jail.open_root()?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
@@ -600,6 +640,13 @@ fn helper_b(plan: &ProbePlan<'_>) -> ! {
         .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid));
     if let Err(e) = ids {
         fail(status, Stage::Ids, e.into());
+    }
+    // The id change resets dumpability to fs.suid_dumpable: set it again, so that a jail
+    // process of the same uid cannot ptrace B, which still holds the daemon's memory.
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        fail(status, Stage::Dumpable, e.into());
     }
     // After the id change, which clears it.
     if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
