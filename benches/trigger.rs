@@ -261,6 +261,15 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// Whole microseconds, or "—" for a row that did not run.
+fn us(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.0}")
+    } else {
+        "—".into()
+    }
+}
+
 fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
@@ -386,13 +395,17 @@ fn report(
             let (j, f, w) = (s[jd].quantile(q), s[fl].quantile(q), s[wh].quantile(q));
             let _ = writeln!(
                 o,
-                "| trigger {qname} ≤ 1.10 × floor, {gname} | {j:.0} µs vs {f:.0} µs: {} × | {} |",
+                "| trigger {qname} ≤ 1.10 × floor, {gname} | {} µs vs {} µs: {} × | {} |",
+                us(j),
+                us(f),
                 ratio(j, f),
                 verdict((j.is_finite() && f.is_finite()).then_some(j <= 1.10 * f)),
             );
             let _ = writeln!(
                 o,
-                "| trigger {qname} ≤ 0.85 × webhook, {gname} | {j:.0} µs vs {w:.0} µs: {} × | {} |",
+                "| trigger {qname} ≤ 0.85 × webhook, {gname} | {} µs vs {} µs: {} × | {} |",
+                us(j),
+                us(w),
                 ratio(j, w),
                 verdict((j.is_finite() && w.is_finite()).then_some(j <= 0.85 * w)),
             );
