@@ -308,16 +308,14 @@ fn helpers_placing_probes_cannot_be_entered_from_the_jail() {
             count("seen") >= PROBES / 2,
             "{title}: the attacker missed most new processes: {summary}"
         );
-        // FIXME: in the Docker-like jail `environ` of helper B opens and holds the daemon's
-        // environment (ARCHITECTURE.md, "Lessons from container runtime CVEs"); once helper A
-        // wipes it before the clone, only `environ:0` may remain here.
+        // In the Docker-like jail `environ` of helper B opens; the daemon started again with
+        // an empty environment, so it holds nothing (`environ:0`, a soft door).
         let breaches: Vec<&str> = report
             .lines()
             .filter_map(|l| l.strip_prefix("breach "))
             .filter(|b| {
                 let door = b.split_once(' ').unwrap().1;
-                let environ = !prefix.is_empty() && door.starts_with("environ:");
-                !(soft_doors(prefix).contains(&door) || environ)
+                !soft_doors(prefix).contains(&door)
             })
             .collect();
         assert!(

@@ -2,7 +2,7 @@
 //! line by line, their end logged with status and duration.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -55,7 +55,7 @@ impl RunningCommand {
         })
     }
 
-    /// Logs what the command wrote, line by line; returns false at end of output.
+    /// Logs what the command wrote, line by line; returns false at the end of its output.
     pub fn drain_output(&mut self) -> bool {
         let Some(fd) = &self.output else { return false };
         let mut chunk = [0u8; 4096];
@@ -79,35 +79,51 @@ impl RunningCommand {
             let line: Vec<u8> = self.partial.drain(..len + newline).take(len).collect();
             log::info!("{} command: {}", self.tag, String::from_utf8_lossy(&line));
         }
-        if !open {
-            self.output = None;
-        }
         open
     }
 }
 
 impl Daemon {
-    /// Reaps command `i`; returns true once it has exited, after logging how it ended.
-    pub(super) fn command_exited(&mut self, i: usize) -> bool {
-        let command = &mut self.commands[i];
-        match command.process.try_wait() {
-            Ok(None) => false,
-            result => {
-                // Log what it wrote before saying that it ended.
-                command.drain_output();
-                let status = result
-                    .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
-                    .unwrap_or_else(|e| e.to_string());
-                let ended = format!(
-                    "command ended with {status} after {:?}",
-                    command.started.elapsed()
-                );
-                log::info!("{} {ended}", command.tag);
-                if let Some(probe) = self.probes.get_mut(&command.probe) {
-                    probe.last = Some(ended);
-                }
-                true
-            }
+    /// Logs what command `serial` wrote; at the end of its output, stops watching the pipe.
+    pub(super) fn command_output(&mut self, serial: u64) {
+        let Some(command) = self.commands.get_mut(&serial) else {
+            return;
+        };
+        if command.drain_output() {
+            return;
         }
+        if let Some(output) = command.output.take() {
+            self.poller.remove(output.as_fd());
+        }
+    }
+
+    /// Reaps command `serial` if it has exited: logs how it ended, and lets its probe re-arm.
+    pub(super) fn command_exited(&mut self, serial: u64) {
+        let Some(command) = self.commands.get_mut(&serial) else {
+            return;
+        };
+        let result = command.process.try_wait();
+        if let Ok(None) = result {
+            return;
+        }
+        // Log what it wrote before saying that it ended.
+        command.drain_output();
+        let command = self.commands.remove(&serial).expect("present");
+        self.poller.remove(command.process.poll_fd());
+        if let Some(output) = &command.output {
+            self.poller.remove(output.as_fd());
+        }
+        let status = result
+            .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
+            .unwrap_or_else(|e| e.to_string());
+        let ended = format!(
+            "command ended with {status} after {:?}",
+            command.started.elapsed()
+        );
+        log::info!("{} {ended}", command.tag);
+        if let Some(probe) = self.probes.get_mut(&command.probe) {
+            probe.last = Some(ended);
+        }
+        self.after_command(command.probe);
     }
 }

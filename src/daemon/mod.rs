@@ -13,12 +13,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-
 use crate::cli::DaemonConfig;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
-use crate::sys::{self, ProbeImage};
+use crate::sys::{self, Poller, ProbeImage};
 use commands::RunningCommand;
 use probes::{JAIL_GRACE, Probe, WatchedJail};
 pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
@@ -27,6 +25,15 @@ pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_I
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; beyond that a client is answered "busy" at once.
 const MAX_CLIENTS: usize = 256;
+/// Descriptors the daemon holds besides its probes, jails, commands and clients: stdio, the
+/// listener, the signal and event queues, the probe image, the pidfile, syslog.
+const BASE_DESCRIPTORS: usize = 16;
+/// Descriptors kept free for what must not fail at the limit: a fired probe's command (its
+/// pidfd, its output pipe, and the pipe spawning uses) and the placing of a probe (status
+/// pipe, the jail's root, a helper's pidfd, a new jail's pidfd).
+const RESERVED_DESCRIPTORS: usize = 16;
+/// With every descriptor taken, the listener is left alone this long before the next accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// PATH of every command (and of the container managers' tools). The rest of a command's
 /// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
 pub(crate) const COMMAND_PATH: &str =
@@ -44,22 +51,81 @@ struct ConfigFile {
     named: bool,
 }
 
+/// Limits on probes: the documented ones, or lower ones from `JAILDAEMON_PROBE_LIMITS`.
+struct Limits {
+    total: usize,
+    per_jail: usize,
+}
+
 struct Daemon {
     listener: UnixListener,
     /// Besides root, members of this host group may talk to the daemon.
     group: Option<u32>,
     signals: OwnedFd,
     image: ProbeImage,
+    poller: Poller,
     probes: BTreeMap<u64, Probe>,
     /// Jails with probes, by `Jail::id`.
     jails: BTreeMap<i32, WatchedJail>,
-    commands: Vec<RunningCommand>,
-    clients: Vec<Client>,
+    /// Commands and clients, by a serial number of their own.
+    commands: BTreeMap<u64, RunningCommand>,
+    clients: BTreeMap<u64, Client>,
     next_id: u64,
+    next_serial: u64,
     config: ConfigFile,
     state_path: PathBuf,
     /// When waiting probes next look for their jail.
     next_retry: Option<Instant>,
+    /// Probes whose pidfd said "exited" but that could not be reaped yet (a tracer holds
+    /// them): looked at again at the time given, instead of spinning on their pidfd.
+    rechecks: BTreeMap<u64, Instant>,
+    /// Out of descriptors: the listener is not watched until then.
+    listener_paused: Option<Instant>,
+    limits: Limits,
+    descriptor_limit: usize,
+}
+
+/// What a ready descriptor stands for; the poller carries it as a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Listener,
+    Signals,
+    Client(u64),
+    Probe(u64),
+    Jail(i32),
+    Command(u64),
+    Output(u64),
+}
+
+impl Token {
+    const ID_BITS: u32 = 56;
+
+    fn encode(self) -> u64 {
+        let (kind, id) = match self {
+            Token::Listener => (1, 0),
+            Token::Signals => (2, 0),
+            Token::Client(id) => (3, id),
+            Token::Probe(id) => (4, id),
+            Token::Jail(id) => (5, u64::from(id as u32)),
+            Token::Command(id) => (6, id),
+            Token::Output(id) => (7, id),
+        };
+        (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
+    }
+
+    fn decode(value: u64) -> Option<Token> {
+        let id = value & ((1 << Self::ID_BITS) - 1);
+        Some(match value >> Self::ID_BITS {
+            1 => Token::Listener,
+            2 => Token::Signals,
+            3 => Token::Client(id),
+            4 => Token::Probe(id),
+            5 => Token::Jail(id as u32 as i32),
+            6 => Token::Command(id),
+            7 => Token::Output(id),
+            _ => return None,
+        })
+    }
 }
 
 /// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics).
@@ -155,6 +221,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::new(Kind::NoPerm, "the daemon must run as root"));
     }
+    shed_environment()?;
     sys::default_sigchld();
     // Both files are read before anything is taken or detached, so that a bad one is refused
     // at the terminal; their probes are armed once the daemon runs.
@@ -174,7 +241,8 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| Error::os("signalfd", e))?;
-    // Every armed probe holds a pidfd; let the daemon use its whole hard limit.
+    let poller = Poller::new().map_err(|e| Error::os("creating the event queue", e))?;
+    // Every armed probe holds a descriptor; let the daemon use its whole hard limit.
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let _ = rustix::process::setrlimit(
         rustix::process::Resource::Nofile,
@@ -183,6 +251,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             maximum: nofile.maximum,
         },
     );
+    let descriptor_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let limits = probe_limits()?;
     if !config.foreground {
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
@@ -212,11 +284,17 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         group,
         signals,
         image,
+        poller,
         probes: BTreeMap::new(),
         jails: BTreeMap::new(),
-        commands: Vec::new(),
-        clients: Vec::new(),
+        commands: BTreeMap::new(),
+        clients: BTreeMap::new(),
         next_id: 1,
+        next_serial: 1,
+        rechecks: BTreeMap::new(),
+        listener_paused: None,
+        limits,
+        descriptor_limit,
         config: ConfigFile {
             path: config.config.clone(),
             named: config.config_named,
@@ -224,6 +302,8 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         state_path: config.state.clone(),
         next_retry: None,
     };
+    listen(&daemon.poller, daemon.listener.as_fd(), Token::Listener);
+    listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
     for arm in persisted {
         daemon.declare(arm, Origin::Persisted);
     }
@@ -241,81 +321,21 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     result
 }
 
-/// What a poll slot stands for.
-#[derive(Clone, Copy)]
-enum Slot {
-    Listener,
-    Signals,
-    Client(usize),
-    Probe(u64),
-    Jail(i32),
-    Command(usize),
-    Output(usize),
-}
-
 impl Daemon {
     fn serve(&mut self) -> Result<(), Error> {
+        let mut ready = Vec::new();
         loop {
-            let mut slots = vec![Slot::Listener, Slot::Signals];
-            let mut fds = vec![
-                PollFd::new(&self.listener, PollFlags::IN),
-                PollFd::new(&self.signals, PollFlags::IN),
-            ];
-            for (i, c) in self.clients.iter().enumerate() {
-                slots.push(Slot::Client(i));
-                fds.push(PollFd::new(&c.stream, PollFlags::IN));
-            }
-            for (id, p) in &self.probes {
-                if let Some(process) = &p.process {
-                    slots.push(Slot::Probe(*id));
-                    fds.push(PollFd::from_borrowed_fd(process.poll_fd(), PollFlags::IN));
-                }
-            }
-            for (id, w) in &self.jails {
-                slots.push(Slot::Jail(*id));
-                fds.push(PollFd::new(&w.pidfd, PollFlags::IN));
-            }
-            for (i, c) in self.commands.iter().enumerate() {
-                slots.push(Slot::Command(i));
-                fds.push(PollFd::from_borrowed_fd(c.process.poll_fd(), PollFlags::IN));
-                if let Some(output) = &c.output {
-                    slots.push(Slot::Output(i));
-                    fds.push(PollFd::new(output, PollFlags::IN));
-                }
-            }
-            let idle_jails = self.jails.values().filter_map(|w| w.idle_since);
             let timeout = self
-                .clients
-                .iter()
-                .map(|c| c.deadline)
-                .chain(idle_jails.map(|t| t + JAIL_GRACE))
-                .chain(self.next_retry)
-                .map(|t| t.saturating_duration_since(Instant::now()))
-                .min()
-                .map(|d| {
-                    rustix::time::Timespec::try_from(d).unwrap_or(rustix::time::Timespec {
-                        tv_sec: 1,
-                        tv_nsec: 0,
-                    })
-                });
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(Error::os("poll", e.into())),
-            }
-            let ready: Vec<Slot> = slots
-                .iter()
-                .zip(&fds)
-                .filter(|(_, fd)| !fd.revents().is_empty())
-                .map(|(slot, _)| *slot)
-                .collect();
-            drop(fds);
-            let mut finished_clients = Vec::new();
-            let mut finished_commands = Vec::new();
-            for slot in ready {
-                match slot {
-                    Slot::Listener => self.accept(),
-                    Slot::Signals => {
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            ready.clear();
+            self.poller
+                .wait(timeout, &mut ready)
+                .map_err(|e| Error::os("waiting for events", e))?;
+            for token in ready.iter().filter_map(|t| Token::decode(*t)) {
+                match token {
+                    Token::Listener => self.accept(),
+                    Token::Signals => {
                         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
                             if sig == libc::SIGHUP {
                                 self.reload();
@@ -325,46 +345,101 @@ impl Daemon {
                             }
                         }
                     }
-                    Slot::Client(i) => {
-                        if self.read_client(i) {
-                            finished_clients.push(i);
+                    Token::Client(id) => {
+                        if self.read_client(id) {
+                            self.drop_client(id);
                         }
                     }
-                    Slot::Probe(id) => self.probe_exited(id),
-                    Slot::Jail(id) => self.jail_stopped(id),
-                    Slot::Output(i) => {
-                        self.commands[i].drain_output();
-                    }
-                    Slot::Command(i) => {
-                        if self.command_exited(i) {
-                            finished_commands.push(i);
-                        }
-                    }
+                    Token::Probe(id) => self.probe_exited(id),
+                    Token::Jail(id) => self.jail_stopped(id),
+                    Token::Output(id) => self.command_output(id),
+                    Token::Command(id) => self.command_exited(id),
                 }
             }
-            let now = Instant::now();
-            for (i, c) in self.clients.iter().enumerate() {
-                if c.deadline <= now && !finished_clients.contains(&i) {
-                    log::warn!(
-                        "client sent no complete request within {CLIENT_DEADLINE:?}; dropped"
-                    );
-                    finished_clients.push(i);
-                }
-            }
-            finished_clients.sort_unstable();
-            for i in finished_clients.into_iter().rev() {
-                self.clients.swap_remove(i);
-            }
-            self.jails
-                .retain(|_, w| w.idle_since.is_none_or(|t| t + JAIL_GRACE > now));
-            finished_commands.sort_unstable();
-            for i in finished_commands.into_iter().rev() {
-                let done = self.commands.swap_remove(i);
-                self.after_command(done.probe);
-            }
-            if self.next_retry.is_some_and(|t| t <= Instant::now()) {
-                self.retry_waiting();
-            }
+            self.on_time(Instant::now());
+        }
+    }
+
+    /// The earliest moment something is due without an event: a client's deadline, the end of
+    /// a jail's grace, a retry of waiting probes, a recheck, the end of an accept pause.
+    fn next_deadline(&self) -> Option<Instant> {
+        let clients = self.clients.values().map(|c| c.deadline);
+        let jails = self
+            .jails
+            .values()
+            .filter_map(|w| w.idle_since.map(|t| t + JAIL_GRACE));
+        clients
+            .chain(jails)
+            .chain(self.next_retry)
+            .chain(self.rechecks.values().copied())
+            .chain(self.listener_paused)
+            .min()
+    }
+
+    /// Does what is due at `now`.
+    fn on_time(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            log::warn!("client sent no complete request within {CLIENT_DEADLINE:?}; dropped");
+            self.drop_client(id);
+        }
+        let idle: Vec<i32> = self
+            .jails
+            .iter()
+            .filter(|(_, w)| w.idle_since.is_some_and(|t| t + JAIL_GRACE <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.unwatch_jail(id);
+        }
+        if self.next_retry.is_some_and(|t| t <= now) {
+            self.retry_waiting();
+        }
+        let due: Vec<u64> = self
+            .rechecks
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.rechecks.remove(&id);
+            self.probe_exited(id);
+        }
+        if self.listener_paused.is_some_and(|t| t <= now) {
+            self.listener_paused = None;
+            listen(&self.poller, self.listener.as_fd(), Token::Listener);
+        }
+    }
+
+    /// Descriptors in use now, as the daemon counts them.
+    fn descriptors_in_use(&self) -> usize {
+        let armed = self.probes.values().filter(|p| p.process.is_some()).count();
+        BASE_DESCRIPTORS + armed + self.jails.len() + 2 * self.commands.len() + self.clients.len()
+    }
+
+    /// Whether one more probe leaves the reserve free.
+    fn descriptor_for_probe(&self) -> Result<(), Error> {
+        if self.descriptors_in_use() + RESERVED_DESCRIPTORS + 1 > self.descriptor_limit {
+            return Err(Error::new(
+                Kind::Limit,
+                format!(
+                    "too many probes for the daemon's descriptor limit ({}): {} in use",
+                    self.descriptor_limit,
+                    self.descriptors_in_use()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn drop_client(&mut self, id: u64) {
+        if let Some(client) = self.clients.remove(&id) {
+            self.poller.remove(client.stream.as_fd());
         }
     }
 
@@ -374,7 +449,11 @@ impl Daemon {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::warn!("accept: {e}");
+                    // Out of descriptors (EMFILE, ENFILE) or memory: the client waits in the
+                    // backlog while the listener rests, instead of the daemon spinning on it.
+                    log::warn!("accept: {e}; not accepting for {ACCEPT_PAUSE:?}");
+                    self.poller.remove(self.listener.as_fd());
+                    self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -404,18 +483,27 @@ impl Daemon {
                 let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
                 continue;
             }
-            self.clients.push(Client {
-                stream,
-                buf: Vec::new(),
-                deadline: Instant::now() + CLIENT_DEADLINE,
-            });
+            let id = self.next_serial;
+            self.next_serial += 1;
+            listen(&self.poller, stream.as_fd(), Token::Client(id));
+            self.clients.insert(
+                id,
+                Client {
+                    stream,
+                    buf: Vec::new(),
+                    deadline: Instant::now() + CLIENT_DEADLINE,
+                },
+            );
         }
     }
 
-    /// Reads from client `i`; returns true when it is done with (answered or dropped).
-    fn read_client(&mut self, i: usize) -> bool {
+    /// Reads from client `id`; returns true when it is done with (answered or dropped).
+    fn read_client(&mut self, id: u64) -> bool {
         let mut chunk = [0u8; 4096];
-        let n = match self.clients[i].stream.read(&mut chunk) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        let n = match client.stream.read(&mut chunk) {
             Ok(0) => return true,
             Ok(n) => n,
             Err(e)
@@ -426,8 +514,8 @@ impl Daemon {
             }
             Err(_) => return true,
         };
-        self.clients[i].buf.extend_from_slice(&chunk[..n]);
-        let answer = match proto::decode::<Request>(&self.clients[i].buf) {
+        client.buf.extend_from_slice(&chunk[..n]);
+        let answer = match proto::decode::<Request>(&client.buf) {
             Ok(None) => return false,
             Ok(Some(Request::Ping)) => Response::Pong {
                 pid: std::process::id(),
@@ -454,7 +542,10 @@ impl Daemon {
                 Response::Refused(e)
             }
         };
-        let stream = &self.clients[i].stream;
+        let Some(client) = self.clients.get(&id) else {
+            return true;
+        };
+        let stream = &client.stream;
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(CLIENT_DEADLINE));
         let _ = (&*stream).write_all(&proto::encode(&answer));
@@ -485,4 +576,81 @@ fn notify_service_manager(state: &str) {
     if let Err(e) = sent {
         log::warn!("telling the service manager {state}: {e}");
     }
+}
+
+/// `JAILDAEMON_PROBE_LIMITS=TOTAL,PER_JAIL` lowers the probe limits (for tests, or a host
+/// that wants tighter ones); it can never raise them.
+fn probe_limits() -> Result<Limits, Error> {
+    let mut limits = Limits {
+        total: MAX_PROBES,
+        per_jail: MAX_PROBES_PER_JAIL,
+    };
+    let Some(value) = std::env::var_os("JAILDAEMON_PROBE_LIMITS") else {
+        return Ok(limits);
+    };
+    let bad = || {
+        Error::new(
+            Kind::Usage,
+            format!(
+                "JAILDAEMON_PROBE_LIMITS={}: want TOTAL,PER_JAIL, at most {MAX_PROBES},{MAX_PROBES_PER_JAIL}",
+                value.to_string_lossy()
+            ),
+        )
+    };
+    let text = value.to_str().ok_or_else(bad)?;
+    let (total, per_jail) = text.split_once(',').ok_or_else(bad)?;
+    let parse = |n: &str, max: usize| {
+        n.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+    };
+    limits.total = parse(total, MAX_PROBES).ok_or_else(bad)?;
+    limits.per_jail = parse(per_jail, MAX_PROBES_PER_JAIL).ok_or_else(bad)?;
+    log::info!(
+        "probe limits lowered to {} in all, {} per jail",
+        limits.total,
+        limits.per_jail
+    );
+    Ok(limits)
+}
+
+/// Has `poller` report `fd` under `token`. A failure (the kernel out of memory) is logged: the
+/// descriptor then goes unwatched, which the log says. A free function, so that it borrows
+/// only the poller while a probe of the daemon is borrowed for change.
+fn listen(poller: &Poller, fd: std::os::fd::BorrowedFd<'_>, token: Token) {
+    if let Err(e) = poller.add(fd, token.encode()) {
+        log::error!("cannot watch {token:?}: {e}");
+    }
+}
+
+/// The only variables the daemon keeps from its environment.
+const KEPT_VARIABLES: [&str; 2] = ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS"];
+
+/// Starts the daemon again with an empty environment (but for `KEPT_VARIABLES`), once: until a
+/// probe's helper execs, it holds a copy of the daemon's memory, environment block included,
+/// and a jail root without CAP_SYS_PTRACE may still read /proc/PID/environ of it. Whatever the
+/// administrator's shell or service manager had in there stays out of the jail.
+fn shed_environment() -> Result<(), Error> {
+    let extra = std::env::vars_os().any(|(name, _)| {
+        !KEPT_VARIABLES
+            .iter()
+            .any(|kept| name == std::ffi::OsStr::new(kept))
+    });
+    if !extra {
+        return Ok(());
+    }
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| Error::os("finding our own executable", e))?;
+    let kept = std::env::vars_os().filter(|(name, _)| {
+        KEPT_VARIABLES
+            .iter()
+            .any(|kept| name == std::ffi::OsStr::new(kept))
+    });
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env_clear()
+        .envs(kept)
+        .exec();
+    Err(Error::os("starting again with an empty environment", err))
 }

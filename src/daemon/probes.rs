@@ -7,11 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::Daemon;
 use super::commands::RunningCommand;
+use super::{Daemon, Token, listen};
 use crate::error::{Error, Kind};
 use crate::proto::{Arm, Origin, ProbeInfo, ProbeState, Respawn};
 use crate::sys::{self, Exit, Jail, Process};
@@ -30,13 +31,16 @@ pub const MAX_RUNNING_PER_PROBE: usize = 4;
 pub(super) const JAIL_GRACE: Duration = Duration::from_secs(5);
 /// How often waiting probes look for their jail.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How soon a probe that exited but could not be reaped yet (a tracer holds it) is looked at
+/// again.
+const RECHECK: Duration = Duration::from_millis(100);
 
 pub(super) struct Probe {
     pub arm: Arm,
     pub origin: Origin,
-    /// The jail it was placed in. A waiting probe keeps it only when named by PID: such a jail
-    /// never comes back under another process.
-    pub jail: Option<Jail>,
+    /// The jail it was placed in, shared with the other probes there. A waiting probe keeps
+    /// it only when named by PID: such a jail never comes back under another process.
+    pub jail: Option<Rc<Jail>>,
     pub title: CString,
     /// The ids it runs as, resolved when it was placed.
     pub ids: (u32, u32),
@@ -64,20 +68,24 @@ impl Probe {
     }
 
     fn jail_id(&self) -> Option<i32> {
-        self.jail.as_ref().map(Jail::id)
+        self.jail.as_ref().map(|j| j.id())
     }
 }
 
-/// A jail with probes, watched so that its stop is noticed and logged.
+/// A jail with probes, held once for all of them (one descriptor per jail, not per probe) and
+/// watched so that its stop is noticed and logged.
 pub(super) struct WatchedJail {
-    /// The jail as the utility named it.
+    /// The jail as the utility first named it.
     pub spec: String,
-    pub pidfd: OwnedFd,
+    pub jail: Rc<Jail>,
     /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`.
     pub ended: Vec<(u64, Instant)>,
     /// When its last probe ended.
     pub idle_since: Option<Instant>,
 }
+
+/// A placed probe: its shared jail, the ids it runs as, its process.
+type Placed = (Rc<Jail>, (u32, u32), Process);
 
 /// A jail named by a host PID (or jid): it is never looked up again by its name.
 fn named_by_id(spec: &str) -> bool {
@@ -94,10 +102,13 @@ impl Daemon {
             Origin::Command
         };
         // Waiting probes count too, so that jails stopping and new probes cannot add up.
-        if self.probes.len() >= MAX_PROBES {
+        if self.probes.len() >= self.limits.total {
             return Err(Error::new(
                 Kind::Limit,
-                format!("too many probes: {MAX_PROBES}, waiting ones included"),
+                format!(
+                    "too many probes: {}, waiting ones included",
+                    self.limits.total
+                ),
             ));
         }
         let placed = self.place(&arm, None)?;
@@ -122,14 +133,11 @@ impl Daemon {
 
     /// Finds the jail, checks the limits, resolves the ids and starts the probe process.
     /// `jail` is a jail already held for this probe (a waiting probe named by PID).
-    fn place(
-        &mut self,
-        arm: &Arm,
-        jail: Option<Jail>,
-    ) -> Result<(Jail, (u32, u32), Process), Error> {
+    fn place(&mut self, arm: &Arm, jail: Option<Rc<Jail>>) -> Result<Placed, Error> {
+        self.descriptor_for_probe()?;
         let jail = match jail {
             Some(jail) => jail,
-            None => Jail::open(&arm.jail)?,
+            None => self.shared_jail(Jail::open(&arm.jail)?, &arm.jail),
         };
         let armed = self.probes.values().filter(|p| !p.waiting).count();
         let in_jail = self
@@ -137,28 +145,26 @@ impl Daemon {
             .values()
             .filter(|p| p.jail_id() == Some(jail.id()))
             .count();
-        if armed >= MAX_PROBES || in_jail >= MAX_PROBES_PER_JAIL {
+        let limits = &self.limits;
+        if armed >= limits.total || in_jail >= limits.per_jail {
             return Err(Error::new(
                 Kind::Limit,
                 format!(
-                    "too many probes: {armed} in all (limit {MAX_PROBES}), {in_jail} in jail {} (limit {MAX_PROBES_PER_JAIL})",
-                    arm.jail
+                    "too many probes: {armed} in all (limit {}), {in_jail} in jail {} (limit {})",
+                    limits.total, arm.jail, limits.per_jail
                 ),
             ));
         }
         let ids = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
         let title = title_of(arm)?;
         let process = sys::spawn_probe(&self.image, &jail, &title, ids.0, ids.1)?;
-        self.watch(&jail, &arm.jail);
+        if let Some(w) = self.jails.get_mut(&jail.id()) {
+            w.idle_since = None;
+        }
         Ok((jail, ids, process))
     }
 
-    fn insert(
-        &mut self,
-        arm: Arm,
-        origin: Origin,
-        placed: Result<(Jail, (u32, u32), Process), Error>,
-    ) -> u64 {
+    fn insert(&mut self, arm: Arm, origin: Origin, placed: Result<Placed, Error>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut probe = Probe {
@@ -184,6 +190,7 @@ impl Daemon {
                     probe.arm.respawn,
                     process.pid()
                 );
+                listen(&self.poller, process.poll_fd(), Token::Probe(id));
                 probe.jail = Some(jail);
                 probe.ids = ids;
                 probe.process = Some(process);
@@ -206,16 +213,22 @@ impl Daemon {
             return;
         };
         let exit = match process.try_wait() {
-            Ok(Some(exit)) => exit,
+            Ok(Some(exit)) => {
+                self.poller.remove(process.poll_fd());
+                exit
+            }
             Ok(None) => {
+                // Readable but not reapable: a tracer holds the exited probe. Look again
+                // later rather than spin on a descriptor that stays readable.
+                self.poller.remove(process.poll_fd());
                 probe.process = Some(process);
+                self.rechecks.insert(id, Instant::now() + RECHECK);
                 return;
             }
             Err(e) => {
-                // Not reaped: kill it and wait, so that no zombie is left behind.
                 log::error!("{}: waitid: {e}", probe.tag(id));
-                process.kill();
-                process.wait().unwrap_or(Exit::Signal(0))
+                self.poller.remove(process.poll_fd());
+                Exit::Signal(0)
             }
         };
         if exit != Exit::Code(MAGIC_EXIT) {
@@ -248,7 +261,17 @@ impl Daemon {
                 log::info!("{tag} command started, host pid {}", command.process.pid());
                 probe.running += 1;
                 probe.last = Some("command started".into());
-                self.commands.push(command);
+                let serial = self.next_serial;
+                self.next_serial += 1;
+                listen(
+                    &self.poller,
+                    command.process.poll_fd(),
+                    Token::Command(serial),
+                );
+                if let Some(output) = &command.output {
+                    listen(&self.poller, output.as_fd(), Token::Output(serial));
+                }
+                self.commands.insert(serial, command);
             }
             Err(e) => {
                 log::error!("{tag}: cannot run its command: {e}");
@@ -294,6 +317,7 @@ impl Daemon {
         match spawned {
             Ok(process) => {
                 log::info!("{tag} re-armed, host pid {}", process.pid());
+                listen(&self.poller, process.poll_fd(), Token::Probe(id));
                 probe.process = Some(process);
             }
             Err(e) if probe.survives() => {
@@ -353,6 +377,7 @@ impl Daemon {
                         jail.id(),
                         process.pid()
                     );
+                    listen(&self.poller, process.poll_fd(), Token::Probe(id));
                     probe.jail = Some(jail);
                     probe.ids = ids;
                     probe.process = Some(process);
@@ -396,33 +421,45 @@ impl Daemon {
         }
     }
 
-    /// Watches `jail` while it has probes; a jail of the same id that has stopped unnoticed
-    /// is dealt with first.
-    fn watch(&mut self, jail: &Jail, spec: &str) {
-        let id = jail.id();
-        if self
+    /// The jail every probe in `fresh`'s jail shares: the one already held for its id, or
+    /// `fresh`, then held and watched. A held jail of that id that has stopped unnoticed is
+    /// dealt with first.
+    fn shared_jail(&mut self, fresh: Jail, spec: &str) -> Rc<Jail> {
+        let id = fresh.id();
+        let stale = self
             .jails
             .get(&id)
-            .is_some_and(|w| sys::readable_now(w.pidfd.as_fd()))
-        {
+            .is_some_and(|w| w.jail.watch_fd().is_some_and(|fd| sys::readable_now(fd)));
+        if stale {
             self.jail_stopped(id);
         }
-        if let Some(w) = self.jails.get_mut(&id) {
-            w.idle_since = None;
-            return;
+        if let Some(w) = self.jails.get(&id) {
+            return Rc::clone(&w.jail);
         }
-        let Some(pidfd) = jail.watch_fd().and_then(|fd| fd.try_clone_to_owned().ok()) else {
-            return;
-        };
+        let jail = Rc::new(fresh);
+        if let Some(fd) = jail.watch_fd() {
+            listen(&self.poller, fd, Token::Jail(id));
+        }
         self.jails.insert(
             id,
             WatchedJail {
                 spec: spec.to_string(),
-                pidfd,
+                jail: Rc::clone(&jail),
                 ended: Vec::new(),
                 idle_since: None,
             },
         );
+        jail
+    }
+
+    /// Lets go of jail `id`: no longer watched, and its descriptor closed once no waiting
+    /// probe holds it.
+    pub(super) fn unwatch_jail(&mut self, id: i32) -> Option<WatchedJail> {
+        let watch = self.jails.remove(&id)?;
+        if let Some(fd) = watch.jail.watch_fd() {
+            self.poller.remove(fd);
+        }
+        Some(watch)
     }
 
     /// The jail `id` stopped. A probe that exited before it is handled as usual (it may have
@@ -430,7 +467,7 @@ impl Daemon {
     /// and then wait for the jail to run again or are forgotten. The stop is logged with
     /// every probe that went with it.
     pub(super) fn jail_stopped(&mut self, id: i32) {
-        let Some(watch) = self.jails.remove(&id) else {
+        let Some(watch) = self.unwatch_jail(id) else {
             return;
         };
         let left: Vec<u64> = self
@@ -459,6 +496,7 @@ impl Daemon {
                 continue;
             };
             if let Some(process) = probe.process.take() {
+                self.poller.remove(process.poll_fd());
                 process.kill();
                 let _ = process.wait();
                 gone.push(probe_id);
@@ -552,6 +590,7 @@ impl Daemon {
         log::info!("{} {why}", probe.tag(id));
         probe.finished = true;
         if let Some(process) = probe.process.take() {
+            self.poller.remove(process.poll_fd());
             process.kill();
             let _ = process.wait();
         }

@@ -214,6 +214,35 @@ fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32
     posix::exit_now(i32::from(crate::MAGIC_EXIT))
 }
 
+/// Readiness of many descriptors at once (a kqueue with EVFILT_READ), level-triggered, each
+/// under a token.
+pub struct Poller {
+    kqueue: OwnedFd,
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        Ok(Poller {
+            kqueue: raw::empty_kqueue()?,
+        })
+    }
+
+    /// Reports `fd` under `token` while it is readable, until `remove`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        raw::watch_readable(self.kqueue.as_fd(), fd, token, true)
+    }
+
+    /// Stops reporting `fd`; one that was not added is no error.
+    pub fn remove(&self, fd: BorrowedFd<'_>) {
+        let _ = raw::watch_readable(self.kqueue.as_fd(), fd, 0, false);
+    }
+
+    /// Waits up to `timeout` (for ever without one) and puts the ready tokens in `ready`.
+    pub fn wait(&self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
+        raw::readable_tokens(self.kqueue.as_fd(), timeout, ready)
+    }
+}
+
 pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     raw::signal_queue(signals)
 }

@@ -74,6 +74,73 @@ fn kqueue_with(events: &[libc::kevent]) -> io::Result<OwnedFd> {
     }
 }
 
+/// A kqueue with nothing in it yet.
+pub fn empty_kqueue() -> io::Result<OwnedFd> {
+    kqueue_with(&[])
+}
+
+/// Adds (or with `add` false, deletes) an EVFILT_READ event for `fd` carrying `token`.
+pub fn watch_readable(
+    kq: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    token: u64,
+    add: bool,
+) -> io::Result<()> {
+    let flags = if add { libc::EV_ADD } else { libc::EV_DELETE };
+    let mut ev = kevent_for(fd.as_raw_fd() as usize, libc::EVFILT_READ, flags, 0);
+    ev.udata = token as usize as *mut libc::c_void;
+    // SAFETY: one valid change entry, no event list.
+    check(unsafe {
+        libc::kevent(
+            kq.as_raw_fd(),
+            &ev,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits up to `timeout` for readable descriptors and appends their tokens to `ready`.
+pub fn readable_tokens(
+    kq: BorrowedFd<'_>,
+    timeout: Option<std::time::Duration>,
+    ready: &mut Vec<u64>,
+) -> io::Result<()> {
+    let mut events = vec![kevent_for(0, 0, 0, 0); 256];
+    let limit = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(3600) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let limit_ptr = limit
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the event list has `events.len()` writable entries; the timeout, if any, lives
+    // until the call returns.
+    let n = unsafe {
+        libc::kevent(
+            kq.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            events.as_mut_ptr(),
+            events.len() as _,
+            limit_ptr,
+        )
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(())
+        } else {
+            Err(err)
+        };
+    }
+    ready.extend(events[..n as usize].iter().map(|e| e.udata as usize as u64));
+    Ok(())
+}
+
 /// Blocks `signals` and returns a kqueue that reports them (EVFILT_SIGNAL).
 pub fn signal_queue(signals: &[i32]) -> io::Result<OwnedFd> {
     // SAFETY: the set is initialised before sigprocmask reads it.

@@ -679,6 +679,57 @@ fn cap_from_index(index: u32) -> rustix::thread::CapabilitySet {
     rustix::thread::CapabilitySet::from_bits_retain(1u64 << index)
 }
 
+/// Readiness of many descriptors at once (epoll), level-triggered, each under a token: the
+/// daemon's cost per event does not grow with the number of probes.
+pub struct Poller {
+    epoll: OwnedFd,
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        let epoll = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)?;
+        Ok(Poller { epoll })
+    }
+
+    /// Reports `fd` under `token` while it is readable, until `remove`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use rustix::event::epoll;
+        epoll::add(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )?;
+        Ok(())
+    }
+
+    /// Stops reporting `fd`; one that was not added is no error.
+    pub fn remove(&self, fd: BorrowedFd<'_>) {
+        let _ = rustix::event::epoll::delete(&self.epoll, fd);
+    }
+
+    /// Waits up to `timeout` (for ever without one) and puts the ready tokens in `ready`.
+    pub fn wait(&self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
+        let mut events = Vec::with_capacity(256);
+        let timeout = timeout.map(|t| {
+            rustix::time::Timespec::try_from(t).unwrap_or(rustix::time::Timespec {
+                tv_sec: 3600,
+                tv_nsec: 0,
+            })
+        });
+        match rustix::event::epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout.as_ref(),
+        ) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        ready.extend(events.iter().map(|e| e.data.u64()));
+        Ok(())
+    }
+}
+
 /// SO_PEERCRED and SO_PEERGROUPS of a connected Unix socket.
 pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let cred = rustix::net::sockopt::socket_peercred(fd)?;
