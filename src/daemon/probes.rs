@@ -18,8 +18,8 @@ use crate::proto::{Arm, Origin, ProbeInfo, ProbeState, Respawn};
 use crate::sys::{self, Exit, Jail, Process};
 
 const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
-/// Probes armed at once, in all and in one jail. Each costs a process, a pidfd and about
-/// 40 KiB of kernel memory; pid_max (32768 by default) bounds the host anyway.
+/// Probes armed at once, in all and in one jail. Each costs a process, a descriptor and some
+/// 70 KiB of kernel memory (BENCHMARKS.md); pid_max (32768 by default) bounds the host anyway.
 pub const MAX_PROBES: usize = 20_000;
 pub const MAX_PROBES_PER_JAIL: usize = 10_000;
 /// Commands of one `-R` probe that may run at once. At the limit the probe is not re-armed
@@ -157,7 +157,7 @@ impl Daemon {
         }
         let ids = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
         let title = title_of(arm)?;
-        let process = sys::spawn_probe(&self.image, &jail, &title, ids.0, ids.1)?;
+        let process = sys::spawn_probe(&mut self.image, &jail, &title, ids.0, ids.1)?;
         if let Some(w) = self.jails.get_mut(&jail.id()) {
             w.idle_since = None;
         }
@@ -309,9 +309,13 @@ impl Daemon {
         };
         let tag = probe.tag(id);
         let spawned = match &probe.jail {
-            Some(jail) => {
-                sys::spawn_probe(&self.image, jail, &probe.title, probe.ids.0, probe.ids.1)
-            }
+            Some(jail) => sys::spawn_probe(
+                &mut self.image,
+                jail,
+                &probe.title,
+                probe.ids.0,
+                probe.ids.1,
+            ),
             None => Err(Error::new(Kind::NoJail, "no jail")),
         };
         match spawned {
@@ -440,13 +444,14 @@ impl Daemon {
         if let Some(fd) = jail.watch_fd() {
             listen(&self.poller, fd, Token::Jail(id));
         }
+        // Idle until a probe is placed in it, so that a failed placement does not keep it.
         self.jails.insert(
             id,
             WatchedJail {
                 spec: spec.to_string(),
                 jail: Rc::clone(&jail),
                 ended: Vec::new(),
-                idle_since: None,
+                idle_since: Some(Instant::now()),
             },
         );
         jail

@@ -137,7 +137,7 @@ impl Jail {
 /// no-new-privs and killed with the daemon, takes `title`, reports, and waits for SIGHUP.
 #[allow(unsafe_code)]
 pub fn spawn_probe(
-    _image: &ProbeImage,
+    _image: &mut ProbeImage,
     jail: &Jail,
     title: &CStr,
     uid: u32,

@@ -98,6 +98,11 @@ impl Process {
 /// no host path is ever exec'd inside a jail.
 pub struct ProbeImage {
     fd: OwnedFd,
+    /// A low descriptor slot, /dev/null while idle, that holds the write end of a placement's
+    /// status pipe: the helpers share the daemon's descriptor table, and the probe keeps only
+    /// the descriptors below `low_end` when it takes a table of its own.
+    slot: OwnedFd,
+    null: OwnedFd,
 }
 
 static PROBE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
@@ -120,7 +125,16 @@ impl ProbeImage {
         // A descriptor open for writing would make exec fail with ETXTBSY: keep an O_PATH one.
         let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
         let fd = rustix::fs::open(path.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(ProbeImage { fd })
+        drop(file);
+        let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        let slot = rustix::io::fcntl_dupfd_cloexec(&null, 0)?;
+        Ok(ProbeImage { fd, slot, null })
+    }
+
+    /// The end of the descriptors a probe keeps until its exec: the image and the slot.
+    fn low_end(&self) -> u32 {
+        use std::os::fd::AsRawFd;
+        (self.fd.as_raw_fd().max(self.slot.as_raw_fd()) + 1) as u32
     }
 }
 
@@ -402,7 +416,9 @@ struct ProbePlan<'a> {
     jail: &'a Jail,
     root: OwnedFd,
     image: BorrowedFd<'a>,
-    status: OwnedFd,
+    status: BorrowedFd<'a>,
+    /// The probe keeps the descriptors below this one (`image` and `status` among them).
+    low_end: u32,
     uid: u32,
     gid: u32,
     argv: [*const libc::c_char; 2],
@@ -432,7 +448,7 @@ fn fail(status: BorrowedFd<'_>, stage: Stage, err: io::Error) -> ! {
 /// Between fork and exec both only make async-signal-safe calls.
 #[allow(unsafe_code)]
 pub fn spawn_probe(
-    image: &ProbeImage,
+    image: &mut ProbeImage,
     jail: &Jail,
     title: &CStr,
     uid: u32,
@@ -443,40 +459,51 @@ pub fn spawn_probe(
     let root = jail.open_root()?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
+    rustix::io::dup3(&writer, &mut image.slot, rustix::io::DupFlags::CLOEXEC)
+        .map_err(|e| os("dup3 of the status pipe", e.into()))?;
+    drop(writer);
     let plan = ProbePlan {
         jail,
         root,
         image: image.fd.as_fd(),
-        status: writer,
+        status: image.slot.as_fd(),
+        low_end: image.low_end(),
         uid,
         gid,
         argv: [title.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
     };
+    let deadline = Instant::now() + Duration::from_secs(5);
     // SAFETY: the daemon is single-threaded, and helper A runs only `helper_a`, which makes
-    // async-signal-safe calls on data prepared above and never returns.
-    let a_pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
-        Forked::Child => {
-            drop(reader);
-            helper_a(&plan)
-        }
+    // async-signal-safe calls on data prepared above, changes no descriptor, and never
+    // returns.
+    let a_pid = match unsafe { raw::fork_sharing_descriptors() }.map_err(|e| os("clone", e))? {
+        Forked::Child => helper_a(&plan),
         Forked::Parent(pid) => pid,
     };
-    drop(plan);
     let helper =
         Process::from_own_child(a_pid as u32).map_err(|e| os("pidfd_open of helper", e))?;
-    let outcome = collect_status(reader, Duration::from_secs(5));
+    // Until both helpers are done with the daemon's descriptor table (A gone, B on a table
+    // of its own or gone), the daemon changes nothing in it.
+    let mut outcome = collect_until_helpers_leave(&reader, &helper, deadline);
+    let probe = outcome
+        .probe_pid
+        .and_then(|pid| Process::from_own_child(pid as u32).ok());
     if outcome.timed_out {
         // A helper that is stuck (say, in a frozen jail) must not stall the daemon's wait.
         helper.kill();
+        if let Some(p) = &probe {
+            p.kill();
+        }
     }
     let _ = helper.wait();
-    let probe = match outcome.probe_pid {
-        Some(pid) => {
-            Some(Process::from_own_child(pid as u32).map_err(|e| os("pidfd_open of probe", e))?)
-        }
-        None => None,
-    };
+    drop(plan);
+    // The daemon's own copy of the write end goes; the probe's goes with its exec.
+    rustix::io::dup3(&image.null, &mut image.slot, rustix::io::DupFlags::CLOEXEC)
+        .map_err(|e| os("dup3 of /dev/null", e.into()))?;
+    if outcome.armed && outcome.failed.is_none() && !outcome.timed_out {
+        collect_until_exec(&reader, deadline, &mut outcome);
+    }
     let failure = match (outcome.failed, outcome.timed_out, &probe, outcome.armed) {
         (Some(code), _, _, _) => {
             let stage = STAGE_NAMES.get((code >> 16) as usize).unwrap_or(&"?");
@@ -527,56 +554,116 @@ struct StatusOutcome {
     timed_out: bool,
 }
 
-/// Reads helper messages until both helpers have closed the pipe (A by exiting, B by exec).
-fn collect_status(reader: OwnedFd, limit: Duration) -> StatusOutcome {
+/// Reads helper messages until both helpers are done with the daemon's descriptor table: A
+/// has exited, and B (if A reported one) has said armed or failed, or has died.
+fn collect_until_helpers_leave(
+    reader: &OwnedFd,
+    helper: &Process,
+    deadline: Instant,
+) -> StatusOutcome {
     let mut out = StatusOutcome::default();
-    let deadline = Instant::now() + limit;
     let mut buf = Vec::with_capacity(32);
+    let mut probe: Option<Process> = None;
+    loop {
+        // Drain what is there before deciding: A writes its report just before it exits.
+        if posix::readable_now(reader.as_fd()) {
+            if !read_messages(reader, &mut buf, &mut out) {
+                return out;
+            }
+            if probe.is_none()
+                && let Some(pid) = out.probe_pid
+            {
+                probe = Process::from_own_child(pid as u32).ok();
+            }
+            continue;
+        }
+        let a_gone = posix::readable_now(helper.poll_fd());
+        let b_gone = probe
+            .as_ref()
+            .is_some_and(|p| posix::readable_now(p.poll_fd()));
+        let b_done = out.armed || out.failed.is_some() || b_gone;
+        if a_gone && (b_done || out.probe_pid.is_none()) {
+            return out;
+        }
+        let mut watched = vec![reader.as_fd()];
+        if !a_gone {
+            watched.push(helper.poll_fd());
+        }
+        if let Some(p) = probe.as_ref().filter(|_| !b_done) {
+            watched.push(p.poll_fd());
+        }
+        if !wait_readable(&watched, deadline) {
+            out.timed_out = true;
+            return out;
+        }
+    }
+}
+
+/// After "armed": reads until the pipe's end of file, which B's exec brings (its copy of the
+/// write end is close-on-exec), or its report that the exec failed.
+fn collect_until_exec(reader: &OwnedFd, deadline: Instant, out: &mut StatusOutcome) {
+    let mut buf = Vec::with_capacity(16);
+    loop {
+        if !wait_readable(&[reader.as_fd()], deadline) {
+            out.timed_out = true;
+            return;
+        }
+        if !read_messages(reader, &mut buf, out) {
+            return;
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable; false once `deadline` has passed.
+fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Instant) -> bool {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            out.timed_out = true;
-            return out;
+            return false;
         }
         let timeout = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
             tv_sec: 5,
             tv_nsec: 0,
         });
-        let mut fds = [rustix::event::PollFd::new(
-            &reader,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return out,
-        }
-        let mut chunk = [0u8; 64];
-        match rustix::io::read(&reader, &mut chunk) {
-            Ok(0) => return out,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return out,
-        }
-        while buf.len() >= 8 {
-            let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
-            let value = i32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
-            buf.drain(..8);
-            match tag {
-                MSG_PID => out.probe_pid = Some(value),
-                MSG_ARMED => out.armed = true,
-                _ => out.failed = out.failed.or(Some(value)),
-            }
+        let mut polled: Vec<_> = fds
+            .iter()
+            .map(|fd| rustix::event::PollFd::from_borrowed_fd(*fd, rustix::event::PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut polled, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => return true,
+            Err(_) => return false,
         }
     }
+}
+
+/// Reads what the pipe holds and decodes whole messages; false at end of file or on error.
+fn read_messages(reader: &OwnedFd, buf: &mut Vec<u8>, out: &mut StatusOutcome) -> bool {
+    let mut chunk = [0u8; 64];
+    match rustix::io::read(reader, &mut chunk) {
+        Ok(0) => return false,
+        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => return true,
+        Err(_) => return false,
+    }
+    while buf.len() >= 8 {
+        let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+        let value = i32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
+        buf.drain(..8);
+        match tag {
+            MSG_PID => out.probe_pid = Some(value),
+            MSG_ARMED => out.armed = true,
+            _ => out.failed = out.failed.or(Some(value)),
+        }
+    }
+    true
 }
 
 /// Helper A, in a fork of the daemon. Holds all of root's privileges on the host until setns;
 /// from then on only those of root inside the jail's user namespace (when it has one).
 #[allow(unsafe_code)]
 fn helper_a(plan: &ProbePlan<'_>) -> ! {
-    let status = plan.status.as_fd();
+    let status = plan.status;
     // First, before anything of the jail can see this copy of the daemon's memory.
     if let Err(e) =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -607,7 +694,7 @@ fn helper_a(plan: &ProbePlan<'_>) -> ! {
 /// Helper B: the future probe, already in the jail's namespaces, still running daemon code.
 /// It sheds everything of the host, then execs the probe image.
 fn helper_b(plan: &ProbePlan<'_>) -> ! {
-    let status = plan.status.as_fd();
+    let status = plan.status;
     raw::set_all_signals_blocked(true);
     // A daemon started with SIGHUP ignored (as rc scripts may do) must not hand a deaf probe
     // to the jail: exec keeps ignored signals ignored, so reset them all.
@@ -662,6 +749,11 @@ fn helper_b(plan: &ProbePlan<'_>) -> ! {
     }
     if let Err(e) = rustix::thread::set_no_new_privs(true) {
         fail(status, Stage::NoNewPrivs, e.into());
+    }
+    // A table of its own, with only the image and the status pipe of the daemon's low
+    // descriptors (all close-on-exec): from here on the daemon may change its own.
+    if let Err(e) = raw::own_descriptors_below(plan.low_end) {
+        fail(status, Stage::Descriptors, e);
     }
     // If the daemon died before the death signal was set, nobody reads the pipe: the write
     // fails with EPIPE and the would-be orphan leaves instead of arming.

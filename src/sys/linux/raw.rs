@@ -16,19 +16,56 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
-/// and is born in the pid namespace we have joined with setns.
+/// Both helpers are made by clone(2) sharing our descriptor table (CLONE_FILES) instead of
+/// copying it: a daemon holding 10,000 descriptors would otherwise copy them all for every
+/// probe, and close them all again at exit and exec. No stack is passed: the child continues
+/// on a copy of ours, as with fork.
 ///
 /// # Safety
-/// As for `posix::fork`. No stack is passed: the child continues on a copy of ours, as with fork.
-pub unsafe fn clone_sibling() -> io::Result<Forked> {
-    // SAFETY: raw clone with a null stack behaves like fork; the async-signal-safety contract
-    // is the caller's. With CLONE_PARENT the exit signal is the caller's own (SIGCHLD).
-    let ret = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT, 0, 0, 0, 0) };
+/// As for `posix::fork`; besides, the child must not open, close or change any descriptor
+/// until it has a table of its own (`own_descriptors_below`), since every change is ours too.
+unsafe fn clone_sharing_descriptors(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: raw clone with a null stack behaves like fork; the caller keeps the contract.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags | libc::CLONE_FILES, 0, 0, 0, 0) };
     match check(ret)? {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as i32)),
     }
+}
+
+/// fork(2), sharing our descriptor table.
+///
+/// # Safety
+/// As for `clone_sharing_descriptors`.
+pub unsafe fn fork_sharing_descriptors() -> io::Result<Forked> {
+    // SAFETY: the caller keeps the contract.
+    unsafe { clone_sharing_descriptors(libc::SIGCHLD) }
+}
+
+/// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
+/// and is born in the pid namespace we have joined with setns; it shares our descriptor table.
+/// With CLONE_PARENT the exit signal is our parent's own (SIGCHLD), so none is given.
+///
+/// # Safety
+/// As for `clone_sharing_descriptors`.
+pub unsafe fn clone_sibling() -> io::Result<Forked> {
+    // SAFETY: the caller keeps the contract.
+    unsafe { clone_sharing_descriptors(libc::CLONE_PARENT) }
+}
+
+/// Gives this process a descriptor table of its own holding only the descriptors below `end`
+/// (close_range with CLOSE_RANGE_UNSHARE: the kernel copies just those). Async-signal-safe.
+pub fn own_descriptors_below(end: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            end,
+            u32::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        )
+    })?;
+    Ok(())
 }
 
 /// Resets every catchable signal, 1 to 64, to its default action: exec keeps ignored signals
