@@ -1014,3 +1014,52 @@ fn socket_group_members_may_arm_and_others_may_not() {
     );
     assert!(jail.probes("BY_STRANGER").is_empty());
 }
+
+#[test]
+fn a_command_starts_with_stdio_only_and_no_blocked_or_ignored_signal() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_command_starts_with_stdio_only_and_no_blocked_or_ignored_signal")
+    else {
+        return;
+    };
+    // Enough probes that the daemon holds far more descriptors than a command may see.
+    for n in 0..20 {
+        arm_appending(&daemon, &jail, &fired, &["-t", &format!("IDLE_{n}")]);
+    }
+    let daemon_fds = fs::read_dir(format!("/proc/{}/fd", daemon.child.id()))
+        .unwrap()
+        .count();
+    assert!(daemon_fds > 20, "{daemon_fds}");
+    // The shell's own descriptors, and the signal state grep inherits from it, into the log.
+    let command = "ls /proc/$$/fd; exec grep -E '^Sig(Blk|Ign)' /proc/self/status";
+    daemon.arm(&["-c", command, "-j", &jail.spec(), "-t", "CLEAN_START"]);
+    assert!(jail.pkill(0, "HUP", "CLEAN_START"));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("command ended")),
+        "{}",
+        daemon.log_text()
+    );
+    let tag = format!("(jail {}, 'CLEAN_START') command: ", jail.spec());
+    let log = daemon.log_text();
+    let seen: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.split_once(&tag))
+        .map(|(_, said)| said.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "0",
+            "1",
+            "2",
+            "SigBlk: 0000000000000000",
+            "SigIgn: 0000000000000000"
+        ],
+        "{log}"
+    );
+    assert_eq!(lines(&fired), 0);
+}

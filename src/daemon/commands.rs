@@ -3,12 +3,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::Stdio;
 use std::time::Instant;
 
 use super::{COMMAND_PATH, Daemon};
 use crate::proto::Arm;
-use crate::sys::Process;
+use crate::sys::{self, Process, Spawner};
 
 /// Longest line of command output logged as one message; longer lines are split.
 const MAX_OUTPUT_LINE: usize = 1024;
@@ -28,29 +27,26 @@ pub(super) struct RunningCommand {
 impl RunningCommand {
     /// Runs `arm`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
-    pub fn spawn(probe: u64, tag: String, arm: &Arm) -> io::Result<RunningCommand> {
-        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        rustix::io::ioctl_fionbio(&reader, true)?;
-        let stderr = writer.try_clone()?;
-        let child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&arm.command)
-            .env_clear()
-            .env("PATH", COMMAND_PATH)
-            .env("JAILDAEMON_JAIL", &arm.jail)
-            .env("JAILDAEMON_TITLE", &arm.title)
-            .env("JAILDAEMON_PROBE", probe.to_string())
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(stderr))
-            .spawn()?;
+    pub fn spawn(
+        spawner: &mut Spawner,
+        probe: u64,
+        tag: String,
+        arm: &Arm,
+    ) -> io::Result<RunningCommand> {
+        let id = probe.to_string();
+        let env = [
+            ("PATH", COMMAND_PATH),
+            ("JAILDAEMON_JAIL", arm.jail.as_str()),
+            ("JAILDAEMON_TITLE", arm.title.as_str()),
+            ("JAILDAEMON_PROBE", id.as_str()),
+        ];
+        let (process, output) = sys::spawn_command(spawner, &arm.command, &env)?;
         Ok(RunningCommand {
             probe,
             tag,
-            process: Process::from_own_child(child.id())?,
+            process,
             started: Instant::now(),
-            output: Some(reader),
+            output: Some(output),
             partial: Vec::new(),
         })
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::cli::DaemonConfig;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
-use crate::sys::{self, Poller, ProbeImage};
+use crate::sys::{self, Poller, Spawner};
 use commands::RunningCommand;
 use probes::{JAIL_GRACE, Probe, WatchedJail};
 pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
@@ -62,7 +62,7 @@ struct Daemon {
     /// Besides root, members of this host group may talk to the daemon.
     group: Option<u32>,
     signals: OwnedFd,
-    image: ProbeImage,
+    spawner: Spawner,
     poller: Poller,
     probes: BTreeMap<u64, Probe>,
     /// Jails with probes, by `Jail::id`.
@@ -238,7 +238,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         }
     };
     let listener = take_socket(&config.socket, group)?;
-    let image = ProbeImage::load().map_err(|e| Error::os("loading the probe image", e))?;
+    let spawner = Spawner::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| Error::os("signalfd", e))?;
     let poller = Poller::new().map_err(|e| Error::os("creating the event queue", e))?;
@@ -283,7 +283,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         listener,
         group,
         signals,
-        image,
+        spawner,
         poller,
         probes: BTreeMap::new(),
         jails: BTreeMap::new(),

@@ -157,7 +157,7 @@ impl Daemon {
         }
         let ids = sys::resolve_ids(&jail, arm.user.as_deref(), arm.group.as_deref())?;
         let title = title_of(arm)?;
-        let process = sys::spawn_probe(&mut self.image, &jail, &title, ids.0, ids.1)?;
+        let process = sys::spawn_probe(&mut self.spawner, &jail, &title, ids.0, ids.1)?;
         if let Some(w) = self.jails.get_mut(&jail.id()) {
             w.idle_since = None;
         }
@@ -256,7 +256,7 @@ impl Daemon {
         probe.fired += 1;
         let tag = probe.tag(id);
         log::info!("{tag} triggered");
-        match RunningCommand::spawn(id, tag.clone(), &probe.arm) {
+        match RunningCommand::spawn(&mut self.spawner, id, tag.clone(), &probe.arm) {
             Ok(command) => {
                 log::info!("{tag} command started, host pid {}", command.process.pid());
                 probe.running += 1;
@@ -310,7 +310,7 @@ impl Daemon {
         let tag = probe.tag(id);
         let spawned = match &probe.jail {
             Some(jail) => sys::spawn_probe(
-                &mut self.image,
+                &mut self.spawner,
                 jail,
                 &probe.title,
                 probe.ids.0,

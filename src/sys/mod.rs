@@ -1,5 +1,5 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
-//! operating system, exporting the same names: `Jail`, `ProbeImage`, `Process`, `Exit`,
+//! operating system, exporting the same names: `Jail`, `Spawner`, `Process`, `Exit`,
 //! `spawn_probe`, `detach`, `peer_credentials`, signal and syslog helpers.
 //! `unsafe` code lives only here, in each backend's `raw` module.
 

@@ -76,11 +76,11 @@ pub fn host_warnings() -> Vec<String> {
 }
 
 /// Nothing to load: the FreeBSD probe is a fork of the daemon.
-pub struct ProbeImage;
+pub struct Spawner;
 
-impl ProbeImage {
+impl Spawner {
     pub fn load() -> io::Result<Self> {
-        Ok(ProbeImage)
+        Ok(Spawner)
     }
 }
 
@@ -137,7 +137,7 @@ impl Jail {
 /// no-new-privs and killed with the daemon, takes `title`, reports, and waits for SIGHUP.
 #[allow(unsafe_code)]
 pub fn spawn_probe(
-    _image: &mut ProbeImage,
+    _spawner: &mut Spawner,
     jail: &Jail,
     title: &CStr,
     uid: u32,
@@ -212,6 +212,30 @@ fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32
     }
     raw::wait_for_sighup();
     posix::exit_now(i32::from(crate::MAGIC_EXIT))
+}
+
+/// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
+/// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
+pub fn spawn_command(
+    _spawner: &mut Spawner,
+    command: &str,
+    env: &[(&str, &str)],
+) -> io::Result<(Process, OwnedFd)> {
+    use std::process::Stdio;
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    rustix::io::ioctl_fionbio(&reader, true)?;
+    let stderr = writer.try_clone()?;
+    let child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(stderr))
+        .spawn()?;
+    Ok((Process::from_own_child(child.id())?, reader))
 }
 
 /// Readiness of many descriptors at once (a kqueue with EVFILT_READ), level-triggered, each

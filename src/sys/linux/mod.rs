@@ -96,7 +96,7 @@ impl Process {
 /// so a jail root, even inside its own user namespace, cannot read or ptrace the probe.
 /// Sealing matters: `/proc/PID/exe` of a probe then leads to nothing a jail could rewrite, and
 /// no host path is ever exec'd inside a jail.
-pub struct ProbeImage {
+pub struct Spawner {
     fd: OwnedFd,
     /// A low descriptor slot, /dev/null while idle, that holds the write end of a placement's
     /// status pipe: the helpers share the daemon's descriptor table, and the probe keeps only
@@ -107,7 +107,7 @@ pub struct ProbeImage {
 
 static PROBE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
 
-impl ProbeImage {
+impl Spawner {
     pub fn load() -> io::Result<Self> {
         use rustix::fs::{MemfdFlags, SealFlags};
         let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
@@ -128,7 +128,7 @@ impl ProbeImage {
         drop(file);
         let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         let slot = rustix::io::fcntl_dupfd_cloexec(&null, 0)?;
-        Ok(ProbeImage { fd, slot, null })
+        Ok(Spawner { fd, slot, null })
     }
 
     /// The end of the descriptors a probe keeps until its exec: the image and the slot.
@@ -138,7 +138,7 @@ impl ProbeImage {
     }
 }
 
-impl ProbeImage {
+impl Spawner {
     /// The image is still execute-only: host root could make it readable (`F_SEAL_EXEC` only
     /// freezes the exec bits), and a readable image would make probes dumpable.
     fn check_sealed(&self) -> Result<(), Error> {
@@ -448,7 +448,7 @@ fn fail(status: BorrowedFd<'_>, stage: Stage, err: io::Error) -> ! {
 /// Between fork and exec both only make async-signal-safe calls.
 #[allow(unsafe_code)]
 pub fn spawn_probe(
-    image: &mut ProbeImage,
+    image: &mut Spawner,
     jail: &Jail,
     title: &CStr,
     uid: u32,
@@ -760,7 +760,7 @@ fn helper_b(plan: &ProbePlan<'_>) -> ! {
     if let Err(e) = report(status, MSG_ARMED, 0) {
         fail(status, Stage::Report, e);
     }
-    if let Err(e) = raw::cloexec_all_fds() {
+    if let Err(e) = raw::cloexec_from(0) {
         fail(status, Stage::Descriptors, e);
     }
     let err = raw::exec_fd(plan.image, &plan.argv, &plan.envp);
@@ -769,6 +769,90 @@ fn helper_b(plan: &ProbePlan<'_>) -> ! {
 
 fn cap_from_index(index: u32) -> rustix::thread::CapabilitySet {
     rustix::thread::CapabilitySet::from_bits_retain(1u64 << index)
+}
+
+/// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
+/// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
+///
+/// Like a probe's helpers, the child shares the daemon's descriptor table until it takes one
+/// of its own holding only the few lowest descriptors, so that starting a command costs the
+/// same beside 1 probe as beside 10,000. The daemon resumes once it has exec'd (CLONE_VFORK);
+/// an exec that fails ends it with status 127, as a shell would.
+#[allow(unsafe_code)]
+pub fn spawn_command(
+    spawner: &mut Spawner,
+    command: &str,
+    env: &[(&str, &str)],
+) -> io::Result<(Process, OwnedFd)> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let args = [
+        c"/bin/sh".to_owned(),
+        c"-c".to_owned(),
+        std::ffi::CString::new(command).map_err(invalid)?,
+    ];
+    let vars = env
+        .iter()
+        .map(|(name, value)| std::ffi::CString::new(format!("{name}={value}")).map_err(invalid))
+        .collect::<io::Result<Vec<_>>>()?;
+    let pointers = |strings: &[std::ffi::CString]| -> Vec<*const libc::c_char> {
+        let mut list: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+        list.push(std::ptr::null());
+        list
+    };
+    let (argv, envp) = (pointers(&args), pointers(&vars));
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    rustix::io::ioctl_fionbio(&reader, true)?;
+    rustix::io::dup3(&writer, &mut spawner.slot, rustix::io::DupFlags::CLOEXEC)?;
+    drop(writer);
+    let plan = CommandPlan {
+        argv: &argv,
+        envp: &envp,
+        output: spawner.slot.as_fd(),
+        null: spawner.null.as_fd(),
+        low_end: spawner.low_end(),
+    };
+    // SAFETY: the daemon is single-threaded, and the child runs only `command_child`, which
+    // makes async-signal-safe calls on data prepared above and never returns.
+    let spawned = unsafe { raw::vfork_sharing_descriptors() };
+    let pid = match spawned {
+        Ok(Forked::Child) => command_child(&plan),
+        Ok(Forked::Parent(pid)) => Ok(pid),
+        Err(e) => Err(e),
+    };
+    // Here the child has exec'd or exited: it has left our descriptor table.
+    rustix::io::dup3(
+        &spawner.null,
+        &mut spawner.slot,
+        rustix::io::DupFlags::CLOEXEC,
+    )?;
+    let process = Process::from_own_child(pid? as u32)?;
+    Ok((process, reader))
+}
+
+/// What a command's child needs, prepared before the clone so that it never allocates.
+struct CommandPlan<'a> {
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    output: BorrowedFd<'a>,
+    null: BorrowedFd<'a>,
+    low_end: u32,
+}
+
+fn command_child(plan: &CommandPlan<'_>) -> ! {
+    // The daemon blocks the signals it reads from its signalfd, and Rust ignores SIGPIPE:
+    // neither may reach the command.
+    raw::reset_signal_dispositions();
+    raw::set_all_signals_blocked(false);
+    let prepared = raw::own_descriptors_below(plan.low_end)
+        .and_then(|()| raw::dup_onto(plan.null, 0))
+        .and_then(|()| raw::dup_onto(plan.output, 1))
+        .and_then(|()| raw::dup_onto(plan.output, 2))
+        .and_then(|()| raw::cloexec_from(3))
+        .and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
+    if prepared.is_ok() {
+        let _ = raw::exec_path(c"/bin/sh", plan.argv, plan.envp);
+    }
+    posix::exit_now(127)
 }
 
 /// Readiness of many descriptors at once (epoll), level-triggered, each under a token: the

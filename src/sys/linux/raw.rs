@@ -42,6 +42,16 @@ pub unsafe fn fork_sharing_descriptors() -> io::Result<Forked> {
     unsafe { clone_sharing_descriptors(libc::SIGCHLD) }
 }
 
+/// vfork(2), sharing our descriptor table: we resume once the child has exec'd or exited.
+///
+/// # Safety
+/// As for `clone_sharing_descriptors`.
+pub unsafe fn vfork_sharing_descriptors() -> io::Result<Forked> {
+    // SAFETY: the caller keeps the contract; without CLONE_VM the child runs on a copy of our
+    // memory, so our suspension is all CLONE_VFORK changes.
+    unsafe { clone_sharing_descriptors(libc::SIGCHLD | libc::CLONE_VFORK) }
+}
+
 /// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
 /// and is born in the pid namespace we have joined with setns; it shares our descriptor table.
 /// With CLONE_PARENT the exit signal is our parent's own (SIGCHLD), so none is given.
@@ -156,19 +166,44 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     }
 }
 
-/// Marks every descriptor close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC, Linux 5.11),
-/// so that exec leaves the new program with none. Async-signal-safe.
-pub fn cloexec_all_fds() -> io::Result<()> {
+/// Marks every descriptor from `first` on close-on-exec (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC, Linux 5.11), so that exec leaves the new program none of them.
+/// Async-signal-safe.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range takes plain integers and only changes descriptor flags.
     check(unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            0u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
     })?;
     Ok(())
+}
+
+/// dup2(2): makes `target` a copy of `fd`, without close-on-exec. Async-signal-safe.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
+    // SAFETY: plain integers; the caller owns the descriptor table it changes.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) } as libc::c_long)?;
+    Ok(())
+}
+
+/// execve(2) of `path`. Returns only on failure. `argv` and `envp` are null-terminated arrays
+/// of C strings. Async-signal-safe.
+pub fn exec_path(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: both arrays are null-terminated arrays of valid C strings owned by the caller,
+    // alive for the duration of the call.
+    unsafe {
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    io::Error::last_os_error()
 }
 
 /// execveat(2) with AT_EMPTY_PATH: executes the file behind `fd`. Returns only on failure.
