@@ -1,6 +1,6 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
-//! operating system, exporting the same names: `Jail`, `Spawner`, `Process`, `Exit`,
-//! `spawn_probe`, `detach`, `peer_credentials`, signal and syslog helpers.
+//! operating system, exporting the same names: `Jail`, `Spawner`, `Process`, `Exit`, `Poller`,
+//! `spawn_probe`, `spawn_command`, `detach`, `peer_credentials`, signal and syslog helpers.
 //! `unsafe` code lives only here, in each backend's `raw` module.
 
 mod posix;
