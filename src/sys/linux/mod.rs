@@ -518,10 +518,16 @@ pub fn spawn_probe(
             format!("probe for jail {} did not start within 5 s", jail.pid),
         )),
         (None, false, Some(_), true) => None,
-        _ => Some(Error::new(
-            Kind::Os,
-            format!("probe for jail {} died before it was armed", jail.pid),
-        )),
+        _ => {
+            let how = match probe.as_ref().map(Process::try_wait) {
+                Some(Ok(Some(exit))) => format!(" ({exit})"),
+                _ => String::new(),
+            };
+            Some(Error::new(
+                Kind::Os,
+                format!("probe for jail {} died before it was armed{how}", jail.pid),
+            ))
+        }
     };
     let failure = match (failure, &probe) {
         (None, Some(p)) => jail.join_cgroups(p.pid).err(),
@@ -565,7 +571,12 @@ fn collect_until_helpers_leave(
     let mut buf = Vec::with_capacity(32);
     let mut probe: Option<Process> = None;
     loop {
-        // Drain what is there before deciding: A writes its report just before it exits.
+        // Whether the helpers are gone is sampled before the pipe is read: what they wrote
+        // before they went is then in it, and is drained before anything is decided.
+        let a_gone = posix::readable_now(helper.poll_fd());
+        let b_gone = probe
+            .as_ref()
+            .is_some_and(|p| posix::readable_now(p.poll_fd()));
         if posix::readable_now(reader.as_fd()) {
             if !read_messages(reader, &mut buf, &mut out) {
                 return out;
@@ -577,10 +588,6 @@ fn collect_until_helpers_leave(
             }
             continue;
         }
-        let a_gone = posix::readable_now(helper.poll_fd());
-        let b_gone = probe
-            .as_ref()
-            .is_some_and(|p| posix::readable_now(p.poll_fd()));
         let b_done = out.armed || out.failed.is_some() || b_gone;
         if a_gone && (b_done || out.probe_pid.is_none()) {
             return out;
