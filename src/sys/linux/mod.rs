@@ -103,7 +103,12 @@ pub struct Spawner {
     /// the descriptors below `low_end` when it takes a table of its own.
     slot: OwnedFd,
     null: OwnedFd,
+    /// The stack a command's child runs on until its exec (it shares our memory).
+    stack: Vec<u8>,
 }
+
+/// Far more than a command's child uses before its exec.
+const CHILD_STACK: usize = 256 * 1024;
 
 static PROBE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
 
@@ -128,7 +133,12 @@ impl Spawner {
         drop(file);
         let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         let slot = rustix::io::fcntl_dupfd_cloexec(&null, 0)?;
-        Ok(Spawner { fd, slot, null })
+        Ok(Spawner {
+            fd,
+            slot,
+            null,
+            stack: vec![0; CHILD_STACK],
+        })
     }
 
     /// The end of the descriptors a probe keeps until its exec: the image and the slot.
@@ -781,10 +791,10 @@ fn cap_from_index(index: u32) -> rustix::thread::CapabilitySet {
 /// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
 /// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
 ///
-/// Like a probe's helpers, the child shares the daemon's descriptor table until it takes one
-/// of its own holding only the few lowest descriptors, so that starting a command costs the
-/// same beside 1 probe as beside 10,000. The daemon resumes once it has exec'd (CLONE_VFORK);
-/// an exec that fails ends it with status 127, as a shell would.
+/// Like posix_spawn, the child shares the daemon's memory until its exec (the daemon waits);
+/// like a probe's helpers, it shares the daemon's descriptor table until it takes one of its
+/// own holding only the few lowest descriptors. Starting a command thus costs the same beside
+/// 1 probe as beside 10,000. An exec that fails ends it with status 127, as a shell would.
 #[allow(unsafe_code)]
 pub fn spawn_command(
     spawner: &mut Spawner,
@@ -811,22 +821,20 @@ pub fn spawn_command(
     rustix::io::ioctl_fionbio(&reader, true)?;
     rustix::io::dup3(&writer, &mut spawner.slot, rustix::io::DupFlags::CLOEXEC)?;
     drop(writer);
+    let low_end = spawner.low_end();
     let plan = CommandPlan {
         argv: &argv,
         envp: &envp,
         output: spawner.slot.as_fd(),
         null: spawner.null.as_fd(),
-        low_end: spawner.low_end(),
+        low_end,
     };
-    // SAFETY: the daemon is single-threaded, and the child runs only `command_child`, which
-    // makes async-signal-safe calls on data prepared above and never returns.
-    let spawned = unsafe { raw::vfork_sharing_descriptors() };
-    let pid = match spawned {
-        Ok(Forked::Child) => command_child(&plan),
-        Ok(Forked::Parent(pid)) => Ok(pid),
-        Err(e) => Err(e),
-    };
-    // Here the child has exec'd or exited: it has left our descriptor table.
+    let arg = &plan as *const CommandPlan<'_> as *mut libc::c_void;
+    // SAFETY: `command_entry` runs only `command_child`, which makes async-signal-safe calls,
+    // reads the plan above (alive until we return) and writes nothing of ours, changes no
+    // descriptor before it has a table of its own, and ends by exec or `_exit`.
+    let pid = unsafe { raw::spawn_sharing(command_entry, &mut spawner.stack, arg) };
+    // Here the child has exec'd or exited: it has left our memory and descriptor table.
     rustix::io::dup3(
         &spawner.null,
         &mut spawner.slot,
@@ -843,6 +851,15 @@ struct CommandPlan<'a> {
     output: BorrowedFd<'a>,
     null: BorrowedFd<'a>,
     low_end: u32,
+}
+
+/// The entry point of a command's child, on its own stack.
+#[allow(unsafe_code)]
+extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `CommandPlan` that `spawn_command` keeps alive until we have
+    // exec'd or exited.
+    let plan = unsafe { &*(arg as *const CommandPlan<'_>) };
+    command_child(plan)
 }
 
 fn command_child(plan: &CommandPlan<'_>) -> ! {

@@ -42,14 +42,38 @@ pub unsafe fn fork_sharing_descriptors() -> io::Result<Forked> {
     unsafe { clone_sharing_descriptors(libc::SIGCHLD) }
 }
 
-/// vfork(2), sharing our descriptor table: we resume once the child has exec'd or exited.
+/// Runs `entry(arg)` in a new process that shares our memory and our descriptor table
+/// (CLONE_VM | CLONE_FILES), on `stack`, and returns its pid once it has exec'd or exited
+/// (CLONE_VFORK). As with posix_spawn, nothing of our address space is copied, and, unlike it,
+/// nothing of our descriptor table either. Every signal is blocked around the clone, so that
+/// no handler of ours ever runs on the child's stack; the child starts with all blocked.
 ///
 /// # Safety
-/// As for `clone_sharing_descriptors`.
-pub unsafe fn vfork_sharing_descriptors() -> io::Result<Forked> {
-    // SAFETY: the caller keeps the contract; without CLONE_VM the child runs on a copy of our
-    // memory, so our suspension is all CLONE_VFORK changes.
-    unsafe { clone_sharing_descriptors(libc::SIGCHLD | libc::CLONE_VFORK) }
+/// `entry` may make only async-signal-safe calls, may end only by exec or `_exit`, must not
+/// change any descriptor before it has a table of its own, and must not write memory we use.
+/// `arg` must be valid for `entry`; `stack` is the child's and nothing else may use it until
+/// this returns.
+pub unsafe fn spawn_sharing(
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: &mut [u8],
+    arg: *mut libc::c_void,
+) -> io::Result<i32> {
+    // The stack grows down on every architecture we build for; its top, 16-byte aligned.
+    let top = ((stack.as_mut_ptr() as usize + stack.len()) & !15) as *mut libc::c_void;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    // SAFETY: the sets are initialised before pthread_sigmask reads them; clone gets a valid
+    // entry point, the top of a stack only the child uses while we are suspended, and an
+    // argument the caller vouches for.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(entry, top, flags, arg);
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 { Err(err) } else { Ok(pid) }
+    }
 }
 
 /// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
