@@ -41,7 +41,6 @@ pub(super) struct Probe {
     /// The jail it was placed in, shared with the other probes there. A waiting probe keeps
     /// it only when named by PID: such a jail never comes back under another process.
     pub jail: Option<Rc<Jail>>,
-    pub title: CString,
     /// The ids it runs as, resolved when it was placed.
     pub ids: (u32, u32),
     /// The armed probe process, if one is armed now.
@@ -168,7 +167,6 @@ impl Daemon {
         let id = self.next_id;
         self.next_id += 1;
         let mut probe = Probe {
-            title: title_of(&arm).unwrap_or_default(),
             arm,
             origin,
             jail: None,
@@ -308,15 +306,13 @@ impl Daemon {
             return;
         };
         let tag = probe.tag(id);
-        let spawned = match &probe.jail {
-            Some(jail) => sys::spawn_probe(
-                &mut self.spawner,
-                jail,
-                &probe.title,
-                probe.ids.0,
-                probe.ids.1,
-            ),
-            None => Err(Error::new(Kind::NoJail, "no jail")),
+        // The C title is made for each placement, not kept: 10,000 probes would keep 10,000.
+        let spawned = match (&probe.jail, title_of(&probe.arm)) {
+            (Some(jail), Ok(title)) => {
+                sys::spawn_probe(&mut self.spawner, jail, &title, probe.ids.0, probe.ids.1)
+            }
+            (None, _) => Err(Error::new(Kind::NoJail, "no jail")),
+            (_, Err(e)) => Err(e),
         };
         match spawned {
             Ok(process) => {
