@@ -134,7 +134,7 @@ impl Daemon {
     /// `jail` is a jail already held for this probe (a waiting probe named by PID).
     fn place(&mut self, arm: &Arm, jail: Option<Rc<Jail>>) -> Result<Placed, Error> {
         self.descriptor_for_probe()?;
-        let jail = match jail {
+        let jail = match jail.or_else(|| self.held_jail_by_id(&arm.jail)) {
             Some(jail) => jail,
             None => self.shared_jail(Jail::open(&arm.jail)?, &arm.jail),
         };
@@ -419,6 +419,17 @@ impl Daemon {
         if let Some(w) = self.jails.get_mut(&jail) {
             w.idle_since = Some(Instant::now());
         }
+    }
+
+    /// A jail named by the id of one already held, and still alive: it is the same process,
+    /// so it need not be looked up and checked again.
+    fn held_jail_by_id(&self, spec: &str) -> Option<Rc<Jail>> {
+        if !named_by_id(spec) {
+            return None;
+        }
+        let w = self.jails.get(&spec.parse().ok()?)?;
+        let alive = w.jail.watch_fd().is_some_and(|fd| !sys::readable_now(fd));
+        alive.then(|| Rc::clone(&w.jail))
     }
 
     /// The jail every probe in `fresh`'s jail shares: the one already held for its id, or
