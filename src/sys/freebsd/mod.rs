@@ -89,6 +89,8 @@ impl Spawner {
 pub struct Jail {
     jid: i32,
     path: Vec<u8>,
+    /// The name it was given by, to look its jid up again right before each attach.
+    name: Option<String>,
 }
 
 impl Jail {
@@ -98,7 +100,26 @@ impl Jail {
         let key = pure::jail_key(spec).map_err(&no_jail)?;
         let (jid, path) =
             raw::jail_lookup(&key).map_err(|e| no_jail(format!("no such jail ({e})")))?;
-        Ok(Jail { jid, path })
+        let name = match key {
+            pure::JailKey::Name(name) => Some(name.to_string()),
+            pure::JailKey::Jid(_) => None,
+        };
+        Ok(Jail { jid, path, name })
+    }
+
+    /// A jail named by name still has the jid it had: a jail removed and created again under
+    /// that name has a new one, and a probe for the old jail must not go into it.
+    fn check_same(&self) -> Result<(), Error> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        match raw::jail_lookup(&pure::JailKey::Name(name)) {
+            Ok((jid, _)) if jid == self.jid => Ok(()),
+            _ => Err(Error::new(
+                Kind::NoJail,
+                format!("jail '{name}' (jid {}) is gone", self.jid),
+            )),
+        }
     }
 
     pub fn id(&self) -> i32 {
@@ -144,6 +165,9 @@ pub fn spawn_probe(
     gid: u32,
 ) -> Result<Process, Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
+    // The jid is looked up again right before use (FreeBSD reuses no jid soon, but a jail
+    // restarted under its name has a new one).
+    jail.check_same()?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
     // SAFETY: the daemon is single-threaded and the child runs only `probe_main`, which makes
