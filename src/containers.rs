@@ -156,7 +156,20 @@ impl Manager {
         }
     }
 
+    /// Where a manager that serves its tool through a daemon listens: absent, the manager is
+    /// not running, and its tool is not started only to find that out.
+    fn runtime(self) -> Option<&'static str> {
+        match self {
+            Manager::Docker => Some("/var/run/docker.sock"),
+            Manager::Machined => Some("/run/systemd/machines"),
+            Manager::Lxc | Manager::Podman => None,
+        }
+    }
+
     fn ask(self, name: &str) -> Result<Answer, Unasked> {
+        if let Some(path) = self.runtime().filter(|p| !std::path::Path::new(p).exists()) {
+            return Err(Unasked::Failed(format!("not running (no {path})")));
+        }
         let (tool, args) = self.query(name);
         let output = run_tool(tool, &args).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Unasked::NotInstalled,
