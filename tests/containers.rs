@@ -284,6 +284,18 @@ impl Podman {
     fn stop(&self) {
         must("podman", &["stop", "-t", "1", &self.name]);
     }
+
+    fn start(&self) {
+        must("podman", &["start", &self.name]);
+    }
+
+    fn pid(&self) -> u32 {
+        let out = must(
+            "podman",
+            &["container", "inspect", "-f", "{{.State.Pid}}", &self.name],
+        );
+        stdout(&out).trim().parse().unwrap()
+    }
 }
 
 impl Drop for Podman {
@@ -723,4 +735,48 @@ fn the_example_lxc_hook_arms_a_reboot_probe_at_every_start() {
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0].jail_id, Some(rebooted as i32));
     assert_eq!(daemon.log_text().matches("'REBOOT') triggered").count(), 1);
+}
+
+#[test]
+fn a_declared_probe_whose_container_stops_while_its_command_runs_comes_back_after_it() {
+    let test = "a_declared_probe_whose_container_stops_while_its_command_runs_comes_back_after_it";
+    if !ready(test, &["podman", "runc"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let pod = Podman::run(None);
+    let config = dir.path("jaildaemon.conf");
+    // The command outlasts the daemon's 5 s retry interval.
+    fs::write(
+        &config,
+        format!(
+            "[[probe]]\njail = \"podman:{}\"\ntitle = \"SLOWCMD\"\nrespawn = \"after_command\"\n\
+             command = '{}; sleep 7'\n",
+            pod.name,
+            append(&fired)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", config.to_str().unwrap()]);
+    let first = pod.pid();
+    assert!(wait_for(LONG, || probes_in(first, "SLOWCMD").len() == 1));
+    assert!(pod.killall("HUP", "SLOWCMD"));
+    assert!(wait_for(LONG, || !read(&fired).is_empty()));
+    // The container restarts while the command still runs.
+    pod.stop();
+    pod.start();
+    let pid = pod.pid();
+    assert!(
+        probes_in(pid, "SLOWCMD").is_empty(),
+        "re-armed before its command ended"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || probes_in(pid, "SLOWCMD").len()
+            == 1),
+        "the probe did not come back once its command ended: {}",
+        daemon.log_text()
+    );
+    assert!(pod.killall("HUP", "SLOWCMD"));
+    assert!(wait_for(LONG, || read(&fired).lines().count() == 2));
 }

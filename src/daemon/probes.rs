@@ -293,10 +293,14 @@ impl Daemon {
             return;
         };
         probe.running -= 1;
-        // Re-arms an `-r` probe, and an `-R` probe that was held back at its limit.
+        // Re-arms an `-r` probe, and an `-R` probe that was held back at its limit. A waiting
+        // one (its jail stopped while the command ran) looks for its jail again.
         let idle = probe.process.is_none() && !probe.waiting && !probe.finished;
+        let waiting = probe.waiting && !probe.finished && probe.running == 0;
         if probe.arm.respawn != Respawn::Never && idle {
             self.rearm(id);
+        } else if waiting {
+            self.wait_for_jail(id);
         }
         self.forget_if_idle(id);
     }
