@@ -437,6 +437,12 @@ impl Daemon {
         Ok(())
     }
 
+    fn pause_listener(&mut self, why: &str) {
+        log::warn!("{why}; not accepting for {ACCEPT_PAUSE:?}");
+        self.poller.remove(self.listener.as_fd());
+        self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
+    }
+
     fn drop_client(&mut self, id: u64) {
         if let Some(client) = self.clients.remove(&id) {
             self.poller.remove(client.stream.as_fd());
@@ -445,15 +451,19 @@ impl Daemon {
 
     fn accept(&mut self) {
         loop {
+            // Clients may not take the descriptors kept for firing probes: the next one waits
+            // in the backlog while the listener rests.
+            if self.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
+                self.pause_listener("descriptors kept for commands");
+                return;
+            }
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // Out of descriptors (EMFILE, ENFILE) or memory: the client waits in the
                     // backlog while the listener rests, instead of the daemon spinning on it.
-                    log::warn!("accept: {e}; not accepting for {ACCEPT_PAUSE:?}");
-                    self.poller.remove(self.listener.as_fd());
-                    self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
+                    self.pause_listener(&format!("accept: {e}"));
                     return;
                 }
             };
