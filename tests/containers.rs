@@ -780,3 +780,42 @@ fn a_declared_probe_whose_container_stops_while_its_command_runs_comes_back_afte
     assert!(pod.killall("HUP", "SLOWCMD"));
     assert!(wait_for(LONG, || read(&fired).lines().count() == 2));
 }
+
+#[test]
+fn a_declared_probe_waits_for_a_container_that_is_not_running_yet() {
+    let test = "a_declared_probe_waits_for_a_container_that_is_not_running_yet";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let lxc = Lxc::create(false, &[]);
+    let config = dir.path("jaildaemon.conf");
+    fs::write(
+        &config,
+        format!(
+            "[[probe]]\njail = \"lxc:{}\"\ntitle = \"EARLY\"\ncommand = '{}'\n",
+            lxc.name,
+            append(&fired)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", config.to_str().unwrap()]);
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("waiting for its jail")),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(host_pids_matching("EARLY").is_empty());
+    lxc.start();
+    let pid = lxc.pid().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || probes_in(pid, "EARLY").len()
+            == 1),
+        "the probe did not come when its container started: {}",
+        daemon.log_text()
+    );
+    assert!(lxc.pkill(0, "HUP", "EARLY"));
+    assert!(wait_for(LONG, || !read(&fired).is_empty()));
+    assert_eq!(read(&fired), format!("lxc:{} EARLY\n", lxc.name));
+}

@@ -195,8 +195,14 @@ impl Daemon {
             }
             Err(e) => {
                 log::warn!("{} waiting for its jail: {e}", probe.tag(id));
+                // A jail named by PID that was found is kept, as the one thing to retry with.
+                if e.kind != Kind::NoJail {
+                    probe.jail = self.held_jail_by_id(&probe.arm.jail);
+                }
                 probe.waiting = true;
                 probe.last = Some(e.message);
+                let next = Instant::now() + RETRY_INTERVAL;
+                self.next_retry = Some(self.next_retry.map_or(next, |t| t.min(next)));
             }
         }
         self.probes.insert(id, probe);
@@ -277,7 +283,15 @@ impl Daemon {
             }
         }
         match probe.arm.respawn {
-            Respawn::Never => probe.finished = true,
+            Respawn::Never => {
+                probe.finished = true;
+                // A fired single-shot `-P` probe leaves the state file now, not when its
+                // command ends: a crash in between must not arm it again.
+                let persisted = probe.origin == Origin::Persisted;
+                if let Err(e) = if persisted { self.save_state() } else { Ok(()) } {
+                    log::error!("{e}");
+                }
+            }
             Respawn::Immediately if probe.running < MAX_RUNNING_PER_PROBE => self.rearm(id),
             Respawn::Immediately => log::warn!(
                 "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
@@ -372,7 +386,7 @@ impl Daemon {
                 continue;
             }
             let arm = probe.arm.clone();
-            match self.place(&arm, held) {
+            match self.place(&arm, held.clone()) {
                 Ok((jail, ids, process)) => {
                     let probe = self.probes.get_mut(&id).expect("listed");
                     log::info!(
@@ -388,10 +402,14 @@ impl Daemon {
                     probe.waiting = false;
                 }
                 Err(e) => {
+                    let probe = self.probes.get_mut(&id).expect("listed");
                     if e.kind == Kind::NoJail {
                         absent.insert(arm.jail.clone());
+                    } else {
+                        // The jail is there, the probe was refused for another reason (a
+                        // limit, its user): a jail named by PID is kept for the next round.
+                        probe.jail = held;
                     }
-                    let probe = self.probes.get_mut(&id).expect("listed");
                     if probe.last.as_deref() != Some(e.message.as_str()) {
                         log::warn!("{} still waiting: {e}", probe.tag(id));
                     }
