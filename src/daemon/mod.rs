@@ -556,9 +556,11 @@ impl Daemon {
             return true;
         };
         let stream = &client.stream;
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(CLIENT_DEADLINE));
-        let _ = (&*stream).write_all(&proto::encode(&answer));
+        // However large the answer (a list of every probe), a client that does not read it
+        // holds the daemon at most CLIENT_DEADLINE in all.
+        if let Err(e) = write_within(stream, &proto::encode(&answer), CLIENT_DEADLINE) {
+            log::warn!("client did not take its answer: {e}; dropped");
+        }
         true
     }
 }
@@ -663,4 +665,32 @@ fn shed_environment() -> Result<(), Error> {
         .envs(kept)
         .exec();
     Err(Error::os("starting again with an empty environment", err))
+}
+
+/// Writes all of `bytes` to the non-blocking `stream`, waiting for room at most `limit` in all.
+fn write_within(stream: &UnixStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match (&*stream).write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let timeout = rustix::time::Timespec::try_from(left).map_err(io::Error::other)?;
+                let mut fds = [rustix::event::PollFd::new(
+                    stream,
+                    rustix::event::PollFlags::OUT,
+                )];
+                if left.is_zero() || rustix::event::poll(&mut fds, Some(&timeout))? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("not read within {limit:?}"),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
