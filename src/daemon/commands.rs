@@ -5,7 +5,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use super::{COMMAND_PATH, Daemon};
+use super::probes::RECHECK;
+use super::{COMMAND_PATH, Daemon, Token};
 use crate::proto::Arm;
 use crate::sys::{self, Process, Spawner};
 
@@ -100,6 +101,11 @@ impl Daemon {
         };
         let result = command.process.try_wait();
         if let Ok(None) = result {
+            // Readable but not reapable: a tracer holds the exited command. Look again later
+            // rather than spin on a descriptor that stays readable.
+            self.poller.remove(command.process.poll_fd());
+            self.rechecks
+                .insert(Token::Command(serial), Instant::now() + RECHECK);
             return;
         }
         // Log what it wrote before saying that it ended.

@@ -76,9 +76,9 @@ struct Daemon {
     state_path: PathBuf,
     /// When waiting probes next look for their jail.
     next_retry: Option<Instant>,
-    /// Probes whose pidfd said "exited" but that could not be reaped yet (a tracer holds
-    /// them): looked at again at the time given, instead of spinning on their pidfd.
-    rechecks: BTreeMap<u64, Instant>,
+    /// Probes and commands whose pidfd said "exited" but that could not be reaped yet (a
+    /// tracer holds them): looked at again at the time given, instead of spun on.
+    rechecks: BTreeMap<Token, Instant>,
     /// Out of descriptors: the listener is not watched until then.
     listener_paused: Option<Instant>,
     limits: Limits,
@@ -86,7 +86,7 @@ struct Daemon {
 }
 
 /// What a ready descriptor stands for; the poller carries it as a number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Token {
     Listener,
     Signals,
@@ -400,15 +400,19 @@ impl Daemon {
         if self.next_retry.is_some_and(|t| t <= now) {
             self.retry_waiting();
         }
-        let due: Vec<u64> = self
+        let due: Vec<Token> = self
             .rechecks
             .iter()
             .filter(|(_, t)| **t <= now)
-            .map(|(id, _)| *id)
+            .map(|(token, _)| *token)
             .collect();
-        for id in due {
-            self.rechecks.remove(&id);
-            self.probe_exited(id);
+        for token in due {
+            self.rechecks.remove(&token);
+            match token {
+                Token::Probe(id) => self.probe_exited(id),
+                Token::Command(serial) => self.command_exited(serial),
+                _ => {}
+            }
         }
         if self.listener_paused.is_some_and(|t| t <= now) {
             self.listener_paused = None;

@@ -33,7 +33,7 @@ pub(super) const JAIL_GRACE: Duration = Duration::from_secs(5);
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How soon a probe that exited but could not be reaped yet (a tracer holds it) is looked at
 /// again.
-const RECHECK: Duration = Duration::from_millis(100);
+pub(super) const RECHECK: Duration = Duration::from_millis(100);
 
 pub(super) struct Probe {
     pub arm: Arm,
@@ -226,7 +226,8 @@ impl Daemon {
                 // later rather than spin on a descriptor that stays readable.
                 self.poller.remove(process.poll_fd());
                 probe.process = Some(process);
-                self.rechecks.insert(id, Instant::now() + RECHECK);
+                self.rechecks
+                    .insert(Token::Probe(id), Instant::now() + RECHECK);
                 return;
             }
             Err(e) => {
