@@ -121,6 +121,12 @@ fn list_shows_what_really_runs_and_remove_takes_probes_away_unfired() {
     }
     assert!(wait_for(LONG, || jail.probes("ONE").is_empty()));
     assert!(jail.probes("THREE").is_empty());
+    // Killed without waiting for them, and reaped once gone: no zombie stays.
+    let daemon_pid = daemon.child.id();
+    assert!(
+        wait_for(LONG, || zombie_children(daemon_pid).is_empty()),
+        "zombies left by -k"
+    );
     assert!(!jail.pkill(0, "HUP", "ONE"));
     // Negative twins: unknown probe, or the right probe in the wrong jail: refused, untouched.
     for (which, in_jail) in [

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::cli::DaemonConfig;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
-use crate::sys::{self, Poller, Spawner};
+use crate::sys::{self, Poller, Process, Spawner};
 use commands::RunningCommand;
 use probes::{JAIL_GRACE, Probe, WatchedJail};
 pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
@@ -70,6 +70,8 @@ struct Daemon {
     /// Commands and clients, by a serial number of their own.
     commands: BTreeMap<u64, RunningCommand>,
     clients: BTreeMap<u64, Client>,
+    /// Killed probes not reaped yet, by serial number.
+    reaping: BTreeMap<u64, Process>,
     next_id: u64,
     next_serial: u64,
     config: ConfigFile,
@@ -95,6 +97,8 @@ enum Token {
     Jail(i32),
     Command(u64),
     Output(u64),
+    /// A killed probe, to be reaped once gone.
+    Reap(u64),
 }
 
 impl Token {
@@ -109,6 +113,7 @@ impl Token {
             Token::Jail(id) => (5, u64::from(id as u32)),
             Token::Command(id) => (6, id),
             Token::Output(id) => (7, id),
+            Token::Reap(id) => (8, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -123,6 +128,7 @@ impl Token {
             5 => Token::Jail(id as u32 as i32),
             6 => Token::Command(id),
             7 => Token::Output(id),
+            8 => Token::Reap(id),
             _ => return None,
         })
     }
@@ -289,6 +295,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         jails: BTreeMap::new(),
         commands: BTreeMap::new(),
         clients: BTreeMap::new(),
+        reaping: BTreeMap::new(),
         next_id: 1,
         next_serial: 1,
         rechecks: BTreeMap::new(),
@@ -354,6 +361,7 @@ impl Daemon {
                     Token::Jail(id) => self.jail_stopped(id),
                     Token::Output(id) => self.command_output(id),
                     Token::Command(id) => self.command_exited(id),
+                    Token::Reap(serial) => self.reap(serial),
                 }
             }
             self.on_time(Instant::now());
@@ -411,6 +419,7 @@ impl Daemon {
             match token {
                 Token::Probe(id) => self.probe_exited(id),
                 Token::Command(serial) => self.command_exited(serial),
+                Token::Reap(serial) => self.reap(serial),
                 _ => {}
             }
         }
@@ -423,7 +432,13 @@ impl Daemon {
     /// Descriptors in use now, as the daemon counts them.
     fn descriptors_in_use(&self) -> usize {
         let armed = self.probes.values().filter(|p| p.process.is_some()).count();
-        BASE_DESCRIPTORS + armed + self.jails.len() + 2 * self.commands.len() + self.clients.len()
+        let reaping = self.reaping.len();
+        BASE_DESCRIPTORS
+            + armed
+            + reaping
+            + self.jails.len()
+            + 2 * self.commands.len()
+            + self.clients.len()
     }
 
     /// Whether one more probe leaves the reserve free.

@@ -530,18 +530,21 @@ impl Daemon {
             let Some(probe) = self.probes.get_mut(&probe_id) else {
                 continue;
             };
-            if let Some(process) = probe.process.take() {
-                self.poller.remove(process.poll_fd());
-                process.kill();
-                let _ = process.wait();
+            let process = probe.process.take();
+            let survives = probe.survives();
+            if survives {
+                probe.jail = None;
+            } else {
+                probe.finished = true;
+            }
+            if let Some(process) = process {
+                self.kill_and_reap(process);
                 gone.push(probe_id);
             }
-            if probe.survives() {
-                probe.jail = None;
+            if survives {
                 self.wait_for_jail(probe_id);
                 waiting.push(probe_id);
             } else {
-                probe.finished = true;
                 self.forget_if_idle(probe_id);
             }
         }
@@ -625,9 +628,7 @@ impl Daemon {
         log::info!("{} {why}", probe.tag(id));
         probe.finished = true;
         if let Some(process) = probe.process.take() {
-            self.poller.remove(process.poll_fd());
-            process.kill();
-            let _ = process.wait();
+            self.kill_and_reap(process);
         }
         self.forget_if_idle(id);
     }
@@ -702,17 +703,64 @@ impl Daemon {
     /// Kills and reaps every armed probe. Running commands are left to finish on their own:
     /// killing a half-done jail restart would be worse than letting it end.
     pub(super) fn shutdown(&mut self) {
-        for probe in self.probes.values_mut() {
-            if let Some(process) = probe.process.take() {
-                process.kill();
-                let _ = process.wait();
-            }
+        let processes: Vec<Process> = self
+            .probes
+            .values_mut()
+            .filter_map(|p| p.process.take())
+            .collect();
+        for process in processes {
+            self.kill_and_reap(process);
+        }
+        // A probe in a frozen cgroup dies only when thawed, and a traced one only when its
+        // tracer lets go: wait a little, not for ever (the kernel reaps what is left).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.reaping.is_empty() && Instant::now() < deadline {
+            self.reaping
+                .retain(|_, p| !matches!(p.try_wait(), Ok(Some(_))));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !self.reaping.is_empty() {
+            log::warn!(
+                "{} killed probe(s) not gone after 2 s (frozen or traced); left behind",
+                self.reaping.len()
+            );
         }
         if !self.commands.is_empty() {
             log::info!(
                 "{} command(s) still running are left to finish",
                 self.commands.len()
             );
+        }
+    }
+
+    /// Kills a probe and reaps it once it is gone, without waiting here: a probe in a frozen
+    /// cgroup (v1) dies only when thawed, and the daemon must not stop for it.
+    fn kill_and_reap(&mut self, process: Process) {
+        self.poller.remove(process.poll_fd());
+        process.kill();
+        if let Ok(Some(_)) = process.try_wait() {
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        listen(&self.poller, process.poll_fd(), Token::Reap(serial));
+        self.reaping.insert(serial, process);
+    }
+
+    /// A killed probe's pidfd said it is gone: reap it, or look again later (traced).
+    pub(super) fn reap(&mut self, serial: u64) {
+        let Some(process) = self.reaping.get(&serial) else {
+            return;
+        };
+        self.poller.remove(process.poll_fd());
+        match process.try_wait() {
+            Ok(None) => {
+                self.rechecks
+                    .insert(Token::Reap(serial), Instant::now() + RECHECK);
+            }
+            _ => {
+                self.reaping.remove(&serial);
+            }
         }
     }
 }
