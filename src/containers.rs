@@ -86,24 +86,21 @@ impl Manager {
         MANAGERS.into_iter().find(|m| m.name() == name)
     }
 
-    /// The tool and its arguments that print the container's state and init PID.
-    fn query(self, name: &str) -> (&'static str, Vec<&str>) {
+    /// The arguments with which `tool` prints the container's state and init PID.
+    fn query(self, name: &str) -> Vec<&str> {
         match self {
             // Prints the PID only while the container runs, nothing when it is stopped.
-            Manager::Lxc => ("lxc-info", vec!["-n", name, "-p", "-H"]),
+            Manager::Lxc => vec!["-n", name, "-p", "-H"],
             // `container inspect`, not `inspect`: an image of the same name must not answer.
-            Manager::Podman | Manager::Docker => (
-                self.tool(),
-                vec![
-                    "container",
-                    "inspect",
-                    "--format",
-                    "{{.State.Running}} {{.State.Pid}}",
-                    "--",
-                    name,
-                ],
-            ),
-            Manager::Machined => ("machinectl", vec!["show", "-p", "Leader", "--value", name]),
+            Manager::Podman | Manager::Docker => vec![
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Running}} {{.State.Pid}}",
+                "--",
+                name,
+            ],
+            Manager::Machined => vec!["show", "-p", "Leader", "--value", name],
         }
     }
 
@@ -170,7 +167,7 @@ impl Manager {
         if let Some(path) = self.runtime().filter(|p| !std::path::Path::new(p).exists()) {
             return Err(Unasked::Failed(format!("not running (no {path})")));
         }
-        let (tool, args) = self.query(name);
+        let (tool, args) = (self.tool(), self.query(name));
         let output = run_tool(tool, &args).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Unasked::NotInstalled,
             _ => Unasked::Failed(format!("{tool}: {e}")),

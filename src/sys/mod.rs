@@ -41,13 +41,23 @@ pub fn resolve_ids(
             format!("unknown {what} '{name}' in jail {}", jail.id()),
         )
     };
+    // A jail without the file knows its users by number only; a jail whose file cannot be
+    // read (gone, or a loop of links) is not a jail to place a probe in.
+    let database = |path: &str| match jail.read_file(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::new(
+            Kind::NoJail,
+            format!("jail {}: cannot read its /{path}: {e}", jail.id()),
+        )),
+    };
     let (uid, primary) = match user {
         None => (0, Some(0)),
-        Some(u) => crate::ids::resolve_user(u, &jail.read_file("etc/passwd").unwrap_or_default())
+        Some(u) => crate::ids::resolve_user(u, &database("etc/passwd")?)
             .ok_or_else(|| unknown("user", u))?,
     };
     let gid = match group {
-        Some(g) => crate::ids::resolve_group(g, &jail.read_file("etc/group").unwrap_or_default())
+        Some(g) => crate::ids::resolve_group(g, &database("etc/group")?)
             .ok_or_else(|| unknown("group", g))?,
         None => primary.unwrap_or(uid),
     };

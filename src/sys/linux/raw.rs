@@ -259,20 +259,29 @@ pub fn exec_fd(
 /// (SO_PEERGROUPS, Linux 4.13).
 pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     let mut groups = vec![0u32; 256];
-    let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the buffer and updates `len`.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERGROUPS,
-            groups.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into the buffer and updates `len`.
+        let ret = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / std::mem::size_of::<u32>();
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            // ERANGE: more groups than room; `len` says how many, so ask again once.
+            if err.raw_os_error() == Some(libc::ERANGE) && needed > groups.len() {
+                groups.resize(needed, 0);
+                continue;
+            }
+            return Err(err);
+        }
+        groups.truncate(needed);
+        return Ok(groups);
     }
-    groups.truncate(len as usize / std::mem::size_of::<u32>());
-    Ok(groups)
 }
