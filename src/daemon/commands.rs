@@ -12,6 +12,12 @@ use crate::sys::{self, Process, Spawner};
 
 /// Longest line of command output logged as one message; longer lines are split.
 const MAX_OUTPUT_LINE: usize = 1024;
+/// Reads of a command's output (4 KiB each) per wake-up of the daemon: a command that writes
+/// without pause must not hold the loop; the event queue reports the pipe again.
+const MAX_READS_PER_WAKE: usize = 16;
+/// Reads of what is left once a command has ended (1 MiB); a process it left behind that
+/// still writes is not waited for.
+const MAX_READS_AT_END: usize = 256;
 
 pub(super) struct RunningCommand {
     pub probe: u64,
@@ -53,10 +59,15 @@ impl RunningCommand {
     }
 
     /// Logs what the command wrote, line by line; returns false at the end of its output.
-    pub fn drain_output(&mut self) -> bool {
+    pub fn drain_output(&mut self, max_reads: usize) -> bool {
         let Some(fd) = &self.output else { return false };
         let mut chunk = [0u8; 4096];
+        let mut reads = 0;
         let open = loop {
+            if reads == max_reads {
+                break true;
+            }
+            reads += 1;
             match rustix::io::read(fd, &mut chunk) {
                 Ok(0) => break false,
                 Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
@@ -86,7 +97,7 @@ impl Daemon {
         let Some(command) = self.commands.get_mut(&serial) else {
             return;
         };
-        if command.drain_output() {
+        if command.drain_output(MAX_READS_PER_WAKE) {
             return;
         }
         if let Some(output) = command.output.take() {
@@ -109,7 +120,7 @@ impl Daemon {
             return;
         }
         // Log what it wrote before saying that it ended.
-        command.drain_output();
+        command.drain_output(MAX_READS_AT_END);
         let command = self.commands.remove(&serial).expect("present");
         self.poller.remove(command.process.poll_fd());
         if let Some(output) = &command.output {
