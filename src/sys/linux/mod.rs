@@ -496,9 +496,7 @@ pub fn spawn_probe(
     // Until both helpers are done with the daemon's descriptor table (A gone, B on a table
     // of its own or gone), the daemon changes nothing in it.
     let mut outcome = collect_until_helpers_leave(&reader, &helper, deadline);
-    let probe = outcome
-        .probe_pid
-        .and_then(|pid| Process::from_own_child(pid as u32).ok());
+    let probe = outcome.probe.take();
     if outcome.timed_out {
         // A helper that is stuck (say, in a frozen jail) must not stall the daemon's wait.
         helper.kill();
@@ -565,6 +563,8 @@ pub fn spawn_probe(
 #[derive(Default)]
 struct StatusOutcome {
     probe_pid: Option<i32>,
+    /// B, held by pidfd as soon as A has named it.
+    probe: Option<Process>,
     armed: bool,
     failed: Option<i32>,
     timed_out: bool,
@@ -579,22 +579,22 @@ fn collect_until_helpers_leave(
 ) -> StatusOutcome {
     let mut out = StatusOutcome::default();
     let mut buf = Vec::with_capacity(32);
-    let mut probe: Option<Process> = None;
     loop {
         // Whether the helpers are gone is sampled before the pipe is read: what they wrote
         // before they went is then in it, and is drained before anything is decided.
         let a_gone = posix::readable_now(helper.poll_fd());
-        let b_gone = probe
+        let b_gone = out
+            .probe
             .as_ref()
             .is_some_and(|p| posix::readable_now(p.poll_fd()));
         if posix::readable_now(reader.as_fd()) {
             if !read_messages(reader, &mut buf, &mut out) {
                 return out;
             }
-            if probe.is_none()
+            if out.probe.is_none()
                 && let Some(pid) = out.probe_pid
             {
-                probe = Process::from_own_child(pid as u32).ok();
+                out.probe = Process::from_own_child(pid as u32).ok();
             }
             continue;
         }
@@ -606,7 +606,7 @@ fn collect_until_helpers_leave(
         if !a_gone {
             watched.push(helper.poll_fd());
         }
-        if let Some(p) = probe.as_ref().filter(|_| !b_done) {
+        if let Some(p) = out.probe.as_ref().filter(|_| !b_done) {
             watched.push(p.poll_fd());
         }
         if !wait_readable(&watched, deadline) {
