@@ -8,12 +8,9 @@
 //! never guessed: when two managers run a container of that name, the request is refused.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use rustix::event::{PollFd, PollFlags};
-use rustix::time::Timespec;
 
 use crate::error::{Error, Kind};
 
@@ -329,33 +326,16 @@ fn run_tool(tool: &str, args: &[&str]) -> io::Result<ToolOutput> {
 fn read_pipes(mut pipes: [Option<OwnedFd>; 2], deadline: Instant) -> io::Result<[Vec<u8>; 2]> {
     let mut outputs = [Vec::new(), Vec::new()];
     while pipes.iter().any(Option::is_some) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let open: Vec<BorrowedFd<'_>> = pipes.iter().flatten().map(|p| p.as_fd()).collect();
+        if !crate::sys::wait_readable(&open, deadline) {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no answer within {TOOL_DEADLINE:?}"),
             ));
         }
-        let timeout = Timespec::try_from(left).map_err(io::Error::other)?;
-        let mut fds: Vec<PollFd> = pipes
-            .iter()
-            .flatten()
-            .map(|p| PollFd::new(p, PollFlags::IN))
-            .collect();
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let mut ready = fds
-            .iter()
-            .map(|f| !f.revents().is_empty())
-            .collect::<Vec<_>>()
-            .into_iter();
-        drop(fds);
         for (pipe, output) in pipes.iter_mut().zip(&mut outputs) {
             let Some(fd) = pipe else { continue };
-            if !ready.next().unwrap_or(false) {
+            if !crate::sys::readable_now(fd.as_fd()) {
                 continue;
             }
             let mut chunk = [0u8; 4096];

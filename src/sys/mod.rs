@@ -6,6 +6,7 @@
 mod posix;
 pub use posix::{
     Exit, PeerCredentials, default_sigchld, detach, open_syslog, readable_now, syslog,
+    wait_readable,
 };
 
 #[cfg(target_os = "linux")]

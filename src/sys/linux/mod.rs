@@ -609,7 +609,7 @@ fn collect_until_helpers_leave(
         if let Some(p) = out.probe.as_ref().filter(|_| !b_done) {
             watched.push(p.poll_fd());
         }
-        if !wait_readable(&watched, deadline) {
+        if !posix::wait_readable(&watched, deadline) {
             out.timed_out = true;
             return out;
         }
@@ -621,35 +621,12 @@ fn collect_until_helpers_leave(
 fn collect_until_exec(reader: &OwnedFd, deadline: Instant, out: &mut StatusOutcome) {
     let mut buf = Vec::with_capacity(16);
     loop {
-        if !wait_readable(&[reader.as_fd()], deadline) {
+        if !posix::wait_readable(&[reader.as_fd()], deadline) {
             out.timed_out = true;
             return;
         }
         if !read_messages(reader, &mut buf, out) {
             return;
-        }
-    }
-}
-
-/// Waits until one of `fds` is readable; false once `deadline` has passed.
-fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let timeout = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
-            tv_sec: 5,
-            tv_nsec: 0,
-        });
-        let mut polled: Vec<_> = fds
-            .iter()
-            .map(|fd| rustix::event::PollFd::from_borrowed_fd(*fd, rustix::event::PollFlags::IN))
-            .collect();
-        match rustix::event::poll(&mut polled, Some(&timeout)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => return true,
-            Err(_) => return false,
         }
     }
 }
