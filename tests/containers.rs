@@ -64,6 +64,18 @@ fn ready(test: &str, tools: &[&str]) -> bool {
     true
 }
 
+/// Root and `tools`, or `None` said loudly; then a directory, the file commands append to,
+/// and a daemon. Bound as locals, they drop in reverse: daemon, then directory.
+fn daemon_for(test: &str, tools: &[&str]) -> Option<(TempDir, std::path::PathBuf, Daemon)> {
+    if !ready(test, tools) {
+        return None;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start(&dir);
+    Some((dir, fired, daemon))
+}
+
 /// A container name no other test (or run) uses.
 fn unique_name(kind: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -333,13 +345,12 @@ fn read(file: &Path) -> String {
 
 #[test]
 fn lxc_container_by_name_fires_from_inside_and_not_for_another_signal() {
-    let test = "lxc_container_by_name_fires_from_inside_and_not_for_another_signal";
-    if !ready(test, &["lxc-create"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "lxc_container_by_name_fires_from_inside_and_not_for_another_signal",
+        &["lxc-create"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let lxc = Lxc::create(false, &[]);
     lxc.start();
     let pid = lxc.pid().unwrap();
@@ -376,13 +387,12 @@ fn lxc_container_by_name_fires_from_inside_and_not_for_another_signal() {
 
 #[test]
 fn unknown_stopped_and_malformed_names_are_refused_naming_the_jail() {
-    let test = "unknown_stopped_and_malformed_names_are_refused_naming_the_jail";
-    if !ready(test, &["lxc-create"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "unknown_stopped_and_malformed_names_are_refused_naming_the_jail",
+        &["lxc-create"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let stopped = Lxc::create(false, &[]);
     let cmd = append(&fired);
     let unknown = unique_name("none");
@@ -412,13 +422,12 @@ fn unknown_stopped_and_malformed_names_are_refused_naming_the_jail() {
 
 #[test]
 fn podman_container_by_name_fires_from_inside_and_not_for_another_signal() {
-    let test = "podman_container_by_name_fires_from_inside_and_not_for_another_signal";
-    if !ready(test, &["podman", "runc"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "podman_container_by_name_fires_from_inside_and_not_for_another_signal",
+        &["podman", "runc"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let pod = Podman::run(None);
     let cmd = append(&fired);
     let spec = format!("podman:{}", pod.name);
@@ -451,13 +460,12 @@ fn podman_container_by_name_fires_from_inside_and_not_for_another_signal() {
 
 #[test]
 fn a_name_running_in_two_managers_is_ambiguous_until_prefixed() {
-    let test = "a_name_running_in_two_managers_is_ambiguous_until_prefixed";
-    if !ready(test, &["lxc-create", "podman", "runc"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "a_name_running_in_two_managers_is_ambiguous_until_prefixed",
+        &["lxc-create", "podman", "runc"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let lxc = Lxc::create(false, &[]);
     lxc.start();
     let pod = Podman::run(Some(&lxc.name));
@@ -497,13 +505,12 @@ fn a_name_running_in_two_managers_is_ambiguous_until_prefixed() {
 
 #[test]
 fn unprivileged_lxc_users_trigger_only_their_own_probes() {
-    let test = "unprivileged_lxc_users_trigger_only_their_own_probes";
-    if !ready(test, &["lxc-create"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "unprivileged_lxc_users_trigger_only_their_own_probes",
+        &["lxc-create"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let lxc = Lxc::create(true, &[("alice", 1000), ("bob", 1001)]);
     lxc.start();
     let pid = lxc.pid().unwrap();
@@ -541,13 +548,12 @@ fn unprivileged_lxc_users_trigger_only_their_own_probes() {
 
 #[test]
 fn a_stopped_container_takes_its_probes_without_firing() {
-    let test = "a_stopped_container_takes_its_probes_without_firing";
-    if !ready(test, &["lxc-create", "podman", "runc"]) {
+    let Some((_dir, fired, daemon)) = daemon_for(
+        "a_stopped_container_takes_its_probes_without_firing",
+        &["lxc-create", "podman", "runc"],
+    ) else {
         return;
-    }
-    let dir = TempDir::new();
-    let fired = dir.path("fired");
-    let daemon = Daemon::start(&dir);
+    };
     let lxc = Lxc::create(false, &[]);
     lxc.start();
     let pod = Podman::run(None);

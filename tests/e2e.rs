@@ -580,23 +580,7 @@ fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
     );
     // A non-root peer is refused by its credentials, even when the socket mode lets it in.
     fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            util::BIN,
-            "-c",
-            "true",
-            "-j",
-            &jail.spec(),
-            "-f",
-        ])
-        .arg(&daemon.socket)
-        .output()
-        .unwrap();
+    let out = daemon.util_as_nobody(&["-c", "true", "-j", &jail.spec()]);
     assert_eq!(out.status.code(), Some(77), "{}", err(&out));
     assert!(err(&out).contains("neither root nor in the socket's group"));
     assert!(
@@ -626,21 +610,7 @@ fn utility_without_daemon_says_so() {
 #[test]
 fn daemon_refuses_to_start_without_root() {
     if rustix::process::geteuid().is_root() {
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                util::BIN,
-                "-D",
-                "-F",
-                "-f",
-                "/tmp/x.sock",
-            ])
-            .output()
-            .unwrap();
+        let out = as_nobody(&["-D", "-F", "-f", "/tmp/x.sock"]);
         assert_eq!(out.status.code(), Some(77));
     } else {
         let out = Command::new(BIN)

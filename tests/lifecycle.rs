@@ -153,20 +153,7 @@ fn list_shows_what_really_runs_and_remove_takes_probes_away_unfired() {
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(*mode)).unwrap();
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                BIN,
-            ])
-            .args(*args)
-            .arg("-f")
-            .arg(&daemon.socket)
-            .output()
-            .unwrap();
+        let out = daemon.util_as_nobody(args);
         assert_eq!(out.status.code(), Some(77), "{mode:o} {args:?}");
     }
     assert_eq!(jail.probes("TWO").len(), 1);

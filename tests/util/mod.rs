@@ -149,6 +149,14 @@ impl Daemon {
         );
     }
 
+    /// Runs the utility against this daemon as uid and gid 65534, without groups.
+    pub fn util_as_nobody(&self, args: &[&str]) -> Output {
+        let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        argv.push("-f".as_ref());
+        argv.push(self.socket.as_os_str());
+        as_nobody(&argv)
+    }
+
     pub fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_child(&self.child);
         rustix::process::kill_process(pid, sig).unwrap();
@@ -294,6 +302,22 @@ pub fn host_pids_matching(title: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Runs the binary with `args` as uid and gid 65534, without supplementary groups.
+pub fn as_nobody<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            BIN,
+        ])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Lines in a file (0 if it does not exist).
