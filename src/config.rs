@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::definition::Definition;
 use crate::error::{Error, Kind};
 use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 
@@ -39,7 +40,7 @@ struct Declared {
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
-pub fn load(path: &Path, named: bool) -> Result<Vec<Arm>, Error> {
+pub fn load(path: &Path, named: bool) -> Result<Vec<Definition>, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text).map_err(|e| {
             Error::new(
@@ -56,14 +57,14 @@ pub fn load(path: &Path, named: bool) -> Result<Vec<Arm>, Error> {
 }
 
 /// Parses a whole file; an error names the line (1-based) and what is wrong there.
-pub fn parse(text: &str) -> Result<Vec<Arm>, Error> {
+pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let refuse = |line: usize, why: String| Error::new(Kind::Config, format!("line {line}: {why}"));
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(s.start));
         refuse(line, e.message().trim().to_string())
     })?;
-    let mut probes: Vec<Arm> = Vec::with_capacity(file.probe.len());
+    let mut probes: Vec<Definition> = Vec::with_capacity(file.probe.len());
     for spanned in file.probe {
         let line = line_of(spanned.span().start);
         let d = spanned.into_inner();
@@ -89,7 +90,7 @@ pub fn parse(text: &str) -> Result<Vec<Arm>, Error> {
                 ),
             ));
         }
-        probes.push(arm);
+        probes.push(arm.into());
     }
     Ok(probes)
 }

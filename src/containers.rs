@@ -6,18 +6,19 @@
 //! managers' stable interface. Each tool runs with a fixed environment and a deadline, and its
 //! answer is parsed strictly: anything but a clear "running, pid N" is not a jail. A name is
 //! never guessed: when two managers run a container of that name, the request is refused.
+//!
+//! This module is pure: what to ask, how to read the answer, and the decision. The platform
+//! code (`sys::linux::lookup`) runs the tools, all at once, watched by the daemon's event
+//! queue.
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Kind};
 
 /// How long one manager's tool may take to answer.
 pub const TOOL_DEADLINE: Duration = Duration::from_secs(5);
 /// Most output read from a tool; its answer is one short line.
-const MAX_TOOL_OUTPUT: usize = 64 * 1024;
+pub const MAX_TOOL_OUTPUT: usize = 64 * 1024;
 
 /// The managers asked for a bare name, in this order.
 pub const MANAGERS: [Manager; 4] = [
@@ -56,7 +57,7 @@ pub struct Found {
 
 /// One manager's answer about one name.
 #[derive(Debug, PartialEq, Eq)]
-enum Answer {
+pub enum Answer {
     Running(i32),
     Stopped,
     Absent,
@@ -64,7 +65,7 @@ enum Answer {
 
 /// Why a manager could not answer.
 #[derive(Debug, PartialEq, Eq)]
-enum Unasked {
+pub enum Unasked {
     NotInstalled,
     Failed(String),
 }
@@ -84,7 +85,7 @@ impl Manager {
     }
 
     /// The arguments with which `tool` prints the container's state and init PID.
-    fn query(self, name: &str) -> Vec<&str> {
+    pub fn query(self, name: &str) -> Vec<&str> {
         match self {
             // Prints the PID only while the container runs, nothing when it is stopped.
             Manager::Lxc => vec!["-n", name, "-p", "-H"],
@@ -101,7 +102,7 @@ impl Manager {
         }
     }
 
-    fn tool(self) -> &'static str {
+    pub fn tool(self) -> &'static str {
         match self {
             Manager::Lxc => "lxc-info",
             Manager::Podman => "podman",
@@ -111,7 +112,7 @@ impl Manager {
     }
 
     /// Reads the tool's answer: its exit status, stdout and stderr.
-    fn parse(self, success: bool, stdout: &str, stderr: &str) -> Result<Answer, Unasked> {
+    pub fn parse(self, success: bool, stdout: &str, stderr: &str) -> Result<Answer, Unasked> {
         let absent = [
             "doesn't exist",
             "no such container",
@@ -152,24 +153,12 @@ impl Manager {
 
     /// Where a manager that serves its tool through a daemon listens: absent, the manager is
     /// not running, and its tool is not started only to find that out.
-    fn runtime(self) -> Option<&'static str> {
+    pub fn runtime(self) -> Option<&'static str> {
         match self {
             Manager::Docker => Some("/var/run/docker.sock"),
             Manager::Machined => Some("/run/systemd/machines"),
             Manager::Lxc | Manager::Podman => None,
         }
-    }
-
-    fn ask(self, name: &str) -> Result<Answer, Unasked> {
-        if let Some(path) = self.runtime().filter(|p| !std::path::Path::new(p).exists()) {
-            return Err(Unasked::Failed(format!("not running (no {path})")));
-        }
-        let (tool, args) = (self.tool(), self.query(name));
-        let output = run_tool(tool, &args).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Unasked::NotInstalled,
-            _ => Unasked::Failed(format!("{tool}: {e}")),
-        })?;
-        self.parse(output.success, &output.stdout, &output.stderr)
     }
 }
 
@@ -207,23 +196,19 @@ pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
     Ok(Spec::Name { manager, name })
 }
 
-/// Finds the running container `name`: with `manager`, only there; else in every installed
-/// manager, and it must be running in exactly one.
-pub fn find(spec: &str, manager: Option<Manager>, name: &str) -> Result<Found, Error> {
-    let managers: Vec<Manager> = match manager {
+/// The managers to ask about a name: the one named, or all of them in order.
+pub fn managers_for(manager: Option<Manager>) -> Vec<Manager> {
+    match manager {
         Some(m) => vec![m],
         None => MANAGERS.to_vec(),
-    };
-    let answers: Vec<(Manager, Result<Answer, Unasked>)> =
-        managers.iter().map(|&m| (m, m.ask(name))).collect();
-    decide(spec, name, &answers)
+    }
 }
 
-/// Asks `found`'s manager again: the PID opened in between belongs to the container only if
-/// the manager still names it (and the caller then checks that its pidfd is still alive).
-pub fn confirm(spec: &str, name: &str, found: &Found) -> Result<(), Error> {
-    match found.manager.ask(name) {
-        Ok(Answer::Running(pid)) if pid == found.pid => Ok(()),
+/// Whether `found`'s manager, asked again, still names the same PID: only then does the PID
+/// opened in between belong to the container.
+pub fn confirmed(spec: &str, found: &Found, again: &Result<Answer, Unasked>) -> Result<(), Error> {
+    match again {
+        Ok(Answer::Running(pid)) if *pid == found.pid => Ok(()),
         _ => Err(Error::new(
             Kind::NoJail,
             format!("jail '{spec}': the container stopped or restarted while it was looked up"),
@@ -232,7 +217,7 @@ pub fn confirm(spec: &str, name: &str, found: &Found) -> Result<(), Error> {
 }
 
 /// The decision over every manager's answer; pure, so that each outcome is unit-tested.
-fn decide(
+pub fn decide(
     spec: &str,
     name: &str,
     answers: &[(Manager, Result<Answer, Unasked>)],
@@ -283,75 +268,6 @@ fn decide(
         "no running container of that name ({})",
         why.join("; ")
     )))
-}
-
-struct ToolOutput {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a manager's tool with a fixed environment, no stdin, and `TOOL_DEADLINE`; it is killed
-/// when late.
-fn run_tool(tool: &str, args: &[&str]) -> io::Result<ToolOutput> {
-    let mut child = Command::new(tool)
-        .args(args)
-        .env_clear()
-        .env("PATH", crate::daemon::COMMAND_PATH)
-        .env("LC_ALL", "C")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let pipes = [
-        child.stdout.take().map(OwnedFd::from),
-        child.stderr.take().map(OwnedFd::from),
-    ];
-    let read = read_pipes(pipes, Instant::now() + TOOL_DEADLINE);
-    if read.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait()?;
-    let [stdout, stderr] = read?;
-    Ok(ToolOutput {
-        success: status.success(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
-}
-
-/// Reads both pipes together until each is closed (or holds `MAX_TOOL_OUTPUT`), so that a
-/// chatty stderr cannot stall the tool; fails once `deadline` has passed.
-fn read_pipes(mut pipes: [Option<OwnedFd>; 2], deadline: Instant) -> io::Result<[Vec<u8>; 2]> {
-    let mut outputs = [Vec::new(), Vec::new()];
-    while pipes.iter().any(Option::is_some) {
-        let open: Vec<BorrowedFd<'_>> = pipes.iter().flatten().map(|p| p.as_fd()).collect();
-        if !crate::sys::wait_readable(&open, deadline) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer within {TOOL_DEADLINE:?}"),
-            ));
-        }
-        for (pipe, output) in pipes.iter_mut().zip(&mut outputs) {
-            let Some(fd) = pipe else { continue };
-            if !crate::sys::readable_now(fd.as_fd()) {
-                continue;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match rustix::io::read(&*fd, &mut chunk) {
-                Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if n == 0 || output.len() + n > MAX_TOOL_OUTPUT {
-                *pipe = None;
-            } else {
-                output.extend_from_slice(&chunk[..n]);
-            }
-        }
-    }
-    Ok(outputs)
 }
 
 #[cfg(test)]
@@ -519,15 +435,5 @@ mod tests {
         ] {
             assert!(err.message.contains(part), "{part}: {}", err.message);
         }
-    }
-
-    #[test]
-    fn a_tool_is_run_with_a_fixed_environment_and_its_output_read() {
-        let out = run_tool("sh", &["-c", "echo \"$PATH|$HOME\"; echo oops >&2; exit 3"]).unwrap();
-        assert!(!out.success);
-        assert_eq!(out.stdout, format!("{}|\n", crate::daemon::COMMAND_PATH));
-        assert_eq!(out.stderr, "oops\n");
-        let missing = run_tool("jaildaemon-no-such-tool", &[]).err().unwrap();
-        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 }

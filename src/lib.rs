@@ -8,6 +8,7 @@ pub mod config;
 #[cfg(target_os = "linux")]
 pub mod containers;
 pub mod daemon;
+pub mod definition;
 pub mod error;
 pub mod ids;
 pub mod listing;

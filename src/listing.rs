@@ -35,9 +35,13 @@ pub fn table(probes: &[ProbeInfo]) -> String {
             }
             .to_string(),
             match p.state {
+                ProbeState::Placing => "placing",
                 ProbeState::Armed => "armed",
                 ProbeState::Running => "running",
+                ProbeState::Spent => "spent",
+                ProbeState::Retrying => "retrying",
                 ProbeState::Waiting => "waiting",
+                ProbeState::Refused => "refused",
             }
             .to_string(),
             p.pid.map_or_else(dash, |p| p.to_string()),

@@ -90,12 +90,22 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeState {
+    /// Its jail is being looked up, or its process placed there.
+    Placing,
     /// A probe process waits in the jail.
     Armed,
     /// Its command runs; no probe process now.
     Running,
-    /// Its jail is not running (or refused it); it is armed when the jail runs again.
+    /// A single shot that fired: armed again when its jail runs again.
+    Spent,
+    /// Its jail runs, but it ended without firing or could not be placed: placed again after
+    /// a back-off.
+    Retrying,
+    /// Its jail is not running; it is armed when the jail runs again.
     Waiting,
+    /// It cannot be placed for a reason no retry fixes (an unknown user, say); `last` says
+    /// which.
+    Refused,
 }
 
 /// One line of `jaildaemon -l`.

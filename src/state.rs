@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::definition::Definition;
 use crate::error::{Error, Kind};
-use crate::proto::Arm;
+use crate::proto::Respawn;
 
 const FORMAT: u32 = 1;
 
@@ -20,12 +21,59 @@ const FORMAT: u32 = 1;
 #[serde(deny_unknown_fields)]
 struct Saved {
     format: u32,
-    probes: Vec<Arm>,
+    probes: Vec<Record>,
+}
+
+/// One probe in the file. Its own type, so that the wire request and the daemon's definition
+/// can change without changing the file; the fields are those written since format 1.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    command: String,
+    jail: String,
+    title: String,
+    respawn: Respawn,
+    user: Option<String>,
+    group: Option<String>,
+    /// Always true; written so that files stay readable by earlier versions.
+    #[serde(default = "persisted")]
+    persist: bool,
+}
+
+fn persisted() -> bool {
+    true
+}
+
+impl From<Record> for Definition {
+    fn from(r: Record) -> Definition {
+        Definition {
+            jail: r.jail,
+            title: r.title,
+            command: r.command,
+            respawn: r.respawn,
+            user: r.user,
+            group: r.group,
+        }
+    }
+}
+
+impl From<&Definition> for Record {
+    fn from(d: &Definition) -> Record {
+        Record {
+            command: d.command.clone(),
+            jail: d.jail.clone(),
+            title: d.title.clone(),
+            respawn: d.respawn,
+            user: d.user.clone(),
+            group: d.group.clone(),
+            persist: true,
+        }
+    }
 }
 
 /// Reads the saved probes; a missing file holds none. A file that cannot be read is an error
 /// naming it: the daemon does not start over someone's saved probes.
-pub fn load(path: &Path) -> Result<Vec<Arm>, Error> {
+pub fn load(path: &Path) -> Result<Vec<Definition>, Error> {
     let bad = |why: String| {
         Error::new(
             Kind::Config,
@@ -41,12 +89,12 @@ pub fn load(path: &Path) -> Result<Vec<Arm>, Error> {
     if saved.format != FORMAT {
         return Err(bad(format!("format {} is not {FORMAT}", saved.format)));
     }
-    Ok(saved.probes)
+    Ok(saved.probes.into_iter().map(Definition::from).collect())
 }
 
 /// Replaces the file with `probes`, atomically. Its directory is created (mode 0700) if
 /// missing; the file is mode 0600, since commands are in it.
-pub fn save(path: &Path, probes: &[Arm]) -> io::Result<()> {
+pub fn save(path: &Path, probes: &[Definition]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     fs::DirBuilder::new()
@@ -55,7 +103,7 @@ pub fn save(path: &Path, probes: &[Arm]) -> io::Result<()> {
         .create(dir)?;
     let body = serde_json::to_vec_pretty(&Saved {
         format: FORMAT,
-        probes: probes.to_vec(),
+        probes: probes.iter().map(Record::from).collect(),
     })
     .map_err(io::Error::other)?;
     let temporary = temporary_path(path);
@@ -88,17 +136,15 @@ fn temporary_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Respawn;
 
-    fn arm(title: &str) -> Arm {
-        Arm {
+    fn arm(title: &str) -> Definition {
+        Definition {
             command: "echo 'a \"quoted\" command'".into(),
             jail: "lxc:web1".into(),
             title: title.into(),
             respawn: Respawn::AfterCommand,
             user: Some("www".into()),
             group: None,
-            persist: true,
         }
     }
 

@@ -787,6 +787,7 @@ fn command_output_reaches_the_log_and_its_environment_is_fixed() {
             ![
                 "PATH",
                 "JAILDAEMON_JAIL",
+                "JAILDAEMON_JAIL_PID",
                 "JAILDAEMON_TITLE",
                 "JAILDAEMON_PROBE",
                 "PWD",
@@ -802,6 +803,8 @@ fn command_output_reaches_the_log_and_its_environment_is_fixed() {
         "unexpected variables {unexpected:?} in:\n{env}"
     );
     assert!(env.contains(&format!("JAILDAEMON_JAIL={}", jail.spec())));
+    // The jail's host PID the probe was placed by: a command can enter the jail with it.
+    assert!(env.contains(&format!("JAILDAEMON_JAIL_PID={}\n", jail.spec())));
     assert!(env.contains("JAILDAEMON_TITLE=LOUD_COMMAND"));
 }
 

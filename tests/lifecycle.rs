@@ -196,7 +196,8 @@ fn every_trigger_and_refusal_is_in_the_log_with_jail_title_and_id() {
     let tag = format!("probe 1 (jail {spec}, 'AUDITED')");
     let log = daemon.log_text();
     for event in [
-        format!("{tag} armed (Command): uid 0, gid 0, respawn AfterCommand, host pid"),
+        // In words an administrator reads: no internal type names.
+        format!("{tag} armed: uid 0, gid 0, mode -r, host pid"),
         format!("{tag} triggered"),
         format!("{tag} command started, host pid"),
         format!("{tag} command ended with exit code 0 after"),

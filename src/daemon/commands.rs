@@ -5,10 +5,10 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use super::probes::RECHECK;
-use super::{COMMAND_PATH, Daemon, Token};
-use crate::proto::Arm;
-use crate::sys::{self, Process, Spawner};
+use super::core::{CommandId, Event, JailId, ProbeId};
+use super::{Daemon, RECHECK, Token};
+use crate::definition::Definition;
+use crate::sys::{self, COMMAND_PATH, Process, Spawner};
 
 /// Longest line of command output logged as one message; longer lines are split.
 const MAX_OUTPUT_LINE: usize = 1024;
@@ -20,7 +20,6 @@ const MAX_READS_PER_WAKE: usize = 16;
 const MAX_READS_AT_END: usize = 256;
 
 pub(super) struct RunningCommand {
-    pub probe: u64,
     /// How log lines name the probe: id, jail, title.
     pub tag: String,
     pub process: Process,
@@ -32,27 +31,29 @@ pub(super) struct RunningCommand {
 }
 
 impl RunningCommand {
-    /// Runs `arm`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
+    /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
     pub fn spawn(
         spawner: &mut Spawner,
-        probe: u64,
-        tag: String,
-        arm: &Arm,
+        probe: ProbeId,
+        def: &Definition,
+        jail: JailId,
+        now: Instant,
     ) -> io::Result<RunningCommand> {
         let id = probe.to_string();
+        let jail_pid = jail.to_string();
         let env = [
             ("PATH", COMMAND_PATH),
-            ("JAILDAEMON_JAIL", arm.jail.as_str()),
-            ("JAILDAEMON_TITLE", arm.title.as_str()),
+            ("JAILDAEMON_JAIL", def.jail.as_str()),
+            ("JAILDAEMON_JAIL_PID", jail_pid.as_str()),
+            ("JAILDAEMON_TITLE", def.title.as_str()),
             ("JAILDAEMON_PROBE", id.as_str()),
         ];
-        let (process, output) = sys::spawn_command(spawner, &arm.command, &env)?;
+        let (process, output) = sys::spawn_command(spawner, &def.command, &env)?;
         Ok(RunningCommand {
-            probe,
-            tag,
+            tag: format!("probe {probe} (jail {}, '{}')", def.jail, def.title),
             process,
-            started: Instant::now(),
+            started: now,
             output: Some(output),
             partial: Vec::new(),
         })
@@ -92,9 +93,9 @@ impl RunningCommand {
 }
 
 impl Daemon {
-    /// Logs what command `serial` wrote; at the end of its output, stops watching the pipe.
-    pub(super) fn command_output(&mut self, serial: u64) {
-        let Some(command) = self.commands.get_mut(&serial) else {
+    /// Logs what command `id` wrote; at the end of its output, stops watching the pipe.
+    pub(super) fn command_output(&mut self, id: CommandId) {
+        let Some(command) = self.commands.get_mut(&id) else {
             return;
         };
         if command.drain_output(MAX_READS_PER_WAKE) {
@@ -105,9 +106,9 @@ impl Daemon {
         }
     }
 
-    /// Reaps command `serial` if it has exited: logs how it ended, and lets its probe re-arm.
-    pub(super) fn command_exited(&mut self, serial: u64) {
-        let Some(command) = self.commands.get_mut(&serial) else {
+    /// Reaps command `id` if it has exited, and tells the core how it ended.
+    pub(super) fn command_exited(&mut self, id: CommandId) {
+        let Some(command) = self.commands.get_mut(&id) else {
             return;
         };
         let result = command.process.try_wait();
@@ -116,12 +117,12 @@ impl Daemon {
             // rather than spin on a descriptor that stays readable.
             self.poller.remove(command.process.poll_fd());
             self.rechecks
-                .insert(Token::Command(serial), Instant::now() + RECHECK);
+                .insert(Token::Command(id), Instant::now() + RECHECK);
             return;
         }
         // Log what it wrote before saying that it ended.
         command.drain_output(MAX_READS_AT_END);
-        let command = self.commands.remove(&serial).expect("present");
+        let command = self.commands.remove(&id).expect("present");
         self.poller.remove(command.process.poll_fd());
         if let Some(output) = &command.output {
             self.poller.remove(output.as_fd());
@@ -129,14 +130,10 @@ impl Daemon {
         let status = result
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
-        let ended = format!(
-            "command ended with {status} after {:?}",
-            command.started.elapsed()
-        );
-        log::info!("{} {ended}", command.tag);
-        if let Some(probe) = self.probes.get_mut(&command.probe) {
-            probe.last = Some(ended);
-        }
-        self.after_command(command.probe);
+        self.events.push_back(Event::CommandEnded {
+            command: id,
+            outcome: Ok(status),
+            took: command.started.elapsed(),
+        });
     }
 }

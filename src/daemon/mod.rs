@@ -1,10 +1,14 @@
-//! The daemon: owns the socket, the probes and the commands they fire, in one single-threaded
-//! poll loop (so that a fork for a probe never copies a lock held by another thread).
+//! The daemon's shell: owns the socket, the clients, and every descriptor and process; feeds
+//! what happens to the core (`core.rs`) as events and performs the effects it returns.
+//!
+//! One thread and one event queue. Nothing in the loop waits on anything outside the daemon:
+//! container managers' tools, placements and clients are all watched by the queue under
+//! deadlines, and a killed child is reaped when it is gone, never waited for.
 
 mod commands;
-mod probes;
+pub mod core;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,36 +17,49 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use self::core::{
+    ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId,
+    RESERVED_DESCRIPTORS, ToPlace,
+};
+pub use self::core::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
 use crate::cli::DaemonConfig;
+use crate::definition::Definition;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
-use crate::sys::{self, Poller, Process, Spawner};
+use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
 use commands::RunningCommand;
-use probes::{JAIL_GRACE, Probe, WatchedJail};
-pub use probes::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
 
-/// A client must send its whole request within this time.
+/// A client must send its whole request within this time, and take its answer within it.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; beyond that a client is answered "busy" at once.
 const MAX_CLIENTS: usize = 256;
-/// Descriptors the daemon holds besides its probes, jails, commands and clients: stdio, the
-/// listener, the signal and event queues, the probe image, the pidfile, syslog.
-const BASE_DESCRIPTORS: usize = 16;
-/// Descriptors kept free for what must not fail at the limit: a fired probe's command (its
-/// pidfd, its output pipe, and the pipe spawning uses) and the placing of a probe (status
-/// pipe, the jail's root, a helper's pidfd, a new jail's pidfd).
-const RESERVED_DESCRIPTORS: usize = 16;
 /// With every descriptor taken, the listener is left alone this long before the next accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// PATH of every command (and of the container managers' tools). The rest of a command's
-/// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
-pub(crate) const COMMAND_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How soon a child that exited but could not be reaped yet (a tracer holds it) is looked at
+/// again.
+const RECHECK: Duration = Duration::from_millis(100);
+/// Descriptors a container lookup may hold: its queue, and per manager a pidfd and two pipes.
+const LOOKUP_DESCRIPTORS: usize = 13;
+/// How long shutdown waits for killed probes to go (frozen or traced ones may not).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A connection, from its request to its answer.
+enum ClientState {
+    /// Sending its request, until `deadline`.
+    Reading { buf: Vec<u8>, deadline: Instant },
+    /// Its request is with the core: a probe being looked up or placed.
+    Waiting,
+    /// Taking its answer, until `deadline`.
+    Writing {
+        answer: Vec<u8>,
+        written: usize,
+        deadline: Instant,
+    },
+}
 
 struct Client {
     stream: UnixStream,
-    buf: Vec<u8>,
-    deadline: Instant,
+    state: ClientState,
 }
 
 /// The configuration file, and whether `-C` named it (then it must exist).
@@ -51,10 +68,12 @@ struct ConfigFile {
     named: bool,
 }
 
-/// Limits on probes: the documented ones, or lower ones from `JAILDAEMON_PROBE_LIMITS`.
-struct Limits {
-    total: usize,
-    per_jail: usize,
+/// A placement in flight: its jail, its probes in batch order, and those refused before it
+/// started (their ids could not be resolved).
+struct InFlight {
+    placement: Placement,
+    probes: Vec<(ProbeId, (u32, u32))>,
+    refused: Vec<(ProbeId, Error)>,
 }
 
 struct Daemon {
@@ -64,27 +83,33 @@ struct Daemon {
     signals: OwnedFd,
     spawner: Spawner,
     poller: Poller,
-    probes: BTreeMap<u64, Probe>,
-    /// Jails with probes, by `Jail::id`.
-    jails: BTreeMap<i32, WatchedJail>,
-    /// Commands and clients, by a serial number of their own.
-    commands: BTreeMap<u64, RunningCommand>,
-    clients: BTreeMap<u64, Client>,
-    /// Killed probes not reaped yet, by serial number.
+    core: Core,
+    /// Events for the core, in order.
+    events: VecDeque<Event>,
+    /// Jails held for probes, by `Jail::id`.
+    jails: BTreeMap<JailId, Jail>,
+    /// Armed probes' processes.
+    armed: BTreeMap<ProbeId, Process>,
+    commands: BTreeMap<CommandId, RunningCommand>,
+    placements: BTreeMap<PlacementId, InFlight>,
+    /// Container names being looked up, by a serial number, with the name.
+    lookups: BTreeMap<u64, (String, Lookup)>,
+    clients: BTreeMap<ClientId, Client>,
+    /// Killed processes not reaped yet, by serial number.
     reaping: BTreeMap<u64, Process>,
-    next_id: u64,
     next_serial: u64,
     config: ConfigFile,
     state_path: PathBuf,
-    /// When waiting probes next look for their jail.
-    next_retry: Option<Instant>,
-    /// Probes and commands whose pidfd said "exited" but that could not be reaped yet (a
-    /// tracer holds them): looked at again at the time given, instead of spun on.
+    /// Children whose pidfd said "exited" but that could not be reaped yet (a tracer holds
+    /// them): looked at again at the time given, instead of spun on.
     rechecks: BTreeMap<Token, Instant>,
     /// Out of descriptors: the listener is not watched until then.
     listener_paused: Option<Instant>,
-    limits: Limits,
     descriptor_limit: usize,
+    /// READY=1 was sent: the probes declared at start are settled.
+    ready: bool,
+    /// SIGTERM or SIGINT came.
+    stopping: bool,
 }
 
 /// What a ready descriptor stands for; the poller carries it as a number.
@@ -92,13 +117,15 @@ struct Daemon {
 enum Token {
     Listener,
     Signals,
-    Client(u64),
-    Probe(u64),
-    Jail(i32),
-    Command(u64),
-    Output(u64),
-    /// A killed probe, to be reaped once gone.
+    Client(ClientId),
+    Probe(ProbeId),
+    Jail(JailId),
+    Command(CommandId),
+    Output(CommandId),
+    /// A killed child, to be reaped once gone.
     Reap(u64),
+    Placement(PlacementId),
+    Lookup(u64),
 }
 
 impl Token {
@@ -114,6 +141,8 @@ impl Token {
             Token::Command(id) => (6, id),
             Token::Output(id) => (7, id),
             Token::Reap(id) => (8, id),
+            Token::Placement(id) => (9, id),
+            Token::Lookup(id) => (10, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -129,6 +158,8 @@ impl Token {
             6 => Token::Command(id),
             7 => Token::Output(id),
             8 => Token::Reap(id),
+            9 => Token::Placement(id),
+            10 => Token::Lookup(id),
             _ => return None,
         })
     }
@@ -233,7 +264,47 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     // at the terminal; their probes are armed once the daemon runs.
     let persisted = crate::state::load(&config.state)?;
     let declared = crate::config::load(&config.config, config.config_named)?;
+    let limits = probe_limits()?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
+    // From here on, a daemon that does not start leaves no pidfile behind.
+    let started = start(config, &mut pidfile, limits);
+    let mut daemon = match started {
+        Ok(Some(daemon)) => daemon,
+        Ok(None) => std::process::exit(0),
+        Err(e) => {
+            let _ = std::fs::remove_file(&config.pidfile);
+            return Err(e);
+        }
+    };
+    for def in persisted {
+        daemon.events.push_back(Event::Declare {
+            def,
+            origin: Origin::Persisted,
+        });
+    }
+    for def in declared {
+        daemon.events.push_back(Event::Declare {
+            def,
+            origin: Origin::Config,
+        });
+    }
+    let result = daemon.serve();
+    notify_service_manager("STOPPING=1");
+    daemon.shutdown();
+    let _ = std::fs::remove_file(&config.socket);
+    let _ = std::fs::remove_file(&config.pidfile);
+    drop(pidfile);
+    log::info!("stopped");
+    result
+}
+
+/// Takes the socket, loads the probe image, detaches (the parent returns `None` once the
+/// pidfile names the child) and makes the daemon.
+fn start(
+    config: &DaemonConfig,
+    pidfile: &mut PidFile,
+    limits: (usize, usize),
+) -> Result<Option<Daemon>, Error> {
     let group = match &config.group {
         None => None,
         Some(name) => {
@@ -260,7 +331,6 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let descriptor_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let limits = probe_limits()?;
     if !config.foreground {
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
@@ -268,7 +338,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
                 pidfile
                     .write_pid(child)
                     .map_err(|e| Error::os("writing the pidfile", e))?;
-                std::process::exit(0);
+                return Ok(None);
             }
             None => crate::logging::switch_to_syslog(),
         }
@@ -285,53 +355,57 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     for warning in sys::host_warnings() {
         log::warn!("{warning}");
     }
-    let mut daemon = Daemon {
+    let daemon = Daemon {
         listener,
         group,
         signals,
         spawner,
         poller,
-        probes: BTreeMap::new(),
+        core: Core::new(Limits {
+            total: limits.0,
+            per_jail: limits.1,
+            descriptors: descriptor_limit,
+        }),
+        events: VecDeque::new(),
         jails: BTreeMap::new(),
+        armed: BTreeMap::new(),
         commands: BTreeMap::new(),
+        placements: BTreeMap::new(),
+        lookups: BTreeMap::new(),
         clients: BTreeMap::new(),
         reaping: BTreeMap::new(),
-        next_id: 1,
         next_serial: 1,
-        rechecks: BTreeMap::new(),
-        listener_paused: None,
-        limits,
-        descriptor_limit,
         config: ConfigFile {
             path: config.config.clone(),
             named: config.config_named,
         },
         state_path: config.state.clone(),
-        next_retry: None,
+        rechecks: BTreeMap::new(),
+        listener_paused: None,
+        descriptor_limit,
+        ready: false,
+        stopping: false,
     };
-    listen(&daemon.poller, daemon.listener.as_fd(), Token::Listener);
     listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
-    for arm in persisted {
-        daemon.declare(arm, Origin::Persisted);
-    }
-    for arm in declared {
-        daemon.declare(arm, Origin::Config);
-    }
-    notify_service_manager("READY=1");
-    let result = daemon.serve();
-    notify_service_manager("STOPPING=1");
-    daemon.shutdown();
-    let _ = std::fs::remove_file(&config.socket);
-    let _ = std::fs::remove_file(&config.pidfile);
-    drop(pidfile);
-    log::info!("stopped");
-    result
+    Ok(Some(daemon))
 }
 
 impl Daemon {
     fn serve(&mut self) -> Result<(), Error> {
         let mut ready = Vec::new();
         loop {
+            self.run_core();
+            if !self.ready && self.core.settled() {
+                // Clients are served once the probes declared at start are settled (each
+                // lookup and placement has its deadline), so that the first `-l` shows them
+                // armed; until then they wait in the socket's backlog.
+                self.ready = true;
+                listen(&self.poller, self.listener.as_fd(), Token::Listener);
+                notify_service_manager("READY=1");
+            }
+            if self.stopping {
+                return Ok(());
+            }
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(Instant::now()));
@@ -342,43 +416,352 @@ impl Daemon {
             for token in ready.iter().filter_map(|t| Token::decode(*t)) {
                 match token {
                     Token::Listener => self.accept(),
-                    Token::Signals => {
-                        while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
-                            if sig == libc::SIGHUP {
-                                self.reload();
-                            } else {
-                                log::info!("signal {sig}: shutting down");
-                                return Ok(());
-                            }
-                        }
-                    }
-                    Token::Client(id) => {
-                        if self.read_client(id) {
-                            self.drop_client(id);
-                        }
-                    }
+                    Token::Signals => self.signalled(),
+                    Token::Client(id) => self.client_ready(id),
                     Token::Probe(id) => self.probe_exited(id),
                     Token::Jail(id) => self.jail_stopped(id),
                     Token::Output(id) => self.command_output(id),
                     Token::Command(id) => self.command_exited(id),
                     Token::Reap(serial) => self.reap(serial),
+                    Token::Placement(id) => self.placement_ready(id, false),
+                    Token::Lookup(serial) => self.lookup_ready(serial, Instant::now()),
                 }
             }
             self.on_time(Instant::now());
         }
     }
 
-    /// The earliest moment something is due without an event: a client's deadline, the end of
-    /// a jail's grace, a retry of waiting probes, a recheck, the end of an accept pause.
+    /// Hands every queued event to the core and performs what it returns (which may queue
+    /// more events).
+    fn run_core(&mut self) {
+        while let Some(event) = self.events.pop_front() {
+            self.core.set_shell_descriptors(self.shell_descriptors());
+            for effect in self.core.handle(event, Instant::now()) {
+                self.perform(effect);
+            }
+        }
+    }
+
+    /// Descriptors the shell holds besides the base: clients, lookups, placements' status
+    /// pipes and helpers, killed children.
+    fn shell_descriptors(&self) -> usize {
+        self.clients.len()
+            + self.reaping.len()
+            + LOOKUP_DESCRIPTORS * self.lookups.len()
+            + 2 * self.placements.len()
+    }
+
+    fn perform(&mut self, effect: Effect) {
+        match effect {
+            Effect::Find { spec } => self.find(spec),
+            Effect::Place {
+                placement,
+                jail,
+                probes,
+            } => self.place(placement, jail, probes),
+            Effect::Kill { probe } => {
+                if let Some(process) = self.armed.remove(&probe) {
+                    self.kill_and_reap(process);
+                }
+            }
+            Effect::Run {
+                command,
+                probe,
+                def,
+                jail,
+            } => self.run_command(command, probe, &def, jail),
+            Effect::Reply { client, response } => self.answer(client, &response),
+            Effect::Save { probes, confirm } => self.save(&probes, confirm),
+            Effect::Log { level, message } => log::log!(level, "{message}"),
+            Effect::Release { jail } => {
+                if let Some(jail) = self.jails.remove(&jail)
+                    && let Some(fd) = jail.watch_fd()
+                {
+                    self.poller.remove(fd);
+                }
+            }
+        }
+    }
+
+    /// Starts opening the jail `spec` names; a container name is looked up without waiting.
+    fn find(&mut self, spec: String) {
+        match Jail::open(&spec, Instant::now()) {
+            Opening::Ready(result) => {
+                let result = result.map(|jail| self.hold(jail));
+                self.events.push_back(Event::Found { spec, result });
+            }
+            Opening::Looking(lookup) => {
+                let serial = self.serial();
+                listen(&self.poller, lookup.poll_fd(), Token::Lookup(serial));
+                self.lookups.insert(serial, (spec, lookup));
+            }
+        }
+    }
+
+    /// Holds `jail` and watches it for its stop; one already held under its id is kept.
+    fn hold(&mut self, jail: Jail) -> JailId {
+        let id = jail.id();
+        if !self.jails.contains_key(&id) {
+            if let Some(fd) = jail.watch_fd() {
+                listen(&self.poller, fd, Token::Jail(id));
+            }
+            self.jails.insert(id, jail);
+        }
+        id
+    }
+
+    fn lookup_ready(&mut self, serial: u64, now: Instant) {
+        let Some((_, lookup)) = self.lookups.get_mut(&serial) else {
+            return;
+        };
+        let result = lookup.step(now);
+        for process in lookup.take_leftovers() {
+            self.reap_later(process);
+        }
+        let Some(result) = result else { return };
+        let (spec, lookup) = self.lookups.remove(&serial).expect("present");
+        self.poller.remove(lookup.poll_fd());
+        drop(lookup);
+        let result = result.map(|jail| self.hold(jail));
+        self.events.push_back(Event::Found { spec, result });
+    }
+
+    /// Starts placing `probes` in `jail`: their ids are resolved in the jail's user database,
+    /// then one placement starts for all of them.
+    fn place(&mut self, placement: PlacementId, jail: JailId, probes: Vec<ToPlace>) {
+        let Some(held) = self.jails.get(&jail) else {
+            let error = Error::new(Kind::NoJail, format!("jail {jail} stopped"));
+            let results = probes
+                .iter()
+                .map(|p| (p.probe, Err(error.clone())))
+                .collect();
+            self.events.push_back(Event::Placed { placement, results });
+            return;
+        };
+        let mut refused = Vec::new();
+        let mut requests = Vec::new();
+        let mut placing = Vec::new();
+        for p in probes {
+            let ids = sys::resolve_ids(held, p.user.as_deref(), p.group.as_deref());
+            let title = std::ffi::CString::new(p.title)
+                .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"));
+            match (ids, title) {
+                (Ok(ids), Ok(title)) => {
+                    requests.push(sys::ProbeRequest {
+                        title,
+                        uid: ids.0,
+                        gid: ids.1,
+                    });
+                    placing.push((p.probe, ids));
+                }
+                (Err(e), _) | (_, Err(e)) => refused.push((p.probe, e)),
+            }
+        }
+        let started = if requests.is_empty() {
+            None
+        } else {
+            Some(Placement::start(
+                &mut self.spawner,
+                held,
+                &requests,
+                Instant::now(),
+            ))
+        };
+        match started {
+            Some(Ok(started)) => {
+                listen(&self.poller, started.poll_fd(), Token::Placement(placement));
+                self.placements.insert(
+                    placement,
+                    InFlight {
+                        placement: started,
+                        probes: placing,
+                        refused,
+                    },
+                );
+            }
+            Some(Err(e)) => {
+                let mut results: Vec<_> = placing
+                    .into_iter()
+                    .map(|(id, _)| (id, Err(e.clone())))
+                    .collect();
+                results.extend(refused.into_iter().map(|(id, e)| (id, Err(e))));
+                self.events.push_back(Event::Placed { placement, results });
+            }
+            None => {
+                let results = refused.into_iter().map(|(id, e)| (id, Err(e))).collect();
+                self.events.push_back(Event::Placed { placement, results });
+            }
+        }
+    }
+
+    /// A placement's helpers reported: once all are done (or at its deadline), it ends.
+    fn placement_ready(&mut self, id: PlacementId, late: bool) {
+        let Some(flight) = self.placements.get_mut(&id) else {
+            return;
+        };
+        if !flight.placement.step() && !late {
+            return;
+        }
+        let flight = self.placements.remove(&id).expect("present");
+        self.poller.remove(flight.placement.poll_fd());
+        let jail = self
+            .core_jail_of(&flight)
+            .and_then(|jail| self.jails.get(&jail));
+        let placed = flight.placement.finish(jail);
+        for process in placed.leftovers {
+            self.reap_later(process);
+        }
+        let mut results = Vec::with_capacity(flight.probes.len() + flight.refused.len());
+        for ((probe, ids), result) in flight.probes.into_iter().zip(placed.results) {
+            results.push((
+                probe,
+                result.map(|process| {
+                    let pid = process.pid();
+                    listen(&self.poller, process.poll_fd(), Token::Probe(probe));
+                    self.armed.insert(probe, process);
+                    (pid, ids)
+                }),
+            ));
+        }
+        results.extend(flight.refused.into_iter().map(|(id, e)| (id, Err(e))));
+        self.events.push_back(Event::Placed {
+            placement: id,
+            results,
+        });
+    }
+
+    /// The jail a placement's probes are in, as the core sees them.
+    fn core_jail_of(&self, flight: &InFlight) -> Option<JailId> {
+        let (probe, _) = flight.probes.first()?;
+        match self.core.probe(*probe)?.phase {
+            self::core::Phase::Placing { jail, .. } => Some(jail),
+            _ => None,
+        }
+    }
+
+    fn run_command(&mut self, command: CommandId, probe: ProbeId, def: &Definition, jail: JailId) {
+        match RunningCommand::spawn(&mut self.spawner, probe, def, jail, Instant::now()) {
+            Ok(running) => {
+                log::info!(
+                    "{} command started, host pid {}",
+                    running.tag,
+                    running.process.pid()
+                );
+                listen(
+                    &self.poller,
+                    running.process.poll_fd(),
+                    Token::Command(command),
+                );
+                if let Some(output) = &running.output {
+                    listen(&self.poller, output.as_fd(), Token::Output(command));
+                }
+                self.commands.insert(command, running);
+            }
+            Err(e) => self.events.push_back(Event::CommandEnded {
+                command,
+                outcome: Err(e.to_string()),
+                took: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// Writes the state file; answers the `-P` requests it confirms, or refuses them.
+    fn save(&mut self, probes: &[Definition], confirm: Vec<(ClientId, ProbeId, sys::Pid)>) {
+        match crate::state::save(&self.state_path, probes) {
+            Ok(()) => {
+                for (client, probe, pid) in confirm {
+                    self.answer(client, &Response::Armed { probe, pid });
+                }
+            }
+            Err(e) => {
+                let error = Error::new(
+                    Kind::CantCreate,
+                    format!("state file {}: {e}", self.state_path.display()),
+                );
+                log::error!("{error}");
+                if !confirm.is_empty() {
+                    let unconfirmed = confirm.into_iter().map(|(c, p, _)| (c, p)).collect();
+                    self.events
+                        .push_back(Event::StateNotSaved { error, unconfirmed });
+                }
+            }
+        }
+    }
+
+    fn signalled(&mut self) {
+        while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
+            if sig == libc::SIGHUP {
+                match crate::config::load(&self.config.path, self.config.named) {
+                    Ok(wanted) => self.events.push_back(Event::Reload(wanted)),
+                    Err(e) => log::error!("SIGHUP: {e}; the running probes stay as they are"),
+                }
+            } else {
+                log::info!("signal {sig}: shutting down");
+                self.stopping = true;
+            }
+        }
+    }
+
+    /// An armed probe's pidfd is readable: it exited. Reaped, and told to the core.
+    fn probe_exited(&mut self, id: ProbeId) {
+        let Some(process) = self.armed.get(&id) else {
+            return;
+        };
+        let exit = match process.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                // Readable but not reapable: a tracer holds the exited probe. Look again
+                // later rather than spin on a descriptor that stays readable.
+                self.poller.remove(process.poll_fd());
+                self.rechecks
+                    .insert(Token::Probe(id), Instant::now() + RECHECK);
+                return;
+            }
+            Err(e) => {
+                log::error!("probe {id}: waitid: {e}");
+                sys::Exit::Signal(0)
+            }
+        };
+        let process = self.armed.remove(&id).expect("present");
+        self.poller.remove(process.poll_fd());
+        self.events
+            .push_back(Event::ProbeExited { probe: id, exit });
+    }
+
+    /// A jail's process ended. Its probes that exited before are told first (one may have
+    /// been triggered just before a container's shutdown), then the stop.
+    fn jail_stopped(&mut self, id: JailId) {
+        if let Some(jail) = self.jails.remove(&id)
+            && let Some(fd) = jail.watch_fd()
+        {
+            self.poller.remove(fd);
+        }
+        for probe in self.core.probes_in(id) {
+            if self
+                .armed
+                .get(&probe)
+                .is_some_and(|p| sys::readable_now(p.poll_fd()))
+            {
+                self.probe_exited(probe);
+            }
+        }
+        self.events.push_back(Event::JailStopped { jail: id });
+    }
+
+    /// The earliest moment something is due without an event.
     fn next_deadline(&self) -> Option<Instant> {
-        let clients = self.clients.values().map(|c| c.deadline);
-        let jails = self
-            .jails
-            .values()
-            .filter_map(|w| w.idle_since.map(|t| t + JAIL_GRACE));
+        let clients = self.clients.values().filter_map(|c| match c.state {
+            ClientState::Reading { deadline, .. } | ClientState::Writing { deadline, .. } => {
+                Some(deadline)
+            }
+            ClientState::Waiting => None,
+        });
+        let placements = self.placements.values().map(|f| f.placement.deadline());
+        let lookups = self.lookups.values().map(|(_, l)| l.deadline());
         clients
-            .chain(jails)
-            .chain(self.next_retry)
+            .chain(placements)
+            .chain(lookups)
+            .chain(self.core.next_deadline())
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
             .min()
@@ -386,27 +769,46 @@ impl Daemon {
 
     /// Does what is due at `now`.
     fn on_time(&mut self, now: Instant) {
-        let late: Vec<u64> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let late: Vec<ClientId> =
+            self.clients
+                .iter()
+                .filter(|(_, c)| match c.state {
+                    ClientState::Reading { deadline, .. }
+                    | ClientState::Writing { deadline, .. } => deadline <= now,
+                    ClientState::Waiting => false,
+                })
+                .map(|(id, _)| *id)
+                .collect();
         for id in late {
-            log::warn!("client sent no complete request within {CLIENT_DEADLINE:?}; dropped");
+            match self.clients[&id].state {
+                ClientState::Reading { .. } => log::warn!(
+                    "client sent no complete request within {}s; dropped",
+                    CLIENT_DEADLINE.as_secs()
+                ),
+                _ => log::warn!(
+                    "client did not take its answer within {}s; dropped",
+                    CLIENT_DEADLINE.as_secs()
+                ),
+            }
             self.drop_client(id);
         }
-        let idle: Vec<i32> = self
-            .jails
+        let due: Vec<PlacementId> = self
+            .placements
             .iter()
-            .filter(|(_, w)| w.idle_since.is_some_and(|t| t + JAIL_GRACE <= now))
+            .filter(|(_, f)| f.placement.deadline() <= now)
             .map(|(id, _)| *id)
             .collect();
-        for id in idle {
-            self.unwatch_jail(id);
+        for id in due {
+            self.placement_ready(id, true);
         }
-        if self.next_retry.is_some_and(|t| t <= now) {
-            self.retry_waiting();
+        let due: Vec<u64> = self
+            .lookups
+            .iter()
+            .filter(|(_, (_, l))| l.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for serial in due {
+            self.lookup_ready(serial, now);
         }
         let due: Vec<Token> = self
             .rechecks
@@ -418,51 +820,33 @@ impl Daemon {
             self.rechecks.remove(&token);
             match token {
                 Token::Probe(id) => self.probe_exited(id),
-                Token::Command(serial) => self.command_exited(serial),
+                Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
                 _ => {}
             }
         }
-        if self.listener_paused.is_some_and(|t| t <= now) {
+        if self.ready && self.listener_paused.is_some_and(|t| t <= now) {
             self.listener_paused = None;
             listen(&self.poller, self.listener.as_fd(), Token::Listener);
         }
-    }
-
-    /// Descriptors in use now, as the daemon counts them.
-    fn descriptors_in_use(&self) -> usize {
-        let armed = self.probes.values().filter(|p| p.process.is_some()).count();
-        let reaping = self.reaping.len();
-        BASE_DESCRIPTORS
-            + armed
-            + reaping
-            + self.jails.len()
-            + 2 * self.commands.len()
-            + self.clients.len()
-    }
-
-    /// Whether one more probe leaves the reserve free.
-    fn descriptor_for_probe(&self) -> Result<(), Error> {
-        if self.descriptors_in_use() + RESERVED_DESCRIPTORS + 1 > self.descriptor_limit {
-            return Err(Error::new(
-                Kind::Limit,
-                format!(
-                    "too many probes for the daemon's descriptor limit ({}): {} in use",
-                    self.descriptor_limit,
-                    self.descriptors_in_use()
-                ),
-            ));
+        if self.core.next_deadline().is_some_and(|t| t <= now) {
+            self.events.push_back(Event::Tick);
         }
-        Ok(())
+    }
+
+    fn serial(&mut self) -> u64 {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        serial
     }
 
     fn pause_listener(&mut self, why: &str) {
-        log::warn!("{why}; not accepting for {ACCEPT_PAUSE:?}");
+        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
         self.poller.remove(self.listener.as_fd());
         self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
     }
 
-    fn drop_client(&mut self, id: u64) {
+    fn drop_client(&mut self, id: ClientId) {
         if let Some(client) = self.clients.remove(&id) {
             self.poller.remove(client.stream.as_fd());
         }
@@ -472,7 +856,8 @@ impl Daemon {
         loop {
             // Clients may not take the descriptors kept for firing probes: the next one waits
             // in the backlog while the listener rests.
-            if self.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
+            self.core.set_shell_descriptors(self.shell_descriptors());
+            if self.core.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
                 self.pause_listener("descriptors kept for commands");
                 return;
             }
@@ -498,13 +883,16 @@ impl Daemon {
                 )),
                 Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
             };
+            // A refused or turned-away client gets its one answer without waiting for room in
+            // its socket: a new socket's buffer holds far more than one refusal.
+            let _ = stream.set_nonblocking(true);
             if let Some(why) = refusal {
                 log::warn!("refused a client: {why}");
                 let answer = Response::Refused(Error::new(Kind::NoPerm, format!("refused: {why}")));
                 let _ = (&stream).write_all(&proto::encode(&answer));
                 continue;
             }
-            if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
+            if self.clients.len() >= MAX_CLIENTS {
                 let busy = Error::new(
                     Kind::Timeout,
                     "the daemon is busy with other clients; try again",
@@ -512,75 +900,224 @@ impl Daemon {
                 let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
                 continue;
             }
-            let id = self.next_serial;
-            self.next_serial += 1;
+            let id = self.serial();
             listen(&self.poller, stream.as_fd(), Token::Client(id));
             self.clients.insert(
                 id,
                 Client {
                     stream,
-                    buf: Vec::new(),
-                    deadline: Instant::now() + CLIENT_DEADLINE,
+                    state: ClientState::Reading {
+                        buf: Vec::new(),
+                        deadline: Instant::now() + CLIENT_DEADLINE,
+                    },
                 },
             );
         }
     }
 
-    /// Reads from client `id`; returns true when it is done with (answered or dropped).
-    fn read_client(&mut self, id: u64) -> bool {
+    fn client_ready(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match client.state {
+            ClientState::Reading { .. } => self.read_client(id),
+            ClientState::Writing { .. } => self.write_client(id),
+            ClientState::Waiting => {}
+        }
+    }
+
+    /// Reads from client `id`; a whole request is answered or handed to the core.
+    fn read_client(&mut self, id: ClientId) {
         let mut chunk = [0u8; 4096];
         let Some(client) = self.clients.get_mut(&id) else {
-            return false;
+            return;
+        };
+        let ClientState::Reading { buf, .. } = &mut client.state else {
+            return;
         };
         let n = match client.stream.read(&mut chunk) {
-            Ok(0) => return true,
+            Ok(0) => return self.drop_client(id),
             Ok(n) => n,
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                return false;
+                return;
             }
-            Err(_) => return true,
+            Err(_) => return self.drop_client(id),
         };
-        client.buf.extend_from_slice(&chunk[..n]);
-        let answer = match proto::decode::<Request>(&client.buf) {
-            Ok(None) => return false,
-            Ok(Some(Request::Ping)) => Response::Pong {
-                pid: std::process::id(),
-            },
-            Ok(Some(Request::Arm(arm))) => match self.arm_request(arm) {
-                Ok((probe, pid)) => Response::Armed { probe, pid },
-                Err(e) => {
-                    log::warn!("refused to arm: {e}");
-                    Response::Refused(e)
-                }
-            },
-            Ok(Some(Request::List)) => Response::Probes {
-                probes: self.list(),
-            },
-            Ok(Some(Request::Remove { probe, jail })) => match self.remove(&probe, &jail) {
-                Ok(probes) => Response::Removed { probes },
-                Err(e) => {
-                    log::warn!("refused to remove: {e}");
-                    Response::Refused(e)
-                }
-            },
+        buf.extend_from_slice(&chunk[..n]);
+        let request = match proto::decode::<Request>(buf) {
+            Ok(None) => return,
+            Ok(Some(request)) => request,
             Err(e) => {
                 log::warn!("bad request: {e}");
-                Response::Refused(e)
+                return self.answer(id, &Response::Refused(e));
             }
         };
-        let Some(client) = self.clients.get(&id) else {
-            return true;
-        };
-        let stream = &client.stream;
-        // However large the answer (a list of every probe), a client that does not read it
-        // holds the daemon at most CLIENT_DEADLINE in all.
-        if let Err(e) = write_within(stream, &proto::encode(&answer), CLIENT_DEADLINE) {
-            log::warn!("client did not take its answer: {e}; dropped");
+        // The request is whole: the client's socket is not read again.
+        self.poller.remove(client.stream.as_fd());
+        client.state = ClientState::Waiting;
+        match request {
+            Request::Ping => self.answer(
+                id,
+                &Response::Pong {
+                    pid: std::process::id(),
+                },
+            ),
+            Request::Arm(arm) => match arm.validate() {
+                Ok(()) => {
+                    let persist = arm.persist;
+                    self.events.push_back(Event::Arm {
+                        client: id,
+                        def: arm.into(),
+                        persist,
+                    });
+                }
+                Err(e) => {
+                    log::warn!("refused to arm: {e}");
+                    self.answer(id, &Response::Refused(e));
+                }
+            },
+            Request::List => self.events.push_back(Event::List { client: id }),
+            Request::Remove { probe, jail } => self.events.push_back(Event::Remove {
+                client: id,
+                which: probe,
+                jail,
+            }),
         }
-        true
+    }
+
+    /// Starts writing `response` to client `id`; what its socket does not take at once is
+    /// written as it makes room, within `CLIENT_DEADLINE`.
+    fn answer(&mut self, id: ClientId, response: &Response) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let ClientState::Reading { .. } = client.state {
+            self.poller.remove(client.stream.as_fd());
+        }
+        client.state = ClientState::Writing {
+            answer: proto::encode(response),
+            written: 0,
+            deadline: Instant::now() + CLIENT_DEADLINE,
+        };
+        self.write_client(id);
+        if let Some(client) = self.clients.get(&id)
+            && let Err(e) = self
+                .poller
+                .add_writable(client.stream.as_fd(), Token::Client(id).encode())
+        {
+            log::error!("cannot watch a client: {e}");
+            self.drop_client(id);
+        }
+    }
+
+    /// Writes what client `id`'s socket takes; the client is done with once all is written.
+    fn write_client(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let ClientState::Writing {
+            answer, written, ..
+        } = &mut client.state
+        else {
+            return;
+        };
+        while *written < answer.len() {
+            match (&client.stream).write(&answer[*written..]) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("client did not take its answer: {e}; dropped");
+                    break;
+                }
+            }
+        }
+        self.drop_client(id);
+    }
+
+    /// Kills every armed probe and placement in flight, and reaps what goes within
+    /// `SHUTDOWN_GRACE`. Running commands are left to finish on their own: killing a half-done
+    /// jail restart would be worse than letting it end.
+    fn shutdown(&mut self) {
+        let armed: Vec<Process> = std::mem::take(&mut self.armed).into_values().collect();
+        for process in armed {
+            self.kill_and_reap(process);
+        }
+        let placements: Vec<InFlight> =
+            std::mem::take(&mut self.placements).into_values().collect();
+        for flight in placements {
+            let placed = flight.placement.finish(None);
+            for process in placed.results.into_iter().flatten().chain(placed.leftovers) {
+                self.kill_and_reap(process);
+            }
+        }
+        let lookups: Vec<(String, Lookup)> =
+            std::mem::take(&mut self.lookups).into_values().collect();
+        for (_, mut lookup) in lookups {
+            let _ = lookup.step(Instant::now() + sys::PLACEMENT_DEADLINE);
+            for process in lookup.take_leftovers() {
+                self.kill_and_reap(process);
+            }
+        }
+        // A probe in a frozen cgroup dies only when thawed, and a traced one only when its
+        // tracer lets go: wait a little, not for ever (the kernel reaps what is left).
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !self.reaping.is_empty() && Instant::now() < deadline {
+            self.reaping
+                .retain(|_, p| !matches!(p.try_wait(), Ok(Some(_))));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !self.reaping.is_empty() {
+            log::warn!(
+                "{} killed process(es) not gone after {}s (frozen or traced); left behind",
+                self.reaping.len(),
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+        if !self.commands.is_empty() {
+            log::info!(
+                "{} command(s) still running are left to finish",
+                self.commands.len()
+            );
+        }
+    }
+
+    /// Kills a process and reaps it once it is gone, without waiting here: a probe in a
+    /// frozen cgroup (v1) dies only when thawed, and the daemon must not stop for it.
+    fn kill_and_reap(&mut self, process: Process) {
+        self.poller.remove(process.poll_fd());
+        process.kill();
+        self.reap_later(process);
+    }
+
+    /// Reaps `process` (killed, or ending on its own) once its pidfd says it is gone.
+    fn reap_later(&mut self, process: Process) {
+        if let Ok(Some(_)) = process.try_wait() {
+            return;
+        }
+        let serial = self.serial();
+        listen(&self.poller, process.poll_fd(), Token::Reap(serial));
+        self.reaping.insert(serial, process);
+    }
+
+    /// A killed child's pidfd said it is gone: reap it, or look again later (traced).
+    fn reap(&mut self, serial: u64) {
+        let Some(process) = self.reaping.get(&serial) else {
+            return;
+        };
+        self.poller.remove(process.poll_fd());
+        match process.try_wait() {
+            Ok(None) => {
+                self.rechecks
+                    .insert(Token::Reap(serial), Instant::now() + RECHECK);
+            }
+            _ => {
+                self.reaping.remove(&serial);
+            }
+        }
     }
 }
 
@@ -611,13 +1148,9 @@ fn notify_service_manager(state: &str) {
 
 /// `JAILDAEMON_PROBE_LIMITS=TOTAL,PER_JAIL` lowers the probe limits (for tests, or a host
 /// that wants tighter ones); it can never raise them.
-fn probe_limits() -> Result<Limits, Error> {
-    let mut limits = Limits {
-        total: MAX_PROBES,
-        per_jail: MAX_PROBES_PER_JAIL,
-    };
+fn probe_limits() -> Result<(usize, usize), Error> {
     let Some(value) = std::env::var_os("JAILDAEMON_PROBE_LIMITS") else {
-        return Ok(limits);
+        return Ok((MAX_PROBES, MAX_PROBES_PER_JAIL));
     };
     let bad = || {
         Error::new(
@@ -636,19 +1169,14 @@ fn probe_limits() -> Result<Limits, Error> {
             .ok()
             .filter(|n| (1..=max).contains(n))
     };
-    limits.total = parse(total, MAX_PROBES).ok_or_else(bad)?;
-    limits.per_jail = parse(per_jail, MAX_PROBES_PER_JAIL).ok_or_else(bad)?;
-    log::info!(
-        "probe limits lowered to {} in all, {} per jail",
-        limits.total,
-        limits.per_jail
-    );
-    Ok(limits)
+    let total = parse(total, MAX_PROBES).ok_or_else(bad)?;
+    let per_jail = parse(per_jail, MAX_PROBES_PER_JAIL).ok_or_else(bad)?;
+    log::info!("probe limits lowered to {total} in all, {per_jail} per jail");
+    Ok((total, per_jail))
 }
 
 /// Has `poller` report `fd` under `token`. A failure (the kernel out of memory) is logged: the
-/// descriptor then goes unwatched, which the log says. A free function, so that it borrows
-/// only the poller while a probe of the daemon is borrowed for change.
+/// descriptor then goes unwatched, which the log says.
 fn listen(poller: &Poller, fd: std::os::fd::BorrowedFd<'_>, token: Token) {
     if let Err(e) = poller.add(fd, token.encode()) {
         log::error!("cannot watch {token:?}: {e}");
@@ -684,32 +1212,4 @@ fn shed_environment() -> Result<(), Error> {
         .envs(kept)
         .exec();
     Err(Error::os("starting again with an empty environment", err))
-}
-
-/// Writes all of `bytes` to the non-blocking `stream`, waiting for room at most `limit` in all.
-fn write_within(stream: &UnixStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + limit;
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match (&*stream).write(rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let timeout = rustix::time::Timespec::try_from(left).map_err(io::Error::other)?;
-                let mut fds = [rustix::event::PollFd::new(
-                    stream,
-                    rustix::event::PollFlags::OUT,
-                )];
-                if left.is_zero() || rustix::event::poll(&mut fds, Some(&timeout))? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("not read within {limit:?}"),
-                    ));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -1,13 +1,17 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
-//! operating system, exporting the same names: `Jail`, `Spawner`, `Process`, `Exit`, `Poller`,
-//! `spawn_probe`, `spawn_command`, `detach`, `peer_credentials`, signal and syslog helpers.
-//! `unsafe` code lives only here, in each backend's `raw` module.
+//! operating system, exporting the same names: `Jail` (opened at once or through a `Lookup`),
+//! `Spawner`, `Placement` (probes placed as steps), `Process`, `Exit`, `Poller`,
+//! `spawn_command`, `detach`, `peer_credentials`, signal and syslog helpers. Nothing exported
+//! here waits on a jail. `unsafe` code lives only here, in each backend's `raw` module.
 
 mod posix;
 pub use posix::{
-    Exit, PeerCredentials, default_sigchld, detach, open_syslog, readable_now, syslog,
-    wait_readable,
+    Exit, PeerCredentials, Pid, default_sigchld, detach, open_syslog, readable_now, syslog,
 };
+
+/// PATH of every command and of the container managers' tools. The rest of a command's
+/// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
+pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[cfg(target_os = "linux")]
 mod linux;

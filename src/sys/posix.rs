@@ -6,11 +6,13 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+
+/// A process id as the host sees it: one type on both sides of the seam.
+pub type Pid = i32;
 
 /// Result of a fork-like call, seen from the calling side.
 pub enum Forked {
-    Parent(i32),
+    Parent(Pid),
     Child,
 }
 
@@ -65,29 +67,6 @@ pub unsafe fn fork() -> io::Result<Forked> {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid)),
-    }
-}
-
-/// Waits until one of `fds` is readable; false once `deadline` has passed.
-pub fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let timeout = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
-            tv_sec: 5,
-            tv_nsec: 0,
-        });
-        let mut polled: Vec<_> = fds
-            .iter()
-            .map(|fd| rustix::event::PollFd::from_borrowed_fd(*fd, rustix::event::PollFlags::IN))
-            .collect();
-        match rustix::event::poll(&mut polled, Some(&timeout)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => return true,
-            Err(_) => return false,
-        }
     }
 }
 

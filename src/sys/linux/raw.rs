@@ -16,10 +16,9 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// Both helpers are made by clone(2) sharing our descriptor table (CLONE_FILES) instead of
-/// copying it: a daemon holding 10,000 descriptors would otherwise copy them all for every
-/// probe, and close them all again at exit and exec. No stack is passed: the child continues
-/// on a copy of ours, as with fork.
+/// A probe's helpers B are made by clone(2) sharing helper A's descriptor table
+/// (CLONE_FILES) instead of copying it, until each takes a copy of the few entries it keeps.
+/// No stack is passed: the child continues on a copy of ours, as with fork.
 ///
 /// # Safety
 /// As for `posix::fork`; besides, the child must not open, close or change any descriptor
@@ -31,15 +30,6 @@ unsafe fn clone_sharing_descriptors(flags: libc::c_int) -> io::Result<Forked> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as i32)),
     }
-}
-
-/// fork(2), sharing our descriptor table.
-///
-/// # Safety
-/// As for `clone_sharing_descriptors`.
-pub unsafe fn fork_sharing_descriptors() -> io::Result<Forked> {
-    // SAFETY: the caller keeps the contract.
-    unsafe { clone_sharing_descriptors(libc::SIGCHLD) }
 }
 
 /// Runs `entry(arg)` in a new process that shares our memory and our descriptor table

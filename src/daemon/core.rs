@@ -1,0 +1,1869 @@
+//! The daemon's core: probes, their jails, limits and timers, as a state machine without I/O.
+//!
+//! Events go in through `Core::handle`, with the time they happen; effects come out, for the
+//! shell (`daemon/mod.rs`) to perform with the platform code. Nothing here reads a file,
+//! touches a process or looks at a clock, so every phase × event pair is tested as plain code
+//! (the table at the end of this file).
+//!
+//! A probe is in exactly one `Phase`; each phase carries what it needs and nothing else:
+//!
+//! | phase     | what it holds                         | listed as |
+//! |-----------|---------------------------------------|-----------|
+//! | `Finding` | its jail's name is being looked up    | placing   |
+//! | `Placing` | its jail; a placement in flight, or queued for one | placing |
+//! | `Armed`   | its jail, process and ids             | armed     |
+//! | `Held`    | its jail; fired, back when its commands end | running |
+//! | `Spent`   | fired single shot: back when its jail runs again (survivors), or gone once its command ends | running, spent |
+//! | `Retrying`| its jail, which runs; placed again after a back-off | retrying |
+//! | `Waiting` | its jail is not running; looked for again | waiting |
+//! | `Refused` | why it cannot be placed; no retry fixes that | refused |
+//!
+//! What a running command adds is a count of the probe's commands still running, which holds
+//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::definition::Definition;
+use crate::error::{Error, Kind};
+use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
+use crate::sys::{Exit, Pid};
+
+pub type ProbeId = u64;
+pub type ClientId = u64;
+pub type PlacementId = u64;
+pub type CommandId = u64;
+/// A jail as the host knows it: the PID of its process (Linux) or its jid (FreeBSD).
+pub type JailId = i32;
+/// A probe's uid and gid inside its jail.
+pub type Ids = (u32, u32);
+/// A placed probe's process and ids, or why it is not placed.
+pub type PlaceResult = Result<(Pid, Ids), Error>;
+
+const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+/// Probes at once, in all (waiting ones included) and in one jail. Each armed one costs a
+/// process, a descriptor and some 70 KiB of kernel memory (BENCHMARKS.md).
+pub const MAX_PROBES: usize = 20_000;
+pub const MAX_PROBES_PER_JAIL: usize = 10_000;
+/// Commands of one `-R` probe that may run at once; at the limit it is not re-armed until one
+/// ends, so a jail that hammers it cannot pile up commands on the host.
+pub const MAX_RUNNING_PER_PROBE: usize = 4;
+/// How often probes whose jail is not running look for it (one lookup per name and round).
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// The back-off of a probe whose placement failed, or that ended without firing in a running
+/// jail: 1 s, doubling with each failure in a row, at most 5 min. A fire resets it.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Placements in flight: one per jail, each placing at most `PLACEMENT_BATCH` probes, and at
+/// most `MAX_PLACEMENTS` jails at once. More wait in their jail's queue.
+pub const PLACEMENT_BATCH: usize = 1024;
+pub const MAX_PLACEMENTS: usize = 8;
+/// A jail stays held this long after its last probe ended: a stopping container kills its
+/// probes before its init is gone, so they end first, and its stop is still logged with them.
+pub const JAIL_GRACE: Duration = Duration::from_secs(5);
+
+/// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
+/// stdio, the listener, the signal and event queues, the probe image and its slots, the
+/// pidfile, syslog.
+pub const BASE_DESCRIPTORS: usize = 16;
+/// Descriptors kept free for what must not fail at the limit: a fired probe's command (its
+/// pidfd, its output pipe, and the pipe spawning uses) and a placement (status pipe, the
+/// jail's root, a helper's pidfd, a new jail's pidfd).
+pub const RESERVED_DESCRIPTORS: usize = 16;
+
+/// Limits on probes: the documented ones, or lower ones from `JAILDAEMON_PROBE_LIMITS`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub total: usize,
+    pub per_jail: usize,
+    /// The daemon's descriptor limit (RLIMIT_NOFILE).
+    pub descriptors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            total: MAX_PROBES,
+            per_jail: MAX_PROBES_PER_JAIL,
+            descriptors: usize::MAX,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Finding {
+        reply: Option<ClientId>,
+    },
+    Placing {
+        jail: JailId,
+        /// None while queued behind its jail's placement in flight.
+        placement: Option<PlacementId>,
+        reply: Option<ClientId>,
+    },
+    Armed {
+        jail: JailId,
+        pid: Pid,
+        ids: Ids,
+    },
+    Held {
+        jail: JailId,
+        ids: Ids,
+    },
+    Spent {
+        /// None once its jail stopped: a plain probe then only waits for its command.
+        jail: Option<JailId>,
+    },
+    Retrying {
+        jail: JailId,
+        at: Instant,
+        why: String,
+    },
+    Waiting {
+        /// None for a jail named by PID: it never comes back, so it is never looked for.
+        at: Option<Instant>,
+        why: String,
+    },
+    Refused {
+        why: String,
+    },
+}
+
+impl Phase {
+    fn jail(&self) -> Option<JailId> {
+        match self {
+            Phase::Placing { jail, .. }
+            | Phase::Armed { jail, .. }
+            | Phase::Held { jail, .. }
+            | Phase::Retrying { jail, .. } => Some(*jail),
+            Phase::Spent { jail } => *jail,
+            Phase::Finding { .. } | Phase::Waiting { .. } | Phase::Refused { .. } => None,
+        }
+    }
+
+    /// Holds, or is about to hold, a process and its descriptor.
+    fn has_process(&self) -> bool {
+        matches!(self, Phase::Placing { .. } | Phase::Armed { .. })
+    }
+}
+
+#[derive(Debug)]
+pub struct Probe {
+    pub def: Definition,
+    pub origin: Origin,
+    pub phase: Phase,
+    /// Its commands still running.
+    pub commands: usize,
+    pub fired: u64,
+    /// Failures in a row (placements, ends without firing), for the back-off.
+    pub strikes: u32,
+    pub last: Option<String>,
+}
+
+impl Probe {
+    /// How log lines name a probe: id, jail as named, title.
+    pub fn tag(&self, id: ProbeId) -> String {
+        format!("probe {id} (jail {}, '{}')", self.def.jail, self.def.title)
+    }
+
+    /// Declared and persisted probes wait for their jail instead of being forgotten.
+    fn survives(&self) -> bool {
+        self.origin != Origin::Command
+    }
+}
+
+/// A jail with probes, held by the shell (one descriptor for all its probes) and watched.
+#[derive(Debug)]
+struct JailEntry {
+    /// The jail as first named.
+    spec: String,
+    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, so that its
+    /// stop names them.
+    ended: Vec<(ProbeId, Instant)>,
+    /// When its last probe went; it is let go `JAIL_GRACE` later.
+    idle_since: Option<Instant>,
+    /// Its placement in flight.
+    placing: Option<PlacementId>,
+}
+
+/// What a placement is asked to place: one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToPlace {
+    pub probe: ProbeId,
+    pub title: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The utility asks to arm a probe (`-c`, with `-P` persisted).
+    Arm {
+        client: ClientId,
+        def: Definition,
+        persist: bool,
+    },
+    /// At start: a probe of the state file or the configuration file.
+    Declare { def: Definition, origin: Origin },
+    /// SIGHUP: the configuration file's probes, as read again.
+    Reload(Vec<Definition>),
+    /// `-k`: probes of `jail` with this id or title.
+    Remove {
+        client: ClientId,
+        which: String,
+        jail: String,
+    },
+    /// `-l`.
+    List { client: ClientId },
+    /// A lookup asked for by `Effect::Find` ended.
+    Found {
+        spec: String,
+        result: Result<JailId, Error>,
+    },
+    /// A placement asked for by `Effect::Place` ended, with one result per probe.
+    Placed {
+        placement: PlacementId,
+        results: Vec<(ProbeId, PlaceResult)>,
+    },
+    /// An armed probe's process ended (reaped).
+    ProbeExited { probe: ProbeId, exit: Exit },
+    /// A command ended (`status` as logged), or could not be started.
+    CommandEnded {
+        command: CommandId,
+        /// How it ended (`exit code 0`), or why it could not be started.
+        outcome: Result<String, String>,
+        took: Duration,
+    },
+    /// A jail's process ended: the jail stopped.
+    JailStopped { jail: JailId },
+    /// The state file could not be written; these probes were not yet answered "armed".
+    StateNotSaved {
+        error: Error,
+        unconfirmed: Vec<(ClientId, ProbeId)>,
+    },
+    /// Time passed; due timers run.
+    Tick,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    /// Look the jail named `spec` up and hold it; answer with `Event::Found`.
+    Find { spec: String },
+    /// Place these probes in `jail`; answer with `Event::Placed`.
+    Place {
+        placement: PlacementId,
+        jail: JailId,
+        probes: Vec<ToPlace>,
+    },
+    /// Kill the probe's process and reap it once gone, without waiting for it.
+    Kill { probe: ProbeId },
+    /// Run a probe's command on the host; answer with `Event::CommandEnded`.
+    Run {
+        command: CommandId,
+        probe: ProbeId,
+        def: Definition,
+        jail: JailId,
+    },
+    Reply {
+        client: ClientId,
+        response: Response,
+    },
+    /// Replace the state file with these probes, then answer each `confirm` "armed" (or,
+    /// when the file cannot be written, send `Event::StateNotSaved`).
+    Save {
+        probes: Vec<Definition>,
+        confirm: Vec<(ClientId, ProbeId, Pid)>,
+    },
+    /// Stop watching the jail and close its descriptor.
+    Release { jail: JailId },
+    /// A log line that must come after the effects before it (a reload's summary is logged
+    /// once its probes are killed, and placed or refused).
+    Log { level: log::Level, message: String },
+}
+
+pub struct Core {
+    probes: BTreeMap<ProbeId, Probe>,
+    jails: BTreeMap<JailId, JailEntry>,
+    /// Names being looked up.
+    finding: BTreeSet<String>,
+    /// Placements in flight: their jail.
+    placements: BTreeMap<PlacementId, JailId>,
+    /// Commands running: their probe.
+    commands: BTreeMap<CommandId, ProbeId>,
+    limits: Limits,
+    /// Descriptors the shell holds for clients, lookups, placements and killed processes.
+    shell_descriptors: usize,
+    /// A reload's summary, logged once its probes are placed or refused.
+    reloaded: Option<String>,
+    next_probe: ProbeId,
+    next_placement: PlacementId,
+    next_command: CommandId,
+    effects: Vec<Effect>,
+}
+
+impl Core {
+    pub fn new(limits: Limits) -> Core {
+        Core {
+            probes: BTreeMap::new(),
+            jails: BTreeMap::new(),
+            finding: BTreeSet::new(),
+            placements: BTreeMap::new(),
+            commands: BTreeMap::new(),
+            limits,
+            shell_descriptors: 0,
+            reloaded: None,
+            next_probe: 1,
+            next_placement: 1,
+            next_command: 1,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Takes one event at `now`; returns what the shell must do, in order.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+        match event {
+            Event::Arm {
+                client,
+                def,
+                persist,
+            } => self.arm(client, def, persist, now),
+            Event::Declare { def, origin } => {
+                self.add(def, origin, None, now);
+            }
+            Event::Reload(wanted) => self.reload(wanted, now),
+            Event::Remove {
+                client,
+                which,
+                jail,
+            } => self.remove_request(client, &which, &jail, now),
+            Event::List { client } => {
+                let probes = self.list();
+                self.effects.push(Effect::Reply {
+                    client,
+                    response: Response::Probes { probes },
+                });
+            }
+            Event::Found { spec, result } => self.found(spec, result, now),
+            Event::Placed { placement, results } => self.placed(placement, results, now),
+            Event::ProbeExited { probe, exit } => self.probe_exited(probe, exit, now),
+            Event::CommandEnded {
+                command,
+                outcome,
+                took,
+            } => self.command_ended(command, outcome, took, now),
+            Event::JailStopped { jail } => self.jail_stopped(jail, now),
+            Event::StateNotSaved { error, unconfirmed } => {
+                for (client, probe) in unconfirmed {
+                    self.effects.push(Effect::Reply {
+                        client,
+                        response: Response::Refused(error.clone()),
+                    });
+                    self.remove_one(probe, "its state file could not be written", now);
+                }
+            }
+            Event::Tick => self.tick(now),
+        }
+        self.schedule_placements();
+        if self.settled()
+            && let Some(message) = self.reloaded.take()
+        {
+            self.effects.push(Effect::Log {
+                level: log::Level::Info,
+                message,
+            });
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The earliest moment a timer is due, for the shell's wait.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let probes = self.probes.values().filter_map(|p| match &p.phase {
+            Phase::Retrying { at, .. } => Some(*at),
+            Phase::Waiting { at, .. } if p.commands == 0 => *at,
+            _ => None,
+        });
+        let jails = self
+            .jails
+            .values()
+            .filter_map(|j| j.idle_since.map(|t| t + JAIL_GRACE));
+        probes.chain(jails).min()
+    }
+
+    /// Nothing is being looked up or placed: what was asked for so far is settled.
+    pub fn settled(&self) -> bool {
+        !self
+            .probes
+            .values()
+            .any(|p| matches!(p.phase, Phase::Finding { .. } | Phase::Placing { .. }))
+    }
+
+    pub fn probe(&self, id: ProbeId) -> Option<&Probe> {
+        self.probes.get(&id)
+    }
+
+    /// The probes placed (or being placed) in `jail`, for the shell's stop handling.
+    pub fn probes_in(&self, jail: JailId) -> Vec<ProbeId> {
+        self.probes
+            .iter()
+            .filter(|(_, p)| p.phase.jail() == Some(jail))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether `jail` is held (a lookup of its PID need not open it again).
+    pub fn holds_jail(&self, jail: JailId) -> bool {
+        self.jails.contains_key(&jail)
+    }
+
+    /// The shell's own count, kept for the descriptor check of every placement.
+    pub fn set_shell_descriptors(&mut self, count: usize) {
+        self.shell_descriptors = count;
+    }
+
+    /// Descriptors in use now: the base, the shell's, and the core's probes (one each while
+    /// placed or armed), jails (one each) and commands (two each).
+    pub fn descriptors_in_use(&self) -> usize {
+        let probes = self
+            .probes
+            .values()
+            .filter(|p| p.phase.has_process())
+            .count();
+        BASE_DESCRIPTORS
+            + self.shell_descriptors
+            + probes
+            + self.jails.len()
+            + 2 * self.commands.len()
+    }
+
+    fn arm(&mut self, client: ClientId, def: Definition, persist: bool, now: Instant) {
+        // Waiting probes count too, so that jails stopping and new probes cannot add up.
+        if self.probes.len() >= self.limits.total {
+            let error = Error::new(
+                Kind::Limit,
+                format!(
+                    "too many probes: {}, waiting ones included",
+                    self.limits.total
+                ),
+            );
+            log::warn!("refused to arm: {error}");
+            self.effects.push(Effect::Reply {
+                client,
+                response: Response::Refused(error),
+            });
+            return;
+        }
+        let origin = if persist {
+            Origin::Persisted
+        } else {
+            Origin::Command
+        };
+        self.add(def, origin, Some(client), now);
+    }
+
+    /// A new probe: looked up (or, in a jail already held by that PID, queued for placement).
+    fn add(&mut self, def: Definition, origin: Origin, reply: Option<ClientId>, now: Instant) {
+        let id = self.next_probe;
+        self.next_probe += 1;
+        self.probes.insert(
+            id,
+            Probe {
+                def,
+                origin,
+                phase: Phase::Finding { reply },
+                commands: 0,
+                fired: 0,
+                strikes: 0,
+                last: None,
+            },
+        );
+        self.find(id, reply, now);
+    }
+
+    /// Starts placing probe `id` in its jail: at once when the jail is held under the PID it
+    /// is named by, else after a lookup of its name (one per name at a time).
+    fn find(&mut self, id: ProbeId, reply: Option<ClientId>, now: Instant) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let spec = probe.def.jail.clone();
+        if let Some(jail) = spec
+            .parse::<JailId>()
+            .ok()
+            .filter(|j| probe.def.jail_named_by_id() && self.jails.contains_key(j))
+        {
+            self.enqueue(id, jail, reply, now);
+            return;
+        }
+        probe.phase = Phase::Finding { reply };
+        if self.finding.insert(spec.clone()) {
+            self.effects.push(Effect::Find { spec });
+        }
+    }
+
+    fn found(&mut self, spec: String, result: Result<JailId, Error>, now: Instant) {
+        self.finding.remove(&spec);
+        let finding: Vec<(ProbeId, Option<ClientId>)> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.def.jail == spec)
+            .filter_map(|(id, p)| match p.phase {
+                Phase::Finding { reply } => Some((*id, reply)),
+                _ => None,
+            })
+            .collect();
+        match result {
+            Ok(jail) => {
+                self.jails.entry(jail).or_insert_with(|| JailEntry {
+                    spec: spec.clone(),
+                    ended: Vec::new(),
+                    idle_since: Some(now),
+                    placing: None,
+                });
+                for (id, reply) in finding {
+                    self.enqueue(id, jail, reply, now);
+                }
+                self.release_if_idle(jail, now);
+            }
+            Err(error) => {
+                for (id, reply) in finding {
+                    self.not_placed(id, reply, None, error.clone(), now);
+                }
+            }
+        }
+    }
+
+    /// The one way into a placement: the limits and the descriptor reserve are checked here,
+    /// for requests, declared probes, retries and re-arms alike.
+    fn enqueue(&mut self, id: ProbeId, jail: JailId, reply: Option<ClientId>, now: Instant) {
+        let placed = self
+            .probes
+            .values()
+            .filter(|p| p.phase.has_process())
+            .count();
+        let in_jail = self
+            .probes
+            .values()
+            .filter(|p| p.phase.has_process() && p.phase.jail() == Some(jail))
+            .count();
+        let limits = self.limits;
+        let spec = &self.probes[&id].def.jail;
+        let refusal = if placed >= limits.total || in_jail >= limits.per_jail {
+            Some(format!(
+                "too many probes: {placed} in all (limit {}), {in_jail} in jail {spec} (limit {})",
+                limits.total, limits.per_jail
+            ))
+        } else if self.descriptors_in_use() + RESERVED_DESCRIPTORS + 1 > limits.descriptors {
+            Some(format!(
+                "too many probes for the daemon's descriptor limit ({}): {} in use",
+                limits.descriptors,
+                self.descriptors_in_use()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let error = Error::new(Kind::Limit, why);
+            self.not_placed(id, reply, Some(jail), error, now);
+            return;
+        }
+        if let Some(entry) = self.jails.get_mut(&jail) {
+            entry.idle_since = None;
+        }
+        let probe = self.probes.get_mut(&id).expect("present");
+        probe.phase = Phase::Placing {
+            jail,
+            placement: None,
+            reply,
+        };
+    }
+
+    /// Starts a placement for every held jail with queued probes and none in flight, within
+    /// `MAX_PLACEMENTS`.
+    fn schedule_placements(&mut self) {
+        let mut queued: BTreeMap<JailId, Vec<ProbeId>> = BTreeMap::new();
+        for (id, p) in &self.probes {
+            if let Phase::Placing {
+                jail,
+                placement: None,
+                ..
+            } = p.phase
+            {
+                queued.entry(jail).or_default().push(*id);
+            }
+        }
+        for (jail, ids) in queued {
+            if self.placements.len() >= MAX_PLACEMENTS {
+                return;
+            }
+            let Some(entry) = self.jails.get_mut(&jail) else {
+                continue;
+            };
+            if entry.placing.is_some() {
+                continue;
+            }
+            let placement = self.next_placement;
+            self.next_placement += 1;
+            entry.placing = Some(placement);
+            self.placements.insert(placement, jail);
+            let mut probes = Vec::new();
+            for id in ids.into_iter().take(PLACEMENT_BATCH) {
+                let probe = self.probes.get_mut(&id).expect("listed");
+                if let Phase::Placing { placement: p, .. } = &mut probe.phase {
+                    *p = Some(placement);
+                }
+                probes.push(ToPlace {
+                    probe: id,
+                    title: probe.def.title.clone(),
+                    user: probe.def.user.clone(),
+                    group: probe.def.group.clone(),
+                });
+            }
+            self.effects.push(Effect::Place {
+                placement,
+                jail,
+                probes,
+            });
+        }
+    }
+
+    fn placed(
+        &mut self,
+        placement: PlacementId,
+        results: Vec<(ProbeId, PlaceResult)>,
+        now: Instant,
+    ) {
+        let Some(jail) = self.placements.remove(&placement) else {
+            return;
+        };
+        let held = match self.jails.get_mut(&jail) {
+            Some(entry) => {
+                entry.placing = None;
+                true
+            }
+            None => false,
+        };
+        let mut confirm = Vec::new();
+        for (id, result) in results {
+            let Some(probe) = self.probes.get_mut(&id) else {
+                // Removed while being placed: its process goes at once.
+                if result.is_ok() {
+                    self.effects.push(Effect::Kill { probe: id });
+                }
+                continue;
+            };
+            let Phase::Placing {
+                placement: Some(p),
+                reply,
+                ..
+            } = probe.phase
+            else {
+                if result.is_ok() {
+                    self.effects.push(Effect::Kill { probe: id });
+                }
+                continue;
+            };
+            if p != placement {
+                if result.is_ok() {
+                    self.effects.push(Effect::Kill { probe: id });
+                }
+                continue;
+            }
+            let result = match result {
+                Ok(_) if !held => {
+                    // Its jail stopped while it was placed: it is in no jail we watch.
+                    self.effects.push(Effect::Kill { probe: id });
+                    Err(Error::new(
+                        Kind::NoJail,
+                        format!(
+                            "jail '{}' stopped while the probe was placed",
+                            probe.def.jail
+                        ),
+                    ))
+                }
+                other => other,
+            };
+            match result {
+                Ok((pid, ids)) => {
+                    if probe.fired > 0 {
+                        log::info!("{} re-armed, host pid {pid}", probe.tag(id));
+                    } else {
+                        log::info!(
+                            "{} armed{}: uid {}, gid {}, mode {}, host pid {pid}",
+                            probe.tag(id),
+                            match probe.origin {
+                                Origin::Command => "",
+                                Origin::Persisted => " (persisted)",
+                                Origin::Config => " (configuration file)",
+                            },
+                            ids.0,
+                            ids.1,
+                            describe_respawn(probe.def.respawn),
+                        );
+                    }
+                    probe.phase = Phase::Armed { jail, pid, ids };
+                    if let Some(client) = reply {
+                        if probe.origin == Origin::Persisted {
+                            confirm.push((client, id, pid));
+                        } else {
+                            self.effects.push(Effect::Reply {
+                                client,
+                                response: Response::Armed { probe: id, pid },
+                            });
+                        }
+                    }
+                }
+                Err(error) => self.not_placed(id, reply, Some(jail), error, now),
+            }
+        }
+        if !confirm.is_empty() {
+            self.save(confirm);
+        }
+        self.release_if_idle(jail, now);
+    }
+
+    /// Probe `id` could not be placed. A request is refused and forgotten; a probe that
+    /// survives waits for its jail, retries after a back-off, or is refused for good.
+    fn not_placed(
+        &mut self,
+        id: ProbeId,
+        reply: Option<ClientId>,
+        jail: Option<JailId>,
+        error: Error,
+        now: Instant,
+    ) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let tag = probe.tag(id);
+        if let Some(client) = reply {
+            log::warn!("refused to arm: {error} ({tag})");
+            self.effects.push(Effect::Reply {
+                client,
+                response: Response::Refused(error),
+            });
+            self.probes.remove(&id);
+            if let Some(jail) = jail {
+                self.release_if_idle(jail, now);
+            }
+            return;
+        }
+        if !probe.survives() {
+            // A plain probe being re-armed: it is gone, as in 0.2.
+            log::error!("{tag}: cannot re-arm, removed: {error}");
+            probe.phase = Phase::Spent { jail: None };
+            self.forget_if_done(id, now);
+            return;
+        }
+        let changed = probe.last.as_deref() != Some(error.message.as_str());
+        probe.last = Some(error.message.clone());
+        match error.kind {
+            // Retrying will not make a user exist or a bad spec good; a reload or a removal
+            // changes them.
+            Kind::NoUser | Kind::Data | Kind::Usage | Kind::Config => {
+                if changed {
+                    log::error!("{tag} cannot be placed: {error}");
+                }
+                probe.phase = Phase::Refused { why: error.message };
+            }
+            Kind::NoJail => {
+                if changed {
+                    log::warn!("{tag} waiting for its jail: {error}");
+                }
+                self.wait_for_jail(id, error.message, now);
+            }
+            _ => match jail {
+                Some(jail) if self.jails.contains_key(&jail) => {
+                    let delay = backoff(probe.strikes);
+                    probe.strikes += 1;
+                    log::warn!(
+                        "{tag} not placed ({error}); trying again in {}",
+                        human_duration(delay)
+                    );
+                    probe.phase = Phase::Retrying {
+                        jail,
+                        at: now + delay,
+                        why: error.message,
+                    };
+                }
+                _ => {
+                    if changed {
+                        log::warn!("{tag} waiting for its jail: {error}");
+                    }
+                    self.wait_for_jail(id, error.message, now);
+                }
+            },
+        }
+        if let Some(jail) = jail {
+            self.release_if_idle(jail, now);
+        }
+    }
+
+    /// Probe `id` waits for its jail to run: looked for every `RETRY_INTERVAL`, unless named
+    /// by a PID that is gone.
+    fn wait_for_jail(&mut self, id: ProbeId, why: String, now: Instant) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let gone = probe.def.jail_named_by_id()
+            && probe
+                .def
+                .jail
+                .parse::<JailId>()
+                .is_ok_and(|j| !self.jails.contains_key(&j));
+        probe.phase = Phase::Waiting {
+            at: (!gone).then_some(now + RETRY_INTERVAL),
+            why,
+        };
+    }
+
+    fn probe_exited(&mut self, id: ProbeId, exit: Exit, now: Instant) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        let Phase::Armed { jail, ids, .. } = probe.phase else {
+            return;
+        };
+        let tag = probe.tag(id);
+        if exit != Exit::Code(MAGIC_EXIT) {
+            probe.last = Some(format!("ended by {exit}, nothing fired"));
+            if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
+                entry.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
+                entry.ended.push((id, now));
+            }
+            if probe.survives() {
+                let delay = backoff(probe.strikes);
+                probe.strikes += 1;
+                log::warn!(
+                    "{tag} ended by {exit}: nothing fired; armed again in {}",
+                    human_duration(delay)
+                );
+                probe.phase = Phase::Retrying {
+                    jail,
+                    at: now + delay,
+                    why: format!("ended by {exit}"),
+                };
+            } else {
+                log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
+                probe.phase = Phase::Spent { jail: None };
+                self.forget_if_done(id, now);
+            }
+            self.release_if_idle(jail, now);
+            return;
+        }
+        probe.fired += 1;
+        probe.strikes = 0;
+        log::info!("{tag} triggered");
+        let command = self.next_command;
+        self.next_command += 1;
+        probe.commands += 1;
+        probe.last = Some("command started".into());
+        self.commands.insert(command, id);
+        self.effects.push(Effect::Run {
+            command,
+            probe: id,
+            def: probe.def.clone(),
+            jail,
+        });
+        match probe.def.respawn {
+            Respawn::Never => {
+                probe.phase = Phase::Spent { jail: Some(jail) };
+                // A fired single-shot `-P` probe leaves the state file now, not when its
+                // command ends: a crash in between must not arm it again.
+                if probe.origin == Origin::Persisted {
+                    self.save(Vec::new());
+                }
+            }
+            Respawn::Immediately if probe.commands < MAX_RUNNING_PER_PROBE => {
+                probe.phase = Phase::Held { jail, ids };
+                self.enqueue(id, jail, None, now);
+            }
+            Respawn::Immediately => {
+                log::warn!(
+                    "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
+                );
+                probe.phase = Phase::Held { jail, ids };
+            }
+            Respawn::AfterCommand => probe.phase = Phase::Held { jail, ids },
+        }
+    }
+
+    fn command_ended(
+        &mut self,
+        command: CommandId,
+        outcome: Result<String, String>,
+        took: Duration,
+        now: Instant,
+    ) {
+        let Some(id) = self.commands.remove(&command) else {
+            return;
+        };
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        probe.commands -= 1;
+        let ended = match outcome {
+            Ok(status) => {
+                let ended = format!("command ended with {status} after {}", human_duration(took));
+                log::info!("{} {ended}", probe.tag(id));
+                ended
+            }
+            Err(why) => {
+                let ended = format!("command not started: {why}");
+                log::error!("{} {ended}", probe.tag(id));
+                ended
+            }
+        };
+        probe.last = Some(ended);
+        match probe.phase {
+            // `-r` after its command; `-R` held back at its limit, once one ends.
+            Phase::Held { jail, .. }
+                if probe.def.respawn == Respawn::AfterCommand && probe.commands == 0 =>
+            {
+                self.enqueue(id, jail, None, now)
+            }
+            Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
+            Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
+            Phase::Spent { .. } => self.forget_if_done(id, now),
+            _ => {}
+        }
+    }
+
+    fn jail_stopped(&mut self, jail: JailId, now: Instant) {
+        let Some(entry) = self.jails.remove(&jail) else {
+            return;
+        };
+        self.effects.push(Effect::Release { jail });
+        let mut gone: Vec<ProbeId> = entry
+            .ended
+            .iter()
+            .filter(|(_, t)| *t + JAIL_GRACE > now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut waiting = Vec::new();
+        let mut file_changed = false;
+        for id in self.probes_in(jail) {
+            let probe = self.probes.get_mut(&id).expect("listed");
+            if let Phase::Armed { .. } = probe.phase {
+                self.effects.push(Effect::Kill { probe: id });
+                gone.push(id);
+            }
+            file_changed |=
+                probe.origin == Origin::Persisted && matches!(probe.phase, Phase::Spent { .. });
+            match (&probe.phase, probe.survives()) {
+                // Its placement ends on its own (its helpers die with the jail).
+                (
+                    Phase::Placing {
+                        placement: Some(_), ..
+                    },
+                    _,
+                ) => {}
+                (Phase::Placing { reply, .. }, _) => {
+                    let reply = *reply;
+                    let error = Error::new(Kind::NoJail, format!("jail {} stopped", entry.spec));
+                    self.not_placed(id, reply, None, error, now);
+                }
+                (_, true) => {
+                    waiting.push(id);
+                    self.wait_for_jail(id, format!("jail {} stopped", entry.spec), now);
+                }
+                (_, false) => {
+                    probe.phase = Phase::Spent { jail: None };
+                    self.forget_if_done(id, now);
+                }
+            }
+        }
+        gone.sort_unstable();
+        gone.dedup();
+        let list = |ids: &[ProbeId]| {
+            ids.iter()
+                .map(ProbeId::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut message = format!("jail {} (id {jail}) stopped", entry.spec);
+        if !gone.is_empty() {
+            message += &format!("; probe(s) [{}] gone with it, nothing fired", list(&gone));
+        }
+        if !waiting.is_empty() {
+            message += &format!("; [{}] waiting for it to run again", list(&waiting));
+        }
+        log::warn!("{message}");
+        if file_changed {
+            // A spent `-P` probe is wanted again, for the jail's next run.
+            self.save(Vec::new());
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let idle: Vec<JailId> = self
+            .jails
+            .iter()
+            .filter(|(_, j)| j.idle_since.is_some_and(|t| t + JAIL_GRACE <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for jail in idle {
+            self.jails.remove(&jail);
+            self.effects.push(Effect::Release { jail });
+        }
+        let due: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| match &p.phase {
+                Phase::Retrying { at, .. } => *at <= now,
+                Phase::Waiting { at: Some(at), .. } => *at <= now && p.commands == 0,
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let probe = &self.probes[&id];
+            match probe.phase {
+                Phase::Retrying { jail, .. } if self.jails.contains_key(&jail) => {
+                    self.enqueue(id, jail, None, now)
+                }
+                _ => self.find(id, None, now),
+            }
+        }
+    }
+
+    /// `-k`: removes the probes of `jail` (as named, or its id) with this id or title.
+    fn remove_request(&mut self, client: ClientId, which: &str, jail: &str, now: Instant) {
+        let matching: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(id, p)| {
+                let spent_plain =
+                    p.origin == Origin::Command && matches!(p.phase, Phase::Spent { .. });
+                !spent_plain && (id.to_string() == which || p.def.title == which)
+            })
+            .filter(|(_, p)| {
+                p.def.jail == jail || p.phase.jail().is_some_and(|j| j.to_string() == jail)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if matching.is_empty() {
+            let error = Error::new(
+                Kind::NoProbe,
+                format!("no probe '{which}' in jail '{jail}' (see jaildaemon -l)"),
+            );
+            log::warn!("refused to remove: {error}");
+            self.effects.push(Effect::Reply {
+                client,
+                response: Response::Refused(error),
+            });
+            return;
+        }
+        let persisted = matching
+            .iter()
+            .any(|id| self.probes[id].origin == Origin::Persisted);
+        for id in &matching {
+            self.remove_one(*id, "removed on request", now);
+        }
+        if persisted {
+            self.save(Vec::new());
+        }
+        self.effects.push(Effect::Reply {
+            client,
+            response: Response::Removed { probes: matching },
+        });
+    }
+
+    /// Removes probe `id`: its process goes, its command never runs; a command already running
+    /// ends on its own (and the probe is forgotten then).
+    fn remove_one(&mut self, id: ProbeId, why: &str, now: Instant) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        log::info!("{} {why}", probe.tag(id));
+        let jail = probe.phase.jail();
+        if let Phase::Armed { .. } = probe.phase {
+            self.effects.push(Effect::Kill { probe: id });
+        }
+        if let Phase::Finding {
+            reply: Some(client),
+        }
+        | Phase::Placing {
+            reply: Some(client),
+            ..
+        } = probe.phase
+        {
+            self.effects.push(Effect::Reply {
+                client,
+                response: Response::Refused(Error::new(
+                    Kind::NoProbe,
+                    format!("probe {id} was removed while it was being armed"),
+                )),
+            });
+        }
+        if probe.commands > 0 {
+            probe.phase = Phase::Spent { jail: None };
+            // Not listed any more as the probe it was; kept only to attribute its command.
+            probe.origin = Origin::Command;
+        } else {
+            self.probes.remove(&id);
+        }
+        if let Some(jail) = jail {
+            self.release_if_idle(jail, now);
+        }
+    }
+
+    /// SIGHUP: applies the difference to the configuration file's probes. Probes are named by
+    /// jail and title; unchanged ones are not touched (a spent one is armed again), changed
+    /// ones replaced.
+    fn reload(&mut self, wanted: Vec<Definition>, now: Instant) {
+        let declared: BTreeMap<(String, String), ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.origin == Origin::Config)
+            .map(|(id, p)| ((p.def.jail.clone(), p.def.title.clone()), *id))
+            .collect();
+        let (mut added, mut changed, mut unchanged) = (0, 0, 0);
+        let mut kept = BTreeSet::new();
+        for def in wanted {
+            let key = (def.jail.clone(), def.title.clone());
+            match declared.get(&key) {
+                Some(id) if self.probes[id].def == def => {
+                    unchanged += 1;
+                    kept.insert(key);
+                    let probe = &self.probes[id];
+                    match probe.phase {
+                        Phase::Spent { jail: Some(jail) } if probe.commands == 0 => {
+                            self.enqueue(*id, jail, None, now)
+                        }
+                        Phase::Refused { .. } => self.find(*id, None, now),
+                        _ => {}
+                    }
+                }
+                Some(id) => {
+                    self.remove_one(*id, "changed in the configuration file", now);
+                    self.add(def, Origin::Config, None, now);
+                    changed += 1;
+                    kept.insert(key);
+                }
+                None => {
+                    self.add(def, Origin::Config, None, now);
+                    added += 1;
+                }
+            }
+        }
+        let mut removed = 0;
+        for (key, id) in &declared {
+            if !kept.contains(key) {
+                self.remove_one(*id, "no longer in the configuration file", now);
+                removed += 1;
+            }
+        }
+        self.reloaded = Some(format!(
+            "SIGHUP: configuration reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
+        ));
+    }
+
+    /// Asks for the state file to be written with every `-P` probe still wanted.
+    fn save(&mut self, confirm: Vec<(ClientId, ProbeId, Pid)>) {
+        let probes = self
+            .probes
+            .values()
+            .filter(|p| p.origin == Origin::Persisted && !matches!(p.phase, Phase::Spent { .. }))
+            .map(|p| p.def.clone())
+            .collect();
+        self.effects.push(Effect::Save { probes, confirm });
+    }
+
+    /// A spent plain probe whose commands have all ended is forgotten.
+    fn forget_if_done(&mut self, id: ProbeId, now: Instant) {
+        let Some(probe) = self.probes.get(&id) else {
+            return;
+        };
+        let done = probe.commands == 0
+            && matches!(probe.phase, Phase::Spent { .. })
+            && probe.origin == Origin::Command;
+        if !done {
+            return;
+        }
+        let jail = probe.phase.jail();
+        self.probes.remove(&id);
+        if let Some(jail) = jail {
+            self.release_if_idle(jail, now);
+        }
+    }
+
+    /// A jail none of whose probes holds it any more is let go after `JAIL_GRACE`.
+    fn release_if_idle(&mut self, jail: JailId, now: Instant) {
+        let used = self.probes.values().any(|p| p.phase.jail() == Some(jail));
+        if let Some(entry) = self.jails.get_mut(&jail) {
+            if used {
+                entry.idle_since = None;
+            } else if entry.idle_since.is_none() {
+                entry.idle_since = Some(now);
+            }
+        }
+    }
+
+    /// `-l`: every probe, in id order.
+    pub fn list(&self) -> Vec<ProbeInfo> {
+        self.probes
+            .iter()
+            .map(|(id, p)| {
+                let (state, pid, ids) = match &p.phase {
+                    Phase::Finding { .. } | Phase::Placing { .. } => {
+                        (ProbeState::Placing, None, None)
+                    }
+                    Phase::Armed { pid, ids, .. } => (ProbeState::Armed, Some(*pid), Some(*ids)),
+                    Phase::Held { ids, .. } => (ProbeState::Running, None, Some(*ids)),
+                    Phase::Spent { .. } if p.commands > 0 => (ProbeState::Running, None, None),
+                    Phase::Spent { .. } => (ProbeState::Spent, None, None),
+                    Phase::Retrying { .. } => (ProbeState::Retrying, None, None),
+                    Phase::Waiting { .. } => (ProbeState::Waiting, None, None),
+                    Phase::Refused { .. } => (ProbeState::Refused, None, None),
+                };
+                let last = match &p.phase {
+                    Phase::Waiting { why, .. }
+                    | Phase::Refused { why }
+                    | Phase::Retrying { why, .. } => Some(why.clone()),
+                    _ => p.last.clone(),
+                };
+                ProbeInfo {
+                    id: *id,
+                    jail: p.def.jail.clone(),
+                    jail_id: p.phase.jail(),
+                    title: p.def.title.clone(),
+                    command: p.def.command.clone(),
+                    uid: ids.map(|i| i.0),
+                    gid: ids.map(|i| i.1),
+                    respawn: p.def.respawn,
+                    origin: p.origin,
+                    state,
+                    pid,
+                    fired: p.fired,
+                    last,
+                }
+            })
+            .collect()
+    }
+
+    /// The armed probes' processes, for the shell's shutdown.
+    pub fn armed(&self) -> Vec<ProbeId> {
+        self.probes
+            .iter()
+            .filter(|(_, p)| matches!(p.phase, Phase::Armed { .. }))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// The delay before the next try after `strikes` failures in a row.
+pub fn backoff(strikes: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << strikes.min(16))
+        .min(BACKOFF_MAX)
+}
+
+/// A duration as people read it in a log: `850ms`, `2.1s`, `3m05s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// The respawn mode as `-l` shows it.
+fn describe_respawn(respawn: Respawn) -> &'static str {
+    match respawn {
+        Respawn::Never => "single",
+        Respawn::AfterCommand => "-r",
+        Respawn::Immediately => "-R",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core as a transition table: every phase meets every event (`every_phase_meets_every
+    //! _event`), then the paths through it that matter to users, each with its negative twin.
+    use super::*;
+
+    const JAIL: JailId = 100;
+    const PID: Pid = 500;
+
+    struct Rig {
+        core: Core,
+        now: Instant,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig::with(Limits::default())
+        }
+
+        fn with(limits: Limits) -> Rig {
+            Rig {
+                core: Core::new(limits),
+                now: Instant::now(),
+            }
+        }
+
+        fn send(&mut self, event: Event) -> Vec<Effect> {
+            self.core.handle(event, self.now)
+        }
+
+        fn later(&mut self, by: Duration) -> Vec<Effect> {
+            self.now += by;
+            self.send(Event::Tick)
+        }
+
+        fn phase(&self, id: ProbeId) -> &'static str {
+            match self.core.probe(id).map(|p| &p.phase) {
+                None => "gone",
+                Some(Phase::Finding { .. }) => "finding",
+                Some(Phase::Placing {
+                    placement: None, ..
+                }) => "queued",
+                Some(Phase::Placing { .. }) => "placing",
+                Some(Phase::Armed { .. }) => "armed",
+                Some(Phase::Held { .. }) => "held",
+                Some(Phase::Spent { .. }) => "spent",
+                Some(Phase::Retrying { .. }) => "retrying",
+                Some(Phase::Waiting { .. }) => "waiting",
+                Some(Phase::Refused { .. }) => "refused",
+            }
+        }
+    }
+
+    fn def(jail: &str, title: &str, respawn: Respawn) -> Definition {
+        Definition {
+            jail: jail.into(),
+            title: title.into(),
+            command: format!("echo {title}"),
+            respawn,
+            user: None,
+            group: None,
+        }
+    }
+
+    fn found(spec: &str, jail: JailId) -> Event {
+        Event::Found {
+            spec: spec.into(),
+            result: Ok(jail),
+        }
+    }
+
+    fn not_found(spec: &str) -> Event {
+        Event::Found {
+            spec: spec.into(),
+            result: Err(Error::new(
+                Kind::NoJail,
+                format!("jail '{spec}': not running"),
+            )),
+        }
+    }
+
+    fn placed(placement: PlacementId, probe: ProbeId, pid: Pid) -> Event {
+        Event::Placed {
+            placement,
+            results: vec![(probe, Ok((pid, (0, 0))))],
+        }
+    }
+
+    fn not_placed(placement: PlacementId, probe: ProbeId, kind: Kind) -> Event {
+        Event::Placed {
+            placement,
+            results: vec![(probe, Err(Error::new(kind, "no")))],
+        }
+    }
+
+    fn magic(probe: ProbeId) -> Event {
+        Event::ProbeExited {
+            probe,
+            exit: Exit::Code(MAGIC_EXIT),
+        }
+    }
+
+    fn killed(probe: ProbeId) -> Event {
+        Event::ProbeExited {
+            probe,
+            exit: Exit::Signal(9),
+        }
+    }
+
+    fn ended(command: CommandId) -> Event {
+        Event::CommandEnded {
+            command,
+            outcome: Ok("exit code 0".into()),
+            took: Duration::from_millis(2100),
+        }
+    }
+
+    fn placements(effects: &[Effect]) -> Vec<(PlacementId, Vec<ProbeId>)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Place {
+                    placement, probes, ..
+                } => Some((*placement, probes.iter().map(|p| p.probe).collect())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn replies(effects: &[Effect]) -> Vec<&Response> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Reply { response, .. } => Some(response),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kills(effects: &[Effect]) -> Vec<ProbeId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Kill { probe } => Some(*probe),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Brings declared probe 1 of jail "web1" into `phase`.
+    fn rig_in(phase: &str) -> Rig {
+        let mut rig = Rig::new();
+        let respawn = match phase {
+            "held" => Respawn::AfterCommand,
+            _ => Respawn::Never,
+        };
+        rig.send(Event::Declare {
+            def: def("web1", "T", respawn),
+            origin: Origin::Config,
+        });
+        if phase == "finding" {
+            return rig;
+        }
+        if phase == "waiting" {
+            rig.send(not_found("web1"));
+            return rig;
+        }
+        rig.send(found("web1", JAIL));
+        match phase {
+            "placing" => return rig,
+            "refused" => {
+                rig.send(not_placed(1, 1, Kind::NoUser));
+                return rig;
+            }
+            _ => {}
+        }
+        rig.send(placed(1, 1, PID));
+        match phase {
+            "armed" => {}
+            "held" | "spent" => {
+                rig.send(magic(1));
+            }
+            "retrying" => {
+                rig.send(killed(1));
+            }
+            other => panic!("no such phase {other}"),
+        }
+        assert_eq!(rig.phase(1), phase, "set-up");
+        rig
+    }
+
+    /// The transition table: for each phase (rows) and event (columns), the phase after it.
+    #[test]
+    fn every_phase_meets_every_event() {
+        type MakeEvent = fn() -> Event;
+        let events: [(&str, MakeEvent); 13] = [
+            ("found", || found("web1", JAIL)),
+            ("not found", || not_found("web1")),
+            ("placed", || placed(1, 1, PID)),
+            ("not placed", || not_placed(1, 1, Kind::Os)),
+            ("fired", || magic(1)),
+            ("killed", || killed(1)),
+            ("command ended", || ended(1)),
+            ("jail stopped", || Event::JailStopped { jail: JAIL }),
+            ("tick", || Event::Tick),
+            ("removed", || Event::Remove {
+                client: 9,
+                which: "T".into(),
+                jail: "web1".into(),
+            }),
+            // Stands for the file as it was; filled in below with the probe's own definition.
+            ("reloaded, same", || Event::Reload(Vec::new())),
+            ("reloaded, gone", || Event::Reload(Vec::new())),
+            ("listed", || Event::List { client: 9 }),
+        ];
+        #[rustfmt::skip]
+        let table: [(&str, [&str; 13]); 8] = [
+            //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
+            ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
+            ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
+            ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
+            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
+            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
+            ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
+            ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
+            ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused"]),
+        ];
+        let mut wrong = Vec::new();
+        for (phase, row) in table {
+            for ((event, make), expected) in events.iter().zip(row) {
+                let mut rig = rig_in(phase);
+                match *event {
+                    "tick" => {
+                        rig.later(BACKOFF_MAX + RETRY_INTERVAL);
+                    }
+                    "reloaded, same" => {
+                        let same = rig.core.probe(1).expect("set up").def.clone();
+                        rig.send(Event::Reload(vec![same]));
+                    }
+                    _ => {
+                        rig.send(make());
+                    }
+                }
+                // A queued probe is placed at once when its jail has nothing in flight.
+                let after = match rig.phase(1) {
+                    "placing" if expected == "queued" => "queued",
+                    other => other,
+                };
+                if after != expected {
+                    wrong.push(format!("{phase} + {event}: {after}, not {expected}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn an_armed_request_is_answered_once_placed_and_a_refused_one_is_forgotten() {
+        let mut rig = Rig::new();
+        let effects = rig.send(Event::Arm {
+            client: 7,
+            def: def("4144", "A", Respawn::Never),
+            persist: false,
+        });
+        assert_eq!(
+            effects,
+            vec![Effect::Find {
+                spec: "4144".into()
+            }]
+        );
+        let effects = rig.send(found("4144", 4144));
+        assert_eq!(placements(&effects), vec![(1, vec![1])]);
+        assert!(replies(&effects).is_empty(), "answered before placed");
+        let effects = rig.send(placed(1, 1, PID));
+        assert_eq!(
+            replies(&effects),
+            vec![&Response::Armed { probe: 1, pid: PID }]
+        );
+        // Twin: a refusal is answered with its reason, and nothing is kept.
+        rig.send(Event::Arm {
+            client: 8,
+            def: def("4144", "B", Respawn::Never),
+            persist: false,
+        });
+        let effects = rig.send(not_placed(2, 2, Kind::NoUser));
+        match replies(&effects).as_slice() {
+            [Response::Refused(e)] => assert_eq!(e.kind, Kind::NoUser),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rig.phase(2), "gone");
+        assert_eq!(rig.core.list().len(), 1);
+    }
+
+    #[test]
+    fn a_persisted_probe_is_answered_only_once_saved() {
+        let mut rig = Rig::new();
+        rig.send(Event::Arm {
+            client: 7,
+            def: def("4144", "P", Respawn::AfterCommand),
+            persist: true,
+        });
+        rig.send(found("4144", 4144));
+        let effects = rig.send(placed(1, 1, PID));
+        assert!(replies(&effects).is_empty(), "answered before saved");
+        match effects.as_slice() {
+            [Effect::Save { probes, confirm }] => {
+                assert_eq!(probes.len(), 1);
+                assert_eq!(confirm, &vec![(7, 1, PID)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Twin: when the file cannot be written, it is refused and goes.
+        let effects = rig.send(Event::StateNotSaved {
+            error: Error::new(Kind::CantCreate, "state file: read-only"),
+            unconfirmed: vec![(7, 1)],
+        });
+        assert_eq!(kills(&effects), vec![1]);
+        assert!(matches!(
+            replies(&effects).as_slice(),
+            [Response::Refused(_)]
+        ));
+        assert_eq!(rig.phase(1), "gone");
+    }
+
+    #[test]
+    fn probes_of_one_jail_are_placed_in_one_batch_and_others_wait_their_turn() {
+        let mut rig = Rig::new();
+        for title in ["A", "B", "C"] {
+            rig.send(Event::Declare {
+                def: def("web1", title, Respawn::Never),
+                origin: Origin::Config,
+            });
+        }
+        // One lookup for the name, however many probes wait for it.
+        let effects = rig.send(found("web1", JAIL));
+        assert_eq!(placements(&effects), vec![(1, vec![1, 2, 3])]);
+        // A probe declared while the batch is in flight waits for the next one.
+        rig.send(Event::Declare {
+            def: def("web1", "D", Respawn::Never),
+            origin: Origin::Config,
+        });
+        let effects = rig.send(found("web1", JAIL));
+        assert!(placements(&effects).is_empty());
+        assert_eq!(rig.phase(4), "queued");
+        let effects = rig.send(Event::Placed {
+            placement: 1,
+            results: (1..=3).map(|p| (p, Ok((PID + p as Pid, (0, 0))))).collect(),
+        });
+        assert_eq!(placements(&effects), vec![(2, vec![4])]);
+        assert!(!rig.core.settled());
+    }
+
+    #[test]
+    fn at_most_max_placements_jails_are_placed_at_once() {
+        let mut rig = Rig::new();
+        for jail in 1..=(MAX_PLACEMENTS as JailId + 2) {
+            rig.send(Event::Declare {
+                def: def(&jail.to_string(), "T", Respawn::Never),
+                origin: Origin::Config,
+            });
+        }
+        let mut started = 0;
+        for jail in 1..=(MAX_PLACEMENTS as JailId + 2) {
+            started += placements(&rig.send(found(&jail.to_string(), jail))).len();
+        }
+        assert_eq!(started, MAX_PLACEMENTS);
+        let effects = rig.send(placed(1, 1, PID));
+        assert_eq!(placements(&effects).len(), 1, "the next jail's turn");
+    }
+
+    #[test]
+    fn a_probe_that_keeps_failing_backs_off_and_a_fire_resets_it() {
+        let mut rig = rig_in("armed");
+        let mut delays = Vec::new();
+        let mut placement = 1;
+        for _ in 0..12 {
+            rig.send(killed(1));
+            let Some(Phase::Retrying { at, .. }) = rig.core.probe(1).map(|p| p.phase.clone())
+            else {
+                panic!("{}", rig.phase(1))
+            };
+            delays.push(at - rig.now);
+            // Nothing happens before the delay is over.
+            assert!(placements(&rig.later(at - rig.now - Duration::from_millis(1))).is_empty());
+            let effects = rig.later(Duration::from_millis(1));
+            placement += 1;
+            assert_eq!(placements(&effects), vec![(placement, vec![1])]);
+            rig.send(placed(placement, 1, PID));
+        }
+        let secs: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        // A fire resets it: the next failure waits the first delay again.
+        let mut rig = rig_in("armed");
+        rig.send(killed(1));
+        rig.later(BACKOFF_FIRST);
+        rig.send(placed(2, 1, PID));
+        rig.send(Event::Reload(vec![def("web1", "T", Respawn::Never)]));
+        rig.send(magic(1));
+        assert_eq!(rig.core.probe(1).unwrap().strikes, 0);
+    }
+
+    #[test]
+    fn a_declared_single_shot_fires_once_per_run_of_its_jail() {
+        // The REBOOT probe: declared once, it works across every restart of its container.
+        let mut rig = rig_in("armed");
+        let effects = rig.send(magic(1));
+        assert!(matches!(effects.as_slice(), [Effect::Run { .. }]));
+        // Spent: a second signal finds no probe, and time alone does not bring it back.
+        rig.later(BACKOFF_MAX);
+        assert_eq!(rig.phase(1), "spent");
+        rig.send(ended(1));
+        assert_eq!(rig.phase(1), "spent");
+        // The container goes down and comes back under a new init.
+        rig.send(Event::JailStopped { jail: JAIL });
+        assert_eq!(rig.phase(1), "waiting");
+        let effects = rig.later(RETRY_INTERVAL);
+        assert_eq!(
+            effects,
+            vec![Effect::Find {
+                spec: "web1".into()
+            }]
+        );
+        let effects = rig.send(found("web1", 200));
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        rig.send(placed(2, 1, 600));
+        assert_eq!(rig.phase(1), "armed");
+        assert_eq!(rig.core.list()[0].jail_id, Some(200));
+        // Twin: a plain probe (`-c`) that fired is gone once its command ends.
+        let mut rig = Rig::new();
+        rig.send(Event::Arm {
+            client: 1,
+            def: def("4144", "X", Respawn::Never),
+            persist: false,
+        });
+        rig.send(found("4144", 4144));
+        rig.send(placed(1, 1, PID));
+        rig.send(magic(1));
+        assert_eq!(rig.core.list()[0].state, ProbeState::Running);
+        rig.send(ended(1));
+        assert_eq!(rig.phase(1), "gone");
+    }
+
+    #[test]
+    fn a_jail_named_by_pid_is_never_looked_for_again_once_stopped() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("4144", "T", Respawn::Never),
+            origin: Origin::Config,
+        });
+        rig.send(found("4144", 4144));
+        rig.send(placed(1, 1, PID));
+        let effects = rig.send(Event::JailStopped { jail: 4144 });
+        assert_eq!(kills(&effects), vec![1]);
+        assert_eq!(rig.phase(1), "waiting");
+        assert!(rig.later(BACKOFF_MAX).is_empty());
+        assert_eq!(rig.core.next_deadline(), None);
+        // Twin: a named jail is looked for again.
+        let mut rig = rig_in("armed");
+        rig.send(Event::JailStopped { jail: JAIL });
+        assert!(!rig.later(RETRY_INTERVAL).is_empty());
+    }
+
+    #[test]
+    fn what_list_says_is_true() {
+        // An unknown user is refused with its reason, never shown as waiting or with ids.
+        let rig = rig_in("refused");
+        let info = &rig.core.list()[0];
+        assert_eq!(info.state, ProbeState::Refused);
+        assert_eq!((info.uid, info.gid, info.pid), (None, None, None));
+        // A probe killed in a running jail is retrying, not waiting for its jail.
+        let rig = rig_in("retrying");
+        assert_eq!(rig.core.list()[0].state, ProbeState::Retrying);
+        assert_eq!(rig.core.list()[0].jail_id, Some(JAIL));
+        // Waiting means the jail is not running.
+        let rig = rig_in("waiting");
+        let info = &rig.core.list()[0];
+        assert_eq!(info.state, ProbeState::Waiting);
+        assert_eq!(info.jail_id, None);
+        assert!(info.last.as_deref().unwrap().contains("not running"));
+    }
+
+    #[test]
+    fn a_jail_is_released_after_its_grace_once_it_has_no_probe() {
+        let mut rig = rig_in("armed");
+        rig.send(Event::Remove {
+            client: 1,
+            which: "1".into(),
+            jail: "web1".into(),
+        });
+        let effects = rig.later(JAIL_GRACE - Duration::from_millis(1));
+        assert!(!effects.contains(&Effect::Release { jail: JAIL }));
+        let effects = rig.later(Duration::from_millis(1));
+        assert_eq!(effects, vec![Effect::Release { jail: JAIL }]);
+        // Twin: a jail with a probe is kept.
+        let mut rig = rig_in("armed");
+        assert!(rig.later(JAIL_GRACE * 2).is_empty());
+    }
+
+    #[test]
+    fn limits_are_checked_on_the_one_path_into_a_placement() {
+        let limits = Limits {
+            total: 3,
+            per_jail: 2,
+            descriptors: usize::MAX,
+        };
+        let mut rig = Rig::with(limits);
+        for (client, title) in [(1, "A"), (2, "B"), (3, "C")] {
+            rig.send(Event::Arm {
+                client,
+                def: def("4144", title, Respawn::Immediately),
+                persist: false,
+            });
+        }
+        let effects = rig.send(found("4144", 4144));
+        match replies(&effects).as_slice() {
+            [Response::Refused(e)] => {
+                assert_eq!(e.kind, Kind::Limit);
+                assert!(e.message.contains("limit 2"), "{e:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A re-arm takes the same path: `-R` fires, and its probe comes back within the limit.
+        rig.send(Event::Placed {
+            placement: 1,
+            results: vec![(1, Ok((501, (0, 0)))), (2, Ok((502, (0, 0))))],
+        });
+        let effects = rig.send(magic(1));
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        // The descriptor reserve, too.
+        let limits = Limits {
+            total: 10,
+            per_jail: 10,
+            descriptors: BASE_DESCRIPTORS + RESERVED_DESCRIPTORS + 2,
+        };
+        let mut rig = Rig::with(limits);
+        for (client, title) in [(1, "A"), (2, "B")] {
+            rig.send(Event::Arm {
+                client,
+                def: def("4144", title, Respawn::Never),
+                persist: false,
+            });
+        }
+        let effects = rig.send(found("4144", 4144));
+        match replies(&effects).as_slice() {
+            [Response::Refused(e)] => assert!(e.message.contains("descriptor limit"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn respawn_immediately_is_held_back_at_its_command_limit() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("web1", "R", Respawn::Immediately),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        for n in 2..=MAX_RUNNING_PER_PROBE as u64 {
+            rig.send(magic(1));
+            rig.send(placed(n, 1, PID + n as Pid));
+        }
+        rig.send(magic(1));
+        assert_eq!(rig.phase(1), "held");
+        let effects = rig.send(ended(2));
+        assert_eq!(placements(&effects).len(), 1);
+    }
+
+    #[test]
+    fn a_probe_removed_while_placed_has_its_process_killed_when_it_arrives() {
+        let mut rig = rig_in("placing");
+        rig.send(Event::Remove {
+            client: 1,
+            which: "T".into(),
+            jail: "web1".into(),
+        });
+        let effects = rig.send(placed(1, 1, PID));
+        assert_eq!(kills(&effects), vec![1]);
+        // A jail that stops during a placement: what arrives after is killed, and waits.
+        let mut rig = rig_in("placing");
+        rig.send(Event::JailStopped { jail: JAIL });
+        let effects = rig.send(placed(1, 1, PID));
+        assert_eq!(kills(&effects), vec![1]);
+        assert_eq!(rig.phase(1), "waiting");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_millis(2153)), "2.2s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+    }
+}

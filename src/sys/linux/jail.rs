@@ -1,0 +1,226 @@
+//! A jail on Linux: a set of namespaces and cgroups, named by the host PID of a process in it
+//! or by a container name (looked up by `lookup.rs`).
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::process::PidfdFlags;
+use rustix::thread::ThreadNameSpaceType;
+
+use super::cgroup;
+use super::lookup::Lookup;
+use crate::containers;
+use crate::error::{Error, Kind};
+use crate::ids::IdMap;
+use crate::sys::Pid;
+use crate::sys::posix;
+
+/// A jail being opened: at once (a PID), or after its name is looked up.
+pub enum Opening {
+    Ready(Result<Jail, Error>),
+    Looking(Lookup),
+}
+
+/// Namespace types a probe joins, in the order lxc-attach uses; `setns` on a pidfd applies
+/// them together, the user namespace first.
+const NAMESPACES: [(&str, ThreadNameSpaceType); 7] = [
+    ("user", ThreadNameSpaceType::USER),
+    ("pid", ThreadNameSpaceType::PROCESS_ID),
+    ("mnt", ThreadNameSpaceType::MOUNT),
+    ("net", ThreadNameSpaceType::NETWORK),
+    ("uts", ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME),
+    ("ipc", ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION),
+    ("cgroup", ThreadNameSpaceType::CONTROL_GROUP),
+];
+
+/// A running jail: a process inside it, held by pidfd, and what the probe needs to enter it.
+#[derive(Debug)]
+pub struct Jail {
+    pub(super) pid: Pid,
+    pub(super) pidfd: OwnedFd,
+    pub(super) namespaces: ThreadNameSpaceType,
+    uid_map: Option<IdMap>,
+    gid_map: Option<IdMap>,
+    pub(super) setgroups_allowed: bool,
+}
+
+fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
+    Ok(fs::metadata(format!("/proc/{pid}/ns/{ns}"))?.ino())
+}
+
+impl Jail {
+    /// Starts opening the jail `spec` names: a host PID at once, a container name by asking
+    /// the container managers (`containers.rs`) without waiting for them.
+    pub fn open(spec: &str, now: Instant) -> Opening {
+        match containers::parse_spec(spec) {
+            Err(e) => Opening::Ready(Err(e)),
+            Ok(containers::Spec::Pid(pid)) => Opening::Ready(Jail::open_pid(spec, pid)),
+            Ok(containers::Spec::Name { manager, name }) => {
+                match Lookup::start(spec, manager, name, now) {
+                    Ok(lookup) => Opening::Looking(lookup),
+                    Err(e) => Opening::Ready(Err(e)),
+                }
+            }
+        }
+    }
+
+    pub(super) fn open_pid(spec: &str, pid: Pid) -> Result<Jail, Error> {
+        let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
+        let raw = rustix::process::Pid::from_raw(pid).expect("positive");
+        let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())
+            .map_err(|e| no_jail(format!("no such process ({e})")))?;
+        let mut namespaces = ThreadNameSpaceType::empty();
+        let mut isolated = false;
+        for (name, flag) in NAMESPACES {
+            let theirs = ns_inode(&pid.to_string(), name)
+                .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
+            let ours = ns_inode("self", name)
+                .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
+            if theirs != ours {
+                isolated = true;
+                namespaces |= flag;
+            } else if flag != ThreadNameSpaceType::USER {
+                // Joining a namespace we are already in is harmless; joining our own user
+                // namespace is refused by the kernel, so that one is only joined when different.
+                namespaces |= flag;
+            }
+        }
+        if !isolated {
+            return Err(no_jail(
+                "process shares every namespace with the host; it is not in a jail".into(),
+            ));
+        }
+        let (uid_map, gid_map, setgroups_allowed) =
+            if namespaces.contains(ThreadNameSpaceType::USER) {
+                let read = |f: &str| {
+                    fs::read_to_string(format!("/proc/{pid}/{f}"))
+                        .map_err(|e| no_jail(format!("cannot read its {f}: {e}")))
+                };
+                let uid_map = IdMap::parse(&read("uid_map")?).map_err(&no_jail)?;
+                let gid_map = IdMap::parse(&read("gid_map")?).map_err(no_jail)?;
+                (
+                    Some(uid_map),
+                    Some(gid_map),
+                    read("setgroups")?.trim() == "allow",
+                )
+            } else {
+                (None, None, true)
+            };
+        let jail = Jail {
+            pid,
+            pidfd,
+            namespaces,
+            uid_map,
+            gid_map,
+            setgroups_allowed,
+        };
+        jail.check_alive()?;
+        Ok(jail)
+    }
+
+    /// What identifies the jail on this host: the PID it was named by.
+    pub fn id(&self) -> Pid {
+        self.pid
+    }
+
+    /// Everything read through /proc/PID before this call belonged to the jail's process:
+    /// if the pidfd is still alive, the pid cannot have been recycled in between.
+    pub(super) fn check_alive(&self) -> Result<(), Error> {
+        if posix::readable_now(self.pidfd.as_fd()) {
+            return Err(Error::new(
+                Kind::NoJail,
+                format!("jail {}: its process has exited", self.pid),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Becomes readable when the jail's process exits: for a container, when it stops.
+    pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.pidfd.as_fd())
+    }
+
+    /// The jail's root directory, as an O_PATH descriptor.
+    pub(super) fn open_root(&self) -> Result<OwnedFd, Error> {
+        let fd = rustix::fs::open(
+            format!("/proc/{}/root", self.pid).as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            Error::new(
+                Kind::NoJail,
+                format!("jail {}: cannot open its root: {e}", self.pid),
+            )
+        })?;
+        self.check_alive()?;
+        Ok(fd)
+    }
+
+    /// Reads a small regular file below the jail's root, never leaving that root: symlinks and
+    /// `..` resolve inside it (RESOLVE_IN_ROOT), and a FIFO or device cannot block the daemon.
+    pub fn read_file(&self, path: &str) -> io::Result<String> {
+        let root = self
+            .open_root()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let fd = rustix::fs::openat2(
+            &root,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        posix::read_small_file(fd)
+    }
+
+    /// The `cgroup.procs` files that put a process into the jail's cgroups (every hierarchy
+    /// where they differ from ours), so that the jail's limits and freezer apply to its probes.
+    /// The kernel cannot do this in clone for us once the helper is inside the jail's user
+    /// namespace, so the daemon writes the pids. Read once per placement.
+    pub(super) fn cgroup_files(&self) -> Result<Vec<PathBuf>, Error> {
+        let read = |path: String| {
+            fs::read_to_string(&path).map_err(|e| Error::os(format!("reading {path}"), e))
+        };
+        let jail = read(format!("/proc/{}/cgroup", self.pid))?;
+        self.check_alive()?;
+        let ours = read("/proc/self/cgroup".into())?;
+        let mountinfo = read("/proc/self/mountinfo".into())?;
+        Ok(cgroup::procs_files(&jail, &ours, &mountinfo))
+    }
+
+    /// Moves `pid` into the jail's cgroups through `files` (from `cgroup_files`).
+    pub(super) fn join_cgroups(&self, files: &[PathBuf], pid: Pid) -> Result<(), Error> {
+        for file in files {
+            fs::write(file, pid.to_string()).map_err(|e| {
+                Error::os(
+                    format!("joining jail {}'s cgroup {}", self.pid, file.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `uid`/`gid` (ids inside the jail) exist in the jail's user namespace.
+    pub fn check_ids(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        for (map, id, what) in [(&self.uid_map, uid, "uid"), (&self.gid_map, gid, "gid")] {
+            if let Some(map) = map
+                && map.to_host(id).is_none()
+            {
+                return Err(Error::new(
+                    Kind::NoUser,
+                    format!(
+                        "{what} {id} has no mapping in the user namespace of jail {}",
+                        self.pid
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
