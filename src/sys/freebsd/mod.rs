@@ -7,14 +7,18 @@
 pub(crate) mod pure;
 mod raw;
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
+use crate::sys::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
+
+/// How long a placement may take, from the first fork to the last "armed".
+pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
 fn decode_status(status: i32) -> Exit {
     if libc::WIFEXITED(status) {
@@ -30,19 +34,19 @@ fn decode_status(status: i32) -> Exit {
 /// still our unreaped child, so its pid cannot have been recycled.
 #[derive(Debug)]
 pub struct Process {
-    pid: i32,
+    pid: Pid,
     exit_queue: OwnedFd,
 }
 
 impl Process {
-    pub fn from_own_child(pid: u32) -> io::Result<Self> {
+    pub fn from_own_child(pid: Pid) -> io::Result<Self> {
         Ok(Process {
-            pid: pid as i32,
-            exit_queue: raw::exit_queue(pid as i32)?,
+            pid,
+            exit_queue: raw::exit_queue(pid)?,
         })
     }
 
-    pub fn pid(&self) -> i32 {
+    pub fn pid(&self) -> Pid {
         self.pid
     }
 
@@ -52,17 +56,6 @@ impl Process {
 
     pub fn try_wait(&self) -> io::Result<Option<Exit>> {
         Ok(raw::wait_child(self.pid, false)?.map(decode_status))
-    }
-
-    pub fn wait(&self) -> io::Result<Exit> {
-        loop {
-            match raw::wait_child(self.pid, true) {
-                Ok(Some(status)) => return Ok(decode_status(status)),
-                Ok(None) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     pub fn kill(&self) {
@@ -93,9 +86,43 @@ pub struct Jail {
     name: Option<String>,
 }
 
+/// A jail being opened: on FreeBSD always at once (jail_get is one system call).
+pub enum Opening {
+    Ready(Result<Jail, Error>),
+    Looking(Lookup),
+}
+
+/// A lookup that needs to wait for a tool: none on FreeBSD, where this type has no value
+/// (its field is private, so the code above the seam stays the same on both systems).
+pub struct Lookup {
+    never: std::convert::Infallible,
+}
+
+impl Lookup {
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        match self.never {}
+    }
+
+    pub fn deadline(&self) -> Instant {
+        match self.never {}
+    }
+
+    pub fn take_leftovers(&mut self) -> Vec<Process> {
+        match self.never {}
+    }
+
+    pub fn step(&mut self, _now: Instant) -> Option<Result<Jail, Error>> {
+        match self.never {}
+    }
+}
+
 impl Jail {
-    /// Resolves `spec`, a jid or a jail name, as jaildaemon 0.2 did.
-    pub fn open(spec: &str) -> Result<Jail, Error> {
+    /// Opens the jail `spec` names: a jid or a jail name, as jaildaemon 0.2 did.
+    pub fn open(spec: &str, _now: Instant) -> Opening {
+        Opening::Ready(Jail::look_up(spec))
+    }
+
+    fn look_up(spec: &str) -> Result<Jail, Error> {
         let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
         let key = pure::jail_key(spec).map_err(&no_jail)?;
         let (jid, path) =
@@ -153,55 +180,198 @@ impl Jail {
     }
 }
 
-/// Forks the probe: it closes every descriptor but its status pipe, attaches to the jail,
-/// drops to `uid`/`gid` (setgroups, setgid, setuid, in that order), makes itself untraceable,
-/// no-new-privs and killed with the daemon, takes `title`, reports, and waits for SIGHUP.
+/// One probe to place: its title and its ids inside the jail.
+pub struct ProbeRequest {
+    pub title: CString,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One forked probe of a placement and what it reported so far.
+struct Forking {
+    process: Process,
+    /// Its status pipe, until it has said armed or failed, or closed it.
+    reader: Option<OwnedFd>,
+    status: [u8; 5],
+    got: usize,
+}
+
+/// Probes being placed in a jail: each is forked at once and reports on a status pipe of its
+/// own; the daemon watches all of them through one kqueue and never waits for one.
+pub struct Placement {
+    jid: i32,
+    watch: Poller,
+    probes: Vec<Forking>,
+    /// Probes that could not even be forked.
+    failed: Vec<(usize, Error)>,
+    deadline: Instant,
+}
+
+/// How a placement ended: per probe, its process or why it is not placed; and the processes
+/// the daemon must reap.
+pub struct Placed {
+    pub results: Vec<Result<Process, Error>>,
+    pub leftovers: Vec<Process>,
+}
+
+impl Placement {
+    /// Forks one probe per request: each closes every descriptor but its status pipe,
+    /// attaches to the jail, drops to its ids, makes itself untraceable, no-new-privs and
+    /// killed with the daemon, takes its title, reports, and waits for SIGHUP.
+    #[allow(unsafe_code)]
+    pub fn start(
+        _spawner: &mut Spawner,
+        jail: &Jail,
+        probes: &[ProbeRequest],
+        now: Instant,
+    ) -> Result<Placement, Error> {
+        let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
+        // The jid is looked up again right before use (FreeBSD reuses no jid soon, but a jail
+        // restarted under its name has a new one).
+        jail.check_same()?;
+        let watch = Poller::new().map_err(|e| os("kqueue", e))?;
+        let mut placement = Placement {
+            jid: jail.jid,
+            watch,
+            probes: Vec::new(),
+            failed: Vec::new(),
+            deadline: now + PLACEMENT_DEADLINE,
+        };
+        for (index, request) in probes.iter().enumerate() {
+            match fork_probe(jail.jid, request) {
+                Ok((process, reader)) => {
+                    let watched = placement.watch.add(reader.as_fd(), index as u64);
+                    if let Err(e) = watched {
+                        process.kill();
+                        placement.failed.push((index, os("kevent", e)));
+                        // Still reaped by the daemon, as a leftover.
+                        placement.probes.push(Forking {
+                            process,
+                            reader: None,
+                            status: [0; 5],
+                            got: 0,
+                        });
+                        continue;
+                    }
+                    placement.probes.push(Forking {
+                        process,
+                        reader: Some(reader),
+                        status: [0; 5],
+                        got: 0,
+                    });
+                }
+                Err(e) => placement.failed.push((index, e)),
+            }
+        }
+        Ok(placement)
+    }
+
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.watch.as_fd()
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Reads what the probes reported; true once every one has said armed or failed.
+    pub fn step(&mut self) -> bool {
+        for probe in &mut self.probes {
+            let Some(reader) = &probe.reader else { continue };
+            let done = loop {
+                if probe.got == probe.status.len() {
+                    break true;
+                }
+                match rustix::io::read(reader, &mut probe.status[probe.got..]) {
+                    Ok(0) => break true,
+                    Ok(n) => probe.got += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::AGAIN) => break false,
+                    Err(_) => break true,
+                }
+            };
+            if done {
+                self.watch.remove(reader.as_fd());
+                probe.reader = None;
+            }
+        }
+        self.probes.iter().all(|p| p.reader.is_none())
+    }
+
+    /// Ends the placement, done or at its deadline; a probe that has not said "armed" is
+    /// killed.
+    pub fn finish(mut self, _jail: Option<&Jail>) -> Placed {
+        self.step();
+        let mut leftovers = Vec::new();
+        let mut results: Vec<Option<Result<Process, Error>>> = Vec::new();
+        let failed = std::mem::take(&mut self.failed);
+        let mut probes = self.probes.into_iter();
+        let total = probes.len() + failed.len();
+        for index in 0..total {
+            if let Some((_, e)) = failed.iter().find(|(i, _)| *i == index) {
+                results.push(Some(Err(e.clone())));
+                continue;
+            }
+            let Some(probe) = probes.next() else { break };
+            let status = if probe.reader.is_some() {
+                Err(Error::new(
+                    Kind::Timeout,
+                    format!(
+                        "probe for jail {} did not start within {} s",
+                        self.jid,
+                        PLACEMENT_DEADLINE.as_secs()
+                    ),
+                ))
+            } else {
+                pure::read_status(&probe.status, probe.got).map_err(|(stage, errno)| {
+                    Error::new(
+                        Kind::Os,
+                        format!(
+                            "probe for jail {}: {stage} failed: {}",
+                            self.jid,
+                            io::Error::from_raw_os_error(errno)
+                        ),
+                    )
+                })
+            };
+            match status {
+                Ok(()) => results.push(Some(Ok(probe.process))),
+                Err(e) => {
+                    probe.process.kill();
+                    leftovers.push(probe.process);
+                    results.push(Some(Err(e)));
+                }
+            }
+        }
+        Placed {
+            results: results.into_iter().flatten().collect(),
+            leftovers,
+        }
+    }
+}
+
+/// Forks one probe for jail `jid`; returns it and the read end of its status pipe.
 #[allow(unsafe_code)]
-pub fn spawn_probe(
-    _spawner: &mut Spawner,
-    jail: &Jail,
-    title: &CStr,
-    uid: u32,
-    gid: u32,
-) -> Result<Process, Error> {
+fn fork_probe(jid: i32, request: &ProbeRequest) -> Result<(Process, OwnedFd), Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
-    // The jid is looked up again right before use (FreeBSD reuses no jid soon, but a jail
-    // restarted under its name has a new one).
-    jail.check_same()?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
+    rustix::io::ioctl_fionbio(&reader, true).map_err(|e| os("status pipe", e.into()))?;
     // SAFETY: the daemon is single-threaded and the child runs only `probe_main`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
-        Forked::Child => probe_main(writer.as_fd(), jail.jid, title, uid, gid),
+        Forked::Child => probe_main(
+            writer.as_fd(),
+            jid,
+            &request.title,
+            request.uid,
+            request.gid,
+        ),
         Forked::Parent(pid) => pid,
     };
     drop(writer);
-    let probe = Process::from_own_child(pid as u32).map_err(|e| os("watching the probe", e))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut status = [0u8; 5];
-    let mut got = 0;
-    while got < status.len() && Instant::now() < deadline {
-        match rustix::io::read(&reader, &mut status[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
-    }
-    let Err((stage, errno)) = pure::read_status(&status, got) else {
-        return Ok(probe);
-    };
-    probe.kill();
-    let _ = probe.wait();
-    Err(Error::new(
-        Kind::Os,
-        format!(
-            "probe for jail {}: {stage} failed: {}",
-            jail.jid,
-            io::Error::from_raw_os_error(errno)
-        ),
-    ))
+    let process = Process::from_own_child(pid).map_err(|e| os("watching the probe", e))?;
+    Ok((process, reader))
 }
 
 fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32) -> ! {
@@ -259,7 +429,7 @@ pub fn spawn_command(
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(stderr))
         .spawn()?;
-    Ok((Process::from_own_child(child.id())?, reader))
+    Ok((Process::from_own_child(child.id() as Pid)?, reader))
 }
 
 /// Readiness of many descriptors at once (a kqueue with EVFILT_READ), level-triggered, each
@@ -280,9 +450,15 @@ impl Poller {
         raw::watch_readable(self.kqueue.as_fd(), fd, token, true)
     }
 
+    /// Reports `fd` under `token` while it is writable, until `remove`.
+    pub fn add_writable(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        raw::watch(self.kqueue.as_fd(), fd, libc::EVFILT_WRITE, token, true)
+    }
+
     /// Stops reporting `fd`; one that was not added is no error.
     pub fn remove(&self, fd: BorrowedFd<'_>) {
         let _ = raw::watch_readable(self.kqueue.as_fd(), fd, 0, false);
+        let _ = raw::watch(self.kqueue.as_fd(), fd, libc::EVFILT_WRITE, 0, false);
     }
 
     /// Waits up to `timeout` (for ever without one) and puts the ready tokens in `ready`.
@@ -307,4 +483,12 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
         gid,
         groups,
     })
+}
+
+/// A kqueue is itself readable when one of its events is pending: a placement's own queue is
+/// watched by the daemon's.
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.kqueue.as_fd()
+    }
 }

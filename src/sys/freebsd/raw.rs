@@ -86,8 +86,20 @@ pub fn watch_readable(
     token: u64,
     add: bool,
 ) -> io::Result<()> {
+    watch(kq, fd, libc::EVFILT_READ, token, add)
+}
+
+/// Adds (or deletes) `fd` under `token` in the kqueue for `filter` (EVFILT_READ or
+/// EVFILT_WRITE).
+pub fn watch(
+    kq: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    filter: i16,
+    token: u64,
+    add: bool,
+) -> io::Result<()> {
     let flags = if add { libc::EV_ADD } else { libc::EV_DELETE };
-    let mut ev = kevent_for(fd.as_raw_fd() as usize, libc::EVFILT_READ, flags, 0);
+    let mut ev = kevent_for(fd.as_raw_fd() as usize, filter, flags, 0);
     ev.udata = token as usize as *mut libc::c_void;
     // SAFETY: one valid change entry, no event list.
     check(unsafe {
