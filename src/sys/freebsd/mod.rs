@@ -277,7 +277,9 @@ impl Placement {
     /// Reads what the probes reported; true once every one has said armed or failed.
     pub fn step(&mut self) -> bool {
         for probe in &mut self.probes {
-            let Some(reader) = &probe.reader else { continue };
+            let Some(reader) = &probe.reader else {
+                continue;
+            };
             let done = loop {
                 if probe.got == probe.status.len() {
                     break true;
