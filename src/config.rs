@@ -65,8 +65,11 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
         refuse(line, e.message().trim().to_string())
     })?;
     let mut probes: Vec<Definition> = Vec::with_capacity(file.probe.len());
+    let mut seen = std::collections::BTreeSet::new();
     for spanned in file.probe {
-        let line = line_of(spanned.span().start);
+        // Counted only for an error: counting lines for every probe of a long file is slow.
+        let start = spanned.span().start;
+        let line = || line_of(start);
         let d = spanned.into_inner();
         let arm = Arm {
             command: d.command,
@@ -77,13 +80,10 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
             group: d.group,
             persist: false,
         };
-        arm.validate().map_err(|e| refuse(line, e.message))?;
-        if probes
-            .iter()
-            .any(|p| p.jail == arm.jail && p.title == arm.title)
-        {
+        arm.validate().map_err(|e| refuse(line(), e.message))?;
+        if !seen.insert((arm.jail.clone(), arm.title.clone())) {
             return Err(refuse(
-                line,
+                line(),
                 format!(
                     "a second probe titled '{}' in jail '{}'; jail and title name a probe",
                     arm.title, arm.jail

@@ -172,6 +172,82 @@ impl Probe {
     }
 }
 
+/// Counts, indexes and timers derived from the probes' phases. Every phase change goes through
+/// `Core::set_phase`, which keeps them, so that no event costs a walk over every probe.
+#[derive(Debug, Default, PartialEq)]
+struct Tally {
+    /// Probes placed or being placed: each holds (or will hold) a process and a descriptor.
+    with_process: usize,
+    with_process_in: BTreeMap<JailId, usize>,
+    /// Probes being looked up or placed.
+    unsettled: usize,
+    /// Probes by the jail their phase holds.
+    in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
+    /// Probes queued for a placement, by jail.
+    queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
+    /// When retrying and waiting probes are due.
+    timers: BTreeSet<(Instant, ProbeId)>,
+}
+
+impl Tally {
+    /// Counts `phase` of probe `id` in (`add`) or out.
+    fn count(&mut self, id: ProbeId, phase: &Phase, add: bool) {
+        fn step(n: &mut usize, add: bool) {
+            if add { *n += 1 } else { *n -= 1 }
+        }
+        fn index<K: Ord + Copy>(
+            map: &mut BTreeMap<K, BTreeSet<ProbeId>>,
+            key: K,
+            id: ProbeId,
+            add: bool,
+        ) {
+            let set = map.entry(key).or_default();
+            if add {
+                set.insert(id);
+            } else {
+                set.remove(&id);
+                if set.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+        if phase.has_process() {
+            step(&mut self.with_process, add);
+            let jail = phase.jail().expect("a placed probe has a jail");
+            let n = self.with_process_in.entry(jail).or_default();
+            step(n, add);
+            if *n == 0 {
+                self.with_process_in.remove(&jail);
+            }
+        }
+        if matches!(phase, Phase::Finding { .. } | Phase::Placing { .. }) {
+            step(&mut self.unsettled, add);
+        }
+        if let Some(jail) = phase.jail() {
+            index(&mut self.in_jail, jail, id, add);
+        }
+        if let Phase::Placing {
+            jail,
+            placement: None,
+            ..
+        } = phase
+        {
+            index(&mut self.queued, *jail, id, add);
+        }
+        let due = match phase {
+            Phase::Retrying { at, .. } | Phase::Waiting { at: Some(at), .. } => Some(*at),
+            _ => None,
+        };
+        if let Some(at) = due {
+            if add {
+                self.timers.insert((at, id));
+            } else {
+                self.timers.remove(&(at, id));
+            }
+        }
+    }
+}
+
 /// A jail with probes, held by the shell (one descriptor for all its probes) and watched.
 #[derive(Debug)]
 struct JailEntry {
@@ -283,6 +359,7 @@ pub enum Effect {
 
 pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
+    tally: Tally,
     jails: BTreeMap<JailId, JailEntry>,
     /// Names being looked up.
     finding: BTreeSet<String>,
@@ -305,6 +382,7 @@ impl Core {
     pub fn new(limits: Limits) -> Core {
         Core {
             probes: BTreeMap::new(),
+            tally: Tally::default(),
             jails: BTreeMap::new(),
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
@@ -377,24 +455,36 @@ impl Core {
 
     /// The earliest moment a timer is due, for the shell's wait.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let probes = self.probes.values().filter_map(|p| match &p.phase {
-            Phase::Retrying { at, .. } => Some(*at),
-            Phase::Waiting { at, .. } if p.commands == 0 => *at,
-            _ => None,
-        });
+        let probes = self.tally.timers.first().map(|(at, _)| *at);
         let jails = self
             .jails
             .values()
             .filter_map(|j| j.idle_since.map(|t| t + JAIL_GRACE));
-        probes.chain(jails).min()
+        probes.into_iter().chain(jails).min()
     }
 
     /// Nothing is being looked up or placed: what was asked for so far is settled.
     pub fn settled(&self) -> bool {
-        !self
-            .probes
-            .values()
-            .any(|p| matches!(p.phase, Phase::Finding { .. } | Phase::Placing { .. }))
+        self.tally.unsettled == 0
+    }
+
+    /// The one way a probe changes phase (or enters or leaves the core): the tally follows.
+    fn set_phase(&mut self, id: ProbeId, phase: Phase) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let old = std::mem::replace(&mut probe.phase, phase);
+        self.tally.count(id, &old, false);
+        self.tally.count(id, &self.probes[&id].phase, true);
+    }
+
+    fn insert_probe(&mut self, id: ProbeId, probe: Probe) {
+        self.tally.count(id, &probe.phase, true);
+        self.probes.insert(id, probe);
+    }
+
+    fn forget(&mut self, id: ProbeId) -> Option<Probe> {
+        let probe = self.probes.remove(&id)?;
+        self.tally.count(id, &probe.phase, false);
+        Some(probe)
     }
 
     pub fn probe(&self, id: ProbeId) -> Option<&Probe> {
@@ -403,11 +493,10 @@ impl Core {
 
     /// The probes placed (or being placed) in `jail`, for the shell's stop handling.
     pub fn probes_in(&self, jail: JailId) -> Vec<ProbeId> {
-        self.probes
-            .iter()
-            .filter(|(_, p)| p.phase.jail() == Some(jail))
-            .map(|(id, _)| *id)
-            .collect()
+        self.tally
+            .in_jail
+            .get(&jail)
+            .map_or_else(Vec::new, |ids| ids.iter().copied().collect())
     }
 
     /// Whether `jail` is held (a lookup of its PID need not open it again).
@@ -423,14 +512,9 @@ impl Core {
     /// Descriptors in use now: the base, the shell's, and the core's probes (one each while
     /// placed or armed), jails (one each) and commands (two each).
     pub fn descriptors_in_use(&self) -> usize {
-        let probes = self
-            .probes
-            .values()
-            .filter(|p| p.phase.has_process())
-            .count();
         BASE_DESCRIPTORS
             + self.shell_descriptors
-            + probes
+            + self.tally.with_process
             + self.jails.len()
             + 2 * self.commands.len()
     }
@@ -464,7 +548,7 @@ impl Core {
     fn add(&mut self, def: Definition, origin: Origin, reply: Option<ClientId>, now: Instant) {
         let id = self.next_probe;
         self.next_probe += 1;
-        self.probes.insert(
+        self.insert_probe(
             id,
             Probe {
                 def,
@@ -492,7 +576,7 @@ impl Core {
             self.enqueue(id, jail, reply, now);
             return;
         }
-        probe.phase = Phase::Finding { reply };
+        self.set_phase(id, Phase::Finding { reply });
         if self.finding.insert(spec.clone()) {
             self.effects.push(Effect::Find { spec });
         }
@@ -533,16 +617,8 @@ impl Core {
     /// The one way into a placement: the limits and the descriptor reserve are checked here,
     /// for requests, declared probes, retries and re-arms alike.
     fn enqueue(&mut self, id: ProbeId, jail: JailId, reply: Option<ClientId>, now: Instant) {
-        let placed = self
-            .probes
-            .values()
-            .filter(|p| p.phase.has_process())
-            .count();
-        let in_jail = self
-            .probes
-            .values()
-            .filter(|p| p.phase.has_process() && p.phase.jail() == Some(jail))
-            .count();
+        let placed = self.tally.with_process;
+        let in_jail = self.tally.with_process_in.get(&jail).copied().unwrap_or(0);
         let limits = self.limits;
         let spec = &self.probes[&id].def.jail;
         let refusal = if placed >= limits.total || in_jail >= limits.per_jail {
@@ -567,29 +643,21 @@ impl Core {
         if let Some(entry) = self.jails.get_mut(&jail) {
             entry.idle_since = None;
         }
-        let probe = self.probes.get_mut(&id).expect("present");
-        probe.phase = Phase::Placing {
-            jail,
-            placement: None,
-            reply,
-        };
+        self.set_phase(
+            id,
+            Phase::Placing {
+                jail,
+                placement: None,
+                reply,
+            },
+        );
     }
 
     /// Starts a placement for every held jail with queued probes and none in flight, within
     /// `MAX_PLACEMENTS`.
     fn schedule_placements(&mut self) {
-        let mut queued: BTreeMap<JailId, Vec<ProbeId>> = BTreeMap::new();
-        for (id, p) in &self.probes {
-            if let Phase::Placing {
-                jail,
-                placement: None,
-                ..
-            } = p.phase
-            {
-                queued.entry(jail).or_default().push(*id);
-            }
-        }
-        for (jail, ids) in queued {
+        let jails: Vec<JailId> = self.tally.queued.keys().copied().collect();
+        for jail in jails {
             if self.placements.len() >= MAX_PLACEMENTS {
                 return;
             }
@@ -603,12 +671,25 @@ impl Core {
             self.next_placement += 1;
             entry.placing = Some(placement);
             self.placements.insert(placement, jail);
+            let ids: Vec<ProbeId> = self.tally.queued[&jail]
+                .iter()
+                .take(PLACEMENT_BATCH)
+                .copied()
+                .collect();
             let mut probes = Vec::new();
-            for id in ids.into_iter().take(PLACEMENT_BATCH) {
-                let probe = self.probes.get_mut(&id).expect("listed");
-                if let Phase::Placing { placement: p, .. } = &mut probe.phase {
-                    *p = Some(placement);
-                }
+            for id in ids {
+                let Phase::Placing { reply, .. } = self.probes[&id].phase else {
+                    unreachable!("queued probes are placing")
+                };
+                self.set_phase(
+                    id,
+                    Phase::Placing {
+                        jail,
+                        placement: Some(placement),
+                        reply,
+                    },
+                );
+                let probe = &self.probes[&id];
                 probes.push(ToPlace {
                     probe: id,
                     title: probe.def.title.clone(),
@@ -698,9 +779,10 @@ impl Core {
                             describe_respawn(probe.def.respawn),
                         );
                     }
-                    probe.phase = Phase::Armed { jail, pid, ids };
+                    let persisted = probe.origin == Origin::Persisted;
+                    self.set_phase(id, Phase::Armed { jail, pid, ids });
                     if let Some(client) = reply {
-                        if probe.origin == Origin::Persisted {
+                        if persisted {
                             confirm.push((client, id, pid));
                         } else {
                             self.effects.push(Effect::Reply {
@@ -737,7 +819,7 @@ impl Core {
                 client,
                 response: Response::Refused(error),
             });
-            self.probes.remove(&id);
+            self.forget(id);
             if let Some(jail) = jail {
                 self.release_if_idle(jail, now);
             }
@@ -746,7 +828,7 @@ impl Core {
         if !probe.survives() {
             // A plain probe being re-armed: it is gone, as in 0.2.
             log::error!("{tag}: cannot re-arm, removed: {error}");
-            probe.phase = Phase::Spent { jail: None };
+            self.set_phase(id, Phase::Spent { jail: None });
             self.forget_if_done(id, now);
             return;
         }
@@ -759,7 +841,7 @@ impl Core {
                 if changed {
                     log::error!("{tag} cannot be placed: {error}");
                 }
-                probe.phase = Phase::Refused { why: error.message };
+                self.set_phase(id, Phase::Refused { why: error.message });
             }
             Kind::NoJail => {
                 if changed {
@@ -775,11 +857,14 @@ impl Core {
                         "{tag} not placed ({error}); trying again in {}",
                         human_duration(delay)
                     );
-                    probe.phase = Phase::Retrying {
-                        jail,
-                        at: now + delay,
-                        why: error.message,
-                    };
+                    self.set_phase(
+                        id,
+                        Phase::Retrying {
+                            jail,
+                            at: now + delay,
+                            why: error.message,
+                        },
+                    );
                 }
                 _ => {
                     if changed {
@@ -804,10 +889,13 @@ impl Core {
                 .jail
                 .parse::<JailId>()
                 .is_ok_and(|j| !self.jails.contains_key(&j));
-        probe.phase = Phase::Waiting {
-            at: (!gone).then_some(now + RETRY_INTERVAL),
-            why,
-        };
+        self.set_phase(
+            id,
+            Phase::Waiting {
+                at: (!gone).then_some(now + RETRY_INTERVAL),
+                why,
+            },
+        );
     }
 
     fn probe_exited(&mut self, id: ProbeId, exit: Exit, now: Instant) {
@@ -831,14 +919,17 @@ impl Core {
                     "{tag} ended by {exit}: nothing fired; armed again in {}",
                     human_duration(delay)
                 );
-                probe.phase = Phase::Retrying {
-                    jail,
-                    at: now + delay,
-                    why: format!("ended by {exit}"),
-                };
+                self.set_phase(
+                    id,
+                    Phase::Retrying {
+                        jail,
+                        at: now + delay,
+                        why: format!("ended by {exit}"),
+                    },
+                );
             } else {
                 log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
-                probe.phase = Phase::Spent { jail: None };
+                self.set_phase(id, Phase::Spent { jail: None });
                 self.forget_if_done(id, now);
             }
             self.release_if_idle(jail, now);
@@ -858,26 +949,27 @@ impl Core {
             def: probe.def.clone(),
             jail,
         });
+        let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
         match probe.def.respawn {
             Respawn::Never => {
-                probe.phase = Phase::Spent { jail: Some(jail) };
+                self.set_phase(id, Phase::Spent { jail: Some(jail) });
                 // A fired single-shot `-P` probe leaves the state file now, not when its
                 // command ends: a crash in between must not arm it again.
-                if probe.origin == Origin::Persisted {
+                if persisted {
                     self.save(Vec::new());
                 }
             }
-            Respawn::Immediately if probe.commands < MAX_RUNNING_PER_PROBE => {
-                probe.phase = Phase::Held { jail, ids };
+            Respawn::Immediately if commands < MAX_RUNNING_PER_PROBE => {
+                self.set_phase(id, Phase::Held { jail, ids });
                 self.enqueue(id, jail, None, now);
             }
             Respawn::Immediately => {
                 log::warn!(
                     "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
                 );
-                probe.phase = Phase::Held { jail, ids };
+                self.set_phase(id, Phase::Held { jail, ids });
             }
-            Respawn::AfterCommand => probe.phase = Phase::Held { jail, ids },
+            Respawn::AfterCommand => self.set_phase(id, Phase::Held { jail, ids }),
         }
     }
 
@@ -961,7 +1053,7 @@ impl Core {
                     self.wait_for_jail(id, format!("jail {} stopped", entry.spec), now);
                 }
                 (_, false) => {
-                    probe.phase = Phase::Spent { jail: None };
+                    self.set_phase(id, Phase::Spent { jail: None });
                     self.forget_if_done(id, now);
                 }
             }
@@ -1000,20 +1092,28 @@ impl Core {
             self.effects.push(Effect::Release { jail });
         }
         let due: Vec<ProbeId> = self
-            .probes
+            .tally
+            .timers
             .iter()
-            .filter(|(_, p)| match &p.phase {
-                Phase::Retrying { at, .. } => *at <= now,
-                Phase::Waiting { at: Some(at), .. } => *at <= now && p.commands == 0,
-                _ => false,
-            })
-            .map(|(id, _)| *id)
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             let probe = &self.probes[&id];
-            match probe.phase {
-                Phase::Retrying { jail, .. } if self.jails.contains_key(&jail) => {
-                    self.enqueue(id, jail, None, now)
+            match &probe.phase {
+                Phase::Retrying { jail, .. } if self.jails.contains_key(jail) => {
+                    self.enqueue(id, *jail, None, now)
+                }
+                // Its command outlived its jail: it looks for the jail once the command ends.
+                Phase::Waiting { why, .. } if probe.commands > 0 => {
+                    let why = why.clone();
+                    self.set_phase(
+                        id,
+                        Phase::Waiting {
+                            at: Some(now + RETRY_INTERVAL),
+                            why,
+                        },
+                    );
                 }
                 _ => self.find(id, None, now),
             }
@@ -1090,11 +1190,12 @@ impl Core {
             });
         }
         if probe.commands > 0 {
-            probe.phase = Phase::Spent { jail: None };
-            // Not listed any more as the probe it was; kept only to attribute its command.
+            // Kept only to attribute its command, as a plain probe that is forgotten once its
+            // command ends.
             probe.origin = Origin::Command;
+            self.set_phase(id, Phase::Spent { jail: None });
         } else {
-            self.probes.remove(&id);
+            self.forget(id);
         }
         if let Some(jail) = jail {
             self.release_if_idle(jail, now);
@@ -1175,7 +1276,7 @@ impl Core {
             return;
         }
         let jail = probe.phase.jail();
-        self.probes.remove(&id);
+        self.forget(id);
         if let Some(jail) = jail {
             self.release_if_idle(jail, now);
         }
@@ -1183,7 +1284,7 @@ impl Core {
 
     /// A jail none of whose probes holds it any more is let go after `JAIL_GRACE`.
     fn release_if_idle(&mut self, jail: JailId, now: Instant) {
-        let used = self.probes.values().any(|p| p.phase.jail() == Some(jail));
+        let used = self.tally.in_jail.contains_key(&jail);
         if let Some(entry) = self.jails.get_mut(&jail) {
             if used {
                 entry.idle_since = None;
@@ -1301,7 +1402,14 @@ mod tests {
         }
 
         fn send(&mut self, event: Event) -> Vec<Effect> {
-            self.core.handle(event, self.now)
+            let effects = self.core.handle(event, self.now);
+            // The tally kept along the way is the one counted from scratch.
+            let mut recount = Tally::default();
+            for (id, probe) in &self.core.probes {
+                recount.count(*id, &probe.phase, true);
+            }
+            assert_eq!(self.core.tally, recount, "tally out of step");
+            effects
         }
 
         fn later(&mut self, by: Duration) -> Vec<Effect> {

@@ -6,29 +6,11 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::sys::posix::Forked;
-
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
-    }
-}
-
-/// A probe's helpers B are made by clone(2) sharing helper A's descriptor table
-/// (CLONE_FILES) instead of copying it, until each takes a copy of the few entries it keeps.
-/// No stack is passed: the child continues on a copy of ours, as with fork.
-///
-/// # Safety
-/// As for `posix::fork`; besides, the child must not open, close or change any descriptor
-/// until it has a table of its own (`own_descriptors_below`), since every change is ours too.
-unsafe fn clone_sharing_descriptors(flags: libc::c_int) -> io::Result<Forked> {
-    // SAFETY: raw clone with a null stack behaves like fork; the caller keeps the contract.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags | libc::CLONE_FILES, 0, 0, 0, 0) };
-    match check(ret)? {
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as i32)),
     }
 }
 
@@ -48,9 +30,49 @@ pub unsafe fn spawn_sharing(
     stack: &mut [u8],
     arg: *mut libc::c_void,
 ) -> io::Result<i32> {
+    // SAFETY: the caller keeps the contract; CLONE_VFORK makes us wait for the child's exec
+    // or exit, so the stack and our memory are its alone until then.
+    let flags = libc::CLONE_VFORK | libc::SIGCHLD;
+    unsafe { clone_on_stack(entry, stack.as_mut_ptr(), stack.len(), flags, arg) }
+}
+
+/// Starts a probe's helper B: a child of our parent (CLONE_PARENT), so born in the pid
+/// namespace we have joined and reaped by the daemon (with CLONE_PARENT the exit signal is our
+/// parent's own, so none is given), sharing our memory and descriptor table (CLONE_VM |
+/// CLONE_FILES) on `stack`. Unlike `spawn_sharing` it returns at once: the Bs of a placement
+/// run side by side. Nothing of our memory is copied for one, and its exec has nothing of
+/// ours to tear down. Every signal is blocked around the clone; the child starts with all
+/// blocked.
+///
+/// # Safety
+/// `entry` may make only async-signal-safe calls, may end only by exec or `_exit`, must not
+/// change any descriptor before it has a table of its own, and must write no memory but its
+/// stack; `stack` points to `len` bytes that only this child uses; `arg` and everything it
+/// reaches must stay valid until the child has exec'd or exited.
+pub unsafe fn spawn_sibling_sharing(
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: *mut u8,
+    len: usize,
+    arg: *mut libc::c_void,
+) -> io::Result<i32> {
+    // SAFETY: the caller keeps the contract.
+    unsafe { clone_on_stack(entry, stack, len, libc::CLONE_PARENT, arg) }
+}
+
+/// clone(2) with CLONE_VM | CLONE_FILES and `flags`, on `stack`.
+///
+/// # Safety
+/// As for `spawn_sibling_sharing`.
+unsafe fn clone_on_stack(
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack: *mut u8,
+    len: usize,
+    extra: libc::c_int,
+    arg: *mut libc::c_void,
+) -> io::Result<i32> {
     // The stack grows down on every architecture we build for; its top, 16-byte aligned.
-    let top = ((stack.as_mut_ptr() as usize + stack.len()) & !15) as *mut libc::c_void;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    let top = ((stack as usize + len) & !15) as *mut libc::c_void;
+    let flags = libc::CLONE_VM | libc::CLONE_FILES | extra;
     // SAFETY: the sets are initialised before pthread_sigmask reads them; clone gets a valid
     // entry point, the top of a stack only the child uses while we are suspended, and an
     // argument the caller vouches for.
@@ -64,17 +86,6 @@ pub unsafe fn spawn_sharing(
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 { Err(err) } else { Ok(pid) }
     }
-}
-
-/// clone(2) with CLONE_PARENT, so that the new process is a child of our parent (the daemon)
-/// and is born in the pid namespace we have joined with setns; it shares our descriptor table.
-/// With CLONE_PARENT the exit signal is our parent's own (SIGCHLD), so none is given.
-///
-/// # Safety
-/// As for `clone_sharing_descriptors`.
-pub unsafe fn clone_sibling() -> io::Result<Forked> {
-    // SAFETY: the caller keeps the contract.
-    unsafe { clone_sharing_descriptors(libc::CLONE_PARENT) }
 }
 
 /// Gives this process a descriptor table of its own holding only the descriptors below `end`
