@@ -90,6 +90,7 @@ fn make(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
         "MANDIR",
         "RCDIR",
         "UNITDIR",
+        "HOOKDIR",
         "SERVICE",
         "UNAME",
         "BIN",
@@ -188,10 +189,12 @@ fn install_and_uninstall(program: &str, system: &str, expected: &[(&str, u32)]) 
     );
 }
 
-const LINUX_FILES: [(&str, u32); 3] = [
+const LINUX_FILES: [(&str, u32); 4] = [
     ("usr/local/bin/jaildaemon", 0o755),
     ("usr/local/share/man/man8/jaildaemon.8", 0o644),
     ("usr/local/lib/systemd/system/jaildaemon.service", 0o644),
+    // Where jaildaemon(8) and the hook's own comment say it is.
+    ("usr/local/libexec/jaildaemon/lxc-start-host", 0o755),
 ];
 const FREEBSD_FILES: [(&str, u32); 3] = [
     ("usr/local/bin/jaildaemon", 0o755),
@@ -245,6 +248,7 @@ fn install_directories_can_be_chosen_and_the_service_files_follow_the_binary() {
                 ("opt/jd/bin/jaildaemon", 0o755),
                 ("opt/jd/man/man8/jaildaemon.8", 0o644),
                 ("etc/systemd/system/jaildaemon.service", 0o644),
+                ("usr/libexec/jaildaemon/lxc-start-host", 0o755),
             ],
             Some((
                 "etc/systemd/system/jaildaemon.service",
@@ -266,12 +270,20 @@ fn install_directories_can_be_chosen_and_the_service_files_follow_the_binary() {
         ),
         // SERVICE=none installs no service file, on any system.
         (
-            &[("UNAME", "Linux"), ("SERVICE", "none")],
+            &[
+                ("UNAME", "Linux"),
+                ("SERVICE", "none"),
+                ("HOOKDIR", "/etc/lxc/hooks"),
+            ],
             &[
                 ("usr/bin/jaildaemon", 0o755),
                 ("usr/share/man/man8/jaildaemon.8", 0o644),
+                ("etc/lxc/hooks/lxc-start-host", 0o755),
             ],
-            None,
+            Some((
+                "etc/lxc/hooks/lxc-start-host",
+                "jaildaemon=${JAILDAEMON:-/usr/bin/jaildaemon}",
+            )),
         ),
     ];
     for (chosen, files, service) in cases {
