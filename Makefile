@@ -82,7 +82,7 @@ uninstall:
 # The README's test command: on a fresh Debian 12 machine, as root, installs and starts what
 # the tests need (dist/test-setup.sh), then runs every test, so that none is skipped.
 check:
-	sh dist/test-setup.sh && $(CARGO) test
+	bash dist/test-setup.sh && $(CARGO) test
 
 clean:
 	$(CARGO) clean
