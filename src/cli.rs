@@ -43,7 +43,7 @@ utility (-c, -l, -k):
   -j jail       the jail: a host PID, a container name, or manager:name (lxc, lxd, incus,
                 podman, docker, machined); on FreeBSD a jail ID or name
   -t title      the probe's whole command line in the jail (default jaildaemon-probe);
-                the jail fires it with SIGHUP, e.g. pkill -HUP -x -f title
+                the jail fires it with SIGHUP (jaildaemon(8) says with which tool)
   -r            arm the probe again once the command has finished
   -R            arm the probe again at once, without waiting for the command (-rR is -R)
   -P            keep the probe in the daemon's state file: it survives restarts
@@ -524,5 +524,25 @@ mod tests {
         assert!(err.message.contains(SOCKET_VARIABLE), "{}", err.message);
         // -f wins over an empty variable as well.
         assert!(parse_env(&[&arm[..], &["-f", "/f"]].concat(), Some("")).is_ok());
+    }
+
+    #[test]
+    fn help_explains_each_option_on_a_line_of_its_own() {
+        // Every option the parser matches on (`Short('D')`, …), read from this file.
+        let source = include_str!("cli.rs");
+        let letters: Vec<char> = source
+            .split("Short('")
+            .skip(1)
+            .filter_map(|rest| rest.chars().next())
+            .filter(char::is_ascii_alphabetic)
+            .collect();
+        assert!(letters.len() >= 19, "{letters:?}");
+        for letter in letters {
+            assert!(
+                HELP.lines()
+                    .any(|l| l.starts_with(&format!("  -{letter} "))),
+                "-{letter} is not explained by -h"
+            );
+        }
     }
 }

@@ -168,3 +168,22 @@ fn procps_fires_with_pkill_x_and_plain_pkill_f_kills_its_own_shell() {
         daemon.log_text()
     );
 }
+
+#[test]
+fn the_man_page_gives_the_same_triggers() {
+    let page = fs::read_to_string(Path::new(ROOT).join("jaildaemon.8")).unwrap();
+    let section = page
+        .split(".Ss Triggering from inside the jail")
+        .nth(1)
+        .expect("jaildaemon.8 has a subsection 'Triggering from inside the jail'");
+    let literal: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with(".Bd -literal"))
+        .skip(1)
+        .take_while(|l| *l != ".Ed")
+        .collect();
+    let readme: Vec<String> = ["procps", "busybox", "pidof", "a shell"]
+        .map(readme_trigger)
+        .to_vec();
+    assert_eq!(literal, readme);
+}
