@@ -1,17 +1,21 @@
 # Builds jaildaemon with cargo and installs it for the administrator.
 #
 #   make                  cargo build --release
-#   make install          binary, man page, and the platform's service file
+#   make install          binary, man page, the platform's service file, and on Linux the
+#                         LXC start-host hook
+#   make check            sets up a Debian 12 machine for the tests (as root), then runs them
 #   make uninstall        removes exactly the files `make install` put in place
 #
 # Variables (each can be given on the command line or in the environment):
 #   PREFIX   /usr/local
 #   DESTDIR  empty; a staging root put before every installed path (packages, tests)
-#   BINDIR   $(PREFIX)/sbin: the daemon and its utility are for root only
+#   BINDIR   $(PREFIX)/bin, where jaildaemon 0.2 installed it and where its users' jail.conf
+#            lines and scripts name it
 #   MANDIR   $(PREFIX)/man on FreeBSD (as ports do), $(PREFIX)/share/man elsewhere;
 #            the page goes to $(MANDIR)/man8
 #   RCDIR    $(PREFIX)/etc/rc.d, where FreeBSD's rc(8) looks for local scripts
 #   UNITDIR  $(PREFIX)/lib/systemd/system, which systemd searches for units
+#   HOOKDIR  $(PREFIX)/libexec/jaildaemon, for the LXC start-host hook (Linux only)
 #   SERVICE  rc on FreeBSD, systemd on Linux, none elsewhere (or to install no service file)
 #   UNAME    the output of `uname -s`; set it to install another system's layout
 #   BIN      the binary to install; by default the release build, made by cargo when the
@@ -24,12 +28,14 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 UNAME != uname -s
-BINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
 MANSUBDIR != case "$(UNAME)" in FreeBSD) echo man ;; *) echo share/man ;; esac
 MANDIR ?= $(PREFIX)/$(MANSUBDIR)
 RCDIR ?= $(PREFIX)/etc/rc.d
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+HOOKDIR ?= $(PREFIX)/libexec/jaildaemon
 SERVICE != case "$(UNAME)" in FreeBSD) echo rc ;; Linux) echo systemd ;; *) echo none ;; esac
+HOOKS != case "$(UNAME)" in Linux) echo lxc ;; *) echo none ;; esac
 
 CARGO ?= cargo
 INSTALL ?= install
@@ -39,15 +45,16 @@ BIN ?= $(RELEASE)
 # What the release binary is built from; cargo itself decides what to recompile.
 SOURCES != find Cargo.toml Cargo.lock build.rs src probe -type f
 
-# The service files name the binary by its default path; an install elsewhere rewrites it.
-DEFAULT_BIN = /usr/local/sbin/jaildaemon
+# The service files and the hook name the binary by its default path; an install elsewhere
+# rewrites it.
+DEFAULT_BIN = /usr/local/bin/jaildaemon
 
 all: $(RELEASE)
 
 $(RELEASE): $(SOURCES)
 	$(CARGO) build --release && touch "$(RELEASE)"
 
-install: install-bin install-man install-service-$(SERVICE)
+install: install-bin install-man install-service-$(SERVICE) install-hooks-$(HOOKS)
 
 install-bin: $(BIN)
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(BINDIR)" && $(INSTALL) -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/jaildaemon"
@@ -63,11 +70,21 @@ install-service-systemd:
 
 install-service-none:
 
+install-hooks-lxc:
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(HOOKDIR)" && sed -e 's|$(DEFAULT_BIN)|$(BINDIR)/jaildaemon|g' examples/lxc-start-host > "$(DESTDIR)$(HOOKDIR)/lxc-start-host" && chmod 0755 "$(DESTDIR)$(HOOKDIR)/lxc-start-host"
+
+install-hooks-none:
+
 # Files only: the directories may hold other things, or be the system's own.
 uninstall:
-	rm -f "$(DESTDIR)$(BINDIR)/jaildaemon" "$(DESTDIR)$(MANDIR)/man8/jaildaemon.8" && case "$(SERVICE)" in rc) rm -f "$(DESTDIR)$(RCDIR)/jaildaemon" ;; systemd) rm -f "$(DESTDIR)$(UNITDIR)/jaildaemon.service" ;; esac
+	rm -f "$(DESTDIR)$(BINDIR)/jaildaemon" "$(DESTDIR)$(MANDIR)/man8/jaildaemon.8" && case "$(SERVICE)" in rc) rm -f "$(DESTDIR)$(RCDIR)/jaildaemon" ;; systemd) rm -f "$(DESTDIR)$(UNITDIR)/jaildaemon.service" ;; esac && case "$(HOOKS)" in lxc) rm -f "$(DESTDIR)$(HOOKDIR)/lxc-start-host" ;; esac
+
+# The README's test command: on a fresh Debian 12 machine, as root, installs and starts what
+# the tests need (dist/test-setup.sh), then runs every test, so that none is skipped.
+check:
+	bash dist/test-setup.sh && $(CARGO) test
 
 clean:
 	$(CARGO) clean
 
-.PHONY: all install install-bin install-man install-service-rc install-service-systemd install-service-none uninstall clean
+.PHONY: all install install-bin install-man install-service-rc install-service-systemd install-service-none install-hooks-lxc install-hooks-none uninstall check clean

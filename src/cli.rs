@@ -17,11 +17,47 @@ pub const DEFAULT_STATE: &str = "/var/db/jaildaemon/state";
 #[cfg(not(target_os = "freebsd"))]
 pub const DEFAULT_STATE: &str = "/var/lib/jaildaemon/state";
 
+/// The utility's socket when `-f` names none (the daemon takes `-f` only).
+pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
+
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
-       jaildaemon -c command -j jail [-r | -R] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
+       jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
        jaildaemon -l [--json] [-f sockpath]
-       jaildaemon -k id|title -j jail [-f sockpath]";
+       jaildaemon -k id|title -j jail [-f sockpath]
+       jaildaemon -h | -V";
+
+/// What `-h` prints: the usage, then one line or two for each option.
+pub const HELP: &str = "
+daemon (-D, as root):
+  -D            run as the daemon: place probes, run their commands on the host
+  -F            stay in the foreground and log to stderr (else: detach, log to syslog)
+  -p pidfile    the pidfile, locked while the daemon runs (default /var/run/jaildaemon.pid)
+  -G group      members of this host group may use the socket too (mode 0660)
+  -C config     the configuration file declaring probes (default /etc/jaildaemon.conf,
+                /usr/local/etc/jaildaemon.conf on FreeBSD)
+  -S statefile  where -P probes are kept (default /var/lib/jaildaemon/state,
+                /var/db/jaildaemon/state on FreeBSD)
+utility (-c, -l, -k):
+  -c command    arm a probe; when it fires, the daemon runs command with /bin/sh -c
+  -j jail       the jail: a host PID, a container name, or manager:name (lxc, lxd, incus,
+                podman, docker, machined); on FreeBSD a jail ID or name
+  -t title      the probe's whole command line in the jail (default jaildaemon-probe);
+                the jail fires it with SIGHUP (jaildaemon(8) says with which tool)
+  -r            arm the probe again once the command has finished
+  -R            arm the probe again at once, without waiting for the command (-rR is -R)
+  -P            keep the probe in the daemon's state file: it survives restarts
+  -u uid        the probe's user inside the jail (number or name; default root)
+  -g gid        the probe's group inside the jail (number or name)
+  -l            list the daemon's probes; --json for every field as JSON
+  -k id|title   with -j: remove that probe, or every probe with that title in the jail
+every mode:
+  -f sockpath   the daemon's socket (default /var/run/jaildaemon.pipe; the utility
+                also reads JAILDAEMON_SOCKET, and -f wins)
+  -h            this help
+  -V            the version
+As in jaildaemon 0.2, -p is ignored by the utility and -j, -t, -u, -g, -r, -R, -P by the
+daemon, each with a note on stderr. See jaildaemon(8).";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -57,6 +93,13 @@ pub enum Mode {
     Version,
 }
 
+/// A parsed command line, and the notes to print on stderr about options it ignored.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub mode: Mode,
+    pub notes: Vec<String>,
+}
+
 fn usage(message: impl std::fmt::Display) -> Error {
     Error::new(Kind::Usage, format!("{message}\n{USAGE}"))
 }
@@ -84,7 +127,17 @@ struct Flags {
     remove: Option<String>,
 }
 
+/// Parses a command line without looking at the environment, dropping the notes.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
+    parse_with(args, None).map(|parsed| parsed.mode)
+}
+
+/// Parses a command line; `socket_variable` is the value of `JAILDAEMON_SOCKET`, which names
+/// the utility's socket when `-f` does not.
+pub fn parse_with(
+    args: impl IntoIterator<Item = OsString>,
+    socket_variable: Option<OsString>,
+) -> Result<Parsed, Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(args);
     let mut f = Flags::default();
@@ -117,8 +170,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
             Short('P') => f.persist = true,
             Short('l') => f.list = true,
             Long("json") => f.json = true,
-            Short('h') | Long("help") => return Ok(Mode::Help),
-            Short('V') | Long("version") => return Ok(Mode::Version),
+            Short('h') | Long("help") => return Ok(plain(Mode::Help)),
+            Short('V') | Long("version") => return Ok(plain(Mode::Version)),
             _ => return Err(usage(arg.unexpected())),
         }
     }
@@ -128,11 +181,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
         1 => {}
         _ => return Err(usage("-D, -c, -l and -k exclude each other")),
     }
-    let socket = f.socket.clone().unwrap_or_else(|| DEFAULT_SOCKET.into());
-    // Which flags each mode takes besides -f.
+    let mut notes = Vec::new();
+    // Which flags each mode takes besides -f. 0.2's utility ignored -p, and its daemon every
+    // option of the utility: both are noted and ignored here too, so that 0.2's command lines
+    // keep working.
     let daemon_only = [
         ("-F", f.foreground),
-        ("-p", f.pidfile.is_some()),
         ("-G", f.socket_group.is_some()),
         ("-C", f.config.is_some()),
         ("-S", f.state.is_some()),
@@ -163,45 +217,75 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
             )))
         }
     };
+    let ignored = |mode: &str, flags: &[&[(&str, bool)]]| -> Option<String> {
+        let given: Vec<&str> = flags
+            .iter()
+            .flat_map(|set| set.iter())
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+        (!given.is_empty()).then(|| format!("note: {} ignored with {mode}", given.join(", ")))
+    };
     if f.daemon {
-        refuse_any("-D", &[&arm_only, &jail, &json])?;
-        return Ok(Mode::Daemon(DaemonConfig {
-            pidfile: f.pidfile.unwrap_or_else(|| DEFAULT_PIDFILE.into()),
-            socket,
-            foreground: f.foreground,
-            group: f.socket_group,
-            config_named: f.config.is_some(),
-            config: f.config.unwrap_or_else(|| DEFAULT_CONFIG.into()),
-            state: f.state.unwrap_or_else(|| DEFAULT_STATE.into()),
-        }));
+        refuse_any("-D", &[&json])?;
+        notes.extend(ignored("-D", &[&jail, &arm_only]));
+        return Ok(Parsed {
+            mode: Mode::Daemon(DaemonConfig {
+                pidfile: f.pidfile.unwrap_or_else(|| DEFAULT_PIDFILE.into()),
+                socket: f.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+                foreground: f.foreground,
+                group: f.socket_group,
+                config_named: f.config.is_some(),
+                config: f.config.unwrap_or_else(|| DEFAULT_CONFIG.into()),
+                state: f.state.unwrap_or_else(|| DEFAULT_STATE.into()),
+            }),
+            notes,
+        });
     }
+    let socket = match (f.socket, socket_variable) {
+        (Some(path), _) => path,
+        (None, Some(value)) if value.is_empty() => {
+            return Err(usage(format!(
+                "{SOCKET_VARIABLE} is set but empty: unset it, or name the socket with -f"
+            )));
+        }
+        (None, Some(value)) => PathBuf::from(value),
+        (None, None) => DEFAULT_SOCKET.into(),
+    };
+    let pidfile = [("-p", f.pidfile.is_some())];
     if f.list {
         refuse_any("-l", &[&daemon_only, &arm_only, &jail])?;
-        return Ok(Mode::List {
+        notes.extend(ignored("-l", &[&pidfile]));
+        let mode = Mode::List {
             socket,
             json: f.json,
-        });
+        };
+        return Ok(Parsed { mode, notes });
     }
     if let Some(probe) = f.remove {
         refuse_any("-k", &[&daemon_only, &arm_only, &json])?;
+        notes.extend(ignored("-k", &[&pidfile]));
         let jail = f
             .jail
             .ok_or_else(|| usage("-k needs -j JAIL: the jail the probe is in"))?;
-        return Ok(Mode::Remove {
+        let mode = Mode::Remove {
             socket,
             probe,
             jail,
-        });
+        };
+        return Ok(Parsed { mode, notes });
     }
     refuse_any("-c", &[&daemon_only, &json])?;
+    notes.extend(ignored("-c", &[&pidfile]));
     let command = f.command.expect("the one mode left");
     let jail = f
         .jail
         .ok_or_else(|| usage("-c needs -j JAIL: which jail the probe goes into"))?;
+    // 0.2's synopsis has [-rR], and its -R is "-r without waiting for the command": given
+    // both, in any order, -R is what they ask for.
     let respawn = match (f.r, f.big_r) {
-        (true, true) => return Err(usage("-r and -R exclude each other")),
+        (_, true) => Respawn::Immediately,
         (true, false) => Respawn::AfterCommand,
-        (false, true) => Respawn::Immediately,
         (false, false) => Respawn::Never,
     };
     let request = Arm {
@@ -216,7 +300,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Error> {
     request
         .validate()
         .map_err(|e| Error::new(Kind::Usage, e.message))?;
-    Ok(Mode::Arm { socket, request })
+    Ok(Parsed {
+        mode: Mode::Arm { socket, request },
+        notes,
+    })
+}
+
+fn plain(mode: Mode) -> Parsed {
+    Parsed {
+        mode,
+        notes: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -294,13 +388,8 @@ mod tests {
             (&[][..], "one of -D"),
             (&["-D", "-c", "x"][..], "exclude"),
             (&["-l", "-k", "1", "-j", "1"][..], "exclude"),
-            (&["-c", "x", "-j", "1", "-r", "-R"][..], "-r and -R"),
-            (&["-D", "-j", "1"][..], "-j do(es) not go with -D"),
-            (&["-D", "-P"][..], "-P do(es) not go with -D"),
-            (
-                &["-c", "x", "-j", "1", "-p", "/p"][..],
-                "-p do(es) not go with -c",
-            ),
+            (&["-D", "--json"][..], "--json do(es) not go with -D"),
+            (&["-D", "-l"][..], "exclude"),
             (
                 &["-c", "x", "-j", "1", "-G", "wheel"][..],
                 "-G do(es) not go with -c",
@@ -318,10 +407,144 @@ mod tests {
             ),
             (&["-x"][..], "-x"),
             (&["-c", "", "-j", "1"][..], "empty"),
+            (&["-l", "-F"][..], "-F do(es) not go with -l"),
         ] {
             let err = parse_str(args).unwrap_err();
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
             assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+    }
+
+    fn parse_env(args: &[&str], socket: Option<&str>) -> Result<Parsed, Error> {
+        parse_with(
+            std::iter::once("jaildaemon")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+            socket.map(OsString::from),
+        )
+    }
+
+    fn respawn_of(args: &[&str]) -> Respawn {
+        match parse_str(args) {
+            Ok(Mode::Arm { request, .. }) => request.respawn,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn r_and_big_r_together_are_big_r_in_any_order() {
+        for args in [
+            &["-c", "x", "-j", "1", "-rR"][..],
+            &["-c", "x", "-j", "1", "-Rr"][..],
+            &["-c", "x", "-j", "1", "-r", "-R"][..],
+            &["-c", "x", "-j", "1", "-R", "-r"][..],
+            &["-c", "x", "-j", "1", "-R"][..],
+        ] {
+            assert_eq!(respawn_of(args), Respawn::Immediately, "{args:?}");
+        }
+        // The twins: -r alone waits for the command, neither never re-arms.
+        assert_eq!(
+            respawn_of(&["-c", "x", "-j", "1", "-r"]),
+            Respawn::AfterCommand
+        );
+        assert_eq!(respawn_of(&["-c", "x", "-j", "1"]), Respawn::Never);
+    }
+
+    #[test]
+    fn options_of_the_other_mode_are_ignored_as_in_0_2_with_a_note() {
+        // 0.2: -p is "ignored in utility mode".
+        let parsed = parse_env(&["-c", "x", "-j", "23", "-p", "/var/run/jd.pid"], None).unwrap();
+        assert!(matches!(parsed.mode, Mode::Arm { .. }));
+        assert_eq!(parsed.notes, vec!["note: -p ignored with -c".to_string()]);
+        for (args, note) in [
+            (&["-l", "-p", "/p"][..], "note: -p ignored with -l"),
+            (
+                &["-k", "1", "-j", "1", "-p", "/p"][..],
+                "note: -p ignored with -k",
+            ),
+        ] {
+            assert_eq!(parse_env(args, None).unwrap().notes, vec![note], "{args:?}");
+        }
+        // 0.2: "in daemon mode all options for the utility mode are ignored".
+        let parsed = parse_env(
+            &[
+                "-D", "-p", "/p", "-j", "23", "-t", "T", "-rR", "-u", "80", "-g", "80", "-P",
+            ],
+            None,
+        )
+        .unwrap();
+        let Mode::Daemon(cfg) = parsed.mode else {
+            panic!("not daemon mode")
+        };
+        assert_eq!(cfg.pidfile, PathBuf::from("/p"));
+        assert_eq!(
+            parsed.notes,
+            vec!["note: -j, -t, -u, -g, -r, -R, -P ignored with -D".to_string()]
+        );
+        // The twins: a command line without such options has no note.
+        assert!(
+            parse_env(&["-D", "-p", "/p"], None)
+                .unwrap()
+                .notes
+                .is_empty()
+        );
+        assert!(
+            parse_env(&["-c", "x", "-j", "1"], None)
+                .unwrap()
+                .notes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_utility_takes_its_socket_from_the_environment_unless_f_names_one() {
+        let socket = |args: &[&str], var: Option<&str>| match parse_env(args, var).unwrap().mode {
+            Mode::Arm { socket, .. } | Mode::List { socket, .. } | Mode::Remove { socket, .. } => {
+                socket
+            }
+            Mode::Daemon(cfg) => cfg.socket,
+            other => panic!("{other:?}"),
+        };
+        let arm = ["-c", "x", "-j", "1"];
+        assert_eq!(socket(&arm, None), PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(socket(&arm, Some("/e")), PathBuf::from("/e"));
+        assert_eq!(socket(&["-l"], Some("/e")), PathBuf::from("/e"));
+        assert_eq!(
+            socket(&["-k", "1", "-j", "1"], Some("/e")),
+            PathBuf::from("/e")
+        );
+        assert_eq!(
+            socket(&[&arm[..], &["-f", "/f"]].concat(), Some("/e")),
+            PathBuf::from("/f")
+        );
+        // The daemon takes -f only: it starts again with an empty environment.
+        assert_eq!(socket(&["-D"], Some("/e")), PathBuf::from(DEFAULT_SOCKET));
+        let err = parse_env(&arm, Some("")).unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(err.message.contains(SOCKET_VARIABLE), "{}", err.message);
+        // -f wins over an empty variable as well.
+        assert!(parse_env(&[&arm[..], &["-f", "/f"]].concat(), Some("")).is_ok());
+    }
+
+    #[test]
+    fn help_explains_each_option_on_a_line_of_its_own() {
+        // Every option the parser matches on (`Short('D')`, …), read from this file; the
+        // needle is built so that this line does not match it (tests/packaging.rs reads too).
+        let source = include_str!("cli.rs");
+        let needle = concat!("Short", "('");
+        let letters: Vec<char> = source
+            .split(needle)
+            .skip(1)
+            .filter_map(|rest| rest.chars().next())
+            .filter(char::is_ascii_alphabetic)
+            .collect();
+        assert!(letters.len() >= 19, "{letters:?}");
+        for letter in letters {
+            assert!(
+                HELP.lines()
+                    .any(|l| l.starts_with(&format!("  -{letter} "))),
+                "-{letter} is not explained by -h"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Container names on Linux: `-j web1` or `-j lxc:web1` → the host PID of the container's init,
-//! asked of the container managers installed on the host (LXC, Podman, Docker,
+//! asked of the container managers installed on the host (LXC, LXD, Incus, Podman, Docker,
 //! systemd-machined) through their own command-line tools.
 //!
 //! The daemon asks the tools, not their private state files, because the tools are the
@@ -21,8 +21,10 @@ pub const TOOL_DEADLINE: Duration = Duration::from_secs(5);
 pub const MAX_TOOL_OUTPUT: usize = 64 * 1024;
 
 /// The managers asked for a bare name, in this order.
-pub const MANAGERS: [Manager; 4] = [
+pub const MANAGERS: [Manager; 6] = [
     Manager::Lxc,
+    Manager::Lxd,
+    Manager::Incus,
     Manager::Podman,
     Manager::Docker,
     Manager::Machined,
@@ -31,6 +33,8 @@ pub const MANAGERS: [Manager; 4] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Manager {
     Lxc,
+    Lxd,
+    Incus,
     Podman,
     Docker,
     Machined,
@@ -74,6 +78,8 @@ impl Manager {
     pub fn name(self) -> &'static str {
         match self {
             Manager::Lxc => "lxc",
+            Manager::Lxd => "lxd",
+            Manager::Incus => "incus",
             Manager::Podman => "podman",
             Manager::Docker => "docker",
             Manager::Machined => "machined",
@@ -89,6 +95,12 @@ impl Manager {
         match self {
             // Prints the PID only while the container runs, nothing when it is stopped.
             Manager::Lxc => vec!["-n", name, "-p", "-H"],
+            // One CSV line per instance whose name matches: name, state, init PID (empty
+            // unless running). The name is a filter (a prefix or a pattern), so `parse` picks
+            // the line of exactly this name.
+            Manager::Lxd | Manager::Incus => {
+                vec!["list", "--format", "csv", "--columns", "nsp", "--", name]
+            }
             // `container inspect`, not `inspect`: an image of the same name must not answer.
             Manager::Podman | Manager::Docker => vec![
                 "container",
@@ -105,14 +117,35 @@ impl Manager {
     pub fn tool(self) -> &'static str {
         match self {
             Manager::Lxc => "lxc-info",
+            // LXD's client is called lxc too; LXC's own tools are the lxc-* ones.
+            Manager::Lxd => "lxc",
+            Manager::Incus => "incus",
             Manager::Podman => "podman",
             Manager::Docker => "docker",
             Manager::Machined => "machinectl",
         }
     }
 
-    /// Reads the tool's answer: its exit status, stdout and stderr.
-    pub fn parse(self, success: bool, stdout: &str, stderr: &str) -> Result<Answer, Unasked> {
+    /// Whether `name` can name one of this manager's containers at all; the tool is not asked
+    /// about one that cannot. LXD and Incus take host names only (letters, digits, '-'): their
+    /// clients would read a ':' as a remote server and an '=' as a filter on keys.
+    pub fn takes(self, name: &str) -> bool {
+        match self {
+            Manager::Lxd | Manager::Incus => {
+                name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }
+            Manager::Lxc | Manager::Podman | Manager::Docker | Manager::Machined => true,
+        }
+    }
+
+    /// Reads the tool's answer about `name`: its exit status, stdout and stderr.
+    pub fn parse(
+        self,
+        name: &str,
+        success: bool,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<Answer, Unasked> {
         let absent = [
             "doesn't exist",
             "no such container",
@@ -148,6 +181,28 @@ impl Manager {
                 Some(("false", _)) => Ok(Answer::Stopped),
                 _ => Err(bad()),
             },
+            // Names have no ',' (see `takes`), so a line splits into exactly three fields.
+            Manager::Lxd | Manager::Incus => {
+                let mut answer = Ok(Answer::Absent);
+                for line in out.lines() {
+                    let fields: Vec<&str> = line.split(',').collect();
+                    let [n, state, p] = fields[..] else {
+                        return Err(bad());
+                    };
+                    if n != name {
+                        continue;
+                    }
+                    answer = match state {
+                        "RUNNING" => pid(p).map(Answer::Running).ok_or_else(bad),
+                        // STOPPED, FROZEN, ERROR…: nothing a probe can be placed in.
+                        _ if !state.is_empty() && state.bytes().all(|b| b.is_ascii_uppercase()) => {
+                            Ok(Answer::Stopped)
+                        }
+                        _ => Err(bad()),
+                    };
+                }
+                answer
+            }
         }
     }
 
@@ -157,13 +212,16 @@ impl Manager {
         match self {
             Manager::Docker => Some("/var/run/docker.sock"),
             Manager::Machined => Some("/run/systemd/machines"),
-            Manager::Lxc | Manager::Podman => None,
+            // LXD's socket is in /var/lib/lxd or, as a snap, in /var/snap/lxd: its client says
+            // when it finds none.
+            Manager::Lxc | Manager::Lxd | Manager::Incus | Manager::Podman => None,
         }
     }
 }
 
-/// Splits `-j`: all digits is a PID; `manager:name` names a container of that manager (for the
-/// four managers known); anything else is a container name for every manager.
+/// Splits `-j`: all digits is a PID; `manager:name` names a container of that manager; anything
+/// else is a container name for every manager. A prefix that names no manager is refused: no
+/// manager's container names hold a ':' (LXC's could, and are named `lxc:a:b` then).
 pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
     let no_jail = |why: &str| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
     if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
@@ -177,7 +235,13 @@ pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
     let (manager, name) = match spec.split_once(':') {
         Some((m, name)) => match Manager::from_name(m) {
             Some(manager) => (Some(manager), name),
-            None => (None, spec),
+            None => {
+                let known: Vec<&str> = MANAGERS.iter().map(|m| m.name()).collect();
+                return Err(no_jail(&format!(
+                    "unknown container manager '{m}' (known: {})",
+                    known.join(", ")
+                )));
+            }
         },
         None => (None, spec),
     };
@@ -300,14 +364,85 @@ mod tests {
                 name: "123"
             }
         );
-        // An unknown prefix is part of the name.
+        for (spec, manager) in [("lxd:web1", Manager::Lxd), ("incus:web1", Manager::Incus)] {
+            assert_eq!(
+                parse_spec(spec).unwrap(),
+                Spec::Name {
+                    manager: Some(manager),
+                    name: "web1"
+                }
+            );
+        }
+        // LXC's names may hold a ':' after the prefix.
         assert_eq!(
-            parse_spec("web:1").unwrap(),
+            parse_spec("lxc:a:b").unwrap(),
             Spec::Name {
-                manager: None,
-                name: "web:1"
+                manager: Some(Manager::Lxc),
+                name: "a:b"
             }
         );
+        // An unknown prefix is refused as such, not taken as part of a name.
+        for spec in ["web:1", "lxd2:web1", "LXC:web1", ":web1"] {
+            let err = parse_spec(spec).unwrap_err();
+            assert_eq!(err.kind, Kind::NoJail, "{spec}");
+            assert!(
+                err.message.contains("unknown container manager")
+                    && err
+                        .message
+                        .contains("known: lxc, lxd, incus, podman, docker, machined"),
+                "{spec}: {}",
+                err.message
+            );
+        }
+    }
+
+    /// What `lxc list --format csv --columns nsp -- NAME` printed on Debian 12 (LXD 5.0.2) for
+    /// the filter "jd-fh-c1": a running container and a stopped one whose name starts alike.
+    const LXD_LIST: &str = "jd-fh-c1,RUNNING,4358\njd-fh-c1x,STOPPED,\n";
+
+    #[test]
+    fn lxd_and_incus_answers_are_read_for_exactly_the_name_asked() {
+        use Manager::*;
+        for m in [Lxd, Incus] {
+            assert_eq!(
+                m.parse("jd-fh-c1", true, LXD_LIST, ""),
+                Ok(Answer::Running(4358))
+            );
+            assert_eq!(
+                m.parse("jd-fh-c1x", true, LXD_LIST, ""),
+                Ok(Answer::Stopped)
+            );
+            // A prefix of a name, or nothing listed, is no such container.
+            assert_eq!(m.parse("jd-fh", true, LXD_LIST, ""), Ok(Answer::Absent));
+            assert_eq!(m.parse("jd-fh-c1", true, "", ""), Ok(Answer::Absent));
+            for out in [
+                "jd-fh-c1,RUNNING,\n",
+                "jd-fh-c1,RUNNING,0\n",
+                "jd-fh-c1,RUNNING\n",
+                "jd-fh-c1,Running,12\n",
+                "jd-fh-c1,RUNNING,12,extra\n",
+            ] {
+                match m.parse("jd-fh-c1", true, out, "") {
+                    Err(Unasked::Failed(e)) => assert!(e.contains(m.tool()), "{e}"),
+                    other => panic!("{m:?} {out:?}: {other:?}"),
+                }
+            }
+        }
+        // LXD_DIR pointing at no daemon, as captured.
+        let down = "Error: Get \"http://unix.socket/1.0\": dial unix /var/lib/lxd/unix.socket: \
+                    connect: no such file or directory\n";
+        match Lxd.parse("jd-fh-c1", false, "", down) {
+            Err(Unasked::Failed(e)) => assert!(e.starts_with("lxc failed: Error: Get"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // Names LXD and Incus cannot have are not asked about.
+        for name in ["web1", "a-b-3"] {
+            assert!(Lxd.takes(name) && Incus.takes(name), "{name}");
+        }
+        for name in ["remote:web1", "a=b", "a,b", "a.b", "a_b"] {
+            assert!(!Lxd.takes(name) && !Incus.takes(name), "{name}");
+            assert!(Lxc.takes(name) && Docker.takes(name), "{name}");
+        }
     }
 
     #[test]
@@ -322,19 +457,26 @@ mod tests {
     #[test]
     fn each_tool_answer_is_read_strictly() {
         use Manager::*;
-        assert_eq!(Lxc.parse(true, "4144\n", ""), Ok(Answer::Running(4144)));
-        assert_eq!(Lxc.parse(true, "\n", ""), Ok(Answer::Stopped));
         assert_eq!(
-            Lxc.parse(false, "", "web1 doesn't exist\n"),
+            Lxc.parse("web1", true, "4144\n", ""),
+            Ok(Answer::Running(4144))
+        );
+        assert_eq!(Lxc.parse("web1", true, "\n", ""), Ok(Answer::Stopped));
+        assert_eq!(
+            Lxc.parse("web1", false, "", "web1 doesn't exist\n"),
             Ok(Answer::Absent)
         );
         assert_eq!(
-            Podman.parse(true, "true 5495\n", ""),
+            Podman.parse("web1", true, "true 5495\n", ""),
             Ok(Answer::Running(5495))
         );
-        assert_eq!(Podman.parse(true, "false 0\n", ""), Ok(Answer::Stopped));
+        assert_eq!(
+            Podman.parse("web1", true, "false 0\n", ""),
+            Ok(Answer::Stopped)
+        );
         assert_eq!(
             Podman.parse(
+                "web1",
                 false,
                 "",
                 "Error: inspecting object: no such container web1\n"
@@ -342,12 +484,15 @@ mod tests {
             Ok(Answer::Absent)
         );
         assert_eq!(
-            Docker.parse(false, "", "Error: No such container: web1\n"),
+            Docker.parse("web1", false, "", "Error: No such container: web1\n"),
             Ok(Answer::Absent)
         );
-        assert_eq!(Machined.parse(true, "812\n", ""), Ok(Answer::Running(812)));
         assert_eq!(
-            Machined.parse(false, "", "No machine 'web1' known\n"),
+            Machined.parse("web1", true, "812\n", ""),
+            Ok(Answer::Running(812))
+        );
+        assert_eq!(
+            Machined.parse("web1", false, "", "No machine 'web1' known\n"),
             Ok(Answer::Absent)
         );
         // Anything else is a failure that names the tool, never a PID.
@@ -360,12 +505,12 @@ mod tests {
             (Docker, "yes 12"),
             (Machined, "abc"),
         ] {
-            match m.parse(true, out, "") {
+            match m.parse("web1", true, out, "") {
                 Err(Unasked::Failed(e)) => assert!(e.contains(m.tool()), "{e}"),
                 other => panic!("{m:?} {out:?}: {other:?}"),
             }
         }
-        match Docker.parse(false, "", "Cannot connect to the Docker daemon\n") {
+        match Docker.parse("web1", false, "", "Cannot connect to the Docker daemon\n") {
             Err(Unasked::Failed(e)) => assert!(e.contains("Cannot connect"), "{e}"),
             other => panic!("{other:?}"),
         }

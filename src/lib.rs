@@ -38,9 +38,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
-    match cli::parse(args)? {
+    let parsed = cli::parse_with(args, std::env::var_os(cli::SOCKET_VARIABLE))?;
+    if !matches!(parsed.mode, cli::Mode::Daemon(_)) || !daemon_starts_again() {
+        for note in &parsed.notes {
+            log::warn!("{note}");
+        }
+    }
+    match parsed.mode {
         cli::Mode::Help => {
-            println!("{}", cli::USAGE);
+            println!("{}\n{}", cli::USAGE, cli::HELP);
             Ok(())
         }
         cli::Mode::Version => {
@@ -76,6 +82,15 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
             other => refused(other),
         },
     }
+}
+
+/// True when the daemon is about to start itself again without the environment it was given
+/// (see `daemon::run`): its notes are then printed by the second start only, not twice. The
+/// variables are the ones the daemon keeps; tests/e2e.rs checks that a note is printed once.
+fn daemon_starts_again() -> bool {
+    rustix::process::geteuid().is_root()
+        && std::env::vars_os()
+            .any(|(name, _)| name != "NOTIFY_SOCKET" && name != "JAILDAEMON_PROBE_LIMITS")
 }
 
 /// A refusal becomes its error; any other answer is a protocol error.

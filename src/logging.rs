@@ -1,16 +1,36 @@
-//! A `log` backend with two sinks: stderr (utility, and daemon with `-F`) or syslog (detached
-//! daemon, facility LOG_DAEMON).
+//! A `log` backend with three sinks: stderr (the utility, and the daemon with `-F`), syslog
+//! (the detached daemon, facility LOG_DAEMON), or, when no syslog daemon listens, the file
+//! `FALLBACK_LOG`, which the daemon chooses before it detaches so that it can say so.
 
+use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where syslog(3) sends its messages (`_PATH_LOG`).
+#[cfg(target_os = "freebsd")]
+pub const SYSLOG_SOCKET: &str = "/var/run/log";
+#[cfg(not(target_os = "freebsd"))]
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Where a detached daemon logs when no syslog daemon listens on `SYSLOG_SOCKET`.
+pub const FALLBACK_LOG: &str = "/var/log/jaildaemon.log";
+
+const STDERR: u8 = 0;
+const SYSLOG: u8 = 1;
+const FILE: u8 = 2;
 
 struct Logger {
-    to_syslog: AtomicBool,
+    sink: AtomicU8,
 }
 
 static LOGGER: Logger = Logger {
-    to_syslog: AtomicBool::new(false),
+    sink: AtomicU8::new(STDERR),
 };
+
+/// The fallback log, opened (append, close-on-exec) before the daemon detaches.
+static FALLBACK: OnceLock<File> = OnceLock::new();
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
@@ -21,16 +41,32 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        if self.to_syslog.load(Ordering::Relaxed) {
-            let priority = match record.level() {
-                log::Level::Error => libc::LOG_ERR,
-                log::Level::Warn => libc::LOG_WARNING,
-                log::Level::Info => libc::LOG_INFO,
-                _ => libc::LOG_DEBUG,
-            };
-            crate::sys::syslog(priority, &record.args().to_string());
-        } else {
-            let _ = writeln!(std::io::stderr(), "jaildaemon: {}", record.args());
+        match (self.sink.load(Ordering::Relaxed), FALLBACK.get()) {
+            (SYSLOG, _) => {
+                let priority = match record.level() {
+                    log::Level::Error => libc::LOG_ERR,
+                    log::Level::Warn => libc::LOG_WARNING,
+                    log::Level::Info => libc::LOG_INFO,
+                    _ => libc::LOG_DEBUG,
+                };
+                crate::sys::syslog(priority, &record.args().to_string());
+            }
+            (FILE, Some(mut file)) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                // One write per line: with O_APPEND, lines never interleave.
+                let line = format!(
+                    "{} jaildaemon[{}]: {}\n",
+                    utc(now),
+                    std::process::id(),
+                    record.args()
+                );
+                let _ = file.write_all(line.as_bytes());
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr(), "jaildaemon: {}", record.args());
+            }
         }
     }
 
@@ -43,8 +79,90 @@ pub fn init() {
     log::set_max_level(log::LevelFilter::Info);
 }
 
-/// From now on, log to syslog instead of stderr.
+/// Whether a syslog daemon takes connections on `SYSLOG_SOCKET`, as a datagram socket (what
+/// syslog(3) tries first) or a stream socket.
+fn syslog_listens() -> bool {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let datagram = UnixDatagram::unbound().and_then(|socket| socket.connect(SYSLOG_SOCKET));
+    datagram.is_ok() || UnixStream::connect(SYSLOG_SOCKET).is_ok()
+}
+
+/// Called by the daemon just before it detaches, while stderr is still the administrator's:
+/// when no syslog daemon listens, opens `FALLBACK_LOG` and says so; fails when it cannot,
+/// rather than detach into losing every line.
+pub fn before_detach() -> std::io::Result<()> {
+    if syslog_listens() {
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    // Close-on-exec (as std opens every file): no command or probe inherits it.
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(FALLBACK_LOG)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "no syslog daemon listens on {}, and {FALLBACK_LOG} cannot be opened ({e}); \
+                     run with -F to log to stderr",
+                    SYSLOG_SOCKET
+                ),
+            )
+        })?;
+    let _ = FALLBACK.set(file);
+    log::warn!(
+        "no syslog daemon listens on {}: logging to {FALLBACK_LOG} instead",
+        SYSLOG_SOCKET
+    );
+    Ok(())
+}
+
+/// From now on, log to syslog instead of stderr, or to `FALLBACK_LOG` when `before_detach`
+/// found no syslog daemon.
 pub fn switch_to_syslog() {
+    if FALLBACK.get().is_some() {
+        LOGGER.sink.store(FILE, Ordering::Relaxed);
+        return;
+    }
     crate::sys::open_syslog();
-    LOGGER.to_syslog.store(true, Ordering::Relaxed);
+    LOGGER.sink.store(SYSLOG, Ordering::Relaxed);
+}
+
+/// `seconds` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, without a time zone database.
+fn utc(seconds: u64) -> String {
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times_are_civil_dates() {
+        for (seconds, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (1_796_058_420, "2026-11-30T17:07:00Z"),
+            (4_102_444_800, "2100-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(super::utc(seconds), text, "{seconds}");
+        }
+    }
 }

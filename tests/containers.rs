@@ -195,8 +195,46 @@ fn append_line(path: &str, line: &str) {
     fs::write(path, text).unwrap();
 }
 
-/// The test image: the host's static busybox and nothing else, imported on first use and kept
-/// for later runs.
+/// A root file system of the host's static busybox and nothing else, as a tarball in `dir`:
+/// `/bin` with its applets, root in `/etc/passwd` and `/etc/group`, and an `/sbin/init` for
+/// the system container managers (LXD, Incus) that waits for a SIGPWR or SIGTERM to stop.
+fn busybox_tar(dir: &TempDir) -> std::path::PathBuf {
+    let root = dir.path("rootfs");
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
+    assert!(
+        !has_interpreter(&busybox),
+        "/bin/busybox is dynamic: the image needs busybox-static"
+    );
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "killall", "sleep", "cat", "ps", "pidof", "kill"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        root.join("sbin/init"),
+        "#!/bin/sh\ntrap 'exit 0' PWR TERM INT\nsleep 2147483647 &\nwait\n",
+    )
+    .unwrap();
+    must("chmod", &["0755", root.join("sbin/init").to_str().unwrap()]);
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let tar = dir.path("rootfs.tar");
+    must(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
+    tar
+}
+
+/// The Podman test image, imported on first use and kept for later runs.
 fn podman_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -205,35 +243,81 @@ fn podman_image() -> &'static str {
             return image;
         }
         let dir = TempDir::new();
-        let root = dir.path("rootfs");
-        for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
-            fs::create_dir_all(root.join(d)).unwrap();
+        let tar = busybox_tar(&dir);
+        must("podman", &["import", tar.to_str().unwrap(), &image]);
+        image
+    })
+}
+
+/// The Docker test image, imported offline on first use and kept for later runs.
+fn docker_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let image = "jaildaemon-test-busybox:1".to_string();
+        if run("docker", &["image", "inspect", &image])
+            .status
+            .success()
+        {
+            return image;
         }
-        let busybox = fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
-        assert!(
-            !has_interpreter(&busybox),
-            "/bin/busybox is dynamic: the image needs busybox-static"
-        );
-        fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "killall", "sleep", "cat", "ps"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        let dir = TempDir::new();
+        let tar = busybox_tar(&dir);
+        must("docker", &["import", tar.to_str().unwrap(), &image]);
+        image
+    })
+}
+
+/// The LXD or Incus test image (`tool` is `lxc` or `incus`): a metadata tarball and the
+/// busybox root, imported on first use and kept.
+fn system_image(tool: &'static str) -> &'static str {
+    static LXD: OnceLock<()> = OnceLock::new();
+    static INCUS: OnceLock<()> = OnceLock::new();
+    const ALIAS: &str = "jaildaemon-test-busybox";
+    let once = if tool == "lxc" { &LXD } else { &INCUS };
+    once.get_or_init(|| {
+        if run(tool, &["image", "info", ALIAS]).status.success() {
+            return;
         }
-        fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-        fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        let tar = dir.path("rootfs.tar");
+        let dir = TempDir::new();
+        let tar = busybox_tar(&dir);
+        let meta = dir.path("meta");
+        fs::create_dir_all(&meta).unwrap();
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        fs::write(
+            meta.join("metadata.yaml"),
+            format!(
+                "architecture: x86_64\ncreation_date: {created}\nproperties:\n  \
+                 description: jaildaemon test busybox\n  os: busybox\n  release: static\n"
+            ),
+        )
+        .unwrap();
+        let meta_tar = dir.path("meta.tar");
         must(
             "tar",
             &[
                 "-C",
-                root.to_str().unwrap(),
+                meta.to_str().unwrap(),
                 "-cf",
-                tar.to_str().unwrap(),
-                ".",
+                meta_tar.to_str().unwrap(),
+                "metadata.yaml",
             ],
         );
-        must("podman", &["import", tar.to_str().unwrap(), &image]);
-        image
-    })
+        must(
+            tool,
+            &[
+                "image",
+                "import",
+                meta_tar.to_str().unwrap(),
+                tar.to_str().unwrap(),
+                "--alias",
+                ALIAS,
+            ],
+        );
+    });
+    ALIAS
 }
 
 /// True when an ELF64 file asks for a dynamic loader (has a PT_INTERP program header).
@@ -314,6 +398,317 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = run("podman", &["rm", "-f", "-t", "0", &self.name]);
     }
+}
+
+/// True when the daemon behind `tool` answers (`docker info`, `lxc info`, `incus info`);
+/// otherwise says loudly that `test` is skipped.
+fn daemon_answers(test: &str, tool: &str, package: &str) -> bool {
+    let answers = Command::new(tool)
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !answers {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: no {tool} daemon answers (package {package}; `make check` starts it)"
+        );
+    }
+    answers
+}
+
+/// A Docker container running `sleep` from the test image, removed on drop.
+struct Docker {
+    name: String,
+}
+
+impl Docker {
+    fn run() -> Docker {
+        let image = docker_image();
+        let name = unique_name("dock");
+        must(
+            "docker",
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                image,
+                "sleep",
+                "3600",
+            ],
+        );
+        Docker { name }
+    }
+
+    /// Runs `argv` in the container with `docker exec`.
+    fn exec(&self, argv: &[&str]) -> Output {
+        let mut args = vec!["exec", self.name.as_str()];
+        args.extend(argv);
+        run("docker", &args)
+    }
+
+    fn pid(&self) -> u32 {
+        let out = must(
+            "docker",
+            &["container", "inspect", "-f", "{{.State.Pid}}", &self.name],
+        );
+        stdout(&out).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let _ = run("docker", &["rm", "-f", &self.name]);
+    }
+}
+
+/// An LXD or Incus system container (`tool` is `lxc`, LXD's client, or `incus`) from the
+/// busybox image, without network, deleted on drop.
+struct System {
+    tool: &'static str,
+    name: String,
+}
+
+impl System {
+    fn launch(tool: &'static str, extra: &[&str]) -> System {
+        let image = system_image(tool);
+        // Host names only: no '_' or '.'.
+        let name = unique_name(tool);
+        let mut args = vec!["launch", image, name.as_str()];
+        args.extend(extra);
+        must(tool, &args);
+        let system = System { tool, name };
+        assert!(
+            wait_for(LONG, || system.pid().is_some()),
+            "{} did not start",
+            system.name
+        );
+        system
+    }
+
+    /// The init's host PID while it runs, from the tool's own answer.
+    fn pid(&self) -> Option<u32> {
+        let out = run(
+            self.tool,
+            &[
+                "list",
+                "--format",
+                "csv",
+                "--columns",
+                "nsp",
+                "--",
+                &self.name,
+            ],
+        );
+        stdout(&out).lines().find_map(|l| {
+            let mut fields = l.split(',');
+            (fields.next() == Some(self.name.as_str()) && fields.next() == Some("RUNNING"))
+                .then(|| fields.next()?.parse().ok())
+                .flatten()
+        })
+    }
+
+    fn exec(&self, argv: &[&str]) -> Output {
+        let mut args = vec!["exec", self.name.as_str(), "--"];
+        args.extend(argv);
+        run(self.tool, &args)
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = run(self.tool, &["delete", "--force", &self.name]);
+    }
+}
+
+/// Arms two probes in a running container: `TERM_TITLE` by `prefixed` (manager:name), and
+/// `HUP_TITLE` with -r by its bare `name`; SIGTERM to the first fires nothing, SIGHUP to the
+/// second fires it twice, each time from inside with `exec` (busybox's killall).
+fn fires_by_both_names(
+    daemon: &Daemon,
+    fired: &Path,
+    prefixed: &str,
+    name: &str,
+    exec: &dyn Fn(&[&str]) -> Output,
+) {
+    let cmd = append(fired);
+    daemon.arm(&["-c", &cmd, "-j", prefixed, "-t", "TERM_TITLE"]);
+    daemon.arm(&["-c", &cmd, "-j", name, "-t", "HUP_TITLE", "-r"]);
+    assert!(exec(&["killall", "-TERM", "TERM_TITLE"]).status.success());
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains("nothing fired")),
+        "{}",
+        daemon.log_text()
+    );
+    for round in 1..=2 {
+        assert!(
+            wait_for(LONG, || exec(&["killall", "-HUP", "HUP_TITLE"])
+                .status
+                .success()),
+            "no probe to signal in round {round}"
+        );
+        assert!(
+            wait_for(LONG, || read(fired).lines().count() == round),
+            "round {round}: {}",
+            daemon.log_text()
+        );
+    }
+    sleep(SETTLE);
+    assert_eq!(
+        read(fired),
+        format!("{name} HUP_TITLE\n{name} HUP_TITLE\n"),
+        "SIGTERM fired, or SIGHUP fired more than once"
+    );
+}
+
+#[test]
+fn docker_container_by_name_fires_from_inside_and_not_for_another_signal() {
+    let test = "docker_container_by_name_fires_from_inside_and_not_for_another_signal";
+    if !ready(test, &["docker"]) || !daemon_answers(test, "docker", "docker.io") {
+        return;
+    }
+    let Some((_dir, fired, daemon)) = daemon_for(test, &[]) else {
+        return;
+    };
+    let docker = Docker::run();
+    let spec = format!("docker:{}", docker.name);
+    fires_by_both_names(&daemon, &fired, &spec, &docker.name, &|argv| {
+        docker.exec(argv)
+    });
+    // The probe is in the container's pid namespace, and in no other manager's name.
+    assert_eq!(probes_in(docker.pid(), "HUP_TITLE").len(), 1);
+    for other in ["podman", "lxc", "lxd", "incus"] {
+        let out = daemon.util(&["-c", "true", "-j", &format!("{other}:{}", docker.name)]);
+        assert_eq!(out.status.code(), Some(68), "{other}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn lxd_container_by_name_fires_from_inside_and_not_for_another_signal() {
+    let test = "lxd_container_by_name_fires_from_inside_and_not_for_another_signal";
+    if !ready(test, &["lxd"]) || !daemon_answers(test, "lxc", "lxd") {
+        return;
+    }
+    let Some((_dir, fired, daemon)) = daemon_for(test, &[]) else {
+        return;
+    };
+    // Unprivileged, as LXD's containers are by default: its root is a host uid of its own.
+    let lxd = System::launch("lxc", &[]);
+    let spec = format!("lxd:{}", lxd.name);
+    fires_by_both_names(&daemon, &fired, &spec, &lxd.name, &|argv| lxd.exec(argv));
+    let pid = lxd.pid().unwrap();
+    let probe = probes_in(pid, "HUP_TITLE");
+    assert_eq!(probe.len(), 1);
+    assert_eq!(
+        host_uid(probe[0]),
+        host_uid(pid),
+        "not in its user namespace"
+    );
+    assert_ne!(host_uid(pid), 0);
+    // LXC's tools do not know LXD's containers: lxc: is LXC, not LXD's client.
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{}", lxd.name)]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lxc: no such container"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn incus_container_by_name_fires_from_inside_and_not_for_another_signal() {
+    let test = "incus_container_by_name_fires_from_inside_and_not_for_another_signal";
+    if !ready(test, &["incus"]) || !daemon_answers(test, "incus", "incus-base") {
+        return;
+    }
+    let Some((_dir, fired, daemon)) = daemon_for(test, &[]) else {
+        return;
+    };
+    // Privileged: Incus 6.0.4 maps both of root's subordinate ranges (root:100000:65536 for
+    // the namespace jails, and the one LXD's package adds) to id 0, and newuidmap refuses.
+    let incus = System::launch("incus", &["-c", "security.privileged=true"]);
+    let spec = format!("incus:{}", incus.name);
+    fires_by_both_names(&daemon, &fired, &spec, &incus.name, &|argv| {
+        incus.exec(argv)
+    });
+    assert_eq!(probes_in(incus.pid().unwrap(), "HUP_TITLE").len(), 1);
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxd:{}", incus.name)]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+}
+
+#[test]
+fn the_readme_lxd_reboot_example_restarts_the_container_with_lxd() {
+    let test = "the_readme_lxd_reboot_example_restarts_the_container_with_lxd";
+    if !ready(test, &["lxd"]) || !daemon_answers(test, "lxc", "lxd") {
+        return;
+    }
+    let Some((_dir, _fired, daemon)) = daemon_for(test, &[]) else {
+        return;
+    };
+    let lxd = System::launch("lxc", &[]);
+    // The README's line, with this container's name for web2.
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.contains("-j lxd:web2"))
+        .expect("README.md has an LXD REBOOT example");
+    let command = line.split('\'').nth(1).unwrap().replace("web2", &lxd.name);
+    assert_eq!(command, format!("lxc restart {}", lxd.name));
+    let before = lxd.pid().unwrap();
+    daemon.arm(&[
+        "-c",
+        &command,
+        "-j",
+        &format!("lxd:{}", lxd.name),
+        "-t",
+        "REBOOT",
+    ]);
+    // The twin first: another title fires nothing, and the container keeps its init.
+    assert!(!lxd.exec(&["killall", "-HUP", "REBOOTX"]).status.success());
+    sleep(SETTLE);
+    assert_eq!(lxd.pid(), Some(before));
+    assert!(lxd.exec(&["killall", "-HUP", "REBOOT"]).status.success());
+    assert!(
+        wait_for(Duration::from_secs(30), || lxd
+            .pid()
+            .is_some_and(|p| p != before)),
+        "not restarted: {}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn an_unknown_manager_prefix_is_refused_as_such() {
+    let Some((_dir, fired, daemon)) =
+        daemon_for("an_unknown_manager_prefix_is_refused_as_such", &[])
+    else {
+        return;
+    };
+    let cmd = append(&fired);
+    for spec in ["nosuch:web1", "LXD:web1", "docker2:db"] {
+        let out = daemon.util(&["-c", &cmd, "-j", spec, "-t", "NEVER"]);
+        assert_eq!(out.status.code(), Some(68), "{spec}: {}", stderr(&out));
+        let prefix = spec.split(':').next().unwrap();
+        assert!(
+            stderr(&out).contains(&format!("unknown container manager '{prefix}'")),
+            "{spec}: {}",
+            stderr(&out)
+        );
+    }
+    // The twin: a known prefix with an unknown name is refused for the name, not the prefix.
+    let out = daemon.util(&["-c", &cmd, "-j", "docker:jdt-no-such-name", "-t", "NEVER"]);
+    assert_eq!(out.status.code(), Some(68));
+    assert!(
+        !stderr(&out).contains("unknown container manager"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The probes titled `title` whose pid namespace is the one of host process `pid`.

@@ -552,7 +552,7 @@ fn bad_requests_get_a_clear_error_and_the_daemon_keeps_serving() {
     // Command-line mistakes never reach the daemon.
     let out = daemon.util(&["-c", "true"]);
     assert_eq!(out.status.code(), Some(64));
-    let out = daemon.util(&["-c", "true", "-j", "1", "-r", "-R"]);
+    let out = daemon.util(&["-c", "true", "-j", "1", "-r", "-X"]);
     assert_eq!(out.status.code(), Some(64));
     // Garbage, an oversized frame, a half-open client: each refused, the daemon unharmed.
     for bytes in [

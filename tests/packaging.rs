@@ -90,6 +90,7 @@ fn make(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
         "MANDIR",
         "RCDIR",
         "UNITDIR",
+        "HOOKDIR",
         "SERVICE",
         "UNAME",
         "BIN",
@@ -166,7 +167,7 @@ fn install_and_uninstall(program: &str, system: &str, expected: &[(&str, u32)]) 
     make(program, &["install"], &vars);
     assert_eq!(files_below(&dest), expect(expected), "{program}, {system}");
 
-    let installed = dest.join("usr/local/sbin/jaildaemon");
+    let installed = dest.join("usr/local/bin/jaildaemon");
     let version = output(Command::new(&installed).arg("-V"));
     assert!(version.status.success(), "{}", stderr(&version));
     assert_eq!(
@@ -177,24 +178,26 @@ fn install_and_uninstall(program: &str, system: &str, expected: &[(&str, u32)]) 
     assert_eq!(text(&dest.join(man)), text(&source(MAN)));
 
     // A file that `make install` did not put there survives `make uninstall`.
-    let keep = dest.join("usr/local/sbin/keep-me");
+    let keep = dest.join("usr/local/bin/keep-me");
     fs::write(&keep, "not ours").unwrap();
     fs::set_permissions(&keep, fs::Permissions::from_mode(0o644)).unwrap();
     make(program, &["uninstall"], &vars);
     assert_eq!(
         files_below(&dest),
-        expect(&[("usr/local/sbin/keep-me", 0o644)]),
+        expect(&[("usr/local/bin/keep-me", 0o644)]),
         "{program}, {system}: uninstall left other files, or removed one it did not install"
     );
 }
 
-const LINUX_FILES: [(&str, u32); 3] = [
-    ("usr/local/sbin/jaildaemon", 0o755),
+const LINUX_FILES: [(&str, u32); 4] = [
+    ("usr/local/bin/jaildaemon", 0o755),
     ("usr/local/share/man/man8/jaildaemon.8", 0o644),
     ("usr/local/lib/systemd/system/jaildaemon.service", 0o644),
+    // Where jaildaemon(8) and the hook's own comment say it is.
+    ("usr/local/libexec/jaildaemon/lxc-start-host", 0o755),
 ];
 const FREEBSD_FILES: [(&str, u32); 3] = [
-    ("usr/local/sbin/jaildaemon", 0o755),
+    ("usr/local/bin/jaildaemon", 0o755),
     ("usr/local/man/man8/jaildaemon.8", 0o644),
     ("usr/local/etc/rc.d/jaildaemon", 0o755),
 ];
@@ -245,6 +248,7 @@ fn install_directories_can_be_chosen_and_the_service_files_follow_the_binary() {
                 ("opt/jd/bin/jaildaemon", 0o755),
                 ("opt/jd/man/man8/jaildaemon.8", 0o644),
                 ("etc/systemd/system/jaildaemon.service", 0o644),
+                ("usr/libexec/jaildaemon/lxc-start-host", 0o755),
             ],
             Some((
                 "etc/systemd/system/jaildaemon.service",
@@ -266,12 +270,20 @@ fn install_directories_can_be_chosen_and_the_service_files_follow_the_binary() {
         ),
         // SERVICE=none installs no service file, on any system.
         (
-            &[("UNAME", "Linux"), ("SERVICE", "none")],
             &[
-                ("usr/sbin/jaildaemon", 0o755),
-                ("usr/share/man/man8/jaildaemon.8", 0o644),
+                ("UNAME", "Linux"),
+                ("SERVICE", "none"),
+                ("HOOKDIR", "/etc/lxc/hooks"),
             ],
-            None,
+            &[
+                ("usr/bin/jaildaemon", 0o755),
+                ("usr/share/man/man8/jaildaemon.8", 0o644),
+                ("etc/lxc/hooks/lxc-start-host", 0o755),
+            ],
+            Some((
+                "etc/lxc/hooks/lxc-start-host",
+                "jaildaemon=${JAILDAEMON:-/usr/bin/jaildaemon}",
+            )),
         ),
     ];
     for (chosen, files, service) in cases {
@@ -620,10 +632,10 @@ fn jail_conf_poststart_gives_the_utility_a_valid_request() {
     let commands = poststart_commands();
     for (command, title) in commands.iter().zip(["REBOOT", "SNAPSHOT"]) {
         assert!(
-            command.starts_with("/usr/local/sbin/jaildaemon "),
+            command.starts_with("/usr/local/bin/jaildaemon "),
             "{command}"
         );
-        let run = command.replacen("/usr/local/sbin/jaildaemon", stub.to_str().unwrap(), 1);
+        let run = command.replacen("/usr/local/bin/jaildaemon", stub.to_str().unwrap(), 1);
         // The utility finds no daemon (69, not 64: its arguments are valid); the `|| logger`
         // part says so, and the line succeeds, so the jail's start does not fail.
         let out = output(Command::new("sh").arg("-c").arg(&run).env("PATH", &path));
@@ -716,7 +728,7 @@ fn rc_script_follows_rc_subr_conventions() {
     let dir = TempDir::new();
     let prefix = install_under(&dir, "FreeBSD");
     let script = rc_with_stub(&dir, &prefix.join("etc/rc.d/jaildaemon"));
-    let binary = prefix.join("sbin/jaildaemon");
+    let binary = prefix.join("bin/jaildaemon");
 
     let out = rc(&script, None, "show");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -819,7 +831,7 @@ fn rc_script_starts_a_ready_daemon_and_stops_it() {
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap();
     assert_eq!(
         argv0,
-        prefix.join("sbin/jaildaemon").to_str().unwrap().as_bytes()
+        prefix.join("bin/jaildaemon").to_str().unwrap().as_bytes()
     );
 
     assert!(listed().contains("FIRST") && !listed().contains("SECOND"));
@@ -870,7 +882,7 @@ fn systemd_unit_verifies_and_a_broken_one_does_not() {
     for line in [
         "Type=notify",
         "KillMode=process",
-        "ExecStart=/usr/local/sbin/jaildaemon -D -F",
+        "ExecStart=/usr/local/bin/jaildaemon -D -F",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(
@@ -922,7 +934,7 @@ fn systemd_starts_and_stops_the_unit() {
     let socket = dir.path("jd.sock");
     let pidfile = dir.path("jd.pid");
     let installed = text(&prefix.join("lib/systemd/system/jaildaemon.service"));
-    let start = format!("ExecStart={}/sbin/jaildaemon -D -F", prefix.display());
+    let start = format!("ExecStart={}/bin/jaildaemon -D -F", prefix.display());
     assert!(installed.contains(&start), "{installed}");
     let unit_text = installed.replace(
         &start,

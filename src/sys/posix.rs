@@ -130,8 +130,11 @@ pub fn write_all_raw(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
 }
 
 /// Detaches like daemon(3): forks; the parent gets `Some(child pid)`, the child starts a new
-/// session, moves to `/`, points stdio at /dev/null, and gets `None`.
+/// session, moves to `/`, points stdio at /dev/null, and gets `None`. First, while stderr is
+/// still the administrator's, the log chooses where it goes once detached (and says so when
+/// no syslog daemon listens).
 pub fn detach() -> io::Result<Option<u32>> {
+    crate::logging::before_detach()?;
     // SAFETY: the daemon has started no thread when it detaches, so no lock can be held by a
     // thread missing in the child, which may therefore run any code.
     match unsafe { fork() }? {

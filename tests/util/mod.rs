@@ -473,3 +473,85 @@ impl Jail {
             .unwrap()
     }
 }
+
+impl Jail {
+    /// A jail whose root directory is `root` and nothing of the host's: unshare chroots into
+    /// it and runs its `sleep`, so `root` must hold one (see `busybox_root`, `slim_root`).
+    pub fn in_root(root: &Path) -> Jail {
+        Jail::spawn(&[&format!("--root={}", root.display())])
+    }
+}
+
+/// Makes `root` a minimal image's root: /proc, /tmp, and a /dev with null, as every real
+/// image has; shells redirect to /dev/null.
+fn image_skeleton(root: &Path) {
+    for dir in ["bin", "etc", "proc", "tmp", "dev"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let null = root.join("dev/null");
+    if !null.exists() {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &null,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+}
+
+/// A root like a busybox image (Alpine without its packages, or `busybox:latest`): the host's
+/// static busybox (package busybox-static) and its applets, no procps. `None`, said loudly,
+/// without it.
+pub fn busybox_root(root: &Path) -> Option<()> {
+    let busybox = fs::read("/bin/busybox").unwrap_or_default();
+    // A static ELF has no PT_INTERP; a dynamic one would not run in a root without its libc.
+    if busybox.is_empty() || busybox.windows(16).any(|w| w == b"/lib64/ld-linux-") {
+        say_skipped("busybox root: /bin/busybox is missing or dynamic (package busybox-static)");
+        return None;
+    }
+    image_skeleton(root);
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "sleep", "cat", "ps", "kill", "killall", "pidof", "echo",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    Some(())
+}
+
+/// A root like a slim Debian image without procps (`debian:bookworm-slim`): dash as /bin/sh,
+/// sysvinit's pidof, coreutils' sleep, and the libraries they load; no pkill, no ps.
+pub fn slim_root(root: &Path) -> Option<()> {
+    let tools = [
+        ("/bin/dash", "bin/sh"),
+        ("/usr/sbin/killall5", "bin/killall5"),
+        ("/bin/sleep", "bin/sleep"),
+    ];
+    if let Some((missing, _)) = tools.iter().find(|(host, _)| !Path::new(host).exists()) {
+        say_skipped(&format!(
+            "slim root: {missing} is missing (packages dash, sysvinit-utils, coreutils)"
+        ));
+        return None;
+    }
+    image_skeleton(root);
+    for (host, inside) in tools {
+        fs::copy(host, root.join(inside)).unwrap();
+        // Every library ldd names, at the same path inside.
+        let ldd = Command::new("ldd").arg(host).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = root.join(lib.trim_start_matches('/'));
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            fs::copy(lib, &to).unwrap();
+        }
+    }
+    // pidof is killall5 under that name, as Debian installs it.
+    std::os::unix::fs::symlink("killall5", root.join("bin/pidof")).unwrap();
+    Some(())
+}

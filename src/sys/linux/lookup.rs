@@ -17,6 +17,8 @@ use crate::sys::posix::{self, Exit};
 /// One manager's tool, running or done.
 struct ToolRun {
     manager: Manager,
+    /// The container name asked about: the answer is read for exactly this name.
+    name: String,
     state: ToolState,
 }
 
@@ -36,6 +38,7 @@ impl ToolRun {
     fn start(manager: Manager, name: &str, watch: &Poller) -> ToolRun {
         let done = |answer| ToolRun {
             manager,
+            name: name.to_string(),
             state: ToolState::Done(answer),
         };
         if let Some(path) = manager
@@ -43,6 +46,9 @@ impl ToolRun {
             .filter(|p| !std::path::Path::new(p).exists())
         {
             return done(Err(Unasked::Failed(format!("not running (no {path})"))));
+        }
+        if !manager.takes(name) {
+            return done(Ok(Answer::Absent));
         }
         match spawn_tool(manager.tool(), &manager.query(name)) {
             Ok((process, pipes)) => {
@@ -55,6 +61,7 @@ impl ToolRun {
                 }
                 ToolRun {
                     manager,
+                    name: name.to_string(),
                     state: ToolState::Running {
                         process,
                         pipes,
@@ -115,7 +122,7 @@ impl ToolRun {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let answer = self
             .manager
-            .parse(success, &text(&output[0]), &text(&output[1]));
+            .parse(&self.name, success, &text(&output[0]), &text(&output[1]));
         self.state = ToolState::Done(answer);
     }
 
@@ -301,6 +308,7 @@ mod tests {
         let (process, pipes) = spawn_tool(tool, args).unwrap();
         let mut run = ToolRun {
             manager: Manager::Lxc,
+            name: "web1".into(),
             state: ToolState::Running {
                 process,
                 pipes,

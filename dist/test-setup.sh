@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine for jaildaemon's tests, as root, so that none of them skips:
+# the packages they use, the subordinate ids of the user-namespaced jails, and the container
+# managers' daemons (Docker, LXD, Incus), started here by hand where no service manager runs
+# them. `make check` runs it before `cargo test`; running it again changes nothing.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "dist/test-setup.sh must run as root" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+logs=/var/log/jaildaemon-tests
+mkdir -p "$logs"
+
+# Incus 6.0 is in bookworm-backports.
+backports=/etc/apt/sources.list.d/jaildaemon-tests-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    cat > "$backports" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+fi
+
+# util-linux (unshare, nsenter, setpriv), procps (pkill), perl (a SIGHUP-ignoring wrapper),
+# uidmap (newuidmap) for the namespace jails; dash, sysvinit-utils (pidof), coreutils and
+# busybox-static for the images of tests/triggers.rs and the offline container images;
+# lxc with its templates, podman with runc (crun refuses hybrid cgroups), docker.io, lxd and
+# incus-base (containers only) for tests/containers.rs; mandoc, man-db, bmake, systemd
+# (systemd-analyze verify) and make for tests/packaging.rs; webhook and inotify-tools for the
+# benchmark's comparison rows.
+packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
+    lxc lxc-templates podman runc docker.io lxd mandoc man-db bmake systemd make
+    webhook inotify-tools)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+incus_missing=
+dpkg-query -W -f '${Status}' incus-base 2>/dev/null | grep -q 'ok installed' || incus_missing=1
+if [ "${#missing[@]}" -gt 0 ] || [ -n "$incus_missing" ]; then
+    apt-get update -q
+    [ "${#missing[@]}" -eq 0 ] || apt-get install -y -q "${missing[@]}"
+    [ -z "$incus_missing" ] || apt-get install -y -q -t bookworm-backports incus-base
+fi
+
+# The user-namespaced test jails map their root to host uid and gid 100000.
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^root:100000:65536$' "$f" 2>/dev/null || echo 'root:100000:65536' >> "$f"
+done
+
+# wait_for SECONDS COMMAND...: true once COMMAND succeeds.
+wait_for() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.5
+    done
+}
+
+# Docker, on its default socket (the daemon asks `docker` with a clean environment), without
+# touching the host's firewall or network: the test containers have no network.
+if ! docker info >/dev/null 2>&1; then
+    setsid dockerd --iptables=false --ip6tables=false --bridge=none \
+        > "$logs/dockerd.log" 2>&1 < /dev/null &
+    wait_for 60 docker info || { tail -20 "$logs/dockerd.log" >&2; exit 1; }
+fi
+
+# LXD 5.0: its daemon, and a storage pool of plain directories; no network.
+preseed='config: {}
+storage_pools:
+- name: default
+  driver: dir
+profiles:
+- name: default
+  devices:
+    root:
+      path: /
+      pool: default
+      type: disk'
+if ! lxc info >/dev/null 2>&1; then
+    setsid lxd --group lxd --logfile "$logs/lxd.log" > /dev/null 2>&1 < /dev/null &
+    wait_for 60 lxc info || { tail -20 "$logs/lxd.log" >&2; exit 1; }
+fi
+lxc storage show default >/dev/null 2>&1 || lxd init --preseed <<< "$preseed"
+
+# Incus 6.0, the same way.
+if ! incus info >/dev/null 2>&1; then
+    mkdir -p /var/log/incus
+    PATH=/usr/libexec/incus:$PATH setsid /usr/libexec/incus/incusd --group incus-admin \
+        --logfile "$logs/incus.log" > /dev/null 2>&1 < /dev/null &
+    wait_for 60 incus info || { tail -20 "$logs/incus.log" >&2; exit 1; }
+fi
+incus storage show default >/dev/null 2>&1 || incus admin init --preseed <<< "$preseed"
+echo "test setup done: docker, lxd and incus answer"
