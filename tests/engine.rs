@@ -1,0 +1,199 @@
+//! The daemon's loop never waits on anything outside it: a container manager that hangs, or a
+//! jail that stops every process placed in it, delays nothing in another jail. Each test has
+//! its twin: the hung or hostile side is itself refused or settled within its deadline.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use jaildaemon::proto::{ProbeState, Request, Response};
+use util::*;
+
+/// How long the hung side takes: a manager's tool and a placement each have 5 s.
+const HUNG: Duration = Duration::from_secs(5);
+/// What the other side may take: an idle daemon answers and fires within milliseconds, so
+/// this is far from both, and far below `HUNG`.
+const PROMPT: Duration = Duration::from_millis(1500);
+
+fn list(daemon: &Daemon) -> (Vec<jaildaemon::proto::ProbeInfo>, Duration) {
+    let started = Instant::now();
+    match ask(&daemon.socket, &Request::List) {
+        Response::Probes { probes } => (probes, started.elapsed()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Arms in jail `spec`, triggers it from inside and returns how long arming and firing took.
+fn arm_and_fire(daemon: &Daemon, jail: &Jail, title: &str, fired: &std::path::Path) -> Duration {
+    let started = Instant::now();
+    let command = format!("echo {title} >> {}", fired.display());
+    daemon.arm(&["-c", &command, "-j", &jail.spec(), "-t", title]);
+    assert!(jail.pkill(0, "HUP", title));
+    let before = lines(fired);
+    assert!(
+        wait_for(HUNG * 2, || lines(fired) > before),
+        "{}",
+        daemon.log_text()
+    );
+    started.elapsed()
+}
+
+#[test]
+fn a_hung_container_manager_delays_no_other_jail() {
+    let test = "a_hung_container_manager_delays_no_other_jail";
+    if !root_or_skip(test) {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/lxc-info").exists() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {test}: needs /usr/bin/lxc-info (package lxc) to stand in for\n")
+                .as_bytes(),
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    // In the daemon's own mount namespace, LXC's tool answers nothing, ever: as a manager whose
+    // daemon accepts and never replies.
+    let hang = dir.path("hang");
+    fs::write(&hang, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = format!(
+        "mount --bind {} /usr/bin/lxc-info && exec \"$@\"",
+        hang.display()
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ];
+    let daemon = Daemon::start_with(&dir, &wrapper);
+    let jail = Jail::new();
+    // A lookup of a bare name asks every manager, LXC's hung tool among them.
+    let mut hung: Child = Command::new(BIN)
+        .args(["-f", &daemon.socket.display().to_string()])
+        .args(["-c", "true", "-j", "jd-engine-nosuch", "-t", "HUNG"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hung_started = Instant::now();
+    assert!(
+        wait_for(PROMPT, || list(&daemon)
+            .0
+            .iter()
+            .any(|p| p.title == "HUNG" && p.state == ProbeState::Placing)),
+        "the lookup is not in flight: {}",
+        daemon.log_text()
+    );
+    // Meanwhile: another jail's probe is armed and fires, and -l answers, at once.
+    let took = arm_and_fire(&daemon, &jail, "BESIDE_HUNG", &fired);
+    let (_, listing) = list(&daemon);
+    assert!(
+        hung.try_wait().unwrap().is_none(),
+        "the lookup ended before the other jail was served"
+    );
+    assert!(
+        took < PROMPT && listing < PROMPT,
+        "arm and fire took {took:?}, -l {listing:?}, while a lookup hung"
+    );
+    // Twin: the hung lookup ends at its deadline, refused with the manager that did not
+    // answer, and leaves nothing behind.
+    let out = hung.wait_with_output().unwrap();
+    let waited = hung_started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(68), "{stderr}");
+    assert!(
+        stderr.contains("lxc: no answer within 5s"),
+        "{stderr}\n{}",
+        daemon.log_text()
+    );
+    assert!(waited >= HUNG - Duration::from_millis(500), "{waited:?}");
+    assert!(list(&daemon).0.iter().all(|p| p.title != "HUNG"));
+    assert!(
+        wait_for(PROMPT, || zombie_children(daemon.child.id()).is_empty()),
+        "the hung tool was not reaped"
+    );
+}
+
+#[test]
+fn a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail() {
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail")
+    else {
+        return;
+    };
+    let hostile = Jail::new();
+    // Jail root stops every process that appears in its jail but its own, as fast as it can
+    // (a FIFO nobody writes paces the loop without a child of its own to stop).
+    let pace = dir.path("pace");
+    assert!(Command::new("mkfifo").arg(&pace).status().unwrap().success());
+    let stopper = format!(
+        "exec 9<>{}; while :; do for p in /proc/[0-9]*; do n=${{p#/proc/}}; \
+         case $n in 1|$$) ;; *) kill -STOP $n 2>/dev/null;; esac; done; \
+         read -t 0.002 -u 9; done",
+        pace.display()
+    );
+    let mut stopping = Command::new("nsenter")
+        .args(["-t", &hostile.spec(), "-a", "bash", "-c", &stopper])
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(200));
+    let mut placing: Vec<Child> = (0..4)
+        .map(|n| {
+            Command::new(BIN)
+                .args(["-f", &daemon.socket.display().to_string()])
+                .args(["-c", "true", "-j", &hostile.spec(), "-t", &format!("STOPPED_{n}")])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    sleep(Duration::from_millis(300));
+    // Meanwhile the other jail is served as on an idle daemon.
+    let took = arm_and_fire(&daemon, &jail, "BESIDE_STOPPED", &fired);
+    let (_, listing) = list(&daemon);
+    assert!(
+        took < PROMPT && listing < PROMPT,
+        "arm and fire took {took:?}, -l {listing:?}, beside a jail stopping its probes"
+    );
+    // Twin: the hostile jail's requests end within the placement deadline, whatever the
+    // jail did (armed if the exec came first, refused with a timeout if not), and none is left
+    // waiting.
+    for child in &mut placing {
+        assert!(
+            wait_for(HUNG * 2, || child.try_wait().unwrap().is_some()),
+            "a placement outlived its deadline"
+        );
+    }
+    let waited = started.elapsed();
+    let codes: Vec<Option<i32>> = placing
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code())
+        .collect();
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(0) | Some(75))),
+        "{codes:?}\n{}",
+        daemon.log_text()
+    );
+    assert!(waited < HUNG * 2, "{waited:?}");
+    let _ = stopping.kill();
+    let _ = stopping.wait();
+    assert!(list(&daemon).0.iter().all(|p| p.state != ProbeState::Placing));
+    // The daemon is still whole: a new probe in the good jail fires.
+    arm_and_fire(&daemon, &jail, "AFTER_STOPPED", &fired);
+}
