@@ -130,19 +130,12 @@ impl Spawner {
                 || opened.mode() & 0o7777 != 0o111
                 || opened.uid() != 0
             {
-                return Err(io::Error::other(format!(
-                    "{path} changed while it was written"
-                )));
+                return Err(io::Error::other("it changed while it was written"));
             }
             Ok(OwnedFd::from(image))
         });
         let _ = fs::remove_file(&path);
         let image = image.map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-        if raw::mounted_noexec(image.as_fd())? {
-            return Err(io::Error::other(format!(
-                "{IMAGE_DIR} is on a file system mounted noexec: the probe cannot be exec'd from it"
-            )));
-        }
         Ok(Spawner { image })
     }
 }
@@ -157,6 +150,11 @@ fn write_image(path: &str) -> io::Result<fs::Metadata> {
         .mode(0o100)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    if raw::mounted_noexec(file.as_fd())? {
+        return Err(io::Error::other(format!(
+            "{IMAGE_DIR} is on a file system mounted noexec: the probe cannot be exec'd from it"
+        )));
+    }
     io::Write::write_all(&mut file, PROBE_BYTES)?;
     file.set_permissions(fs::Permissions::from_mode(0o111))?;
     // The written descriptor is closed here: an image still open for writing cannot be exec'd.
