@@ -140,7 +140,13 @@ fn a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail() {
     // Jail root stops every process that appears in its jail but its own, as fast as it can
     // (a FIFO nobody writes paces the loop without a child of its own to stop).
     let pace = dir.path("pace");
-    assert!(Command::new("mkfifo").arg(&pace).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&pace)
+            .status()
+            .unwrap()
+            .success()
+    );
     let stopper = format!(
         "exec 9<>{}; while :; do for p in /proc/[0-9]*; do n=${{p#/proc/}}; \
          case $n in 1|$$) ;; *) kill -STOP $n 2>/dev/null;; esac; done; \
@@ -156,7 +162,14 @@ fn a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail() {
         .map(|n| {
             Command::new(BIN)
                 .args(["-f", &daemon.socket.display().to_string()])
-                .args(["-c", "true", "-j", &hostile.spec(), "-t", &format!("STOPPED_{n}")])
+                .args([
+                    "-c",
+                    "true",
+                    "-j",
+                    &hostile.spec(),
+                    "-t",
+                    &format!("STOPPED_{n}"),
+                ])
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -193,7 +206,12 @@ fn a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail() {
     assert!(waited < HUNG * 2, "{waited:?}");
     let _ = stopping.kill();
     let _ = stopping.wait();
-    assert!(list(&daemon).0.iter().all(|p| p.state != ProbeState::Placing));
+    assert!(
+        list(&daemon)
+            .0
+            .iter()
+            .all(|p| p.state != ProbeState::Placing)
+    );
     // The daemon is still whole: a new probe in the good jail fires.
     arm_and_fire(&daemon, &jail, "AFTER_STOPPED", &fired);
 }

@@ -1101,3 +1101,147 @@ fn lxc_hook_arms_a_real_probe_in_the_container() {
     assert!(stderr(&out).contains("no REBOOT probe"), "{}", stderr(&out));
     assert_eq!(world.jail.probes("REBOOT").len(), 1);
 }
+
+// ---- the FreeBSD port skeleton (dist/freebsd) ----
+
+const PORT: &str = "dist/freebsd";
+
+/// `CARGO_CRATES` as the ports framework's `make cargo-crates` writes it: every crate of
+/// `lock` that comes from a registry, as `name-version`, in the lock file's order.
+fn cargo_crates(lock: &str) -> String {
+    let mut crates = Vec::new();
+    for package in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            package.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix(" = \""))
+                    .and_then(|v| v.strip_suffix('"'))
+            })
+        };
+        let registry = field("source").is_some_and(|s| s.starts_with("registry+"));
+        if let (true, Some(name), Some(version)) = (registry, field("name"), field("version")) {
+            crates.push(format!("{name}-{version}"));
+        }
+    }
+    let mut text = String::new();
+    for (i, krate) in crates.iter().enumerate() {
+        let start = if i == 0 { "CARGO_CRATES=\t" } else { "\t\t" };
+        let end = if i + 1 < crates.len() { " \\\n" } else { "\n" };
+        text.push_str(&format!("{start}{krate}{end}"));
+    }
+    text
+}
+
+#[test]
+fn port_crates_are_cargo_locks_and_a_changed_lock_is_noticed() {
+    let lock = text(&source("Cargo.lock"));
+    let listed = text(&source(&format!("{PORT}/Makefile.crates")));
+    assert_eq!(
+        listed,
+        cargo_crates(&lock),
+        "{PORT}/Makefile.crates does not list Cargo.lock's crates; it should read as above"
+    );
+    assert!(
+        listed.contains("\t\tlibc-") && listed.lines().count() > 10,
+        "{listed}"
+    );
+    let port = text(&source(&format!("{PORT}/Makefile")));
+    assert!(port.lines().any(|l| l == "USES=\t\tcargo"), "{port}");
+
+    // A crate updated in Cargo.lock without the port is a difference.
+    let libc = lock
+        .lines()
+        .skip_while(|l| *l != "name = \"libc\"")
+        .nth(1)
+        .expect("Cargo.lock has libc");
+    let updated = lock.replacen(libc, "version = \"0.2.999\"", 1);
+    assert_ne!(listed, cargo_crates(&updated));
+    assert!(cargo_crates(&updated).contains("libc-0.2.999"));
+}
+
+/// What `make install UNAME=FreeBSD` puts below PREFIX, as pkg-plist lines: relative to
+/// PREFIX, man pages gzipped (the ports framework compresses them after do-install).
+fn installed_plist(program: &str, more: &[(&str, &str)]) -> BTreeSet<String> {
+    let dir = TempDir::new();
+    let dest = dir.path("stage");
+    let d = dest.display().to_string();
+    let vars = [
+        ("DESTDIR", d.as_str()),
+        ("PREFIX", "/usr/local"),
+        ("UNAME", "FreeBSD"),
+        ("BIN", BIN),
+    ];
+    make(program, &["install"], &[&vars[..], more].concat());
+    files_below(&dest.join("usr/local"))
+        .into_iter()
+        .map(|(file, _)| {
+            let man = file.starts_with("man/") || file.starts_with("share/man/");
+            if man { format!("{file}.gz") } else { file }
+        })
+        .collect()
+}
+
+fn plist_lines(plist: &str) -> BTreeSet<String> {
+    plist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('@'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn port_plist_is_what_make_install_installs_and_a_stale_one_is_noticed() {
+    let plist = plist_lines(&text(&source(&format!("{PORT}/pkg-plist"))));
+    let installed = installed_plist("make", &[]);
+    assert_eq!(
+        plist, installed,
+        "{PORT}/pkg-plist against make install UNAME=FreeBSD"
+    );
+    if on_path("bmake") {
+        assert_eq!(plist, installed_plist("bmake", &[]), "under BSD make");
+    } else {
+        skipped(
+            "port_plist_is_what_make_install_installs_and_a_stale_one_is_noticed (bmake half)",
+            "bmake is not installed (apt-get install bmake)",
+        );
+    }
+    assert!(
+        installed.iter().any(|f| f.ends_with("bin/jaildaemon")),
+        "{installed:?}"
+    );
+    assert!(installed.contains("etc/rc.d/jaildaemon"), "{installed:?}");
+
+    // An install that puts a file elsewhere (here the binary) no longer matches the plist.
+    let moved = installed_plist("make", &[("BINDIR", "/usr/local/libexec")]);
+    assert!(moved.contains("libexec/jaildaemon"), "{moved:?}");
+    assert_ne!(plist, moved);
+}
+
+#[test]
+fn port_description_and_makefile_are_complete() {
+    let descr = text(&source(&format!("{PORT}/pkg-descr")));
+    assert!(
+        descr.lines().all(|l| l.len() <= 80),
+        "pkg-descr lines over 80 columns"
+    );
+    assert!(descr.contains("jail") && descr.len() > 200, "{descr}");
+    let port = text(&source(&format!("{PORT}/Makefile")));
+    for var in [
+        "PORTNAME=",
+        "DISTVERSION=",
+        "CATEGORIES=",
+        "MAINTAINER=",
+        "COMMENT=",
+    ] {
+        assert!(
+            port.lines().any(|l| l.starts_with(var)),
+            "{PORT}/Makefile lacks {var}"
+        );
+    }
+    let version = format!("DISTVERSION=\t{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        port.lines().any(|l| l == version),
+        "{PORT}/Makefile: not {version}"
+    );
+    assert!(port.trim_end().ends_with(".include <bsd.port.mk>"));
+}

@@ -1,8 +1,11 @@
 //! FreeBSD backend: a jail is named by jid or name and entered with jail_attach(2).
 //!
-//! Status: type-checked against FreeBSD's libc bindings only; no FreeBSD machine has run it.
-//! The probe here is a fork of the daemon that never execs, so unlike on Linux it holds a copy
-//! of the daemon's memory; PROC_TRACE_CTL keeps jail root from reading it.
+//! Status: linked for FreeBSD in CI (with zig's FreeBSD libc stubs) and type-checked against
+//! FreeBSD's libc bindings; no FreeBSD machine has run it.
+//! The probe is exec'd, as on Linux: a forked child attaches to the jail, confines itself and
+//! execs the freestanding `probe/freebsd.rs` with fexecve(2), so the probe holds nothing of the
+//! daemon's memory. The image is an unlinked execute-only file, not a memfd: FreeBSD execs
+//! only vnodes (see ARCHITECTURE.md).
 
 pub(crate) mod pure;
 mod raw;
@@ -11,13 +14,14 @@ use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
 use crate::sys::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 
-/// How long a placement may take, from the first fork to the last "armed".
+/// How long a placement may take, from the first fork to the last exec.
 pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
 fn decode_status(status: i32) -> Exit {
@@ -68,13 +72,86 @@ pub fn host_warnings() -> Vec<String> {
     Vec::new()
 }
 
-/// Nothing to load: the FreeBSD probe is a fork of the daemon.
-pub struct Spawner;
+/// The probe's kernel numbers, shared with `probe/freebsd.rs`.
+#[allow(dead_code)]
+mod probe_abi {
+    include!("../../../probe/freebsd_abi.rs");
+}
+
+// Every number of the probe that the libc crate also knows must be the libc crate's: a
+// mismatch stops this build (the FreeBSD type-check and link in CI). The syscall numbers,
+// which the libc crate does not define for FreeBSD, are checked by tests/freebsd.rs against
+// FreeBSD's headers.
+const _: () = {
+    assert!(probe_abi::SIGHUP == libc::SIGHUP as usize);
+    assert!(probe_abi::SIG_SETMASK == libc::SIG_SETMASK as usize);
+    assert!(probe_abi::EINTR == libc::EINTR as usize);
+    assert!(std::mem::size_of::<libc::sigset_t>() == probe_abi::SIGSET_WORDS * 4);
+    assert!(std::mem::align_of::<libc::sigset_t>() == 4);
+};
+
+/// The FreeBSD probe, built by build.rs from `probe/freebsd.rs`.
+static PROBE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
+
+/// Where the probe image is written and at once unlinked: a directory only root may write to,
+/// on a file system that allows exec.
+const IMAGE_DIR: &str = "/var/run";
+
+/// Holds the probe image: an unlinked, execute-only file, open with O_EXEC only.
+pub struct Spawner {
+    image: OwnedFd,
+}
 
 impl Spawner {
+    /// Writes the probe image to a new file in [`IMAGE_DIR`], opens it again for exec only,
+    /// checks that it is the file written, and unlinks it. From then on it has no name: only
+    /// this descriptor reaches it, and it cannot write.
     pub fn load() -> io::Result<Self> {
-        Ok(Spawner)
+        let path = format!("{IMAGE_DIR}/jaildaemon-probe.{}", std::process::id());
+        // A leftover of a daemon that had our pid and died between these lines.
+        let _ = fs::remove_file(&path);
+        let written = write_image(&path);
+        let image = written.and_then(|meta| {
+            let image = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_EXEC | libc::O_NOFOLLOW)
+                .open(&path)?;
+            let opened = image.metadata()?;
+            if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino())
+                || !opened.is_file()
+                || opened.len() != PROBE_BYTES.len() as u64
+                || opened.mode() & 0o7777 != 0o111
+                || opened.uid() != 0
+            {
+                return Err(io::Error::other("it changed while it was written"));
+            }
+            Ok(OwnedFd::from(image))
+        });
+        let _ = fs::remove_file(&path);
+        let image = image.map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        Ok(Spawner { image })
     }
+}
+
+/// Creates `path` (never an existing file or link) with the probe image in it, mode 0111
+/// whatever the umask: anyone may exec it, nobody read it.
+fn write_image(path: &str) -> io::Result<fs::Metadata> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o100)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if raw::mounted_noexec(file.as_fd())? {
+        return Err(io::Error::other(format!(
+            "{IMAGE_DIR} is on a file system mounted noexec: the probe cannot be exec'd from it"
+        )));
+    }
+    io::Write::write_all(&mut file, PROBE_BYTES)?;
+    file.set_permissions(fs::Permissions::from_mode(0o111))?;
+    // The written descriptor is closed here: an image still open for writing cannot be exec'd.
+    file.metadata()
 }
 
 /// A running jail, by jid, with its root path for reading its user database.
@@ -190,10 +267,9 @@ pub struct ProbeRequest {
 /// One forked probe of a placement and what it reported so far.
 struct Forking {
     process: Process,
-    /// Its status pipe, until it has said armed or failed, or closed it.
+    /// Its status pipe, until its end of file (the exec, or the child's end).
     reader: Option<OwnedFd>,
-    status: [u8; 5],
-    got: usize,
+    status: Vec<u8>,
 }
 
 /// Probes being placed in a jail: each is forked at once and reports on a status pipe of its
@@ -220,7 +296,7 @@ impl Placement {
     /// killed with the daemon, takes its title, reports, and waits for SIGHUP.
     #[allow(unsafe_code)]
     pub fn start(
-        _spawner: &mut Spawner,
+        spawner: &mut Spawner,
         jail: &Jail,
         probes: &[ProbeRequest],
         now: Instant,
@@ -238,7 +314,7 @@ impl Placement {
             deadline: now + PLACEMENT_DEADLINE,
         };
         for (index, request) in probes.iter().enumerate() {
-            match fork_probe(jail.jid, request) {
+            match fork_probe(spawner.image.as_fd(), jail.jid, request) {
                 Ok((process, reader)) => {
                     let watched = placement.watch.add(reader.as_fd(), index as u64);
                     if let Err(e) = watched {
@@ -248,16 +324,14 @@ impl Placement {
                         placement.probes.push(Forking {
                             process,
                             reader: None,
-                            status: [0; 5],
-                            got: 0,
+                            status: Vec::new(),
                         });
                         continue;
                     }
                     placement.probes.push(Forking {
                         process,
                         reader: Some(reader),
-                        status: [0; 5],
-                        got: 0,
+                        status: Vec::new(),
                     });
                 }
                 Err(e) => placement.failed.push((index, e)),
@@ -274,19 +348,22 @@ impl Placement {
         self.deadline
     }
 
-    /// Reads what the probes reported; true once every one has said armed or failed.
+    /// Reads what the probes reported; true once every status pipe has ended (each probe
+    /// exec'd, or failed and said where).
     pub fn step(&mut self) -> bool {
         for probe in &mut self.probes {
             let Some(reader) = &probe.reader else {
                 continue;
             };
+            let mut buf = [0u8; 2 * pure::RECORD];
             let done = loop {
-                if probe.got == probe.status.len() {
+                // More than two records is no status the child writes: stop reading it.
+                if probe.status.len() > 2 * pure::RECORD {
                     break true;
                 }
-                match rustix::io::read(reader, &mut probe.status[probe.got..]) {
+                match rustix::io::read(reader, &mut buf) {
                     Ok(0) => break true,
-                    Ok(n) => probe.got += n,
+                    Ok(n) => probe.status.extend_from_slice(&buf[..n]),
                     Err(rustix::io::Errno::INTR) => {}
                     Err(rustix::io::Errno::AGAIN) => break false,
                     Err(_) => break true,
@@ -325,7 +402,7 @@ impl Placement {
                     ),
                 ))
             } else {
-                pure::read_status(&probe.status, probe.got).map_err(|(stage, errno)| {
+                pure::read_status(&probe.status, true).map_err(|(stage, errno)| {
                     Error::new(
                         Kind::Os,
                         format!(
@@ -352,18 +429,27 @@ impl Placement {
     }
 }
 
-/// Forks one probe for jail `jid`; returns it and the read end of its status pipe.
+/// Forks one probe for jail `jid`: a child that confines itself, attaches to the jail,
+/// switches to its ids, reports "armed" and execs the probe image with argv `[title]` and an
+/// empty environment. The status pipe is close-on-exec, so its end of file after "armed" is
+/// the exec; a failed step or exec sends its stage and errno instead. Returns the child and
+/// the read end of its status pipe.
 #[allow(unsafe_code)]
-fn fork_probe(jid: i32, request: &ProbeRequest) -> Result<(Process, OwnedFd), Error> {
+fn fork_probe(
+    image: BorrowedFd<'_>,
+    jid: i32,
+    request: &ProbeRequest,
+) -> Result<(Process, OwnedFd), Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
     rustix::io::ioctl_fionbio(&reader, true).map_err(|e| os("status pipe", e.into()))?;
-    // SAFETY: the daemon is single-threaded and the child runs only `probe_main`, which makes
+    // SAFETY: the daemon is single-threaded and the child runs only `probe_child`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
-        Forked::Child => probe_main(
+        Forked::Child => probe_child(
             writer.as_fd(),
+            image,
             jid,
             &request.title,
             request.uid,
@@ -376,38 +462,69 @@ fn fork_probe(jid: i32, request: &ProbeRequest) -> Result<(Process, OwnedFd), Er
     Ok((process, reader))
 }
 
-fn probe_main(status: BorrowedFd<'_>, jid: i32, title: &CStr, uid: u32, gid: u32) -> ! {
-    let fail = |stage: u8, err: io::Error| -> ! {
-        let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
-        let _ = posix::write_all_raw(raw::status_fd(), &[stage, e[0], e[1], e[2], e[3]]);
-        posix::exit_now(1)
-    };
+/// The child's steps, in order; each is its own function below. It only makes
+/// async-signal-safe calls: everything it uses (the title, the image descriptor) was prepared
+/// before the fork.
+fn probe_child(
+    status: BorrowedFd<'_>,
+    image: BorrowedFd<'_>,
+    jid: i32,
+    title: &CStr,
+    uid: u32,
+    gid: u32,
+) -> ! {
     raw::reset_signals(&[libc::SIGHUP]);
-    // Past this point the status pipe is fd 3; without it there is nobody to report to.
-    if raw::keep_only_fd(status).is_err() {
+    // Past this point the status pipe is fd 3 and the image fd 4, both close-on-exec; without
+    // the pipe there is nobody to report to.
+    if raw::keep_fds(status, image).is_err() {
         posix::exit_now(1);
     }
-    let attached =
-        raw::jail_attach(jid).and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
-    if let Err(e) = attached {
-        fail(pure::STAGE_ATTACH, e);
+    child_step(pure::STAGE_CONFINE, raw::confine_self());
+    child_step(pure::STAGE_ATTACH, child_attach(jid));
+    child_step(
+        pure::STAGE_SESSION,
+        rustix::process::setsid().map(drop).map_err(Into::into),
+    );
+    child_step(pure::STAGE_IDS, raw::set_ids(uid, gid));
+    child_report_armed();
+    child_exec(title)
+}
+
+/// Reports a failed step on the status pipe and leaves; a step that worked goes on.
+fn child_step(stage: u8, result: io::Result<()>) {
+    if let Err(e) = result {
+        child_fail(stage, e);
     }
-    if let Err(e) = rustix::process::setsid() {
-        fail(pure::STAGE_SESSION, e.into());
-    }
-    let ids = raw::set_ids(uid, gid);
-    if let Err(e) = ids {
-        fail(pure::STAGE_IDS, e.into());
-    }
-    if let Err(e) = raw::confine_self() {
-        fail(pure::STAGE_CONFINE, e);
-    }
-    raw::set_title(title);
-    if posix::write_all_raw(raw::status_fd(), &[pure::ARMED, 0, 0, 0, 0]).is_err() {
+}
+
+fn child_fail(stage: u8, err: io::Error) -> ! {
+    let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
+    let _ = posix::write_all_raw(raw::status_fd(), &[stage, e[0], e[1], e[2], e[3]]);
+    posix::exit_now(1)
+}
+
+/// Enters the jail: its root becomes ours, and its processes can see us from here on (we are
+/// untraceable already).
+fn child_attach(jid: i32) -> io::Result<()> {
+    raw::jail_attach(jid)?;
+    rustix::process::chdir(c"/")?;
+    Ok(())
+}
+
+/// "Armed" goes out before the exec, which closes the pipe. If the daemon died before the
+/// death signal was set, nobody reads the pipe: the write fails (EPIPE, or SIGPIPE kills us)
+/// and the probe never starts.
+fn child_report_armed() {
+    if posix::write_all_raw(raw::status_fd(), &pure::ARMED_RECORD).is_err() {
         posix::exit_now(1);
     }
-    raw::wait_for_sighup();
-    posix::exit_now(i32::from(crate::MAGIC_EXIT))
+}
+
+/// Execs the probe image (fd 4) with argv `[title]` and no environment; returns only to
+/// report a failure.
+fn child_exec(title: &CStr) -> ! {
+    let err = raw::exec_image(raw::image_fd(), title);
+    child_fail(pure::STAGE_EXEC, err)
 }
 
 /// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null

@@ -32,31 +32,44 @@ pub fn jail_key(spec: &str) -> Result<JailKey<'_>, String> {
     Ok(JailKey::Name(spec))
 }
 
-/// Stages of a probe's start, as its first status byte reports a failure.
+/// Stages of a probe's start, as the first byte of a failure record names them.
 pub const STAGE_ATTACH: u8 = 2;
 pub const STAGE_SESSION: u8 = 3;
 pub const STAGE_IDS: u8 = 4;
 pub const STAGE_CONFINE: u8 = 5;
-/// The first status byte of a probe that is armed.
+pub const STAGE_EXEC: u8 = 6;
+/// The first byte of the record of a probe that is armed.
 pub const ARMED: u8 = 0;
+/// A record on the status pipe: a stage (or [`ARMED`]) and an errno in native byte order.
+pub const RECORD: usize = 5;
+/// What the child writes right before its exec.
+pub const ARMED_RECORD: [u8; RECORD] = [ARMED, 0, 0, 0, 0];
 
-/// What the status pipe said: armed, or which step failed with which errno. `got` bytes of
-/// `status` arrived; fewer than one means the probe died before it could say anything.
-pub fn read_status(status: &[u8; 5], got: usize) -> Result<(), (&'static str, i32)> {
-    if got >= 1 && status[0] == ARMED {
+/// What the status pipe said, from all `bytes` read until end-of-file (`eof`) or the deadline.
+/// Armed is the armed record alone, then end-of-file: the exec closed the pipe. A failure
+/// record, alone or after the armed one (a failed exec), names the step and its errno.
+/// Anything else (nothing, a torn record, no end) means the child died or hung.
+pub fn read_status(bytes: &[u8], eof: bool) -> Result<(), (&'static str, i32)> {
+    if eof && bytes == ARMED_RECORD {
         return Ok(());
     }
-    let errno = if got == status.len() {
-        i32::from_ne_bytes([status[1], status[2], status[3], status[4]])
-    } else {
-        0
+    let failure = match bytes.len() {
+        RECORD if bytes[0] != ARMED => Some(&bytes[..RECORD]),
+        n if n == 2 * RECORD && bytes[..RECORD] == ARMED_RECORD && bytes[RECORD] != ARMED => {
+            Some(&bytes[RECORD..])
+        }
+        _ => None,
     };
-    let stage = match (got, status[0]) {
-        (0, _) => "starting (it died or took over 5 s)",
-        (_, STAGE_ATTACH) => "jail_attach",
-        (_, STAGE_SESSION) => "setsid",
-        (_, STAGE_IDS) => "setgroups/setgid/setuid",
-        (_, STAGE_CONFINE) => "procctl",
+    let Some(record) = failure else {
+        return Err(("starting (it died or took over 5 s)", 0));
+    };
+    let errno = i32::from_ne_bytes([record[1], record[2], record[3], record[4]]);
+    let stage = match record[0] {
+        STAGE_ATTACH => "jail_attach",
+        STAGE_SESSION => "setsid",
+        STAGE_IDS => "setgroups/setgid/setuid",
+        STAGE_CONFINE => "procctl",
+        STAGE_EXEC => "fexecve",
         _ => "an unknown step",
     };
     Err((stage, errno))
@@ -84,20 +97,50 @@ mod tests {
     fn the_status_pipe_names_the_failed_step() {
         let errno = 1i32.to_ne_bytes();
         let failed = |stage: u8| [stage, errno[0], errno[1], errno[2], errno[3]];
-        assert_eq!(read_status(&[ARMED, 0, 0, 0, 0], 1), Ok(()));
+        let then = |a: [u8; RECORD], b: [u8; RECORD]| [a, b].concat();
+        assert_eq!(read_status(&ARMED_RECORD, true), Ok(()));
         assert_eq!(
-            read_status(&failed(STAGE_ATTACH), 5),
+            read_status(&failed(STAGE_ATTACH), true),
             Err(("jail_attach", 1))
         );
         assert_eq!(
-            read_status(&failed(STAGE_IDS), 5),
+            read_status(&failed(STAGE_IDS), true),
             Err(("setgroups/setgid/setuid", 1))
         );
-        assert_eq!(read_status(&failed(STAGE_CONFINE), 5), Err(("procctl", 1)));
-        assert_eq!(read_status(&failed(STAGE_SESSION), 5), Err(("setsid", 1)));
-        assert_eq!(read_status(&failed(9), 5), Err(("an unknown step", 1)));
-        // A probe that said nothing, or half a message, is a failure, never "armed".
-        assert!(read_status(&[ARMED, 0, 0, 0, 0], 0).is_err());
-        assert_eq!(read_status(&failed(STAGE_IDS), 3).unwrap_err().1, 0);
+        assert_eq!(
+            read_status(&failed(STAGE_CONFINE), true),
+            Err(("procctl", 1))
+        );
+        assert_eq!(
+            read_status(&failed(STAGE_SESSION), true),
+            Err(("setsid", 1))
+        );
+        assert_eq!(read_status(&failed(9), true), Err(("an unknown step", 1)));
+        // A failed exec comes after "armed".
+        assert_eq!(
+            read_status(&then(ARMED_RECORD, failed(STAGE_EXEC)), true),
+            Err(("fexecve", 1))
+        );
+    }
+
+    #[test]
+    fn only_armed_then_end_of_file_is_armed() {
+        let starting = Err(("starting (it died or took over 5 s)", 0));
+        // "Armed" whose exec never closed the pipe (a hung child) is no probe.
+        assert_eq!(read_status(&ARMED_RECORD, false), starting);
+        // Nothing, a torn record, or "armed" twice.
+        assert_eq!(read_status(&[], true), starting);
+        assert_eq!(read_status(&ARMED_RECORD[..3], true), starting);
+        assert_eq!(
+            read_status(&[ARMED_RECORD, ARMED_RECORD].concat(), true),
+            starting
+        );
+        assert_eq!(
+            read_status(&[&ARMED_RECORD[..], &[STAGE_EXEC, 1]].concat(), true),
+            starting
+        );
+        let mut longer = [ARMED_RECORD, ARMED_RECORD].concat();
+        longer.push(1);
+        assert_eq!(read_status(&longer, true), starting);
     }
 }

@@ -1,5 +1,7 @@
 //! The only `unsafe` code of the FreeBSD backend: thin wrappers around libc calls.
-//! Type-checked against FreeBSD's libc bindings; not yet run on a FreeBSD machine.
+//! Linked against FreeBSD's libc in CI, which checks that every libc function called here is
+//! one of its versioned symbols (`dist/freebsd/check-elf.sh`); not yet run on a FreeBSD
+//! machine.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -31,18 +33,6 @@ pub fn reset_signals(blocked: &[i32]) {
             libc::sigaddset(&mut set, sig);
         }
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-/// Waits for SIGHUP, which the caller has blocked. Async-signal-safe.
-pub fn wait_for_sighup() {
-    // SAFETY: the set is initialised before sigwait reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        let mut sig = 0;
-        while libc::sigwait(&set, &mut sig) != 0 || sig != libc::SIGHUP {}
     }
 }
 
@@ -288,32 +278,62 @@ pub fn confine_self() -> io::Result<()> {
     Ok(())
 }
 
-/// setproctitle(3) with a leading '-', so the title stands alone, as pkill -f sees it.
-pub fn set_title(title: &CStr) {
-    // SAFETY: "-%s" with one valid C string.
-    unsafe { libc::setproctitle(c"-%s".as_ptr(), title.as_ptr()) };
-}
-
-/// The status pipe, once [`keep_only_fd`] has moved it to descriptor 3.
+/// The status pipe, once [`keep_fds`] has moved it to descriptor 3.
 pub fn status_fd() -> BorrowedFd<'static> {
-    // SAFETY: only called after keep_only_fd succeeded, in a process that never closes fd 3
-    // again before it exits.
+    // SAFETY: only called after keep_fds succeeded, in a process that never closes fd 3
+    // again before it execs or exits.
     unsafe { BorrowedFd::borrow_raw(3) }
 }
 
-/// Moves `fd` to 3 and closes every other descriptor, stdio included. Async-signal-safe.
-pub fn keep_only_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: dup2/close/closefrom on integers; fd 3 is ours after dup2.
+/// The probe image, once [`keep_fds`] has moved it to descriptor 4.
+pub fn image_fd() -> BorrowedFd<'static> {
+    // SAFETY: as for status_fd, with fd 4.
+    unsafe { BorrowedFd::borrow_raw(4) }
+}
+
+/// Moves `status` to descriptor 3 and `image` to 4, both close-on-exec, and closes every
+/// other descriptor, stdio included. Async-signal-safe.
+pub fn keep_fds(status: BorrowedFd<'_>, image: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl/dup2/close/closefrom on integers. Both are first copied above 4, so that
+    // neither dup2 overwrites the other's source; 3 and 4 are ours after the dup2 calls.
     unsafe {
-        if fd.as_raw_fd() != 3 {
-            check(libc::dup2(fd.as_raw_fd(), 3))?;
+        let status = check(libc::fcntl(status.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 5))?;
+        let image = check(libc::fcntl(image.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 5))?;
+        for (from, to) in [(status, 3), (image, 4)] {
+            check(libc::dup2(from, to))?;
+            check(libc::fcntl(to, libc::F_SETFD, libc::FD_CLOEXEC))?;
         }
         for std_fd in 0..3 {
             libc::close(std_fd);
         }
-        libc::closefrom(4);
+        libc::closefrom(5);
     }
     Ok(())
+}
+
+/// fexecve(2) of `image` with argv `[title]` and an empty environment. Returns only on
+/// failure, with the error. Async-signal-safe.
+pub fn exec_image(image: BorrowedFd<'_>, title: &CStr) -> io::Error {
+    let argv = [title.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: argv and envp are null-terminated arrays of valid C strings that live until the
+    // call returns (on success it does not).
+    unsafe { libc::fexecve(image.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `MNT_NOEXEC` of sys/mount.h, which the libc crate does not define for FreeBSD.
+const MNT_NOEXEC: u64 = 0x4;
+
+/// Whether the file system holding `fd` is mounted noexec (fstatfs(2)).
+pub fn mounted_noexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: statfs is plain data; fstatfs writes one into the valid pointer.
+    let flags = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        check(libc::fstatfs(fd.as_raw_fd(), &mut fs))?;
+        fs.f_flags
+    };
+    Ok(flags & MNT_NOEXEC != 0)
 }
 
 /// getpeereid(3) and LOCAL_PEERCRED: uid, gid, groups and pid of a Unix socket's peer.

@@ -1,0 +1,29 @@
+// The FreeBSD kernel interface the FreeBSD probe (`probe/freebsd.rs`) uses, written down once.
+//
+// The probe has no libc, so it carries these numbers itself. This table is `include!`d by the
+// probe and by the daemon's FreeBSD backend, which checks every entry the `libc` crate also
+// defines when it is compiled for FreeBSD (a wrong value stops that build); `tests/freebsd.rs`
+// checks every entry, the syscall numbers included, against FreeBSD's own headers.
+// Syscall numbers are the same on every FreeBSD architecture (one `syscalls.master`).
+
+/// `SYS_exit` (sys/syscall.h): ends the process with a status.
+pub const SYS_EXIT: usize = 1;
+/// `SYS_sigprocmask` (sys/syscall.h).
+pub const SYS_SIGPROCMASK: usize = 340;
+/// `SYS_sigwait` (sys/syscall.h): returns 0 and stores the signal, or returns an errno value.
+pub const SYS_SIGWAIT: usize = 429;
+/// `SIGHUP` (sys/signal.h).
+pub const SIGHUP: usize = 1;
+/// `SIG_SETMASK` (sys/signal.h): the `how` of sigprocmask(2) that replaces the mask.
+pub const SIG_SETMASK: usize = 3;
+/// `EINTR` (sys/errno.h).
+pub const EINTR: usize = 4;
+/// `_SIG_WORDS` (sys/_sigset.h): a `sigset_t` is this many 32-bit words; signal `n` is bit
+/// `(n - 1) % 32` of word `(n - 1) / 32`.
+pub const SIGSET_WORDS: usize = 4;
+/// `NT_FREEBSD_ABI_TAG` (sys/elf_common.h): the type of the note that brands an ELF file as
+/// FreeBSD's and carries the release it was built for.
+pub const NT_FREEBSD_ABI_TAG: u32 = 1;
+/// The release the probe's note names (`__FreeBSD_version` of 14.0). The kernel keeps older
+/// behaviour only for images that name releases before 7.0 (`P_OSREL_*` in sys/param.h).
+pub const PROBE_OSREL: u32 = 1_400_000;

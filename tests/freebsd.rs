@@ -1,0 +1,337 @@
+//! What can be checked here of the FreeBSD build, which no FreeBSD machine has run:
+//!
+//! - the kernel numbers the FreeBSD probe carries (`probe/freebsd_abi.rs`) and the one the
+//!   backend hard-codes (`MNT_NOEXEC`), against FreeBSD's own headers as zig ships them (the
+//!   libc crate, against which the FreeBSD build checks the rest at compile time, has no
+//!   FreeBSD syscall numbers);
+//! - the linked FreeBSD binary and its probe, with `dist/freebsd/check-elf.sh`, once `.ci/run`
+//!   (or the command in DEVELOPERS.md) has built them into `target/freebsd-build`.
+//!
+//! Without zig, or without that build, the tests say SKIPPED on stderr.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[allow(dead_code)]
+mod abi {
+    include!("../probe/freebsd_abi.rs");
+}
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const LINUX_BIN: &str = env!("CARGO_BIN_EXE_jaildaemon");
+
+/// Says loudly, past the harness's capture, that a test did not run.
+fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+// ---- the probe's numbers against FreeBSD's headers ----
+
+/// A number we carry, and where FreeBSD defines it: a header below the include directory and
+/// the macro's name.
+struct Entry {
+    ours: &'static str,
+    value: u64,
+    header: &'static str,
+    macro_name: &'static str,
+}
+
+/// Every constant of `probe/freebsd_abi.rs` that FreeBSD defines, and `MNT_NOEXEC`.
+fn entries() -> Vec<Entry> {
+    let e = |ours, value: u64, header, macro_name| Entry {
+        ours,
+        value,
+        header,
+        macro_name,
+    };
+    vec![
+        e(
+            "SYS_EXIT",
+            abi::SYS_EXIT as u64,
+            "sys/syscall.h",
+            "SYS_exit",
+        ),
+        e(
+            "SYS_SIGPROCMASK",
+            abi::SYS_SIGPROCMASK as u64,
+            "sys/syscall.h",
+            "SYS_sigprocmask",
+        ),
+        e(
+            "SYS_SIGWAIT",
+            abi::SYS_SIGWAIT as u64,
+            "sys/syscall.h",
+            "SYS_sigwait",
+        ),
+        e("SIGHUP", abi::SIGHUP as u64, "sys/signal.h", "SIGHUP"),
+        e(
+            "SIG_SETMASK",
+            abi::SIG_SETMASK as u64,
+            "sys/signal.h",
+            "SIG_SETMASK",
+        ),
+        e("EINTR", abi::EINTR as u64, "sys/errno.h", "EINTR"),
+        e(
+            "SIGSET_WORDS",
+            abi::SIGSET_WORDS as u64,
+            "sys/_sigset.h",
+            "_SIG_WORDS",
+        ),
+        e(
+            "NT_FREEBSD_ABI_TAG",
+            u64::from(abi::NT_FREEBSD_ABI_TAG),
+            "sys/elf_common.h",
+            "NT_FREEBSD_ABI_TAG",
+        ),
+        e("MNT_NOEXEC", mnt_noexec(), "sys/mount.h", "MNT_NOEXEC"),
+    ]
+}
+
+/// Constants of the table that are our choice, not FreeBSD's.
+const OUR_CHOICE: &[&str] = &["PROBE_OSREL"];
+
+/// The value of `MNT_NOEXEC` in src/sys/freebsd/raw.rs.
+fn mnt_noexec() -> u64 {
+    let raw = fs::read_to_string(Path::new(ROOT).join("src/sys/freebsd/raw.rs")).unwrap();
+    let line = raw
+        .lines()
+        .find_map(|l| l.strip_prefix("const MNT_NOEXEC: u64 = "))
+        .expect("src/sys/freebsd/raw.rs defines MNT_NOEXEC");
+    parse_number(line.trim_end_matches(';')).expect("MNT_NOEXEC is a number")
+}
+
+/// A C integer literal: decimal or 0x hex, with an optional U/L suffix.
+fn parse_number(text: &str) -> Option<u64> {
+    let digits = text.trim().trim_end_matches(['U', 'L', 'u', 'l']);
+    match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => digits.parse().ok(),
+    }
+}
+
+/// The value of `#define NAME VALUE` in `header`, following one macro that names another.
+fn define(header: &str, name: &str) -> Option<u64> {
+    let value = header.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("#define") && words.next() == Some(name))
+            .then(|| words.next())
+            .flatten()
+    })?;
+    parse_number(value).or_else(|| define(header, value))
+}
+
+/// Where FreeBSD's headers are: `JAILDAEMON_FREEBSD_INCLUDE`, or zig's copy of them (`zig env`,
+/// or `python3 -m ziglang env` for zig from PyPI).
+fn freebsd_include() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("JAILDAEMON_FREEBSD_INCLUDE") {
+        return Some(PathBuf::from(dir));
+    }
+    let zig_env = [&["zig", "env"][..], &["python3", "-m", "ziglang", "env"]]
+        .iter()
+        .find_map(|cmd| {
+            let out = Command::new(cmd[0]).args(&cmd[1..]).output().ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })?;
+    // `.lib_dir = "…",` (zig 0.14 and later) or `"lib_dir": "…",` (older).
+    let after_key = zig_env[zig_env.find("lib_dir")? + "lib_dir".len()..].trim_start_matches('"');
+    let value = &after_key[after_key.find('"')? + 1..];
+    let lib_dir = &value[..value.find('"')?];
+    let dir = Path::new(lib_dir).join("libc/include/generic-freebsd");
+    dir.is_dir().then_some(dir)
+}
+
+/// Every entry whose value differs from FreeBSD's, or that FreeBSD's headers lack.
+fn mismatches(entries: &[Entry], include: &Path) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for entry in entries {
+        let path = include.join(entry.header);
+        let header =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match define(&header, entry.macro_name) {
+            Some(value) if value == entry.value => {}
+            Some(value) => wrong.push(format!(
+                "{} is {}, FreeBSD's {} ({}) is {value}",
+                entry.ours, entry.value, entry.macro_name, entry.header
+            )),
+            None => wrong.push(format!(
+                "{}: {} has no {}",
+                entry.ours, entry.header, entry.macro_name
+            )),
+        }
+    }
+    wrong
+}
+
+#[test]
+fn every_constant_of_the_probes_table_is_checked() {
+    let table = fs::read_to_string(Path::new(ROOT).join("probe/freebsd_abi.rs")).unwrap();
+    let declared: BTreeSet<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub const "))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    let checked: BTreeSet<&str> = entries()
+        .iter()
+        .map(|e| e.ours)
+        .chain(OUR_CHOICE.iter().copied())
+        .collect();
+    let unchecked: Vec<_> = declared.difference(&checked).collect();
+    assert!(
+        unchecked.is_empty(),
+        "not checked against FreeBSD: {unchecked:?}"
+    );
+    assert!(declared.len() >= 9, "read too few constants: {declared:?}");
+}
+
+#[test]
+fn the_probes_numbers_are_freebsds() {
+    let Some(include) = freebsd_include() else {
+        skipped(
+            "the_probes_numbers_are_freebsds",
+            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+        );
+        return;
+    };
+    let wrong = mismatches(&entries(), &include);
+    assert!(
+        wrong.is_empty(),
+        "{}:\n{}",
+        include.display(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn a_wrong_number_is_reported_with_freebsds() {
+    let Some(include) = freebsd_include() else {
+        skipped(
+            "a_wrong_number_is_reported_with_freebsds",
+            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+        );
+        return;
+    };
+    let mut table = entries();
+    let sigwait = table.iter_mut().find(|e| e.ours == "SYS_SIGWAIT").unwrap();
+    sigwait.value += 1;
+    table.push(Entry {
+        ours: "NOT_THERE",
+        value: 1,
+        header: "sys/signal.h",
+        macro_name: "SIGNOTTHERE",
+    });
+    let wrong = mismatches(&table, &include);
+    assert_eq!(
+        wrong,
+        [
+            format!(
+                "SYS_SIGWAIT is {}, FreeBSD's SYS_sigwait (sys/syscall.h) is {}",
+                abi::SYS_SIGWAIT + 1,
+                abi::SYS_SIGWAIT
+            ),
+            "NOT_THERE: sys/signal.h has no SIGNOTTHERE".to_string(),
+        ]
+    );
+}
+
+// ---- the linked binary ----
+
+/// The FreeBSD build `.ci/run` makes, and the probe its build script left.
+fn freebsd_build() -> Option<(PathBuf, PathBuf)> {
+    let release = Path::new(ROOT).join("target/freebsd-build/x86_64-unknown-freebsd/release");
+    let bin = release.join("jaildaemon");
+    let probe = fs::read_dir(release.join("build"))
+        .ok()?
+        .filter_map(|dir| {
+            let probe = dir.ok()?.path().join("out/probe");
+            let modified = fs::metadata(&probe).ok()?.modified().ok()?;
+            Some((modified, probe))
+        })
+        .max()?
+        .1;
+    bin.is_file().then_some((bin, probe))
+}
+
+fn check_elf(bin: &Path, probe: &Path) -> Output {
+    Command::new(Path::new(ROOT).join("dist/freebsd/check-elf.sh"))
+        .arg(bin)
+        .arg(probe)
+        .output()
+        .expect("cannot run dist/freebsd/check-elf.sh")
+}
+
+fn has_readelf() -> bool {
+    Command::new("readelf").arg("--version").output().is_ok()
+}
+
+#[test]
+fn the_freebsd_build_passes_check_elf_and_linux_files_do_not() {
+    let test = "the_freebsd_build_passes_check_elf_and_linux_files_do_not";
+    if !has_readelf() {
+        skipped(test, "no readelf: apt-get install binutils");
+        return;
+    }
+    let Some((bin, probe)) = freebsd_build() else {
+        skipped(
+            test,
+            "no FreeBSD build in target/freebsd-build: run .ci/run, see DEVELOPERS.md",
+        );
+        return;
+    };
+    let ok = check_elf(&bin, &probe);
+    let said = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert!(ok.status.success(), "{}", said(&ok));
+    for name in [
+        "jail_get@FBSD_",
+        "jail_attach@FBSD_",
+        "procctl@FBSD_",
+        "fexecve@FBSD_",
+        "kevent@FBSD_",
+    ] {
+        assert!(
+            said(&ok).contains(name),
+            "{name} not among the checked imports:\n{}",
+            said(&ok)
+        );
+    }
+
+    // The Linux binary is no FreeBSD program.
+    let linux = check_elf(Path::new(LINUX_BIN), &probe);
+    assert_eq!(linux.status.code(), Some(1), "{}", said(&linux));
+    assert!(
+        said(&linux).contains("not FreeBSD's /libexec/ld-elf.so.1"),
+        "{}",
+        said(&linux)
+    );
+    assert!(
+        said(&linux).contains("does not import jail_attach"),
+        "{}",
+        said(&linux)
+    );
+
+    // A probe whose header does not say FreeBSD is refused.
+    let dir = std::env::temp_dir().join(format!("jaildaemon-freebsd-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let unbranded = dir.join("probe");
+    let mut image = fs::read(&probe).unwrap();
+    image[7] = 0;
+    fs::write(&unbranded, image).unwrap();
+    let refused = check_elf(&bin, &unbranded);
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(refused.status.code(), Some(1), "{}", said(&refused));
+    assert!(
+        said(&refused).contains("EI_OSABI is not FreeBSD"),
+        "{}",
+        said(&refused)
+    );
+}
