@@ -37,11 +37,31 @@ pub fn load(path: &Path) -> Result<Vec<Arm>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let saved: Saved = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    parse(&text).map_err(bad)
+}
+
+/// Parses a state file's content. Every probe in it must pass the checks a request passes
+/// (the daemon only writes such probes; a file edited by hand may hold others), or the whole
+/// file is refused, saying which probe is wrong and why.
+pub fn parse(text: &[u8]) -> Result<Vec<Arm>, String> {
+    let saved: Saved = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     if saved.format != FORMAT {
-        return Err(bad(format!("format {} is not {FORMAT}", saved.format)));
+        return Err(format!("format {} is not {FORMAT}", saved.format));
+    }
+    for (n, arm) in saved.probes.iter().enumerate() {
+        arm.validate()
+            .map_err(|e| format!("probe {} of {}: {}", n + 1, saved.probes.len(), e.message))?;
     }
     Ok(saved.probes)
+}
+
+/// What `save` writes for `probes`: the file's whole content.
+pub fn render(probes: &[Arm]) -> Vec<u8> {
+    serde_json::to_vec_pretty(&Saved {
+        format: FORMAT,
+        probes: probes.to_vec(),
+    })
+    .expect("probes always serialize")
 }
 
 /// Replaces the file with `probes`, atomically. Its directory is created (mode 0700) if
@@ -53,11 +73,7 @@ pub fn save(path: &Path, probes: &[Arm]) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let body = serde_json::to_vec_pretty(&Saved {
-        format: FORMAT,
-        probes: probes.to_vec(),
-    })
-    .map_err(io::Error::other)?;
+    let body = render(probes);
     let temporary = temporary_path(path);
     let written = (|| {
         let mut file = OpenOptions::new()
@@ -131,16 +147,27 @@ mod tests {
         let dir = scratch("garbage");
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
+        let mut bad_probe = arm("A");
+        bad_probe.title = String::new();
+        let bad_probe = String::from_utf8(render(&[arm("B"), bad_probe])).unwrap();
         for garbage in [
             "{\"format\":1,\"probes\":[",
             "{\"format\":2,\"probes\":[]}",
             "",
+            &bad_probe,
         ] {
             fs::write(&path, garbage).unwrap();
             let err = load(&path).unwrap_err();
             assert_eq!(err.kind, Kind::Config);
             assert!(err.message.contains(&path.display().to_string()));
         }
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.message
+                .ends_with("probe 2 of 2: the title must be 1 to 200 printable bytes"),
+            "{}",
+            err.message
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }
