@@ -41,12 +41,19 @@ sub ptrace_seize {
 sub doors {
     my ($t) = @_;
     my @open;
-    for my $f (qw(mem maps)) { push @open, $f if open(my $h, '<', "/proc/$t/$f"); }
+    for my $f (qw(mem maps auxv)) { push @open, $f if open(my $h, '<', "/proc/$t/$f"); }
+    # These open for anyone and check at the read.
+    for my $f (qw(io syscall stack personality)) {
+        if (open(my $h, '<', "/proc/$t/$f")) { push @open, $f if defined(scalar <$h>); }
+    }
     if (open(my $h, '<', "/proc/$t/environ")) { local $/; my $env = <$h> // ''; push @open, "environ:" . length($env); }
     for my $l (qw(exe cwd root)) { push @open, "readlink $l" if defined readlink("/proc/$t/$l"); }
-    if (opendir(my $d, "/proc/$t/fd")) {
+    # Listing a directory is a door of its own: fd/ shows how many descriptors are open.
+    for my $dir (qw(fd fdinfo)) {
+        next unless opendir(my $d, "/proc/$t/$dir");
+        push @open, "$dir/ listed";
         for my $n (grep { /^\d+$/ } readdir($d)) {
-            push @open, "fd $n" if open(my $h, '<', "/proc/$t/fd/$n");
+            push @open, "$dir $n" if open(my $h, '<', "/proc/$t/$dir/$n");
         }
     }
     push @open, "cwd/" if opendir(my $c, "/proc/$t/cwd/");
@@ -123,15 +130,17 @@ fn attack(jail: &Jail, prefix: &[&str], script: &str, args: &[&str]) -> String {
 }
 
 /// Doors the kernel leaves open to a jail root that is the host's uid 0 without
-/// CAP_SYS_PTRACE (a Docker-like jail), seen on Linux 6.18: `maps` and `environ` of a
-/// non-dumpable process of its own uid, though not its memory, links or descriptors. For the
-/// probe they show a 1 KiB image and an empty environment. A jail with its own user
-/// namespace gets none.
+/// CAP_SYS_PTRACE (a Docker-like jail), seen on Linux 6.18: `maps`, `auxv` and `environ` of a
+/// non-dumpable process of its own uid, and the list of its descriptors (not the descriptors
+/// themselves, nor `fdinfo`), though not its memory or links. For the probe they show a 1 KiB
+/// image, an empty environment and no descriptor; for helper B before its exec the daemon's
+/// memory layout and, while B shares the daemon's descriptor table, how many descriptors the
+/// daemon holds (SECURITY.md). A jail with its own user namespace gets none.
 fn soft_doors(prefix: &[&str]) -> &'static [&'static str] {
     if prefix.is_empty() {
         &[]
     } else {
-        &["maps", "environ:0"]
+        &["maps", "auxv", "environ:0", "fd/ listed"]
     }
 }
 
@@ -229,6 +238,13 @@ fn jail_root_cannot_reach_into_the_probe() {
             "fd 0",
             "cwd/",
             "exe O_PATH",
+            "auxv",
+            "io",
+            "syscall",
+            "personality",
+            "fd/ listed",
+            "fdinfo/ listed",
+            "fdinfo 0",
         ] {
             assert!(
                 doors.contains(&door),
