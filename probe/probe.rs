@@ -8,11 +8,11 @@
 //! deadly signal kills it, which the daemon reads as "fire nothing".
 //!
 //! "From inside its jail" means: sent by `kill`, `sigqueue` or `tgkill` (`si_code` `SI_USER`,
-//! `SI_QUEUE` or `SI_TKILL`) by a process that has a pid in the probe's pid namespace. The kernel
-//! reports the sender's pid as the probe's pid namespace numbers it, and as 0 when the sender is
-//! not in that namespace or below it (`send_signal_locked` in kernel/signal.c does this for every
-//! `siginfo` that carries a pid, forged ones from `rt_sigqueueinfo` included). Every other
-//! SIGHUP is ignored and the probe keeps waiting:
+//! `SI_QUEUE` or `SI_TKILL`) by a process that has a pid in the probe's pid namespace. For
+//! these the kernel fills in the sender's pid, and sets it to 0 when the sender is not in that
+//! namespace or below it (`send_signal_locked` in kernel/signal.c does this for every `siginfo`
+//! that carries a pid, forged ones from `rt_sigqueueinfo` included); no process has pid 0.
+//! Every other SIGHUP is ignored and the probe keeps waiting:
 //! - a sender outside the pid namespace (a host process with the probe's uid): `si_pid` 0;
 //! - a SIGHUP the kernel sends itself (`SI_KERNEL`, a terminal hangup): the probe has started
 //!   its own session and never opens a terminal, so it has no controlling terminal to hang up,

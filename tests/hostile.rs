@@ -1,7 +1,8 @@
 //! A hostile jail: root inside it goes after the probe, and after the helper that places it,
-//! the way container-runtime CVEs went after runc and lxc-attach (ARCHITECTURE.md, "Lessons
-//! from container runtime CVEs"). Every attack must fail and fire nothing, and the probe must
-//! still fire for the one signal it waits for.
+//! the way container-runtime CVEs went after runc and lxc-attach (SECURITY.md, "Lessons from
+//! container runtime CVEs"), and after the daemon while it places a probe. Hostile host users
+//! of the probe's uid signal it from outside its jail. Every attack must fail and fire
+//! nothing, and the probe must still fire for the one signal it waits for.
 
 mod util;
 
