@@ -4,8 +4,36 @@
 //! libc and no allocator, embedded into `jaildaemon` and exec'd from a sealed memfd.
 //! Everything it is (title, credentials, namespaces) was set up before the exec; here it only
 //! waits.
-//! Its whole contract: SIGHUP makes it `exit(MAGIC_EXIT)`; any other deadly signal kills it,
-//! which the daemon reads as "fire nothing".
+//! Its whole contract: SIGHUP sent from inside its jail makes it `exit(MAGIC_EXIT)`; any other
+//! deadly signal kills it, which the daemon reads as "fire nothing".
+//!
+//! "From inside its jail" means: sent by `kill`, `sigqueue` or `tgkill` (`si_code` `SI_USER`,
+//! `SI_QUEUE` or `SI_TKILL`) by a process that has a pid in the probe's pid namespace. For
+//! these the kernel fills in the sender's pid, and sets it to 0 when the sender is not in that
+//! namespace or below it (`send_signal_locked` in kernel/signal.c does this for every `siginfo`
+//! that carries a pid, forged ones from `rt_sigqueueinfo` included); no process has pid 0.
+//! Every other SIGHUP is ignored and the probe keeps waiting:
+//! - a sender outside the pid namespace (a host process with the probe's uid): `si_pid` 0;
+//! - a SIGHUP the kernel sends itself (`SI_KERNEL`, a terminal hangup): the probe has started
+//!   its own session and never opens a terminal, so it has no controlling terminal to hang up,
+//!   and none can be given to it; this rule would ignore one anyway;
+//! - `F_SETOWN`/`F_SETSIG` I/O signals (`POLL_IN`…) and `rt_sigqueueinfo` with a layout that has
+//!   no sender pid (`SI_TIMER`…): the kernel checks only the uid for these, not the namespace,
+//!   and puts other data where `si_pid` would be, so only the three sender codes above count.
+//!
+//! - a SIGHUP whose details the kernel could not keep (no memory for its queue entry) reads as
+//!   `SI_USER` from pid 0 too, and is ignored; the jail's `pkill` can simply be repeated.
+//!
+//! A process inside the jail may forge `si_pid` with `rt_sigqueueinfo`, but it could fire the
+//! probe with a plain `kill` anyway. The probe is never its pid namespace's init (the daemon
+//! places it as an ordinary member), so the kernel's special rules for init do not apply.
+//!
+//! Ignored SIGHUPs are counted where host root can read the count without the probe holding
+//! a descriptor or changing its title: the probe's timer slack, which it never uses otherwise
+//! (it sleeps without a timeout). `/proc/PID/timerslack_ns` reads 1 plus the number of SIGHUPs
+//! ignored so far. The kernel lets only a holder of CAP_SYS_NICE in the probe's user namespace
+//! read or write that file: host root, and the root of a user-namespaced jail, who could change
+//! the count of its own probe but gains nothing by it.
 //!
 #![no_std]
 #![no_main]
@@ -18,6 +46,12 @@ const SIGHUP: usize = 1;
 const SIG_SETMASK: usize = 2;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
+const PR_SET_TIMERSLACK: usize = 29;
+/// `si_code` of a signal sent by kill(2), sigqueue(3) and tgkill(2): the kinds that carry the
+/// sender's pid, set by the kernel (0 for a sender outside the probe's pid namespace).
+const SI_USER: i32 = 0;
+const SI_QUEUE: i32 = -1;
+const SI_TKILL: i32 = -6;
 const EINTR: isize = 4;
 /// Linux `comm` holds 15 bytes plus a NUL.
 const COMM_LEN: usize = 16;
@@ -94,6 +128,33 @@ mod arch {
 
 use arch::*;
 
+/// The kernel's `siginfo_t` on 64-bit Linux: 128 bytes; `si_signo`, `si_errno` and `si_code`
+/// are the first three ints, and the union (for kill, sigqueue and tgkill: `si_pid` first)
+/// starts at byte 16 on both x86_64 and aarch64.
+#[repr(C, align(8))]
+struct SigInfo([i32; 32]);
+const _: () = assert!(core::mem::size_of::<SigInfo>() == 128);
+
+impl SigInfo {
+    fn code(&self) -> i32 {
+        self.0[2]
+    }
+    fn pid(&self) -> i32 {
+        self.0[4]
+    }
+    /// Sent by kill, sigqueue or tgkill, from a process that the probe's pid namespace can see.
+    fn from_inside(&self) -> bool {
+        matches!(self.code(), SI_USER | SI_QUEUE | SI_TKILL) && self.pid() != 0
+    }
+}
+
+/// Shows how many SIGHUPs were ignored: the timer slack becomes `1 + ignored` (0 would mean
+/// "back to the default").
+fn show_ignored(ignored: usize) {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer; it changes nothing the probe relies on.
+    unsafe { syscall4(SYS_PRCTL, PR_SET_TIMERSLACK, ignored.saturating_add(1), 0, 0) };
+}
+
 fn exit_group(code: usize) -> ! {
     loop {
         // SAFETY: exit_group takes a plain integer and does not return.
@@ -146,13 +207,28 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     {
         exit_group(1);
     }
+    let mut ignored: usize = 0;
+    show_ignored(ignored);
     loop {
-        // SAFETY: rt_sigtimedwait reads an 8-byte mask; null info and timeout mean "wait forever".
-        let sig = unsafe { syscall4(SYS_RT_SIGTIMEDWAIT, &hup as *const u64 as usize, 0, 0, 8) };
+        let mut info = SigInfo([0; 32]);
+        // SAFETY: rt_sigtimedwait reads an 8-byte mask and writes one 128-byte siginfo_t to a
+        // valid, aligned buffer; a null timeout means "wait forever".
+        let sig = unsafe {
+            syscall4(
+                SYS_RT_SIGTIMEDWAIT,
+                &hup as *const u64 as usize,
+                &mut info as *mut SigInfo as usize,
+                0,
+                8,
+            )
+        };
         if sig == SIGHUP as isize {
-            exit_group(magic::MAGIC_EXIT as usize);
-        }
-        if sig != -EINTR {
+            if info.from_inside() {
+                exit_group(magic::MAGIC_EXIT as usize);
+            }
+            ignored = ignored.saturating_add(1);
+            show_ignored(ignored);
+        } else if sig != -EINTR {
             exit_group(1);
         }
     }

@@ -32,6 +32,21 @@ impl From<Arm> for Definition {
     }
 }
 
+impl From<&Definition> for Arm {
+    /// The request that would arm this probe, for the checks a request passes.
+    fn from(d: &Definition) -> Arm {
+        Arm {
+            command: d.command.clone(),
+            jail: d.jail.clone(),
+            title: d.title.clone(),
+            respawn: d.respawn,
+            user: d.user.clone(),
+            group: d.group.clone(),
+            persist: false,
+        }
+    }
+}
+
 impl Definition {
     /// A jail named by a host PID (or jid) is that process: it never comes back as another.
     pub fn jail_named_by_id(&self) -> bool {

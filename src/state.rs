@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
-use crate::proto::Respawn;
+use crate::proto::{Arm, Respawn};
 
 const FORMAT: u32 = 1;
 
@@ -85,11 +85,39 @@ pub fn load(path: &Path) -> Result<Vec<Definition>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let saved: Saved = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    parse(&text).map_err(bad)
+}
+
+/// Parses a state file's content. Every probe in it must pass the checks a request passes
+/// (the daemon only writes such probes; a file edited by hand may hold others), or the whole
+/// file is refused, saying which probe is wrong and why.
+pub fn parse(text: &[u8]) -> Result<Vec<Definition>, String> {
+    let saved: Saved = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     if saved.format != FORMAT {
-        return Err(bad(format!("format {} is not {FORMAT}", saved.format)));
+        return Err(format!("format {} is not {FORMAT}", saved.format));
     }
-    Ok(saved.probes.into_iter().map(Definition::from).collect())
+    let count = saved.probes.len();
+    saved
+        .probes
+        .into_iter()
+        .enumerate()
+        .map(|(n, record)| {
+            let def = Definition::from(record);
+            Arm::from(&def)
+                .validate()
+                .map(|()| def)
+                .map_err(|e| format!("probe {} of {count}: {}", n + 1, e.message))
+        })
+        .collect()
+}
+
+/// What `save` writes for `probes`: the file's whole content.
+pub fn render(probes: &[Definition]) -> Vec<u8> {
+    serde_json::to_vec_pretty(&Saved {
+        format: FORMAT,
+        probes: probes.iter().map(Record::from).collect(),
+    })
+    .expect("probes always serialize")
 }
 
 /// Replaces the file with `probes`, atomically. Its directory is created (mode 0700) if
@@ -101,11 +129,7 @@ pub fn save(path: &Path, probes: &[Definition]) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let body = serde_json::to_vec_pretty(&Saved {
-        format: FORMAT,
-        probes: probes.iter().map(Record::from).collect(),
-    })
-    .map_err(io::Error::other)?;
+    let body = render(probes);
     let temporary = temporary_path(path);
     let written = (|| {
         let mut file = OpenOptions::new()
@@ -177,16 +201,27 @@ mod tests {
         let dir = scratch("garbage");
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
+        let mut bad_probe = arm("A");
+        bad_probe.title = String::new();
+        let bad_probe = String::from_utf8(render(&[arm("B"), bad_probe])).unwrap();
         for garbage in [
             "{\"format\":1,\"probes\":[",
             "{\"format\":2,\"probes\":[]}",
             "",
+            &bad_probe,
         ] {
             fs::write(&path, garbage).unwrap();
             let err = load(&path).unwrap_err();
             assert_eq!(err.kind, Kind::Config);
             assert!(err.message.contains(&path.display().to_string()));
         }
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.message
+                .ends_with("probe 2 of 2: the title must be 1 to 200 printable bytes"),
+            "{}",
+            err.message
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -187,12 +187,17 @@ fn at_its_descriptor_limit_the_daemon_refuses_probes_and_keeps_serving() {
     sleep(Duration::from_millis(500));
     let pauses = daemon.log_text().matches("not accepting for").count();
     assert!((1..=10).contains(&pauses), "{pauses} pauses logged");
-    // A probe triggered at the limit, with the clients still there, still fires.
-    let hup = |pid: i32, signal| {
-        let pid = rustix::process::Pid::from_raw(pid).unwrap();
-        rustix::process::kill_process(pid, signal).unwrap();
+    // A probe triggered at the limit, with the clients still there, still fires. SIGHUP comes
+    // from inside the jail (from the host it would fire nothing); SIGKILL from anywhere.
+    let hup = |pid: i32| {
+        let inner = inner_pid(pid as u32).to_string();
+        assert!(jail.exec_as(0, &["kill", "-HUP", &inner]).status.success());
     };
-    hup(armed[0], rustix::process::Signal::HUP);
+    let kill = |pid: i32| {
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    };
+    hup(armed[0]);
     assert!(
         wait_for(LONG, || lines(&fired) == 1),
         "{}",
@@ -204,8 +209,8 @@ fn at_its_descriptor_limit_the_daemon_refuses_probes_and_keeps_serving() {
         Response::Pong { .. }
     )));
     // Twin: killed probes fire nothing, and free their places for new ones.
-    hup(armed[1], rustix::process::Signal::KILL);
-    hup(armed[2], rustix::process::Signal::KILL);
+    kill(armed[1]);
+    kill(armed[2]);
     assert!(wait_for(LONG, || daemon
         .log_text()
         .matches("nothing fired")
@@ -216,7 +221,7 @@ fn at_its_descriptor_limit_the_daemon_refuses_probes_and_keeps_serving() {
         &arm_request(&["-c", &command, "-j", &spec, "-t", "FD_AGAIN"]),
     );
     assert!(matches!(again, Response::Armed { .. }), "{again:?}");
-    hup(armed[3], rustix::process::Signal::HUP);
+    hup(armed[3]);
     assert!(
         wait_for(LONG, || lines(&fired) == 2),
         "{}",

@@ -1245,3 +1245,62 @@ fn port_description_and_makefile_are_complete() {
     );
     assert!(port.trim_end().ends_with(".include <bsd.port.mk>"));
 }
+
+/// What is wrong with the "proved by" column of SECURITY.md's tables, given the sources of the
+/// test files: a row that names no test and is not marked pending, or a test name (in
+/// backquotes; a trailing `…` makes it a prefix) that no `fn` in the tests has.
+fn unproved_security_rows(security: &str, tests: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for row in security.lines().filter(|l| l.starts_with("| ")) {
+        let proof = row.trim_end_matches('|').rsplit('|').next().unwrap_or("");
+        if proof.contains("proved by") || proof.trim() == "---" {
+            continue;
+        }
+        let names: Vec<&str> = proof
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| {
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_…".contains(c))
+            })
+            .collect();
+        if names.is_empty() && !proof.contains("(test: pending, issue ") {
+            wrong.push(format!("names no test: {row}"));
+        }
+        for name in names {
+            let exists = match name.strip_suffix('…') {
+                Some(prefix) => tests.contains(&format!("fn {prefix}")),
+                None => tests.contains(&format!("fn {name}()")),
+            };
+            if !exists {
+                wrong.push(format!("no test {name}: {row}"));
+            }
+        }
+    }
+    wrong
+}
+
+/// Every row of SECURITY.md's tables names a test that exists (or says it is pending, and on
+/// which issue). Twin: a row naming a test that does not exist, and one naming none, are found.
+#[test]
+fn security_md_names_only_tests_that_exist() {
+    let security = fs::read_to_string(Path::new(ROOT).join("SECURITY.md")).unwrap();
+    let mut tests = String::new();
+    for entry in fs::read_dir(Path::new(ROOT).join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            tests.push_str(&fs::read_to_string(path).unwrap());
+        }
+    }
+    assert!(
+        security.matches("\n| ").count() > 20,
+        "SECURITY.md lost its tables"
+    );
+    assert_eq!(
+        unproved_security_rows(&security, &tests),
+        Vec::<String>::new()
+    );
+    let broken = "| a | b | hostile `no_such_test`, e2e `bad_requests_…` |\n| c | d | nothing |\n";
+    assert_eq!(unproved_security_rows(broken, &tests).len(), 2);
+}

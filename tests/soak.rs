@@ -91,8 +91,17 @@ fn noise(socket: &std::path::Path, jail: &str, budget: &AtomicUsize) -> usize {
     sent
 }
 
+/// Sends `signal` from the host (SIGKILL; a SIGHUP from outside the jail fires nothing).
 fn hup(pid: i32, signal: Signal) {
     rustix::process::kill_process(Pid::from_raw(pid).unwrap(), signal).unwrap();
+}
+
+/// SIGHUP from inside the jail, which fires the probe.
+fn fire(signaller: &mut Signaller, pid: i32) {
+    assert!(
+        signaller.send("HUP", pid as u32),
+        "probe {pid} was not there"
+    );
 }
 
 /// Arms a probe and returns its host pid.
@@ -118,23 +127,23 @@ fn a_hundred_thousand_requests_leave_no_descriptor_or_zombie_behind() {
     let (socket, spec) = (daemon.socket.clone(), jail.spec());
     let pid = daemon.child.id();
     let command = format!("echo \"$JAILDAEMON_TITLE\" >> {}", fired.display());
-    // Warm up: the first probe makes the daemon watch the jail; that is not growth.
+    // Warm up: the first probe makes the daemon watch the jail; that is not growth. A second
+    // one stays armed throughout, so that the daemon never stops watching the jail (it does 5 s
+    // after the jail's last probe ended), whether the noise or the probes finish last.
+    let mut signaller = jail.signaller();
     let first = arm(&socket, &["-c", &command, "-j", &spec, "-t", "WARM_UP"]);
-    hup(first, Signal::HUP);
+    arm(&socket, &["-c", &command, "-j", &spec, "-t", "KEEPER"]);
+    fire(&mut signaller, first);
     assert!(wait_for(LONG, || lines(&fired) == 1));
     assert!(wait_for(LONG, || daemon
         .log_text()
         .contains("command ended")));
-    // An anchor probe holds the jail for the whole soak: a jail with no probe is let go 5 s
-    // after its last one ended, which would make the count before and after depend on timing.
-    arm(&socket, &["-c", &command, "-j", &spec, "-t", "ANCHOR"]);
     let fds_before = open_fds(pid);
-    let mut requests = 1;
+    let mut requests = 2;
 
     let respawned = dir.path("respawned");
     let respawn_command = format!("echo x >> {}", respawned.display());
     let kills = CYCLES / KILL_EVERY;
-    requests += 1;
     let arms = CYCLES + 1;
     let budget = AtomicUsize::new(REQUESTS - requests - arms);
     let (noise_sent, cycling) = std::thread::scope(|s| {
@@ -146,12 +155,11 @@ fn a_hundred_thousand_requests_leave_no_descriptor_or_zombie_behind() {
             for n in 0..CYCLES {
                 let title = format!("SOAK_{n}");
                 let probe = arm(&socket, &["-c", &command, "-j", &spec, "-t", &title]);
-                let signal = if n % KILL_EVERY == 0 {
-                    Signal::KILL
+                if n % KILL_EVERY == 0 {
+                    hup(probe, Signal::KILL);
                 } else {
-                    Signal::HUP
-                };
-                hup(probe, signal);
+                    fire(&mut signaller, probe);
+                }
             }
             // One `-R` probe, found by its title each time the daemon has re-armed it.
             arm(
@@ -167,10 +175,14 @@ fn a_hundred_thousand_requests_leave_no_descriptor_or_zombie_behind() {
                     }),
                     "not re-armed before trigger {n}"
                 );
-                hup(probe[0] as i32, Signal::HUP);
+                fire(&mut signaller, probe[0] as i32);
                 assert!(wait_for(LONG, || lines(&respawned) == n + 1));
             }
-            let last = jail.probes("SOAK_R");
+            let mut last = Vec::new();
+            assert!(wait_for(LONG, || {
+                last = jail.probes("SOAK_R");
+                last.len() == 1
+            }));
             hup(last[0] as i32, Signal::KILL);
             cycling.elapsed()
         });
@@ -185,7 +197,8 @@ fn a_hundred_thousand_requests_leave_no_descriptor_or_zombie_behind() {
         "{} of {fires} commands ran",
         lines(&fired)
     );
-    // Every probe and command is gone: the daemon is back to its descriptors of before.
+    // Every probe and command of the soak is gone (the keeper still waits): the daemon is back
+    // to its descriptors of before.
     assert!(
         wait_for(LONG, || open_fds(pid) == fds_before),
         "the daemon holds {} descriptors, {fds_before} before the soak",

@@ -207,18 +207,22 @@ impl Jail {
     }
 
     fn spawn(extra: &[&str]) -> Jail {
+        let mut args = extra.to_vec();
+        args.extend(["--pid", "--mount-proc"]);
+        Jail::unshare(&args)
+    }
+
+    /// A jail in the host's pid namespace (its own mount, uts, ipc and net namespaces): one
+    /// the probe cannot tell host processes from its own, as the documentation warns.
+    pub fn sharing_host_pids() -> Jail {
+        Jail::unshare(&[])
+    }
+
+    fn unshare(extra: &[&str]) -> Jail {
         let unshare = Command::new("unshare")
             .args(extra)
             .args([
-                "--pid",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--net",
-                "--fork",
-                "--mount-proc",
-                "sleep",
-                "3600",
+                "--mount", "--uts", "--ipc", "--net", "--fork", "sleep", "3600",
             ])
             .stdin(Stdio::null())
             .spawn()
@@ -275,6 +279,26 @@ impl Jail {
             .collect()
     }
 
+    /// A process in the jail's pid namespace that sends signals on request: host root enters
+    /// the jail to fire a probe, since a SIGHUP from outside it fires nothing. For tests that
+    /// fire many probes, where a `nsenter` per signal would be slow.
+    pub fn signaller(&self) -> Signaller {
+        let script = r#"$| = 1; while (<STDIN>) { my ($s, $p) = split; print kill($s, $p) ? "1\n" : "0\n"; }"#;
+        let mut child = Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-p", "perl", "-e", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let to = child.stdin.take().unwrap();
+        let from = std::io::BufReader::new(child.stdout.take().unwrap());
+        Signaller {
+            child,
+            to: Some(to),
+            from,
+        }
+    }
+
     pub fn kill(&mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
@@ -287,6 +311,53 @@ impl Drop for Jail {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// See `Jail::signaller`.
+pub struct Signaller {
+    child: Child,
+    to: Option<std::process::ChildStdin>,
+    from: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Signaller {
+    /// Sends `signal` (a name: "HUP", "KILL") from inside the jail to the process with host pid
+    /// `host`; true if it was sent.
+    pub fn send(&mut self, signal: &str, host: u32) -> bool {
+        use std::io::{BufRead, Write};
+        let inner = inner_pid(host);
+        let to = self.to.as_mut().unwrap();
+        writeln!(to, "{signal} {inner}").unwrap();
+        to.flush().unwrap();
+        let mut answer = String::new();
+        self.from.read_line(&mut answer).unwrap();
+        answer == "1\n"
+    }
+}
+
+impl Drop for Signaller {
+    fn drop(&mut self) {
+        // End of input ends the script, and nsenter with it.
+        drop(self.to.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// How many SIGHUPs the probe with host pid `probe` has ignored as sent from outside its jail
+/// (it keeps that count as its timer slack, plus one: probe/probe.rs); `None` once it is gone.
+pub fn ignored_sighups(probe: u32) -> Option<u64> {
+    let slack = fs::read_to_string(format!("/proc/{probe}/timerslack_ns")).ok()?;
+    Some(slack.trim().parse::<u64>().unwrap() - 1)
+}
+
+/// Runs `argv` on the host (no namespace entered) as uid and gid `id`, without groups.
+pub fn as_host_uid(id: u32, argv: &[&str]) -> Output {
+    let id = id.to_string();
+    Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups"])
+        .args(argv)
+        .output()
+        .unwrap()
 }
 
 /// Host pids whose command line is exactly `title` (probes have argv `[title]`).

@@ -164,6 +164,10 @@ impl Jail {
 
     /// Reads a small regular file below the jail's root, never leaving that root: symlinks and
     /// `..` resolve inside it (RESOLVE_IN_ROOT), and a FIFO or device cannot block the daemon.
+    /// The file must also be on the jail's root filesystem (RESOLVE_NO_XDEV, EXDEV otherwise):
+    /// the jail controls its mounts, and a bind mount over /etc/passwd once made host root open
+    /// the jail's /proc/kmsg and /proc/1/mem. Reading as the jail's own credentials instead
+    /// would take one more process in the jail, and a wait on it, for every `-u` name.
     pub fn read_file(&self, path: &str) -> io::Result<String> {
         let root = self
             .open_root()
@@ -173,7 +177,7 @@ impl Jail {
             path,
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
         )?;
         posix::read_small_file(fd)
     }
