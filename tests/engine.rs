@@ -216,3 +216,125 @@ fn a_jail_that_stops_what_is_placed_in_it_delays_no_other_jail() {
     // The daemon is still whole: a new probe in the good jail fires.
     arm_and_fire(&daemon, &jail, "AFTER_STOPPED", &fired);
 }
+
+/// A cgroup of the v1 freezer hierarchy, made for one test and removed after it.
+struct FreezerCgroup(std::path::PathBuf);
+
+impl FreezerCgroup {
+    fn new(name: &str) -> Option<FreezerCgroup> {
+        let root = std::path::Path::new("/sys/fs/cgroup/freezer");
+        if !root.join("cgroup.procs").exists() {
+            return None;
+        }
+        let dir = root.join(name);
+        let _ = fs::remove_dir(&dir);
+        fs::create_dir(&dir).ok()?;
+        Some(FreezerCgroup(dir))
+    }
+
+    fn adopt(&self, pid: u32) {
+        fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    fn set(&self, state: &str) {
+        fs::write(self.0.join("freezer.state"), state).unwrap();
+    }
+
+    fn procs(&self) -> Vec<u32> {
+        fs::read_to_string(self.0.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for FreezerCgroup {
+    fn drop(&mut self) {
+        let _ = fs::write(self.0.join("freezer.state"), "THAWED");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_jail_that_freezes_its_cgroup_neither_stalls_nor_keeps_the_daemon() {
+    let test = "a_jail_that_freezes_its_cgroup_neither_stalls_nor_keeps_the_daemon";
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new(test)
+    else {
+        return;
+    };
+    let hostile = Jail::new();
+    let name = format!("jd-engine-{}", std::process::id());
+    let Some(freezer) = FreezerCgroup::new(&name) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {test}: no cgroup v1 freezer at /sys/fs/cgroup/freezer\n").as_bytes(),
+        );
+        return;
+    };
+    freezer.adopt(hostile.pid);
+    let frozen_fired = dir.path("frozen-fired");
+    let command = format!("echo FROZEN >> {}", frozen_fired.display());
+    daemon.arm(&["-c", &command, "-j", &hostile.spec(), "-t", "FROZEN"]);
+    let probe = hostile.probes("FROZEN");
+    assert_eq!(probe.len(), 1);
+    assert!(
+        freezer.procs().contains(&probe[0]),
+        "the probe is not in the jail's freezer cgroup"
+    );
+    // The jail freezes itself, its probe included, then gets more probes placed in it.
+    freezer.set("FROZEN");
+    let started = Instant::now();
+    let out = daemon.util(&["-c", &command, "-j", &hostile.spec(), "-t", "FROZEN_2"]);
+    assert!(started.elapsed() < HUNG * 2, "{:?}", started.elapsed());
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(75)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Meanwhile the other jail is served as on an idle daemon, and removing the frozen probe
+    // (which can only die once thawed) is answered at once.
+    let took = arm_and_fire(&daemon, &jail, "BESIDE_FROZEN", &fired);
+    assert!(took < PROMPT, "{took:?} beside a frozen jail");
+    let started = Instant::now();
+    let out = daemon.util(&["-k", "FROZEN", "-j", &hostile.spec()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, listing) = list(&daemon);
+    assert!(
+        started.elapsed() < PROMPT && listing < PROMPT,
+        "-k took {:?}, -l {listing:?}",
+        started.elapsed()
+    );
+    // SIGTERM: the daemon stops within its 2 s grace though its killed probe is still frozen.
+    let mut daemon = daemon;
+    let started = Instant::now();
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(
+        wait_for(HUNG, || !daemon.is_running()),
+        "the daemon did not stop beside a frozen jail: {}",
+        daemon.log_text()
+    );
+    assert!(started.elapsed() < HUNG, "{:?}", started.elapsed());
+    assert!(
+        daemon.log_text().contains("left behind"),
+        "{}",
+        daemon.log_text()
+    );
+    // Twin: thawed, the killed probe goes without firing.
+    freezer.set("THAWED");
+    assert!(wait_for(HUNG, || hostile.probes("FROZEN").is_empty()));
+    sleep(Duration::from_millis(200));
+    assert_eq!(lines(&frozen_fired), 0, "a killed frozen probe fired");
+}
