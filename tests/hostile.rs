@@ -641,6 +641,19 @@ fn host_users_with_the_probes_uid_fire_nothing() {
         fs::read_to_string(&arena.fired).unwrap(),
         "NOBODYS\nUSERNS_ROOTS\n"
     );
+    // The daemon read each probe's count when it ended, and logged it; and it gave no warning
+    // for these jails, which have pid namespaces of their own.
+    let ignored = foreign_sighups().len();
+    let log = arena.daemon.log_text();
+    assert!(!log.contains("cannot tell a host process"), "{log}");
+    assert_eq!(
+        log.matches(&format!(
+            "ignored {ignored} SIGHUP(s) sent from outside its jail"
+        ))
+        .count(),
+        2,
+        "{log}"
+    );
 }
 
 /// What the probe cannot do, pinned: in a jail that shares the host's pid namespace, a host
@@ -667,6 +680,13 @@ fn a_jail_sharing_the_hosts_pid_namespace_cannot_tell_host_users_apart() {
         "65534",
     ]);
     let probe = jail.probes("SHARED_PIDS")[0];
+    // The daemon said so when it placed the probe.
+    let warning = format!("jail {spec} (id {spec}): its probes cannot tell a host process");
+    assert!(
+        daemon.log_text().contains(&warning),
+        "{}",
+        daemon.log_text()
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lines(&fired), 0);
     let kill = as_host_uid(65534, &["kill", "-HUP", &probe.to_string()]);

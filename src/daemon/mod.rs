@@ -487,7 +487,7 @@ impl Daemon {
     fn find(&mut self, spec: String) {
         match Jail::open(&spec, Instant::now()) {
             Opening::Ready(result) => {
-                let result = result.map(|jail| self.hold(jail));
+                let result = result.map(|jail| self.hold(jail, &spec));
                 self.events.push_back(Event::Found { spec, result });
             }
             Opening::Looking(lookup) => {
@@ -499,9 +499,15 @@ impl Daemon {
     }
 
     /// Holds `jail` and watches it for its stop; one already held under its id is kept.
-    fn hold(&mut self, jail: Jail) -> JailId {
+    fn hold(&mut self, jail: Jail, spec: &str) -> JailId {
         let id = jail.id();
         if !self.jails.contains_key(&id) {
+            if jail.shares_host_pids() {
+                log::warn!(
+                    "jail {spec} (id {id}): its probes cannot tell a host process from one of the \
+                     jail's, so any host process allowed to signal them can fire them (SECURITY.md)"
+                );
+            }
             if let Some(fd) = jail.watch_fd() {
                 listen(&self.poller, fd, Token::Jail(id));
             }
@@ -522,7 +528,7 @@ impl Daemon {
         let (spec, lookup) = self.lookups.remove(&serial).expect("present");
         self.poller.remove(lookup.poll_fd());
         drop(lookup);
-        let result = result.map(|jail| self.hold(jail));
+        let result = result.map(|jail| self.hold(jail, &spec));
         self.events.push_back(Event::Found { spec, result });
     }
 
@@ -707,6 +713,10 @@ impl Daemon {
         let Some(process) = self.armed.get(&id) else {
             return;
         };
+        // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
+        if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
+            log::warn!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+        }
         let exit = match process.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => {

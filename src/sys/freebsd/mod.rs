@@ -230,6 +230,12 @@ impl Jail {
         self.jid
     }
 
+    /// The FreeBSD probe does not look at who sent its SIGHUP: any process allowed to signal it
+    /// fires it, as in a Linux jail that shares the host's pid namespace (SECURITY.md).
+    pub fn shares_host_pids(&self) -> bool {
+        true
+    }
+
     /// Reads a small regular file below the jail's root without following links out of it.
     pub fn read_file(&self, relative: &str) -> io::Result<String> {
         let root = fs::File::open(
@@ -610,4 +616,9 @@ impl AsFd for Poller {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.kqueue.as_fd()
     }
+}
+
+/// The FreeBSD probe does not tell senders apart, so it ignores nothing (SECURITY.md).
+pub fn ignored_signals(_probe: &Process) -> Option<u64> {
+    None
 }

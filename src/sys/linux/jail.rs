@@ -47,6 +47,9 @@ pub struct Jail {
     uid_map: Option<IdMap>,
     gid_map: Option<IdMap>,
     pub(super) setgroups_allowed: bool,
+    /// It is in the host's pid namespace: its probes cannot tell a host process from one of
+    /// the jail's, so any host process allowed to signal them can fire them.
+    shares_host_pids: bool,
 }
 
 fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
@@ -76,11 +79,15 @@ impl Jail {
             .map_err(|e| no_jail(format!("no such process ({e})")))?;
         let mut namespaces = ThreadNameSpaceType::empty();
         let mut isolated = false;
+        let mut shares_host_pids = false;
         for (name, flag) in NAMESPACES {
             let theirs = ns_inode(&pid.to_string(), name)
                 .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
             let ours = ns_inode("self", name)
                 .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
+            if flag == ThreadNameSpaceType::PROCESS_ID {
+                shares_host_pids = theirs == ours;
+            }
             if theirs != ours {
                 isolated = true;
                 namespaces |= flag;
@@ -118,9 +125,16 @@ impl Jail {
             uid_map,
             gid_map,
             setgroups_allowed,
+            shares_host_pids,
         };
         jail.check_alive()?;
         Ok(jail)
+    }
+
+    /// Whether its probes share the host's pid namespace, and so cannot refuse a signal from a
+    /// host process (SECURITY.md).
+    pub fn shares_host_pids(&self) -> bool {
+        self.shares_host_pids
     }
 
     /// What identifies the jail on this host: the PID it was named by.

@@ -61,3 +61,11 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
         groups: raw::peer_groups(fd)?,
     })
 }
+
+/// How many SIGHUPs from outside its jail an armed probe ignored: the probe keeps the count in
+/// its timer slack (1 plus the count; `probe/probe.rs`). Read from the host's procfs while the
+/// probe is our unreaped child, so the pid is its own; `None` when it cannot be read.
+pub fn ignored_signals(probe: &Process) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{}/timerslack_ns", probe.pid())).ok()?;
+    text.trim().parse::<u64>().ok()?.checked_sub(1)
+}
