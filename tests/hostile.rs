@@ -753,7 +753,9 @@ fn a_jail_cannot_redirect_its_user_database_with_mounts() {
             "{source} over {database}: {stderr}"
         );
         assert!(
-            stderr.contains(&format!("cannot read its {database}")),
+            stderr.contains(&format!(
+                "its {database} is a mount point, not a file of its root filesystem"
+            )),
             "{source} over {database}: {stderr}"
         );
         assert!(jail.probes("REDIRECTED").is_empty());
@@ -770,6 +772,13 @@ fn a_jail_cannot_redirect_its_user_database_with_mounts() {
         ask(&daemon.socket, &jaildaemon::proto::Request::Ping),
         Response::Pong { .. }
     ));
+    // Ids given as numbers need no database: with something mounted over it, they still work.
+    in_jail(&["mount", "--bind", "/proc/kmsg", "/etc/passwd"]);
+    daemon.arm(&[
+        "-c", "true", "-j", &spec, "-t", "NUMBERS", "-u", "65534", "-g", "65534",
+    ]);
+    in_jail(&["umount", "/etc/passwd"]);
+    assert_eq!(jail.probes("NUMBERS").len(), 1);
     // Twin: the jail's own, unmounted database resolves both names.
     daemon.arm(&[
         "-c", "true", "-j", &spec, "-t", "RESOLVED", "-u", "nobody", "-g", "nogroup",

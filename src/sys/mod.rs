@@ -51,17 +51,34 @@ pub fn resolve_ids(
     let database = |path: &str| match jail.read_file(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        // Something is mounted over it (RESOLVE_NO_XDEV): not read, as host root, on the
+        // jail's terms.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Err(Error::new(
+            Kind::NoJail,
+            format!(
+                "jail {}: its /{path} is a mount point, not a file of its root filesystem; refused",
+                jail.id()
+            ),
+        )),
         Err(e) => Err(Error::new(
             Kind::NoJail,
             format!("jail {}: cannot read its /{path}: {e}", jail.id()),
         )),
     };
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let (uid, primary) = match user {
         None => (0, Some(0)),
+        // Numbers with a group given need no database: none is read.
+        Some(u) if number(u) && group.is_some() => {
+            crate::ids::resolve_user(u, "").ok_or_else(|| unknown("user", u))?
+        }
         Some(u) => crate::ids::resolve_user(u, &database("etc/passwd")?)
             .ok_or_else(|| unknown("user", u))?,
     };
     let gid = match group {
+        Some(g) if number(g) => {
+            crate::ids::resolve_group(g, "").ok_or_else(|| unknown("group", g))?
+        }
         Some(g) => crate::ids::resolve_group(g, &database("etc/group")?)
             .ok_or_else(|| unknown("group", g))?,
         None => primary.unwrap_or(uid),
