@@ -8,7 +8,8 @@
 //! `JAILDAEMON_BENCH_SMOKE=1 cargo bench --bench trigger` (or `-- --smoke`).
 //!
 //! The bench binary is also its own helpers: `--jd-sender` (kept running inside a jail, it
-//! issues the triggers) and `--jd-floor` (the floor program).
+//! issues the triggers), `--jd-floor` (the floor program) and `--jd-serial-floor N` (the
+//! floor of arming: N minimal processes started in a jail one after the other).
 
 #[path = "../tests/util/mod.rs"]
 mod util;
@@ -179,6 +180,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--jd-sender") => return support::sender::run(),
         Some("--jd-floor") => return support::floor::run(&args[2..]),
+        Some("--jd-serial-floor") => return support::declared::serial_floor(&args[2..]),
         _ => {}
     }
     let cfg = Config::from_args(&args);
@@ -228,11 +230,23 @@ fn main() {
             trigger_samples: cfg.scale_samples,
         }));
     }
+    let engine = cfg.runs("engine").then(|| {
+        let (probes, samples, hung) = if cfg.smoke {
+            (100, 1, 5)
+        } else {
+            (10_000, 3, 40)
+        };
+        Engine {
+            declared: support::declared::run(probes, samples),
+            hung: support::declared::run_hung(hung),
+        }
+    });
     let load_end = loadavg();
     let text = report(
         &cfg,
         &triggers,
         &layouts,
+        engine.as_ref(),
         &load_start,
         &load_end,
         started.elapsed(),
@@ -353,10 +367,17 @@ fn machine() -> String {
     )
 }
 
+/// The engine's rows (issue 12): arming at start, and a trigger while a lookup hangs.
+struct Engine {
+    declared: support::declared::Declared,
+    hung: Option<support::declared::Hung>,
+}
+
 fn report(
     cfg: &Config,
     t: &Triggers,
     layouts: &[Layout],
+    engine: Option<&Engine>,
     load_start: &str,
     load_end: &str,
     wall: Duration,
@@ -475,6 +496,10 @@ fn report(
         u / 1e3,
         verdict(u.is_finite().then_some(u < 2000.0)),
     );
+
+    if let Some(e) = engine {
+        engine_report(&mut o, e);
+    }
 
     // Trigger latency.
     let _ = writeln!(
@@ -700,3 +725,74 @@ touches FILE (the jail's mount namespace sees the same file).
 same rounds; a real trigger is a rare event, and an idle two-vCPU VM wakes slowly.
 - Quantiles are nearest-rank. The first trigger of each mechanism and the first arming are warm-up and not recorded.
 ";
+
+/// The engine's rows: arming at start beside a serial floor, and a trigger while a container
+/// name's lookup hangs beside the same trigger with none.
+fn engine_report(o: &mut String, e: &Engine) {
+    let d = &e.declared;
+    let _ = writeln!(
+        o,
+        "## Arming at start, and a trigger while a lookup hangs (issue 12)\n\n\
+         {n} probes declared in the configuration file for one jail: milliseconds from the daemon's start \
+         to its READY=1 (sd_notify), beside a serial floor of the same run, interleaved: one process \
+         that joins the jail and starts {n} minimal processes there (`{exec}`), one after the other, \
+         each waited for.\n\n\
+         | what | n | median / p90 / p99 (ms) | ÷ floor (median) | verdict |\n|---|---|---|---|---|\n\
+         | {n} declared probes armed, start to READY | {rn} | {r} | {ratio} | {verdict} (< 2 s) |\n\
+         | serial floor: {n} minimal processes in the jail | {fn_} | {f} | 1.00 | |\n",
+        n = d.probes,
+        exec = d.floor_exec,
+        rn = d.ready.n(),
+        r = ms_triple(&d.ready),
+        ratio = ratio(d.ready.median(), d.floor.median()),
+        verdict =
+            verdict((d.probes >= 10_000 && d.ready.n() > 0).then_some(d.ready.median() < 2000.0)),
+        fn_ = d.floor.n(),
+        f = ms_triple(&d.floor),
+    );
+    match &e.hung {
+        None => {
+            let _ = writeln!(
+                o,
+                "SKIPPED: the trigger while a lookup hangs (no lxc-info).\n"
+            );
+        }
+        Some(h) => {
+            let lookups: Vec<String> = h
+                .lookups
+                .iter()
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .collect();
+            let _ = writeln!(
+                o,
+                "A `-r` probe triggered from inside its jail (SIGHUP to the first byte its command writes), \
+                 on one daemon, in rounds: with no lookup in flight, then while a bare container name is \
+                 looked up and LXC's tool (in the daemon's own mount namespace) never answers. Microseconds. \
+                 The lookups took {}.\n\n\
+                 | what | n | median / p90 / p99 (µs) | ÷ idle (median, p99) |\n|---|---|---|---|\n\
+                 | trigger, no lookup in flight | {} | {} | 1.00, 1.00 |\n\
+                 | trigger while a lookup hangs | {} | {} | {}, {} |\n",
+                lookups.join(", "),
+                h.idle.n(),
+                h.idle.triple(),
+                h.hung.n(),
+                h.hung.triple(),
+                ratio(h.hung.median(), h.idle.median()),
+                ratio(h.hung.p99(), h.idle.p99()),
+            );
+        }
+    }
+}
+
+/// "median / p90 / p99" of samples kept in milliseconds.
+fn ms_triple(s: &Stats) -> String {
+    if s.n() == 0 {
+        return "—".into();
+    }
+    format!(
+        "{:.0} / {:.0} / {:.0}",
+        s.quantile(0.5),
+        s.quantile(0.9),
+        s.quantile(0.99)
+    )
+}

@@ -3,6 +3,7 @@
 //! bench binary becomes when started with an internal mode argument.
 
 pub mod alt;
+pub mod declared;
 pub mod floor;
 pub mod rig;
 pub mod scale;

@@ -89,7 +89,8 @@ impl Daemon {
         Daemon::launch(dir, &[], args)
     }
 
-    fn launch(dir: &TempDir, wrapper: &[&str], args: &[&str]) -> Daemon {
+    /// Starts the daemon under `wrapper` (a command prefix) with `args` added.
+    pub fn launch(dir: &TempDir, wrapper: &[&str], args: &[&str]) -> Daemon {
         let socket = dir.path("jd.sock");
         let pidfile = dir.path("jd.pid");
         let log = dir.path("daemon.log");
