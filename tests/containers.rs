@@ -1088,6 +1088,60 @@ fn a_declared_reboot_probe_survives_the_reboot_it_asks_for() {
     );
 }
 
+/// Issue 12: the man page's REBOOT example as a single shot, declared once, works across every
+/// reboot: it fires once per run of its container and is armed again when the rebooted
+/// container runs. Twin: a single shot that does not reboot its container (ONCE) is spent
+/// after it fired: a second SIGHUP in the same run finds no probe and runs nothing, until the
+/// container runs again.
+#[test]
+fn a_declared_single_shot_reboot_probe_fires_once_per_run_of_its_container() {
+    let test = "a_declared_single_shot_reboot_probe_fires_once_per_run_of_its_container";
+    if !ready(test, &["lxc-create"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let lxc = Lxc::create(false, &[]);
+    lxc.start();
+    let config = dir.path("jaildaemon.conf");
+    fs::write(
+        &config,
+        format!(
+            "[[probe]]\njail = \"lxc:{0}\"\ntitle = \"REBOOT\"\n\
+             command = '{1}; lxc-stop -r -n {0}'\n\
+             [[probe]]\njail = \"lxc:{0}\"\ntitle = \"ONCE\"\ncommand = '{1}'\n",
+            lxc.name,
+            append(&fired)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", config.to_str().unwrap()]);
+    let count = |title: &str| read(&fired).lines().filter(|l| l.ends_with(title)).count();
+    for run in 1..=2 {
+        let pid = lxc.pid().unwrap();
+        assert!(
+            wait_for(Duration::from_secs(15), || probes_in(pid, "REBOOT").len()
+                == 1
+                && probes_in(pid, "ONCE").len() == 1),
+            "run {run}: not armed: {}",
+            daemon.log_text()
+        );
+        assert!(lxc.pkill(0, "HUP", "ONCE"));
+        assert!(wait_for(LONG, || count("ONCE") == run));
+        // Spent for the rest of this run: nothing to signal, nothing runs.
+        sleep(SETTLE);
+        assert!(!lxc.pkill(0, "HUP", "ONCE"), "run {run}: ONCE armed again");
+        assert_eq!(count("ONCE"), run);
+        assert!(lxc.pkill(0, "HUP", "REBOOT"));
+        assert!(
+            wait_for(LONG, || lxc.pid().is_some_and(|p| p != pid)),
+            "run {run}: the container did not reboot: {}",
+            daemon.log_text()
+        );
+        assert_eq!(count("REBOOT"), run, "{}", daemon.log_text());
+    }
+}
+
 #[test]
 fn the_example_lxc_hook_arms_a_reboot_probe_at_every_start() {
     let test = "the_example_lxc_hook_arms_a_reboot_probe_at_every_start";

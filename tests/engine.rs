@@ -32,8 +32,8 @@ fn arm_and_fire(daemon: &Daemon, jail: &Jail, title: &str, fired: &std::path::Pa
     let started = Instant::now();
     let command = format!("echo {title} >> {}", fired.display());
     daemon.arm(&["-c", &command, "-j", &jail.spec(), "-t", title]);
-    assert!(jail.pkill(0, "HUP", title));
     let before = lines(fired);
+    assert!(jail.pkill(0, "HUP", title));
     assert!(
         wait_for(HUNG * 2, || lines(fired) > before),
         "{}",
@@ -337,4 +337,55 @@ fn a_jail_that_freezes_its_cgroup_neither_stalls_nor_keeps_the_daemon() {
     assert!(wait_for(HUNG, || hostile.probes("FROZEN").is_empty()));
     sleep(Duration::from_millis(200));
     assert_eq!(lines(&frozen_fired), 0, "a killed frozen probe fired");
+}
+
+/// Issue 13: a jail that renames its cgroup, and leaves a cgroup of the old name for the
+/// daemon to find: the daemon reads where the jail's init is each time it places a probe, so
+/// the probe joins the jail's cgroup under its new name; the decoy of the old name, which holds
+/// no process of the jail, gets nothing.
+#[test]
+fn a_jail_that_renames_its_cgroup_gets_its_probes_there_and_a_decoy_gets_none() {
+    let test = "a_jail_that_renames_its_cgroup_gets_its_probes_there_and_a_decoy_gets_none";
+    let Some(World {
+        dir: _dir,
+        daemon,
+        jail,
+        ..
+    }) = World::new(test)
+    else {
+        return;
+    };
+    let name = format!("jd-engine-rename-{}", std::process::id());
+    let Some(first) = FreezerCgroup::new(&name) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {test}: no cgroup v1 freezer at /sys/fs/cgroup/freezer\n").as_bytes(),
+        );
+        return;
+    };
+    first.adopt(jail.pid);
+    daemon.arm(&["-c", "true", "-j", &jail.spec(), "-t", "BEFORE_RENAME"]);
+    let before = jail.probes("BEFORE_RENAME");
+    assert!(first.procs().contains(&before[0]));
+    // The rename, then a decoy under the old name.
+    let renamed = FreezerCgroup(first.0.with_file_name(format!("{name}-renamed")));
+    fs::rename(&first.0, &renamed.0).unwrap();
+    std::mem::forget(first);
+    let decoy = FreezerCgroup::new(&name).expect("decoy cgroup");
+    daemon.arm(&["-c", "true", "-j", &jail.spec(), "-t", "AFTER_RENAME"]);
+    let after = jail.probes("AFTER_RENAME");
+    assert_eq!(after.len(), 1);
+    assert!(
+        renamed.procs().contains(&after[0]),
+        "the probe is not in the jail's renamed cgroup: {:?}",
+        renamed.procs()
+    );
+    assert!(
+        decoy.procs().is_empty(),
+        "the decoy got {:?}",
+        decoy.procs()
+    );
+    // Cleanup: the jail's processes go before its cgroups can.
+    drop(jail);
+    drop(daemon);
 }

@@ -851,20 +851,8 @@ impl Core {
             }
             _ => match jail {
                 Some(jail) if self.jails.contains_key(&jail) => {
-                    let delay = backoff(probe.strikes);
-                    probe.strikes += 1;
-                    log::warn!(
-                        "{tag} not placed ({error}); trying again in {}",
-                        human_duration(delay)
-                    );
-                    self.set_phase(
-                        id,
-                        Phase::Retrying {
-                            jail,
-                            at: now + delay,
-                            why: error.message,
-                        },
-                    );
+                    let why = format!("not placed ({error})");
+                    self.retry(id, jail, why, error.message, now);
                 }
                 _ => {
                     if changed {
@@ -877,6 +865,27 @@ impl Core {
         if let Some(jail) = jail {
             self.release_if_idle(jail, now);
         }
+    }
+
+    /// Probe `id` is placed again in its running `jail` after its back-off, which grows with
+    /// each failure in a row; `what` says why in the log, `why` in `-l`.
+    fn retry(&mut self, id: ProbeId, jail: JailId, what: String, why: String, now: Instant) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let delay = backoff(probe.strikes);
+        probe.strikes += 1;
+        log::warn!(
+            "{} {what}; armed again in {}",
+            probe.tag(id),
+            human_duration(delay)
+        );
+        self.set_phase(
+            id,
+            Phase::Retrying {
+                jail,
+                at: now + delay,
+                why,
+            },
+        );
     }
 
     /// Probe `id` waits for its jail to run: looked for every `RETRY_INTERVAL`, unless named
@@ -913,20 +922,8 @@ impl Core {
                 entry.ended.push((id, now));
             }
             if probe.survives() {
-                let delay = backoff(probe.strikes);
-                probe.strikes += 1;
-                log::warn!(
-                    "{tag} ended by {exit}: nothing fired; armed again in {}",
-                    human_duration(delay)
-                );
-                self.set_phase(
-                    id,
-                    Phase::Retrying {
-                        jail,
-                        at: now + delay,
-                        why: format!("ended by {exit}"),
-                    },
-                );
+                let why = format!("ended by {exit}: nothing fired");
+                self.retry(id, jail, why, format!("ended by {exit}"), now);
             } else {
                 log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
                 self.set_phase(id, Phase::Spent { jail: None });

@@ -40,6 +40,11 @@ pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
 const MSG_PID: u32 = 1;
 const MSG_ARMED: u32 = 2;
 const MSG_FAILED: u32 = 3;
+/// From A: it has a descriptor table of its own, so the daemon may change its own again.
+const MSG_OWN_TABLE: u32 = 4;
+/// How long the daemon waits for A to take a table of its own: A is its fresh fork, on the
+/// host, in no jail, and does that first, so this is microseconds unless the host stops it.
+const OWN_TABLE_DEADLINE: Duration = Duration::from_secs(1);
 /// The index helper A reports its own failure under.
 const HELPER_A: u32 = u32::MAX;
 const MSG_LEN: usize = 12;
@@ -161,6 +166,8 @@ pub struct Placement {
     probes: Vec<Progress>,
     /// Why A failed, for every probe it did not start.
     helper_failed: Option<i32>,
+    /// A has said it has a descriptor table of its own.
+    own_table: bool,
     buf: Vec<u8>,
     /// End of file on the status pipe: every helper is done.
     done: bool,
@@ -225,30 +232,76 @@ impl Placement {
         let starts: Vec<BStart<'_>> = (0..probes.len() as u32)
             .map(|index| BStart { plan: &plan, index })
             .collect();
+        // A shares the daemon's descriptor table rather than copying it: with 10,000 probes
+        // the daemon holds 10,000 descriptors, and a copy (and A closing it again) per
+        // placement made arming grow with the number of probes. A takes a table of its own,
+        // holding only the low descriptors, before anything else, and says so.
         // SAFETY: the daemon is single-threaded, and helper A runs only `helper_a`, which
-        // makes async-signal-safe calls on data prepared above and never returns.
-        let forked = unsafe { posix::fork() };
+        // makes async-signal-safe calls on data prepared above, changes no descriptor before
+        // it has a table of its own, and never returns.
+        let forked = unsafe { raw::fork_sharing_descriptors() };
         let a_pid = match forked {
             Ok(Forked::Child) => helper_a(&plan, &starts),
-            Ok(Forked::Parent(pid)) => Ok(pid),
-            Err(e) => Err(e),
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => {
+                let _ = spawner.clear_slots();
+                return Err(os("clone", e));
+            }
         };
-        // A has a copy of the slots: the daemon's own copies of the write end, the jail's
-        // pidfd and its root go, so that the pipe's end of file comes with the helpers' end.
-        let cleared = spawner.clear_slots();
-        let a_pid = a_pid.map_err(|e| os("fork", e))?;
-        let helper = Process::from_own_child(a_pid).map_err(|e| os("pidfd_open of helper", e))?;
-        cleared.map_err(|e| os("dup3 of /dev/null", e))?;
-        Ok(Placement {
+        let helper = Process::from_own_child(a_pid).map_err(|e| os("pidfd_open of helper", e));
+        let mut placement = Placement {
             jail: jail.pid,
             reader,
-            helper,
+            helper: helper?,
             probes: probes.iter().map(|_| Progress::default()).collect(),
             helper_failed: None,
+            own_table: false,
             buf: Vec::with_capacity(64),
             done: false,
             deadline: now + PLACEMENT_DEADLINE,
-        })
+        };
+        placement.wait_for_own_table();
+        // A has its own copy of the slots: the daemon's copies of the write end, the jail's
+        // pidfd and its root go, so that the pipe's end of file comes with the helpers' end.
+        spawner
+            .clear_slots()
+            .map_err(|e| os("dup3 of /dev/null", e))?;
+        Ok(placement)
+    }
+
+    /// Until A has a descriptor table of its own (or is gone), the daemon must not change its
+    /// own: waits for A's word, briefly (see `OWN_TABLE_DEADLINE`). An A that does not say it
+    /// in time is killed, and waited for until it is gone.
+    fn wait_for_own_table(&mut self) {
+        let deadline = Instant::now() + OWN_TABLE_DEADLINE;
+        loop {
+            self.step();
+            if self.own_table || self.done || posix::readable_now(self.helper.poll_fd()) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.helper.kill();
+                let helper = self.helper.poll_fd();
+                let mut gone = [rustix::event::PollFd::new(
+                    &helper,
+                    rustix::event::PollFlags::IN,
+                )];
+                let _ = rustix::event::poll(&mut gone, None);
+                return;
+            }
+            let timeout =
+                rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                });
+            let helper = self.helper.poll_fd();
+            let mut fds = [
+                rustix::event::PollFd::new(&self.reader, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(&helper, rustix::event::PollFlags::IN),
+            ];
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        }
     }
 
     /// Readable when a helper reports, and at the end of file.
@@ -282,6 +335,10 @@ impl Placement {
         for msg in self.buf[..whole].chunks_exact(MSG_LEN) {
             let word = |i: usize| u32::from_ne_bytes(msg[i..i + 4].try_into().expect("4 bytes"));
             let (tag, index, value) = (word(0), word(4), word(8) as i32);
+            if tag == MSG_OWN_TABLE {
+                self.own_table = true;
+                continue;
+            }
             if index == HELPER_A {
                 self.helper_failed = self.helper_failed.or(Some(value));
                 continue;
@@ -409,10 +466,14 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>]) -> ! {
     {
         fail(status, HELPER_A, Stage::Dumpable, e.into());
     }
-    // Of the daemon's descriptors only the image and the slots go on: the Bs share this
-    // table until each takes a copy of it, which then costs the few entries left.
+    // A table of its own, holding of the daemon's descriptors only the image and the slots
+    // (the kernel copies just those): the Bs share it until each takes a copy, which then
+    // costs the few entries left. Until then the daemon waits, changing nothing in its table.
     if let Err(e) = raw::own_descriptors_below(plan.low_end) {
         fail(status, HELPER_A, Stage::Descriptors, e);
+    }
+    if report(status, MSG_OWN_TABLE, HELPER_A, 0).is_err() {
+        posix::exit_now(1);
     }
     if let Err(e) = rustix::thread::set_thread_groups(&[]) {
         fail(status, HELPER_A, Stage::Groups, e.into());

@@ -18,25 +18,22 @@ impl Poller {
 
     /// Reports `fd` under `token` while it is readable, until `remove`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        use rustix::event::epoll;
-        epoll::add(
-            &self.epoll,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::IN,
-        )?;
-        Ok(())
+        self.watch(fd, token, rustix::event::epoll::EventFlags::IN)
     }
 
     /// Reports `fd` under `token` while it is writable, until `remove`.
     pub fn add_writable(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.watch(fd, token, rustix::event::epoll::EventFlags::OUT)
+    }
+
+    fn watch(
+        &self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        flags: rustix::event::epoll::EventFlags,
+    ) -> io::Result<()> {
         use rustix::event::epoll;
-        epoll::add(
-            &self.epoll,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::OUT,
-        )?;
+        epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), flags)?;
         Ok(())
     }
 
