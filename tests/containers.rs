@@ -778,6 +778,35 @@ fn lxc_container_by_name_fires_from_inside_and_not_for_another_signal() {
     );
     sleep(SETTLE);
     assert_eq!(read(&fired), format!("{prefixed} BY_PREFIX\n"));
+    // A command knows where it came from: the manager, the container and its init, enough to
+    // enter it with no second lookup (it does, and reads the container's hostname).
+    let env = fired.with_file_name("env");
+    let enter = format!(
+        "{{ echo \"$JAILDAEMON_MANAGER $JAILDAEMON_CONTAINER $JAILDAEMON_JAIL_PID\"; \
+         nsenter -t \"$JAILDAEMON_JAIL_PID\" -u hostname; }} > {}",
+        env.display()
+    );
+    daemon.arm(&["-c", &enter, "-j", &lxc.name, "-t", "KNOWS"]);
+    assert!(lxc.pkill(0, "HUP", "KNOWS"));
+    assert!(
+        wait_for(LONG, || read(&env).lines().count() == 2),
+        "{}",
+        daemon.log_text()
+    );
+    let hostname = String::from_utf8(
+        Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-u", "hostname"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        read(&env),
+        format!("lxc {} {pid}\n{hostname}", lxc.name),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[test]

@@ -445,6 +445,8 @@ fn second_daemon_is_refused_and_stale_socket_is_taken_over() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The refused daemon leaves no pidfile of its own behind.
+    assert!(!other_pidfile.exists(), "a refused daemon left its pidfile");
     // Same pidfile, other socket: the pidfile lock refuses it.
     let out = Command::new(BIN)
         .args(["-D", "-F", "-f"])

@@ -33,22 +33,29 @@ pub(super) struct RunningCommand {
 impl RunningCommand {
     /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
+    /// `container` is the manager and container name the jail was found by, if named so: with
+    /// them and the jail's PID a command can enter the jail without looking it up again.
     pub fn spawn(
         spawner: &mut Spawner,
         probe: ProbeId,
         def: &Definition,
         jail: JailId,
+        container: Option<(&str, &str)>,
         now: Instant,
     ) -> io::Result<RunningCommand> {
         let id = probe.to_string();
         let jail_pid = jail.to_string();
-        let env = [
+        let mut env = vec![
             ("PATH", COMMAND_PATH),
             ("JAILDAEMON_JAIL", def.jail.as_str()),
             ("JAILDAEMON_JAIL_PID", jail_pid.as_str()),
             ("JAILDAEMON_TITLE", def.title.as_str()),
             ("JAILDAEMON_PROBE", id.as_str()),
         ];
+        if let Some((manager, name)) = container {
+            env.push(("JAILDAEMON_MANAGER", manager));
+            env.push(("JAILDAEMON_CONTAINER", name));
+        }
         let (process, output) = sys::spawn_command(spawner, &def.command, &env)?;
         Ok(RunningCommand {
             tag: format!("probe {probe} (jail {}, '{}')", def.jail, def.title),

@@ -646,7 +646,15 @@ impl Daemon {
     }
 
     fn run_command(&mut self, command: CommandId, probe: ProbeId, def: &Definition, jail: JailId) {
-        match RunningCommand::spawn(&mut self.spawner, probe, def, jail, Instant::now()) {
+        let container = self.jails.get(&jail).and_then(Jail::container);
+        match RunningCommand::spawn(
+            &mut self.spawner,
+            probe,
+            def,
+            jail,
+            container,
+            Instant::now(),
+        ) {
             Ok(running) => {
                 log::info!(
                     "{} command started, host pid {}",

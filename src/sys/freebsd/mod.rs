@@ -230,6 +230,11 @@ impl Jail {
         self.jid
     }
 
+    /// Container managers are a Linux matter: a FreeBSD jail is named by jid or name itself.
+    pub fn container(&self) -> Option<(&str, &str)> {
+        None
+    }
+
     /// The FreeBSD probe does not look at who sent its SIGHUP: any process allowed to signal it
     /// fires it, as in a Linux jail that shares the host's pid namespace (SECURITY.md).
     pub fn shares_host_pids(&self) -> bool {

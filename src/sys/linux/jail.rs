@@ -50,6 +50,8 @@ pub struct Jail {
     /// It is in the host's pid namespace: its probes cannot tell a host process from one of
     /// the jail's, so any host process allowed to signal them can fire them.
     shares_host_pids: bool,
+    /// The container manager and container name it was found by, for a container named so.
+    container: Option<(&'static str, String)>,
 }
 
 fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
@@ -126,6 +128,7 @@ impl Jail {
             gid_map,
             setgroups_allowed,
             shares_host_pids,
+            container: None,
         };
         jail.check_alive()?;
         Ok(jail)
@@ -135,6 +138,15 @@ impl Jail {
     /// host process (SECURITY.md).
     pub fn shares_host_pids(&self) -> bool {
         self.shares_host_pids
+    }
+
+    /// The manager and container name it was found by (`lxc`, `web1`), if named so.
+    pub fn container(&self) -> Option<(&str, &str)> {
+        self.container.as_ref().map(|(m, n)| (*m, n.as_str()))
+    }
+
+    pub(super) fn set_container(&mut self, manager: &'static str, name: &str) {
+        self.container = Some((manager, name.to_string()));
     }
 
     /// What identifies the jail on this host: the PID it was named by.

@@ -275,11 +275,13 @@ impl Lookup {
                     containers::confirmed(&self.spec, found, again)
                         .and_then(|()| jail.check_alive())
                         .map(|()| {
-                            let Stage::Confirming { jail, .. } =
-                                std::mem::replace(&mut self.stage, Stage::Asking(Vec::new()))
+                            let Stage::Confirming {
+                                mut jail, found, ..
+                            } = std::mem::replace(&mut self.stage, Stage::Asking(Vec::new()))
                             else {
                                 unreachable!("matched above")
                             };
+                            jail.set_container(found.manager.name(), &self.name);
                             jail
                         }),
                 )
