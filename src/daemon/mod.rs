@@ -72,6 +72,7 @@ struct ConfigFile {
 /// started (their ids could not be resolved).
 struct InFlight {
     placement: Placement,
+    jail: JailId,
     probes: Vec<(ProbeId, (u32, u32))>,
     refused: Vec<(ProbeId, Error)>,
 }
@@ -580,6 +581,7 @@ impl Daemon {
                     placement,
                     InFlight {
                         placement: started,
+                        jail,
                         probes: placing,
                         refused,
                     },
@@ -610,10 +612,8 @@ impl Daemon {
         }
         let flight = self.placements.remove(&id).expect("present");
         self.poller.remove(flight.placement.poll_fd());
-        let jail = self
-            .core_jail_of(&flight)
-            .and_then(|jail| self.jails.get(&jail));
-        let placed = flight.placement.finish(jail);
+        // The jail, if it is still held: one that stopped meanwhile gets no probe.
+        let placed = flight.placement.finish(self.jails.get(&flight.jail));
         for process in placed.leftovers {
             self.reap_later(process);
         }
@@ -634,15 +634,6 @@ impl Daemon {
             placement: id,
             results,
         });
-    }
-
-    /// The jail a placement's probes are in, as the core sees them.
-    fn core_jail_of(&self, flight: &InFlight) -> Option<JailId> {
-        let (probe, _) = flight.probes.first()?;
-        match self.core.probe(*probe)?.phase {
-            self::core::Phase::Placing { jail, .. } => Some(jail),
-            _ => None,
-        }
     }
 
     fn run_command(&mut self, command: CommandId, probe: ProbeId, def: &Definition, jail: JailId) {
