@@ -23,6 +23,7 @@ pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
+                  [--cooldown duration]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -47,6 +48,9 @@ utility (-c, -l, -k):
   -r            arm the probe again once the command has finished
   -R            arm the probe again at once, without waiting for the command (-rR is -R)
   -P            keep the probe in the daemon's state file: it survives restarts
+  --cooldown duration
+                with -r or -R: after a fire the probe comes back no sooner than this
+                (30s, 5m, 1h; 1s to 24h); the jail sees no probe meanwhile
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -122,6 +126,7 @@ struct Flags {
     r: bool,
     big_r: bool,
     persist: bool,
+    cooldown: Option<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -170,6 +175,7 @@ pub fn parse_with(
             Short('P') => f.persist = true,
             Short('l') => f.list = true,
             Long("json") => f.json = true,
+            Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
             Short('h') | Long("help") => return Ok(plain(Mode::Help)),
             Short('V') | Long("version") => return Ok(plain(Mode::Version)),
             _ => return Err(usage(arg.unexpected())),
@@ -198,6 +204,7 @@ pub fn parse_with(
         ("-r", f.r),
         ("-R", f.big_r),
         ("-P", f.persist),
+        ("--cooldown", f.cooldown.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -288,6 +295,25 @@ pub fn parse_with(
         (true, false) => Respawn::AfterCommand,
         (false, false) => Respawn::Never,
     };
+    // A duration that does not parse, or is out of range, is bad data (65), as the daemon
+    // would say of the request.
+    let duration = |flag: &str, text: Option<String>, range: std::ops::RangeInclusive<u64>| {
+        let Some(text) = text else { return Ok(None) };
+        let secs = crate::definition::parse_duration(&text)
+            .map_err(|why| Error::new(Kind::Data, format!("{flag}: {why}")))?;
+        if !range.contains(&secs) {
+            return Err(Error::new(
+                Kind::Data,
+                format!(
+                    "{flag}: {text} is out of range; it must be {} to {}",
+                    crate::definition::show_duration(*range.start()),
+                    crate::definition::show_duration(*range.end())
+                ),
+            ));
+        }
+        Ok(Some(secs))
+    };
+    let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
     let request = Arm {
         command,
         jail,
@@ -295,6 +321,7 @@ pub fn parse_with(
         respawn,
         user: f.user,
         group: f.group,
+        cooldown,
         persist: f.persist,
     };
     request
@@ -413,6 +440,32 @@ mod tests {
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
             assert!(err.message.contains(needle), "{args:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn durations_are_checked_and_a_bad_one_is_bad_data_naming_its_option() {
+        let Mode::Arm { request, .. } =
+            parse_str(&["-c", "x", "-j", "1", "-R", "--cooldown", "1m"]).unwrap()
+        else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.cooldown, Some(60));
+        for (args, kind, needle) in [
+            (
+                &["--cooldown", "5x", "-R"][..],
+                Kind::Data,
+                "--cooldown: '5x'",
+            ),
+            (&["--cooldown", "25h", "-R"][..], Kind::Data, "1s to 24h"),
+            (&["--cooldown", "0s", "-r"][..], Kind::Data, "out of range"),
+            (&["--cooldown", "60s"][..], Kind::Usage, "single-shot"),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, kind, "{args:?}");
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let err = parse_str(&["-l", "--cooldown", "1m"]).unwrap_err();
+        assert!(err.message.contains("--cooldown do(es) not go with -l"));
     }
 
     fn parse_env(args: &[&str], socket: Option<&str>) -> Result<Parsed, Error> {

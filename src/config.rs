@@ -8,6 +8,7 @@
 //! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R)
 //! user = "www"                       # default root; inside the jail
 //! group = "www"                      # default the user's group
+//! cooldown = "60s"                   # with -r or -R: back no sooner than this after a fire
 //! ```
 //!
 //! A probe is identified by its jail and title: two declarations with the same pair are an
@@ -37,6 +38,7 @@ struct Declared {
     respawn: Option<Respawn>,
     user: Option<String>,
     group: Option<String>,
+    cooldown: Option<String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -71,6 +73,12 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
         let start = spanned.span().start;
         let line = || line_of(start);
         let d = spanned.into_inner();
+        let duration = |field: &str, text: Option<String>| {
+            text.map(|t| crate::definition::parse_duration(&t))
+                .transpose()
+                .map_err(|why| refuse(line(), format!("{field}: {why}")))
+        };
+        let cooldown = duration("cooldown", d.cooldown)?;
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -78,6 +86,7 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
             respawn: d.respawn.unwrap_or(Respawn::Never),
             user: d.user,
             group: d.group,
+            cooldown,
             persist: false,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
@@ -108,6 +117,7 @@ mod tests {
              command = \"lxc-stop -r -n web1\"\n\
              title = \"REBOOT\"\n\
              respawn = \"after_command\"\n\
+             cooldown = \"1m\"\n\
              \n\
              [[probe]]\n\
              jail = \"4144\"\n\
@@ -121,6 +131,8 @@ mod tests {
         assert_eq!(probes[1].title, DEFAULT_TITLE);
         assert_eq!(probes[1].respawn, Respawn::Never);
         assert_eq!(probes[1].user.as_deref(), Some("www"));
+        assert_eq!(probes[0].cooldown, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(probes[1].cooldown, None);
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# nothing yet\n").unwrap().is_empty());
     }
@@ -148,6 +160,21 @@ mod tests {
                 "second probe titled",
             ),
             ("[[probes]]\njail = \"1\"\n", 1, "probes"),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"1x\"\n",
+                1,
+                "cooldown: '1x' is not a duration",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"25h\"\n",
+                1,
+                "cooldown: 25h is out of range",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ncooldown = \"60s\"\n",
+                1,
+                "single-shot",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind, Kind::Config, "{text}");

@@ -42,6 +42,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
                 ProbeState::Retrying => "retrying",
                 ProbeState::Waiting => "waiting",
                 ProbeState::Refused => "refused",
+                ProbeState::Cooling => "cooling",
             }
             .to_string(),
             p.pid.map_or_else(dash, |p| p.to_string()),

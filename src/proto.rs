@@ -21,14 +21,17 @@ pub const MAX_COMMAND: usize = 4096;
 pub const MAX_TITLE: usize = 200;
 /// Longest jail name or id, in bytes.
 pub const MAX_JAIL: usize = 255;
+/// The range of a cooldown, in seconds: 1 s to 24 h.
+pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
 /// When a fired probe comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Respawn {
     /// Single shot (default).
+    #[default]
     Never,
     /// `-r`: after the command has finished.
     AfterCommand,
@@ -45,6 +48,9 @@ pub struct Arm {
     pub respawn: Respawn,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `--cooldown`, in seconds: a fired probe comes back no sooner than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<u64>,
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
@@ -103,6 +109,8 @@ pub enum ProbeState {
     Retrying,
     /// Its jail is not running; it is armed when the jail runs again.
     Waiting,
+    /// It fired and comes back when its cooldown is over; `last` says when.
+    Cooling,
     /// It cannot be placed for a reason no retry fixes (an unknown user, say); `last` says
     /// which.
     Refused,
@@ -173,6 +181,19 @@ impl Arm {
                 "the title must be 1 to {MAX_TITLE} printable bytes"
             ));
         }
+        if let Some(secs) = self.cooldown {
+            if !COOLDOWN_RANGE.contains(&secs) {
+                return data(format!(
+                    "cooldown: {} is out of range; it must be 1s to 24h",
+                    crate::definition::show_duration(secs)
+                ));
+            }
+            if self.respawn == Respawn::Never {
+                return data(
+                    "cooldown: a single-shot probe never comes back; give -r or -R too".into(),
+                );
+            }
+        }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
                 return data(format!("'{id}' is not a valid user or group"));
@@ -238,6 +259,7 @@ mod tests {
             respawn: Respawn::Never,
             user: None,
             group: None,
+            cooldown: None,
             persist: false,
         }
     }
@@ -295,5 +317,17 @@ mod tests {
         let mut a = arm();
         a.user = Some("a:b".into());
         assert!(a.validate().is_err());
+        // A cooldown: within its range, and only on a probe that comes back.
+        let mut a = arm();
+        a.respawn = Respawn::Immediately;
+        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            a.cooldown = Some(secs);
+            assert_eq!(a.validate().is_ok(), ok, "{secs}");
+        }
+        a.respawn = Respawn::Never;
+        a.cooldown = Some(60);
+        let err = a.validate().unwrap_err();
+        assert_eq!(err.kind, Kind::Data);
+        assert!(err.message.starts_with("cooldown:"), "{}", err.message);
     }
 }

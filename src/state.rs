@@ -35,6 +35,10 @@ struct Record {
     respawn: Respawn,
     user: Option<String>,
     group: Option<String>,
+    /// Seconds; written only when set, so that files without one stay readable by earlier
+    /// versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cooldown: Option<u64>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -53,6 +57,7 @@ impl From<Record> for Definition {
             respawn: r.respawn,
             user: r.user,
             group: r.group,
+            cooldown: r.cooldown.map(std::time::Duration::from_secs),
         }
     }
 }
@@ -66,6 +71,7 @@ impl From<&Definition> for Record {
             respawn: d.respawn,
             user: d.user.clone(),
             group: d.group.clone(),
+            cooldown: d.cooldown.map(|c| c.as_secs()),
             persist: true,
         }
     }
@@ -169,6 +175,7 @@ mod tests {
             respawn: Respawn::AfterCommand,
             user: Some("www".into()),
             group: None,
+            cooldown: Some(std::time::Duration::from_secs(90)),
         }
     }
 

@@ -12,7 +12,8 @@
 //! | `Finding` | its jail's name is being looked up    | placing   |
 //! | `Placing` | its jail; a placement in flight, or queued for one | placing |
 //! | `Armed`   | its jail, process and ids             | armed     |
-//! | `Held`    | its jail; fired, back when its commands end | running |
+//! | `Held`    | its jail; fired, back when its commands end (not before its cooldown) | running |
+//! | `Cooling` | its jail; fired, back when its cooldown is over | cooling |
 //! | `Spent`   | fired single shot: back when its jail runs again (survivors), or gone once its command ends | running, spent |
 //! | `Retrying`| its jail, which runs; placed again after a back-off | retrying |
 //! | `Waiting` | its jail is not running; looked for again | waiting |
@@ -109,6 +110,14 @@ pub enum Phase {
     Held {
         jail: JailId,
         ids: Ids,
+        /// Its cooldown's end (`-r`): once its commands end, it waits for this too.
+        until: Option<Instant>,
+    },
+    /// Fired, and kept out of its jail until its cooldown is over.
+    Cooling {
+        jail: JailId,
+        ids: Ids,
+        until: Instant,
     },
     Spent {
         /// None once its jail stopped: a plain probe then only waits for its command.
@@ -135,6 +144,7 @@ impl Phase {
             Phase::Placing { jail, .. }
             | Phase::Armed { jail, .. }
             | Phase::Held { jail, .. }
+            | Phase::Cooling { jail, .. }
             | Phase::Retrying { jail, .. } => Some(*jail),
             Phase::Spent { jail } => *jail,
             Phase::Finding { .. } | Phase::Waiting { .. } | Phase::Refused { .. } => None,
@@ -185,7 +195,7 @@ struct Tally {
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
-    /// When retrying and waiting probes are due.
+    /// When retrying, waiting and cooling probes are due.
     timers: BTreeSet<(Instant, ProbeId)>,
 }
 
@@ -235,7 +245,9 @@ impl Tally {
             index(&mut self.queued, *jail, id, add);
         }
         let due = match phase {
-            Phase::Retrying { at, .. } | Phase::Waiting { at: Some(at), .. } => Some(*at),
+            Phase::Retrying { at, .. }
+            | Phase::Waiting { at: Some(at), .. }
+            | Phase::Cooling { until: at, .. } => Some(*at),
             _ => None,
         };
         if let Some(at) = due {
@@ -415,7 +427,7 @@ impl Core {
                 jail,
             } => self.remove_request(client, &which, &jail, now),
             Event::List { client } => {
-                let probes = self.list();
+                let probes = self.list(now);
                 self.effects.push(Effect::Reply {
                     client,
                     response: Response::Probes { probes },
@@ -947,8 +959,9 @@ impl Core {
             jail,
         });
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
-        match probe.def.respawn {
-            Respawn::Never => {
+        let until = probe.def.cooldown.map(|c| now + c);
+        match (probe.def.respawn, until) {
+            (Respawn::Never, _) => {
                 self.set_phase(id, Phase::Spent { jail: Some(jail) });
                 // A fired single-shot `-P` probe leaves the state file now, not when its
                 // command ends: a crash in between must not arm it again.
@@ -956,18 +969,66 @@ impl Core {
                     self.save(Vec::new());
                 }
             }
-            Respawn::Immediately if commands < MAX_RUNNING_PER_PROBE => {
-                self.set_phase(id, Phase::Held { jail, ids });
+            (Respawn::Immediately, Some(until)) => self.cool(id, jail, ids, until, now),
+            (Respawn::Immediately, None) if commands < MAX_RUNNING_PER_PROBE => {
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
                 self.enqueue(id, jail, None, now);
             }
-            Respawn::Immediately => {
+            (Respawn::Immediately, None) => {
                 log::warn!(
                     "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
                 );
-                self.set_phase(id, Phase::Held { jail, ids });
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
             }
-            Respawn::AfterCommand => self.set_phase(id, Phase::Held { jail, ids }),
+            (Respawn::AfterCommand, until) => self.set_phase(id, Phase::Held { jail, ids, until }),
         }
+    }
+
+    /// Probe `id` stays out of its jail until `until`, its cooldown's end.
+    fn cool(&mut self, id: ProbeId, jail: JailId, ids: Ids, until: Instant, now: Instant) {
+        let probe = &self.probes[&id];
+        log::info!(
+            "{} cooling down: back in {}",
+            probe.tag(id),
+            human_duration(until - now)
+        );
+        self.set_phase(id, Phase::Cooling { jail, ids, until });
+    }
+
+    /// A cooled-down (or `-R` held) probe goes back into its jail, unless `-R` has its
+    /// `MAX_RUNNING_PER_PROBE` commands running: then it waits for one to end.
+    fn come_back(&mut self, id: ProbeId, jail: JailId, ids: Ids, now: Instant) {
+        let probe = &self.probes[&id];
+        if probe.def.respawn == Respawn::Immediately && probe.commands >= MAX_RUNNING_PER_PROBE {
+            log::warn!(
+                "{}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes",
+                probe.tag(id)
+            );
+            self.set_phase(
+                id,
+                Phase::Held {
+                    jail,
+                    ids,
+                    until: None,
+                },
+            );
+            return;
+        }
+        self.enqueue(id, jail, None, now);
     }
 
     fn command_ended(
@@ -999,6 +1060,16 @@ impl Core {
         probe.last = Some(ended);
         match probe.phase {
             // `-r` after its command; `-R` held back at its limit, once one ends.
+            Phase::Held {
+                jail,
+                ids,
+                until: Some(until),
+            } if probe.def.respawn == Respawn::AfterCommand
+                && probe.commands == 0
+                && until > now =>
+            {
+                self.cool(id, jail, ids, until, now)
+            }
             Phase::Held { jail, .. }
                 if probe.def.respawn == Respawn::AfterCommand && probe.commands == 0 =>
             {
@@ -1101,6 +1172,7 @@ impl Core {
                 Phase::Retrying { jail, .. } if self.jails.contains_key(jail) => {
                     self.enqueue(id, *jail, None, now)
                 }
+                Phase::Cooling { jail, ids, .. } => self.come_back(id, *jail, *ids, now),
                 // Its command outlived its jail: it looks for the jail once the command ends.
                 Phase::Waiting { why, .. } if probe.commands > 0 => {
                     let why = why.clone();
@@ -1291,8 +1363,8 @@ impl Core {
         }
     }
 
-    /// `-l`: every probe, in id order.
-    pub fn list(&self) -> Vec<ProbeInfo> {
+    /// `-l` at `now`: every probe, in id order.
+    pub fn list(&self, now: Instant) -> Vec<ProbeInfo> {
         self.probes
             .iter()
             .map(|(id, p)| {
@@ -1305,6 +1377,7 @@ impl Core {
                     Phase::Spent { .. } if p.commands > 0 => (ProbeState::Running, None, None),
                     Phase::Spent { .. } => (ProbeState::Spent, None, None),
                     Phase::Retrying { .. } => (ProbeState::Retrying, None, None),
+                    Phase::Cooling { ids, .. } => (ProbeState::Cooling, None, Some(*ids)),
                     Phase::Waiting { .. } => (ProbeState::Waiting, None, None),
                     Phase::Refused { .. } => (ProbeState::Refused, None, None),
                 };
@@ -1312,6 +1385,11 @@ impl Core {
                     Phase::Waiting { why, .. }
                     | Phase::Refused { why }
                     | Phase::Retrying { why, .. } => Some(why.clone()),
+                    Phase::Cooling { until, .. } => Some(format!(
+                        "{}; cooling down, back in {}",
+                        p.last.as_deref().unwrap_or("fired"),
+                        human_duration(until.saturating_duration_since(now))
+                    )),
                     _ => p.last.clone(),
                 };
                 ProbeInfo {
@@ -1424,6 +1502,7 @@ mod tests {
                 Some(Phase::Placing { .. }) => "placing",
                 Some(Phase::Armed { .. }) => "armed",
                 Some(Phase::Held { .. }) => "held",
+                Some(Phase::Cooling { .. }) => "cooling",
                 Some(Phase::Spent { .. }) => "spent",
                 Some(Phase::Retrying { .. }) => "retrying",
                 Some(Phase::Waiting { .. }) => "waiting",
@@ -1438,8 +1517,15 @@ mod tests {
             title: title.into(),
             command: format!("echo {title}"),
             respawn,
-            user: None,
-            group: None,
+            ..Definition::default()
+        }
+    }
+
+    /// A `-R` probe (or another mode) with a cooldown of `secs`.
+    fn cooled(respawn: Respawn, secs: u64) -> Definition {
+        Definition {
+            cooldown: Some(Duration::from_secs(secs)),
+            ..def("web1", "T", respawn)
         }
     }
 
@@ -1531,12 +1617,13 @@ mod tests {
     /// Brings declared probe 1 of jail "web1" into `phase`.
     fn rig_in(phase: &str) -> Rig {
         let mut rig = Rig::new();
-        let respawn = match phase {
-            "held" => Respawn::AfterCommand,
-            _ => Respawn::Never,
+        let definition = match phase {
+            "held" => def("web1", "T", Respawn::AfterCommand),
+            "cooling" => cooled(Respawn::Immediately, 60),
+            _ => def("web1", "T", Respawn::Never),
         };
         rig.send(Event::Declare {
-            def: def("web1", "T", respawn),
+            def: definition,
             origin: Origin::Config,
         });
         if phase == "finding" {
@@ -1558,7 +1645,7 @@ mod tests {
         rig.send(placed(1, 1, PID));
         match phase {
             "armed" => {}
-            "held" | "spent" => {
+            "held" | "spent" | "cooling" => {
                 rig.send(magic(1));
             }
             "retrying" => {
@@ -1595,12 +1682,13 @@ mod tests {
             ("listed", || Event::List { client: 9 }),
         ];
         #[rustfmt::skip]
-        let table: [(&str, [&str; 13]); 8] = [
+        let table: [(&str, [&str; 13]); 9] = [
             //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
             ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
             ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
             ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
             ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
+            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling"]),
             ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
             ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
             ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
@@ -1669,7 +1757,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(rig.phase(2), "gone");
-        assert_eq!(rig.core.list().len(), 1);
+        assert_eq!(rig.core.list(rig.now).len(), 1);
     }
 
     #[test]
@@ -1805,7 +1893,7 @@ mod tests {
         assert_eq!(placements(&effects), vec![(2, vec![1])]);
         rig.send(placed(2, 1, 600));
         assert_eq!(rig.phase(1), "armed");
-        assert_eq!(rig.core.list()[0].jail_id, Some(200));
+        assert_eq!(rig.core.list(rig.now)[0].jail_id, Some(200));
         // Twin: a plain probe (`-c`) that fired is gone once its command ends.
         let mut rig = Rig::new();
         rig.send(Event::Arm {
@@ -1816,7 +1904,7 @@ mod tests {
         rig.send(found("4144", 4144));
         rig.send(placed(1, 1, PID));
         rig.send(magic(1));
-        assert_eq!(rig.core.list()[0].state, ProbeState::Running);
+        assert_eq!(rig.core.list(rig.now)[0].state, ProbeState::Running);
         rig.send(ended(1));
         assert_eq!(rig.phase(1), "gone");
     }
@@ -1845,16 +1933,16 @@ mod tests {
     fn what_list_says_is_true() {
         // An unknown user is refused with its reason, never shown as waiting or with ids.
         let rig = rig_in("refused");
-        let info = &rig.core.list()[0];
+        let info = &rig.core.list(rig.now)[0];
         assert_eq!(info.state, ProbeState::Refused);
         assert_eq!((info.uid, info.gid, info.pid), (None, None, None));
         // A probe killed in a running jail is retrying, not waiting for its jail.
         let rig = rig_in("retrying");
-        assert_eq!(rig.core.list()[0].state, ProbeState::Retrying);
-        assert_eq!(rig.core.list()[0].jail_id, Some(JAIL));
+        assert_eq!(rig.core.list(rig.now)[0].state, ProbeState::Retrying);
+        assert_eq!(rig.core.list(rig.now)[0].jail_id, Some(JAIL));
         // Waiting means the jail is not running.
         let rig = rig_in("waiting");
-        let info = &rig.core.list()[0];
+        let info = &rig.core.list(rig.now)[0];
         assert_eq!(info.state, ProbeState::Waiting);
         assert_eq!(info.jail_id, None);
         assert!(info.last.as_deref().unwrap().contains("not running"));
@@ -1963,6 +2051,103 @@ mod tests {
         let effects = rig.send(placed(1, 1, PID));
         assert_eq!(kills(&effects), vec![1]);
         assert_eq!(rig.phase(1), "waiting");
+    }
+
+    #[test]
+    fn a_cooling_probe_stays_out_of_its_jail_until_its_cooldown_is_over() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::Immediately, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        let effects = rig.send(magic(1));
+        assert!(matches!(effects.as_slice(), [Effect::Run { .. }]));
+        assert!(
+            placements(&effects).is_empty(),
+            "placed during its cooldown"
+        );
+        assert_eq!(rig.phase(1), "cooling");
+        // Its command ending changes nothing, and `-l` says when it is back.
+        rig.send(ended(1));
+        let effects = rig.later(Duration::from_secs(59));
+        assert!(placements(&effects).is_empty());
+        let info = &rig.core.list(rig.now)[0];
+        assert_eq!(info.state, ProbeState::Cooling);
+        assert!(
+            info.last.as_deref().unwrap().ends_with("back in 1.0s"),
+            "{info:?}"
+        );
+        assert_eq!(
+            rig.core.next_deadline(),
+            Some(rig.now + Duration::from_secs(1))
+        );
+        let effects = rig.later(Duration::from_secs(1));
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        // Twin: without a cooldown, `-R` is placed again at once.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("web1", "T", Respawn::Immediately),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(placements(&rig.send(magic(1))), vec![(2, vec![1])]);
+    }
+
+    #[test]
+    fn after_command_with_a_cooldown_waits_for_both() {
+        // A short command: back when the cooldown is over.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::AfterCommand, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig.send(magic(1));
+        assert_eq!(rig.phase(1), "held");
+        rig.now += Duration::from_secs(10);
+        assert!(placements(&rig.send(ended(1))).is_empty());
+        assert_eq!(rig.phase(1), "cooling");
+        assert_eq!(
+            placements(&rig.later(Duration::from_secs(50))),
+            vec![(2, vec![1])]
+        );
+        // A long command: back when it ends, the cooldown being over by then.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::AfterCommand, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig.send(magic(1));
+        assert!(placements(&rig.later(Duration::from_secs(90))).is_empty());
+        rig.now += Duration::from_secs(1);
+        assert_eq!(placements(&rig.send(ended(1))), vec![(2, vec![1])]);
+    }
+
+    #[test]
+    fn respawn_immediately_after_its_cooldown_still_keeps_its_command_limit() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::Immediately, 1),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        for n in 2..=MAX_RUNNING_PER_PROBE as u64 {
+            rig.send(magic(1));
+            rig.later(Duration::from_secs(1));
+            rig.send(placed(n, 1, PID + n as Pid));
+        }
+        rig.send(magic(1));
+        assert_eq!(rig.phase(1), "cooling");
+        assert!(placements(&rig.later(Duration::from_secs(1))).is_empty());
+        assert_eq!(rig.phase(1), "held");
+        assert_eq!(placements(&rig.send(ended(2))).len(), 1);
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! Commands under control (issue 15): cooldown, queued runs, timeouts, a host user. The real
+//! binary, its real socket, real namespace jails and real signals; every test that expects a
+//! command to run has a twin that expects it not to.
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use jaildaemon::proto::{ProbeInfo, ProbeState};
+use util::*;
+
+const SETTLE: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(5);
+
+fn list(daemon: &Daemon) -> Vec<ProbeInfo> {
+    let out = daemon.util(&["-l", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn probe<'a>(probes: &'a [ProbeInfo], title: &str) -> &'a ProbeInfo {
+    probes
+        .iter()
+        .find(|p| p.title == title)
+        .unwrap_or_else(|| panic!("no probe {title} in {probes:?}"))
+}
+
+/// Arms a probe in `jail` running `command`; `rest` adds -t, -R, --cooldown ….
+fn arm(daemon: &Daemon, jail: &Jail, command: &str, rest: &[&str]) {
+    let spec = jail.spec();
+    let mut args = vec!["-c", command, "-j", &spec];
+    args.extend(rest);
+    daemon.arm(&args);
+}
+
+fn append(file: &Path) -> String {
+    format!("echo \"$JAILDAEMON_TITLE\" >> {}", file.display())
+}
+
+#[test]
+fn a_cooling_probe_is_not_in_its_jail_and_comes_back_when_its_cooldown_is_over() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_cooling_probe_is_not_in_its_jail_and_comes_back_when_its_cooldown_is_over")
+    else {
+        return;
+    };
+    arm(
+        &daemon,
+        &jail,
+        &append(&fired),
+        &["-R", "-t", "COOLED", "--cooldown", "3s"],
+    );
+    assert!(jail.pkill(0, "HUP", "COOLED"));
+    let first = Instant::now();
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+    // During the cooldown the jail finds no probe: a trigger signals nothing and runs nothing,
+    // and -l says when it comes back.
+    sleep(SETTLE);
+    assert!(
+        jail.probes("COOLED").is_empty(),
+        "a probe during the cooldown"
+    );
+    assert!(!jail.pkill(0, "HUP", "COOLED"));
+    let p = probe(&list(&daemon), "COOLED").clone();
+    assert_eq!(p.state, ProbeState::Cooling, "{p:?}");
+    assert!(p.last.as_deref().unwrap().contains("back in"), "{p:?}");
+    let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
+    assert!(table.contains("cooling"), "{table}");
+    sleep(SETTLE);
+    assert_eq!(
+        lines(&fired),
+        1,
+        "a trigger during the cooldown ran the command"
+    );
+    // After it, the probe is back (not before the 3 s are over) and fires again.
+    assert!(wait_for(LONG, || jail.probes("COOLED").len() == 1));
+    let back = first.elapsed();
+    assert!(back >= Duration::from_millis(2900), "back after {back:?}");
+    assert_eq!(probe(&list(&daemon), "COOLED").state, ProbeState::Armed);
+    assert!(jail.pkill(0, "HUP", "COOLED"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 2),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.log_text().contains("cooling down: back in 3.0s"));
+}
+
+#[test]
+fn a_bad_duration_is_refused_naming_its_field() {
+    // On the command line: bad data (65), before any daemon is asked.
+    for (value, needle) in [("5x", "'5x' is not a duration"), ("25h", "out of range")] {
+        let out = Command::new(BIN)
+            .args(["-c", "true", "-j", "1", "-R", "--cooldown", value])
+            .args(["-f", "/nonexistent/jd.sock"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(65), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--cooldown") && err.contains(needle), "{err}");
+    }
+    // In the configuration file: a configuration error (78) with its line.
+    let dir = TempDir::new();
+    let config = dir.path("jd.conf");
+    fs::write(
+        &config,
+        "[[probe]]\njail = \"1\"\ncommand = \"true\"\nrespawn = \"immediately\"\ncooldown = \"soon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-C"])
+        .arg(&config)
+        .args(["-S"])
+        .arg(dir.path("state"))
+        .args(["-p"])
+        .arg(dir.path("jd.pid"))
+        .args(["-f"])
+        .arg(dir.path("jd.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1: cooldown: 'soon'"), "{err}");
+    // Twin: the same file with a good duration starts (and is stopped at once).
+    if rustix::process::geteuid().is_root() {
+        fs::write(
+            &config,
+            "[[probe]]\njail = \"jd-test-no-such-container\"\ncommand = \"true\"\nrespawn = \"immediately\"\ncooldown = \"1m\"\n",
+        )
+        .unwrap();
+        let daemon = Daemon::launch(&dir, &[], &["-C", config.to_str().unwrap()]);
+        drop(daemon);
+    }
+}
