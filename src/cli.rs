@@ -23,7 +23,7 @@ pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
-                  [--cooldown duration]
+                  [--queue] [--cooldown duration]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -48,9 +48,11 @@ utility (-c, -l, -k):
   -r            arm the probe again once the command has finished
   -R            arm the probe again at once, without waiting for the command (-rR is -R)
   -P            keep the probe in the daemon's state file: it survives restarts
+  --queue       arm the probe again at once; a fire while the command runs queues one
+                more run after it (never two at once, later triggers join that run)
   --cooldown duration
-                with -r or -R: after a fire the probe comes back no sooner than this
-                (30s, 5m, 1h; 1s to 24h); the jail sees no probe meanwhile
+                with -r, -R or --queue: after a fire the probe comes back no sooner
+                than this (30s, 5m, 1h; 1s to 24h); the jail sees no probe meanwhile
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -127,6 +129,7 @@ struct Flags {
     big_r: bool,
     persist: bool,
     cooldown: Option<String>,
+    queue: bool,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -175,6 +178,7 @@ pub fn parse_with(
             Short('P') => f.persist = true,
             Short('l') => f.list = true,
             Long("json") => f.json = true,
+            Long("queue") => f.queue = true,
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
             Short('h') | Long("help") => return Ok(plain(Mode::Help)),
             Short('V') | Long("version") => return Ok(plain(Mode::Version)),
@@ -204,6 +208,7 @@ pub fn parse_with(
         ("-r", f.r),
         ("-R", f.big_r),
         ("-P", f.persist),
+        ("--queue", f.queue),
         ("--cooldown", f.cooldown.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
@@ -290,10 +295,16 @@ pub fn parse_with(
         .ok_or_else(|| usage("-c needs -j JAIL: which jail the probe goes into"))?;
     // 0.2's synopsis has [-rR], and its -R is "-r without waiting for the command": given
     // both, in any order, -R is what they ask for.
-    let respawn = match (f.r, f.big_r) {
-        (_, true) => Respawn::Immediately,
-        (true, false) => Respawn::AfterCommand,
-        (false, false) => Respawn::Never,
+    let respawn = match (f.r, f.big_r, f.queue) {
+        (false, false, true) => Respawn::Queue,
+        (_, _, true) => {
+            return Err(usage(
+                "--queue does not go with -r or -R: it is a mode of its own",
+            ));
+        }
+        (_, true, false) => Respawn::Immediately,
+        (true, false, false) => Respawn::AfterCommand,
+        (false, false, false) => Respawn::Never,
     };
     // A duration that does not parse, or is out of range, is bad data (65), as the daemon
     // would say of the request.
@@ -501,6 +512,19 @@ mod tests {
             Respawn::AfterCommand
         );
         assert_eq!(respawn_of(&["-c", "x", "-j", "1"]), Respawn::Never);
+        assert_eq!(
+            respawn_of(&["-c", "x", "-j", "1", "--queue"]),
+            Respawn::Queue
+        );
+        for extra in ["-r", "-R"] {
+            let err = parse_str(&["-c", "x", "-j", "1", "--queue", extra]).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage);
+            assert!(
+                err.message.contains("--queue does not go with"),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]

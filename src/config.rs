@@ -5,10 +5,11 @@
 //! jail = "web1"                      # required: PID, container or jail name, manager:name
 //! command = "lxc-stop -r -n web1"    # required: run with /bin/sh -c on the host
 //! title = "REBOOT"                   # default "jaildaemon-probe"
-//! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R)
+//! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R),
+//!                                    # "queue" (--queue)
 //! user = "www"                       # default root; inside the jail
 //! group = "www"                      # default the user's group
-//! cooldown = "60s"                   # with -r or -R: back no sooner than this after a fire
+//! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! ```
 //!
 //! A probe is identified by its jail and title: two declarations with the same pair are an
@@ -133,6 +134,9 @@ mod tests {
         assert_eq!(probes[1].user.as_deref(), Some("www"));
         assert_eq!(probes[0].cooldown, Some(std::time::Duration::from_secs(60)));
         assert_eq!(probes[1].cooldown, None);
+        let queued =
+            parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"queue\"\n").unwrap();
+        assert_eq!(queued[0].respawn, Respawn::Queue);
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# nothing yet\n").unwrap().is_empty());
     }

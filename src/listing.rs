@@ -32,6 +32,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
                 Respawn::Never => "single",
                 Respawn::AfterCommand => "-r",
                 Respawn::Immediately => "-R",
+                Respawn::Queue => "queue",
             }
             .to_string(),
             match p.state {

@@ -37,6 +37,9 @@ pub enum Respawn {
     AfterCommand,
     /// `-R`: at once, while the command runs.
     Immediately,
+    /// `--queue`: at once, but a fire while the command runs queues one more run after it
+    /// (triggers until then are that same run) instead of a second command at once.
+    Queue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +193,8 @@ impl Arm {
             }
             if self.respawn == Respawn::Never {
                 return data(
-                    "cooldown: a single-shot probe never comes back; give -r or -R too".into(),
+                    "cooldown: a single-shot probe never comes back; give -r, -R or --queue too"
+                        .into(),
                 );
             }
         }

@@ -144,3 +144,132 @@ fn a_bad_duration_is_refused_naming_its_field() {
         drop(daemon);
     }
 }
+
+/// A command that records its start and end in `record` and, with a lock directory, whether
+/// another run of it was under way when it started.
+fn recorded_run(record: &Path, secs: u32) -> String {
+    let lock = record.with_extension("lock");
+    format!(
+        "if mkdir {lock} 2>/dev/null; then :; else echo overlap >> {r}; fi; \
+         echo start $(date +%s.%N) >> {r}; sleep {secs}; echo end $(date +%s.%N) >> {r}; \
+         rmdir {lock}",
+        lock = lock.display(),
+        r = record.display()
+    )
+}
+
+/// The runs in `record`: (start, end) in order, and whether one started while another ran.
+fn runs(record: &Path) -> (Vec<(f64, f64)>, bool) {
+    let text = fs::read_to_string(record).unwrap_or_default();
+    let mut runs = Vec::new();
+    let mut start = None;
+    let mut overlap = false;
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("start", t)) => {
+                overlap |= start.is_some();
+                start = Some(t.parse::<f64>().unwrap());
+            }
+            Some(("end", t)) => runs.push((start.take().unwrap_or(0.0), t.parse().unwrap())),
+            _ => overlap |= line == "overlap",
+        }
+    }
+    (runs, overlap)
+}
+
+/// Fires probe `title` once, then `more` times while that first run lasts, each time once
+/// the probe is back in the jail; every signal must find a probe.
+fn fire_during_one_run(jail: &Jail, title: &str, record: &Path, more: usize) {
+    let mut last = jail.probes(title);
+    assert_eq!(last.len(), 1);
+    assert!(jail.pkill(0, "HUP", title));
+    assert!(wait_for(LONG, || fs::read_to_string(record)
+        .is_ok_and(|t| t.contains("start"))));
+    for n in 0..more {
+        assert!(
+            wait_for(LONG, || {
+                let now = jail.probes(title);
+                now.len() == 1 && now != last
+            }),
+            "probe not back for trigger {n}"
+        );
+        last = jail.probes(title);
+        assert!(jail.pkill(0, "HUP", title), "trigger {n} found no probe");
+    }
+    assert!(runs(record).0.is_empty(), "the first run ended too soon");
+}
+
+#[test]
+fn queue_coalesces_triggers_during_a_run_into_one_more_run_never_two_at_once() {
+    let Some(World {
+        dir,
+        fired: _,
+        daemon,
+        jail,
+    }) = World::new("queue_coalesces_triggers_during_a_run_into_one_more_run_never_two_at_once")
+    else {
+        return;
+    };
+    let record = dir.path("runs");
+    arm(
+        &daemon,
+        &jail,
+        &recorded_run(&record, 3),
+        &["--queue", "-t", "QUEUED"],
+    );
+    fire_during_one_run(&jail, "QUEUED", &record, 5);
+    // Exactly two runs: the first, and one for the five triggers, after it.
+    assert!(
+        wait_for(Duration::from_secs(10), || runs(&record).0.len() == 2),
+        "{:?}\n{}",
+        runs(&record),
+        daemon.log_text()
+    );
+    sleep(Duration::from_secs(1));
+    let (done, overlap) = runs(&record);
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(!overlap, "two runs at once: {done:?}");
+    assert!(
+        done[0].1 <= done[1].0,
+        "the second run started before the first ended: {done:?}"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("queued run starts (5 trigger(s)")
+    );
+    let p = probe(&list(&daemon), "QUEUED").clone();
+    assert_eq!((p.fired, p.state), (6, ProbeState::Armed), "{p:?}");
+    // And the probe still works: a trigger now runs at once.
+    assert!(jail.pkill(0, "HUP", "QUEUED"));
+    assert!(wait_for(Duration::from_secs(6), || runs(&record).0.len() == 3));
+    assert!(!runs(&record).1);
+}
+
+#[test]
+fn without_queue_the_same_triggers_run_commands_at_once_side_by_side() {
+    // The twin, showing the test above can fail: -R runs a command for each trigger, at once.
+    let Some(World {
+        dir,
+        fired: _,
+        daemon,
+        jail,
+    }) = World::new("without_queue_the_same_triggers_run_commands_at_once_side_by_side")
+    else {
+        return;
+    };
+    let record = dir.path("runs");
+    arm(
+        &daemon,
+        &jail,
+        &recorded_run(&record, 3),
+        &["-R", "-t", "AT_ONCE"],
+    );
+    fire_during_one_run(&jail, "AT_ONCE", &record, 2);
+    assert!(
+        wait_for(Duration::from_secs(10), || runs(&record).0.len() == 3),
+        "{:?}",
+        runs(&record)
+    );
+    assert!(runs(&record).1, "no overlap seen: {:?}", runs(&record));
+}

@@ -20,7 +20,8 @@
 //! | `Refused` | why it cannot be placed; no retry fixes that | refused |
 //!
 //! What a running command adds is a count of the probe's commands still running, which holds
-//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends.
+//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends;
+//! and, for `queue`, the one run owed to triggers that came while its command ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -164,10 +165,24 @@ pub struct Probe {
     pub phase: Phase,
     /// Its commands still running.
     pub commands: usize,
+    /// `queue`: a run owed to triggers that came while its command ran, started when that
+    /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
+    /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
+    /// removal drops it).
+    pub owed: Option<Owed>,
     pub fired: u64,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
+}
+
+/// A run owed to a `queue` probe: since when, and for which run of its jail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owed {
+    pub since: Instant,
+    pub jail: JailId,
+    /// Triggers it stands for (coalesced into this one run).
+    pub triggers: u64,
 }
 
 impl Probe {
@@ -567,6 +582,7 @@ impl Core {
                 origin,
                 phase: Phase::Finding { reply },
                 commands: 0,
+                owed: None,
                 fired: 0,
                 strikes: 0,
                 last: None,
@@ -946,18 +962,28 @@ impl Core {
         }
         probe.fired += 1;
         probe.strikes = 0;
-        log::info!("{tag} triggered");
-        let command = self.next_command;
-        self.next_command += 1;
-        probe.commands += 1;
-        probe.last = Some("command started".into());
-        self.commands.insert(command, id);
-        self.effects.push(Effect::Run {
-            command,
-            probe: id,
-            def: probe.def.clone(),
-            jail,
-        });
+        if probe.def.respawn == Respawn::Queue && probe.commands > 0 {
+            // Never two runs at once: the trigger is owed one run after the current one, and
+            // triggers until then are the same run.
+            let owed = probe.owed.get_or_insert(Owed {
+                since: now,
+                jail,
+                triggers: 0,
+            });
+            owed.triggers += 1;
+            if owed.triggers == 1 {
+                log::info!("{tag} triggered while its command runs: one more run queued");
+            } else {
+                log::info!(
+                    "{tag} triggered while its command runs: one more run already queued ({} triggers)",
+                    owed.triggers
+                );
+            }
+        } else {
+            log::info!("{tag} triggered");
+            self.start_run(id, jail);
+        }
+        let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
         let until = probe.def.cooldown.map(|c| now + c);
         match (probe.def.respawn, until) {
@@ -969,7 +995,20 @@ impl Core {
                     self.save(Vec::new());
                 }
             }
-            (Respawn::Immediately, Some(until)) => self.cool(id, jail, ids, until, now),
+            (Respawn::Immediately | Respawn::Queue, Some(until)) => {
+                self.cool(id, jail, ids, until, now)
+            }
+            (Respawn::Queue, None) => {
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
+                self.enqueue(id, jail, None, now);
+            }
             (Respawn::Immediately, None) if commands < MAX_RUNNING_PER_PROBE => {
                 self.set_phase(
                     id,
@@ -996,6 +1035,22 @@ impl Core {
             }
             (Respawn::AfterCommand, until) => self.set_phase(id, Phase::Held { jail, ids, until }),
         }
+    }
+
+    /// Runs probe `id`'s command, for its jail `jail` (as it was when it fired).
+    fn start_run(&mut self, id: ProbeId, jail: JailId) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let command = self.next_command;
+        self.next_command += 1;
+        probe.commands += 1;
+        probe.last = Some("command started".into());
+        self.commands.insert(command, id);
+        self.effects.push(Effect::Run {
+            command,
+            probe: id,
+            def: probe.def.clone(),
+            jail,
+        });
     }
 
     /// Probe `id` stays out of its jail until `until`, its cooldown's end.
@@ -1077,8 +1132,20 @@ impl Core {
             }
             Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
             Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
-            Phase::Spent { .. } => self.forget_if_done(id, now),
+            Phase::Spent { .. } if probe.owed.is_none() => self.forget_if_done(id, now),
             _ => {}
+        }
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        if let Some(owed) = probe.owed.take() {
+            log::info!(
+                "{} queued run starts ({} trigger(s), the first {} ago)",
+                probe.tag(id),
+                owed.triggers,
+                human_duration(now.saturating_duration_since(owed.since))
+            );
+            self.start_run(id, owed.jail);
         }
     }
 
@@ -1258,6 +1325,13 @@ impl Core {
                 )),
             });
         }
+        if let Some(owed) = probe.owed.take() {
+            log::info!(
+                "{}: its queued run ({} trigger(s)) is dropped with it",
+                probe.tag(id),
+                owed.triggers
+            );
+        }
         if probe.commands > 0 {
             // Kept only to attribute its command, as a plain probe that is forgotten once its
             // command ends.
@@ -1392,6 +1466,10 @@ impl Core {
                     )),
                     _ => p.last.clone(),
                 };
+                let last = match (last, &p.owed) {
+                    (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
+                    (last, _) => last,
+                };
                 ProbeInfo {
                     id: *id,
                     jail: p.def.jail.clone(),
@@ -1447,6 +1525,7 @@ fn describe_respawn(respawn: Respawn) -> &'static str {
         Respawn::Never => "single",
         Respawn::AfterCommand => "-r",
         Respawn::Immediately => "-R",
+        Respawn::Queue => "queue",
     }
 }
 
@@ -2148,6 +2227,95 @@ mod tests {
         assert!(placements(&rig.later(Duration::from_secs(1))).is_empty());
         assert_eq!(rig.phase(1), "held");
         assert_eq!(placements(&rig.send(ended(2))).len(), 1);
+    }
+
+    fn runs(effects: &[Effect]) -> Vec<CommandId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Run { command, .. } => Some(*command),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A declared `queue` probe, armed in web1 under placement 1.
+    fn queue_rig(origin: Origin) -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("web1", "Q", Respawn::Queue),
+            origin,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig
+    }
+
+    #[test]
+    fn queue_runs_one_command_at_a_time_and_owes_one_run_to_triggers_meanwhile() {
+        let mut rig = queue_rig(Origin::Config);
+        // The first fire runs at once, and the probe is placed again at once.
+        let effects = rig.send(magic(1));
+        assert_eq!(runs(&effects), vec![1]);
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        // Five more fires while it runs: no command, but the probe is back each time.
+        for placement in 2..7 {
+            rig.send(placed(placement, 1, PID + placement as Pid));
+            assert_eq!(rig.phase(1), "armed");
+            let effects = rig.send(magic(1));
+            assert!(runs(&effects).is_empty(), "two runs at once");
+            assert_eq!(placements(&effects), vec![(placement + 1, vec![1])]);
+        }
+        assert_eq!(rig.core.probe(1).unwrap().owed.unwrap().triggers, 5);
+        let info = &rig.core.list(rig.now)[0];
+        assert!(
+            info.last
+                .as_deref()
+                .unwrap()
+                .ends_with("one more run queued")
+        );
+        // The run ends: exactly one more starts, for all five.
+        let effects = rig.send(ended(1));
+        assert_eq!(runs(&effects), vec![2]);
+        assert_eq!(rig.core.probe(1).unwrap().owed, None);
+        // That one ends with nothing owed: nothing more runs.
+        assert!(runs(&rig.send(ended(2))).is_empty());
+        assert_eq!(rig.core.probe(1).unwrap().fired, 6);
+        // Twin: a fire while nothing runs runs at once.
+        rig.send(placed(7, 1, PID));
+        assert_eq!(runs(&rig.send(magic(1))), vec![3]);
+    }
+
+    #[test]
+    fn a_queued_run_is_dropped_by_a_removal_but_not_by_its_jail_stopping() {
+        let mut rig = queue_rig(Origin::Command);
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(magic(1));
+        rig.send(placed(3, 1, PID + 2));
+        rig.send(Event::JailStopped { jail: JAIL });
+        assert_eq!(rig.phase(1), "spent");
+        // The trigger was taken before the stop: its run still comes, then the probe goes.
+        let effects = rig.send(ended(1));
+        match effects.as_slice() {
+            [Effect::Run { jail, .. }] => assert_eq!(*jail, JAIL),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rig.phase(1), "spent");
+        assert!(runs(&rig.send(ended(2))).is_empty());
+        assert_eq!(rig.phase(1), "gone");
+        // Twin: removed, its queued run never starts.
+        let mut rig = queue_rig(Origin::Config);
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(magic(1));
+        rig.send(Event::Remove {
+            client: 9,
+            which: "Q".into(),
+            jail: "web1".into(),
+        });
+        assert!(runs(&rig.send(ended(1))).is_empty());
+        assert_eq!(rig.phase(1), "gone");
     }
 
     #[test]
