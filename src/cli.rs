@@ -23,7 +23,7 @@ pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
-                  [--queue] [--cooldown duration]
+                  [--queue] [--cooldown duration] [--timeout duration]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -53,6 +53,9 @@ utility (-c, -l, -k):
   --cooldown duration
                 with -r, -R or --queue: after a fire the probe comes back no sooner
                 than this (30s, 5m, 1h; 1s to 24h); the jail sees no probe meanwhile
+  --timeout duration
+                stop a command still running after this long, with all it started:
+                SIGTERM, then SIGKILL 5s later (1s to 24h)
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -130,6 +133,7 @@ struct Flags {
     persist: bool,
     cooldown: Option<String>,
     queue: bool,
+    timeout: Option<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -179,6 +183,7 @@ pub fn parse_with(
             Short('l') => f.list = true,
             Long("json") => f.json = true,
             Long("queue") => f.queue = true,
+            Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
             Short('h') | Long("help") => return Ok(plain(Mode::Help)),
             Short('V') | Long("version") => return Ok(plain(Mode::Version)),
@@ -210,6 +215,7 @@ pub fn parse_with(
         ("-P", f.persist),
         ("--queue", f.queue),
         ("--cooldown", f.cooldown.is_some()),
+        ("--timeout", f.timeout.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -325,6 +331,7 @@ pub fn parse_with(
         Ok(Some(secs))
     };
     let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
+    let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
     let request = Arm {
         command,
         jail,
@@ -333,6 +340,7 @@ pub fn parse_with(
         user: f.user,
         group: f.group,
         cooldown,
+        timeout,
         persist: f.persist,
     };
     request
@@ -470,6 +478,12 @@ mod tests {
             (&["--cooldown", "25h", "-R"][..], Kind::Data, "1s to 24h"),
             (&["--cooldown", "0s", "-r"][..], Kind::Data, "out of range"),
             (&["--cooldown", "60s"][..], Kind::Usage, "single-shot"),
+            (&["--timeout", "1"][..], Kind::Data, "--timeout: '1' is not"),
+            (
+                &["--timeout", "48h"][..],
+                Kind::Data,
+                "--timeout: 48h is out of range",
+            ),
         ] {
             let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
             assert_eq!(err.kind, kind, "{args:?}");

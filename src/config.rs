@@ -9,6 +9,7 @@
 //!                                    # "queue" (--queue)
 //! user = "www"                       # default root; inside the jail
 //! group = "www"                      # default the user's group
+//! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! ```
 //!
@@ -40,6 +41,7 @@ struct Declared {
     user: Option<String>,
     group: Option<String>,
     cooldown: Option<String>,
+    timeout: Option<String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -80,6 +82,7 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
                 .map_err(|why| refuse(line(), format!("{field}: {why}")))
         };
         let cooldown = duration("cooldown", d.cooldown)?;
+        let timeout = duration("timeout", d.timeout)?;
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -88,6 +91,7 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
             user: d.user,
             group: d.group,
             cooldown,
+            timeout,
             persist: false,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
@@ -178,6 +182,16 @@ mod tests {
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ncooldown = \"60s\"\n",
                 1,
                 "single-shot",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"30\"\n",
+                1,
+                "timeout: '30' is not a duration",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
+                1,
+                "timeout: 0s is out of range",
             ),
         ] {
             let err = parse(text).unwrap_err();

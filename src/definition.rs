@@ -21,6 +21,8 @@ pub struct Definition {
     pub group: Option<String>,
     /// After a fire, the probe comes back no sooner than this.
     pub cooldown: Option<Duration>,
+    /// A command still running this long after it started is stopped, with all it started.
+    pub timeout: Option<Duration>,
 }
 
 impl From<Arm> for Definition {
@@ -33,6 +35,7 @@ impl From<Arm> for Definition {
             user: arm.user,
             group: arm.group,
             cooldown: arm.cooldown.map(Duration::from_secs),
+            timeout: arm.timeout.map(Duration::from_secs),
         }
     }
 }
@@ -48,6 +51,7 @@ impl From<&Definition> for Arm {
             user: d.user.clone(),
             group: d.group.clone(),
             cooldown: d.cooldown.map(|c| c.as_secs()),
+            timeout: d.timeout.map(|t| t.as_secs()),
             persist: false,
         }
     }

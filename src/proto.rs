@@ -23,6 +23,8 @@ pub const MAX_TITLE: usize = 200;
 pub const MAX_JAIL: usize = 255;
 /// The range of a cooldown, in seconds: 1 s to 24 h.
 pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// The range of a command's timeout, in seconds: 1 s to 24 h.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
@@ -54,6 +56,9 @@ pub struct Arm {
     /// `--cooldown`, in seconds: a fired probe comes back no sooner than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown: Option<u64>,
+    /// `--timeout`, in seconds: a command still running then is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
@@ -198,6 +203,14 @@ impl Arm {
                 );
             }
         }
+        if let Some(secs) = self.timeout
+            && !TIMEOUT_RANGE.contains(&secs)
+        {
+            return data(format!(
+                "timeout: {} is out of range; it must be 1s to 24h",
+                crate::definition::show_duration(secs)
+            ));
+        }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
                 return data(format!("'{id}' is not a valid user or group"));
@@ -264,6 +277,7 @@ mod tests {
             user: None,
             group: None,
             cooldown: None,
+            timeout: None,
             persist: false,
         }
     }
@@ -327,6 +341,11 @@ mod tests {
         for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
             a.cooldown = Some(secs);
             assert_eq!(a.validate().is_ok(), ok, "{secs}");
+        }
+        let mut t = arm();
+        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            t.timeout = Some(secs);
+            assert_eq!(t.validate().is_ok(), ok, "{secs}");
         }
         a.respawn = Respawn::Never;
         a.cooldown = Some(60);

@@ -39,6 +39,8 @@ struct Record {
     /// versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cooldown: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -58,6 +60,7 @@ impl From<Record> for Definition {
             user: r.user,
             group: r.group,
             cooldown: r.cooldown.map(std::time::Duration::from_secs),
+            timeout: r.timeout.map(std::time::Duration::from_secs),
         }
     }
 }
@@ -72,6 +75,7 @@ impl From<&Definition> for Record {
             user: d.user.clone(),
             group: d.group.clone(),
             cooldown: d.cooldown.map(|c| c.as_secs()),
+            timeout: d.timeout.map(|t| t.as_secs()),
             persist: true,
         }
     }
@@ -176,6 +180,7 @@ mod tests {
             user: Some("www".into()),
             group: None,
             cooldown: Some(std::time::Duration::from_secs(90)),
+            timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
 

@@ -273,3 +273,176 @@ fn without_queue_the_same_triggers_run_commands_at_once_side_by_side() {
     );
     assert!(runs(&record).1, "no overlap seen: {:?}", runs(&record));
 }
+
+fn alive(pid: u32) -> bool {
+    // A zombie has no cgroup line any more, and counts as gone.
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn read_pids(file: &Path) -> Vec<u32> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Kills what a test's command left running (processes this test started, by pid).
+fn kill_left(pids: &[u32]) {
+    for &pid in pids {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[test]
+fn a_command_past_its_timeout_is_stopped_with_all_it_started() {
+    let Some(World {
+        dir,
+        fired: _,
+        daemon,
+        jail,
+    }) = World::new("a_command_past_its_timeout_is_stopped_with_all_it_started")
+    else {
+        return;
+    };
+    let pids = dir.path("pids");
+    // The command starts a child that leaves its session and process group, and one that
+    // ignores SIGTERM, then sleeps itself.
+    let command = format!(
+        "setsid sleep 300 & echo $! >> {p}; sh -c 'trap \"\" TERM; while :; do sleep 1; done' & \
+         echo $! >> {p}; echo $$ >> {p}; sleep 300",
+        p = pids.display()
+    );
+    arm(
+        &daemon,
+        &jail,
+        &command,
+        &["-r", "-t", "TIMED", "--timeout", "2s"],
+    );
+    assert!(jail.pkill(0, "HUP", "TIMED"));
+    assert!(
+        wait_for(LONG, || read_pids(&pids).len() == 3),
+        "{}",
+        daemon.log_text()
+    );
+    let started = Instant::now();
+    let [escaped, deaf, shell] = read_pids(&pids)[..] else {
+        panic!("{:?}", read_pids(&pids))
+    };
+    let cgroup = fs::read_to_string(format!("/proc/{escaped}/cgroup")).unwrap();
+    assert!(
+        cgroup.contains("jaildaemon-"),
+        "not in the command's cgroup: {cgroup}"
+    );
+    // At 2 s: SIGTERM to all; the escaped child and the shell go.
+    assert!(
+        wait_for(LONG, || !alive(escaped) && !alive(shell)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The one that ignores SIGTERM goes with SIGKILL, 5 s later, and the cgroup goes with it.
+    assert!(alive(deaf), "SIGKILL came before the grace was over");
+    assert!(wait_for(Duration::from_secs(8), || !alive(deaf)));
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    kill_left(&[escaped, deaf, shell]);
+    let log = daemon.log_text();
+    assert!(
+        log.contains("still running after its timeout of 2s: stopping it"),
+        "{log}"
+    );
+    assert!(log.contains("after SIGTERM: SIGKILL"), "{log}");
+    assert!(wait_for(LONG, || probe(&list(&daemon), "TIMED")
+        .last
+        .as_deref()
+        .is_some_and(
+            |l| l.starts_with("command timed out after 2s and was stopped")
+        )));
+    let cgroup_dir = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| format!("/sys/fs/cgroup/unified{p}"));
+    if let Some(dir) = cgroup_dir {
+        assert!(
+            wait_for(LONG, || !Path::new(&dir).exists()),
+            "{dir} left behind"
+        );
+    }
+    // -r: the probe is back and works.
+    assert!(wait_for(LONG, || jail.probes("TIMED").len() == 1));
+}
+
+#[test]
+fn a_command_that_ends_within_its_timeout_is_untouched_and_so_is_what_it_left() {
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_command_that_ends_within_its_timeout_is_untouched_and_so_is_what_it_left")
+    else {
+        return;
+    };
+    let pids = dir.path("pids");
+    let command = format!(
+        "setsid sleep 30 & echo $! >> {p}; sleep 1; echo done >> {f}",
+        p = pids.display(),
+        f = fired.display()
+    );
+    arm(
+        &daemon,
+        &jail,
+        &command,
+        &["-r", "-t", "IN_TIME", "--timeout", "2s"],
+    );
+    assert!(jail.pkill(0, "HUP", "IN_TIME"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+    // Well past the timeout: what it left still runs, and nothing was stopped.
+    sleep(Duration::from_secs(3));
+    let left = read_pids(&pids);
+    assert_eq!(left.len(), 1);
+    assert!(
+        alive(left[0]),
+        "a command that ended in time had its child killed"
+    );
+    let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", left[0])).unwrap();
+    kill_left(&left);
+    // The cgroup it was left in is the test's to remove, once empty.
+    if let Some(path) = cgroup.lines().find_map(|l| l.strip_prefix("0::")) {
+        let dir = format!("/sys/fs/cgroup/unified{path}");
+        assert!(dir.contains("jaildaemon-"), "{dir}");
+        assert!(wait_for(LONG, || fs::remove_dir(&dir).is_ok()), "{dir}");
+    }
+    let log = daemon.log_text();
+    assert!(!log.contains("stopping it"), "{log}");
+    assert!(
+        log.contains("ended in time but left 1 process(es) running"),
+        "{log}"
+    );
+    let p = probe(&list(&daemon), "IN_TIME").clone();
+    assert!(
+        p.last
+            .as_deref()
+            .unwrap()
+            .starts_with("command ended with exit code 0"),
+        "{p:?}"
+    );
+}

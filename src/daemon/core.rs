@@ -64,6 +64,10 @@ pub const MAX_PLACEMENTS: usize = 8;
 /// probes before its init is gone, so they end first, and its stop is still logged with them.
 pub const JAIL_GRACE: Duration = Duration::from_secs(5);
 
+/// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
+/// everything it started.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
 /// pidfile, syslog.
@@ -171,6 +175,8 @@ pub struct Probe {
     /// removal drops it).
     pub owed: Option<Owed>,
     pub fired: u64,
+    /// Its commands stopped at their timeout.
+    pub timeouts: u64,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
@@ -275,6 +281,15 @@ impl Tally {
     }
 }
 
+/// The next step of a command's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// At its timeout: SIGTERM.
+    Term,
+    /// `KILL_GRACE` after SIGTERM: SIGKILL.
+    Kill,
+}
+
 /// A jail with probes, held by the shell (one descriptor for all its probes) and watched.
 #[derive(Debug)]
 struct JailEntry {
@@ -360,6 +375,9 @@ pub enum Effect {
     },
     /// Kill the probe's process and reap it once gone, without waiting for it.
     Kill { probe: ProbeId },
+    /// Stop a command at its timeout, with everything it started: SIGTERM, or with `force`
+    /// SIGKILL (also to what is left of it once its shell has ended).
+    Stop { command: CommandId, force: bool },
     /// Run a probe's command on the host; answer with `Event::CommandEnded`.
     Run {
         command: CommandId,
@@ -394,6 +412,12 @@ pub struct Core {
     placements: BTreeMap<PlacementId, JailId>,
     /// Commands running: their probe.
     commands: BTreeMap<CommandId, ProbeId>,
+    /// Commands with a timeout: the next step of their stop, and when it is due. One that
+    /// had SIGTERM stays here after it ended, until SIGKILL for what it left.
+    stops: BTreeMap<CommandId, (Instant, Stage)>,
+    stop_timers: BTreeSet<(Instant, CommandId)>,
+    /// Commands running that had SIGTERM at their timeout.
+    timed_out: BTreeSet<CommandId>,
     limits: Limits,
     /// Descriptors the shell holds for clients, lookups, placements and killed processes.
     shell_descriptors: usize,
@@ -414,6 +438,9 @@ impl Core {
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
             commands: BTreeMap::new(),
+            stops: BTreeMap::new(),
+            stop_timers: BTreeSet::new(),
+            timed_out: BTreeSet::new(),
             limits,
             shell_descriptors: 0,
             reloaded: None,
@@ -483,11 +510,12 @@ impl Core {
     /// The earliest moment a timer is due, for the shell's wait.
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self.tally.timers.first().map(|(at, _)| *at);
+        let stops = self.stop_timers.first().map(|(at, _)| *at);
         let jails = self
             .jails
             .values()
             .filter_map(|j| j.idle_since.map(|t| t + JAIL_GRACE));
-        probes.into_iter().chain(jails).min()
+        probes.into_iter().chain(stops).chain(jails).min()
     }
 
     /// Nothing is being looked up or placed: what was asked for so far is settled.
@@ -584,6 +612,7 @@ impl Core {
                 commands: 0,
                 owed: None,
                 fired: 0,
+                timeouts: 0,
                 strikes: 0,
                 last: None,
             },
@@ -981,7 +1010,7 @@ impl Core {
             }
         } else {
             log::info!("{tag} triggered");
-            self.start_run(id, jail);
+            self.start_run(id, jail, now);
         }
         let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
@@ -1038,19 +1067,80 @@ impl Core {
     }
 
     /// Runs probe `id`'s command, for its jail `jail` (as it was when it fired).
-    fn start_run(&mut self, id: ProbeId, jail: JailId) {
+    fn start_run(&mut self, id: ProbeId, jail: JailId, now: Instant) {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
         probe.commands += 1;
         probe.last = Some("command started".into());
         self.commands.insert(command, id);
+        let def = probe.def.clone();
+        if let Some(timeout) = def.timeout {
+            self.schedule_stop(command, now + timeout, Stage::Term);
+        }
         self.effects.push(Effect::Run {
             command,
             probe: id,
-            def: probe.def.clone(),
+            def,
             jail,
         });
+    }
+
+    fn schedule_stop(&mut self, command: CommandId, at: Instant, stage: Stage) {
+        self.unschedule_stop(command);
+        self.stops.insert(command, (at, stage));
+        self.stop_timers.insert((at, command));
+    }
+
+    fn unschedule_stop(&mut self, command: CommandId) -> Option<Stage> {
+        let (at, stage) = self.stops.remove(&command)?;
+        self.stop_timers.remove(&(at, command));
+        Some(stage)
+    }
+
+    /// A command's stop step is due: SIGTERM at its timeout, SIGKILL `KILL_GRACE` later.
+    fn stop_due(&mut self, command: CommandId, now: Instant) {
+        let Some(stage) = self.unschedule_stop(command) else {
+            return;
+        };
+        let probe = self
+            .commands
+            .get(&command)
+            .and_then(|id| Some((*id, self.probes.get_mut(id)?)));
+        match stage {
+            Stage::Term => {
+                self.timed_out.insert(command);
+                if let Some((id, probe)) = probe {
+                    probe.timeouts += 1;
+                    log::warn!(
+                        "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
+                        probe.tag(id),
+                        crate::definition::show_duration(
+                            probe.def.timeout.map_or(0, |t| t.as_secs())
+                        ),
+                        human_duration(KILL_GRACE)
+                    );
+                }
+                self.effects.push(Effect::Stop {
+                    command,
+                    force: false,
+                });
+                self.schedule_stop(command, now + KILL_GRACE, Stage::Kill);
+            }
+            Stage::Kill => {
+                if let Some((id, probe)) = probe {
+                    log::warn!(
+                        "{} command still running {} after SIGTERM: SIGKILL",
+                        probe.tag(id),
+                        human_duration(KILL_GRACE)
+                    );
+                }
+                self.effects.push(Effect::Stop {
+                    command,
+                    force: true,
+                });
+            }
+        }
     }
 
     /// Probe `id` stays out of its jail until `until`, its cooldown's end.
@@ -1096,13 +1186,28 @@ impl Core {
         let Some(id) = self.commands.remove(&command) else {
             return;
         };
+        // One that had SIGTERM keeps its SIGKILL step, for what it may have left running.
+        let stopped = self.timed_out.remove(&command);
+        if !stopped {
+            self.unschedule_stop(command);
+        }
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
         probe.commands -= 1;
         let ended = match outcome {
             Ok(status) => {
-                let ended = format!("command ended with {status} after {}", human_duration(took));
+                let how = if stopped {
+                    format!(
+                        "command timed out after {} and was stopped: ",
+                        crate::definition::show_duration(
+                            probe.def.timeout.map_or(0, |t| t.as_secs())
+                        )
+                    )
+                } else {
+                    "command ".to_string()
+                };
+                let ended = format!("{how}ended with {status} after {}", human_duration(took));
                 log::info!("{} {ended}", probe.tag(id));
                 ended
             }
@@ -1145,7 +1250,7 @@ impl Core {
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
-            self.start_run(id, owed.jail);
+            self.start_run(id, owed.jail, now);
         }
     }
 
@@ -1216,6 +1321,15 @@ impl Core {
     }
 
     fn tick(&mut self, now: Instant) {
+        let due: Vec<CommandId> = self
+            .stop_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, command)| *command)
+            .collect();
+        for command in due {
+            self.stop_due(command, now);
+        }
         let idle: Vec<JailId> = self
             .jails
             .iter()
@@ -2316,6 +2430,76 @@ mod tests {
         });
         assert!(runs(&rig.send(ended(1))).is_empty());
         assert_eq!(rig.phase(1), "gone");
+    }
+
+    fn stops(effects: &[Effect]) -> Vec<(CommandId, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Stop { command, force } => Some((*command, *force)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A declared `-r` probe with a timeout of 30 s, fired once: its command 1 runs.
+    fn timed_rig() -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: Definition {
+                timeout: Some(Duration::from_secs(30)),
+                ..def("web1", "T", Respawn::AfterCommand)
+            },
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(runs(&rig.send(magic(1))), vec![1]);
+        rig
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_gets_sigterm_then_sigkill_after_the_grace() {
+        let mut rig = timed_rig();
+        assert!(stops(&rig.later(Duration::from_secs(29))).is_empty());
+        assert_eq!(stops(&rig.later(Duration::from_secs(1))), vec![(1, false)]);
+        assert_eq!(rig.core.probe(1).unwrap().timeouts, 1);
+        assert!(stops(&rig.later(KILL_GRACE - Duration::from_millis(1))).is_empty());
+        assert_eq!(stops(&rig.later(Duration::from_millis(1))), vec![(1, true)]);
+        assert_eq!(rig.core.next_deadline(), None);
+        rig.send(Event::CommandEnded {
+            command: 1,
+            outcome: Ok("signal 9".into()),
+            took: Duration::from_secs(35),
+        });
+        let last = rig.core.list(rig.now)[0].last.clone().unwrap();
+        assert!(last.starts_with("command timed out after 30s"), "{last}");
+        // Its shell ends at SIGTERM: SIGKILL still comes at the grace's end, for what it left.
+        let mut rig = timed_rig();
+        rig.later(Duration::from_secs(30));
+        rig.send(Event::CommandEnded {
+            command: 1,
+            outcome: Ok("signal 15".into()),
+            took: Duration::from_secs(30),
+        });
+        assert_eq!(stops(&rig.later(KILL_GRACE)), vec![(1, true)]);
+    }
+
+    #[test]
+    fn a_command_that_ends_in_time_is_never_stopped() {
+        let mut rig = timed_rig();
+        rig.now += Duration::from_secs(29);
+        rig.send(ended(1));
+        assert_eq!(rig.core.next_deadline(), None);
+        assert!(stops(&rig.later(Duration::from_secs(3600))).is_empty());
+        assert_eq!(rig.core.probe(1).unwrap().timeouts, 0);
+        assert!(
+            !rig.core.list(rig.now)[0]
+                .last
+                .clone()
+                .unwrap()
+                .contains("timed out")
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::definition::Definition;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
-use commands::RunningCommand;
+use commands::{Draining, RunningCommand};
 
 /// A client must send its whole request within this time, and take its answer within it.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
@@ -91,6 +91,8 @@ struct Daemon {
     /// Armed probes' processes.
     armed: BTreeMap<ProbeId, Process>,
     commands: BTreeMap<CommandId, RunningCommand>,
+    /// Cgroups of commands that ended while being stopped at their timeout.
+    draining: BTreeMap<CommandId, Draining>,
     placements: BTreeMap<PlacementId, InFlight>,
     /// Container names being looked up, by a serial number, with the name.
     lookups: BTreeMap<u64, (String, Lookup)>,
@@ -126,6 +128,8 @@ enum Token {
     Reap(u64),
     Placement(PlacementId),
     Lookup(u64),
+    /// The cgroup of a killed command, removed once empty (a recheck only, never watched).
+    Drain(CommandId),
 }
 
 impl Token {
@@ -143,6 +147,7 @@ impl Token {
             Token::Reap(id) => (8, id),
             Token::Placement(id) => (9, id),
             Token::Lookup(id) => (10, id),
+            Token::Drain(id) => (11, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -160,6 +165,7 @@ impl Token {
             8 => Token::Reap(id),
             9 => Token::Placement(id),
             10 => Token::Lookup(id),
+            11 => Token::Drain(id),
             _ => return None,
         })
     }
@@ -370,6 +376,7 @@ fn start(
         jails: BTreeMap::new(),
         armed: BTreeMap::new(),
         commands: BTreeMap::new(),
+        draining: BTreeMap::new(),
         placements: BTreeMap::new(),
         lookups: BTreeMap::new(),
         clients: BTreeMap::new(),
@@ -425,6 +432,7 @@ impl Daemon {
                     Token::Reap(serial) => self.reap(serial),
                     Token::Placement(id) => self.placement_ready(id, false),
                     Token::Lookup(serial) => self.lookup_ready(serial, Instant::now()),
+                    Token::Drain(id) => self.drain(id),
                 }
             }
             self.on_time(Instant::now());
@@ -470,6 +478,7 @@ impl Daemon {
                 def,
                 jail,
             } => self.run_command(command, probe, &def, jail),
+            Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
             Effect::Log { level, message } => log::log!(level, "{message}"),
@@ -646,7 +655,7 @@ impl Daemon {
     }
 
     fn run_command(&mut self, command: CommandId, probe: ProbeId, def: &Definition, jail: JailId) {
-        match RunningCommand::spawn(&mut self.spawner, probe, def, jail, Instant::now()) {
+        match RunningCommand::spawn(&mut self.spawner, command, probe, def, jail, Instant::now()) {
             Ok(running) => {
                 log::info!(
                     "{} command started, host pid {}",
@@ -832,6 +841,7 @@ impl Daemon {
                 Token::Probe(id) => self.probe_exited(id),
                 Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
+                Token::Drain(id) => self.drain(id),
                 _ => {}
             }
         }
