@@ -311,6 +311,53 @@ fn a_command_past_its_timeout_is_stopped_with_all_it_started() {
     else {
         return;
     };
+    stopped_with_all_it_started(&dir, &daemon, &jail, "0::");
+}
+
+#[test]
+fn without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started() {
+    if !root_or_skip("without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started") {
+        return;
+    }
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let freezer = mounts
+        .lines()
+        .any(|l| l.contains(" - cgroup ") && l.split(',').any(|o| o == "freezer"));
+    let v2 = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4).map(String::from));
+    let (true, Some(v2)) = (freezer, v2) else {
+        eprintln!(
+            "SKIPPED without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started: \
+             needs a hybrid host (cgroup2 and a v1 freezer mounted)"
+        );
+        return;
+    };
+    // The daemon runs in a mount namespace of its own where cgroup2 is not mounted.
+    let dir = TempDir::new();
+    let script = format!("umount {v2} && exec \"$0\" \"$@\"");
+    let daemon = Daemon::launch(
+        &dir,
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    let jail = Jail::new();
+    stopped_with_all_it_started(&dir, &daemon, &jail, "freezer:");
+}
+
+/// Arms a probe whose command outlives its 2 s timeout with a child that left its session and
+/// one that ignores SIGTERM, fires it, and checks that all are stopped in their turn and their
+/// cgroup (of `hierarchy`: `0::` for v2, `freezer:` for v1) goes.
+fn stopped_with_all_it_started(dir: &TempDir, daemon: &Daemon, jail: &Jail, hierarchy: &str) {
     let pids = dir.path("pids");
     // The command starts a child that leaves its session and process group, and one that
     // ignores SIGTERM, then sleeps itself.
@@ -320,8 +367,8 @@ fn a_command_past_its_timeout_is_stopped_with_all_it_started() {
         p = pids.display()
     );
     arm(
-        &daemon,
-        &jail,
+        daemon,
+        jail,
         &command,
         &["-r", "-t", "TIMED", "--timeout", "2s"],
     );
@@ -337,7 +384,9 @@ fn a_command_past_its_timeout_is_stopped_with_all_it_started() {
     };
     let cgroup = fs::read_to_string(format!("/proc/{escaped}/cgroup")).unwrap();
     assert!(
-        cgroup.contains("jaildaemon-"),
+        cgroup
+            .lines()
+            .any(|l| l.contains(hierarchy) && l.contains("jaildaemon-")),
         "not in the command's cgroup: {cgroup}"
     );
     // At 2 s: SIGTERM to all; the escaped child and the shell go.
@@ -366,16 +415,21 @@ fn a_command_past_its_timeout_is_stopped_with_all_it_started() {
         "{log}"
     );
     assert!(log.contains("after SIGTERM: SIGKILL"), "{log}");
-    assert!(wait_for(LONG, || probe(&list(&daemon), "TIMED")
+    assert!(wait_for(LONG, || probe(&list(daemon), "TIMED")
         .last
         .as_deref()
         .is_some_and(
             |l| l.starts_with("command timed out after 2s and was stopped")
         )));
-    let cgroup_dir = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| format!("/sys/fs/cgroup/unified{p}"));
+    let cgroup_dir = cgroup.lines().find_map(|l| {
+        let path = l.split_once(hierarchy)?.1;
+        let mount = if hierarchy == "0::" {
+            "unified"
+        } else {
+            "freezer"
+        };
+        Some(format!("/sys/fs/cgroup/{mount}{path}"))
+    });
     if let Some(dir) = cgroup_dir {
         assert!(
             wait_for(LONG, || !Path::new(&dir).exists()),
