@@ -24,6 +24,7 @@ pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
+                  [--run-as user[:group]]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -56,6 +57,9 @@ utility (-c, -l, -k):
   --timeout duration
                 stop a command still running after this long, with all it started:
                 SIGTERM, then SIGKILL 5s later (1s to 24h)
+  --run-as user[:group]
+                run the command as this host user (name or number), with its groups,
+                or with this group instead of its own; default root
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -134,6 +138,7 @@ struct Flags {
     cooldown: Option<String>,
     queue: bool,
     timeout: Option<String>,
+    run_as: Option<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -183,6 +188,7 @@ pub fn parse_with(
             Short('l') => f.list = true,
             Long("json") => f.json = true,
             Long("queue") => f.queue = true,
+            Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
             Short('h') | Long("help") => return Ok(plain(Mode::Help)),
@@ -216,6 +222,7 @@ pub fn parse_with(
         ("--queue", f.queue),
         ("--cooldown", f.cooldown.is_some()),
         ("--timeout", f.timeout.is_some()),
+        ("--run-as", f.run_as.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -341,6 +348,7 @@ pub fn parse_with(
         group: f.group,
         cooldown,
         timeout,
+        run_as: f.run_as,
         persist: f.persist,
     };
     request

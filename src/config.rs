@@ -9,6 +9,7 @@
 //!                                    # "queue" (--queue)
 //! user = "www"                       # default root; inside the jail
 //! group = "www"                      # default the user's group
+//! run_as = "backup:operator"         # the host user[:group] the command runs as (default root)
 //! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! ```
@@ -42,6 +43,7 @@ struct Declared {
     group: Option<String>,
     cooldown: Option<String>,
     timeout: Option<String>,
+    run_as: Option<String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -92,6 +94,7 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
             group: d.group,
             cooldown,
             timeout,
+            run_as: d.run_as,
             persist: false,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;

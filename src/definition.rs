@@ -23,6 +23,8 @@ pub struct Definition {
     pub cooldown: Option<Duration>,
     /// A command still running this long after it started is stopped, with all it started.
     pub timeout: Option<Duration>,
+    /// The host user (and group) the command runs as, `user[:group]`; root when `None`.
+    pub run_as: Option<String>,
 }
 
 impl From<Arm> for Definition {
@@ -36,6 +38,7 @@ impl From<Arm> for Definition {
             group: arm.group,
             cooldown: arm.cooldown.map(Duration::from_secs),
             timeout: arm.timeout.map(Duration::from_secs),
+            run_as: arm.run_as,
         }
     }
 }
@@ -52,6 +55,7 @@ impl From<&Definition> for Arm {
             group: d.group.clone(),
             cooldown: d.cooldown.map(|c| c.as_secs()),
             timeout: d.timeout.map(|t| t.as_secs()),
+            run_as: d.run_as.clone(),
             persist: false,
         }
     }

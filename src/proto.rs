@@ -59,6 +59,9 @@ pub struct Arm {
     /// `--timeout`, in seconds: a command still running then is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// `--run-as user[:group]`: the host user the command runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
@@ -211,6 +214,20 @@ impl Arm {
                 crate::definition::show_duration(secs)
             ));
         }
+        if let Some(run_as) = &self.run_as {
+            let (user, group) = match run_as.split_once(':') {
+                Some((user, group)) => (user, Some(group)),
+                None => (run_as.as_str(), None),
+            };
+            for id in std::iter::once(user).chain(group) {
+                if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':')
+                {
+                    return data(format!(
+                        "run_as: '{run_as}' is not user or user:group (each 1 to 64 printable bytes)"
+                    ));
+                }
+            }
+        }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
                 return data(format!("'{id}' is not a valid user or group"));
@@ -278,6 +295,7 @@ mod tests {
             group: None,
             cooldown: None,
             timeout: None,
+            run_as: None,
             persist: false,
         }
     }
@@ -347,6 +365,20 @@ mod tests {
             t.timeout = Some(secs);
             assert_eq!(t.validate().is_ok(), ok, "{secs}");
         }
+        t.timeout = None;
+        for (run_as, ok) in [
+            ("backup", true),
+            ("backup:operator", true),
+            ("1001:1001", true),
+            ("", false),
+            (":wheel", false),
+            ("backup:", false),
+            ("a:b:c", false),
+        ] {
+            t.run_as = Some(run_as.into());
+            assert_eq!(t.validate().is_ok(), ok, "{run_as}");
+        }
+        t.run_as = None;
         a.respawn = Respawn::Never;
         a.cooldown = Some(60);
         let err = a.validate().unwrap_err();

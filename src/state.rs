@@ -41,6 +41,8 @@ struct Record {
     cooldown: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_as: Option<String>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -61,6 +63,7 @@ impl From<Record> for Definition {
             group: r.group,
             cooldown: r.cooldown.map(std::time::Duration::from_secs),
             timeout: r.timeout.map(std::time::Duration::from_secs),
+            run_as: r.run_as,
         }
     }
 }
@@ -76,6 +79,7 @@ impl From<&Definition> for Record {
             group: d.group.clone(),
             cooldown: d.cooldown.map(|c| c.as_secs()),
             timeout: d.timeout.map(|t| t.as_secs()),
+            run_as: d.run_as.clone(),
             persist: true,
         }
     }
@@ -181,6 +185,7 @@ mod tests {
             group: None,
             cooldown: Some(std::time::Duration::from_secs(90)),
             timeout: Some(std::time::Duration::from_secs(30)),
+            run_as: Some("backup:operator".into()),
         }
     }
 

@@ -500,3 +500,165 @@ fn a_command_that_ends_within_its_timeout_is_untouched_and_so_is_what_it_left() 
         "{p:?}"
     );
 }
+
+/// A command that logs who it runs as: uid, gid, groups and its effective and permitted
+/// capabilities, on one line tagged `tag`.
+fn whoami(tag: &str) -> String {
+    format!(
+        "echo {tag} uid=$(id -u) gid=$(id -g) groups=[$(id -G)] $(grep -E '^Cap(Eff|Prm)' /proc/self/status | tr -d '\\t' | tr '\\n' ' ')"
+    )
+}
+
+/// The line `tag` logged by a `whoami` command, once there.
+fn logged_identity(daemon: &Daemon, tag: &str) -> String {
+    let mut line = String::new();
+    assert!(
+        wait_for(LONG, || {
+            line = daemon
+                .log_text()
+                .lines()
+                .find(|l| l.contains(&format!("command: {tag} ")))
+                .unwrap_or_default()
+                .to_string();
+            !line.is_empty()
+        }),
+        "{}",
+        daemon.log_text()
+    );
+    line
+}
+
+/// A host user that some group of the host's /etc/group lists as a member: (name, that gid).
+fn user_with_a_supplementary_group() -> Option<(String, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    let groups = fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let member = f.get(3)?.split(',').find(|m| {
+            !m.is_empty() && *m != "root" && passwd.lines().any(|p| p.starts_with(&format!("{m}:")))
+        })?;
+        Some((member.to_string(), f[2].parse().ok()?))
+    })
+}
+
+#[test]
+fn run_as_runs_the_command_as_that_host_user_with_its_groups_and_no_capabilities() {
+    let Some(World {
+        dir: _dir,
+        fired: _,
+        daemon,
+        jail,
+    }) =
+        World::new("run_as_runs_the_command_as_that_host_user_with_its_groups_and_no_capabilities")
+    else {
+        return;
+    };
+    arm(
+        &daemon,
+        &jail,
+        &whoami("AS_NOBODY"),
+        &["-t", "AS_NOBODY", "--run-as", "nobody"],
+    );
+    assert!(jail.pkill(0, "HUP", "AS_NOBODY"));
+    let line = logged_identity(&daemon, "AS_NOBODY");
+    assert!(line.contains("uid=65534 gid=65534 "), "{line}");
+    assert!(
+        line.contains("CapEff:0000000000000000") && line.contains("CapPrm:0000000000000000"),
+        "{line}"
+    );
+    // A group given instead of the user's own.
+    arm(
+        &daemon,
+        &jail,
+        &whoami("AS_NOBODY_DAEMON"),
+        &["-t", "AS_NOBODY_DAEMON", "--run-as", "nobody:1"],
+    );
+    assert!(jail.pkill(0, "HUP", "AS_NOBODY_DAEMON"));
+    let line = logged_identity(&daemon, "AS_NOBODY_DAEMON");
+    assert!(line.contains("uid=65534 gid=1 groups=[1] "), "{line}");
+    // The twin: without --run-as the command runs as root, with capabilities.
+    arm(&daemon, &jail, &whoami("AS_ROOT"), &["-t", "AS_ROOT"]);
+    assert!(jail.pkill(0, "HUP", "AS_ROOT"));
+    let line = logged_identity(&daemon, "AS_ROOT");
+    assert!(line.contains("uid=0 gid=0 "), "{line}");
+    assert!(!line.contains("CapEff:0000000000000000"), "{line}");
+    // Supplementary groups come with the user.
+    match user_with_a_supplementary_group() {
+        Some((user, gid)) => {
+            arm(
+                &daemon,
+                &jail,
+                &whoami("AS_MEMBER"),
+                &["-t", "AS_MEMBER", "--run-as", &user],
+            );
+            assert!(jail.pkill(0, "HUP", "AS_MEMBER"));
+            let line = logged_identity(&daemon, "AS_MEMBER");
+            let groups = line
+                .split_once("groups=[")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map_or("", |(groups, _)| groups);
+            assert!(
+                groups.split(' ').any(|g| g == gid.to_string()),
+                "{user} runs without group {gid}: {line}"
+            );
+        }
+        None => eprintln!(
+            "SKIPPED run_as supplementary groups: no host user is a member of a group in /etc/group"
+        ),
+    }
+}
+
+#[test]
+fn an_unknown_host_user_is_refused_when_the_probe_is_armed() {
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("an_unknown_host_user_is_refused_when_the_probe_is_armed")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    for run_as in ["jd-no-such-user", "nobody:jd-no-such-group"] {
+        let out = daemon.util(&[
+            "-c",
+            &append(&fired),
+            "-j",
+            &spec,
+            "-t",
+            "UNKNOWN_USER",
+            "--run-as",
+            run_as,
+        ]);
+        assert_eq!(out.status.code(), Some(67), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("run_as: unknown host"), "{err}");
+    }
+    assert!(list(&daemon).is_empty(), "a refused probe was kept");
+    assert!(jail.probes("UNKNOWN_USER").is_empty());
+    // In the configuration file: refused as a whole at start (78), naming the probe.
+    let config = dir.path("jd.conf");
+    fs::write(
+        &config,
+        "[[probe]]\njail = \"jd-test-no-such-container\"\ncommand = \"true\"\ntitle = \"T\"\nrun_as = \"jd-no-such-user\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-C"])
+        .arg(&config)
+        .arg("-S")
+        .arg(dir.path("state2"))
+        .arg("-p")
+        .arg(dir.path("jd2.pid"))
+        .arg("-f")
+        .arg(dir.path("jd2.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("probe 'T' of jail 'jd-test-no-such-container': run_as: unknown host user 'jd-no-such-user'"),
+        "{err}"
+    );
+}

@@ -80,7 +80,12 @@ impl RunningCommand {
                 })
                 .ok()
         });
-        let spawned = sys::spawn_command(spawner, &def.command, &env, group.as_ref());
+        let user = match &def.run_as {
+            Some(spec) => Some(host_user(spec).map_err(|e| io::Error::other(e.message))?),
+            None => None,
+        };
+        let spawned =
+            sys::spawn_command(spawner, &def.command, &env, group.as_ref(), user.as_ref());
         let (process, output) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -202,6 +207,40 @@ impl Daemon {
             took: command.started.elapsed(),
         });
     }
+}
+
+/// The host user `spec` (`user[:group]`) names, from the host's `/etc/passwd` and
+/// `/etc/group`; an unknown one is refused (exit 67).
+pub(super) fn host_user(spec: &str) -> Result<crate::ids::HostUser, crate::error::Error> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    crate::ids::resolve_host_user(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(|why| {
+        crate::error::Error::new(crate::error::Kind::NoUser, format!("run_as: {why}"))
+    })
+}
+
+/// Refuses a configuration file one of whose probes runs its command as an unknown host
+/// user, naming the file and the probe.
+pub(super) fn check_run_as(
+    path: &std::path::Path,
+    probes: &[Definition],
+) -> Result<(), crate::error::Error> {
+    for def in probes {
+        if let Some(spec) = &def.run_as
+            && let Err(e) = host_user(spec)
+        {
+            return Err(crate::error::Error::new(
+                crate::error::Kind::Config,
+                format!(
+                    "config {}: probe '{}' of jail '{}': {}",
+                    path.display(),
+                    def.title,
+                    def.jail,
+                    e.message
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Daemon {

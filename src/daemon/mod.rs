@@ -270,6 +270,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     // at the terminal; their probes are armed once the daemon runs.
     let persisted = crate::state::load(&config.state)?;
     let declared = crate::config::load(&config.config, config.config_named)?;
+    commands::check_run_as(&config.config, &declared)?;
     let limits = probe_limits()?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     // From here on, a daemon that does not start leaves no pidfile behind.
@@ -706,7 +707,11 @@ impl Daemon {
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
             if sig == libc::SIGHUP {
-                match crate::config::load(&self.config.path, self.config.named) {
+                let loaded =
+                    crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
+                        commands::check_run_as(&self.config.path, &wanted).map(|()| wanted)
+                    });
+                match loaded {
                     Ok(wanted) => self.events.push_back(Event::Reload(wanted)),
                     Err(e) => log::error!("SIGHUP: {e}; the running probes stay as they are"),
                 }
@@ -985,7 +990,12 @@ impl Daemon {
                     pid: std::process::id(),
                 },
             ),
-            Request::Arm(arm) => match arm.validate() {
+            Request::Arm(arm) => match arm.validate().and_then(|()| {
+                // The command's host user must exist now, not only when it fires.
+                arm.run_as
+                    .as_deref()
+                    .map_or(Ok(()), |spec| commands::host_user(spec).map(|_| ()))
+            }) {
                 Ok(()) => {
                     let persist = arm.persist;
                     self.events.push_back(Event::Arm {

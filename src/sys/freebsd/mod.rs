@@ -548,17 +548,32 @@ pub fn spawn_command(
     command: &str,
     env: &[(&str, &str)],
     group: Option<&CommandGroup>,
+    user: Option<&crate::ids::HostUser>,
 ) -> io::Result<(Process, OwnedFd)> {
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     rustix::io::ioctl_fionbio(&reader, true)?;
     if let Some(group) = group {
-        let keeper = spawn_kept(command, env, writer.as_fd())?;
+        let keeper = spawn_kept(command, env, writer.as_fd(), user)?;
         group.keeper.set(Some(keeper.pid()));
         return Ok((keeper, reader));
     }
     let stderr = writer.try_clone()?;
-    let child = std::process::Command::new("/bin/sh")
+    let mut shell = std::process::Command::new("/bin/sh");
+    if let Some(user) = user {
+        // Groups, gid and uid in one step after the fork (std's own uid change would drop the
+        // supplementary groups).
+        let (uid, groups) = (user.uid, raw::group_list(user.gid, &user.groups));
+        let become_user = move || raw::become_user(uid, &groups);
+        #[allow(unsafe_code)]
+        // SAFETY: `become_user` makes only async-signal-safe calls and allocates nothing
+        // (its groups were copied before the fork).
+        unsafe {
+            shell.pre_exec(become_user);
+        }
+    }
+    let child = shell
         .arg("-c")
         .arg(command)
         .env_clear()
@@ -624,7 +639,12 @@ impl CommandGroup {
 /// Starts the keeper of `command` (see `CommandGroup`); everything the keeper and the shell
 /// use is prepared before the forks.
 #[allow(unsafe_code)]
-fn spawn_kept(command: &str, env: &[(&str, &str)], output: BorrowedFd<'_>) -> io::Result<Process> {
+fn spawn_kept(
+    command: &str,
+    env: &[(&str, &str)],
+    output: BorrowedFd<'_>,
+    user: Option<&crate::ids::HostUser>,
+) -> io::Result<Process> {
     let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
     let args = [
         c"/bin/sh".to_owned(),
@@ -642,10 +662,11 @@ fn spawn_kept(command: &str, env: &[(&str, &str)], output: BorrowedFd<'_>) -> io
     };
     let (argv, envp) = (pointers(&args), pointers(&vars));
     let null = fs::File::open("/dev/null")?;
+    let ids = user.map(|u| (u.uid, raw::group_list(u.gid, &u.groups)));
     // SAFETY: the daemon is single-threaded and the child runs only `keeper`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }? {
-        Forked::Child => keeper(null.as_fd(), output, &argv, &envp),
+        Forked::Child => keeper(null.as_fd(), output, &argv, &envp, ids.as_ref()),
         Forked::Parent(pid) => pid,
     };
     Process::from_own_child(pid)
@@ -658,6 +679,7 @@ fn keeper(
     output: BorrowedFd<'_>,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
+    ids: Option<&(u32, Vec<libc::gid_t>)>,
 ) -> ! {
     let watched = [libc::SIGTERM, libc::SIGUSR1, libc::SIGCHLD];
     raw::reset_signals(&watched);
@@ -668,6 +690,11 @@ fn keeper(
     let shell = match unsafe { posix::fork() } {
         Ok(Forked::Child) => {
             raw::reset_signals(&[]);
+            if let Some((uid, groups)) = ids
+                && raw::become_user(*uid, groups).is_err()
+            {
+                posix::exit_now(127);
+            }
             let _ = raw::exec_shell(null, output, argv, envp);
             posix::exit_now(127)
         }

@@ -374,6 +374,32 @@ pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Becomes a host user: its groups, `groups[0]` being its gid (setgroups(2) on FreeBSD takes
+/// the effective gid from the first entry), then its uid. Async-signal-safe.
+pub fn become_user(uid: u32, groups: &[libc::gid_t]) -> io::Result<()> {
+    let Some(&gid) = groups.first() else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: setgroups reads `groups.len()` gids from a valid pointer; the others take
+    // integers.
+    unsafe {
+        check(libc::setgroups(
+            groups.len() as libc::c_int,
+            groups.as_ptr(),
+        ))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+    }
+    Ok(())
+}
+
+/// A user's groups as `become_user` takes them: its gid first.
+pub fn group_list(gid: u32, groups: &[u32]) -> Vec<libc::gid_t> {
+    std::iter::once(gid)
+        .chain(groups.iter().copied().filter(|g| *g != gid))
+        .collect()
+}
+
 /// `struct procctl_reaper_kill` of <sys/procctl.h>, which the libc crate does not have.
 #[repr(C)]
 struct ReaperKill {

@@ -23,12 +23,15 @@ use crate::sys::posix;
 ///
 /// With a `group`, the child joins that cgroup before its exec, so that everything the command
 /// starts is in it from the start; a child that cannot join ends with status 127 unrun.
+/// With a `user`, the child takes its groups, gid and uid (all three of each: real,
+/// effective, saved) before its exec; a uid other than 0 leaves it no capability.
 #[allow(unsafe_code)]
 pub fn spawn_command(
     spawner: &mut Spawner,
     command: &str,
     env: &[(&str, &str)],
     group: Option<&CommandGroup>,
+    user: Option<&crate::ids::HostUser>,
 ) -> io::Result<(Process, OwnedFd)> {
     let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
     let args = [
@@ -46,6 +49,20 @@ pub fn spawn_command(
         list
     };
     let (argv, envp) = (pointers(&args), pointers(&vars));
+    let groups: Vec<rustix::process::Gid> = user
+        .map(|u| {
+            u.groups
+                .iter()
+                .map(|g| rustix::process::Gid::from_raw(*g))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids = user.map(|u| {
+        (
+            rustix::process::Uid::from_raw(u.uid),
+            rustix::process::Gid::from_raw(u.gid),
+        )
+    });
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     rustix::io::ioctl_fionbio(&reader, true)?;
     spawner.fill_slot(0, writer.as_fd())?;
@@ -64,6 +81,8 @@ pub fn spawn_command(
         envp: &envp,
         output: spawner.slots[0].as_fd(),
         join: group.map(|_| spawner.slots[1].as_fd()),
+        groups: &groups,
+        ids,
         null: spawner.null.as_fd(),
         low_end,
     };
@@ -85,6 +104,9 @@ struct CommandPlan<'a> {
     output: BorrowedFd<'a>,
     /// The `cgroup.procs` of the command's own cgroup, open for writing.
     join: Option<BorrowedFd<'a>>,
+    /// The host user to become: supplementary groups, then uid and gid.
+    groups: &'a [rustix::process::Gid],
+    ids: Option<(rustix::process::Uid, rustix::process::Gid)>,
     null: BorrowedFd<'a>,
     low_end: u32,
 }
@@ -110,8 +132,17 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
         Ok(_) => Err(io::Error::from_raw_os_error(libc::EIO)),
         Err(e) => Err(io::Error::from(e)),
     };
+    // Raw syscalls, for this process alone: libc's wrappers would also change the ids of
+    // every thread of the daemon, whose memory this child shares.
+    let become_user = |(uid, gid)| {
+        rustix::thread::set_thread_groups(plan.groups)
+            .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+            .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
+            .map_err(io::Error::from)
+    };
     let prepared = raw::own_descriptors_below(plan.low_end)
         .and_then(|()| plan.join.map_or(Ok(()), join))
+        .and_then(|()| plan.ids.map_or(Ok(()), become_user))
         .and_then(|()| raw::dup_onto(plan.null, 0))
         .and_then(|()| raw::dup_onto(plan.output, 1))
         .and_then(|()| raw::dup_onto(plan.output, 2))
