@@ -22,6 +22,7 @@ pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
 
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
+                  [-M metrics]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
                   [--run-as user[:group]]
@@ -40,6 +41,8 @@ daemon (-D, as root):
                 /usr/local/etc/jaildaemon.conf on FreeBSD)
   -S statefile  where -P probes are kept (default /var/lib/jaildaemon/state,
                 /var/db/jaildaemon/state on FreeBSD)
+  -M metrics    keep a Prometheus text file of the probes and commands here, replaced
+                at most once a second (for node_exporter's textfile collector)
 utility (-c, -l, -k):
   -c command    arm a probe; when it fires, the daemon runs command with /bin/sh -c
   -j jail       the jail: a host PID, a container name, or manager:name (lxc, lxd, incus,
@@ -84,6 +87,8 @@ pub struct DaemonConfig {
     pub config_named: bool,
     /// Where `-P` probes are kept.
     pub state: PathBuf,
+    /// `-M`: the metrics file.
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -127,6 +132,7 @@ struct Flags {
     socket: Option<PathBuf>,
     config: Option<PathBuf>,
     state: Option<PathBuf>,
+    metrics: Option<PathBuf>,
     command: Option<String>,
     jail: Option<String>,
     title: Option<String>,
@@ -175,6 +181,7 @@ pub fn parse_with(
             Short('f') => f.socket = path(&mut parser)?,
             Short('C') => f.config = path(&mut parser)?,
             Short('S') => f.state = path(&mut parser)?,
+            Short('M') => f.metrics = path(&mut parser)?,
             Short('G') => f.socket_group = Some(text(&mut parser, "-G")?),
             Short('c') => f.command = Some(text(&mut parser, "-c")?),
             Short('j') => f.jail = Some(text(&mut parser, "-j")?),
@@ -211,6 +218,7 @@ pub fn parse_with(
         ("-G", f.socket_group.is_some()),
         ("-C", f.config.is_some()),
         ("-S", f.state.is_some()),
+        ("-M", f.metrics.is_some()),
     ];
     let arm_only = [
         ("-t", f.title.is_some()),
@@ -263,6 +271,7 @@ pub fn parse_with(
                 config_named: f.config.is_some(),
                 config: f.config.unwrap_or_else(|| DEFAULT_CONFIG.into()),
                 state: f.state.unwrap_or_else(|| DEFAULT_STATE.into()),
+                metrics: f.metrics,
             }),
             notes,
         });

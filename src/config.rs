@@ -14,6 +14,9 @@
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! ```
 //!
+//! Besides probes, the file may name the daemon's metrics file, before the first table:
+//! `metrics = "/var/lib/node_exporter/textfile/jaildaemon.prom"` (`-M` wins over it).
+//!
 //! A probe is identified by its jail and title: two declarations with the same pair are an
 //! error. A file is accepted or refused as a whole, with the line and the reason.
 
@@ -30,6 +33,15 @@ use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 struct File {
     #[serde(default)]
     probe: Vec<toml::Spanned<Declared>>,
+    metrics: Option<String>,
+}
+
+/// What a configuration file declares.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub probes: Vec<Definition>,
+    /// Where the metrics file goes (`metrics = "PATH"`), unless `-M` names it.
+    pub metrics: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -47,15 +59,15 @@ struct Declared {
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
-pub fn load(path: &Path, named: bool) -> Result<Vec<Definition>, Error> {
+pub fn load(path: &Path, named: bool) -> Result<Loaded, Error> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text).map_err(|e| {
+        Ok(text) => parse_all(&text).map_err(|e| {
             Error::new(
                 Kind::Config,
                 format!("config {}: {}", path.display(), e.message),
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Loaded::default()),
         Err(e) => Err(Error::new(
             Kind::Config,
             format!("config {}: {e}", path.display()),
@@ -63,8 +75,13 @@ pub fn load(path: &Path, named: bool) -> Result<Vec<Definition>, Error> {
     }
 }
 
-/// Parses a whole file; an error names the line (1-based) and what is wrong there.
+/// Parses a whole file's probes; an error names the line (1-based) and what is wrong there.
 pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
+    parse_all(text).map(|loaded| loaded.probes)
+}
+
+/// Parses a whole file: its probes and its metrics path.
+pub fn parse_all(text: &str) -> Result<Loaded, Error> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let refuse = |line: usize, why: String| Error::new(Kind::Config, format!("line {line}: {why}"));
     let file: File = toml::from_str(text).map_err(|e| {
@@ -109,7 +126,16 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
         }
         probes.push(arm.into());
     }
-    Ok(probes)
+    let metrics = match file.metrics {
+        Some(path) if !path.starts_with('/') => {
+            return Err(refuse(
+                1,
+                format!("metrics: '{path}' is not an absolute path"),
+            ));
+        }
+        other => other.map(std::path::PathBuf::from),
+    };
+    Ok(Loaded { probes, metrics })
 }
 
 #[cfg(test)]
@@ -208,9 +234,25 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_path_is_read_and_must_be_absolute() {
+        let loaded =
+            parse_all("metrics = \"/var/lib/jd.prom\"\n[[probe]]\njail = \"1\"\ncommand = \"x\"\n")
+                .unwrap();
+        assert_eq!(loaded.metrics, Some("/var/lib/jd.prom".into()));
+        assert_eq!(loaded.probes.len(), 1);
+        assert_eq!(parse_all("").unwrap().metrics, None);
+        let err = parse_all("metrics = \"jd.prom\"\n").unwrap_err();
+        assert!(
+            err.message
+                .contains("metrics: 'jd.prom' is not an absolute path"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn only_a_named_file_must_exist() {
         let missing = Path::new("/nonexistent/jaildaemon.conf");
-        assert!(load(missing, false).unwrap().is_empty());
+        assert!(load(missing, false).unwrap().probes.is_empty());
         let err = load(missing, true).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
         assert!(err.message.contains("/nonexistent/jaildaemon.conf"));

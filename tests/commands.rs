@@ -662,3 +662,124 @@ fn an_unknown_host_user_is_refused_when_the_probe_is_armed() {
         "{err}"
     );
 }
+
+/// Parses a metrics file with the Prometheus client library's own text parser (Debian's
+/// python3-prometheus-client): every sample as (name, labels, value); `Err` with the parser's
+/// complaint for a file it refuses, `None` (said loudly) where it is missing.
+/// One sample of a metrics file: its name, its labels, its value.
+type Sample = (String, serde_json::Value, f64);
+
+fn parse_metrics(path: &Path) -> Option<Result<Vec<Sample>, String>> {
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out.append([s.name, s.labels, s.value])\n\
+        print(json.dumps(out))\n";
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if err.contains("No module named 'prometheus_client'") {
+        eprintln!("SKIPPED metrics parsing: python3-prometheus-client is not installed");
+        return None;
+    }
+    if !out.status.success() {
+        return Some(Err(err));
+    }
+    let samples: Vec<Sample> = serde_json::from_slice(&out.stdout).unwrap();
+    Some(Ok(samples))
+}
+
+fn sample(samples: &[Sample], name: &str, title: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, labels, _)| n == name && labels["title"] == title)
+        .map(|(_, _, v)| *v)
+}
+
+#[test]
+fn the_metrics_file_says_what_probes_and_commands_did_and_parses() {
+    if !root_or_skip("the_metrics_file_says_what_probes_and_commands_did_and_parses") {
+        return;
+    }
+    let dir = TempDir::new();
+    let metrics = dir.path("jaildaemon.prom");
+    let daemon = Daemon::start_with_args(&dir, &["-M", metrics.to_str().unwrap()]);
+    let jail = Jail::new();
+    arm(&daemon, &jail, "exit 3", &["-r", "-t", "FIRED"]);
+    arm(
+        &daemon,
+        &jail,
+        "sleep 30",
+        &["-r", "-t", "CUT", "--timeout", "1s"],
+    );
+    arm(&daemon, &jail, "true", &["-t", "IDLE"]);
+    assert!(jail.pkill(0, "HUP", "FIRED"));
+    assert!(jail.pkill(0, "HUP", "CUT"));
+    let mut samples = Vec::new();
+    let done = wait_for(Duration::from_secs(10), || {
+        let Some(parsed) = parse_metrics(&metrics) else {
+            return true;
+        };
+        samples = parsed.unwrap_or_default();
+        sample(&samples, "jaildaemon_probe_last_exit_status", "CUT").is_some()
+            && sample(&samples, "jaildaemon_probe_last_exit_status", "FIRED").is_some()
+    });
+    assert!(done, "{samples:?}\n{}", daemon.log_text());
+    if samples.is_empty() {
+        return;
+    }
+    let get = |name: &str, title: &str| sample(&samples, name, title);
+    assert_eq!(get("jaildaemon_probe_fires_total", "FIRED"), Some(1.0));
+    assert_eq!(get("jaildaemon_probe_last_exit_status", "FIRED"), Some(3.0));
+    assert_eq!(get("jaildaemon_probe_timeouts_total", "FIRED"), Some(0.0));
+    // Stopped at its timeout: SIGTERM ended its shell.
+    assert_eq!(get("jaildaemon_probe_timeouts_total", "CUT"), Some(1.0));
+    assert_eq!(
+        get("jaildaemon_probe_last_exit_status", "CUT"),
+        Some(128.0 + 15.0)
+    );
+    let took = get("jaildaemon_probe_last_duration_seconds", "CUT").unwrap();
+    assert!((0.9..5.0).contains(&took), "{took}");
+    // The twin: a probe that never fired has no last command.
+    assert_eq!(get("jaildaemon_probe_fires_total", "IDLE"), Some(0.0));
+    assert_eq!(get("jaildaemon_probe_last_exit_status", "IDLE"), None);
+    let state = |title: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == "jaildaemon_probe_state" && l["title"] == title)
+            .map(|(_, l, _)| l["state"].as_str().unwrap().to_string())
+    };
+    assert!(wait_for(LONG, || jail.probes("FIRED").len() == 1));
+    assert_eq!(state("IDLE").as_deref(), Some("armed"));
+    let daemon_wide = |name: &str, state: Option<&str>| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && state.is_none_or(|s| l["state"] == s))
+            .map(|(_, _, v)| *v)
+    };
+    assert_eq!(daemon_wide("jaildaemon_commands_running", None), Some(0.0));
+    assert!(daemon_wide("jaildaemon_probes", Some("armed")).unwrap() >= 1.0);
+    // Replaced whole: no temporary file is left beside it.
+    let left: Vec<_> = fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The parser is not lenient: a broken copy is refused.
+    let broken = dir.path("broken.prom");
+    let text = fs::read_to_string(&metrics).unwrap();
+    fs::write(&broken, text.replacen("} ", " ", 1)).unwrap();
+    assert!(matches!(parse_metrics(&broken), Some(Err(_))));
+    // And the file goes with the daemon.
+    drop(daemon);
+    assert!(
+        !metrics.exists(),
+        "a stopped daemon's metrics file was left"
+    );
+}

@@ -175,6 +175,11 @@ impl Daemon {
         if let Some(output) = &command.output {
             self.poller.remove(output.as_fd());
         }
+        let code = match result {
+            Ok(Some(sys::Exit::Code(code))) => Some(code),
+            Ok(Some(sys::Exit::Signal(signal))) => Some(128 + signal),
+            _ => None,
+        };
         let status = result
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
@@ -204,6 +209,7 @@ impl Daemon {
         self.events.push_back(Event::CommandEnded {
             command: id,
             outcome: Ok(status),
+            status: code,
             took: command.started.elapsed(),
         });
     }

@@ -177,6 +177,9 @@ pub struct Probe {
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
+    /// How its last command ended (exit code, or 128 plus a signal), and how long it ran.
+    pub last_status: Option<i32>,
+    pub last_duration: Option<Duration>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
@@ -350,6 +353,8 @@ pub enum Event {
         command: CommandId,
         /// How it ended (`exit code 0`), or why it could not be started.
         outcome: Result<String, String>,
+        /// Its exit code, or 128 plus the signal that ended it, for the metrics.
+        status: Option<i32>,
         took: Duration,
     },
     /// A jail's process ended: the jail stopped.
@@ -481,8 +486,19 @@ impl Core {
             Event::CommandEnded {
                 command,
                 outcome,
+                status,
                 took,
-            } => self.command_ended(command, outcome, took, now),
+            } => {
+                if let Some(probe) = self
+                    .commands
+                    .get(&command)
+                    .and_then(|id| self.probes.get_mut(id))
+                {
+                    probe.last_status = status;
+                    probe.last_duration = Some(took);
+                }
+                self.command_ended(command, outcome, took, now)
+            }
             Event::JailStopped { jail } => self.jail_stopped(jail, now),
             Event::StateNotSaved { error, unconfirmed } => {
                 for (client, probe) in unconfirmed {
@@ -613,6 +629,8 @@ impl Core {
                 owed: None,
                 fired: 0,
                 timeouts: 0,
+                last_status: None,
+                last_duration: None,
                 strikes: 0,
                 last: None,
             },
@@ -1603,6 +1621,26 @@ impl Core {
             .collect()
     }
 
+    /// The metrics file's content at `now` (`metrics::render`).
+    pub fn metrics(&self, now: Instant) -> String {
+        let probes: Vec<crate::metrics::ProbeMetrics> = self
+            .list(now)
+            .into_iter()
+            .zip(self.probes.values())
+            .map(|(info, p)| crate::metrics::ProbeMetrics {
+                id: info.id,
+                jail: info.jail,
+                title: info.title,
+                state: info.state,
+                fires: p.fired,
+                timeouts: p.timeouts,
+                last_status: p.last_status,
+                last_duration: p.last_duration,
+            })
+            .collect();
+        crate::metrics::render(&probes, self.commands.len())
+    }
+
     /// The armed probes' processes, for the shell's shutdown.
     pub fn armed(&self) -> Vec<ProbeId> {
         self.probes
@@ -1771,6 +1809,7 @@ mod tests {
         Event::CommandEnded {
             command,
             outcome: Ok("exit code 0".into()),
+            status: Some(0),
             took: Duration::from_millis(2100),
         }
     }
@@ -2470,6 +2509,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 9".into()),
+            status: Some(137),
             took: Duration::from_secs(35),
         });
         let last = rig.core.list(rig.now)[0].last.clone().unwrap();
@@ -2480,6 +2520,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 15".into()),
+            status: Some(143),
             took: Duration::from_secs(30),
         });
         assert_eq!(stops(&rig.later(KILL_GRACE)), vec![(1, true)]);

@@ -43,6 +43,37 @@ const LOOKUP_DESCRIPTORS: usize = 13;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// The metrics file: where (`-M`, else the configuration file's `metrics`), and when it was
+/// last written; it is replaced at most once every `METRICS_INTERVAL`.
+#[derive(Default)]
+struct MetricsFile {
+    named: Option<PathBuf>,
+    from_file: Option<PathBuf>,
+    written: Option<Instant>,
+    /// Something happened since it was written.
+    dirty: bool,
+    /// The last error writing it, logged once until it changes.
+    error: Option<String>,
+}
+
+/// The metrics file is replaced at most this often.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+impl MetricsFile {
+    fn path(&self) -> Option<&Path> {
+        self.named.as_deref().or(self.from_file.as_deref())
+    }
+
+    /// When it is next due, if something changed (`now` if it was never written).
+    fn due(&self, now: Instant) -> Option<Instant> {
+        self.path()?;
+        if !self.dirty {
+            return None;
+        }
+        Some(self.written.map_or(now, |t| t + METRICS_INTERVAL))
+    }
+}
+
 /// A connection, from its request to its answer.
 enum ClientState {
     /// Sending its request, until `deadline`.
@@ -110,6 +141,7 @@ struct Daemon {
     descriptor_limit: usize,
     /// READY=1 was sent: the probes declared at start are settled.
     ready: bool,
+    metrics: MetricsFile,
     /// SIGTERM or SIGINT came.
     stopping: bool,
 }
@@ -270,13 +302,16 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     // at the terminal; their probes are armed once the daemon runs.
     let persisted = crate::state::load(&config.state)?;
     let declared = crate::config::load(&config.config, config.config_named)?;
-    commands::check_run_as(&config.config, &declared)?;
+    commands::check_run_as(&config.config, &declared.probes)?;
     let limits = probe_limits()?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     // From here on, a daemon that does not start leaves no pidfile behind.
     let started = start(config, &mut pidfile, limits);
     let mut daemon = match started {
-        Ok(Some(daemon)) => daemon,
+        Ok(Some(mut daemon)) => {
+            daemon.metrics.from_file = declared.metrics.clone();
+            daemon
+        }
         Ok(None) => std::process::exit(0),
         Err(e) => {
             let _ = std::fs::remove_file(&config.pidfile);
@@ -289,7 +324,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             origin: Origin::Persisted,
         });
     }
-    for def in declared {
+    for def in declared.probes {
         daemon.events.push_back(Event::Declare {
             def,
             origin: Origin::Config,
@@ -298,6 +333,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let result = daemon.serve();
     notify_service_manager("STOPPING=1");
     daemon.shutdown();
+    // A file of a daemon that is gone would only mislead: its absence says so.
+    if let Some(path) = daemon.metrics.path() {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&config.pidfile);
     drop(pidfile);
@@ -392,6 +431,11 @@ fn start(
         listener_paused: None,
         descriptor_limit,
         ready: false,
+        metrics: MetricsFile {
+            named: config.metrics.clone(),
+            dirty: true,
+            ..MetricsFile::default()
+        },
         stopping: false,
     };
     listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
@@ -444,6 +488,7 @@ impl Daemon {
     /// more events).
     fn run_core(&mut self) {
         while let Some(event) = self.events.pop_front() {
+            self.metrics.dirty |= !matches!(event, Event::List { .. });
             self.core.set_shell_descriptors(self.shell_descriptors());
             for effect in self.core.handle(event, Instant::now()) {
                 self.perform(effect);
@@ -676,6 +721,7 @@ impl Daemon {
             Err(e) => self.events.push_back(Event::CommandEnded {
                 command,
                 outcome: Err(e.to_string()),
+                status: None,
                 took: Duration::ZERO,
             }),
         }
@@ -709,10 +755,20 @@ impl Daemon {
             if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
-                        commands::check_run_as(&self.config.path, &wanted).map(|()| wanted)
+                        commands::check_run_as(&self.config.path, &wanted.probes).map(|()| wanted)
                     });
                 match loaded {
-                    Ok(wanted) => self.events.push_back(Event::Reload(wanted)),
+                    Ok(wanted) => {
+                        if wanted.metrics != self.metrics.from_file && self.metrics.named.is_none()
+                        {
+                            if let Some(old) = self.metrics.path() {
+                                let _ = std::fs::remove_file(old);
+                            }
+                            self.metrics.from_file = wanted.metrics;
+                            self.metrics.dirty = true;
+                        }
+                        self.events.push_back(Event::Reload(wanted.probes));
+                    }
                     Err(e) => log::error!("SIGHUP: {e}; the running probes stay as they are"),
                 }
             } else {
@@ -788,6 +844,7 @@ impl Daemon {
             .chain(self.core.next_deadline())
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
+            .chain(self.metrics.due(Instant::now()))
             .min()
     }
 
@@ -856,6 +913,35 @@ impl Daemon {
         }
         if self.core.next_deadline().is_some_and(|t| t <= now) {
             self.events.push_back(Event::Tick);
+        }
+        if self.metrics.due(now).is_some_and(|t| t <= now) {
+            self.write_metrics(now);
+        }
+    }
+
+    /// Replaces the metrics file: a temporary file beside it, renamed over it (node_exporter
+    /// reads only `*.prom`, so never the temporary one).
+    fn write_metrics(&mut self, now: Instant) {
+        let Some(path) = self.metrics.path().map(Path::to_path_buf) else {
+            return;
+        };
+        self.metrics.dirty = false;
+        self.metrics.written = Some(now);
+        let text = self.core.metrics(now);
+        let mut temporary = path.clone().into_os_string();
+        temporary.push(".tmp");
+        let written =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        match written {
+            Ok(()) => self.metrics.error = None,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                let error = format!("metrics file {}: {e}", path.display());
+                if self.metrics.error.as_deref() != Some(error.as_str()) {
+                    log::error!("{error}");
+                }
+                self.metrics.error = Some(error);
+            }
         }
     }
 
