@@ -261,6 +261,13 @@ pub fn parse_with(
     };
     if f.daemon {
         refuse_any("-D", &[&json])?;
+        // The daemon may change its directory: a relative path would move with it.
+        if let Some(path) = f.metrics.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(usage(format!(
+                "-M {}: the metrics file must be an absolute path",
+                path.display()
+            )));
+        }
         notes.extend(ignored("-D", &[&jail, &arm_only]));
         return Ok(Parsed {
             mode: Mode::Daemon(DaemonConfig {
@@ -471,6 +478,8 @@ mod tests {
             (&["-x"][..], "-x"),
             (&["-c", "", "-j", "1"][..], "empty"),
             (&["-l", "-F"][..], "-F do(es) not go with -l"),
+            (&["-D", "-M", "jd.prom"][..], "must be an absolute path"),
+            (&["-l", "-M", "/jd.prom"][..], "-M do(es) not go with -l"),
         ] {
             let err = parse_str(args).unwrap_err();
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
