@@ -214,13 +214,13 @@ fn queue_coalesces_triggers_during_a_run_into_one_more_run_never_two_at_once() {
     arm(
         &daemon,
         &jail,
-        &recorded_run(&record, 3),
+        &recorded_run(&record, 5),
         &["--queue", "-t", "QUEUED"],
     );
     fire_during_one_run(&jail, "QUEUED", &record, 5);
     // Exactly two runs: the first, and one for the five triggers, after it.
     assert!(
-        wait_for(Duration::from_secs(10), || runs(&record).0.len() == 2),
+        wait_for(Duration::from_secs(15), || runs(&record).0.len() == 2),
         "{:?}\n{}",
         runs(&record),
         daemon.log_text()
@@ -242,7 +242,7 @@ fn queue_coalesces_triggers_during_a_run_into_one_more_run_never_two_at_once() {
     assert_eq!((p.fired, p.state), (6, ProbeState::Armed), "{p:?}");
     // And the probe still works: a trigger now runs at once.
     assert!(jail.pkill(0, "HUP", "QUEUED"));
-    assert!(wait_for(Duration::from_secs(6), || runs(&record).0.len() == 3));
+    assert!(wait_for(Duration::from_secs(8), || runs(&record).0.len() == 3));
     assert!(!runs(&record).1);
 }
 
