@@ -27,10 +27,11 @@ fi
 # lxc with its templates, podman with runc (crun refuses hybrid cgroups), docker.io, lxd and
 # incus-base (containers only) for tests/containers.rs; mandoc, man-db, bmake, systemd
 # (systemd-analyze verify) and make for tests/packaging.rs; webhook and inotify-tools for the
-# benchmark's comparison rows.
+# benchmark's comparison rows; python3-prometheus-client parses the metrics file in
+# tests/commands.rs.
 packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
     lxc lxc-templates podman runc docker.io lxd mandoc man-db bmake systemd make
-    webhook inotify-tools)
+    webhook inotify-tools python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -22,7 +22,10 @@ pub const SOCKET_VARIABLE: &str = "JAILDAEMON_SOCKET";
 
 pub const USAGE: &str =
     "usage: jaildaemon -D [-F] [-p pidfile] [-f sockpath] [-G group] [-C config] [-S statefile]
+                  [-M metrics]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
+                  [--queue] [--cooldown duration] [--timeout duration]
+                  [--run-as user[:group]]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -38,6 +41,8 @@ daemon (-D, as root):
                 /usr/local/etc/jaildaemon.conf on FreeBSD)
   -S statefile  where -P probes are kept (default /var/lib/jaildaemon/state,
                 /var/db/jaildaemon/state on FreeBSD)
+  -M metrics    keep a Prometheus text file of the probes and commands here, replaced
+                at most once a second (for node_exporter's textfile collector)
 utility (-c, -l, -k):
   -c command    arm a probe; when it fires, the daemon runs command with /bin/sh -c
   -j jail       the jail: a host PID, a container name, or manager:name (lxc, lxd, incus,
@@ -47,6 +52,17 @@ utility (-c, -l, -k):
   -r            arm the probe again once the command has finished
   -R            arm the probe again at once, without waiting for the command (-rR is -R)
   -P            keep the probe in the daemon's state file: it survives restarts
+  --queue       arm the probe again at once; a fire while the command runs queues one
+                more run after it (never two at once, later triggers join that run)
+  --cooldown duration
+                with -r, -R or --queue: after a fire the probe comes back no sooner
+                than this (30s, 5m, 1h; 1s to 24h); the jail sees no probe meanwhile
+  --timeout duration
+                stop a command still running after this long, with all it started:
+                SIGTERM, then SIGKILL 5s later (1s to 24h)
+  --run-as user[:group]
+                run the command as this host user (name or number), with its groups,
+                or with this group instead of its own; default root
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -71,6 +87,8 @@ pub struct DaemonConfig {
     pub config_named: bool,
     /// Where `-P` probes are kept.
     pub state: PathBuf,
+    /// `-M`: the metrics file.
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -114,6 +132,7 @@ struct Flags {
     socket: Option<PathBuf>,
     config: Option<PathBuf>,
     state: Option<PathBuf>,
+    metrics: Option<PathBuf>,
     command: Option<String>,
     jail: Option<String>,
     title: Option<String>,
@@ -122,6 +141,10 @@ struct Flags {
     r: bool,
     big_r: bool,
     persist: bool,
+    cooldown: Option<String>,
+    queue: bool,
+    timeout: Option<String>,
+    run_as: Option<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -158,6 +181,7 @@ pub fn parse_with(
             Short('f') => f.socket = path(&mut parser)?,
             Short('C') => f.config = path(&mut parser)?,
             Short('S') => f.state = path(&mut parser)?,
+            Short('M') => f.metrics = path(&mut parser)?,
             Short('G') => f.socket_group = Some(text(&mut parser, "-G")?),
             Short('c') => f.command = Some(text(&mut parser, "-c")?),
             Short('j') => f.jail = Some(text(&mut parser, "-j")?),
@@ -170,6 +194,10 @@ pub fn parse_with(
             Short('P') => f.persist = true,
             Short('l') => f.list = true,
             Long("json") => f.json = true,
+            Long("queue") => f.queue = true,
+            Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
+            Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
+            Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
             Short('h') | Long("help") => return Ok(plain(Mode::Help)),
             Short('V') | Long("version") => return Ok(plain(Mode::Version)),
             _ => return Err(usage(arg.unexpected())),
@@ -190,6 +218,7 @@ pub fn parse_with(
         ("-G", f.socket_group.is_some()),
         ("-C", f.config.is_some()),
         ("-S", f.state.is_some()),
+        ("-M", f.metrics.is_some()),
     ];
     let arm_only = [
         ("-t", f.title.is_some()),
@@ -198,6 +227,10 @@ pub fn parse_with(
         ("-r", f.r),
         ("-R", f.big_r),
         ("-P", f.persist),
+        ("--queue", f.queue),
+        ("--cooldown", f.cooldown.is_some()),
+        ("--timeout", f.timeout.is_some()),
+        ("--run-as", f.run_as.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -228,6 +261,13 @@ pub fn parse_with(
     };
     if f.daemon {
         refuse_any("-D", &[&json])?;
+        // The daemon may change its directory: a relative path would move with it.
+        if let Some(path) = f.metrics.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(usage(format!(
+                "-M {}: the metrics file must be an absolute path",
+                path.display()
+            )));
+        }
         notes.extend(ignored("-D", &[&jail, &arm_only]));
         return Ok(Parsed {
             mode: Mode::Daemon(DaemonConfig {
@@ -238,6 +278,7 @@ pub fn parse_with(
                 config_named: f.config.is_some(),
                 config: f.config.unwrap_or_else(|| DEFAULT_CONFIG.into()),
                 state: f.state.unwrap_or_else(|| DEFAULT_STATE.into()),
+                metrics: f.metrics,
             }),
             notes,
         });
@@ -283,11 +324,37 @@ pub fn parse_with(
         .ok_or_else(|| usage("-c needs -j JAIL: which jail the probe goes into"))?;
     // 0.2's synopsis has [-rR], and its -R is "-r without waiting for the command": given
     // both, in any order, -R is what they ask for.
-    let respawn = match (f.r, f.big_r) {
-        (_, true) => Respawn::Immediately,
-        (true, false) => Respawn::AfterCommand,
-        (false, false) => Respawn::Never,
+    let respawn = match (f.r, f.big_r, f.queue) {
+        (false, false, true) => Respawn::Queue,
+        (_, _, true) => {
+            return Err(usage(
+                "--queue does not go with -r or -R: it is a mode of its own",
+            ));
+        }
+        (_, true, false) => Respawn::Immediately,
+        (true, false, false) => Respawn::AfterCommand,
+        (false, false, false) => Respawn::Never,
     };
+    // A duration that does not parse, or is out of range, is bad data (65), as the daemon
+    // would say of the request.
+    let duration = |flag: &str, text: Option<String>, range: std::ops::RangeInclusive<u64>| {
+        let Some(text) = text else { return Ok(None) };
+        let secs = crate::definition::parse_duration(&text)
+            .map_err(|why| Error::new(Kind::Data, format!("{flag}: {why}")))?;
+        if !range.contains(&secs) {
+            return Err(Error::new(
+                Kind::Data,
+                format!(
+                    "{flag}: {text} is out of range; it must be {} to {}",
+                    crate::definition::show_duration(*range.start()),
+                    crate::definition::show_duration(*range.end())
+                ),
+            ));
+        }
+        Ok(Some(secs))
+    };
+    let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
+    let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
     let request = Arm {
         command,
         jail,
@@ -295,6 +362,9 @@ pub fn parse_with(
         respawn,
         user: f.user,
         group: f.group,
+        cooldown,
+        timeout,
+        run_as: f.run_as,
         persist: f.persist,
     };
     request
@@ -408,11 +478,45 @@ mod tests {
             (&["-x"][..], "-x"),
             (&["-c", "", "-j", "1"][..], "empty"),
             (&["-l", "-F"][..], "-F do(es) not go with -l"),
+            (&["-D", "-M", "jd.prom"][..], "must be an absolute path"),
+            (&["-l", "-M", "/jd.prom"][..], "-M do(es) not go with -l"),
         ] {
             let err = parse_str(args).unwrap_err();
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
             assert!(err.message.contains(needle), "{args:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn durations_are_checked_and_a_bad_one_is_bad_data_naming_its_option() {
+        let Mode::Arm { request, .. } =
+            parse_str(&["-c", "x", "-j", "1", "-R", "--cooldown", "1m"]).unwrap()
+        else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.cooldown, Some(60));
+        for (args, kind, needle) in [
+            (
+                &["--cooldown", "5x", "-R"][..],
+                Kind::Data,
+                "--cooldown: '5x'",
+            ),
+            (&["--cooldown", "25h", "-R"][..], Kind::Data, "1s to 24h"),
+            (&["--cooldown", "0s", "-r"][..], Kind::Data, "out of range"),
+            (&["--cooldown", "60s"][..], Kind::Usage, "single-shot"),
+            (&["--timeout", "1"][..], Kind::Data, "--timeout: '1' is not"),
+            (
+                &["--timeout", "48h"][..],
+                Kind::Data,
+                "--timeout: 48h is out of range",
+            ),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, kind, "{args:?}");
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let err = parse_str(&["-l", "--cooldown", "1m"]).unwrap_err();
+        assert!(err.message.contains("--cooldown do(es) not go with -l"));
     }
 
     fn parse_env(args: &[&str], socket: Option<&str>) -> Result<Parsed, Error> {
@@ -448,6 +552,19 @@ mod tests {
             Respawn::AfterCommand
         );
         assert_eq!(respawn_of(&["-c", "x", "-j", "1"]), Respawn::Never);
+        assert_eq!(
+            respawn_of(&["-c", "x", "-j", "1", "--queue"]),
+            Respawn::Queue
+        );
+        for extra in ["-r", "-R"] {
+            let err = parse_str(&["-c", "x", "-j", "1", "--queue", extra]).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage);
+            assert!(
+                err.message.contains("--queue does not go with"),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]

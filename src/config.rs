@@ -5,10 +5,17 @@
 //! jail = "web1"                      # required: PID, container or jail name, manager:name
 //! command = "lxc-stop -r -n web1"    # required: run with /bin/sh -c on the host
 //! title = "REBOOT"                   # default "jaildaemon-probe"
-//! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R)
+//! respawn = "after_command"          # "never" (default), "after_command" (-r), "immediately" (-R),
+//!                                    # "queue" (--queue)
 //! user = "www"                       # default root; inside the jail
 //! group = "www"                      # default the user's group
+//! run_as = "backup:operator"         # the host user[:group] the command runs as (default root)
+//! timeout = "30s"                    # a command still running then is stopped
+//! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! ```
+//!
+//! Besides probes, the file may name the daemon's metrics file, before the first table:
+//! `metrics = "/var/lib/node_exporter/textfile/jaildaemon.prom"` (`-M` wins over it).
 //!
 //! A probe is identified by its jail and title: two declarations with the same pair are an
 //! error. A file is accepted or refused as a whole, with the line and the reason.
@@ -26,6 +33,15 @@ use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 struct File {
     #[serde(default)]
     probe: Vec<toml::Spanned<Declared>>,
+    metrics: Option<String>,
+}
+
+/// What a configuration file declares.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub probes: Vec<Definition>,
+    /// Where the metrics file goes (`metrics = "PATH"`), unless `-M` names it.
+    pub metrics: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -37,18 +53,21 @@ struct Declared {
     respawn: Option<Respawn>,
     user: Option<String>,
     group: Option<String>,
+    cooldown: Option<String>,
+    timeout: Option<String>,
+    run_as: Option<String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
-pub fn load(path: &Path, named: bool) -> Result<Vec<Definition>, Error> {
+pub fn load(path: &Path, named: bool) -> Result<Loaded, Error> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text).map_err(|e| {
+        Ok(text) => parse_all(&text).map_err(|e| {
             Error::new(
                 Kind::Config,
                 format!("config {}: {}", path.display(), e.message),
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Loaded::default()),
         Err(e) => Err(Error::new(
             Kind::Config,
             format!("config {}: {e}", path.display()),
@@ -56,8 +75,13 @@ pub fn load(path: &Path, named: bool) -> Result<Vec<Definition>, Error> {
     }
 }
 
-/// Parses a whole file; an error names the line (1-based) and what is wrong there.
+/// Parses a whole file's probes; an error names the line (1-based) and what is wrong there.
 pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
+    parse_all(text).map(|loaded| loaded.probes)
+}
+
+/// Parses a whole file: its probes and its metrics path.
+pub fn parse_all(text: &str) -> Result<Loaded, Error> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let refuse = |line: usize, why: String| Error::new(Kind::Config, format!("line {line}: {why}"));
     let file: File = toml::from_str(text).map_err(|e| {
@@ -71,6 +95,13 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
         let start = spanned.span().start;
         let line = || line_of(start);
         let d = spanned.into_inner();
+        let duration = |field: &str, text: Option<String>| {
+            text.map(|t| crate::definition::parse_duration(&t))
+                .transpose()
+                .map_err(|why| refuse(line(), format!("{field}: {why}")))
+        };
+        let cooldown = duration("cooldown", d.cooldown)?;
+        let timeout = duration("timeout", d.timeout)?;
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -78,6 +109,9 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
             respawn: d.respawn.unwrap_or(Respawn::Never),
             user: d.user,
             group: d.group,
+            cooldown,
+            timeout,
+            run_as: d.run_as,
             persist: false,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
@@ -92,7 +126,16 @@ pub fn parse(text: &str) -> Result<Vec<Definition>, Error> {
         }
         probes.push(arm.into());
     }
-    Ok(probes)
+    let metrics = match file.metrics {
+        Some(path) if !path.starts_with('/') => {
+            return Err(refuse(
+                1,
+                format!("metrics: '{path}' is not an absolute path"),
+            ));
+        }
+        other => other.map(std::path::PathBuf::from),
+    };
+    Ok(Loaded { probes, metrics })
 }
 
 #[cfg(test)]
@@ -108,6 +151,7 @@ mod tests {
              command = \"lxc-stop -r -n web1\"\n\
              title = \"REBOOT\"\n\
              respawn = \"after_command\"\n\
+             cooldown = \"1m\"\n\
              \n\
              [[probe]]\n\
              jail = \"4144\"\n\
@@ -121,6 +165,11 @@ mod tests {
         assert_eq!(probes[1].title, DEFAULT_TITLE);
         assert_eq!(probes[1].respawn, Respawn::Never);
         assert_eq!(probes[1].user.as_deref(), Some("www"));
+        assert_eq!(probes[0].cooldown, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(probes[1].cooldown, None);
+        let queued =
+            parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"queue\"\n").unwrap();
+        assert_eq!(queued[0].respawn, Respawn::Queue);
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# nothing yet\n").unwrap().is_empty());
     }
@@ -148,6 +197,31 @@ mod tests {
                 "second probe titled",
             ),
             ("[[probes]]\njail = \"1\"\n", 1, "probes"),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"1x\"\n",
+                1,
+                "cooldown: '1x' is not a duration",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"25h\"\n",
+                1,
+                "cooldown: 25h is out of range",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ncooldown = \"60s\"\n",
+                1,
+                "single-shot",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"30\"\n",
+                1,
+                "timeout: '30' is not a duration",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
+                1,
+                "timeout: 0s is out of range",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind, Kind::Config, "{text}");
@@ -160,9 +234,25 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_path_is_read_and_must_be_absolute() {
+        let loaded =
+            parse_all("metrics = \"/var/lib/jd.prom\"\n[[probe]]\njail = \"1\"\ncommand = \"x\"\n")
+                .unwrap();
+        assert_eq!(loaded.metrics, Some("/var/lib/jd.prom".into()));
+        assert_eq!(loaded.probes.len(), 1);
+        assert_eq!(parse_all("").unwrap().metrics, None);
+        let err = parse_all("metrics = \"jd.prom\"\n").unwrap_err();
+        assert!(
+            err.message
+                .contains("metrics: 'jd.prom' is not an absolute path"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn only_a_named_file_must_exist() {
         let missing = Path::new("/nonexistent/jaildaemon.conf");
-        assert!(load(missing, false).unwrap().is_empty());
+        assert!(load(missing, false).unwrap().probes.is_empty());
         let err = load(missing, true).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
         assert!(err.message.contains("/nonexistent/jaildaemon.conf"));

@@ -4,9 +4,11 @@
 //! request, `state::Record` a line of the state file, and `Definition` what the daemon keeps.
 //! A new wire field therefore changes neither the state file nor the core.
 
+use std::time::Duration;
+
 use crate::proto::{Arm, Respawn};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Definition {
     /// The jail as named: a host PID, a container name, or `manager:name`.
     pub jail: String,
@@ -17,6 +19,12 @@ pub struct Definition {
     /// Inside the jail: a number or a name from its own user database.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// After a fire, the probe comes back no sooner than this.
+    pub cooldown: Option<Duration>,
+    /// A command still running this long after it started is stopped, with all it started.
+    pub timeout: Option<Duration>,
+    /// The host user (and group) the command runs as, `user[:group]`; root when `None`.
+    pub run_as: Option<String>,
 }
 
 impl From<Arm> for Definition {
@@ -28,6 +36,9 @@ impl From<Arm> for Definition {
             respawn: arm.respawn,
             user: arm.user,
             group: arm.group,
+            cooldown: arm.cooldown.map(Duration::from_secs),
+            timeout: arm.timeout.map(Duration::from_secs),
+            run_as: arm.run_as,
         }
     }
 }
@@ -42,6 +53,9 @@ impl From<&Definition> for Arm {
             respawn: d.respawn,
             user: d.user.clone(),
             group: d.group.clone(),
+            cooldown: d.cooldown.map(|c| c.as_secs()),
+            timeout: d.timeout.map(|t| t.as_secs()),
+            run_as: d.run_as.clone(),
             persist: false,
         }
     }
@@ -51,5 +65,73 @@ impl Definition {
     /// A jail named by a host PID (or jid) is that process: it never comes back as another.
     pub fn jail_named_by_id(&self) -> bool {
         !self.jail.is_empty() && self.jail.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
+/// Parses a duration as people write one in a request or the configuration file: a whole
+/// number and a unit, `s`, `m` or `h` (`30s`, `5m`, `1h`). Returns whole seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a duration; write it as 30s, 5m or 1h");
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(scale).ok_or_else(bad)
+}
+
+/// A duration as written back: `90s` as `1m30s`, `3600s` as `1h`.
+pub fn show_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 || out.is_empty() {
+        out += &format!("{s}s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_written_and_bad_ones_say_how_to_write_them() {
+        for (text, secs) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("1h", 3600),
+            ("0s", 0),
+            (" 2m ", 120),
+        ] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text}");
+        }
+        for text in [
+            "30",
+            "s",
+            "",
+            "1.5s",
+            "-1s",
+            "5 m",
+            "1d",
+            "30sec",
+            "99999999999999999999s",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("30s, 5m or 1h"), "{text}: {err}");
+        }
+        assert_eq!(show_duration(90), "1m30s");
+        assert_eq!(show_duration(3600), "1h");
+        assert_eq!(show_duration(0), "0s");
     }
 }

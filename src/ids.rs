@@ -66,6 +66,58 @@ pub fn resolve_group(group: &str, groups: &str) -> Option<u32> {
     })
 }
 
+/// A host user as a command runs as it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: every group that lists the user as a member, and `gid` (its
+    /// primary group, or the one given instead).
+    pub groups: Vec<u32>,
+}
+
+/// Resolves `user[:group]` against the host's passwd and group files. The user must be
+/// known to passwd (a number too, unless a group is given); without a group, it runs with
+/// its own primary group. Its supplementary groups are those that list its name, as
+/// initgroups(3) would find them.
+pub fn resolve_host_user(spec: &str, passwd: &str, groups: &str) -> Result<HostUser, String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let unknown_user = || format!("unknown host user '{user}'");
+    let (uid, primary) = resolve_user(user, passwd).ok_or_else(unknown_user)?;
+    let gid = match group {
+        Some(group) => {
+            resolve_group(group, groups).ok_or_else(|| format!("unknown host group '{group}'"))?
+        }
+        None => primary.ok_or_else(unknown_user)?,
+    };
+    let name = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && parse_number(f[2]) == Some(uid)).then_some(f[0])
+    });
+    let mut ids = vec![gid];
+    if let Some(name) = name {
+        for line in groups.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4
+                && f[3].split(',').any(|m| m.trim() == name)
+                && let Some(id) = parse_number(f[2])
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(HostUser {
+        uid,
+        gid,
+        groups: ids,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +151,44 @@ mod tests {
         assert_eq!(map.to_host(65536), None);
         assert!(IdMap::parse("0 1\n").is_err());
         assert!(IdMap::parse("a b c\n").is_err());
+    }
+
+    #[test]
+    fn a_host_user_comes_with_its_groups_and_an_unknown_one_is_named() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nbackup:x:34:34::/var/backups:/bin/sh\n";
+        let groups = "root:x:0:\nbackup:x:34:\noperator:x:37:backup\ndisk:x:6:root,backup\n";
+        assert_eq!(
+            resolve_host_user("backup", passwd, groups),
+            Ok(HostUser {
+                uid: 34,
+                gid: 34,
+                groups: vec![6, 34, 37]
+            })
+        );
+        // A group given replaces its primary one, as with initgroups(3).
+        assert_eq!(
+            resolve_host_user("34:operator", passwd, groups),
+            Ok(HostUser {
+                uid: 34,
+                gid: 37,
+                groups: vec![6, 37]
+            })
+        );
+        // A number that passwd does not know takes a group, and has no others.
+        assert_eq!(
+            resolve_host_user("4000:4000", passwd, groups),
+            Ok(HostUser {
+                uid: 4000,
+                gid: 4000,
+                groups: vec![4000]
+            })
+        );
+        for (spec, why) in [
+            ("nobody", "unknown host user 'nobody'"),
+            ("4000", "unknown host user '4000'"),
+            ("backup:wheel", "unknown host group 'wheel'"),
+        ] {
+            assert_eq!(resolve_host_user(spec, passwd, groups), Err(why.into()));
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod listing;
 pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod state;
 pub mod sys;

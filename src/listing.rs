@@ -32,6 +32,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
                 Respawn::Never => "single",
                 Respawn::AfterCommand => "-r",
                 Respawn::Immediately => "-R",
+                Respawn::Queue => "queue",
             }
             .to_string(),
             match p.state {
@@ -42,6 +43,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
                 ProbeState::Retrying => "retrying",
                 ProbeState::Waiting => "waiting",
                 ProbeState::Refused => "refused",
+                ProbeState::Cooling => "cooling",
             }
             .to_string(),
             p.pid.map_or_else(dash, |p| p.to_string()),

@@ -21,19 +21,27 @@ pub const MAX_COMMAND: usize = 4096;
 pub const MAX_TITLE: usize = 200;
 /// Longest jail name or id, in bytes.
 pub const MAX_JAIL: usize = 255;
+/// The range of a cooldown, in seconds: 1 s to 24 h.
+pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// The range of a command's timeout, in seconds: 1 s to 24 h.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
 /// When a fired probe comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Respawn {
     /// Single shot (default).
+    #[default]
     Never,
     /// `-r`: after the command has finished.
     AfterCommand,
     /// `-R`: at once, while the command runs.
     Immediately,
+    /// `--queue`: at once, but a fire while the command runs queues one more run after it
+    /// (triggers until then are that same run) instead of a second command at once.
+    Queue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +53,15 @@ pub struct Arm {
     pub respawn: Respawn,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `--cooldown`, in seconds: a fired probe comes back no sooner than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<u64>,
+    /// `--timeout`, in seconds: a command still running then is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// `--run-as user[:group]`: the host user the command runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
@@ -103,6 +120,8 @@ pub enum ProbeState {
     Retrying,
     /// Its jail is not running; it is armed when the jail runs again.
     Waiting,
+    /// It fired and comes back when its cooldown is over; `last` says when.
+    Cooling,
     /// It cannot be placed for a reason no retry fixes (an unknown user, say); `last` says
     /// which.
     Refused,
@@ -173,6 +192,42 @@ impl Arm {
                 "the title must be 1 to {MAX_TITLE} printable bytes"
             ));
         }
+        if let Some(secs) = self.cooldown {
+            if !COOLDOWN_RANGE.contains(&secs) {
+                return data(format!(
+                    "cooldown: {} is out of range; it must be 1s to 24h",
+                    crate::definition::show_duration(secs)
+                ));
+            }
+            if self.respawn == Respawn::Never {
+                return data(
+                    "cooldown: a single-shot probe never comes back; give -r, -R or --queue too"
+                        .into(),
+                );
+            }
+        }
+        if let Some(secs) = self.timeout
+            && !TIMEOUT_RANGE.contains(&secs)
+        {
+            return data(format!(
+                "timeout: {} is out of range; it must be 1s to 24h",
+                crate::definition::show_duration(secs)
+            ));
+        }
+        if let Some(run_as) = &self.run_as {
+            let (user, group) = match run_as.split_once(':') {
+                Some((user, group)) => (user, Some(group)),
+                None => (run_as.as_str(), None),
+            };
+            for id in std::iter::once(user).chain(group) {
+                if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':')
+                {
+                    return data(format!(
+                        "run_as: '{run_as}' is not user or user:group (each 1 to 64 printable bytes)"
+                    ));
+                }
+            }
+        }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
                 return data(format!("'{id}' is not a valid user or group"));
@@ -238,6 +293,9 @@ mod tests {
             respawn: Respawn::Never,
             user: None,
             group: None,
+            cooldown: None,
+            timeout: None,
+            run_as: None,
             persist: false,
         }
     }
@@ -295,5 +353,36 @@ mod tests {
         let mut a = arm();
         a.user = Some("a:b".into());
         assert!(a.validate().is_err());
+        // A cooldown: within its range, and only on a probe that comes back.
+        let mut a = arm();
+        a.respawn = Respawn::Immediately;
+        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            a.cooldown = Some(secs);
+            assert_eq!(a.validate().is_ok(), ok, "{secs}");
+        }
+        let mut t = arm();
+        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            t.timeout = Some(secs);
+            assert_eq!(t.validate().is_ok(), ok, "{secs}");
+        }
+        t.timeout = None;
+        for (run_as, ok) in [
+            ("backup", true),
+            ("backup:operator", true),
+            ("1001:1001", true),
+            ("", false),
+            (":wheel", false),
+            ("backup:", false),
+            ("a:b:c", false),
+        ] {
+            t.run_as = Some(run_as.into());
+            assert_eq!(t.validate().is_ok(), ok, "{run_as}");
+        }
+        t.run_as = None;
+        a.respawn = Respawn::Never;
+        a.cooldown = Some(60);
+        let err = a.validate().unwrap_err();
+        assert_eq!(err.kind, Kind::Data);
+        assert!(err.message.starts_with("cooldown:"), "{}", err.message);
     }
 }

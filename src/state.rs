@@ -35,6 +35,14 @@ struct Record {
     respawn: Respawn,
     user: Option<String>,
     group: Option<String>,
+    /// Seconds; written only when set, so that files without one stay readable by earlier
+    /// versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cooldown: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_as: Option<String>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -53,6 +61,9 @@ impl From<Record> for Definition {
             respawn: r.respawn,
             user: r.user,
             group: r.group,
+            cooldown: r.cooldown.map(std::time::Duration::from_secs),
+            timeout: r.timeout.map(std::time::Duration::from_secs),
+            run_as: r.run_as,
         }
     }
 }
@@ -66,6 +77,9 @@ impl From<&Definition> for Record {
             respawn: d.respawn,
             user: d.user.clone(),
             group: d.group.clone(),
+            cooldown: d.cooldown.map(|c| c.as_secs()),
+            timeout: d.timeout.map(|t| t.as_secs()),
+            run_as: d.run_as.clone(),
             persist: true,
         }
     }
@@ -169,6 +183,9 @@ mod tests {
             respawn: Respawn::AfterCommand,
             user: Some("www".into()),
             group: None,
+            cooldown: Some(std::time::Duration::from_secs(90)),
+            timeout: Some(std::time::Duration::from_secs(30)),
+            run_as: Some("backup:operator".into()),
         }
     }
 

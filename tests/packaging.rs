@@ -504,6 +504,51 @@ fn man_page_describes_every_option_the_program_accepts() {
     );
 }
 
+/// The long options of cli.rs (`Long("json")`, …; not the aliases of a short one, `-h` and
+/// `--help`) that the man page does not list as `.It Fl Fl NAME`, or that the help does not
+/// name.
+fn long_options_undocumented(cli: &str, page: &str, help: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let names = cli
+        .lines()
+        .filter(|l| !l.contains("Short('"))
+        .filter_map(|l| l.split("Long(\"").nth(1)?.split('"').next());
+    for name in names {
+        if !page
+            .lines()
+            .any(|l| l.starts_with(&format!(".It Fl Fl {name}")))
+        {
+            wrong.push(format!("--{name} is accepted but not described"));
+        }
+        if !help.contains(&format!("--{name}")) {
+            wrong.push(format!("--{name} is not explained by -h"));
+        }
+    }
+    wrong
+}
+
+#[test]
+fn man_page_and_help_describe_every_long_option() {
+    let cli = text(&source("src/cli.rs"));
+    assert!(
+        cli.matches("Long(\"").count() >= 5,
+        "too few long options in cli.rs"
+    );
+    let page = text(&source(MAN));
+    let help = stdout(&output(Command::new(BIN).arg("-h")));
+    assert_eq!(
+        long_options_undocumented(&cli, &page, &help),
+        Vec::<String>::new()
+    );
+    // The twin: a page that lost one option's entry is caught.
+    let lost = page.replacen(".It Fl Fl timeout", ".It Ar timeout", 1);
+    assert_ne!(lost, page);
+    assert_eq!(
+        long_options_undocumented(&cli, &lost, &help),
+        vec!["--timeout is accepted but not described".to_string()]
+    );
+}
+
 #[test]
 fn man_page_lists_every_exit_code() {
     // The one mapping of errors to codes, in src/error.rs: `Kind::Usage => 64,`.

@@ -3,12 +3,12 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::core::{CommandId, Event, JailId, ProbeId};
 use super::{Daemon, RECHECK, Token};
 use crate::definition::Definition;
-use crate::sys::{self, COMMAND_PATH, Process, Spawner};
+use crate::sys::{self, COMMAND_PATH, CommandGroup, Process, Spawner};
 
 /// Longest line of command output logged as one message; longer lines are split.
 const MAX_OUTPUT_LINE: usize = 1024;
@@ -18,6 +18,10 @@ const MAX_READS_PER_WAKE: usize = 16;
 /// Reads of what is left once a command has ended (1 MiB); a process it left behind that
 /// still writes is not waited for.
 const MAX_READS_AT_END: usize = 256;
+/// How often, and how many times, the cgroup of a command killed at its timeout is looked at
+/// until its last process is gone and it can be removed (5 s in all).
+const DRAIN_RECHECK: Duration = Duration::from_millis(100);
+const DRAIN_TRIES: u32 = 50;
 
 pub(super) struct RunningCommand {
     /// How log lines name the probe: id, jail, title.
@@ -28,6 +32,21 @@ pub(super) struct RunningCommand {
     pub output: Option<OwnedFd>,
     /// An incomplete last line of output.
     partial: Vec<u8>,
+    /// Its cgroup of its own, when its probe has a timeout (none if it could not be made).
+    pub group: Option<CommandGroup>,
+    /// It had SIGTERM at its timeout: what it leaves gets SIGKILL when the grace is over.
+    pub stopping: bool,
+    /// And SIGKILL, when the grace was over.
+    pub killed: bool,
+}
+
+/// The cgroup of a command that ended while being stopped: SIGKILL still comes for what it
+/// left, then the cgroup goes once empty.
+pub(super) struct Draining {
+    pub tag: String,
+    pub group: CommandGroup,
+    pub killed: bool,
+    pub tries: u32,
 }
 
 impl RunningCommand {
@@ -37,12 +56,14 @@ impl RunningCommand {
     /// them and the jail's PID a command can enter the jail without looking it up again.
     pub fn spawn(
         spawner: &mut Spawner,
+        command: CommandId,
         probe: ProbeId,
         def: &Definition,
         jail: JailId,
         container: Option<(&str, &str)>,
         now: Instant,
     ) -> io::Result<RunningCommand> {
+        let tag = format!("probe {probe} (jail {}, '{}')", def.jail, def.title);
         let id = probe.to_string();
         let jail_pid = jail.to_string();
         let mut env = vec![
@@ -56,13 +77,40 @@ impl RunningCommand {
             env.push(("JAILDAEMON_MANAGER", manager));
             env.push(("JAILDAEMON_CONTAINER", name));
         }
-        let (process, output) = sys::spawn_command(spawner, &def.command, &env)?;
+        let group = def.timeout.and_then(|_| {
+            let name = format!("jaildaemon-{}-command-{command}", std::process::id());
+            CommandGroup::create(&name)
+                .inspect_err(|e| {
+                    log::error!(
+                        "{tag}: no cgroup of its own for the command ({e}): at its timeout only its shell is stopped"
+                    )
+                })
+                .ok()
+        });
+        let user = match &def.run_as {
+            Some(spec) => Some(host_user(spec).map_err(|e| io::Error::other(e.message))?),
+            None => None,
+        };
+        let spawned =
+            sys::spawn_command(spawner, &def.command, &env, group.as_ref(), user.as_ref());
+        let (process, output) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(group) = &group {
+                    let _ = group.remove();
+                }
+                return Err(e);
+            }
+        };
         Ok(RunningCommand {
-            tag: format!("probe {probe} (jail {}, '{}')", def.jail, def.title),
+            tag,
             process,
             started: now,
             output: Some(output),
             partial: Vec::new(),
+            group,
+            stopping: false,
+            killed: false,
         })
     }
 
@@ -134,13 +182,163 @@ impl Daemon {
         if let Some(output) = &command.output {
             self.poller.remove(output.as_fd());
         }
+        let code = match result {
+            Ok(Some(sys::Exit::Code(code))) => Some(code),
+            Ok(Some(sys::Exit::Signal(signal))) => Some(128 + signal),
+            _ => None,
+        };
         let status = result
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
+        if let Some(group) = command.group {
+            if command.stopping {
+                // SIGKILL is still to come for whatever it left behind.
+                self.draining.insert(
+                    id,
+                    Draining {
+                        tag: command.tag.clone(),
+                        group,
+                        killed: command.killed,
+                        tries: 0,
+                    },
+                );
+                self.drain(id);
+            } else if let Err(e) = group.remove() {
+                // Ended in time: what it left running is left alone, with its cgroup.
+                let left = group.members().map_or(0, |m| m.len());
+                log::warn!(
+                    "{}: the command ended in time but left {left} process(es) running in {} ({e}); left alone",
+                    command.tag,
+                    group.path().display()
+                );
+            }
+        }
         self.events.push_back(Event::CommandEnded {
             command: id,
             outcome: Ok(status),
+            status: code,
             took: command.started.elapsed(),
         });
+    }
+}
+
+/// The host user `spec` (`user[:group]`) names, from the host's `/etc/passwd` and
+/// `/etc/group`; an unknown one is refused (exit 67).
+pub(super) fn host_user(spec: &str) -> Result<crate::ids::HostUser, crate::error::Error> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    crate::ids::resolve_host_user(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(|why| {
+        crate::error::Error::new(crate::error::Kind::NoUser, format!("run_as: {why}"))
+    })
+}
+
+/// Refuses a configuration file one of whose probes runs its command as an unknown host
+/// user, naming the file and the probe.
+pub(super) fn check_run_as(
+    path: &std::path::Path,
+    probes: &[Definition],
+) -> Result<(), crate::error::Error> {
+    for def in probes {
+        if let Some(spec) = &def.run_as
+            && let Err(e) = host_user(spec)
+        {
+            return Err(crate::error::Error::new(
+                crate::error::Kind::Config,
+                format!(
+                    "config {}: probe '{}' of jail '{}': {}",
+                    path.display(),
+                    def.title,
+                    def.jail,
+                    e.message
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// The core's `Effect::Stop`: SIGTERM (or, with `force`, SIGKILL) to command `id` and
+    /// everything it started, or to what it left once it ended.
+    pub(super) fn stop_command(&mut self, id: CommandId, force: bool) {
+        let signal = if force {
+            rustix::process::Signal::KILL
+        } else {
+            rustix::process::Signal::TERM
+        };
+        if let Some(command) = self.commands.get_mut(&id) {
+            command.stopping = true;
+            command.killed |= force;
+            match &command.group {
+                Some(group) => {
+                    let done = if force {
+                        group.kill_all().map(|()| 0)
+                    } else {
+                        group.signal_all(signal)
+                    };
+                    if let Err(e) = done {
+                        log::error!(
+                            "{}: stopping the command's cgroup {}: {e}",
+                            command.tag,
+                            group.path().display()
+                        );
+                    }
+                }
+                None => command.process.signal(signal),
+            }
+            return;
+        }
+        let Some(draining) = self.draining.get_mut(&id) else {
+            return;
+        };
+        if force {
+            let left = draining.group.members().map_or(0, |m| m.len());
+            if left > 0 {
+                log::warn!(
+                    "{}: {left} process(es) the command left still running {}s after SIGTERM: SIGKILL",
+                    draining.tag,
+                    crate::daemon::core::KILL_GRACE.as_secs()
+                );
+            }
+            if let Err(e) = draining.group.kill_all() {
+                log::error!(
+                    "{}: killing what is left in {}: {e}",
+                    draining.tag,
+                    draining.group.path().display()
+                );
+            }
+            draining.killed = true;
+            self.drain(id);
+        } else if let Err(e) = draining.group.signal_all(signal) {
+            log::error!("{}: {e}", draining.tag);
+        }
+    }
+
+    /// Removes the cgroup of a command that was killed once it is empty; looked at again a
+    /// little later while it is not, `DRAIN_TRIES` times at most.
+    pub(super) fn drain(&mut self, id: CommandId) {
+        let Some(draining) = self.draining.get_mut(&id) else {
+            return;
+        };
+        if !draining.killed {
+            return;
+        }
+        match draining.group.remove() {
+            Ok(()) => {
+                self.draining.remove(&id);
+            }
+            Err(_) if draining.tries < DRAIN_TRIES => {
+                draining.tries += 1;
+                self.rechecks
+                    .insert(Token::Drain(id), Instant::now() + DRAIN_RECHECK);
+            }
+            Err(e) => {
+                log::error!(
+                    "{}: the cgroup {} still holds processes after SIGKILL ({e}); left behind",
+                    draining.tag,
+                    draining.group.path().display()
+                );
+                self.draining.remove(&id);
+            }
+        }
     }
 }

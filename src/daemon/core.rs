@@ -12,14 +12,16 @@
 //! | `Finding` | its jail's name is being looked up    | placing   |
 //! | `Placing` | its jail; a placement in flight, or queued for one | placing |
 //! | `Armed`   | its jail, process and ids             | armed     |
-//! | `Held`    | its jail; fired, back when its commands end | running |
+//! | `Held`    | its jail; fired, back when its commands end (not before its cooldown) | running |
+//! | `Cooling` | its jail; fired, back when its cooldown is over | cooling |
 //! | `Spent`   | fired single shot: back when its jail runs again (survivors), or gone once its command ends | running, spent |
 //! | `Retrying`| its jail, which runs; placed again after a back-off | retrying |
 //! | `Waiting` | its jail is not running; looked for again | waiting |
 //! | `Refused` | why it cannot be placed; no retry fixes that | refused |
 //!
 //! What a running command adds is a count of the probe's commands still running, which holds
-//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends.
+//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends;
+//! and, for `queue`, the one run owed to triggers that came while its command ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -61,6 +63,10 @@ pub const MAX_PLACEMENTS: usize = 8;
 /// A jail stays held this long after its last probe ended: a stopping container kills its
 /// probes before its init is gone, so they end first, and its stop is still logged with them.
 pub const JAIL_GRACE: Duration = Duration::from_secs(5);
+
+/// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
+/// everything it started.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
@@ -109,6 +115,14 @@ pub enum Phase {
     Held {
         jail: JailId,
         ids: Ids,
+        /// Its cooldown's end (`-r`): once its commands end, it waits for this too.
+        until: Option<Instant>,
+    },
+    /// Fired, and kept out of its jail until its cooldown is over.
+    Cooling {
+        jail: JailId,
+        ids: Ids,
+        until: Instant,
     },
     Spent {
         /// None once its jail stopped: a plain probe then only waits for its command.
@@ -135,6 +149,7 @@ impl Phase {
             Phase::Placing { jail, .. }
             | Phase::Armed { jail, .. }
             | Phase::Held { jail, .. }
+            | Phase::Cooling { jail, .. }
             | Phase::Retrying { jail, .. } => Some(*jail),
             Phase::Spent { jail } => *jail,
             Phase::Finding { .. } | Phase::Waiting { .. } | Phase::Refused { .. } => None,
@@ -154,10 +169,29 @@ pub struct Probe {
     pub phase: Phase,
     /// Its commands still running.
     pub commands: usize,
+    /// `queue`: a run owed to triggers that came while its command ran, started when that
+    /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
+    /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
+    /// removal drops it).
+    pub owed: Option<Owed>,
     pub fired: u64,
+    /// Its commands stopped at their timeout.
+    pub timeouts: u64,
+    /// How its last command ended (exit code, or 128 plus a signal), and how long it ran.
+    pub last_status: Option<i32>,
+    pub last_duration: Option<Duration>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
+}
+
+/// A run owed to a `queue` probe: since when, and for which run of its jail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owed {
+    pub since: Instant,
+    pub jail: JailId,
+    /// Triggers it stands for (coalesced into this one run).
+    pub triggers: u64,
 }
 
 impl Probe {
@@ -185,7 +219,7 @@ struct Tally {
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
-    /// When retrying and waiting probes are due.
+    /// When retrying, waiting and cooling probes are due.
     timers: BTreeSet<(Instant, ProbeId)>,
 }
 
@@ -235,7 +269,9 @@ impl Tally {
             index(&mut self.queued, *jail, id, add);
         }
         let due = match phase {
-            Phase::Retrying { at, .. } | Phase::Waiting { at: Some(at), .. } => Some(*at),
+            Phase::Retrying { at, .. }
+            | Phase::Waiting { at: Some(at), .. }
+            | Phase::Cooling { until: at, .. } => Some(*at),
             _ => None,
         };
         if let Some(at) = due {
@@ -246,6 +282,15 @@ impl Tally {
             }
         }
     }
+}
+
+/// The next step of a command's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// At its timeout: SIGTERM.
+    Term,
+    /// `KILL_GRACE` after SIGTERM: SIGKILL.
+    Kill,
 }
 
 /// A jail with probes, held by the shell (one descriptor for all its probes) and watched.
@@ -308,6 +353,8 @@ pub enum Event {
         command: CommandId,
         /// How it ended (`exit code 0`), or why it could not be started.
         outcome: Result<String, String>,
+        /// Its exit code, or 128 plus the signal that ended it, for the metrics.
+        status: Option<i32>,
         took: Duration,
     },
     /// A jail's process ended: the jail stopped.
@@ -333,6 +380,9 @@ pub enum Effect {
     },
     /// Kill the probe's process and reap it once gone, without waiting for it.
     Kill { probe: ProbeId },
+    /// Stop a command at its timeout, with everything it started: SIGTERM, or with `force`
+    /// SIGKILL (also to what is left of it once its shell has ended).
+    Stop { command: CommandId, force: bool },
     /// Run a probe's command on the host; answer with `Event::CommandEnded`.
     Run {
         command: CommandId,
@@ -367,6 +417,12 @@ pub struct Core {
     placements: BTreeMap<PlacementId, JailId>,
     /// Commands running: their probe.
     commands: BTreeMap<CommandId, ProbeId>,
+    /// Commands with a timeout: the next step of their stop, and when it is due. One that
+    /// had SIGTERM stays here after it ended, until SIGKILL for what it left.
+    stops: BTreeMap<CommandId, (Instant, Stage)>,
+    stop_timers: BTreeSet<(Instant, CommandId)>,
+    /// Commands running that had SIGTERM at their timeout.
+    timed_out: BTreeSet<CommandId>,
     limits: Limits,
     /// Descriptors the shell holds for clients, lookups, placements and killed processes.
     shell_descriptors: usize,
@@ -387,6 +443,9 @@ impl Core {
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
             commands: BTreeMap::new(),
+            stops: BTreeMap::new(),
+            stop_timers: BTreeSet::new(),
+            timed_out: BTreeSet::new(),
             limits,
             shell_descriptors: 0,
             reloaded: None,
@@ -415,7 +474,7 @@ impl Core {
                 jail,
             } => self.remove_request(client, &which, &jail, now),
             Event::List { client } => {
-                let probes = self.list();
+                let probes = self.list(now);
                 self.effects.push(Effect::Reply {
                     client,
                     response: Response::Probes { probes },
@@ -427,8 +486,19 @@ impl Core {
             Event::CommandEnded {
                 command,
                 outcome,
+                status,
                 took,
-            } => self.command_ended(command, outcome, took, now),
+            } => {
+                if let Some(probe) = self
+                    .commands
+                    .get(&command)
+                    .and_then(|id| self.probes.get_mut(id))
+                {
+                    probe.last_status = status;
+                    probe.last_duration = Some(took);
+                }
+                self.command_ended(command, outcome, took, now)
+            }
             Event::JailStopped { jail } => self.jail_stopped(jail, now),
             Event::StateNotSaved { error, unconfirmed } => {
                 for (client, probe) in unconfirmed {
@@ -456,11 +526,12 @@ impl Core {
     /// The earliest moment a timer is due, for the shell's wait.
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self.tally.timers.first().map(|(at, _)| *at);
+        let stops = self.stop_timers.first().map(|(at, _)| *at);
         let jails = self
             .jails
             .values()
             .filter_map(|j| j.idle_since.map(|t| t + JAIL_GRACE));
-        probes.into_iter().chain(jails).min()
+        probes.into_iter().chain(stops).chain(jails).min()
     }
 
     /// Nothing is being looked up or placed: what was asked for so far is settled.
@@ -555,7 +626,11 @@ impl Core {
                 origin,
                 phase: Phase::Finding { reply },
                 commands: 0,
+                owed: None,
                 fired: 0,
+                timeouts: 0,
+                last_status: None,
+                last_duration: None,
                 strikes: 0,
                 last: None,
             },
@@ -934,21 +1009,32 @@ impl Core {
         }
         probe.fired += 1;
         probe.strikes = 0;
-        log::info!("{tag} triggered");
-        let command = self.next_command;
-        self.next_command += 1;
-        probe.commands += 1;
-        probe.last = Some("command started".into());
-        self.commands.insert(command, id);
-        self.effects.push(Effect::Run {
-            command,
-            probe: id,
-            def: probe.def.clone(),
-            jail,
-        });
+        if probe.def.respawn == Respawn::Queue && probe.commands > 0 {
+            // Never two runs at once: the trigger is owed one run after the current one, and
+            // triggers until then are the same run.
+            let owed = probe.owed.get_or_insert(Owed {
+                since: now,
+                jail,
+                triggers: 0,
+            });
+            owed.triggers += 1;
+            if owed.triggers == 1 {
+                log::info!("{tag} triggered while its command runs: one more run queued");
+            } else {
+                log::info!(
+                    "{tag} triggered while its command runs: one more run already queued ({} triggers)",
+                    owed.triggers
+                );
+            }
+        } else {
+            log::info!("{tag} triggered");
+            self.start_run(id, jail, now);
+        }
+        let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
-        match probe.def.respawn {
-            Respawn::Never => {
+        let until = probe.def.cooldown.map(|c| now + c);
+        match (probe.def.respawn, until) {
+            (Respawn::Never, _) => {
                 self.set_phase(id, Phase::Spent { jail: Some(jail) });
                 // A fired single-shot `-P` probe leaves the state file now, not when its
                 // command ends: a crash in between must not arm it again.
@@ -956,18 +1042,156 @@ impl Core {
                     self.save(Vec::new());
                 }
             }
-            Respawn::Immediately if commands < MAX_RUNNING_PER_PROBE => {
-                self.set_phase(id, Phase::Held { jail, ids });
+            (Respawn::Immediately | Respawn::Queue, Some(until)) => {
+                self.cool(id, jail, ids, until, now)
+            }
+            (Respawn::Queue, None) => {
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
                 self.enqueue(id, jail, None, now);
             }
-            Respawn::Immediately => {
+            (Respawn::Immediately, None) if commands < MAX_RUNNING_PER_PROBE => {
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
+                self.enqueue(id, jail, None, now);
+            }
+            (Respawn::Immediately, None) => {
                 log::warn!(
                     "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
                 );
-                self.set_phase(id, Phase::Held { jail, ids });
+                self.set_phase(
+                    id,
+                    Phase::Held {
+                        jail,
+                        ids,
+                        until: None,
+                    },
+                );
             }
-            Respawn::AfterCommand => self.set_phase(id, Phase::Held { jail, ids }),
+            (Respawn::AfterCommand, until) => self.set_phase(id, Phase::Held { jail, ids, until }),
         }
+    }
+
+    /// Runs probe `id`'s command, for its jail `jail` (as it was when it fired).
+    fn start_run(&mut self, id: ProbeId, jail: JailId, now: Instant) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        let command = self.next_command;
+        self.next_command += 1;
+        probe.commands += 1;
+        probe.last = Some("command started".into());
+        self.commands.insert(command, id);
+        let def = probe.def.clone();
+        if let Some(timeout) = def.timeout {
+            self.schedule_stop(command, now + timeout, Stage::Term);
+        }
+        self.effects.push(Effect::Run {
+            command,
+            probe: id,
+            def,
+            jail,
+        });
+    }
+
+    fn schedule_stop(&mut self, command: CommandId, at: Instant, stage: Stage) {
+        self.unschedule_stop(command);
+        self.stops.insert(command, (at, stage));
+        self.stop_timers.insert((at, command));
+    }
+
+    fn unschedule_stop(&mut self, command: CommandId) -> Option<Stage> {
+        let (at, stage) = self.stops.remove(&command)?;
+        self.stop_timers.remove(&(at, command));
+        Some(stage)
+    }
+
+    /// A command's stop step is due: SIGTERM at its timeout, SIGKILL `KILL_GRACE` later.
+    fn stop_due(&mut self, command: CommandId, now: Instant) {
+        let Some(stage) = self.unschedule_stop(command) else {
+            return;
+        };
+        let probe = self
+            .commands
+            .get(&command)
+            .and_then(|id| Some((*id, self.probes.get_mut(id)?)));
+        match stage {
+            Stage::Term => {
+                self.timed_out.insert(command);
+                if let Some((id, probe)) = probe {
+                    probe.timeouts += 1;
+                    log::warn!(
+                        "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
+                        probe.tag(id),
+                        crate::definition::show_duration(
+                            probe.def.timeout.map_or(0, |t| t.as_secs())
+                        ),
+                        human_duration(KILL_GRACE)
+                    );
+                }
+                self.effects.push(Effect::Stop {
+                    command,
+                    force: false,
+                });
+                self.schedule_stop(command, now + KILL_GRACE, Stage::Kill);
+            }
+            Stage::Kill => {
+                if let Some((id, probe)) = probe {
+                    log::warn!(
+                        "{} command still running {} after SIGTERM: SIGKILL",
+                        probe.tag(id),
+                        human_duration(KILL_GRACE)
+                    );
+                }
+                self.effects.push(Effect::Stop {
+                    command,
+                    force: true,
+                });
+            }
+        }
+    }
+
+    /// Probe `id` stays out of its jail until `until`, its cooldown's end.
+    fn cool(&mut self, id: ProbeId, jail: JailId, ids: Ids, until: Instant, now: Instant) {
+        let probe = &self.probes[&id];
+        log::info!(
+            "{} cooling down: back in {}",
+            probe.tag(id),
+            human_duration(until - now)
+        );
+        self.set_phase(id, Phase::Cooling { jail, ids, until });
+    }
+
+    /// A cooled-down (or `-R` held) probe goes back into its jail, unless `-R` has its
+    /// `MAX_RUNNING_PER_PROBE` commands running: then it waits for one to end.
+    fn come_back(&mut self, id: ProbeId, jail: JailId, ids: Ids, now: Instant) {
+        let probe = &self.probes[&id];
+        if probe.def.respawn == Respawn::Immediately && probe.commands >= MAX_RUNNING_PER_PROBE {
+            log::warn!(
+                "{}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes",
+                probe.tag(id)
+            );
+            self.set_phase(
+                id,
+                Phase::Held {
+                    jail,
+                    ids,
+                    until: None,
+                },
+            );
+            return;
+        }
+        self.enqueue(id, jail, None, now);
     }
 
     fn command_ended(
@@ -980,13 +1204,28 @@ impl Core {
         let Some(id) = self.commands.remove(&command) else {
             return;
         };
+        // One that had SIGTERM keeps its SIGKILL step, for what it may have left running.
+        let stopped = self.timed_out.remove(&command);
+        if !stopped {
+            self.unschedule_stop(command);
+        }
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
         probe.commands -= 1;
         let ended = match outcome {
             Ok(status) => {
-                let ended = format!("command ended with {status} after {}", human_duration(took));
+                let how = if stopped {
+                    format!(
+                        "command timed out after {} and was stopped: ",
+                        crate::definition::show_duration(
+                            probe.def.timeout.map_or(0, |t| t.as_secs())
+                        )
+                    )
+                } else {
+                    "command ".to_string()
+                };
+                let ended = format!("{how}ended with {status} after {}", human_duration(took));
                 log::info!("{} {ended}", probe.tag(id));
                 ended
             }
@@ -999,6 +1238,16 @@ impl Core {
         probe.last = Some(ended);
         match probe.phase {
             // `-r` after its command; `-R` held back at its limit, once one ends.
+            Phase::Held {
+                jail,
+                ids,
+                until: Some(until),
+            } if probe.def.respawn == Respawn::AfterCommand
+                && probe.commands == 0
+                && until > now =>
+            {
+                self.cool(id, jail, ids, until, now)
+            }
             Phase::Held { jail, .. }
                 if probe.def.respawn == Respawn::AfterCommand && probe.commands == 0 =>
             {
@@ -1006,8 +1255,20 @@ impl Core {
             }
             Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
             Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
-            Phase::Spent { .. } => self.forget_if_done(id, now),
+            Phase::Spent { .. } if probe.owed.is_none() => self.forget_if_done(id, now),
             _ => {}
+        }
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        if let Some(owed) = probe.owed.take() {
+            log::info!(
+                "{} queued run starts ({} trigger(s), the first {} ago)",
+                probe.tag(id),
+                owed.triggers,
+                human_duration(now.saturating_duration_since(owed.since))
+            );
+            self.start_run(id, owed.jail, now);
         }
     }
 
@@ -1078,6 +1339,15 @@ impl Core {
     }
 
     fn tick(&mut self, now: Instant) {
+        let due: Vec<CommandId> = self
+            .stop_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, command)| *command)
+            .collect();
+        for command in due {
+            self.stop_due(command, now);
+        }
         let idle: Vec<JailId> = self
             .jails
             .iter()
@@ -1101,6 +1371,7 @@ impl Core {
                 Phase::Retrying { jail, .. } if self.jails.contains_key(jail) => {
                     self.enqueue(id, *jail, None, now)
                 }
+                Phase::Cooling { jail, ids, .. } => self.come_back(id, *jail, *ids, now),
                 // Its command outlived its jail: it looks for the jail once the command ends.
                 Phase::Waiting { why, .. } if probe.commands > 0 => {
                     let why = why.clone();
@@ -1185,6 +1456,13 @@ impl Core {
                     format!("probe {id} was removed while it was being armed"),
                 )),
             });
+        }
+        if let Some(owed) = probe.owed.take() {
+            log::info!(
+                "{}: its queued run ({} trigger(s)) is dropped with it",
+                probe.tag(id),
+                owed.triggers
+            );
         }
         if probe.commands > 0 {
             // Kept only to attribute its command, as a plain probe that is forgotten once its
@@ -1291,8 +1569,8 @@ impl Core {
         }
     }
 
-    /// `-l`: every probe, in id order.
-    pub fn list(&self) -> Vec<ProbeInfo> {
+    /// `-l` at `now`: every probe, in id order.
+    pub fn list(&self, now: Instant) -> Vec<ProbeInfo> {
         self.probes
             .iter()
             .map(|(id, p)| {
@@ -1305,6 +1583,7 @@ impl Core {
                     Phase::Spent { .. } if p.commands > 0 => (ProbeState::Running, None, None),
                     Phase::Spent { .. } => (ProbeState::Spent, None, None),
                     Phase::Retrying { .. } => (ProbeState::Retrying, None, None),
+                    Phase::Cooling { ids, .. } => (ProbeState::Cooling, None, Some(*ids)),
                     Phase::Waiting { .. } => (ProbeState::Waiting, None, None),
                     Phase::Refused { .. } => (ProbeState::Refused, None, None),
                 };
@@ -1312,7 +1591,16 @@ impl Core {
                     Phase::Waiting { why, .. }
                     | Phase::Refused { why }
                     | Phase::Retrying { why, .. } => Some(why.clone()),
+                    Phase::Cooling { until, .. } => Some(format!(
+                        "{}; cooling down, back in {}",
+                        p.last.as_deref().unwrap_or("fired"),
+                        human_duration(until.saturating_duration_since(now))
+                    )),
                     _ => p.last.clone(),
+                };
+                let last = match (last, &p.owed) {
+                    (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
+                    (last, _) => last,
                 };
                 ProbeInfo {
                     id: *id,
@@ -1331,6 +1619,26 @@ impl Core {
                 }
             })
             .collect()
+    }
+
+    /// The metrics file's content at `now` (`metrics::render`).
+    pub fn metrics(&self, now: Instant) -> String {
+        let probes: Vec<crate::metrics::ProbeMetrics> = self
+            .list(now)
+            .into_iter()
+            .zip(self.probes.values())
+            .map(|(info, p)| crate::metrics::ProbeMetrics {
+                id: info.id,
+                jail: info.jail,
+                title: info.title,
+                state: info.state,
+                fires: p.fired,
+                timeouts: p.timeouts,
+                last_status: p.last_status,
+                last_duration: p.last_duration,
+            })
+            .collect();
+        crate::metrics::render(&probes, self.commands.len())
     }
 
     /// The armed probes' processes, for the shell's shutdown.
@@ -1369,6 +1677,7 @@ fn describe_respawn(respawn: Respawn) -> &'static str {
         Respawn::Never => "single",
         Respawn::AfterCommand => "-r",
         Respawn::Immediately => "-R",
+        Respawn::Queue => "queue",
     }
 }
 
@@ -1424,6 +1733,7 @@ mod tests {
                 Some(Phase::Placing { .. }) => "placing",
                 Some(Phase::Armed { .. }) => "armed",
                 Some(Phase::Held { .. }) => "held",
+                Some(Phase::Cooling { .. }) => "cooling",
                 Some(Phase::Spent { .. }) => "spent",
                 Some(Phase::Retrying { .. }) => "retrying",
                 Some(Phase::Waiting { .. }) => "waiting",
@@ -1438,8 +1748,15 @@ mod tests {
             title: title.into(),
             command: format!("echo {title}"),
             respawn,
-            user: None,
-            group: None,
+            ..Definition::default()
+        }
+    }
+
+    /// A `-R` probe (or another mode) with a cooldown of `secs`.
+    fn cooled(respawn: Respawn, secs: u64) -> Definition {
+        Definition {
+            cooldown: Some(Duration::from_secs(secs)),
+            ..def("web1", "T", respawn)
         }
     }
 
@@ -1492,6 +1809,7 @@ mod tests {
         Event::CommandEnded {
             command,
             outcome: Ok("exit code 0".into()),
+            status: Some(0),
             took: Duration::from_millis(2100),
         }
     }
@@ -1531,12 +1849,13 @@ mod tests {
     /// Brings declared probe 1 of jail "web1" into `phase`.
     fn rig_in(phase: &str) -> Rig {
         let mut rig = Rig::new();
-        let respawn = match phase {
-            "held" => Respawn::AfterCommand,
-            _ => Respawn::Never,
+        let definition = match phase {
+            "held" => def("web1", "T", Respawn::AfterCommand),
+            "cooling" => cooled(Respawn::Immediately, 60),
+            _ => def("web1", "T", Respawn::Never),
         };
         rig.send(Event::Declare {
-            def: def("web1", "T", respawn),
+            def: definition,
             origin: Origin::Config,
         });
         if phase == "finding" {
@@ -1558,7 +1877,7 @@ mod tests {
         rig.send(placed(1, 1, PID));
         match phase {
             "armed" => {}
-            "held" | "spent" => {
+            "held" | "spent" | "cooling" => {
                 rig.send(magic(1));
             }
             "retrying" => {
@@ -1595,12 +1914,13 @@ mod tests {
             ("listed", || Event::List { client: 9 }),
         ];
         #[rustfmt::skip]
-        let table: [(&str, [&str; 13]); 8] = [
+        let table: [(&str, [&str; 13]); 9] = [
             //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
             ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
             ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
             ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
             ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
+            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling"]),
             ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
             ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
             ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
@@ -1669,7 +1989,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(rig.phase(2), "gone");
-        assert_eq!(rig.core.list().len(), 1);
+        assert_eq!(rig.core.list(rig.now).len(), 1);
     }
 
     #[test]
@@ -1805,7 +2125,7 @@ mod tests {
         assert_eq!(placements(&effects), vec![(2, vec![1])]);
         rig.send(placed(2, 1, 600));
         assert_eq!(rig.phase(1), "armed");
-        assert_eq!(rig.core.list()[0].jail_id, Some(200));
+        assert_eq!(rig.core.list(rig.now)[0].jail_id, Some(200));
         // Twin: a plain probe (`-c`) that fired is gone once its command ends.
         let mut rig = Rig::new();
         rig.send(Event::Arm {
@@ -1816,7 +2136,7 @@ mod tests {
         rig.send(found("4144", 4144));
         rig.send(placed(1, 1, PID));
         rig.send(magic(1));
-        assert_eq!(rig.core.list()[0].state, ProbeState::Running);
+        assert_eq!(rig.core.list(rig.now)[0].state, ProbeState::Running);
         rig.send(ended(1));
         assert_eq!(rig.phase(1), "gone");
     }
@@ -1845,16 +2165,16 @@ mod tests {
     fn what_list_says_is_true() {
         // An unknown user is refused with its reason, never shown as waiting or with ids.
         let rig = rig_in("refused");
-        let info = &rig.core.list()[0];
+        let info = &rig.core.list(rig.now)[0];
         assert_eq!(info.state, ProbeState::Refused);
         assert_eq!((info.uid, info.gid, info.pid), (None, None, None));
         // A probe killed in a running jail is retrying, not waiting for its jail.
         let rig = rig_in("retrying");
-        assert_eq!(rig.core.list()[0].state, ProbeState::Retrying);
-        assert_eq!(rig.core.list()[0].jail_id, Some(JAIL));
+        assert_eq!(rig.core.list(rig.now)[0].state, ProbeState::Retrying);
+        assert_eq!(rig.core.list(rig.now)[0].jail_id, Some(JAIL));
         // Waiting means the jail is not running.
         let rig = rig_in("waiting");
-        let info = &rig.core.list()[0];
+        let info = &rig.core.list(rig.now)[0];
         assert_eq!(info.state, ProbeState::Waiting);
         assert_eq!(info.jail_id, None);
         assert!(info.last.as_deref().unwrap().contains("not running"));
@@ -1963,6 +2283,264 @@ mod tests {
         let effects = rig.send(placed(1, 1, PID));
         assert_eq!(kills(&effects), vec![1]);
         assert_eq!(rig.phase(1), "waiting");
+    }
+
+    #[test]
+    fn a_cooling_probe_stays_out_of_its_jail_until_its_cooldown_is_over() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::Immediately, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        let effects = rig.send(magic(1));
+        assert!(matches!(effects.as_slice(), [Effect::Run { .. }]));
+        assert!(
+            placements(&effects).is_empty(),
+            "placed during its cooldown"
+        );
+        assert_eq!(rig.phase(1), "cooling");
+        // Its command ending changes nothing, and `-l` says when it is back.
+        rig.send(ended(1));
+        let effects = rig.later(Duration::from_secs(59));
+        assert!(placements(&effects).is_empty());
+        let info = &rig.core.list(rig.now)[0];
+        assert_eq!(info.state, ProbeState::Cooling);
+        assert!(
+            info.last.as_deref().unwrap().ends_with("back in 1.0s"),
+            "{info:?}"
+        );
+        assert_eq!(
+            rig.core.next_deadline(),
+            Some(rig.now + Duration::from_secs(1))
+        );
+        let effects = rig.later(Duration::from_secs(1));
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        // Twin: without a cooldown, `-R` is placed again at once.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("web1", "T", Respawn::Immediately),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(placements(&rig.send(magic(1))), vec![(2, vec![1])]);
+    }
+
+    #[test]
+    fn after_command_with_a_cooldown_waits_for_both() {
+        // A short command: back when the cooldown is over.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::AfterCommand, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig.send(magic(1));
+        assert_eq!(rig.phase(1), "held");
+        rig.now += Duration::from_secs(10);
+        assert!(placements(&rig.send(ended(1))).is_empty());
+        assert_eq!(rig.phase(1), "cooling");
+        assert_eq!(
+            placements(&rig.later(Duration::from_secs(50))),
+            vec![(2, vec![1])]
+        );
+        // A long command: back when it ends, the cooldown being over by then.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::AfterCommand, 60),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig.send(magic(1));
+        assert!(placements(&rig.later(Duration::from_secs(90))).is_empty());
+        rig.now += Duration::from_secs(1);
+        assert_eq!(placements(&rig.send(ended(1))), vec![(2, vec![1])]);
+    }
+
+    #[test]
+    fn respawn_immediately_after_its_cooldown_still_keeps_its_command_limit() {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: cooled(Respawn::Immediately, 1),
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        for n in 2..=MAX_RUNNING_PER_PROBE as u64 {
+            rig.send(magic(1));
+            rig.later(Duration::from_secs(1));
+            rig.send(placed(n, 1, PID + n as Pid));
+        }
+        rig.send(magic(1));
+        assert_eq!(rig.phase(1), "cooling");
+        assert!(placements(&rig.later(Duration::from_secs(1))).is_empty());
+        assert_eq!(rig.phase(1), "held");
+        assert_eq!(placements(&rig.send(ended(2))).len(), 1);
+    }
+
+    fn runs(effects: &[Effect]) -> Vec<CommandId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Run { command, .. } => Some(*command),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A declared `queue` probe, armed in web1 under placement 1.
+    fn queue_rig(origin: Origin) -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("web1", "Q", Respawn::Queue),
+            origin,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        rig
+    }
+
+    #[test]
+    fn queue_runs_one_command_at_a_time_and_owes_one_run_to_triggers_meanwhile() {
+        let mut rig = queue_rig(Origin::Config);
+        // The first fire runs at once, and the probe is placed again at once.
+        let effects = rig.send(magic(1));
+        assert_eq!(runs(&effects), vec![1]);
+        assert_eq!(placements(&effects), vec![(2, vec![1])]);
+        // Five more fires while it runs: no command, but the probe is back each time.
+        for placement in 2..7 {
+            rig.send(placed(placement, 1, PID + placement as Pid));
+            assert_eq!(rig.phase(1), "armed");
+            let effects = rig.send(magic(1));
+            assert!(runs(&effects).is_empty(), "two runs at once");
+            assert_eq!(placements(&effects), vec![(placement + 1, vec![1])]);
+        }
+        assert_eq!(rig.core.probe(1).unwrap().owed.unwrap().triggers, 5);
+        let info = &rig.core.list(rig.now)[0];
+        assert!(
+            info.last
+                .as_deref()
+                .unwrap()
+                .ends_with("one more run queued")
+        );
+        // The run ends: exactly one more starts, for all five.
+        let effects = rig.send(ended(1));
+        assert_eq!(runs(&effects), vec![2]);
+        assert_eq!(rig.core.probe(1).unwrap().owed, None);
+        // That one ends with nothing owed: nothing more runs.
+        assert!(runs(&rig.send(ended(2))).is_empty());
+        assert_eq!(rig.core.probe(1).unwrap().fired, 6);
+        // Twin: a fire while nothing runs runs at once.
+        rig.send(placed(7, 1, PID));
+        assert_eq!(runs(&rig.send(magic(1))), vec![3]);
+    }
+
+    #[test]
+    fn a_queued_run_is_dropped_by_a_removal_but_not_by_its_jail_stopping() {
+        let mut rig = queue_rig(Origin::Command);
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(magic(1));
+        rig.send(placed(3, 1, PID + 2));
+        rig.send(Event::JailStopped { jail: JAIL });
+        assert_eq!(rig.phase(1), "spent");
+        // The trigger was taken before the stop: its run still comes, then the probe goes.
+        let effects = rig.send(ended(1));
+        match effects.as_slice() {
+            [Effect::Run { jail, .. }] => assert_eq!(*jail, JAIL),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rig.phase(1), "spent");
+        assert!(runs(&rig.send(ended(2))).is_empty());
+        assert_eq!(rig.phase(1), "gone");
+        // Twin: removed, its queued run never starts.
+        let mut rig = queue_rig(Origin::Config);
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(magic(1));
+        rig.send(Event::Remove {
+            client: 9,
+            which: "Q".into(),
+            jail: "web1".into(),
+        });
+        assert!(runs(&rig.send(ended(1))).is_empty());
+        assert_eq!(rig.phase(1), "gone");
+    }
+
+    fn stops(effects: &[Effect]) -> Vec<(CommandId, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Stop { command, force } => Some((*command, *force)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A declared `-r` probe with a timeout of 30 s, fired once: its command 1 runs.
+    fn timed_rig() -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: Definition {
+                timeout: Some(Duration::from_secs(30)),
+                ..def("web1", "T", Respawn::AfterCommand)
+            },
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(runs(&rig.send(magic(1))), vec![1]);
+        rig
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_gets_sigterm_then_sigkill_after_the_grace() {
+        let mut rig = timed_rig();
+        assert!(stops(&rig.later(Duration::from_secs(29))).is_empty());
+        assert_eq!(stops(&rig.later(Duration::from_secs(1))), vec![(1, false)]);
+        assert_eq!(rig.core.probe(1).unwrap().timeouts, 1);
+        assert!(stops(&rig.later(KILL_GRACE - Duration::from_millis(1))).is_empty());
+        assert_eq!(stops(&rig.later(Duration::from_millis(1))), vec![(1, true)]);
+        assert_eq!(rig.core.next_deadline(), None);
+        rig.send(Event::CommandEnded {
+            command: 1,
+            outcome: Ok("signal 9".into()),
+            status: Some(137),
+            took: Duration::from_secs(35),
+        });
+        let last = rig.core.list(rig.now)[0].last.clone().unwrap();
+        assert!(last.starts_with("command timed out after 30s"), "{last}");
+        // Its shell ends at SIGTERM: SIGKILL still comes at the grace's end, for what it left.
+        let mut rig = timed_rig();
+        rig.later(Duration::from_secs(30));
+        rig.send(Event::CommandEnded {
+            command: 1,
+            outcome: Ok("signal 15".into()),
+            status: Some(143),
+            took: Duration::from_secs(30),
+        });
+        assert_eq!(stops(&rig.later(KILL_GRACE)), vec![(1, true)]);
+    }
+
+    #[test]
+    fn a_command_that_ends_in_time_is_never_stopped() {
+        let mut rig = timed_rig();
+        rig.now += Duration::from_secs(29);
+        rig.send(ended(1));
+        assert_eq!(rig.core.next_deadline(), None);
+        assert!(stops(&rig.later(Duration::from_secs(3600))).is_empty());
+        assert_eq!(rig.core.probe(1).unwrap().timeouts, 0);
+        assert!(
+            !rig.core.list(rig.now)[0]
+                .last
+                .clone()
+                .unwrap()
+                .contains("timed out")
+        );
     }
 
     #[test]

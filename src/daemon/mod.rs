@@ -27,7 +27,7 @@ use crate::definition::Definition;
 use crate::error::{Error, Kind};
 use crate::proto::{self, Origin, Request, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
-use commands::RunningCommand;
+use commands::{Draining, RunningCommand};
 
 /// A client must send its whole request within this time, and take its answer within it.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
@@ -42,6 +42,37 @@ const RECHECK: Duration = Duration::from_millis(100);
 const LOOKUP_DESCRIPTORS: usize = 13;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The metrics file: where (`-M`, else the configuration file's `metrics`), and when it was
+/// last written; it is replaced at most once every `METRICS_INTERVAL`.
+#[derive(Default)]
+struct MetricsFile {
+    named: Option<PathBuf>,
+    from_file: Option<PathBuf>,
+    written: Option<Instant>,
+    /// Something happened since it was written.
+    dirty: bool,
+    /// The last error writing it, logged once until it changes.
+    error: Option<String>,
+}
+
+/// The metrics file is replaced at most this often.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+impl MetricsFile {
+    fn path(&self) -> Option<&Path> {
+        self.named.as_deref().or(self.from_file.as_deref())
+    }
+
+    /// When it is next due, if something changed (`now` if it was never written).
+    fn due(&self, now: Instant) -> Option<Instant> {
+        self.path()?;
+        if !self.dirty {
+            return None;
+        }
+        Some(self.written.map_or(now, |t| t + METRICS_INTERVAL))
+    }
+}
 
 /// A connection, from its request to its answer.
 enum ClientState {
@@ -92,6 +123,8 @@ struct Daemon {
     /// Armed probes' processes.
     armed: BTreeMap<ProbeId, Process>,
     commands: BTreeMap<CommandId, RunningCommand>,
+    /// Cgroups of commands that ended while being stopped at their timeout.
+    draining: BTreeMap<CommandId, Draining>,
     placements: BTreeMap<PlacementId, InFlight>,
     /// Container names being looked up, by a serial number, with the name.
     lookups: BTreeMap<u64, (String, Lookup)>,
@@ -109,6 +142,7 @@ struct Daemon {
     descriptor_limit: usize,
     /// READY=1 was sent: the probes declared at start are settled.
     ready: bool,
+    metrics: MetricsFile,
     /// SIGTERM or SIGINT came.
     stopping: bool,
 }
@@ -127,6 +161,8 @@ enum Token {
     Reap(u64),
     Placement(PlacementId),
     Lookup(u64),
+    /// The cgroup of a killed command, removed once empty (a recheck only, never watched).
+    Drain(CommandId),
 }
 
 impl Token {
@@ -144,6 +180,7 @@ impl Token {
             Token::Reap(id) => (8, id),
             Token::Placement(id) => (9, id),
             Token::Lookup(id) => (10, id),
+            Token::Drain(id) => (11, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -161,6 +198,7 @@ impl Token {
             8 => Token::Reap(id),
             9 => Token::Placement(id),
             10 => Token::Lookup(id),
+            11 => Token::Drain(id),
             _ => return None,
         })
     }
@@ -265,12 +303,16 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     // at the terminal; their probes are armed once the daemon runs.
     let persisted = crate::state::load(&config.state)?;
     let declared = crate::config::load(&config.config, config.config_named)?;
+    commands::check_run_as(&config.config, &declared.probes)?;
     let limits = probe_limits()?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     // From here on, a daemon that does not start leaves no pidfile behind.
     let started = start(config, &mut pidfile, limits);
     let mut daemon = match started {
-        Ok(Some(daemon)) => daemon,
+        Ok(Some(mut daemon)) => {
+            daemon.metrics.from_file = declared.metrics.clone();
+            daemon
+        }
         Ok(None) => std::process::exit(0),
         Err(e) => {
             let _ = std::fs::remove_file(&config.pidfile);
@@ -283,7 +325,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             origin: Origin::Persisted,
         });
     }
-    for def in declared {
+    for def in declared.probes {
         daemon.events.push_back(Event::Declare {
             def,
             origin: Origin::Config,
@@ -292,6 +334,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let result = daemon.serve();
     notify_service_manager("STOPPING=1");
     daemon.shutdown();
+    // A file of a daemon that is gone would only mislead: its absence says so.
+    if let Some(path) = daemon.metrics.path() {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&config.pidfile);
     drop(pidfile);
@@ -371,6 +417,7 @@ fn start(
         jails: BTreeMap::new(),
         armed: BTreeMap::new(),
         commands: BTreeMap::new(),
+        draining: BTreeMap::new(),
         placements: BTreeMap::new(),
         lookups: BTreeMap::new(),
         clients: BTreeMap::new(),
@@ -385,6 +432,11 @@ fn start(
         listener_paused: None,
         descriptor_limit,
         ready: false,
+        metrics: MetricsFile {
+            named: config.metrics.clone(),
+            dirty: true,
+            ..MetricsFile::default()
+        },
         stopping: false,
     };
     listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
@@ -426,6 +478,7 @@ impl Daemon {
                     Token::Reap(serial) => self.reap(serial),
                     Token::Placement(id) => self.placement_ready(id, false),
                     Token::Lookup(serial) => self.lookup_ready(serial, Instant::now()),
+                    Token::Drain(id) => self.drain(id),
                 }
             }
             self.on_time(Instant::now());
@@ -436,6 +489,7 @@ impl Daemon {
     /// more events).
     fn run_core(&mut self) {
         while let Some(event) = self.events.pop_front() {
+            self.metrics.dirty |= !matches!(event, Event::List { .. });
             self.core.set_shell_descriptors(self.shell_descriptors());
             for effect in self.core.handle(event, Instant::now()) {
                 self.perform(effect);
@@ -471,6 +525,7 @@ impl Daemon {
                 def,
                 jail,
             } => self.run_command(command, probe, &def, jail),
+            Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
             Effect::Log { level, message } => log::log!(level, "{message}"),
@@ -640,6 +695,7 @@ impl Daemon {
         let container = self.jails.get(&jail).and_then(Jail::container);
         match RunningCommand::spawn(
             &mut self.spawner,
+            command,
             probe,
             def,
             jail,
@@ -665,6 +721,7 @@ impl Daemon {
             Err(e) => self.events.push_back(Event::CommandEnded {
                 command,
                 outcome: Err(e.to_string()),
+                status: None,
                 took: Duration::ZERO,
             }),
         }
@@ -696,8 +753,22 @@ impl Daemon {
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
             if sig == libc::SIGHUP {
-                match crate::config::load(&self.config.path, self.config.named) {
-                    Ok(wanted) => self.events.push_back(Event::Reload(wanted)),
+                let loaded =
+                    crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
+                        commands::check_run_as(&self.config.path, &wanted.probes).map(|()| wanted)
+                    });
+                match loaded {
+                    Ok(wanted) => {
+                        if wanted.metrics != self.metrics.from_file && self.metrics.named.is_none()
+                        {
+                            if let Some(old) = self.metrics.path() {
+                                let _ = std::fs::remove_file(old);
+                            }
+                            self.metrics.from_file = wanted.metrics;
+                            self.metrics.dirty = true;
+                        }
+                        self.events.push_back(Event::Reload(wanted.probes));
+                    }
                     Err(e) => log::error!("SIGHUP: {e}; the running probes stay as they are"),
                 }
             } else {
@@ -773,6 +844,7 @@ impl Daemon {
             .chain(self.core.next_deadline())
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
+            .chain(self.metrics.due(Instant::now()))
             .min()
     }
 
@@ -831,6 +903,7 @@ impl Daemon {
                 Token::Probe(id) => self.probe_exited(id),
                 Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
+                Token::Drain(id) => self.drain(id),
                 _ => {}
             }
         }
@@ -840,6 +913,35 @@ impl Daemon {
         }
         if self.core.next_deadline().is_some_and(|t| t <= now) {
             self.events.push_back(Event::Tick);
+        }
+        if self.metrics.due(now).is_some_and(|t| t <= now) {
+            self.write_metrics(now);
+        }
+    }
+
+    /// Replaces the metrics file: a temporary file beside it, renamed over it (node_exporter
+    /// reads only `*.prom`, so never the temporary one).
+    fn write_metrics(&mut self, now: Instant) {
+        let Some(path) = self.metrics.path().map(Path::to_path_buf) else {
+            return;
+        };
+        self.metrics.dirty = false;
+        self.metrics.written = Some(now);
+        let text = self.core.metrics(now);
+        let mut temporary = path.clone().into_os_string();
+        temporary.push(".tmp");
+        let written =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        match written {
+            Ok(()) => self.metrics.error = None,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                let error = format!("metrics file {}: {e}", path.display());
+                if self.metrics.error.as_deref() != Some(error.as_str()) {
+                    log::error!("{error}");
+                }
+                self.metrics.error = Some(error);
+            }
         }
     }
 
@@ -974,7 +1076,12 @@ impl Daemon {
                     pid: std::process::id(),
                 },
             ),
-            Request::Arm(arm) => match arm.validate() {
+            Request::Arm(arm) => match arm.validate().and_then(|()| {
+                // The command's host user must exist now, not only when it fires.
+                arm.run_as
+                    .as_deref()
+                    .map_or(Ok(()), |spec| commands::host_user(spec).map(|_| ()))
+            }) {
                 Ok(()) => {
                     let persist = arm.persist;
                     self.events.push_back(Event::Arm {

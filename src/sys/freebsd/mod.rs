@@ -65,6 +65,11 @@ impl Process {
     pub fn kill(&self) {
         raw::kill_child(self.pid, libc::SIGKILL);
     }
+
+    /// Sends `signal`; a process that is already gone is not an error.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        raw::kill_child(self.pid, signal.as_raw());
+    }
 }
 
 /// Host settings the probe leans on that are wrong; none known on FreeBSD.
@@ -540,16 +545,40 @@ fn child_exec(title: &CStr) -> ! {
 
 /// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
 /// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
+///
+/// With a `group`, the shell runs under a keeper of its own (`CommandGroup`), which is the
+/// process returned.
 pub fn spawn_command(
     _spawner: &mut Spawner,
     command: &str,
     env: &[(&str, &str)],
+    group: Option<&CommandGroup>,
+    user: Option<&crate::ids::HostUser>,
 ) -> io::Result<(Process, OwnedFd)> {
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     rustix::io::ioctl_fionbio(&reader, true)?;
+    if let Some(group) = group {
+        let keeper = spawn_kept(command, env, writer.as_fd(), user)?;
+        group.keeper.set(Some(keeper.pid()));
+        return Ok((keeper, reader));
+    }
     let stderr = writer.try_clone()?;
-    let child = std::process::Command::new("/bin/sh")
+    let mut shell = std::process::Command::new("/bin/sh");
+    if let Some(user) = user {
+        // Groups, gid and uid in one step after the fork (std's own uid change would drop the
+        // supplementary groups).
+        let (uid, groups) = (user.uid, raw::group_list(user.gid, &user.groups));
+        let become_user = move || raw::become_user(uid, &groups);
+        #[allow(unsafe_code)]
+        // SAFETY: `become_user` makes only async-signal-safe calls and allocates nothing
+        // (its groups were copied before the fork).
+        unsafe {
+            shell.pre_exec(become_user);
+        }
+    }
+    let child = shell
         .arg("-c")
         .arg(command)
         .env_clear()
@@ -560,6 +589,148 @@ pub fn spawn_command(
         .stderr(Stdio::from(stderr))
         .spawn()?;
     Ok((Process::from_own_child(child.id() as Pid)?, reader))
+}
+
+/// What stops a command with everything it started, FreeBSD's way: the shell runs under a
+/// keeper, a child of the daemon that is the reaper (procctl(2) PROC_REAP_ACQUIRE) of every
+/// process the command starts, whatever its process group or session, so that
+/// PROC_REAP_KILL reaches them all. The keeper reaps them, ends the way the shell ended
+/// (once nothing is left, when it was being stopped), and takes SIGTERM from the daemon to
+/// send SIGTERM to them all, and SIGUSR1 to send SIGKILL.
+#[derive(Debug)]
+pub struct CommandGroup {
+    keeper: std::cell::Cell<Option<Pid>>,
+}
+
+impl CommandGroup {
+    pub fn create(_name: &str) -> io::Result<CommandGroup> {
+        Ok(CommandGroup {
+            keeper: std::cell::Cell::new(None),
+        })
+    }
+
+    /// Where it is, for log lines.
+    pub fn path(&self) -> &std::path::Path {
+        std::path::Path::new("(a reaper)")
+    }
+
+    /// What is left once the keeper has ended: nothing it knows of (it does not end, when
+    /// stopping, while anything is left; otherwise what is left was reparented to init).
+    pub fn members(&self) -> io::Result<Vec<Pid>> {
+        Ok(Vec::new())
+    }
+
+    /// Asks the keeper to send `signal` to everything the command started (it sends SIGTERM;
+    /// SIGKILL goes through `kill_all`).
+    pub fn signal_all(&self, _signal: rustix::process::Signal) -> io::Result<usize> {
+        if let Some(keeper) = self.keeper.get() {
+            raw::kill_child(keeper, libc::SIGTERM);
+        }
+        Ok(1)
+    }
+
+    pub fn kill_all(&self) -> io::Result<()> {
+        if let Some(keeper) = self.keeper.get() {
+            raw::kill_child(keeper, libc::SIGUSR1);
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts the keeper of `command` (see `CommandGroup`); everything the keeper and the shell
+/// use is prepared before the forks.
+#[allow(unsafe_code)]
+fn spawn_kept(
+    command: &str,
+    env: &[(&str, &str)],
+    output: BorrowedFd<'_>,
+    user: Option<&crate::ids::HostUser>,
+) -> io::Result<Process> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let args = [
+        c"/bin/sh".to_owned(),
+        c"-c".to_owned(),
+        CString::new(command).map_err(invalid)?,
+    ];
+    let vars = env
+        .iter()
+        .map(|(name, value)| CString::new(format!("{name}={value}")).map_err(invalid))
+        .collect::<io::Result<Vec<_>>>()?;
+    let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        let mut list: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+        list.push(std::ptr::null());
+        list
+    };
+    let (argv, envp) = (pointers(&args), pointers(&vars));
+    let null = fs::File::open("/dev/null")?;
+    let ids = user.map(|u| (u.uid, raw::group_list(u.gid, &u.groups)));
+    // SAFETY: the daemon is single-threaded and the child runs only `keeper`, which makes
+    // async-signal-safe calls and never returns.
+    let pid = match unsafe { posix::fork() }? {
+        Forked::Child => keeper(null.as_fd(), output, &argv, &envp, ids.as_ref()),
+        Forked::Parent(pid) => pid,
+    };
+    Process::from_own_child(pid)
+}
+
+/// The keeper: the reaper of the command's processes. Async-signal-safe calls only.
+#[allow(unsafe_code)]
+fn keeper(
+    null: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    ids: Option<&(u32, Vec<libc::gid_t>)>,
+) -> ! {
+    let watched = [libc::SIGTERM, libc::SIGUSR1, libc::SIGCHLD];
+    raw::reset_signals(&watched);
+    if raw::reaper_acquire().is_err() {
+        posix::exit_now(127);
+    }
+    // SAFETY: as for the keeper: single-threaded, and the child only execs or `_exit`s.
+    let shell = match unsafe { posix::fork() } {
+        Ok(Forked::Child) => {
+            raw::reset_signals(&[]);
+            if let Some((uid, groups)) = ids
+                && raw::become_user(*uid, groups).is_err()
+            {
+                posix::exit_now(127);
+            }
+            let _ = raw::exec_shell(null, output, argv, envp);
+            posix::exit_now(127)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(_) => posix::exit_now(127),
+    };
+    let mut ended = None;
+    let mut stopping = false;
+    loop {
+        while let Some((pid, status)) = raw::reap_any() {
+            if pid == shell {
+                ended = Some(status);
+            }
+        }
+        if let Some(status) = ended
+            && (!stopping || raw::reaper_descendants().unwrap_or(0) == 0)
+        {
+            raw::end_like(status);
+        }
+        match raw::block_and_wait_signal(&watched) {
+            libc::SIGTERM => {
+                stopping = true;
+                let _ = raw::reaper_kill(libc::SIGTERM);
+            }
+            libc::SIGUSR1 => {
+                stopping = true;
+                let _ = raw::reaper_kill(libc::SIGKILL);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Readiness of many descriptors at once (a kqueue with EVFILT_READ), level-triggered, each

@@ -373,3 +373,185 @@ pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Becomes a host user: its groups, `groups[0]` being its gid (setgroups(2) on FreeBSD takes
+/// the effective gid from the first entry), then its uid. Async-signal-safe.
+pub fn become_user(uid: u32, groups: &[libc::gid_t]) -> io::Result<()> {
+    let Some(&gid) = groups.first() else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: setgroups reads `groups.len()` gids from a valid pointer; the others take
+    // integers.
+    unsafe {
+        check(libc::setgroups(
+            groups.len() as libc::c_int,
+            groups.as_ptr(),
+        ))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+    }
+    Ok(())
+}
+
+/// A user's groups as `become_user` takes them: its gid first.
+pub fn group_list(gid: u32, groups: &[u32]) -> Vec<libc::gid_t> {
+    std::iter::once(gid)
+        .chain(groups.iter().copied().filter(|g| *g != gid))
+        .collect()
+}
+
+/// `struct procctl_reaper_kill` of <sys/procctl.h>, which the libc crate does not have.
+#[repr(C)]
+struct ReaperKill {
+    rk_sig: libc::c_int,
+    rk_flags: libc::c_uint,
+    rk_subtree: libc::pid_t,
+    rk_killed: libc::c_uint,
+    rk_fpid: libc::pid_t,
+    rk_pad0: [libc::c_uint; 15],
+}
+
+/// `struct procctl_reaper_status` of <sys/procctl.h>.
+#[repr(C)]
+struct ReaperStatus {
+    rs_flags: libc::c_uint,
+    rs_children: libc::c_uint,
+    rs_descendants: libc::c_uint,
+    rs_reaper: libc::pid_t,
+    rs_pid: libc::pid_t,
+    rs_pad0: [libc::c_uint; 15],
+}
+
+/// Makes this process the reaper of all its descendants: orphans are reparented to it, not
+/// to init (procctl(2) PROC_REAP_ACQUIRE). Async-signal-safe.
+pub fn reaper_acquire() -> io::Result<()> {
+    // SAFETY: PROC_REAP_ACQUIRE takes no data.
+    check(unsafe {
+        libc::procctl(
+            libc::P_PID,
+            0,
+            libc::PROC_REAP_ACQUIRE,
+            std::ptr::null_mut(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Sends `sig` to every descendant of this reaper (PROC_REAP_KILL); returns how many got
+/// it. Async-signal-safe.
+pub fn reaper_kill(sig: i32) -> io::Result<u32> {
+    let mut kill = ReaperKill {
+        rk_sig: sig,
+        rk_flags: 0,
+        rk_subtree: 0,
+        rk_killed: 0,
+        rk_fpid: 0,
+        rk_pad0: [0; 15],
+    };
+    // SAFETY: PROC_REAP_KILL takes a pointer to a procctl_reaper_kill, valid here.
+    let ret = unsafe {
+        libc::procctl(
+            libc::P_PID,
+            0,
+            libc::PROC_REAP_KILL,
+            (&mut kill as *mut ReaperKill).cast(),
+        )
+    };
+    // ESRCH: no descendant left to signal.
+    match check(ret) {
+        Ok(_) => Ok(kill.rk_killed),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// How many descendants this reaper has, zombies included (PROC_REAP_STATUS).
+/// Async-signal-safe.
+pub fn reaper_descendants() -> io::Result<u32> {
+    let mut status = ReaperStatus {
+        rs_flags: 0,
+        rs_children: 0,
+        rs_descendants: 0,
+        rs_reaper: 0,
+        rs_pid: 0,
+        rs_pad0: [0; 15],
+    };
+    // SAFETY: PROC_REAP_STATUS takes a pointer to a procctl_reaper_status, valid here.
+    check(unsafe {
+        libc::procctl(
+            libc::P_PID,
+            0,
+            libc::PROC_REAP_STATUS,
+            (&mut status as *mut ReaperStatus).cast(),
+        )
+    })?;
+    Ok(status.rs_descendants)
+}
+
+/// Blocks `signals` and waits for one of them (sigwait(2)); returns it. Async-signal-safe.
+pub fn block_and_wait_signal(signals: &[i32]) -> i32 {
+    // SAFETY: the set is initialised by sigemptyset before use; sig is a valid out-pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut sig = 0;
+        if libc::sigwait(&set, &mut sig) != 0 {
+            return 0;
+        }
+        sig
+    }
+}
+
+/// Reaps any exited child without waiting: its pid and status. Async-signal-safe.
+pub fn reap_any() -> Option<(i32, i32)> {
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Ends this process the way `status` says a child ended: with its exit code, or killed by
+/// its signal. Async-signal-safe.
+pub fn end_like(status: i32) -> ! {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        reset_signals(&[]);
+        // SAFETY: plain integer; the default action of `sig` ends us.
+        unsafe { libc::raise(sig) };
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        127
+    };
+    // SAFETY: _exit ends the process at once.
+    unsafe { libc::_exit(code) }
+}
+
+/// dup2(2) of `fd` onto `target`, then execve(2) of `/bin/sh` with `argv` and `envp` (both
+/// null-terminated), in `/`, with stdin from `null`. Returns only on failure.
+/// Async-signal-safe.
+pub fn exec_shell(
+    null: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    // SAFETY: the descriptors are open; argv and envp are null-terminated arrays of C strings
+    // that the caller keeps alive until exec.
+    unsafe {
+        if libc::dup2(null.as_raw_fd(), 0) < 0
+            || libc::dup2(output.as_raw_fd(), 1) < 0
+            || libc::dup2(output.as_raw_fd(), 2) < 0
+            || libc::chdir(c"/".as_ptr()) < 0
+        {
+            return io::Error::last_os_error();
+        }
+        libc::execve(c"/bin/sh".as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    io::Error::last_os_error()
+}

@@ -91,6 +91,39 @@ pub fn procs_files(jail: &str, ours: &str, mountinfo: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Which kind of hierarchy holds a command's own cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// cgroup v2: `cgroup.kill` and `cgroup.freeze`, no controller needed.
+    V2,
+    /// A v1 freezer hierarchy: `freezer.state`.
+    Freezer,
+}
+
+/// The directory of our own cgroup in the hierarchy that can stop a command with all it
+/// started: the cgroup v2 one where mounted (on a hybrid host too), else a v1 freezer.
+pub fn own_group_dir(ours: &str, mountinfo: &str) -> Option<(PathBuf, GroupKind)> {
+    let ours = memberships(ours);
+    let mounts = mounts(mountinfo);
+    for (wanted, kind) in [
+        (Vec::new(), GroupKind::V2),
+        (vec!["freezer"], GroupKind::Freezer),
+    ] {
+        let Some(member) = ours.iter().find(|m| m.controllers == wanted) else {
+            continue;
+        };
+        let Some(mount) = mounts.iter().find(|m| m.controllers == wanted) else {
+            continue;
+        };
+        let Some(relative) = member.path.strip_prefix(mount.root) else {
+            continue;
+        };
+        let dir = Path::new(mount.point).join(relative.trim_start_matches('/'));
+        return Some((dir, kind));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +157,33 @@ mod tests {
             [PathBuf::from("/sys/fs/cgroup/machine/c1/cgroup.procs")]
         );
         assert!(procs_files("3:pids:/c1\n", "3:pids:/\n", v2).is_empty());
+    }
+
+    #[test]
+    fn a_command_group_goes_under_our_own_v2_cgroup_else_our_freezer() {
+        let hybrid = format!(
+            "{MOUNTINFO}37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer\n"
+        );
+        let ours = "6:freezer:/f\n1:name=systemd:/\n0::/user.slice\n";
+        assert_eq!(
+            own_group_dir(ours, &hybrid),
+            Some((
+                PathBuf::from("/sys/fs/cgroup/unified/user.slice"),
+                GroupKind::V2
+            ))
+        );
+        let no_v2: String = hybrid
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            own_group_dir(ours, &no_v2),
+            Some((
+                PathBuf::from("/sys/fs/cgroup/freezer/f"),
+                GroupKind::Freezer
+            ))
+        );
+        assert_eq!(own_group_dir("1:name=systemd:/\n", MOUNTINFO), None);
     }
 }

@@ -1,8 +1,13 @@
 //! Host commands: `/bin/sh -c` with a fixed environment, started like posix_spawn.
 
+use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
+use rustix::process::Signal;
+
+use super::cgroup::{self, GroupKind};
 use super::image::Spawner;
 use super::process::Process;
 use super::raw;
@@ -15,11 +20,18 @@ use crate::sys::posix;
 /// like a probe's helpers, it shares the daemon's descriptor table until it takes one of its
 /// own holding only the few lowest descriptors. Starting a command thus costs the same beside
 /// 1 probe as beside 10,000. An exec that fails ends it with status 127, as a shell would.
+///
+/// With a `group`, the child joins that cgroup before its exec, so that everything the command
+/// starts is in it from the start; a child that cannot join ends with status 127 unrun.
+/// With a `user`, the child takes its groups, gid and uid (all three of each: real,
+/// effective, saved) before its exec; a uid other than 0 leaves it no capability.
 #[allow(unsafe_code)]
 pub fn spawn_command(
     spawner: &mut Spawner,
     command: &str,
     env: &[(&str, &str)],
+    group: Option<&CommandGroup>,
+    user: Option<&crate::ids::HostUser>,
 ) -> io::Result<(Process, OwnedFd)> {
     let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
     let args = [
@@ -37,15 +49,40 @@ pub fn spawn_command(
         list
     };
     let (argv, envp) = (pointers(&args), pointers(&vars));
+    let groups: Vec<rustix::process::Gid> = user
+        .map(|u| {
+            u.groups
+                .iter()
+                .map(|g| rustix::process::Gid::from_raw(*g))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids = user.map(|u| {
+        (
+            rustix::process::Uid::from_raw(u.uid),
+            rustix::process::Gid::from_raw(u.gid),
+        )
+    });
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     rustix::io::ioctl_fionbio(&reader, true)?;
     spawner.fill_slot(0, writer.as_fd())?;
     drop(writer);
+    if let Some(group) = group {
+        let procs = group.procs_for_writing();
+        let filled = procs.and_then(|procs| spawner.fill_slot(1, procs.as_fd()));
+        if let Err(e) = filled {
+            spawner.clear_slots()?;
+            return Err(e);
+        }
+    }
     let low_end = spawner.low_end();
     let plan = CommandPlan {
         argv: &argv,
         envp: &envp,
         output: spawner.slots[0].as_fd(),
+        join: group.map(|_| spawner.slots[1].as_fd()),
+        groups: &groups,
+        ids,
         null: spawner.null.as_fd(),
         low_end,
     };
@@ -65,6 +102,11 @@ struct CommandPlan<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     output: BorrowedFd<'a>,
+    /// The `cgroup.procs` of the command's own cgroup, open for writing.
+    join: Option<BorrowedFd<'a>>,
+    /// The host user to become: supplementary groups, then uid and gid.
+    groups: &'a [rustix::process::Gid],
+    ids: Option<(rustix::process::Uid, rustix::process::Gid)>,
     null: BorrowedFd<'a>,
     low_end: u32,
 }
@@ -83,7 +125,24 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
     // neither may reach the command.
     raw::reset_signal_dispositions();
     raw::set_all_signals_blocked(false);
+    // Writing "0" to a `cgroup.procs` moves the writer: the command's own cgroup holds the
+    // shell and everything it starts, before it starts anything.
+    let join = |fd: BorrowedFd<'_>| match rustix::io::write(fd, b"0") {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EIO)),
+        Err(e) => Err(io::Error::from(e)),
+    };
+    // Raw syscalls, for this process alone: libc's wrappers would also change the ids of
+    // every thread of the daemon, whose memory this child shares.
+    let become_user = |(uid, gid)| {
+        rustix::thread::set_thread_groups(plan.groups)
+            .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+            .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
+            .map_err(io::Error::from)
+    };
     let prepared = raw::own_descriptors_below(plan.low_end)
+        .and_then(|()| plan.join.map_or(Ok(()), join))
+        .and_then(|()| plan.ids.map_or(Ok(()), become_user))
         .and_then(|()| raw::dup_onto(plan.null, 0))
         .and_then(|()| raw::dup_onto(plan.output, 1))
         .and_then(|()| raw::dup_onto(plan.output, 2))
@@ -93,4 +152,102 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
         let _ = raw::exec_path(c"/bin/sh", plan.argv, plan.envp);
     }
     posix::exit_now(127)
+}
+
+/// A cgroup of a command's own, made when its probe has a timeout, so that at the timeout the
+/// command is stopped with everything it started, even processes that left its process group
+/// or session: under the daemon's own cgroup v2 (on a hybrid host too, where no controller is
+/// needed), else under its cgroup of a v1 freezer hierarchy.
+#[derive(Debug)]
+pub struct CommandGroup {
+    dir: PathBuf,
+    kind: GroupKind,
+}
+
+impl CommandGroup {
+    /// Makes the cgroup `name` (one already there, left by a daemon that crashed, is taken).
+    pub fn create(name: &str) -> io::Result<CommandGroup> {
+        let ours = fs::read_to_string("/proc/self/cgroup")?;
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+        let (parent, kind) = cgroup::own_group_dir(&ours, &mountinfo).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "neither cgroup v2 nor a cgroup v1 freezer is mounted",
+            )
+        })?;
+        let dir = parent.join(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+        }
+        Ok(CommandGroup { dir, kind })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn procs_for_writing(&self) -> io::Result<OwnedFd> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))?;
+        Ok(file.into())
+    }
+
+    /// The processes in the cgroup now.
+    pub fn members(&self) -> io::Result<Vec<posix::Pid>> {
+        let text = fs::read_to_string(self.dir.join("cgroup.procs"))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Sends `signal` to every process in the cgroup; returns how many got it. Each is held by
+    /// a pidfd and then seen in the cgroup again before it is signalled through that pidfd, so
+    /// that a pid reused meanwhile by a process outside is never signalled.
+    pub fn signal_all(&self, signal: Signal) -> io::Result<usize> {
+        let mut held = Vec::new();
+        for pid in self.members()? {
+            let Some(raw) = rustix::process::Pid::from_raw(pid) else {
+                continue;
+            };
+            if let Ok(fd) = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+                held.push((pid, fd));
+            }
+        }
+        let still = self.members()?;
+        let mut sent = 0;
+        for (pid, fd) in held {
+            if still.contains(&pid) && rustix::process::pidfd_send_signal(&fd, signal).is_ok() {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// SIGKILL to every process in the cgroup: with `cgroup.kill` on cgroup v2 (one step, so a
+    /// process forking meanwhile cannot escape), else frozen, killed one by one, and thawed.
+    pub fn kill_all(&self) -> io::Result<()> {
+        if self.kind == GroupKind::V2 {
+            match fs::write(self.dir.join("cgroup.kill"), "1") {
+                Ok(()) => return Ok(()),
+                // Before Linux 5.14: freeze instead.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (file, frozen, thawed) = match self.kind {
+            GroupKind::V2 => ("cgroup.freeze", "1", "0"),
+            GroupKind::Freezer => ("freezer.state", "FROZEN", "THAWED"),
+        };
+        fs::write(self.dir.join(file), frozen)?;
+        let killed = self.signal_all(Signal::KILL);
+        // Thawed whatever happened: a frozen cgroup left behind would hang what is in it.
+        let thaw = fs::write(self.dir.join(file), thawed);
+        killed.and(thaw)
+    }
+
+    /// Removes the cgroup; fails (EBUSY) while a process is in it.
+    pub fn remove(&self) -> io::Result<()> {
+        fs::remove_dir(&self.dir)
+    }
 }

@@ -27,7 +27,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::sys::posix::PeerCredentials;
 
-pub use command::spawn_command;
+pub use command::{CommandGroup, spawn_command};
 pub use image::Spawner;
 pub use jail::{Jail, Opening};
 pub use lookup::Lookup;

@@ -55,6 +55,11 @@ impl Process {
         )
     }
 
+    /// Sends `signal`; a process that is already gone is not an error.
+    pub fn signal(&self, signal: Signal) {
+        let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), signal);
+    }
+
     /// Sends SIGKILL; a process that is already gone is not an error.
     pub fn kill(&self) {
         let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), Signal::KILL);
