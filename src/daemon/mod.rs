@@ -305,9 +305,14 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let declared = crate::config::load(&config.config, config.config_named)?;
     commands::check_run_as(&config.config, &declared.probes)?;
     let limits = probe_limits()?;
+    // The probe image and its slots take the lowest free descriptors, before the pidfile and
+    // the socket: a probe's helpers keep only the descriptors below the slots (until their
+    // exec), so neither the pidfile's lock nor the listening socket can outlive the daemon in
+    // a helper that is still on its way when the daemon is killed.
+    let spawner = Spawner::load().map_err(|e| Error::os("loading the probe image", e))?;
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     // From here on, a daemon that does not start leaves no pidfile behind.
-    let started = start(config, &mut pidfile, limits);
+    let started = start(config, &mut pidfile, spawner, limits);
     let mut daemon = match started {
         Ok(Some(mut daemon)) => {
             daemon.metrics.from_file = declared.metrics.clone();
@@ -345,11 +350,12 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     result
 }
 
-/// Takes the socket, loads the probe image, detaches (the parent returns `None` once the
+/// Takes the socket, detaches (the parent returns `None` once the
 /// pidfile names the child) and makes the daemon.
 fn start(
     config: &DaemonConfig,
     pidfile: &mut PidFile,
+    spawner: Spawner,
     limits: (usize, usize),
 ) -> Result<Option<Daemon>, Error> {
     let group = match &config.group {
@@ -362,7 +368,6 @@ fn start(
         }
     };
     let listener = take_socket(&config.socket, group)?;
-    let spawner = Spawner::load().map_err(|e| Error::os("loading the probe image", e))?;
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| Error::os("signalfd", e))?;
     let poller = Poller::new().map_err(|e| Error::os("creating the event queue", e))?;
