@@ -3,3 +3,15 @@
 /// failures), not 128 or above (death by signal as a shell reports it). Shared, by `include!`,
 /// between the probe and the daemon so that it is defined exactly once.
 pub const MAGIC_EXIT: u8 = 106;
+
+/// Exit code that means "a permitted process sent SIGUSR1" (the verb `USR1`), for a probe given
+/// that verb. Next to `MAGIC_EXIT` and outside the same conventional ranges.
+pub const USR1_EXIT: u8 = 107;
+
+/// Exit code that means "a permitted process sent SIGUSR2" (the verb `USR2`).
+pub const USR2_EXIT: u8 = 108;
+
+/// The probe's environment variable naming the verb `USR1` (`USR1=0`), and `USR2` the same;
+/// the value is kept for later use and must be `0`. Set by the daemon only; see `probe.rs`.
+pub const USR1_VAR: &[u8] = b"USR1=";
+pub const USR2_VAR: &[u8] = b"USR2=";

@@ -6,6 +6,18 @@
 //! waits.
 //! Its whole contract: SIGHUP sent from inside its jail makes it `exit(MAGIC_EXIT)`; any other
 //! deadly signal kills it, which the daemon reads as "fire nothing".
+//! A probe with verbs also waits for SIGUSR1 and/or SIGUSR2 and exits with `USR1_EXIT` or
+//! `USR2_EXIT` for them (`magic.rs`), under the same rule for the sender; a signal that is not
+//! one of its verbs keeps its default action (SIGUSR1 and SIGUSR2 kill).
+//!
+//! The verbs come in the probe's environment (`USR1=0`, `USR2=0`), which is otherwise empty,
+//! not in its argv: argv is the title alone, so that `pkill -x -f TITLE` matches it, and a
+//! second argument would show in every `ps`. Nothing in the jail can change the environment
+//! after the exec (that would take writing the memory of a non-dumpable process); a jail with a
+//! user namespace cannot even read it, and a jail whose root is the host's uid 0 without
+//! CAP_SYS_PTRACE can read `/proc/PID/environ` but learns nothing new: which signals the probe
+//! waits for shows to anyone in `SigBlk` of `/proc/PID/status`. The auxiliary vector was the
+//! other candidate, but exec fills it from the kernel alone.
 //!
 //! "From inside its jail" means: sent by `kill`, `sigqueue` or `tgkill` (`si_code` `SI_USER`,
 //! `SI_QUEUE` or `SI_TKILL`) by a process that has a pid in the probe's pid namespace. For
@@ -28,7 +40,7 @@
 //! probe with a plain `kill` anyway. The probe is never its pid namespace's init (the daemon
 //! places it as an ordinary member), so the kernel's special rules for init do not apply.
 //!
-//! Ignored SIGHUPs are counted where host root can read the count without the probe holding
+//! Ignored SIGHUPs (and verb signals) are counted where host root can read the count without the probe holding
 //! a descriptor or changing its title: the probe's timer slack, which it never uses otherwise
 //! (it sleeps without a timeout). `/proc/PID/timerslack_ns` reads 1 plus the number of SIGHUPs
 //! ignored so far. The kernel lets only a holder of CAP_SYS_NICE in the probe's user namespace
@@ -43,6 +55,9 @@ mod magic {
 }
 
 const SIGHUP: usize = 1;
+/// The same numbers on x86_64 and aarch64.
+const SIGUSR1: usize = 10;
+const SIGUSR2: usize = 12;
 const SIG_SETMASK: usize = 2;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
@@ -148,6 +163,40 @@ impl SigInfo {
     }
 }
 
+/// Whether the NUL-terminated string at `entry` starts with `prefix`.
+fn starts_with(entry: *const u8, prefix: &[u8]) -> bool {
+    for (i, want) in prefix.iter().enumerate() {
+        // SAFETY: `entry` is NUL-terminated; a mismatch (the NUL included) stops the scan
+        // before reading past it.
+        if unsafe { *entry.add(i) } != *want {
+            return false;
+        }
+    }
+    true
+}
+
+/// The signals the probe waits for: SIGHUP, and the verbs its environment names.
+fn wait_mask(stack: *const usize) -> u64 {
+    let bit = |sig: usize| 1u64 << (sig - 1);
+    let mut mask = bit(SIGHUP);
+    // SAFETY: at process entry the stack holds argc, argc argv pointers and a null, then the
+    // environment pointers up to a null.
+    unsafe {
+        let argc = *stack;
+        let mut env = stack.add(argc + 2);
+        while *env != 0 {
+            let entry = *env as *const u8;
+            if starts_with(entry, magic::USR1_VAR) {
+                mask |= bit(SIGUSR1);
+            } else if starts_with(entry, magic::USR2_VAR) {
+                mask |= bit(SIGUSR2);
+            }
+            env = env.add(1);
+        }
+    }
+    mask
+}
+
 /// Shows how many SIGHUPs were ignored: the timer slack becomes `1 + ignored` (0 would mean
 /// "back to the default").
 fn show_ignored(ignored: usize) {
@@ -191,9 +240,10 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     let title = unsafe { *stack.add(1) } as *const u8;
     set_comm(title);
 
-    // SIGHUP stays blocked and is taken synchronously; every other signal is unblocked and keeps
-    // its default action, so SIGTERM or SIGKILL kill the probe and fire nothing.
-    let hup: u64 = 1 << (SIGHUP - 1);
+    // SIGHUP and the verbs stay blocked and are taken synchronously; every other signal is
+    // unblocked and keeps its default action, so SIGTERM or SIGKILL kill the probe and fire
+    // nothing.
+    let hup: u64 = wait_mask(stack);
     // SAFETY: rt_sigprocmask reads an 8-byte mask from a valid pointer.
     if unsafe {
         syscall4(
@@ -222,9 +272,15 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
                 8,
             )
         };
-        if sig == SIGHUP as isize {
+        let code = match sig {
+            s if s == SIGHUP as isize => magic::MAGIC_EXIT,
+            s if s == SIGUSR1 as isize => magic::USR1_EXIT,
+            s if s == SIGUSR2 as isize => magic::USR2_EXIT,
+            _ => 0,
+        };
+        if code != 0 {
             if info.from_inside() {
-                exit_group(magic::MAGIC_EXIT as usize);
+                exit_group(code as usize);
             }
             ignored = ignored.saturating_add(1);
             show_ignored(ignored);

@@ -25,7 +25,7 @@ pub const USAGE: &str =
                   [-M metrics]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
-                  [--run-as user[:group]]
+                  [--run-as user[:group]] [--verb SIGNAL=command ...]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -63,6 +63,9 @@ utility (-c, -l, -k):
   --run-as user[:group]
                 run the command as this host user (name or number), with its groups,
                 or with this group instead of its own; default root
+  --verb SIGNAL=command
+                a verb: SIGUSR1 or SIGUSR2 from inside the jail runs this command
+                instead (SIGNAL is USR1 or USR2; repeat for both); SIGHUP still runs -c
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -145,6 +148,7 @@ struct Flags {
     queue: bool,
     timeout: Option<String>,
     run_as: Option<String>,
+    verbs: Vec<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -195,6 +199,7 @@ pub fn parse_with(
             Short('l') => f.list = true,
             Long("json") => f.json = true,
             Long("queue") => f.queue = true,
+            Long("verb") => f.verbs.push(text(&mut parser, "--verb")?),
             Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
@@ -231,6 +236,7 @@ pub fn parse_with(
         ("--cooldown", f.cooldown.is_some()),
         ("--timeout", f.timeout.is_some()),
         ("--run-as", f.run_as.is_some()),
+        ("--verb", !f.verbs.is_empty()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -355,6 +361,22 @@ pub fn parse_with(
     };
     let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
     let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
+    let mut verbs = std::collections::BTreeMap::new();
+    for given in f.verbs {
+        let bad = || {
+            usage(format!(
+                "--verb '{given}': write it as USR1=command or USR2=command"
+            ))
+        };
+        let (name, verb_command) = given.split_once('=').ok_or_else(bad)?;
+        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+        if verbs
+            .insert(verb.name().to_string(), verb_command.to_string())
+            .is_some()
+        {
+            return Err(usage(format!("--verb {}: given twice", verb.name())));
+        }
+    }
     let request = Arm {
         command,
         jail,
@@ -366,6 +388,7 @@ pub fn parse_with(
         timeout,
         run_as: f.run_as,
         persist: f.persist,
+        verbs,
     };
     request
         .validate()
@@ -485,6 +508,41 @@ mod tests {
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
             assert!(err.message.contains(needle), "{args:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn verbs_are_parsed_and_a_bad_one_is_a_usage_error_naming_it() {
+        let Mode::Arm { request, .. } = parse_str(&[
+            "-c",
+            "x",
+            "-j",
+            "1",
+            "--verb",
+            "USR1=a=b",
+            "--verb",
+            "sigusr2=c",
+        ])
+        .unwrap() else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.verbs.len(), 2);
+        assert_eq!(request.verbs["USR1"], "a=b");
+        assert_eq!(request.verbs["USR2"], "c");
+        for (args, needle) in [
+            (&["--verb", "HUP=x"][..], "write it as USR1=command"),
+            (&["--verb", "USR1"][..], "write it as USR1=command"),
+            (
+                &["--verb", "USR1=x", "--verb", "USR1=y"][..],
+                "USR1: given twice",
+            ),
+            (&["--verb", "USR2="][..], "verb USR2: the command is empty"),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage, "{args:?}");
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let err = parse_str(&["-l", "--verb", "USR1=x"]).unwrap_err();
+        assert!(err.message.contains("--verb"), "{}", err.message);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! run_as = "backup:operator"         # the host user[:group] the command runs as (default root)
 //! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
+//! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
 //! ```
 //!
 //! Besides probes, the file may name the daemon's metrics file, before the first table:
@@ -56,6 +57,8 @@ struct Declared {
     cooldown: Option<String>,
     timeout: Option<String>,
     run_as: Option<String>,
+    #[serde(default)]
+    verbs: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -113,6 +116,7 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             timeout,
             run_as: d.run_as,
             persist: false,
+            verbs: d.verbs,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
@@ -172,6 +176,19 @@ mod tests {
         assert_eq!(queued[0].respawn, Respawn::Queue);
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# nothing yet\n").unwrap().is_empty());
+        let verbal = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"one\", USR2 = \"two\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            verbal[0].verbs,
+            [
+                (crate::definition::Verb::Usr1, "one".to_string()),
+                (crate::definition::Verb::Usr2, "two".to_string())
+            ]
+            .into()
+        );
+        assert!(queued[0].verbs.is_empty());
     }
 
     #[test]
@@ -221,6 +238,16 @@ mod tests {
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
                 1,
                 "timeout: 0s is out of range",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { TERM = \"y\" }\n",
+                1,
+                "verb 'TERM' is not a verb signal",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \" \" }\n",
+                1,
+                "verb USR1: the command is empty",
             ),
         ] {
             let err = parse(text).unwrap_err();

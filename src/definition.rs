@@ -4,6 +4,7 @@
 //! request, `state::Record` a line of the state file, and `Definition` what the daemon keeps.
 //! A new wire field therefore changes neither the state file nor the core.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::proto::{Arm, Respawn};
@@ -25,6 +26,66 @@ pub struct Definition {
     pub timeout: Option<Duration>,
     /// The host user (and group) the command runs as, `user[:group]`; root when `None`.
     pub run_as: Option<String>,
+    /// A command per verb signal, beside `command` (SIGHUP's).
+    pub verbs: BTreeMap<Verb, String>,
+}
+
+/// A signal besides SIGHUP that a probe may wait for, each with a command of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    Usr1,
+    Usr2,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 2] = [Verb::Usr1, Verb::Usr2];
+
+    /// As written in a request, the configuration file and `-l`: `USR1`, `USR2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Usr1 => "USR1",
+            Verb::Usr2 => "USR2",
+        }
+    }
+
+    /// `USR1` or `SIGUSR1`, in any case.
+    pub fn parse(text: &str) -> Option<Verb> {
+        let upper = text.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        Verb::ALL.into_iter().find(|v| v.name() == bare)
+    }
+
+    /// The probe's exit code for this verb (`probe/magic.rs`).
+    pub fn exit_code(self) -> i32 {
+        i32::from(match self {
+            Verb::Usr1 => crate::USR1_EXIT,
+            Verb::Usr2 => crate::USR2_EXIT,
+        })
+    }
+
+    /// The entry of the probe's environment that gives it this verb.
+    pub fn probe_variable(self) -> &'static [u8] {
+        match self {
+            Verb::Usr1 => crate::USR1_VAR,
+            Verb::Usr2 => crate::USR2_VAR,
+        }
+    }
+}
+
+/// Verbs as written (validated by `Arm::validate`) to verbs as kept.
+pub fn verbs_from_names(names: &BTreeMap<String, String>) -> BTreeMap<Verb, String> {
+    names
+        .iter()
+        .filter_map(|(name, command)| Some((Verb::parse(name)?, command.clone())))
+        .collect()
+}
+
+/// Verbs as kept to verbs as written.
+pub fn verbs_to_names(verbs: &BTreeMap<Verb, String>) -> BTreeMap<String, String> {
+    verbs
+        .iter()
+        .map(|(verb, command)| (verb.name().to_string(), command.clone()))
+        .collect()
 }
 
 impl From<Arm> for Definition {
@@ -39,6 +100,7 @@ impl From<Arm> for Definition {
             cooldown: arm.cooldown.map(Duration::from_secs),
             timeout: arm.timeout.map(Duration::from_secs),
             run_as: arm.run_as,
+            verbs: verbs_from_names(&arm.verbs),
         }
     }
 }
@@ -57,6 +119,7 @@ impl From<&Definition> for Arm {
             timeout: d.timeout.map(|t| t.as_secs()),
             run_as: d.run_as.clone(),
             persist: false,
+            verbs: verbs_to_names(&d.verbs),
         }
     }
 }

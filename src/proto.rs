@@ -3,6 +3,8 @@
 //! A frame is a 4-byte banner `JD` + version + 0, a 4-byte big-endian body length, and a JSON
 //! body. One request and one response per connection.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Kind};
@@ -65,6 +67,10 @@ pub struct Arm {
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
+    /// `--verb SIG=COMMAND`: a command per verb signal (`USR1`, `USR2`) beside `command`,
+    /// which stays SIGHUP's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verbs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +153,9 @@ pub struct ProbeInfo {
     pub fired: u64,
     /// What happened last: the command's end, or why the probe is waiting.
     pub last: Option<String>,
+    /// Its verbs: signal name (`USR1`, `USR2`) to command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verbs: BTreeMap<String, String>,
 }
 
 /// A message type and the largest body accepted for it.
@@ -162,21 +171,40 @@ impl Message for Response {
     const MAX_BODY: usize = MAX_ANSWER;
 }
 
+/// A host command: not blank, at most `MAX_COMMAND` bytes, no NUL. `what` names it.
+fn check_command(what: &str, command: &str) -> Result<(), Error> {
+    let data = |m: String| Err(Error::new(Kind::Data, m));
+    if command.trim().is_empty() {
+        return data(format!("{what} is empty"));
+    }
+    if command.len() > MAX_COMMAND {
+        return data(format!(
+            "{what} is {} bytes long; the limit is {MAX_COMMAND}",
+            command.len()
+        ));
+    }
+    if command.contains('\0') {
+        return data(format!("{what} contains a NUL byte"));
+    }
+    Ok(())
+}
+
 impl Arm {
     /// Checks every field against its documented limit.
     pub fn validate(&self) -> Result<(), Error> {
         let data = |m: String| Err(Error::new(Kind::Data, m));
-        if self.command.trim().is_empty() {
-            return data("the command is empty".into());
+        check_command("the command", &self.command)?;
+        for (name, command) in &self.verbs {
+            if crate::definition::Verb::parse(name).is_none() {
+                return data(format!(
+                    "verb '{name}' is not a verb signal; the verbs are USR1 and USR2 (SIGHUP runs the command)"
+                ));
+            }
+            check_command(&format!("verb {name}: the command"), command)?;
         }
-        if self.command.len() > MAX_COMMAND {
-            return data(format!(
-                "the command is {} bytes long; the limit is {MAX_COMMAND}",
-                self.command.len()
-            ));
-        }
-        if self.command.contains('\0') {
-            return data("the command contains a NUL byte".into());
+        #[cfg(target_os = "freebsd")]
+        if !self.verbs.is_empty() {
+            return data("verbs are not supported on FreeBSD yet".into());
         }
         if self.jail.is_empty()
             || self.jail.len() > MAX_JAIL
@@ -297,6 +325,7 @@ mod tests {
             timeout: None,
             run_as: None,
             persist: false,
+            verbs: Default::default(),
         }
     }
 

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::definition::Definition;
+use crate::definition::{Definition, Verb};
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
 use crate::sys::{Exit, Pid};
@@ -192,6 +192,8 @@ pub struct Owed {
     pub jail: JailId,
     /// Triggers it stands for (coalesced into this one run).
     pub triggers: u64,
+    /// The verb of the first of them, whose command the run is; `None` for SIGHUP's.
+    pub verb: Option<Verb>,
 }
 
 impl Probe {
@@ -314,6 +316,8 @@ pub struct ToPlace {
     pub title: String,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// The verbs it waits for besides SIGHUP.
+    pub verbs: Vec<Verb>,
 }
 
 #[derive(Debug)]
@@ -770,6 +774,7 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
+                    verbs: probe.def.verbs.keys().copied().collect(),
                 });
             }
             self.effects.push(Effect::Place {
@@ -990,7 +995,19 @@ impl Core {
             return;
         };
         let tag = probe.tag(id);
-        if exit != Exit::Code(MAGIC_EXIT) {
+        // Which command the exit asks for: SIGHUP's, or one of the probe's own verbs'. A verb's
+        // code from a probe not given that verb is "some other code": nothing fires.
+        let verb = match exit {
+            Exit::Code(MAGIC_EXIT) => Some(None),
+            Exit::Code(code) => probe
+                .def
+                .verbs
+                .keys()
+                .find(|v| v.exit_code() == code)
+                .map(|v| Some(*v)),
+            Exit::Signal(_) => None,
+        };
+        let Some(verb) = verb else {
             probe.last = Some(format!("ended by {exit}, nothing fired"));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
                 entry.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
@@ -1006,16 +1023,18 @@ impl Core {
             }
             self.release_if_idle(jail, now);
             return;
-        }
+        };
         probe.fired += 1;
         probe.strikes = 0;
         if probe.def.respawn == Respawn::Queue && probe.commands > 0 {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
+            // Triggers by another verb join it too: the run is the first trigger's command.
             let owed = probe.owed.get_or_insert(Owed {
                 since: now,
                 jail,
                 triggers: 0,
+                verb,
             });
             owed.triggers += 1;
             if owed.triggers == 1 {
@@ -1027,8 +1046,11 @@ impl Core {
                 );
             }
         } else {
-            log::info!("{tag} triggered");
-            self.start_run(id, jail, now);
+            match verb {
+                None => log::info!("{tag} triggered"),
+                Some(verb) => log::info!("{tag} triggered by SIG{}", verb.name()),
+            }
+            self.start_run(id, jail, verb, now);
         }
         let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
@@ -1084,15 +1106,20 @@ impl Core {
         }
     }
 
-    /// Runs probe `id`'s command, for its jail `jail` (as it was when it fired).
-    fn start_run(&mut self, id: ProbeId, jail: JailId, now: Instant) {
+    /// Runs probe `id`'s command, or its `verb`'s, for its jail `jail` (as it was when it
+    /// fired).
+    fn start_run(&mut self, id: ProbeId, jail: JailId, verb: Option<Verb>, now: Instant) {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
         probe.commands += 1;
         probe.last = Some("command started".into());
         self.commands.insert(command, id);
-        let def = probe.def.clone();
+        let mut def = probe.def.clone();
+        if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
+            // The shell runs `def.command`: the verb's, for this run.
+            def.command = command.clone();
+        }
         if let Some(timeout) = def.timeout {
             self.schedule_stop(command, now + timeout, Stage::Term);
         }
@@ -1268,7 +1295,7 @@ impl Core {
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
-            self.start_run(id, owed.jail, now);
+            self.start_run(id, owed.jail, owed.verb, now);
         }
     }
 
@@ -1616,6 +1643,7 @@ impl Core {
                     pid,
                     fired: p.fired,
                     last,
+                    verbs: crate::definition::verbs_to_names(&p.def.verbs),
                 }
             })
             .collect()
@@ -2098,6 +2126,48 @@ mod tests {
         rig.send(Event::Reload(vec![def("web1", "T", Respawn::Never)]));
         rig.send(magic(1));
         assert_eq!(rig.core.probe(1).unwrap().strikes, 0);
+    }
+
+    #[test]
+    fn a_verb_exit_runs_that_verbs_command_and_an_undeclared_verb_runs_nothing() {
+        let armed_with_usr1 = || {
+            let mut rig = Rig::new();
+            let mut definition = def("web1", "T", Respawn::Never);
+            definition.verbs.insert(Verb::Usr1, "usr1-cmd".into());
+            rig.send(Event::Declare {
+                def: definition,
+                origin: Origin::Config,
+            });
+            rig.send(found("web1", JAIL));
+            rig.send(placed(1, 1, PID));
+            assert_eq!(rig.phase(1), "armed");
+            rig
+        };
+        let exit = |code: i32| Event::ProbeExited {
+            probe: 1,
+            exit: Exit::Code(code),
+        };
+        // USR1's code runs USR1's command; SIGHUP's runs the main one.
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(exit(Verb::Usr1.exit_code()));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Run { def, .. }] if def.command == "usr1-cmd"),
+            "{effects:?}"
+        );
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(magic(1));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Run { def, .. }] if def.command == "echo T"),
+            "{effects:?}"
+        );
+        // Twin: USR2's code from a probe without that verb is just another code.
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(exit(Verb::Usr2.exit_code()));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Run { .. })),
+            "{effects:?}"
+        );
+        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
     }
 
     #[test]

@@ -609,8 +609,20 @@ impl Daemon {
                 .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"));
             match (ids, title) {
                 (Ok(ids), Ok(title)) => {
+                    // The verbs go in the probe's environment, which the jail cannot change
+                    // (probe/probe.rs says why there); its argv stays `[title]`.
+                    let env = p
+                        .verbs
+                        .iter()
+                        .map(|v| {
+                            let mut entry = v.probe_variable().to_vec();
+                            entry.push(b'0');
+                            std::ffi::CString::new(entry).expect("no NUL")
+                        })
+                        .collect();
                     requests.push(sys::ProbeRequest {
                         title,
+                        env,
                         uid: ids.0,
                         gid: ids.1,
                     });

@@ -273,9 +273,11 @@ impl Jail {
     }
 }
 
-/// One probe to place: its title and its ids inside the jail.
+/// One probe to place: its title and its ids inside the jail. `env` (its verbs) is always
+/// empty here: `Arm::validate` refuses verbs on FreeBSD, whose probe does not read them yet.
 pub struct ProbeRequest {
     pub title: CString,
+    pub env: Vec<CString>,
     pub uid: u32,
     pub gid: u32,
 }

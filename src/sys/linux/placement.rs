@@ -92,9 +92,14 @@ const STAGE_NAMES: [&str; 15] = [
     "executing the probe",
 ];
 
-/// One probe to place: its title (its whole argv) and its ids inside the jail.
+/// Most entries in a probe's environment: one per verb.
+const MAX_PROBE_ENV: usize = 2;
+
+/// One probe to place: its title (its whole argv), its environment (its verbs, at most
+/// `MAX_PROBE_ENV` entries) and its ids inside the jail.
 pub struct ProbeRequest {
     pub title: CString,
+    pub env: Vec<CString>,
     pub uid: u32,
     pub gid: u32,
 }
@@ -110,7 +115,6 @@ struct ProbePlan<'a> {
     /// Descriptors below this one are kept until exec (`image` and the slots among them).
     low_end: u32,
     probes: &'a [Planned],
-    envp: [*const libc::c_char; 1],
     /// The stacks the Bs run on until their exec, `B_STACK` bytes each: the Bs share A's
     /// memory (CLONE_VM) and run at once, each on its own.
     stacks: *mut u8,
@@ -121,6 +125,7 @@ const B_STACK: usize = 64 * 1024;
 
 struct Planned {
     argv: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; MAX_PROBE_ENV + 1],
     uid: u32,
     gid: u32,
 }
@@ -211,6 +216,13 @@ impl Placement {
             .iter()
             .map(|p| Planned {
                 argv: [p.title.as_ptr(), std::ptr::null()],
+                envp: {
+                    let mut envp = [std::ptr::null(); MAX_PROBE_ENV + 1];
+                    for (slot, entry) in envp.iter_mut().zip(p.env.iter().take(MAX_PROBE_ENV)) {
+                        *slot = entry.as_ptr();
+                    }
+                    envp
+                },
                 uid: p.uid,
                 gid: p.gid,
             })
@@ -224,7 +236,6 @@ impl Placement {
             setgroups_allowed: jail.setgroups_allowed,
             low_end: spawner.low_end(),
             probes: &planned,
-            envp: [std::ptr::null()],
             stacks: stacks.as_mut_ptr(),
         };
         // What each B's entry point is handed, made before the fork: A never returns, so this
@@ -600,7 +611,7 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     if let Err(e) = raw::cloexec_from(0) {
         fail(Stage::Descriptors, e);
     }
-    let err = raw::exec_fd(plan.image, &probe.argv, &plan.envp);
+    let err = raw::exec_fd(plan.image, &probe.argv, &probe.envp);
     fail(Stage::Exec, err)
 }
 

@@ -1,0 +1,168 @@
+//! Probes that talk back (issue 16): verbs. The real binary, its real socket, real namespace
+//! jails and real signals; every test that expects a command to run has a twin that expects it
+//! not to.
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
+
+use jaildaemon::proto::ProbeInfo;
+use util::*;
+
+const SETTLE: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(5);
+
+fn list(daemon: &Daemon) -> Vec<ProbeInfo> {
+    let out = daemon.util(&["-l", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn probe<'a>(probes: &'a [ProbeInfo], title: &str) -> &'a ProbeInfo {
+    probes
+        .iter()
+        .find(|p| p.title == title)
+        .unwrap_or_else(|| panic!("no probe {title} in {probes:?}"))
+}
+
+/// A command that appends `word` to `file`.
+fn append(word: &str, file: &Path) -> String {
+    format!("echo {word} >> {}", file.display())
+}
+
+fn words(file: &Path) -> Vec<String> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until exactly one probe titled `title` is armed in `jail`, and returns its host pid.
+fn armed(daemon: &Daemon, jail: &Jail, title: &str) -> u32 {
+    let mut found = Vec::new();
+    assert!(
+        wait_for(LONG, || {
+            found = jail.probes(title);
+            found.len() == 1
+        }),
+        "probes titled {title}: {found:?}\n{}",
+        daemon.log_text()
+    );
+    found[0]
+}
+
+#[test]
+fn each_verb_runs_its_own_command_and_sighup_the_main_one() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("each_verb_runs_its_own_command_and_sighup_the_main_one")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    let (hup, usr1, usr2) = (
+        append("HUP", &fired),
+        format!("USR1={}", append("USR1", &fired)),
+        format!("USR2={}", append("USR2", &fired)),
+    );
+    daemon.arm(&[
+        "-c", &hup, "-j", &spec, "-R", "-t", "VERBAL", "--verb", &usr1, "--verb", &usr2,
+    ]);
+    let p = probe(&list(&daemon), "VERBAL").clone();
+    assert_eq!(p.verbs.len(), 2, "{p:?}");
+    assert_eq!(p.verbs["USR1"], append("USR1", &fired));
+    let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
+    assert!(table.contains("-R +2 verbs"), "{table}");
+
+    // The title alone is the command line; the verbs are in the environment.
+    let pid = armed(&daemon, &jail, "VERBAL");
+    assert_eq!(
+        fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
+        b"VERBAL\0"
+    );
+    assert_eq!(
+        fs::read(format!("/proc/{pid}/environ")).unwrap(),
+        b"USR1=0\0USR2=0\0"
+    );
+    let mut expected = Vec::new();
+    for signal in ["USR1", "USR2", "HUP", "USR1"] {
+        armed(&daemon, &jail, "VERBAL");
+        assert!(jail.pkill(0, signal, "VERBAL"), "{signal}");
+        expected.push(signal.to_string());
+        assert!(
+            wait_for(LONG, || words(&fired) == expected),
+            "after {signal}: {:?}\n{}",
+            words(&fired),
+            daemon.log_text()
+        );
+    }
+    assert!(daemon.log_text().contains("triggered by SIGUSR2"));
+    assert_eq!(probe(&list(&daemon), "VERBAL").fired, 4);
+}
+
+#[test]
+fn a_signal_that_is_not_a_verb_of_the_probe_runs_nothing() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_signal_that_is_not_a_verb_of_the_probe_runs_nothing")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    let usr1 = format!("USR1={}", append("USR1", &fired));
+    let hup = append("HUP", &fired);
+    let arm = || daemon.arm(&["-c", &hup, "-j", &spec, "-t", "TERSE", "--verb", &usr1]);
+    // USR2 is no verb of this probe: it keeps its default action and kills the probe; SIGTERM
+    // too. Neither runs a command (and the killed probe, armed with -c, is gone).
+    for (signal, number) in [("USR2", 12), ("TERM", 15)] {
+        arm();
+        let pid = armed(&daemon, &jail, "TERSE");
+        assert!(jail.pkill(0, signal, "TERSE"), "{signal}");
+        assert!(wait_for(LONG, || !Path::new(&format!("/proc/{pid}")).exists()));
+        sleep(SETTLE);
+        assert_eq!(
+            words(&fired),
+            Vec::<String>::new(),
+            "{signal} ran something"
+        );
+        let log = daemon.log_text();
+        assert!(
+            log.contains(&format!("ended by signal {number}: nothing fired")),
+            "{log}"
+        );
+    }
+    // A verb sent from outside the jail (host root, outside its pid namespace) is ignored and
+    // counted, as SIGHUP is: the probe stays.
+    arm();
+    let pid = armed(&daemon, &jail, "TERSE");
+    assert_eq!(
+        fs::read(format!("/proc/{pid}/environ")).unwrap(),
+        b"USR1=0\0"
+    );
+    let out = std::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(LONG, || ignored_sighups(pid) == Some(1)));
+    assert_eq!(jail.probes("TERSE"), vec![pid]);
+    assert_eq!(words(&fired), Vec::<String>::new());
+    // The positive twin: the same probe's own verb, from inside, runs its command.
+    assert!(jail.pkill(0, "USR1", "TERSE"));
+    assert!(
+        wait_for(LONG, || words(&fired) == ["USR1"]),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.log_text().contains("triggered by SIGUSR1"));
+}
