@@ -12,6 +12,10 @@ pub const USR1_EXIT: u8 = 107;
 pub const USR2_EXIT: u8 = 108;
 
 /// The probe's environment variable naming the verb `USR1` (`USR1=0`), and `USR2` the same;
-/// the value is kept for later use and must be `0`. Set by the daemon only; see `probe.rs`.
+/// the value is the verb's confirmation window in whole seconds, `0` for none. Set by the
+/// daemon only; see `probe.rs`.
 pub const USR1_VAR: &[u8] = b"USR1=";
 pub const USR2_VAR: &[u8] = b"USR2=";
+
+/// Longest confirmation window, in seconds: 1 hour.
+pub const MAX_CONFIRM_SECS: u64 = 3600;

@@ -26,6 +26,7 @@ pub const USAGE: &str =
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
                   [--run-as user[:group]] [--verb SIGNAL=command ...]
+                  [--confirm SIGNAL=duration ...]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -66,6 +67,9 @@ utility (-c, -l, -k):
   --verb SIGNAL=command
                 a verb: SIGUSR1 or SIGUSR2 from inside the jail runs this command
                 instead (SIGNAL is USR1 or USR2; repeat for both); SIGHUP still runs -c
+  --confirm SIGNAL=duration
+                that verb runs only when its signal comes twice within duration
+                (1s to 1h); one alone runs nothing
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -149,6 +153,7 @@ struct Flags {
     timeout: Option<String>,
     run_as: Option<String>,
     verbs: Vec<String>,
+    confirm: Vec<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -200,6 +205,7 @@ pub fn parse_with(
             Long("json") => f.json = true,
             Long("queue") => f.queue = true,
             Long("verb") => f.verbs.push(text(&mut parser, "--verb")?),
+            Long("confirm") => f.confirm.push(text(&mut parser, "--confirm")?),
             Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
@@ -237,6 +243,7 @@ pub fn parse_with(
         ("--timeout", f.timeout.is_some()),
         ("--run-as", f.run_as.is_some()),
         ("--verb", !f.verbs.is_empty()),
+        ("--confirm", !f.confirm.is_empty()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -377,6 +384,24 @@ pub fn parse_with(
             return Err(usage(format!("--verb {}: given twice", verb.name())));
         }
     }
+    let mut confirm = std::collections::BTreeMap::new();
+    for given in f.confirm {
+        let bad = || {
+            usage(format!(
+                "--confirm '{given}': write it as USR1=10s or USR2=10s"
+            ))
+        };
+        let (name, window) = given.split_once('=').ok_or_else(bad)?;
+        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+        let flag = format!("--confirm {}", verb.name());
+        let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
+        if confirm
+            .insert(verb.name().to_string(), secs.unwrap_or(0))
+            .is_some()
+        {
+            return Err(usage(format!("{flag}: given twice")));
+        }
+    }
     let request = Arm {
         command,
         jail,
@@ -389,6 +414,7 @@ pub fn parse_with(
         run_as: f.run_as,
         persist: f.persist,
         verbs,
+        confirm,
     };
     request
         .validate()
@@ -539,6 +565,58 @@ mod tests {
         ] {
             let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
             assert_eq!(err.kind, Kind::Usage, "{args:?}");
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let Mode::Arm { request, .. } = parse_str(&[
+            "-c",
+            "x",
+            "-j",
+            "1",
+            "--verb",
+            "USR2=c",
+            "--confirm",
+            "usr2=1m",
+        ])
+        .unwrap() else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.confirm["USR2"], 60);
+        for (args, kind, needle) in [
+            (
+                &["--confirm", "USR2=10s"][..],
+                Kind::Usage,
+                "not a verb of this probe",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2"][..],
+                Kind::Usage,
+                "write it as USR1=10s",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2=2h"][..],
+                Kind::Data,
+                "1s to 1h",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2=0s"][..],
+                Kind::Data,
+                "out of range",
+            ),
+            (
+                &[
+                    "--verb",
+                    "USR2=c",
+                    "--confirm",
+                    "USR2=1s",
+                    "--confirm",
+                    "USR2=2s",
+                ][..],
+                Kind::Usage,
+                "given twice",
+            ),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, kind, "{args:?}: {}", err.message);
             assert!(err.message.contains(needle), "{args:?}: {}", err.message);
         }
         let err = parse_str(&["-l", "--verb", "USR1=x"]).unwrap_err();

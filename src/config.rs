@@ -13,6 +13,7 @@
 //! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
+//! confirm = { USR1 = "10s" }         # that verb runs only on its second signal within 10 s
 //! ```
 //!
 //! Besides probes, the file may name the daemon's metrics file, before the first table:
@@ -59,6 +60,8 @@ struct Declared {
     run_as: Option<String>,
     #[serde(default)]
     verbs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    confirm: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -105,6 +108,11 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
         };
         let cooldown = duration("cooldown", d.cooldown)?;
         let timeout = duration("timeout", d.timeout)?;
+        let mut confirm = std::collections::BTreeMap::new();
+        for (name, window) in d.confirm {
+            let secs = duration(&format!("confirm {name}"), Some(window))?.unwrap_or(0);
+            confirm.insert(name, secs);
+        }
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -117,6 +125,7 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             run_as: d.run_as,
             persist: false,
             verbs: d.verbs,
+            confirm,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
@@ -189,6 +198,18 @@ mod tests {
             .into()
         );
         assert!(queued[0].verbs.is_empty());
+        let confirmed = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR2 = \"two\" }\nconfirm = { USR2 = \"10s\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            confirmed[0].confirm,
+            [(
+                crate::definition::Verb::Usr2,
+                std::time::Duration::from_secs(10)
+            )]
+            .into()
+        );
     }
 
     #[test]
@@ -248,6 +269,16 @@ mod tests {
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \" \" }\n",
                 1,
                 "verb USR1: the command is empty",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nconfirm = { USR1 = \"10s\" }\n",
+                1,
+                "confirm USR1: not a verb of this probe",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"y\" }\nconfirm = { USR1 = \"ten\" }\n",
+                1,
+                "confirm USR1: 'ten' is not a duration",
             ),
         ] {
             let err = parse(text).unwrap_err();

@@ -28,6 +28,8 @@ pub struct Definition {
     pub run_as: Option<String>,
     /// A command per verb signal, beside `command` (SIGHUP's).
     pub verbs: BTreeMap<Verb, String>,
+    /// Verbs that run only when their signal comes twice within this window.
+    pub confirm: BTreeMap<Verb, Duration>,
 }
 
 /// A signal besides SIGHUP that a probe may wait for, each with a command of its own.
@@ -80,6 +82,22 @@ pub fn verbs_from_names(names: &BTreeMap<String, String>) -> BTreeMap<Verb, Stri
         .collect()
 }
 
+/// Confirmation windows as written, in seconds (validated by `Arm::validate`), to as kept.
+pub fn confirm_from_names(names: &BTreeMap<String, u64>) -> BTreeMap<Verb, Duration> {
+    names
+        .iter()
+        .filter_map(|(name, secs)| Some((Verb::parse(name)?, Duration::from_secs(*secs))))
+        .collect()
+}
+
+/// Confirmation windows as kept to as written, in seconds.
+pub fn confirm_to_names(confirm: &BTreeMap<Verb, Duration>) -> BTreeMap<String, u64> {
+    confirm
+        .iter()
+        .map(|(verb, window)| (verb.name().to_string(), window.as_secs()))
+        .collect()
+}
+
 /// Verbs as kept to verbs as written.
 pub fn verbs_to_names(verbs: &BTreeMap<Verb, String>) -> BTreeMap<String, String> {
     verbs
@@ -101,6 +119,7 @@ impl From<Arm> for Definition {
             timeout: arm.timeout.map(Duration::from_secs),
             run_as: arm.run_as,
             verbs: verbs_from_names(&arm.verbs),
+            confirm: confirm_from_names(&arm.confirm),
         }
     }
 }
@@ -120,6 +139,7 @@ impl From<&Definition> for Arm {
             run_as: d.run_as.clone(),
             persist: false,
             verbs: verbs_to_names(&d.verbs),
+            confirm: confirm_to_names(&d.confirm),
         }
     }
 }

@@ -107,6 +107,7 @@ mod tests {
             fired: 2,
             last: Some("command ended with exit code 0 after 3ms".into()),
             verbs: Default::default(),
+            confirm: Default::default(),
         }
     }
 

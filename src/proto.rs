@@ -27,6 +27,8 @@ pub const MAX_JAIL: usize = 255;
 pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The range of a command's timeout, in seconds: 1 s to 24 h.
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// The range of a verb's confirmation window, in seconds: 1 s to 1 h (the probe's limit).
+pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_CONFIRM_SECS;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
@@ -71,6 +73,10 @@ pub struct Arm {
     /// which stays SIGHUP's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub verbs: BTreeMap<String, String>,
+    /// `--confirm SIG=duration`, in seconds: that verb runs only when its signal comes twice
+    /// within this window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confirm: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +162,9 @@ pub struct ProbeInfo {
     /// Its verbs: signal name (`USR1`, `USR2`) to command.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub verbs: BTreeMap<String, String>,
+    /// Its verbs that need confirming: signal name to window, in seconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confirm: BTreeMap<String, u64>,
 }
 
 /// A message type and the largest body accepted for it.
@@ -201,6 +210,19 @@ impl Arm {
                 ));
             }
             check_command(&format!("verb {name}: the command"), command)?;
+        }
+        for (name, secs) in &self.confirm {
+            if !self.verbs.contains_key(name) {
+                return data(format!(
+                    "confirm {name}: not a verb of this probe; only a verb (USR1, USR2) can need confirming"
+                ));
+            }
+            if !CONFIRM_RANGE.contains(secs) {
+                return data(format!(
+                    "confirm {name}: {} is out of range; it must be 1s to 1h",
+                    crate::definition::show_duration(*secs)
+                ));
+            }
         }
         #[cfg(target_os = "freebsd")]
         if !self.verbs.is_empty() {
@@ -326,6 +348,7 @@ mod tests {
             run_as: None,
             persist: false,
             verbs: Default::default(),
+            confirm: Default::default(),
         }
     }
 

@@ -45,6 +45,8 @@ struct Record {
     run_as: Option<String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     verbs: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    confirm: std::collections::BTreeMap<String, u64>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -67,6 +69,7 @@ impl From<Record> for Definition {
             timeout: r.timeout.map(std::time::Duration::from_secs),
             run_as: r.run_as,
             verbs: crate::definition::verbs_from_names(&r.verbs),
+            confirm: crate::definition::confirm_from_names(&r.confirm),
         }
     }
 }
@@ -84,6 +87,7 @@ impl From<&Definition> for Record {
             timeout: d.timeout.map(|t| t.as_secs()),
             run_as: d.run_as.clone(),
             verbs: crate::definition::verbs_to_names(&d.verbs),
+            confirm: crate::definition::confirm_to_names(&d.confirm),
             persist: true,
         }
     }
@@ -191,6 +195,11 @@ mod tests {
             timeout: Some(std::time::Duration::from_secs(30)),
             run_as: Some("backup:operator".into()),
             verbs: [(crate::definition::Verb::Usr2, "echo usr2".to_string())].into(),
+            confirm: [(
+                crate::definition::Verb::Usr2,
+                std::time::Duration::from_secs(10),
+            )]
+            .into(),
         }
     }
 

@@ -166,3 +166,81 @@ fn a_signal_that_is_not_a_verb_of_the_probe_runs_nothing() {
     );
     assert!(daemon.log_text().contains("triggered by SIGUSR1"));
 }
+
+#[test]
+fn a_confirmed_verb_runs_only_on_its_second_signal_within_the_window() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_confirmed_verb_runs_only_on_its_second_signal_within_the_window")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    let usr2 = format!("USR2={}", append("USR2", &fired));
+    let usr1 = format!("USR1={}", append("USR1", &fired));
+    daemon.arm(&[
+        "-c",
+        &append("HUP", &fired),
+        "-j",
+        &spec,
+        "-R",
+        "-t",
+        "SURE",
+        "--verb",
+        &usr1,
+        "--verb",
+        &usr2,
+        "--confirm",
+        "USR2=2s",
+    ]);
+    let p = probe(&list(&daemon), "SURE").clone();
+    assert_eq!(p.confirm.get("USR2"), Some(&2), "{p:?}");
+    let pid = armed(&daemon, &jail, "SURE");
+    assert_eq!(
+        fs::read(format!("/proc/{pid}/environ")).unwrap(),
+        b"USR1=0\0USR2=2\0"
+    );
+    // One USR2 alone runs nothing, and after the window the probe is back to plain: the same
+    // process, waiting.
+    assert!(jail.pkill(0, "USR2", "SURE"));
+    sleep(Duration::from_millis(2500));
+    assert_eq!(words(&fired), Vec::<String>::new());
+    assert_eq!(jail.probes("SURE"), vec![pid]);
+    // A USR2 after the window is a first one again: nothing.
+    assert!(jail.pkill(0, "USR2", "SURE"));
+    sleep(SETTLE);
+    assert_eq!(words(&fired), Vec::<String>::new());
+    assert_eq!(jail.probes("SURE"), vec![pid]);
+    // Its second within the window runs the verb.
+    assert!(jail.pkill(0, "USR2", "SURE"));
+    assert!(
+        wait_for(LONG, || words(&fired) == ["USR2"]),
+        "{:?}\n{}",
+        words(&fired),
+        daemon.log_text()
+    );
+    // A verb without confirmation still runs on one signal, and SIGHUP too.
+    for (signal, so_far) in [
+        ("USR1", &["USR2", "USR1"][..]),
+        ("HUP", &["USR2", "USR1", "HUP"][..]),
+    ] {
+        armed(&daemon, &jail, "SURE");
+        assert!(jail.pkill(0, signal, "SURE"));
+        assert!(wait_for(LONG, || words(&fired) == so_far), "{signal}");
+    }
+    // A USR2 from outside the jail opens no window: with one from inside after it, nothing.
+    let pid = armed(&daemon, &jail, "SURE");
+    let out = std::process::Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(LONG, || ignored_sighups(pid) == Some(1)));
+    assert!(jail.pkill(0, "USR2", "SURE"));
+    sleep(SETTLE);
+    assert_eq!(words(&fired).len(), 3, "{:?}", words(&fired));
+    assert_eq!(jail.probes("SURE"), vec![pid]);
+}

@@ -316,8 +316,8 @@ pub struct ToPlace {
     pub title: String,
     pub user: Option<String>,
     pub group: Option<String>,
-    /// The verbs it waits for besides SIGHUP.
-    pub verbs: Vec<Verb>,
+    /// The verbs it waits for besides SIGHUP, each with its confirmation window (or none).
+    pub verbs: Vec<(Verb, Option<Duration>)>,
 }
 
 #[derive(Debug)]
@@ -391,7 +391,7 @@ pub enum Effect {
     Run {
         command: CommandId,
         probe: ProbeId,
-        def: Definition,
+        def: Box<Definition>,
         jail: JailId,
     },
     Reply {
@@ -774,7 +774,12 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
-                    verbs: probe.def.verbs.keys().copied().collect(),
+                    verbs: probe
+                        .def
+                        .verbs
+                        .keys()
+                        .map(|v| (*v, probe.def.confirm.get(v).copied()))
+                        .collect(),
                 });
             }
             self.effects.push(Effect::Place {
@@ -1115,7 +1120,7 @@ impl Core {
         probe.commands += 1;
         probe.last = Some("command started".into());
         self.commands.insert(command, id);
-        let mut def = probe.def.clone();
+        let mut def = Box::new(probe.def.clone());
         if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
             // The shell runs `def.command`: the verb's, for this run.
             def.command = command.clone();
@@ -1644,6 +1649,7 @@ impl Core {
                     fired: p.fired,
                     last,
                     verbs: crate::definition::verbs_to_names(&p.def.verbs),
+                    confirm: crate::definition::confirm_to_names(&p.def.confirm),
                 }
             })
             .collect()

@@ -614,9 +614,11 @@ impl Daemon {
                     let env = p
                         .verbs
                         .iter()
-                        .map(|v| {
+                        .map(|(v, window)| {
+                            // `USR1=SECS`: its confirmation window, 0 for none.
                             let mut entry = v.probe_variable().to_vec();
-                            entry.push(b'0');
+                            let secs = window.map_or(0, |w| w.as_secs());
+                            entry.extend_from_slice(secs.to_string().as_bytes());
                             std::ffi::CString::new(entry).expect("no NUL")
                         })
                         .collect();
