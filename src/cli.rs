@@ -26,7 +26,7 @@ pub const USAGE: &str =
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
                   [--run-as user[:group]] [--verb SIGNAL=command ...]
-                  [--confirm SIGNAL=duration ...]
+                  [--confirm SIGNAL=duration ...] [--watchdog duration]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -70,6 +70,9 @@ utility (-c, -l, -k):
   --confirm SIGNAL=duration
                 that verb runs only when its signal comes twice within duration
                 (1s to 1h); one alone runs nothing
+  --watchdog duration
+                a dead-man probe: each SIGHUP from the jail starts the period again
+                and runs nothing; a period without one runs the command (1s to 24h)
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -154,6 +157,7 @@ struct Flags {
     run_as: Option<String>,
     verbs: Vec<String>,
     confirm: Vec<String>,
+    watchdog: Option<String>,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -206,6 +210,7 @@ pub fn parse_with(
             Long("queue") => f.queue = true,
             Long("verb") => f.verbs.push(text(&mut parser, "--verb")?),
             Long("confirm") => f.confirm.push(text(&mut parser, "--confirm")?),
+            Long("watchdog") => f.watchdog = Some(text(&mut parser, "--watchdog")?),
             Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
@@ -244,6 +249,7 @@ pub fn parse_with(
         ("--run-as", f.run_as.is_some()),
         ("--verb", !f.verbs.is_empty()),
         ("--confirm", !f.confirm.is_empty()),
+        ("--watchdog", f.watchdog.is_some()),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -384,6 +390,7 @@ pub fn parse_with(
             return Err(usage(format!("--verb {}: given twice", verb.name())));
         }
     }
+    let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
     let mut confirm = std::collections::BTreeMap::new();
     for given in f.confirm {
         let bad = || {
@@ -415,6 +422,7 @@ pub fn parse_with(
         persist: f.persist,
         verbs,
         confirm,
+        watchdog,
     };
     request
         .validate()
@@ -641,6 +649,22 @@ mod tests {
             (&["--cooldown", "0s", "-r"][..], Kind::Data, "out of range"),
             (&["--cooldown", "60s"][..], Kind::Usage, "single-shot"),
             (&["--timeout", "1"][..], Kind::Data, "--timeout: '1' is not"),
+            (
+                &["--watchdog", "0s"][..],
+                Kind::Data,
+                "--watchdog: 0s is out of range",
+            ),
+            (&["--watchdog", "25h"][..], Kind::Data, "1s to 24h"),
+            (
+                &["--watchdog", "5s", "-R"][..],
+                Kind::Usage,
+                "comes back after every signal",
+            ),
+            (
+                &["--watchdog", "5s", "--verb", "USR1=x"][..],
+                Kind::Usage,
+                "or verbs",
+            ),
             (
                 &["--timeout", "48h"][..],
                 Kind::Data,

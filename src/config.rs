@@ -14,6 +14,7 @@
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
 //! confirm = { USR1 = "10s" }         # that verb runs only on its second signal within 10 s
+//! watchdog = "60s"                   # the command runs when no signal came for 60 s
 //! ```
 //!
 //! Besides probes, the file may name the daemon's metrics file, before the first table:
@@ -62,6 +63,7 @@ struct Declared {
     verbs: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     confirm: std::collections::BTreeMap<String, String>,
+    watchdog: Option<String>,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -108,6 +110,7 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
         };
         let cooldown = duration("cooldown", d.cooldown)?;
         let timeout = duration("timeout", d.timeout)?;
+        let watchdog = duration("watchdog", d.watchdog)?;
         let mut confirm = std::collections::BTreeMap::new();
         for (name, window) in d.confirm {
             let secs = duration(&format!("confirm {name}"), Some(window))?.unwrap_or(0);
@@ -126,6 +129,7 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             persist: false,
             verbs: d.verbs,
             confirm,
+            watchdog,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
@@ -198,6 +202,13 @@ mod tests {
             .into()
         );
         assert!(queued[0].verbs.is_empty());
+        let watched =
+            parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\nwatchdog = \"1m\"\n").unwrap();
+        assert_eq!(
+            watched[0].watchdog,
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(queued[0].watchdog, None);
         let confirmed = parse(
             "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR2 = \"two\" }\nconfirm = { USR2 = \"10s\" }\n",
         )
@@ -274,6 +285,11 @@ mod tests {
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nconfirm = { USR1 = \"10s\" }\n",
                 1,
                 "confirm USR1: not a verb of this probe",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\nwatchdog = \"1m\"\n",
+                1,
+                "watchdog: a watchdog probe comes back",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"y\" }\nconfirm = { USR1 = \"ten\" }\n",

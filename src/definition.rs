@@ -30,6 +30,8 @@ pub struct Definition {
     pub verbs: BTreeMap<Verb, String>,
     /// Verbs that run only when their signal comes twice within this window.
     pub confirm: BTreeMap<Verb, Duration>,
+    /// A watchdog probe: each signal starts this period again; at its end the command runs.
+    pub watchdog: Option<Duration>,
 }
 
 /// A signal besides SIGHUP that a probe may wait for, each with a command of its own.
@@ -120,6 +122,7 @@ impl From<Arm> for Definition {
             run_as: arm.run_as,
             verbs: verbs_from_names(&arm.verbs),
             confirm: confirm_from_names(&arm.confirm),
+            watchdog: arm.watchdog.map(Duration::from_secs),
         }
     }
 }
@@ -140,6 +143,7 @@ impl From<&Definition> for Arm {
             persist: false,
             verbs: verbs_to_names(&d.verbs),
             confirm: confirm_to_names(&d.confirm),
+            watchdog: d.watchdog.map(|w| w.as_secs()),
         }
     }
 }

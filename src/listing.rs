@@ -30,6 +30,7 @@ pub fn table(probes: &[ProbeInfo]) -> String {
             },
             {
                 let mode = match p.respawn {
+                    _ if p.watchdog.is_some() => "watchdog",
                     Respawn::Never => "single",
                     Respawn::AfterCommand => "-r",
                     Respawn::Immediately => "-R",
@@ -108,6 +109,8 @@ mod tests {
             last: Some("command ended with exit code 0 after 3ms".into()),
             verbs: Default::default(),
             confirm: Default::default(),
+            watchdog: None,
+            watchdog_left_ms: None,
         }
     }
 

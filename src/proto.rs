@@ -29,6 +29,8 @@ pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The range of a verb's confirmation window, in seconds: 1 s to 1 h (the probe's limit).
 pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_CONFIRM_SECS;
+/// The range of a watchdog's period, in seconds: 1 s to 24 h.
+pub const WATCHDOG_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
@@ -77,6 +79,10 @@ pub struct Arm {
     /// within this window.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub confirm: BTreeMap<String, u64>,
+    /// `--watchdog`, in seconds: the jail must signal the probe at least once per period, or
+    /// the command runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +171,12 @@ pub struct ProbeInfo {
     /// Its verbs that need confirming: signal name to window, in seconds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub confirm: BTreeMap<String, u64>,
+    /// A watchdog probe: its period in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
+    /// A watchdog probe whose period runs: milliseconds until its command runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_left_ms: Option<u64>,
 }
 
 /// A message type and the largest body accepted for it.
@@ -222,6 +234,20 @@ impl Arm {
                     "confirm {name}: {} is out of range; it must be 1s to 1h",
                     crate::definition::show_duration(*secs)
                 ));
+            }
+        }
+        if let Some(secs) = self.watchdog {
+            if !WATCHDOG_RANGE.contains(&secs) {
+                return data(format!(
+                    "watchdog: {} is out of range; it must be 1s to 24h",
+                    crate::definition::show_duration(secs)
+                ));
+            }
+            if self.respawn != Respawn::Never || self.cooldown.is_some() || !self.verbs.is_empty() {
+                return data(
+                    "watchdog: a watchdog probe comes back after every signal by itself; it takes no -r, -R, --queue, --cooldown or verbs"
+                        .into(),
+                );
             }
         }
         #[cfg(target_os = "freebsd")]
@@ -349,6 +375,7 @@ mod tests {
             persist: false,
             verbs: Default::default(),
             confirm: Default::default(),
+            watchdog: None,
         }
     }
 

@@ -47,6 +47,8 @@ struct Record {
     verbs: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     confirm: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watchdog: Option<u64>,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -70,6 +72,7 @@ impl From<Record> for Definition {
             run_as: r.run_as,
             verbs: crate::definition::verbs_from_names(&r.verbs),
             confirm: crate::definition::confirm_from_names(&r.confirm),
+            watchdog: r.watchdog.map(std::time::Duration::from_secs),
         }
     }
 }
@@ -88,6 +91,7 @@ impl From<&Definition> for Record {
             run_as: d.run_as.clone(),
             verbs: crate::definition::verbs_to_names(&d.verbs),
             confirm: crate::definition::confirm_to_names(&d.confirm),
+            watchdog: d.watchdog.map(|w| w.as_secs()),
             persist: true,
         }
     }
@@ -200,6 +204,7 @@ mod tests {
                 std::time::Duration::from_secs(10),
             )]
             .into(),
+            watchdog: None,
         }
     }
 

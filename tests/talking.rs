@@ -244,3 +244,125 @@ fn a_confirmed_verb_runs_only_on_its_second_signal_within_the_window() {
     assert_eq!(words(&fired).len(), 3, "{:?}", words(&fired));
     assert_eq!(jail.probes("SURE"), vec![pid]);
 }
+
+#[test]
+fn a_fed_watchdog_never_fires_and_a_starved_one_fires_once() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_fed_watchdog_never_fires_and_a_starved_one_fires_once")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    daemon.arm(&[
+        "-c",
+        &append("STARVED", &fired),
+        "-j",
+        &spec,
+        "-t",
+        "DEADMAN",
+        "--watchdog",
+        "2s",
+    ]);
+    let p = probe(&list(&daemon), "DEADMAN").clone();
+    assert_eq!(p.watchdog, Some(2), "{p:?}");
+    assert!(p.watchdog_left_ms.is_some_and(|ms| ms <= 2000), "{p:?}");
+    let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
+    assert!(table.contains("watchdog"), "{table}");
+    // Fed every 0.5 s for 4 s, twice its period: it never fires.
+    let start = std::time::Instant::now();
+    let mut feeds = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        armed(&daemon, &jail, "DEADMAN");
+        assert!(jail.pkill(0, "HUP", "DEADMAN"));
+        feeds += 1;
+        sleep(Duration::from_millis(500));
+    }
+    assert!(feeds >= 6, "only {feeds} feeds");
+    assert_eq!(words(&fired), Vec::<String>::new(), "a fed watchdog fired");
+    let p = probe(&list(&daemon), "DEADMAN").clone();
+    assert_eq!(p.fired, 0, "{p:?}");
+    assert!(p.last.as_deref().unwrap_or("").contains("fed"), "{p:?}");
+    // Starved: after its period it fires, once, and the probe stays in the jail.
+    armed(&daemon, &jail, "DEADMAN");
+    assert!(
+        wait_for(LONG, || words(&fired) == ["STARVED"]),
+        "{}",
+        daemon.log_text()
+    );
+    sleep(Duration::from_secs(3));
+    assert_eq!(words(&fired), ["STARVED"], "fired more than once");
+    armed(&daemon, &jail, "DEADMAN");
+    let p = probe(&list(&daemon), "DEADMAN").clone();
+    assert_eq!(p.fired, 1, "{p:?}");
+    assert!(
+        p.last.as_deref().unwrap_or("").contains("watchdog fired"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn killing_a_persisted_watchdog_probe_does_not_silence_it() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("killing_a_persisted_watchdog_probe_does_not_silence_it")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    let command = append("STARVED", &fired);
+    daemon.arm(&[
+        "-c",
+        &command,
+        "-j",
+        &spec,
+        "-t",
+        "KEPT",
+        "--watchdog",
+        "3s",
+        "-P",
+    ]);
+    daemon.arm(&[
+        "-c",
+        &command,
+        "-j",
+        &spec,
+        "-t",
+        "PLAIN",
+        "--watchdog",
+        "3s",
+    ]);
+    let kept = armed(&daemon, &jail, "KEPT");
+    armed(&daemon, &jail, "PLAIN");
+    let killed = std::time::Instant::now();
+    assert!(jail.pkill(0, "KILL", "KEPT"));
+    assert!(jail.pkill(0, "KILL", "PLAIN"));
+    // Placed again, with its period running on: the command runs about 3 s after arming.
+    assert!(wait_for(LONG, || jail
+        .probes("KEPT")
+        .first()
+        .is_some_and(|p| *p != kept)));
+    assert_eq!(words(&fired), Vec::<String>::new());
+    assert!(
+        wait_for(LONG, || words(&fired) == ["STARVED"]),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        killed.elapsed()
+    );
+    // The plain one is gone, as every plain probe killed is: it ran nothing.
+    sleep(SETTLE);
+    assert_eq!(words(&fired), ["STARVED"]);
+    let probes = list(&daemon);
+    assert!(probes.iter().all(|p| p.title != "PLAIN"), "{probes:?}");
+    assert_eq!(probe(&probes, "KEPT").fired, 1);
+}

@@ -174,6 +174,11 @@ pub struct Probe {
     /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
     /// removal drops it).
     pub owed: Option<Owed>,
+    /// A watchdog probe's period. It lives beside the phase, as `owed` does: it runs through
+    /// placements, arms and re-arms, and pauses only while the jail is not running.
+    pub watch: Option<Watch>,
+    /// Signals that fed a watchdog probe.
+    pub fed: u64,
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
@@ -183,6 +188,19 @@ pub struct Probe {
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
+}
+
+/// Where a watchdog probe's period is. Its due times are indexed in `Core::watch_timers`,
+/// kept by `Core::set_watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Its jail runs: the command runs at `due` unless a signal comes first.
+    Running { due: Instant },
+    /// Its jail is not running, or the probe was never armed yet: this much of the period is
+    /// left, and it runs again once the probe is armed.
+    Paused { left: Duration },
+    /// It ran the command for this silence; the next signal starts a period again.
+    Fired,
 }
 
 /// A run owed to a `queue` probe: since when, and for which run of its jail.
@@ -425,6 +443,8 @@ pub struct Core {
     /// had SIGTERM stays here after it ended, until SIGKILL for what it left.
     stops: BTreeMap<CommandId, (Instant, Stage)>,
     stop_timers: BTreeSet<(Instant, CommandId)>,
+    /// When running watchdog periods end (`Watch::Running`), kept by `set_watch`.
+    watch_timers: BTreeSet<(Instant, ProbeId)>,
     /// Commands running that had SIGTERM at their timeout.
     timed_out: BTreeSet<CommandId>,
     limits: Limits,
@@ -449,6 +469,7 @@ impl Core {
             commands: BTreeMap::new(),
             stops: BTreeMap::new(),
             stop_timers: BTreeSet::new(),
+            watch_timers: BTreeSet::new(),
             timed_out: BTreeSet::new(),
             limits,
             shell_descriptors: 0,
@@ -531,6 +552,11 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self.tally.timers.first().map(|(at, _)| *at);
         let stops = self.stop_timers.first().map(|(at, _)| *at);
+        let watches = self.watch_timers.first().map(|(at, _)| *at);
+        let stops = match (stops, watches) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let jails = self
             .jails
             .values()
@@ -546,6 +572,12 @@ impl Core {
     /// The one way a probe changes phase (or enters or leaves the core): the tally follows.
     fn set_phase(&mut self, id: ProbeId, phase: Phase) {
         let probe = self.probes.get_mut(&id).expect("present");
+        if matches!(phase, Phase::Spent { .. }) {
+            // A spent probe (removed while its command runs, say) has no watchdog left.
+            if let Some(Watch::Running { due }) = probe.watch.take() {
+                self.watch_timers.remove(&(due, id));
+            }
+        }
         let old = std::mem::replace(&mut probe.phase, phase);
         self.tally.count(id, &old, false);
         self.tally.count(id, &self.probes[&id].phase, true);
@@ -556,8 +588,63 @@ impl Core {
         self.probes.insert(id, probe);
     }
 
+    /// The one way a watchdog's state changes, keeping `watch_timers`.
+    fn set_watch(&mut self, id: ProbeId, watch: Watch) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        if let Some(Watch::Running { due }) = probe.watch {
+            self.watch_timers.remove(&(due, id));
+        }
+        if let Watch::Running { due } = watch {
+            self.watch_timers.insert((due, id));
+        }
+        probe.watch = Some(watch);
+    }
+
+    /// A watchdog probe is armed: a paused period runs again.
+    fn resume_watch(&mut self, id: ProbeId, now: Instant) {
+        if let Some(Watch::Paused { left }) = self.probes[&id].watch {
+            self.set_watch(id, Watch::Running { due: now + left });
+        }
+    }
+
+    /// A watchdog probe's jail is not running: its period pauses.
+    fn pause_watch(&mut self, id: ProbeId, now: Instant) {
+        if let Some(Watch::Running { due }) = self.probes[&id].watch {
+            let left = due.saturating_duration_since(now);
+            self.set_watch(id, Watch::Paused { left });
+        }
+    }
+
+    /// A watchdog period ended without a signal: the command runs, once for this silence.
+    fn watch_due(&mut self, id: ProbeId, now: Instant) {
+        let probe = &self.probes[&id];
+        let Some(jail) = probe.phase.jail() else {
+            // Not in a running jail (it cannot be, running): wait for it, with nothing left.
+            self.set_watch(
+                id,
+                Watch::Paused {
+                    left: Duration::ZERO,
+                },
+            );
+            return;
+        };
+        log::warn!(
+            "{} watchdog: no signal for {}: running its command",
+            probe.tag(id),
+            crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+        );
+        self.set_watch(id, Watch::Fired);
+        let probe = self.probes.get_mut(&id).expect("present");
+        probe.fired += 1;
+        probe.strikes = 0;
+        self.start_run(id, jail, None, now);
+    }
+
     fn forget(&mut self, id: ProbeId) -> Option<Probe> {
         let probe = self.probes.remove(&id)?;
+        if let Some(Watch::Running { due }) = probe.watch {
+            self.watch_timers.remove(&(due, id));
+        }
         self.tally.count(id, &probe.phase, false);
         Some(probe)
     }
@@ -621,6 +708,7 @@ impl Core {
 
     /// A new probe: looked up (or, in a jail already held by that PID, queued for placement).
     fn add(&mut self, def: Definition, origin: Origin, reply: Option<ClientId>, now: Instant) {
+        let def_watch = def.watchdog.map(|left| Watch::Paused { left });
         let id = self.next_probe;
         self.next_probe += 1;
         self.insert_probe(
@@ -631,6 +719,8 @@ impl Core {
                 phase: Phase::Finding { reply },
                 commands: 0,
                 owed: None,
+                watch: def_watch,
+                fed: 0,
                 fired: 0,
                 timeouts: 0,
                 last_status: None,
@@ -848,7 +938,9 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    if probe.fired > 0 {
+                    if probe.fed > 0 && probe.fired == 0 {
+                        log::debug!("{} re-armed after a signal, host pid {pid}", probe.tag(id));
+                    } else if probe.fired > 0 {
                         log::info!("{} re-armed, host pid {pid}", probe.tag(id));
                     } else {
                         log::info!(
@@ -866,6 +958,7 @@ impl Core {
                     }
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
+                    self.resume_watch(id, now);
                     if let Some(client) = reply {
                         if persisted {
                             confirm.push((client, id, pid));
@@ -1012,6 +1105,21 @@ impl Core {
                 .map(|v| Some(*v)),
             Exit::Signal(_) => None,
         };
+        if let (Some(None), Some(period)) = (verb, probe.def.watchdog) {
+            // A watchdog probe is fed: nothing runs, the period starts again, and the probe
+            // goes back into its jail at once.
+            probe.fed += 1;
+            probe.strikes = 0;
+            probe.last = Some(format!(
+                "fed {} time(s); the command runs after {} without a signal",
+                probe.fed,
+                crate::definition::show_duration(period.as_secs())
+            ));
+            log::debug!("{tag} watchdog fed");
+            self.set_watch(id, Watch::Running { due: now + period });
+            self.enqueue(id, jail, None, now);
+            return;
+        }
         let Some(verb) = verb else {
             probe.last = Some(format!("ended by {exit}, nothing fired"));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
@@ -1318,6 +1426,8 @@ impl Core {
         let mut waiting = Vec::new();
         let mut file_changed = false;
         for id in self.probes_in(jail) {
+            // A watchdog's period runs only while its jail does.
+            self.pause_watch(id, now);
             let probe = self.probes.get_mut(&id).expect("listed");
             if let Phase::Armed { .. } = probe.phase {
                 self.effects.push(Effect::Kill { probe: id });
@@ -1379,6 +1489,15 @@ impl Core {
             .collect();
         for command in due {
             self.stop_due(command, now);
+        }
+        let due: Vec<ProbeId> = self
+            .watch_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            self.watch_due(id, now);
         }
         let idle: Vec<JailId> = self
             .jails
@@ -1634,6 +1753,20 @@ impl Core {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
                     (last, _) => last,
                 };
+                let watch = p.watch.map(|w| match w {
+                    Watch::Running { due } => format!(
+                        "watchdog: command in {} without a signal",
+                        human_duration(due.saturating_duration_since(now))
+                    ),
+                    Watch::Paused { left } => {
+                        format!("watchdog paused until armed: {} left", human_duration(left))
+                    }
+                    Watch::Fired => "watchdog fired; a signal starts it again".into(),
+                });
+                let last = match (last, watch) {
+                    (Some(last), Some(watch)) => Some(format!("{watch}; {last}")),
+                    (last, watch) => watch.or(last),
+                };
                 ProbeInfo {
                     id: *id,
                     jail: p.def.jail.clone(),
@@ -1650,6 +1783,14 @@ impl Core {
                     last,
                     verbs: crate::definition::verbs_to_names(&p.def.verbs),
                     confirm: crate::definition::confirm_to_names(&p.def.confirm),
+                    watchdog: p.def.watchdog.map(|w| w.as_secs()),
+                    watchdog_left_ms: match p.watch {
+                        Some(Watch::Running { due }) => {
+                            Some(due.saturating_duration_since(now).as_millis() as u64)
+                        }
+                        Some(Watch::Paused { left }) => Some(left.as_millis() as u64),
+                        _ => None,
+                    },
                 }
             })
             .collect()
@@ -1749,6 +1890,13 @@ mod tests {
                 recount.count(*id, &probe.phase, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
+            let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
+                .filter_map(|(id, p)| match p.watch {
+                    Some(Watch::Running { due }) => Some((due, *id)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(self.core.watch_timers, watches, "watch timers out of step");
             effects
         }
 
@@ -2132,6 +2280,128 @@ mod tests {
         rig.send(Event::Reload(vec![def("web1", "T", Respawn::Never)]));
         rig.send(magic(1));
         assert_eq!(rig.core.probe(1).unwrap().strikes, 0);
+    }
+
+    #[test]
+    fn a_watchdog_runs_its_command_once_per_silence_and_pauses_while_its_jail_is_down() {
+        const PERIOD: Duration = Duration::from_secs(60);
+        let runs = |effects: &[Effect]| {
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::Run { .. }))
+                .count()
+        };
+        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch;
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: Definition {
+                watchdog: Some(PERIOD),
+                ..def("web1", "T", Respawn::Never)
+            },
+            origin: Origin::Config,
+        });
+        // Not armed yet: paused with its whole period.
+        assert_eq!(watch(&rig), Some(Watch::Paused { left: PERIOD }));
+        rig.later(PERIOD * 2);
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        // Fed before the period's end: nothing runs, the period starts again, and the probe is
+        // placed again at once.
+        assert_eq!(runs(&rig.later(PERIOD - Duration::from_secs(1))), 0);
+        let effects = rig.send(magic(1));
+        assert_eq!(runs(&effects), 0, "a fed watchdog ran its command");
+        assert_eq!(rig.phase(1), "placing");
+        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        rig.send(placed(2, 1, PID));
+        assert_eq!(runs(&rig.later(PERIOD - Duration::from_secs(1))), 0);
+        // A period without a signal runs the command, once.
+        assert_eq!(runs(&rig.later(Duration::from_secs(1))), 1);
+        assert_eq!(watch(&rig), Some(Watch::Fired));
+        assert_eq!(rig.phase(1), "armed");
+        assert_eq!(runs(&rig.later(PERIOD * 3)), 0);
+        rig.send(ended(1));
+        // The next signal starts it again.
+        let effects = rig.send(magic(1));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed again: {effects:?}")
+        };
+        rig.send(placed(placement, 1, PID));
+        assert_eq!(rig.phase(1), "armed");
+        // The jail stops 10 s into the period: it pauses with 50 s left, for as long as the jail
+        // is down, and runs again once the probe is armed.
+        rig.later(Duration::from_secs(10));
+        rig.send(Event::JailStopped { jail: JAIL });
+        let left = PERIOD - Duration::from_secs(10);
+        assert_eq!(watch(&rig), Some(Watch::Paused { left }));
+        assert_eq!(runs(&rig.later(PERIOD * 10)), 0);
+        // It comes back under a new init.
+        let effects = rig.send(found("web1", 200));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed again: {effects:?}")
+        };
+        rig.send(placed(placement, 1, 600));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + left
+            })
+        );
+        let listed = rig.core.list(rig.now);
+        assert_eq!(listed[0].watchdog, Some(60));
+        assert_eq!(listed[0].watchdog_left_ms, Some(50_000));
+        assert_eq!(runs(&rig.later(left)), 1);
+        // Killing the probe does not silence it: a declared probe is placed again, and its
+        // period keeps running, since its jail does.
+        rig.send(ended(2));
+        rig.send(magic(1));
+        let placing = rig.core.probe(1).unwrap().phase.clone();
+        let Phase::Placing {
+            placement: Some(placement),
+            ..
+        } = placing
+        else {
+            panic!("not placing: {placing:?}")
+        };
+        rig.send(placed(placement, 1, PID));
+        rig.send(killed(1));
+        assert_eq!(rig.phase(1), "retrying");
+        assert!(matches!(watch(&rig), Some(Watch::Running { .. })));
+        assert_eq!(
+            runs(&rig.later(PERIOD)),
+            1,
+            "a killed watchdog was silenced"
+        );
+        // Fed and removed: its timer goes with it (the rig also checks the index after every
+        // event).
+        let effects = rig.send(placed(placement + 1, 1, PID));
+        assert_eq!(rig.phase(1), "armed", "{effects:?}");
+        rig.send(magic(1));
+        assert_eq!(rig.core.watch_timers.len(), 1);
+        rig.send(Event::Remove {
+            client: 9,
+            which: "T".into(),
+            jail: "web1".into(),
+        });
+        assert!(rig.core.watch_timers.is_empty());
+        assert_eq!(runs(&rig.later(PERIOD * 2)), 0);
     }
 
     #[test]
