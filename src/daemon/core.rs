@@ -2030,12 +2030,18 @@ mod tests {
 
     /// Brings declared probe 1 of jail "web1" into `phase`.
     fn rig_in(phase: &str) -> Rig {
+        rig_with(phase, None)
+    }
+
+    /// `rig_in`, for a probe with this watchdog period.
+    fn rig_with(phase: &str, watchdog: Option<Duration>) -> Rig {
         let mut rig = Rig::new();
-        let definition = match phase {
+        let mut definition = match phase {
             "held" => def("web1", "T", Respawn::AfterCommand),
             "cooling" => cooled(Respawn::Immediately, 60),
             _ => def("web1", "T", Respawn::Never),
         };
+        definition.watchdog = watchdog;
         rig.send(Event::Declare {
             def: definition,
             origin: Origin::Config,
@@ -2069,6 +2075,71 @@ mod tests {
         }
         assert_eq!(rig.phase(1), phase, "set-up");
         rig
+    }
+
+    /// The watchdog's table: for a watchdog probe in each phase it can be in (rows) and each
+    /// event (columns), its phase and its watchdog after it.
+    #[test]
+    fn every_watchdog_phase_meets_every_event() {
+        const PERIOD: Duration = Duration::from_secs(60);
+        let events: [(&str, fn() -> Event); 9] = [
+            ("found", || found("web1", JAIL)),
+            ("not found", || not_found("web1")),
+            ("placed", || placed(1, 1, PID)),
+            ("not placed", || not_placed(1, 1, Kind::Os)),
+            ("fired", || magic(1)),
+            ("killed", || killed(1)),
+            ("stopped", || Event::JailStopped { jail: JAIL }),
+            ("tick", || Event::Tick),
+            ("listed", || Event::List { client: 9 }),
+        ];
+        let watch = |rig: &Rig| match rig.core.probe(1).and_then(|p| p.watch) {
+            None => "none",
+            Some(Watch::Running { .. }) => "running",
+            Some(Watch::Paused { .. }) => "paused",
+            Some(Watch::Fired) => "fired",
+        };
+        // A fed probe runs nothing: "fired" stays "running" and goes back to "placing"; only a
+        // tick past the period runs the command ("armed/fired"). Only a stop pauses it.
+        #[rustfmt::skip]
+        let table: [(&str, [&str; 9]); 6] = [
+            //            found             not found         placed            not placed          fired             killed            stopped           tick              listed
+            ("finding",  ["placing/paused", "waiting/paused", "finding/paused", "finding/paused",  "finding/paused", "finding/paused", "finding/paused", "finding/paused", "finding/paused"]),
+            ("placing",  ["placing/paused", "placing/paused", "armed/running",  "retrying/paused", "placing/paused", "placing/paused", "placing/paused", "placing/paused", "placing/paused"]),
+            ("armed",    ["armed/running",  "armed/running",  "armed/running",  "armed/running",   "placing/running","retrying/running","waiting/paused","armed/fired",   "armed/running"]),
+            ("retrying", ["retrying/running","retrying/running","retrying/running","retrying/running","retrying/running","retrying/running","waiting/paused","queued/fired", "retrying/running"]),
+            ("waiting",  ["waiting/paused", "waiting/paused", "waiting/paused", "waiting/paused",  "waiting/paused", "waiting/paused", "waiting/paused", "finding/paused", "waiting/paused"]),
+            ("refused",  ["refused/paused", "refused/paused", "refused/paused", "refused/paused",  "refused/paused", "refused/paused", "refused/paused", "refused/paused", "refused/paused"]),
+        ];
+        let mut wrong = Vec::new();
+        for (phase, row) in table {
+            for ((event, make), expected) in events.iter().zip(row) {
+                let mut rig = rig_with(phase, Some(PERIOD));
+                let runs_before = rig.core.commands.len();
+                match *event {
+                    "tick" => {
+                        rig.later(BACKOFF_MAX + RETRY_INTERVAL);
+                    }
+                    _ => {
+                        rig.send(make());
+                    }
+                }
+                let after = match rig.phase(1) {
+                    "placing" if expected.starts_with("queued") => "queued",
+                    other => other,
+                };
+                let after = format!("{after}/{}", watch(&rig));
+                if after != expected {
+                    wrong.push(format!("{phase} + {event}: {after}, not {expected}"));
+                }
+                // Only a watch that turned "fired" ran the command.
+                let ran = rig.core.commands.len() > runs_before;
+                if ran != expected.ends_with("/fired") {
+                    wrong.push(format!("{phase} + {event}: ran {ran}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     /// The transition table: for each phase (rows) and event (columns), the phase after it.
