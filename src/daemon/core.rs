@@ -2082,7 +2082,8 @@ mod tests {
     #[test]
     fn every_watchdog_phase_meets_every_event() {
         const PERIOD: Duration = Duration::from_secs(60);
-        let events: [(&str, fn() -> Event); 9] = [
+        type MakeEvent = fn() -> Event;
+        let events: [(&str, MakeEvent); 9] = [
             ("found", || found("web1", JAIL)),
             ("not found", || not_found("web1")),
             ("placed", || placed(1, 1, PID)),
