@@ -27,6 +27,7 @@ pub const USAGE: &str =
                   [--queue] [--cooldown duration] [--timeout duration]
                   [--run-as user[:group]] [--verb SIGNAL=command ...]
                   [--confirm SIGNAL=duration ...] [--watchdog duration]
+                  [--status]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -70,6 +71,8 @@ utility (-c, -l, -k):
   --confirm SIGNAL=duration
                 that verb runs only when its signal comes twice within duration
                 (1s to 1h); one alone runs nothing
+  --status      with -r: the probe's command line in the jail shows the last
+                command's result after the title (TITLE last=ok(0) 2.1s 12:03:04)
   --watchdog duration
                 a dead-man probe: each SIGHUP from the jail starts the period again
                 and runs nothing; a period without one runs the command (1s to 24h)
@@ -158,6 +161,7 @@ struct Flags {
     verbs: Vec<String>,
     confirm: Vec<String>,
     watchdog: Option<String>,
+    status: bool,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -210,6 +214,7 @@ pub fn parse_with(
             Long("queue") => f.queue = true,
             Long("verb") => f.verbs.push(text(&mut parser, "--verb")?),
             Long("confirm") => f.confirm.push(text(&mut parser, "--confirm")?),
+            Long("status") => f.status = true,
             Long("watchdog") => f.watchdog = Some(text(&mut parser, "--watchdog")?),
             Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
@@ -250,6 +255,7 @@ pub fn parse_with(
         ("--verb", !f.verbs.is_empty()),
         ("--confirm", !f.confirm.is_empty()),
         ("--watchdog", f.watchdog.is_some()),
+        ("--status", f.status),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -423,6 +429,7 @@ pub fn parse_with(
         verbs,
         confirm,
         watchdog,
+        status: f.status,
     };
     request
         .validate()
@@ -655,6 +662,8 @@ mod tests {
                 "--watchdog: 0s is out of range",
             ),
             (&["--watchdog", "25h"][..], Kind::Data, "1s to 24h"),
+            (&["--status"][..], Kind::Usage, "status: the probe shows"),
+            (&["--status", "-R"][..], Kind::Usage, "give -r too"),
             (
                 &["--watchdog", "5s", "-R"][..],
                 Kind::Usage,

@@ -15,6 +15,7 @@
 //! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
 //! confirm = { USR1 = "10s" }         # that verb runs only on its second signal within 10 s
 //! watchdog = "60s"                   # the command runs when no signal came for 60 s
+//! status = true                      # with after_command: the command line shows the last result
 //! ```
 //!
 //! Besides probes, the file may name the daemon's metrics file, before the first table:
@@ -64,6 +65,8 @@ struct Declared {
     #[serde(default)]
     confirm: std::collections::BTreeMap<String, String>,
     watchdog: Option<String>,
+    #[serde(default)]
+    status: bool,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -130,6 +133,7 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             verbs: d.verbs,
             confirm,
             watchdog,
+            status: d.status,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
@@ -209,6 +213,12 @@ mod tests {
             Some(std::time::Duration::from_secs(60))
         );
         assert_eq!(queued[0].watchdog, None);
+        let shown = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"after_command\"\nstatus = true\n",
+        )
+        .unwrap();
+        assert!(shown[0].status);
+        assert!(!queued[0].status);
         let confirmed = parse(
             "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR2 = \"two\" }\nconfirm = { USR2 = \"10s\" }\n",
         )

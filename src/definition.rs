@@ -32,6 +32,8 @@ pub struct Definition {
     pub confirm: BTreeMap<Verb, Duration>,
     /// A watchdog probe: each signal starts this period again; at its end the command runs.
     pub watchdog: Option<Duration>,
+    /// The probe's command line shows its last command's result after the title.
+    pub status: bool,
 }
 
 /// A signal besides SIGHUP that a probe may wait for, each with a command of its own.
@@ -123,6 +125,7 @@ impl From<Arm> for Definition {
             verbs: verbs_from_names(&arm.verbs),
             confirm: confirm_from_names(&arm.confirm),
             watchdog: arm.watchdog.map(Duration::from_secs),
+            status: arm.status,
         }
     }
 }
@@ -144,6 +147,7 @@ impl From<&Definition> for Arm {
             verbs: verbs_to_names(&d.verbs),
             confirm: confirm_to_names(&d.confirm),
             watchdog: d.watchdog.map(|w| w.as_secs()),
+            status: d.status,
         }
     }
 }

@@ -83,6 +83,9 @@ pub struct Arm {
     /// the command runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<u64>,
+    /// `--status`: the probe's command line carries its last command's result after the title.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,9 +253,19 @@ impl Arm {
                 );
             }
         }
+        if self.status && self.respawn != Respawn::AfterCommand {
+            return data(
+                "status: the probe shows its command's result when it comes back after it; give -r too"
+                    .into(),
+            );
+        }
         #[cfg(target_os = "freebsd")]
         if !self.verbs.is_empty() {
             return data("verbs are not supported on FreeBSD yet".into());
+        }
+        #[cfg(target_os = "freebsd")]
+        if self.status {
+            return data("status is not supported on FreeBSD yet".into());
         }
         if self.jail.is_empty()
             || self.jail.len() > MAX_JAIL
@@ -375,6 +388,7 @@ mod tests {
             persist: false,
             verbs: Default::default(),
             confirm: Default::default(),
+            status: false,
             watchdog: None,
         }
     }

@@ -49,6 +49,8 @@ struct Record {
     confirm: std::collections::BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watchdog: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    status: bool,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -73,6 +75,7 @@ impl From<Record> for Definition {
             verbs: crate::definition::verbs_from_names(&r.verbs),
             confirm: crate::definition::confirm_from_names(&r.confirm),
             watchdog: r.watchdog.map(std::time::Duration::from_secs),
+            status: r.status,
         }
     }
 }
@@ -92,6 +95,7 @@ impl From<&Definition> for Record {
             verbs: crate::definition::verbs_to_names(&d.verbs),
             confirm: crate::definition::confirm_to_names(&d.confirm),
             watchdog: d.watchdog.map(|w| w.as_secs()),
+            status: d.status,
             persist: true,
         }
     }
@@ -205,6 +209,7 @@ mod tests {
             )]
             .into(),
             watchdog: None,
+            status: true,
         }
     }
 

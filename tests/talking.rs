@@ -366,3 +366,84 @@ fn killing_a_persisted_watchdog_probe_does_not_silence_it() {
     assert!(probes.iter().all(|p| p.title != "PLAIN"), "{probes:?}");
     assert_eq!(probe(&probes, "KEPT").fired, 1);
 }
+
+/// `pkill -HUP -x -f TITLE` in the jail; true if a process was signalled.
+fn pkill_exact(jail: &Jail, title: &str) -> bool {
+    jail.exec_as(0, &["pkill", "-HUP", "-x", "-f", title])
+        .status
+        .success()
+}
+
+/// The host pid of the armed probe titled `title`, as `-l` says; 0 while it is not armed.
+fn armed_pid(daemon: &Daemon, title: &str) -> u32 {
+    list(daemon)
+        .iter()
+        .find(|p| p.title == title && p.state == jaildaemon::proto::ProbeState::Armed)
+        .and_then(|p| p.pid)
+        .map_or(0, |p| p as u32)
+}
+
+/// The probe's command line: its argv words.
+fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+#[test]
+fn a_status_probe_shows_its_last_result_and_which_pkill_forms_still_match() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_status_probe_shows_its_last_result_and_which_pkill_forms_still_match")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    // Fails the first time, succeeds from the second on.
+    let command = format!("echo X >> {0}; [ $(wc -l < {0}) -ge 2 ]", fired.display());
+    daemon.arm(&["-c", &command, "-j", &spec, "-r", "-t", "SHOWN", "--status"]);
+    // Before any command: the title alone, and the exact form matches.
+    let pid = armed(&daemon, &jail, "SHOWN");
+    assert_eq!(cmdline(pid), ["SHOWN"]);
+    assert!(pkill_exact(&jail, "SHOWN"));
+    assert!(wait_for(LONG, || words(&fired).len() == 1));
+    // Back after the command: the title, then its result, how long it took, and when.
+    let mut pid = 0;
+    assert!(wait_for(LONG, || {
+        pid = armed_pid(&daemon, "SHOWN");
+        pid != 0 && cmdline(pid).len() == 4
+    }));
+    let words_now = cmdline(pid);
+    assert_eq!(words_now[0], "SHOWN");
+    assert_eq!(words_now[1], "last=failed(1)", "{words_now:?}");
+    assert!(words_now[2].ends_with('s'), "{words_now:?}");
+    assert_eq!(words_now[3].len(), 8, "{words_now:?}");
+    // Jail-side `ps` sees it too.
+    let ps = jail.exec_as(0, &["ps", "-o", "args=", "-p", &inner_pid(pid).to_string()]);
+    let ps = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+    assert!(ps.starts_with("SHOWN last=failed(1) "), "{ps}");
+    // `pkill -x -f TITLE` matches the whole command line, so no longer: nothing fires.
+    assert!(!pkill_exact(&jail, "SHOWN"));
+    sleep(SETTLE);
+    assert_eq!(words(&fired).len(), 1);
+    assert_eq!(armed_pid(&daemon, "SHOWN"), pid);
+    // The anchored pattern matches the title as the first word; so does pgrep -x on the
+    // process name.
+    let pgrep = jail.exec_as(0, &["pgrep", "-x", "SHOWN"]);
+    assert_eq!(
+        String::from_utf8_lossy(&pgrep.stdout).trim(),
+        inner_pid(pid).to_string()
+    );
+    assert!(jail.pkill(0, "HUP", "^SHOWN( |$)"));
+    assert!(wait_for(LONG, || words(&fired).len() == 2));
+    assert!(wait_for(LONG, || {
+        let pid = armed_pid(&daemon, "SHOWN");
+        pid != 0 && cmdline(pid).get(1).map(String::as_str) == Some("last=ok(0)")
+    }));
+}

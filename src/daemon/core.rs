@@ -179,6 +179,8 @@ pub struct Probe {
     pub watch: Option<Watch>,
     /// Signals that fed a watchdog probe.
     pub fed: u64,
+    /// How long its last command ran, and when it ended.
+    pub last_end: Option<(Duration, Instant)>,
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
@@ -336,6 +338,17 @@ pub struct ToPlace {
     pub group: Option<String>,
     /// The verbs it waits for besides SIGHUP, each with its confirmation window (or none).
     pub verbs: Vec<(Verb, Option<Duration>)>,
+    /// `status`: what its command line shows after the title, once a command has ended.
+    pub status: Option<LastRun>,
+}
+
+/// A probe's last command, as its command line shows it (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    /// Its exit code, or 128 plus a signal.
+    pub status: i32,
+    pub took: Duration,
+    pub ended: Instant,
 }
 
 #[derive(Debug)]
@@ -521,6 +534,7 @@ impl Core {
                 {
                     probe.last_status = status;
                     probe.last_duration = Some(took);
+                    probe.last_end = Some((took, now));
                 }
                 self.command_ended(command, outcome, took, now)
             }
@@ -721,6 +735,7 @@ impl Core {
                 owed: None,
                 watch: def_watch,
                 fed: 0,
+                last_end: None,
                 fired: 0,
                 timeouts: 0,
                 last_status: None,
@@ -864,6 +879,14 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
+                    status: match (probe.def.status, probe.last_status, probe.last_end) {
+                        (true, Some(status), Some((took, ended))) => Some(LastRun {
+                            status,
+                            took,
+                            ended,
+                        }),
+                        _ => None,
+                    },
                     verbs: probe
                         .def
                         .verbs

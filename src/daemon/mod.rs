@@ -622,8 +622,15 @@ impl Daemon {
                             std::ffi::CString::new(entry).expect("no NUL")
                         })
                         .collect();
+                    let args = p.status.map_or_else(Vec::new, |last| {
+                        status_words(last, Instant::now())
+                            .into_iter()
+                            .map(|w| std::ffi::CString::new(w).expect("no NUL"))
+                            .collect()
+                    });
                     requests.push(sys::ProbeRequest {
                         title,
+                        args,
                         env,
                         uid: ids.0,
                         gid: ids.1,
@@ -1274,6 +1281,33 @@ fn notify_service_manager(state: &str) {
     if let Err(e) = sent {
         log::warn!("telling the service manager {state}: {e}");
     }
+}
+
+/// What a `status` probe's command line shows after its title: `last=ok(0)`, `last=failed(3)`
+/// or `last=signal(15)`, how long the command ran (`2.1s`, `3m12s`), and when it ended, as
+/// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
+fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
+    let outcome = match last.status {
+        0 => "last=ok(0)".to_string(),
+        code if code >= 128 => format!("last=signal({})", code - 128),
+        code => format!("last=failed({code})"),
+    };
+    let took = if last.took < std::time::Duration::from_secs(60) {
+        format!("{:.1}s", last.took.as_secs_f64())
+    } else {
+        crate::definition::show_duration(last.took.as_secs())
+    };
+    let ended = std::time::SystemTime::now()
+        .checked_sub(now.saturating_duration_since(last.ended))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        ended / 3600 % 24,
+        ended / 60 % 60,
+        ended % 60
+    );
+    vec![outcome, took, clock]
 }
 
 /// `JAILDAEMON_PROBE_LIMITS=TOTAL,PER_JAIL` lowers the probe limits (for tests, or a host

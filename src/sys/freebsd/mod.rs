@@ -277,6 +277,8 @@ impl Jail {
 /// empty here: `Arm::validate` refuses verbs on FreeBSD, whose probe does not read them yet.
 pub struct ProbeRequest {
     pub title: CString,
+    /// Always empty here too: `Arm::validate` refuses `status` on FreeBSD.
+    pub args: Vec<CString>,
     pub env: Vec<CString>,
     pub uid: u32,
     pub gid: u32,

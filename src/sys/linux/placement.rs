@@ -95,10 +95,15 @@ const STAGE_NAMES: [&str; 15] = [
 /// Most entries in a probe's environment: one per verb.
 const MAX_PROBE_ENV: usize = 2;
 
-/// One probe to place: its title (its whole argv), its environment (its verbs, at most
-/// `MAX_PROBE_ENV` entries) and its ids inside the jail.
+/// Most words after the title in a probe's argv (its `status`).
+const MAX_PROBE_ARGS: usize = 3;
+
+/// One probe to place: its title (its argv[0]) and the status words after it (at most
+/// `MAX_PROBE_ARGS`), its environment (its verbs, at most `MAX_PROBE_ENV` entries) and its
+/// ids inside the jail.
 pub struct ProbeRequest {
     pub title: CString,
+    pub args: Vec<CString>,
     pub env: Vec<CString>,
     pub uid: u32,
     pub gid: u32,
@@ -124,7 +129,7 @@ struct ProbePlan<'a> {
 const B_STACK: usize = 64 * 1024;
 
 struct Planned {
-    argv: [*const libc::c_char; 2],
+    argv: [*const libc::c_char; MAX_PROBE_ARGS + 2],
     envp: [*const libc::c_char; MAX_PROBE_ENV + 1],
     uid: u32,
     gid: u32,
@@ -215,7 +220,15 @@ impl Placement {
         let planned: Vec<Planned> = probes
             .iter()
             .map(|p| Planned {
-                argv: [p.title.as_ptr(), std::ptr::null()],
+                argv: {
+                    let mut argv = [std::ptr::null(); MAX_PROBE_ARGS + 2];
+                    argv[0] = p.title.as_ptr();
+                    for (slot, word) in argv[1..].iter_mut().zip(p.args.iter().take(MAX_PROBE_ARGS))
+                    {
+                        *slot = word.as_ptr();
+                    }
+                    argv
+                },
                 envp: {
                     let mut envp = [std::ptr::null(); MAX_PROBE_ENV + 1];
                     for (slot, entry) in envp.iter_mut().zip(p.env.iter().take(MAX_PROBE_ENV)) {
