@@ -447,3 +447,47 @@ fn a_status_probe_shows_its_last_result_and_which_pkill_forms_still_match() {
         pid != 0 && cmdline(pid).get(1).map(String::as_str) == Some("last=ok(0)")
     }));
 }
+
+#[test]
+fn a_stopped_probe_is_logged_fires_nothing_and_fires_once_continued() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("a_stopped_probe_is_logged_fires_nothing_and_fires_once_continued")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    daemon.arm(&["-c", &append("HUP", &fired), "-j", &spec, "-t", "FROZEN"]);
+    let pid = armed(&daemon, &jail, "FROZEN");
+    assert!(jail.pkill(0, "STOP", "FROZEN"));
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains(
+            "stopped by signal 19: it fires nothing until continued"
+        )),
+        "{}",
+        daemon.log_text()
+    );
+    let p = probe(&list(&daemon), "FROZEN").clone();
+    assert!(
+        p.last
+            .as_deref()
+            .unwrap_or("")
+            .contains("stopped by signal 19"),
+        "{p:?}"
+    );
+    // Stopped, it takes no SIGHUP: nothing fires.
+    assert!(jail.pkill(0, "HUP", "FROZEN"));
+    sleep(SETTLE);
+    assert_eq!(words(&fired), Vec::<String>::new());
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // Continued, it takes the pending SIGHUP and fires.
+    assert!(jail.pkill(0, "CONT", "FROZEN"));
+    assert!(
+        wait_for(LONG, || words(&fired) == ["HUP"]),
+        "{}",
+        daemon.log_text()
+    );
+}

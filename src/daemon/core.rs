@@ -184,6 +184,8 @@ pub struct Probe {
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
+    /// Times its probe was stopped by a signal while armed.
+    pub stops: u64,
     /// How its last command ended (exit code, or 128 plus a signal), and how long it ran.
     pub last_status: Option<i32>,
     pub last_duration: Option<Duration>,
@@ -383,6 +385,8 @@ pub enum Event {
     },
     /// An armed probe's process ended (reaped).
     ProbeExited { probe: ProbeId, exit: Exit },
+    /// The probe's process was stopped by signal `Some(n)`, or continued (`None`).
+    ProbeStopped { probe: ProbeId, signal: Option<i32> },
     /// A command ended (`status` as logged), or could not be started.
     CommandEnded {
         command: CommandId,
@@ -521,6 +525,7 @@ impl Core {
             Event::Found { spec, result } => self.found(spec, result, now),
             Event::Placed { placement, results } => self.placed(placement, results, now),
             Event::ProbeExited { probe, exit } => self.probe_exited(probe, exit, now),
+            Event::ProbeStopped { probe, signal } => self.probe_stopped(probe, signal),
             Event::CommandEnded {
                 command,
                 outcome,
@@ -738,6 +743,7 @@ impl Core {
                 last_end: None,
                 fired: 0,
                 timeouts: 0,
+                stops: 0,
                 last_status: None,
                 last_duration: None,
                 strikes: 0,
@@ -1106,6 +1112,31 @@ impl Core {
                 why,
             },
         );
+    }
+
+    /// Someone stopped or continued an armed probe: a stopped probe takes no signal (they wait
+    /// until it is continued), so it is logged as the tampering it is, and counted.
+    fn probe_stopped(&mut self, id: ProbeId, signal: Option<i32>) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        if !matches!(probe.phase, Phase::Armed { .. }) {
+            return;
+        }
+        let tag = probe.tag(id);
+        match signal {
+            Some(sig) => {
+                probe.stops += 1;
+                probe.last = Some(format!(
+                    "stopped by signal {sig}: it fires nothing until continued"
+                ));
+                log::warn!("{tag} stopped by signal {sig}: it fires nothing until continued");
+            }
+            None => {
+                probe.last = Some("continued after a stop".into());
+                log::warn!("{tag} continued after a stop");
+            }
+        }
     }
 
     fn probe_exited(&mut self, id: ProbeId, exit: Exit, now: Instant) {
@@ -1832,6 +1863,7 @@ impl Core {
                 state: info.state,
                 fires: p.fired,
                 timeouts: p.timeouts,
+                stops: p.stops,
                 last_status: p.last_status,
                 last_duration: p.last_duration,
             })
@@ -2497,6 +2529,39 @@ mod tests {
         });
         assert!(rig.core.watch_timers.is_empty());
         assert_eq!(runs(&rig.later(PERIOD * 2)), 0);
+    }
+
+    #[test]
+    fn a_stopped_probe_is_counted_and_only_an_armed_one() {
+        let mut rig = rig_in("armed");
+        let effects = rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Run { .. })));
+        assert_eq!(rig.phase(1), "armed");
+        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert!(
+            rig.core
+                .metrics(rig.now)
+                .contains("jaildaemon_probe_stops_total{id=\"1\"")
+        );
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: None,
+        });
+        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(
+            rig.core.probe(1).unwrap().last.as_deref(),
+            Some("continued after a stop")
+        );
+        // Twin: a probe not armed (its process gone already) is not counted.
+        let mut rig = rig_in("retrying");
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert_eq!(rig.core.probe(1).unwrap().stops, 0);
     }
 
     #[test]

@@ -363,7 +363,8 @@ fn start(
     };
     let listener = take_socket(&config.socket, group)?;
     let spawner = Spawner::load().map_err(|e| Error::os("loading the probe image", e))?;
-    let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+    // SIGCHLD tells of a probe stopped or continued (its exit comes through its pidfd).
+    let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])
         .map_err(|e| Error::os("signalfd", e))?;
     let poller = Poller::new().map_err(|e| Error::os("creating the event queue", e))?;
     // Every armed probe holds a descriptor; let the daemon use its whole hard limit.
@@ -773,7 +774,23 @@ impl Daemon {
 
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
-            if sig == libc::SIGHUP {
+            if sig == libc::SIGCHLD {
+                // Signals merge: ask for every change, not just the one this SIGCHLD was for.
+                for (pid, change) in sys::child_changes() {
+                    let probe = self
+                        .armed
+                        .iter()
+                        .find(|(_, p)| p.pid() == pid)
+                        .map(|(id, _)| *id);
+                    if let Some(probe) = probe {
+                        let signal = match change {
+                            sys::ChildChange::Stopped(sig) => Some(sig),
+                            sys::ChildChange::Continued => None,
+                        };
+                        self.events.push_back(Event::ProbeStopped { probe, signal });
+                    }
+                }
+            } else if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
                         commands::check_run_as(&self.config.path, &wanted.probes).map(|()| wanted)
