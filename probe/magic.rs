@@ -3,3 +3,19 @@
 /// failures), not 128 or above (death by signal as a shell reports it). Shared, by `include!`,
 /// between the probe and the daemon so that it is defined exactly once.
 pub const MAGIC_EXIT: u8 = 106;
+
+/// Exit code that means "a permitted process sent SIGUSR1" (the verb `USR1`), for a probe given
+/// that verb. Next to `MAGIC_EXIT` and outside the same conventional ranges.
+pub const USR1_EXIT: u8 = 107;
+
+/// Exit code that means "a permitted process sent SIGUSR2" (the verb `USR2`).
+pub const USR2_EXIT: u8 = 108;
+
+/// The probe's environment variable naming the verb `USR1` (`USR1=0`), and `USR2` the same;
+/// the value is the verb's confirmation window in whole seconds, `0` for none. Set by the
+/// daemon only; see `probe.rs`.
+pub const USR1_VAR: &[u8] = b"USR1=";
+pub const USR2_VAR: &[u8] = b"USR2=";
+
+/// Longest confirmation window, in seconds: 1 hour.
+pub const MAX_CONFIRM_SECS: u64 = 3600;

@@ -6,6 +6,23 @@
 //! waits.
 //! Its whole contract: SIGHUP sent from inside its jail makes it `exit(MAGIC_EXIT)`; any other
 //! deadly signal kills it, which the daemon reads as "fire nothing".
+//! A probe with verbs also waits for SIGUSR1 and/or SIGUSR2 and exits with `USR1_EXIT` or
+//! `USR2_EXIT` for them (`magic.rs`), under the same rule for the sender; a signal that is not
+//! one of its verbs keeps its default action (SIGUSR1 and SIGUSR2 kill).
+//!
+//! A verb with a confirmation window (`USR2=10`: 10 s) fires only on its second accepted signal
+//! before the window its first one opened ends; one alone, or one after the end, only opens a
+//! window. The probe keeps that state itself, with `rt_sigtimedwait`'s timeout and
+//! CLOCK_MONOTONIC, so the daemon has no timer for it and re-places nothing.
+//!
+//! The verbs come in the probe's environment (`USR1=0`, `USR2=10`), which is otherwise empty,
+//! not in its argv: argv is the title alone, so that `pkill -x -f TITLE` matches it, and a
+//! second argument would show in every `ps`. Nothing in the jail can change the environment
+//! after the exec (that would take writing the memory of a non-dumpable process); a jail with a
+//! user namespace cannot even read it, and a jail whose root is the host's uid 0 without
+//! CAP_SYS_PTRACE can read `/proc/PID/environ` but learns nothing new: which signals the probe
+//! waits for shows to anyone in `SigBlk` of `/proc/PID/status`. The auxiliary vector was the
+//! other candidate, but exec fills it from the kernel alone.
 //!
 //! "From inside its jail" means: sent by `kill`, `sigqueue` or `tgkill` (`si_code` `SI_USER`,
 //! `SI_QUEUE` or `SI_TKILL`) by a process that has a pid in the probe's pid namespace. For
@@ -28,9 +45,10 @@
 //! probe with a plain `kill` anyway. The probe is never its pid namespace's init (the daemon
 //! places it as an ordinary member), so the kernel's special rules for init do not apply.
 //!
-//! Ignored SIGHUPs are counted where host root can read the count without the probe holding
-//! a descriptor or changing its title: the probe's timer slack, which it never uses otherwise
-//! (it sleeps without a timeout). `/proc/PID/timerslack_ns` reads 1 plus the number of SIGHUPs
+//! Ignored SIGHUPs (and verb signals) are counted where host root can read the count without
+//! the probe holding a descriptor or changing its title: the probe's timer slack, which it has
+//! no other use for (it sleeps without a timeout, or, in a confirmation window, for whole
+//! seconds, to which a few nanoseconds of slack make no difference). `/proc/PID/timerslack_ns` reads 1 plus the number of SIGHUPs
 //! ignored so far. The kernel lets only a holder of CAP_SYS_NICE in the probe's user namespace
 //! read or write that file: host root, and the root of a user-namespaced jail, who could change
 //! the count of its own probe but gains nothing by it.
@@ -43,6 +61,9 @@ mod magic {
 }
 
 const SIGHUP: usize = 1;
+/// The same numbers on x86_64 and aarch64.
+const SIGUSR1: usize = 10;
+const SIGUSR2: usize = 12;
 const SIG_SETMASK: usize = 2;
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
@@ -53,6 +74,8 @@ const SI_USER: i32 = 0;
 const SI_QUEUE: i32 = -1;
 const SI_TKILL: i32 = -6;
 const EINTR: isize = 4;
+const EAGAIN: isize = 11;
+const CLOCK_MONOTONIC: usize = 1;
 /// Linux `comm` holds 15 bytes plus a NUL.
 const COMM_LEN: usize = 16;
 
@@ -60,6 +83,7 @@ const COMM_LEN: usize = 16;
 mod arch {
     pub const SYS_RT_SIGPROCMASK: usize = 14;
     pub const SYS_RT_SIGTIMEDWAIT: usize = 128;
+    pub const SYS_CLOCK_GETTIME: usize = 228;
     pub const SYS_PRCTL: usize = 157;
     pub const SYS_EXIT_GROUP: usize = 231;
 
@@ -97,6 +121,7 @@ mod arch {
 mod arch {
     pub const SYS_RT_SIGPROCMASK: usize = 135;
     pub const SYS_RT_SIGTIMEDWAIT: usize = 137;
+    pub const SYS_CLOCK_GETTIME: usize = 113;
     pub const SYS_PRCTL: usize = 167;
     pub const SYS_EXIT_GROUP: usize = 94;
 
@@ -148,6 +173,80 @@ impl SigInfo {
     }
 }
 
+/// Whether the NUL-terminated string at `entry` starts with `prefix`.
+fn starts_with(entry: *const u8, prefix: &[u8]) -> bool {
+    for (i, want) in prefix.iter().enumerate() {
+        // SAFETY: `entry` is NUL-terminated; a mismatch (the NUL included) stops the scan
+        // before reading past it.
+        if unsafe { *entry.add(i) } != *want {
+            return false;
+        }
+    }
+    true
+}
+
+/// The signals the probe waits for (SIGHUP and the verbs its environment names), and each
+/// verb's confirmation window in nanoseconds (0: none), `USR1` first.
+struct Waiting {
+    mask: u64,
+    window: [u64; 2],
+}
+
+/// The decimal number of seconds after the `prefix` of `entry`, at most `MAX_CONFIRM_SECS`;
+/// anything else reads as 0 (the daemon writes only valid numbers).
+fn window_of(entry: *const u8, prefix: &[u8]) -> u64 {
+    let mut secs: u64 = 0;
+    let mut i = prefix.len();
+    loop {
+        // SAFETY: `entry` is NUL-terminated and starts with `prefix`; we stop at the NUL.
+        let byte = unsafe { *entry.add(i) };
+        match byte {
+            0 => break,
+            b'0'..=b'9' => secs = secs.saturating_mul(10).saturating_add((byte - b'0') as u64),
+            _ => return 0,
+        }
+        i += 1;
+    }
+    secs.min(magic::MAX_CONFIRM_SECS) * 1_000_000_000
+}
+
+fn waiting(stack: *const usize) -> Waiting {
+    let bit = |sig: usize| 1u64 << (sig - 1);
+    let mut w = Waiting {
+        mask: bit(SIGHUP),
+        window: [0; 2],
+    };
+    // SAFETY: at process entry the stack holds argc, argc argv pointers and a null, then the
+    // environment pointers up to a null.
+    unsafe {
+        let argc = *stack;
+        let mut env = stack.add(argc + 2);
+        while *env != 0 {
+            let entry = *env as *const u8;
+            if starts_with(entry, magic::USR1_VAR) {
+                w.mask |= bit(SIGUSR1);
+                w.window[0] = window_of(entry, magic::USR1_VAR);
+            } else if starts_with(entry, magic::USR2_VAR) {
+                w.mask |= bit(SIGUSR2);
+                w.window[1] = window_of(entry, magic::USR2_VAR);
+            }
+            env = env.add(1);
+        }
+    }
+    w
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+fn now_ns() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: clock_gettime writes one 16-byte timespec to a valid buffer.
+    if unsafe { syscall4(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, ts.as_mut_ptr() as usize, 0, 0) } != 0
+    {
+        exit_group(1);
+    }
+    (ts[0] as u64).saturating_mul(1_000_000_000).saturating_add(ts[1] as u64)
+}
+
 /// Shows how many SIGHUPs were ignored: the timer slack becomes `1 + ignored` (0 would mean
 /// "back to the default").
 fn show_ignored(ignored: usize) {
@@ -191,15 +290,16 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     let title = unsafe { *stack.add(1) } as *const u8;
     set_comm(title);
 
-    // SIGHUP stays blocked and is taken synchronously; every other signal is unblocked and keeps
-    // its default action, so SIGTERM or SIGKILL kill the probe and fire nothing.
-    let hup: u64 = 1 << (SIGHUP - 1);
+    // SIGHUP and the verbs stay blocked and are taken synchronously; every other signal is
+    // unblocked and keeps its default action, so SIGTERM or SIGKILL kill the probe and fire
+    // nothing.
+    let w = waiting(stack);
     // SAFETY: rt_sigprocmask reads an 8-byte mask from a valid pointer.
     if unsafe {
         syscall4(
             SYS_RT_SIGPROCMASK,
             SIG_SETMASK,
-            &hup as *const u64 as usize,
+            &w.mask as *const u64 as usize,
             0,
             8,
         )
@@ -209,26 +309,58 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     }
     let mut ignored: usize = 0;
     show_ignored(ignored);
+    // A verb with a confirmation window fires on its second accepted signal before the end of
+    // the window its first one opened: the window's end, per verb (0: none open).
+    let mut open_until: [u64; 2] = [0; 2];
     loop {
+        // Wait until the earliest open window ends, or for ever.
+        let now = now_ns();
+        for end in open_until.iter_mut() {
+            if *end != 0 && *end <= now {
+                *end = 0;
+            }
+        }
+        let next = open_until.iter().filter(|e| **e != 0).min().copied();
+        let left = next.map(|end| end - now);
+        let timeout = left.map(|ns| [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]);
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(0, |t| t.as_ptr() as usize);
         let mut info = SigInfo([0; 32]);
-        // SAFETY: rt_sigtimedwait reads an 8-byte mask and writes one 128-byte siginfo_t to a
-        // valid, aligned buffer; a null timeout means "wait forever".
+        // SAFETY: rt_sigtimedwait reads an 8-byte mask and a 16-byte timespec (or none: wait
+        // for ever) and writes one 128-byte siginfo_t to a valid, aligned buffer.
         let sig = unsafe {
             syscall4(
                 SYS_RT_SIGTIMEDWAIT,
-                &hup as *const u64 as usize,
+                &w.mask as *const u64 as usize,
                 &mut info as *mut SigInfo as usize,
-                0,
+                timeout_ptr,
                 8,
             )
         };
-        if sig == SIGHUP as isize {
-            if info.from_inside() {
-                exit_group(magic::MAGIC_EXIT as usize);
+        let (code, verb) = match sig {
+            s if s == SIGHUP as isize => (magic::MAGIC_EXIT, None),
+            s if s == SIGUSR1 as isize => (magic::USR1_EXIT, Some(0)),
+            s if s == SIGUSR2 as isize => (magic::USR2_EXIT, Some(1)),
+            _ => (0, None),
+        };
+        if code != 0 {
+            if !info.from_inside() {
+                ignored = ignored.saturating_add(1);
+                show_ignored(ignored);
+                continue;
             }
-            ignored = ignored.saturating_add(1);
-            show_ignored(ignored);
-        } else if sig != -EINTR {
+            match verb {
+                Some(v) if w.window[v] != 0 => {
+                    let now = now_ns();
+                    if open_until[v] != 0 && now < open_until[v] {
+                        exit_group(code as usize);
+                    }
+                    open_until[v] = now.saturating_add(w.window[v]);
+                }
+                _ => exit_group(code as usize),
+            }
+        } else if sig != -EINTR && sig != -EAGAIN {
             exit_group(1);
         }
     }

@@ -25,7 +25,9 @@ pub const USAGE: &str =
                   [-M metrics]
        jaildaemon -c command -j jail [-rR] [-P] [-u uid] [-g gid] [-t title] [-f sockpath]
                   [--queue] [--cooldown duration] [--timeout duration]
-                  [--run-as user[:group]]
+                  [--run-as user[:group]] [--verb SIGNAL=command ...]
+                  [--confirm SIGNAL=duration ...] [--watchdog duration]
+                  [--status]
        jaildaemon -l [--json] [-f sockpath]
        jaildaemon -k id|title -j jail [-f sockpath]
        jaildaemon -h | -V";
@@ -63,6 +65,17 @@ utility (-c, -l, -k):
   --run-as user[:group]
                 run the command as this host user (name or number), with its groups,
                 or with this group instead of its own; default root
+  --verb SIGNAL=command
+                a verb: SIGUSR1 or SIGUSR2 from inside the jail runs this command
+                instead (SIGNAL is USR1 or USR2; repeat for both); SIGHUP still runs -c
+  --confirm SIGNAL=duration
+                that verb runs only when its signal comes twice within duration
+                (1s to 1h); one alone runs nothing
+  --status      with -r: the probe's command line in the jail shows the last
+                command's result after the title (TITLE last=ok(0) 2.1s 12:03:04)
+  --watchdog duration
+                a dead-man probe: each SIGHUP from the jail starts the period again
+                and runs nothing; a period without one runs the command (1s to 24h)
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
   -l            list the daemon's probes; --json for every field as JSON
@@ -145,6 +158,10 @@ struct Flags {
     queue: bool,
     timeout: Option<String>,
     run_as: Option<String>,
+    verbs: Vec<String>,
+    confirm: Vec<String>,
+    watchdog: Option<String>,
+    status: bool,
     list: bool,
     json: bool,
     remove: Option<String>,
@@ -195,6 +212,10 @@ pub fn parse_with(
             Short('l') => f.list = true,
             Long("json") => f.json = true,
             Long("queue") => f.queue = true,
+            Long("verb") => f.verbs.push(text(&mut parser, "--verb")?),
+            Long("confirm") => f.confirm.push(text(&mut parser, "--confirm")?),
+            Long("status") => f.status = true,
+            Long("watchdog") => f.watchdog = Some(text(&mut parser, "--watchdog")?),
             Long("run-as") => f.run_as = Some(text(&mut parser, "--run-as")?),
             Long("timeout") => f.timeout = Some(text(&mut parser, "--timeout")?),
             Long("cooldown") => f.cooldown = Some(text(&mut parser, "--cooldown")?),
@@ -231,6 +252,10 @@ pub fn parse_with(
         ("--cooldown", f.cooldown.is_some()),
         ("--timeout", f.timeout.is_some()),
         ("--run-as", f.run_as.is_some()),
+        ("--verb", !f.verbs.is_empty()),
+        ("--confirm", !f.confirm.is_empty()),
+        ("--watchdog", f.watchdog.is_some()),
+        ("--status", f.status),
     ];
     let jail = [("-j", f.jail.is_some())];
     let json = [("--json", f.json)];
@@ -355,6 +380,41 @@ pub fn parse_with(
     };
     let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
     let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
+    let mut verbs = std::collections::BTreeMap::new();
+    for given in f.verbs {
+        let bad = || {
+            usage(format!(
+                "--verb '{given}': write it as USR1=command or USR2=command"
+            ))
+        };
+        let (name, verb_command) = given.split_once('=').ok_or_else(bad)?;
+        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+        if verbs
+            .insert(verb.name().to_string(), verb_command.to_string())
+            .is_some()
+        {
+            return Err(usage(format!("--verb {}: given twice", verb.name())));
+        }
+    }
+    let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
+    let mut confirm = std::collections::BTreeMap::new();
+    for given in f.confirm {
+        let bad = || {
+            usage(format!(
+                "--confirm '{given}': write it as USR1=10s or USR2=10s"
+            ))
+        };
+        let (name, window) = given.split_once('=').ok_or_else(bad)?;
+        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+        let flag = format!("--confirm {}", verb.name());
+        let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
+        if confirm
+            .insert(verb.name().to_string(), secs.unwrap_or(0))
+            .is_some()
+        {
+            return Err(usage(format!("{flag}: given twice")));
+        }
+    }
     let request = Arm {
         command,
         jail,
@@ -366,6 +426,10 @@ pub fn parse_with(
         timeout,
         run_as: f.run_as,
         persist: f.persist,
+        verbs,
+        confirm,
+        watchdog,
+        status: f.status,
     };
     request
         .validate()
@@ -488,6 +552,93 @@ mod tests {
     }
 
     #[test]
+    fn verbs_are_parsed_and_a_bad_one_is_a_usage_error_naming_it() {
+        let Mode::Arm { request, .. } = parse_str(&[
+            "-c",
+            "x",
+            "-j",
+            "1",
+            "--verb",
+            "USR1=a=b",
+            "--verb",
+            "sigusr2=c",
+        ])
+        .unwrap() else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.verbs.len(), 2);
+        assert_eq!(request.verbs["USR1"], "a=b");
+        assert_eq!(request.verbs["USR2"], "c");
+        for (args, needle) in [
+            (&["--verb", "HUP=x"][..], "write it as USR1=command"),
+            (&["--verb", "USR1"][..], "write it as USR1=command"),
+            (
+                &["--verb", "USR1=x", "--verb", "USR1=y"][..],
+                "USR1: given twice",
+            ),
+            (&["--verb", "USR2="][..], "verb USR2: the command is empty"),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage, "{args:?}");
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let Mode::Arm { request, .. } = parse_str(&[
+            "-c",
+            "x",
+            "-j",
+            "1",
+            "--verb",
+            "USR2=c",
+            "--confirm",
+            "usr2=1m",
+        ])
+        .unwrap() else {
+            panic!("not utility mode")
+        };
+        assert_eq!(request.confirm["USR2"], 60);
+        for (args, kind, needle) in [
+            (
+                &["--confirm", "USR2=10s"][..],
+                Kind::Usage,
+                "not a verb of this probe",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2"][..],
+                Kind::Usage,
+                "write it as USR1=10s",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2=2h"][..],
+                Kind::Data,
+                "1s to 1h",
+            ),
+            (
+                &["--verb", "USR2=c", "--confirm", "USR2=0s"][..],
+                Kind::Data,
+                "out of range",
+            ),
+            (
+                &[
+                    "--verb",
+                    "USR2=c",
+                    "--confirm",
+                    "USR2=1s",
+                    "--confirm",
+                    "USR2=2s",
+                ][..],
+                Kind::Usage,
+                "given twice",
+            ),
+        ] {
+            let err = parse_str(&[&["-c", "x", "-j", "1"][..], args].concat()).unwrap_err();
+            assert_eq!(err.kind, kind, "{args:?}: {}", err.message);
+            assert!(err.message.contains(needle), "{args:?}: {}", err.message);
+        }
+        let err = parse_str(&["-l", "--verb", "USR1=x"]).unwrap_err();
+        assert!(err.message.contains("--verb"), "{}", err.message);
+    }
+
+    #[test]
     fn durations_are_checked_and_a_bad_one_is_bad_data_naming_its_option() {
         let Mode::Arm { request, .. } =
             parse_str(&["-c", "x", "-j", "1", "-R", "--cooldown", "1m"]).unwrap()
@@ -505,6 +656,24 @@ mod tests {
             (&["--cooldown", "0s", "-r"][..], Kind::Data, "out of range"),
             (&["--cooldown", "60s"][..], Kind::Usage, "single-shot"),
             (&["--timeout", "1"][..], Kind::Data, "--timeout: '1' is not"),
+            (
+                &["--watchdog", "0s"][..],
+                Kind::Data,
+                "--watchdog: 0s is out of range",
+            ),
+            (&["--watchdog", "25h"][..], Kind::Data, "1s to 24h"),
+            (&["--status"][..], Kind::Usage, "status: the probe shows"),
+            (&["--status", "-R"][..], Kind::Usage, "give -r too"),
+            (
+                &["--watchdog", "5s", "-R"][..],
+                Kind::Usage,
+                "comes back after every signal",
+            ),
+            (
+                &["--watchdog", "5s", "--verb", "USR1=x"][..],
+                Kind::Usage,
+                "or verbs",
+            ),
             (
                 &["--timeout", "48h"][..],
                 Kind::Data,

@@ -12,6 +12,10 @@
 //! run_as = "backup:operator"         # the host user[:group] the command runs as (default root)
 //! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
+//! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
+//! confirm = { USR1 = "10s" }         # that verb runs only on its second signal within 10 s
+//! watchdog = "60s"                   # the command runs when no signal came for 60 s
+//! status = true                      # with after_command: the command line shows the last result
 //! ```
 //!
 //! Besides probes, the file may name the daemon's metrics file, before the first table:
@@ -56,6 +60,13 @@ struct Declared {
     cooldown: Option<String>,
     timeout: Option<String>,
     run_as: Option<String>,
+    #[serde(default)]
+    verbs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    confirm: std::collections::BTreeMap<String, String>,
+    watchdog: Option<String>,
+    #[serde(default)]
+    status: bool,
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -102,6 +113,12 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
         };
         let cooldown = duration("cooldown", d.cooldown)?;
         let timeout = duration("timeout", d.timeout)?;
+        let watchdog = duration("watchdog", d.watchdog)?;
+        let mut confirm = std::collections::BTreeMap::new();
+        for (name, window) in d.confirm {
+            let secs = duration(&format!("confirm {name}"), Some(window))?.unwrap_or(0);
+            confirm.insert(name, secs);
+        }
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -113,6 +130,10 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             timeout,
             run_as: d.run_as,
             persist: false,
+            verbs: d.verbs,
+            confirm,
+            watchdog,
+            status: d.status,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
@@ -172,6 +193,44 @@ mod tests {
         assert_eq!(queued[0].respawn, Respawn::Queue);
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# nothing yet\n").unwrap().is_empty());
+        let verbal = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"one\", USR2 = \"two\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            verbal[0].verbs,
+            [
+                (crate::definition::Verb::Usr1, "one".to_string()),
+                (crate::definition::Verb::Usr2, "two".to_string())
+            ]
+            .into()
+        );
+        assert!(queued[0].verbs.is_empty());
+        let watched =
+            parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\nwatchdog = \"1m\"\n").unwrap();
+        assert_eq!(
+            watched[0].watchdog,
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(queued[0].watchdog, None);
+        let shown = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"after_command\"\nstatus = true\n",
+        )
+        .unwrap();
+        assert!(shown[0].status);
+        assert!(!queued[0].status);
+        let confirmed = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR2 = \"two\" }\nconfirm = { USR2 = \"10s\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            confirmed[0].confirm,
+            [(
+                crate::definition::Verb::Usr2,
+                std::time::Duration::from_secs(10)
+            )]
+            .into()
+        );
     }
 
     #[test]
@@ -221,6 +280,31 @@ mod tests {
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
                 1,
                 "timeout: 0s is out of range",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { TERM = \"y\" }\n",
+                1,
+                "verb 'TERM' is not a verb signal",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \" \" }\n",
+                1,
+                "verb USR1: the command is empty",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nconfirm = { USR1 = \"10s\" }\n",
+                1,
+                "confirm USR1: not a verb of this probe",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\nwatchdog = \"1m\"\n",
+                1,
+                "watchdog: a watchdog probe comes back",
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"y\" }\nconfirm = { USR1 = \"ten\" }\n",
+                1,
+                "confirm USR1: 'ten' is not a duration",
             ),
         ] {
             let err = parse(text).unwrap_err();

@@ -4,6 +4,7 @@
 //! request, `state::Record` a line of the state file, and `Definition` what the daemon keeps.
 //! A new wire field therefore changes neither the state file nor the core.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::proto::{Arm, Respawn};
@@ -25,6 +26,88 @@ pub struct Definition {
     pub timeout: Option<Duration>,
     /// The host user (and group) the command runs as, `user[:group]`; root when `None`.
     pub run_as: Option<String>,
+    /// A command per verb signal, beside `command` (SIGHUP's).
+    pub verbs: BTreeMap<Verb, String>,
+    /// Verbs that run only when their signal comes twice within this window.
+    pub confirm: BTreeMap<Verb, Duration>,
+    /// A watchdog probe: each signal starts this period again; at its end the command runs.
+    pub watchdog: Option<Duration>,
+    /// The probe's command line shows its last command's result after the title.
+    pub status: bool,
+}
+
+/// A signal besides SIGHUP that a probe may wait for, each with a command of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    Usr1,
+    Usr2,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 2] = [Verb::Usr1, Verb::Usr2];
+
+    /// As written in a request, the configuration file and `-l`: `USR1`, `USR2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Usr1 => "USR1",
+            Verb::Usr2 => "USR2",
+        }
+    }
+
+    /// `USR1` or `SIGUSR1`, in any case.
+    pub fn parse(text: &str) -> Option<Verb> {
+        let upper = text.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        Verb::ALL.into_iter().find(|v| v.name() == bare)
+    }
+
+    /// The probe's exit code for this verb (`probe/magic.rs`).
+    pub fn exit_code(self) -> i32 {
+        i32::from(match self {
+            Verb::Usr1 => crate::USR1_EXIT,
+            Verb::Usr2 => crate::USR2_EXIT,
+        })
+    }
+
+    /// The entry of the probe's environment that gives it this verb.
+    pub fn probe_variable(self) -> &'static [u8] {
+        match self {
+            Verb::Usr1 => crate::USR1_VAR,
+            Verb::Usr2 => crate::USR2_VAR,
+        }
+    }
+}
+
+/// Verbs as written (validated by `Arm::validate`) to verbs as kept.
+pub fn verbs_from_names(names: &BTreeMap<String, String>) -> BTreeMap<Verb, String> {
+    names
+        .iter()
+        .filter_map(|(name, command)| Some((Verb::parse(name)?, command.clone())))
+        .collect()
+}
+
+/// Confirmation windows as written, in seconds (validated by `Arm::validate`), to as kept.
+pub fn confirm_from_names(names: &BTreeMap<String, u64>) -> BTreeMap<Verb, Duration> {
+    names
+        .iter()
+        .filter_map(|(name, secs)| Some((Verb::parse(name)?, Duration::from_secs(*secs))))
+        .collect()
+}
+
+/// Confirmation windows as kept to as written, in seconds.
+pub fn confirm_to_names(confirm: &BTreeMap<Verb, Duration>) -> BTreeMap<String, u64> {
+    confirm
+        .iter()
+        .map(|(verb, window)| (verb.name().to_string(), window.as_secs()))
+        .collect()
+}
+
+/// Verbs as kept to verbs as written.
+pub fn verbs_to_names(verbs: &BTreeMap<Verb, String>) -> BTreeMap<String, String> {
+    verbs
+        .iter()
+        .map(|(verb, command)| (verb.name().to_string(), command.clone()))
+        .collect()
 }
 
 impl From<Arm> for Definition {
@@ -39,6 +122,10 @@ impl From<Arm> for Definition {
             cooldown: arm.cooldown.map(Duration::from_secs),
             timeout: arm.timeout.map(Duration::from_secs),
             run_as: arm.run_as,
+            verbs: verbs_from_names(&arm.verbs),
+            confirm: confirm_from_names(&arm.confirm),
+            watchdog: arm.watchdog.map(Duration::from_secs),
+            status: arm.status,
         }
     }
 }
@@ -57,6 +144,10 @@ impl From<&Definition> for Arm {
             timeout: d.timeout.map(|t| t.as_secs()),
             run_as: d.run_as.clone(),
             persist: false,
+            verbs: verbs_to_names(&d.verbs),
+            confirm: confirm_to_names(&d.confirm),
+            watchdog: d.watchdog.map(|w| w.as_secs()),
+            status: d.status,
         }
     }
 }

@@ -28,13 +28,20 @@ pub fn table(probes: &[ProbeInfo]) -> String {
                 (Some(u), Some(g)) => format!("{u}:{g}"),
                 _ => dash(),
             },
-            match p.respawn {
-                Respawn::Never => "single",
-                Respawn::AfterCommand => "-r",
-                Respawn::Immediately => "-R",
-                Respawn::Queue => "queue",
-            }
-            .to_string(),
+            {
+                let mode = match p.respawn {
+                    _ if p.watchdog.is_some() => "watchdog",
+                    Respawn::Never => "single",
+                    Respawn::AfterCommand => "-r",
+                    Respawn::Immediately => "-R",
+                    Respawn::Queue => "queue",
+                };
+                match p.verbs.len() {
+                    0 => mode.to_string(),
+                    1 => format!("{mode} +1 verb"),
+                    n => format!("{mode} +{n} verbs"),
+                }
+            },
             match p.state {
                 ProbeState::Placing => "placing",
                 ProbeState::Armed => "armed",
@@ -100,6 +107,10 @@ mod tests {
             pid: (state == ProbeState::Armed).then_some(4711),
             fired: 2,
             last: Some("command ended with exit code 0 after 3ms".into()),
+            verbs: Default::default(),
+            confirm: Default::default(),
+            watchdog: None,
+            watchdog_left_ms: None,
         }
     }
 

@@ -15,6 +15,8 @@ pub struct ProbeMetrics {
     pub state: ProbeState,
     pub fires: u64,
     pub timeouts: u64,
+    /// Times its probe was stopped by a signal (SIGSTOP, SIGTSTP…) while armed.
+    pub stops: u64,
     /// How its last command ended: its exit code, or 128 plus the signal that ended it.
     pub last_status: Option<i32>,
     pub last_duration: Option<Duration>,
@@ -98,6 +100,15 @@ pub fn render(probes: &[ProbeMetrics], commands_running: usize) -> String {
     }
     family(
         &mut out,
+        "jaildaemon_probe_stops_total",
+        "counter",
+        "Times the probe was stopped by a signal while armed (it cannot fire while stopped).",
+    );
+    for (p, l) in probes.iter().zip(&labels) {
+        let _ = writeln!(out, "jaildaemon_probe_stops_total{{{l}}} {}", p.stops);
+    }
+    family(
+        &mut out,
         "jaildaemon_probe_last_exit_status",
         "gauge",
         "How the probe's last command ended: its exit code, or 128 plus the signal that ended it.",
@@ -172,6 +183,7 @@ mod tests {
             state: ProbeState::Armed,
             fires: 2,
             timeouts: 0,
+            stops: 0,
             last_status: None,
             last_duration: None,
         };

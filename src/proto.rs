@@ -3,6 +3,8 @@
 //! A frame is a 4-byte banner `JD` + version + 0, a 4-byte big-endian body length, and a JSON
 //! body. One request and one response per connection.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Kind};
@@ -25,6 +27,10 @@ pub const MAX_JAIL: usize = 255;
 pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The range of a command's timeout, in seconds: 1 s to 24 h.
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// The range of a verb's confirmation window, in seconds: 1 s to 1 h (the probe's limit).
+pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_CONFIRM_SECS;
+/// The range of a watchdog's period, in seconds: 1 s to 24 h.
+pub const WATCHDOG_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
 pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
 
@@ -65,6 +71,21 @@ pub struct Arm {
     /// `-P`: kept in the daemon's state file, so that it survives restarts.
     #[serde(default)]
     pub persist: bool,
+    /// `--verb SIG=COMMAND`: a command per verb signal (`USR1`, `USR2`) beside `command`,
+    /// which stays SIGHUP's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verbs: BTreeMap<String, String>,
+    /// `--confirm SIG=duration`, in seconds: that verb runs only when its signal comes twice
+    /// within this window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confirm: BTreeMap<String, u64>,
+    /// `--watchdog`, in seconds: the jail must signal the probe at least once per period, or
+    /// the command runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
+    /// `--status`: the probe's command line carries its last command's result after the title.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +168,18 @@ pub struct ProbeInfo {
     pub fired: u64,
     /// What happened last: the command's end, or why the probe is waiting.
     pub last: Option<String>,
+    /// Its verbs: signal name (`USR1`, `USR2`) to command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verbs: BTreeMap<String, String>,
+    /// Its verbs that need confirming: signal name to window, in seconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confirm: BTreeMap<String, u64>,
+    /// A watchdog probe: its period in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
+    /// A watchdog probe whose period runs: milliseconds until its command runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_left_ms: Option<u64>,
 }
 
 /// A message type and the largest body accepted for it.
@@ -162,21 +195,77 @@ impl Message for Response {
     const MAX_BODY: usize = MAX_ANSWER;
 }
 
+/// A host command: not blank, at most `MAX_COMMAND` bytes, no NUL. `what` names it.
+fn check_command(what: &str, command: &str) -> Result<(), Error> {
+    let data = |m: String| Err(Error::new(Kind::Data, m));
+    if command.trim().is_empty() {
+        return data(format!("{what} is empty"));
+    }
+    if command.len() > MAX_COMMAND {
+        return data(format!(
+            "{what} is {} bytes long; the limit is {MAX_COMMAND}",
+            command.len()
+        ));
+    }
+    if command.contains('\0') {
+        return data(format!("{what} contains a NUL byte"));
+    }
+    Ok(())
+}
+
 impl Arm {
     /// Checks every field against its documented limit.
     pub fn validate(&self) -> Result<(), Error> {
         let data = |m: String| Err(Error::new(Kind::Data, m));
-        if self.command.trim().is_empty() {
-            return data("the command is empty".into());
+        check_command("the command", &self.command)?;
+        for (name, command) in &self.verbs {
+            if crate::definition::Verb::parse(name).is_none() {
+                return data(format!(
+                    "verb '{name}' is not a verb signal; the verbs are USR1 and USR2 (SIGHUP runs the command)"
+                ));
+            }
+            check_command(&format!("verb {name}: the command"), command)?;
         }
-        if self.command.len() > MAX_COMMAND {
-            return data(format!(
-                "the command is {} bytes long; the limit is {MAX_COMMAND}",
-                self.command.len()
-            ));
+        for (name, secs) in &self.confirm {
+            if !self.verbs.contains_key(name) {
+                return data(format!(
+                    "confirm {name}: not a verb of this probe; only a verb (USR1, USR2) can need confirming"
+                ));
+            }
+            if !CONFIRM_RANGE.contains(secs) {
+                return data(format!(
+                    "confirm {name}: {} is out of range; it must be 1s to 1h",
+                    crate::definition::show_duration(*secs)
+                ));
+            }
         }
-        if self.command.contains('\0') {
-            return data("the command contains a NUL byte".into());
+        if let Some(secs) = self.watchdog {
+            if !WATCHDOG_RANGE.contains(&secs) {
+                return data(format!(
+                    "watchdog: {} is out of range; it must be 1s to 24h",
+                    crate::definition::show_duration(secs)
+                ));
+            }
+            if self.respawn != Respawn::Never || self.cooldown.is_some() || !self.verbs.is_empty() {
+                return data(
+                    "watchdog: a watchdog probe comes back after every signal by itself; it takes no -r, -R, --queue, --cooldown or verbs"
+                        .into(),
+                );
+            }
+        }
+        if self.status && self.respawn != Respawn::AfterCommand {
+            return data(
+                "status: the probe shows its command's result when it comes back after it; give -r too"
+                    .into(),
+            );
+        }
+        #[cfg(target_os = "freebsd")]
+        if !self.verbs.is_empty() {
+            return data("verbs are not supported on FreeBSD yet".into());
+        }
+        #[cfg(target_os = "freebsd")]
+        if self.status {
+            return data("status is not supported on FreeBSD yet".into());
         }
         if self.jail.is_empty()
             || self.jail.len() > MAX_JAIL
@@ -297,6 +386,10 @@ mod tests {
             timeout: None,
             run_as: None,
             persist: false,
+            verbs: Default::default(),
+            confirm: Default::default(),
+            status: false,
+            watchdog: None,
         }
     }
 

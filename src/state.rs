@@ -43,6 +43,14 @@ struct Record {
     timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run_as: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    verbs: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    confirm: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watchdog: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    status: bool,
     /// Always true; written so that files stay readable by earlier versions.
     #[serde(default = "persisted")]
     persist: bool,
@@ -64,6 +72,10 @@ impl From<Record> for Definition {
             cooldown: r.cooldown.map(std::time::Duration::from_secs),
             timeout: r.timeout.map(std::time::Duration::from_secs),
             run_as: r.run_as,
+            verbs: crate::definition::verbs_from_names(&r.verbs),
+            confirm: crate::definition::confirm_from_names(&r.confirm),
+            watchdog: r.watchdog.map(std::time::Duration::from_secs),
+            status: r.status,
         }
     }
 }
@@ -80,6 +92,10 @@ impl From<&Definition> for Record {
             cooldown: d.cooldown.map(|c| c.as_secs()),
             timeout: d.timeout.map(|t| t.as_secs()),
             run_as: d.run_as.clone(),
+            verbs: crate::definition::verbs_to_names(&d.verbs),
+            confirm: crate::definition::confirm_to_names(&d.confirm),
+            watchdog: d.watchdog.map(|w| w.as_secs()),
+            status: d.status,
             persist: true,
         }
     }
@@ -186,6 +202,14 @@ mod tests {
             cooldown: Some(std::time::Duration::from_secs(90)),
             timeout: Some(std::time::Duration::from_secs(30)),
             run_as: Some("backup:operator".into()),
+            verbs: [(crate::definition::Verb::Usr2, "echo usr2".to_string())].into(),
+            confirm: [(
+                crate::definition::Verb::Usr2,
+                std::time::Duration::from_secs(10),
+            )]
+            .into(),
+            watchdog: None,
+            status: true,
         }
     }
 

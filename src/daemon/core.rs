@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::definition::Definition;
+use crate::definition::{Definition, Verb};
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
 use crate::sys::{Exit, Pid};
@@ -174,15 +174,37 @@ pub struct Probe {
     /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
     /// removal drops it).
     pub owed: Option<Owed>,
+    /// A watchdog probe's period. It lives beside the phase, as `owed` does: it runs through
+    /// placements, arms and re-arms, and pauses only while the jail is not running.
+    pub watch: Option<Watch>,
+    /// Signals that fed a watchdog probe.
+    pub fed: u64,
+    /// How long its last command ran, and when it ended.
+    pub last_end: Option<(Duration, Instant)>,
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
+    /// Times its probe was stopped by a signal while armed.
+    pub stops: u64,
     /// How its last command ended (exit code, or 128 plus a signal), and how long it ran.
     pub last_status: Option<i32>,
     pub last_duration: Option<Duration>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
+}
+
+/// Where a watchdog probe's period is. Its due times are indexed in `Core::watch_timers`,
+/// kept by `Core::set_watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Its jail runs: the command runs at `due` unless a signal comes first.
+    Running { due: Instant },
+    /// Its jail is not running, or the probe was never armed yet: this much of the period is
+    /// left, and it runs again once the probe is armed.
+    Paused { left: Duration },
+    /// It ran the command for this silence; the next signal starts a period again.
+    Fired,
 }
 
 /// A run owed to a `queue` probe: since when, and for which run of its jail.
@@ -192,6 +214,8 @@ pub struct Owed {
     pub jail: JailId,
     /// Triggers it stands for (coalesced into this one run).
     pub triggers: u64,
+    /// The verb of the first of them, whose command the run is; `None` for SIGHUP's.
+    pub verb: Option<Verb>,
 }
 
 impl Probe {
@@ -314,6 +338,19 @@ pub struct ToPlace {
     pub title: String,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// The verbs it waits for besides SIGHUP, each with its confirmation window (or none).
+    pub verbs: Vec<(Verb, Option<Duration>)>,
+    /// `status`: what its command line shows after the title, once a command has ended.
+    pub status: Option<LastRun>,
+}
+
+/// A probe's last command, as its command line shows it (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    /// Its exit code, or 128 plus a signal.
+    pub status: i32,
+    pub took: Duration,
+    pub ended: Instant,
 }
 
 #[derive(Debug)]
@@ -348,6 +385,8 @@ pub enum Event {
     },
     /// An armed probe's process ended (reaped).
     ProbeExited { probe: ProbeId, exit: Exit },
+    /// The probe's process was stopped by signal `Some(n)`, or continued (`None`).
+    ProbeStopped { probe: ProbeId, signal: Option<i32> },
     /// A command ended (`status` as logged), or could not be started.
     CommandEnded {
         command: CommandId,
@@ -387,7 +426,7 @@ pub enum Effect {
     Run {
         command: CommandId,
         probe: ProbeId,
-        def: Definition,
+        def: Box<Definition>,
         jail: JailId,
     },
     Reply {
@@ -421,6 +460,8 @@ pub struct Core {
     /// had SIGTERM stays here after it ended, until SIGKILL for what it left.
     stops: BTreeMap<CommandId, (Instant, Stage)>,
     stop_timers: BTreeSet<(Instant, CommandId)>,
+    /// When running watchdog periods end (`Watch::Running`), kept by `set_watch`.
+    watch_timers: BTreeSet<(Instant, ProbeId)>,
     /// Commands running that had SIGTERM at their timeout.
     timed_out: BTreeSet<CommandId>,
     limits: Limits,
@@ -445,6 +486,7 @@ impl Core {
             commands: BTreeMap::new(),
             stops: BTreeMap::new(),
             stop_timers: BTreeSet::new(),
+            watch_timers: BTreeSet::new(),
             timed_out: BTreeSet::new(),
             limits,
             shell_descriptors: 0,
@@ -483,6 +525,7 @@ impl Core {
             Event::Found { spec, result } => self.found(spec, result, now),
             Event::Placed { placement, results } => self.placed(placement, results, now),
             Event::ProbeExited { probe, exit } => self.probe_exited(probe, exit, now),
+            Event::ProbeStopped { probe, signal } => self.probe_stopped(probe, signal),
             Event::CommandEnded {
                 command,
                 outcome,
@@ -496,6 +539,7 @@ impl Core {
                 {
                     probe.last_status = status;
                     probe.last_duration = Some(took);
+                    probe.last_end = Some((took, now));
                 }
                 self.command_ended(command, outcome, took, now)
             }
@@ -527,6 +571,11 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self.tally.timers.first().map(|(at, _)| *at);
         let stops = self.stop_timers.first().map(|(at, _)| *at);
+        let watches = self.watch_timers.first().map(|(at, _)| *at);
+        let stops = match (stops, watches) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let jails = self
             .jails
             .values()
@@ -542,6 +591,12 @@ impl Core {
     /// The one way a probe changes phase (or enters or leaves the core): the tally follows.
     fn set_phase(&mut self, id: ProbeId, phase: Phase) {
         let probe = self.probes.get_mut(&id).expect("present");
+        if matches!(phase, Phase::Spent { .. }) {
+            // A spent probe (removed while its command runs, say) has no watchdog left.
+            if let Some(Watch::Running { due }) = probe.watch.take() {
+                self.watch_timers.remove(&(due, id));
+            }
+        }
         let old = std::mem::replace(&mut probe.phase, phase);
         self.tally.count(id, &old, false);
         self.tally.count(id, &self.probes[&id].phase, true);
@@ -552,8 +607,63 @@ impl Core {
         self.probes.insert(id, probe);
     }
 
+    /// The one way a watchdog's state changes, keeping `watch_timers`.
+    fn set_watch(&mut self, id: ProbeId, watch: Watch) {
+        let probe = self.probes.get_mut(&id).expect("present");
+        if let Some(Watch::Running { due }) = probe.watch {
+            self.watch_timers.remove(&(due, id));
+        }
+        if let Watch::Running { due } = watch {
+            self.watch_timers.insert((due, id));
+        }
+        probe.watch = Some(watch);
+    }
+
+    /// A watchdog probe is armed: a paused period runs again.
+    fn resume_watch(&mut self, id: ProbeId, now: Instant) {
+        if let Some(Watch::Paused { left }) = self.probes[&id].watch {
+            self.set_watch(id, Watch::Running { due: now + left });
+        }
+    }
+
+    /// A watchdog probe's jail is not running: its period pauses.
+    fn pause_watch(&mut self, id: ProbeId, now: Instant) {
+        if let Some(Watch::Running { due }) = self.probes[&id].watch {
+            let left = due.saturating_duration_since(now);
+            self.set_watch(id, Watch::Paused { left });
+        }
+    }
+
+    /// A watchdog period ended without a signal: the command runs, once for this silence.
+    fn watch_due(&mut self, id: ProbeId, now: Instant) {
+        let probe = &self.probes[&id];
+        let Some(jail) = probe.phase.jail() else {
+            // Not in a running jail (it cannot be, running): wait for it, with nothing left.
+            self.set_watch(
+                id,
+                Watch::Paused {
+                    left: Duration::ZERO,
+                },
+            );
+            return;
+        };
+        log::warn!(
+            "{} watchdog: no signal for {}: running its command",
+            probe.tag(id),
+            crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+        );
+        self.set_watch(id, Watch::Fired);
+        let probe = self.probes.get_mut(&id).expect("present");
+        probe.fired += 1;
+        probe.strikes = 0;
+        self.start_run(id, jail, None, now);
+    }
+
     fn forget(&mut self, id: ProbeId) -> Option<Probe> {
         let probe = self.probes.remove(&id)?;
+        if let Some(Watch::Running { due }) = probe.watch {
+            self.watch_timers.remove(&(due, id));
+        }
         self.tally.count(id, &probe.phase, false);
         Some(probe)
     }
@@ -617,6 +727,7 @@ impl Core {
 
     /// A new probe: looked up (or, in a jail already held by that PID, queued for placement).
     fn add(&mut self, def: Definition, origin: Origin, reply: Option<ClientId>, now: Instant) {
+        let def_watch = def.watchdog.map(|left| Watch::Paused { left });
         let id = self.next_probe;
         self.next_probe += 1;
         self.insert_probe(
@@ -627,8 +738,12 @@ impl Core {
                 phase: Phase::Finding { reply },
                 commands: 0,
                 owed: None,
+                watch: def_watch,
+                fed: 0,
+                last_end: None,
                 fired: 0,
                 timeouts: 0,
+                stops: 0,
                 last_status: None,
                 last_duration: None,
                 strikes: 0,
@@ -770,6 +885,20 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
+                    status: match (probe.def.status, probe.last_status, probe.last_end) {
+                        (true, Some(status), Some((took, ended))) => Some(LastRun {
+                            status,
+                            took,
+                            ended,
+                        }),
+                        _ => None,
+                    },
+                    verbs: probe
+                        .def
+                        .verbs
+                        .keys()
+                        .map(|v| (*v, probe.def.confirm.get(v).copied()))
+                        .collect(),
                 });
             }
             self.effects.push(Effect::Place {
@@ -838,7 +967,9 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    if probe.fired > 0 {
+                    if probe.fed > 0 && probe.fired == 0 {
+                        log::debug!("{} re-armed after a signal, host pid {pid}", probe.tag(id));
+                    } else if probe.fired > 0 {
                         log::info!("{} re-armed, host pid {pid}", probe.tag(id));
                     } else {
                         log::info!(
@@ -856,6 +987,7 @@ impl Core {
                     }
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
+                    self.resume_watch(id, now);
                     if let Some(client) = reply {
                         if persisted {
                             confirm.push((client, id, pid));
@@ -982,6 +1114,31 @@ impl Core {
         );
     }
 
+    /// Someone stopped or continued an armed probe: a stopped probe takes no signal (they wait
+    /// until it is continued), so it is logged as the tampering it is, and counted.
+    fn probe_stopped(&mut self, id: ProbeId, signal: Option<i32>) {
+        let Some(probe) = self.probes.get_mut(&id) else {
+            return;
+        };
+        if !matches!(probe.phase, Phase::Armed { .. }) {
+            return;
+        }
+        let tag = probe.tag(id);
+        match signal {
+            Some(sig) => {
+                probe.stops += 1;
+                probe.last = Some(format!(
+                    "stopped by signal {sig}: it fires nothing until continued"
+                ));
+                log::warn!("{tag} stopped by signal {sig}: it fires nothing until continued");
+            }
+            None => {
+                probe.last = Some("continued after a stop".into());
+                log::warn!("{tag} continued after a stop");
+            }
+        }
+    }
+
     fn probe_exited(&mut self, id: ProbeId, exit: Exit, now: Instant) {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
@@ -990,7 +1147,34 @@ impl Core {
             return;
         };
         let tag = probe.tag(id);
-        if exit != Exit::Code(MAGIC_EXIT) {
+        // Which command the exit asks for: SIGHUP's, or one of the probe's own verbs'. A verb's
+        // code from a probe not given that verb is "some other code": nothing fires.
+        let verb = match exit {
+            Exit::Code(MAGIC_EXIT) => Some(None),
+            Exit::Code(code) => probe
+                .def
+                .verbs
+                .keys()
+                .find(|v| v.exit_code() == code)
+                .map(|v| Some(*v)),
+            Exit::Signal(_) => None,
+        };
+        if let (Some(None), Some(period)) = (verb, probe.def.watchdog) {
+            // A watchdog probe is fed: nothing runs, the period starts again, and the probe
+            // goes back into its jail at once.
+            probe.fed += 1;
+            probe.strikes = 0;
+            probe.last = Some(format!(
+                "fed {} time(s); the command runs after {} without a signal",
+                probe.fed,
+                crate::definition::show_duration(period.as_secs())
+            ));
+            log::debug!("{tag} watchdog fed");
+            self.set_watch(id, Watch::Running { due: now + period });
+            self.enqueue(id, jail, None, now);
+            return;
+        }
+        let Some(verb) = verb else {
             probe.last = Some(format!("ended by {exit}, nothing fired"));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
                 entry.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
@@ -1006,16 +1190,18 @@ impl Core {
             }
             self.release_if_idle(jail, now);
             return;
-        }
+        };
         probe.fired += 1;
         probe.strikes = 0;
         if probe.def.respawn == Respawn::Queue && probe.commands > 0 {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
+            // Triggers by another verb join it too: the run is the first trigger's command.
             let owed = probe.owed.get_or_insert(Owed {
                 since: now,
                 jail,
                 triggers: 0,
+                verb,
             });
             owed.triggers += 1;
             if owed.triggers == 1 {
@@ -1027,8 +1213,11 @@ impl Core {
                 );
             }
         } else {
-            log::info!("{tag} triggered");
-            self.start_run(id, jail, now);
+            match verb {
+                None => log::info!("{tag} triggered"),
+                Some(verb) => log::info!("{tag} triggered by SIG{}", verb.name()),
+            }
+            self.start_run(id, jail, verb, now);
         }
         let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
@@ -1084,15 +1273,20 @@ impl Core {
         }
     }
 
-    /// Runs probe `id`'s command, for its jail `jail` (as it was when it fired).
-    fn start_run(&mut self, id: ProbeId, jail: JailId, now: Instant) {
+    /// Runs probe `id`'s command, or its `verb`'s, for its jail `jail` (as it was when it
+    /// fired).
+    fn start_run(&mut self, id: ProbeId, jail: JailId, verb: Option<Verb>, now: Instant) {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
         probe.commands += 1;
         probe.last = Some("command started".into());
         self.commands.insert(command, id);
-        let def = probe.def.clone();
+        let mut def = Box::new(probe.def.clone());
+        if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
+            // The shell runs `def.command`: the verb's, for this run.
+            def.command = command.clone();
+        }
         if let Some(timeout) = def.timeout {
             self.schedule_stop(command, now + timeout, Stage::Term);
         }
@@ -1268,7 +1462,7 @@ impl Core {
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
-            self.start_run(id, owed.jail, now);
+            self.start_run(id, owed.jail, owed.verb, now);
         }
     }
 
@@ -1286,6 +1480,8 @@ impl Core {
         let mut waiting = Vec::new();
         let mut file_changed = false;
         for id in self.probes_in(jail) {
+            // A watchdog's period runs only while its jail does.
+            self.pause_watch(id, now);
             let probe = self.probes.get_mut(&id).expect("listed");
             if let Phase::Armed { .. } = probe.phase {
                 self.effects.push(Effect::Kill { probe: id });
@@ -1347,6 +1543,15 @@ impl Core {
             .collect();
         for command in due {
             self.stop_due(command, now);
+        }
+        let due: Vec<ProbeId> = self
+            .watch_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            self.watch_due(id, now);
         }
         let idle: Vec<JailId> = self
             .jails
@@ -1602,6 +1807,20 @@ impl Core {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
                     (last, _) => last,
                 };
+                let watch = p.watch.map(|w| match w {
+                    Watch::Running { due } => format!(
+                        "watchdog: command in {} without a signal",
+                        human_duration(due.saturating_duration_since(now))
+                    ),
+                    Watch::Paused { left } => {
+                        format!("watchdog paused until armed: {} left", human_duration(left))
+                    }
+                    Watch::Fired => "watchdog fired; a signal starts it again".into(),
+                });
+                let last = match (last, watch) {
+                    (Some(last), Some(watch)) => Some(format!("{watch}; {last}")),
+                    (last, watch) => watch.or(last),
+                };
                 ProbeInfo {
                     id: *id,
                     jail: p.def.jail.clone(),
@@ -1616,6 +1835,16 @@ impl Core {
                     pid,
                     fired: p.fired,
                     last,
+                    verbs: crate::definition::verbs_to_names(&p.def.verbs),
+                    confirm: crate::definition::confirm_to_names(&p.def.confirm),
+                    watchdog: p.def.watchdog.map(|w| w.as_secs()),
+                    watchdog_left_ms: match p.watch {
+                        Some(Watch::Running { due }) => {
+                            Some(due.saturating_duration_since(now).as_millis() as u64)
+                        }
+                        Some(Watch::Paused { left }) => Some(left.as_millis() as u64),
+                        _ => None,
+                    },
                 }
             })
             .collect()
@@ -1634,6 +1863,7 @@ impl Core {
                 state: info.state,
                 fires: p.fired,
                 timeouts: p.timeouts,
+                stops: p.stops,
                 last_status: p.last_status,
                 last_duration: p.last_duration,
             })
@@ -1715,6 +1945,13 @@ mod tests {
                 recount.count(*id, &probe.phase, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
+            let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
+                .filter_map(|(id, p)| match p.watch {
+                    Some(Watch::Running { due }) => Some((due, *id)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(self.core.watch_timers, watches, "watch timers out of step");
             effects
         }
 
@@ -1848,12 +2085,18 @@ mod tests {
 
     /// Brings declared probe 1 of jail "web1" into `phase`.
     fn rig_in(phase: &str) -> Rig {
+        rig_with(phase, None)
+    }
+
+    /// `rig_in`, for a probe with this watchdog period.
+    fn rig_with(phase: &str, watchdog: Option<Duration>) -> Rig {
         let mut rig = Rig::new();
-        let definition = match phase {
+        let mut definition = match phase {
             "held" => def("web1", "T", Respawn::AfterCommand),
             "cooling" => cooled(Respawn::Immediately, 60),
             _ => def("web1", "T", Respawn::Never),
         };
+        definition.watchdog = watchdog;
         rig.send(Event::Declare {
             def: definition,
             origin: Origin::Config,
@@ -1887,6 +2130,72 @@ mod tests {
         }
         assert_eq!(rig.phase(1), phase, "set-up");
         rig
+    }
+
+    /// The watchdog's table: for a watchdog probe in each phase it can be in (rows) and each
+    /// event (columns), its phase and its watchdog after it.
+    #[test]
+    fn every_watchdog_phase_meets_every_event() {
+        const PERIOD: Duration = Duration::from_secs(60);
+        type MakeEvent = fn() -> Event;
+        let events: [(&str, MakeEvent); 9] = [
+            ("found", || found("web1", JAIL)),
+            ("not found", || not_found("web1")),
+            ("placed", || placed(1, 1, PID)),
+            ("not placed", || not_placed(1, 1, Kind::Os)),
+            ("fired", || magic(1)),
+            ("killed", || killed(1)),
+            ("stopped", || Event::JailStopped { jail: JAIL }),
+            ("tick", || Event::Tick),
+            ("listed", || Event::List { client: 9 }),
+        ];
+        let watch = |rig: &Rig| match rig.core.probe(1).and_then(|p| p.watch) {
+            None => "none",
+            Some(Watch::Running { .. }) => "running",
+            Some(Watch::Paused { .. }) => "paused",
+            Some(Watch::Fired) => "fired",
+        };
+        // A fed probe runs nothing: "fired" stays "running" and goes back to "placing"; only a
+        // tick past the period runs the command ("armed/fired"). Only a stop pauses it.
+        #[rustfmt::skip]
+        let table: [(&str, [&str; 9]); 6] = [
+            //            found             not found         placed            not placed          fired             killed            stopped           tick              listed
+            ("finding",  ["placing/paused", "waiting/paused", "finding/paused", "finding/paused",  "finding/paused", "finding/paused", "finding/paused", "finding/paused", "finding/paused"]),
+            ("placing",  ["placing/paused", "placing/paused", "armed/running",  "retrying/paused", "placing/paused", "placing/paused", "placing/paused", "placing/paused", "placing/paused"]),
+            ("armed",    ["armed/running",  "armed/running",  "armed/running",  "armed/running",   "placing/running","retrying/running","waiting/paused","armed/fired",   "armed/running"]),
+            ("retrying", ["retrying/running","retrying/running","retrying/running","retrying/running","retrying/running","retrying/running","waiting/paused","queued/fired", "retrying/running"]),
+            ("waiting",  ["waiting/paused", "waiting/paused", "waiting/paused", "waiting/paused",  "waiting/paused", "waiting/paused", "waiting/paused", "finding/paused", "waiting/paused"]),
+            ("refused",  ["refused/paused", "refused/paused", "refused/paused", "refused/paused",  "refused/paused", "refused/paused", "refused/paused", "refused/paused", "refused/paused"]),
+        ];
+        let mut wrong = Vec::new();
+        for (phase, row) in table {
+            for ((event, make), expected) in events.iter().zip(row) {
+                let mut rig = rig_with(phase, Some(PERIOD));
+                let runs_before = rig.core.commands.len();
+                match *event {
+                    "tick" => {
+                        rig.later(BACKOFF_MAX + RETRY_INTERVAL);
+                    }
+                    _ => {
+                        rig.send(make());
+                    }
+                }
+                let after = match rig.phase(1) {
+                    "placing" if expected.starts_with("queued") => "queued",
+                    other => other,
+                };
+                let after = format!("{after}/{}", watch(&rig));
+                if after != expected {
+                    wrong.push(format!("{phase} + {event}: {after}, not {expected}"));
+                }
+                // Only a watch that turned "fired" ran the command.
+                let ran = rig.core.commands.len() > runs_before;
+                if ran != expected.ends_with("/fired") {
+                    wrong.push(format!("{phase} + {event}: ran {ran}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     /// The transition table: for each phase (rows) and event (columns), the phase after it.
@@ -2098,6 +2407,203 @@ mod tests {
         rig.send(Event::Reload(vec![def("web1", "T", Respawn::Never)]));
         rig.send(magic(1));
         assert_eq!(rig.core.probe(1).unwrap().strikes, 0);
+    }
+
+    #[test]
+    fn a_watchdog_runs_its_command_once_per_silence_and_pauses_while_its_jail_is_down() {
+        const PERIOD: Duration = Duration::from_secs(60);
+        let runs = |effects: &[Effect]| {
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::Run { .. }))
+                .count()
+        };
+        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch;
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: Definition {
+                watchdog: Some(PERIOD),
+                ..def("web1", "T", Respawn::Never)
+            },
+            origin: Origin::Config,
+        });
+        // Not armed yet: paused with its whole period.
+        assert_eq!(watch(&rig), Some(Watch::Paused { left: PERIOD }));
+        rig.later(PERIOD * 2);
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        // Fed before the period's end: nothing runs, the period starts again, and the probe is
+        // placed again at once.
+        assert_eq!(runs(&rig.later(PERIOD - Duration::from_secs(1))), 0);
+        let effects = rig.send(magic(1));
+        assert_eq!(runs(&effects), 0, "a fed watchdog ran its command");
+        assert_eq!(rig.phase(1), "placing");
+        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        rig.send(placed(2, 1, PID));
+        assert_eq!(runs(&rig.later(PERIOD - Duration::from_secs(1))), 0);
+        // A period without a signal runs the command, once.
+        assert_eq!(runs(&rig.later(Duration::from_secs(1))), 1);
+        assert_eq!(watch(&rig), Some(Watch::Fired));
+        assert_eq!(rig.phase(1), "armed");
+        assert_eq!(runs(&rig.later(PERIOD * 3)), 0);
+        rig.send(ended(1));
+        // The next signal starts it again.
+        let effects = rig.send(magic(1));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + PERIOD
+            })
+        );
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed again: {effects:?}")
+        };
+        rig.send(placed(placement, 1, PID));
+        assert_eq!(rig.phase(1), "armed");
+        // The jail stops 10 s into the period: it pauses with 50 s left, for as long as the jail
+        // is down, and runs again once the probe is armed.
+        rig.later(Duration::from_secs(10));
+        rig.send(Event::JailStopped { jail: JAIL });
+        let left = PERIOD - Duration::from_secs(10);
+        assert_eq!(watch(&rig), Some(Watch::Paused { left }));
+        assert_eq!(runs(&rig.later(PERIOD * 10)), 0);
+        // It comes back under a new init.
+        let effects = rig.send(found("web1", 200));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed again: {effects:?}")
+        };
+        rig.send(placed(placement, 1, 600));
+        assert_eq!(
+            watch(&rig),
+            Some(Watch::Running {
+                due: rig.now + left
+            })
+        );
+        let listed = rig.core.list(rig.now);
+        assert_eq!(listed[0].watchdog, Some(60));
+        assert_eq!(listed[0].watchdog_left_ms, Some(50_000));
+        assert_eq!(runs(&rig.later(left)), 1);
+        // Killing the probe does not silence it: a declared probe is placed again, and its
+        // period keeps running, since its jail does.
+        rig.send(ended(2));
+        rig.send(magic(1));
+        let placing = rig.core.probe(1).unwrap().phase.clone();
+        let Phase::Placing {
+            placement: Some(placement),
+            ..
+        } = placing
+        else {
+            panic!("not placing: {placing:?}")
+        };
+        rig.send(placed(placement, 1, PID));
+        rig.send(killed(1));
+        assert_eq!(rig.phase(1), "retrying");
+        assert!(matches!(watch(&rig), Some(Watch::Running { .. })));
+        assert_eq!(
+            runs(&rig.later(PERIOD)),
+            1,
+            "a killed watchdog was silenced"
+        );
+        // Fed and removed: its timer goes with it (the rig also checks the index after every
+        // event).
+        let effects = rig.send(placed(placement + 1, 1, PID));
+        assert_eq!(rig.phase(1), "armed", "{effects:?}");
+        rig.send(magic(1));
+        assert_eq!(rig.core.watch_timers.len(), 1);
+        rig.send(Event::Remove {
+            client: 9,
+            which: "T".into(),
+            jail: "web1".into(),
+        });
+        assert!(rig.core.watch_timers.is_empty());
+        assert_eq!(runs(&rig.later(PERIOD * 2)), 0);
+    }
+
+    #[test]
+    fn a_stopped_probe_is_counted_and_only_an_armed_one() {
+        let mut rig = rig_in("armed");
+        let effects = rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Run { .. })));
+        assert_eq!(rig.phase(1), "armed");
+        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert!(
+            rig.core
+                .metrics(rig.now)
+                .contains("jaildaemon_probe_stops_total{id=\"1\"")
+        );
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: None,
+        });
+        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(
+            rig.core.probe(1).unwrap().last.as_deref(),
+            Some("continued after a stop")
+        );
+        // Twin: a probe not armed (its process gone already) is not counted.
+        let mut rig = rig_in("retrying");
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert_eq!(rig.core.probe(1).unwrap().stops, 0);
+    }
+
+    #[test]
+    fn a_verb_exit_runs_that_verbs_command_and_an_undeclared_verb_runs_nothing() {
+        let armed_with_usr1 = || {
+            let mut rig = Rig::new();
+            let mut definition = def("web1", "T", Respawn::Never);
+            definition.verbs.insert(Verb::Usr1, "usr1-cmd".into());
+            rig.send(Event::Declare {
+                def: definition,
+                origin: Origin::Config,
+            });
+            rig.send(found("web1", JAIL));
+            rig.send(placed(1, 1, PID));
+            assert_eq!(rig.phase(1), "armed");
+            rig
+        };
+        let exit = |code: i32| Event::ProbeExited {
+            probe: 1,
+            exit: Exit::Code(code),
+        };
+        // USR1's code runs USR1's command; SIGHUP's runs the main one.
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(exit(Verb::Usr1.exit_code()));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Run { def, .. }] if def.command == "usr1-cmd"),
+            "{effects:?}"
+        );
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(magic(1));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Run { def, .. }] if def.command == "echo T"),
+            "{effects:?}"
+        );
+        // Twin: USR2's code from a probe without that verb is just another code.
+        let mut rig = armed_with_usr1();
+        let effects = rig.send(exit(Verb::Usr2.exit_code()));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Run { .. })),
+            "{effects:?}"
+        );
+        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
     }
 
     #[test]

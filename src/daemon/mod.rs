@@ -368,7 +368,8 @@ fn start(
         }
     };
     let listener = take_socket(&config.socket, group)?;
-    let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+    // SIGCHLD tells of a probe stopped or continued (its exit comes through its pidfd).
+    let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])
         .map_err(|e| Error::os("signalfd", e))?;
     let poller = Poller::new().map_err(|e| Error::os("creating the event queue", e))?;
     // Every armed probe holds a descriptor; let the daemon use its whole hard limit.
@@ -614,8 +615,29 @@ impl Daemon {
                 .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"));
             match (ids, title) {
                 (Ok(ids), Ok(title)) => {
+                    // The verbs go in the probe's environment, which the jail cannot change
+                    // (probe/probe.rs says why there); its argv stays `[title]`.
+                    let env = p
+                        .verbs
+                        .iter()
+                        .map(|(v, window)| {
+                            // `USR1=SECS`: its confirmation window, 0 for none.
+                            let mut entry = v.probe_variable().to_vec();
+                            let secs = window.map_or(0, |w| w.as_secs());
+                            entry.extend_from_slice(secs.to_string().as_bytes());
+                            std::ffi::CString::new(entry).expect("no NUL")
+                        })
+                        .collect();
+                    let args = p.status.map_or_else(Vec::new, |last| {
+                        status_words(last, Instant::now())
+                            .into_iter()
+                            .map(|w| std::ffi::CString::new(w).expect("no NUL"))
+                            .collect()
+                    });
                     requests.push(sys::ProbeRequest {
                         title,
+                        args,
+                        env,
                         uid: ids.0,
                         gid: ids.1,
                     });
@@ -757,7 +779,23 @@ impl Daemon {
 
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
-            if sig == libc::SIGHUP {
+            if sig == libc::SIGCHLD {
+                // Signals merge: ask for every change, not just the one this SIGCHLD was for.
+                for (pid, change) in sys::child_changes() {
+                    let probe = self
+                        .armed
+                        .iter()
+                        .find(|(_, p)| p.pid() == pid)
+                        .map(|(id, _)| *id);
+                    if let Some(probe) = probe {
+                        let signal = match change {
+                            sys::ChildChange::Stopped(sig) => Some(sig),
+                            sys::ChildChange::Continued => None,
+                        };
+                        self.events.push_back(Event::ProbeStopped { probe, signal });
+                    }
+                }
+            } else if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
                         commands::check_run_as(&self.config.path, &wanted.probes).map(|()| wanted)
@@ -1265,6 +1303,33 @@ fn notify_service_manager(state: &str) {
     if let Err(e) = sent {
         log::warn!("telling the service manager {state}: {e}");
     }
+}
+
+/// What a `status` probe's command line shows after its title: `last=ok(0)`, `last=failed(3)`
+/// or `last=signal(15)`, how long the command ran (`2.1s`, `3m12s`), and when it ended, as
+/// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
+fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
+    let outcome = match last.status {
+        0 => "last=ok(0)".to_string(),
+        code if code >= 128 => format!("last=signal({})", code - 128),
+        code => format!("last=failed({code})"),
+    };
+    let took = if last.took < std::time::Duration::from_secs(60) {
+        format!("{:.1}s", last.took.as_secs_f64())
+    } else {
+        crate::definition::show_duration(last.took.as_secs())
+    };
+    let ended = std::time::SystemTime::now()
+        .checked_sub(now.saturating_duration_since(last.ended))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        ended / 3600 % 24,
+        ended / 60 % 60,
+        ended % 60
+    );
+    vec![outcome, took, clock]
 }
 
 /// `JAILDAEMON_PROBE_LIMITS=TOTAL,PER_JAIL` lowers the probe limits (for tests, or a host

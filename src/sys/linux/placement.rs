@@ -92,9 +92,19 @@ const STAGE_NAMES: [&str; 15] = [
     "executing the probe",
 ];
 
-/// One probe to place: its title (its whole argv) and its ids inside the jail.
+/// Most entries in a probe's environment: one per verb.
+const MAX_PROBE_ENV: usize = 2;
+
+/// Most words after the title in a probe's argv (its `status`).
+const MAX_PROBE_ARGS: usize = 3;
+
+/// One probe to place: its title (its argv[0]) and the status words after it (at most
+/// `MAX_PROBE_ARGS`), its environment (its verbs, at most `MAX_PROBE_ENV` entries) and its
+/// ids inside the jail.
 pub struct ProbeRequest {
     pub title: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
     pub uid: u32,
     pub gid: u32,
 }
@@ -110,7 +120,6 @@ struct ProbePlan<'a> {
     /// Descriptors below this one are kept until exec (`image` and the slots among them).
     low_end: u32,
     probes: &'a [Planned],
-    envp: [*const libc::c_char; 1],
     /// The stacks the Bs run on until their exec, `B_STACK` bytes each: the Bs share A's
     /// memory (CLONE_VM) and run at once, each on its own.
     stacks: *mut u8,
@@ -120,7 +129,8 @@ struct ProbePlan<'a> {
 const B_STACK: usize = 64 * 1024;
 
 struct Planned {
-    argv: [*const libc::c_char; 2],
+    argv: [*const libc::c_char; MAX_PROBE_ARGS + 2],
+    envp: [*const libc::c_char; MAX_PROBE_ENV + 1],
     uid: u32,
     gid: u32,
 }
@@ -210,7 +220,22 @@ impl Placement {
         let planned: Vec<Planned> = probes
             .iter()
             .map(|p| Planned {
-                argv: [p.title.as_ptr(), std::ptr::null()],
+                argv: {
+                    let mut argv = [std::ptr::null(); MAX_PROBE_ARGS + 2];
+                    argv[0] = p.title.as_ptr();
+                    for (slot, word) in argv[1..].iter_mut().zip(p.args.iter().take(MAX_PROBE_ARGS))
+                    {
+                        *slot = word.as_ptr();
+                    }
+                    argv
+                },
+                envp: {
+                    let mut envp = [std::ptr::null(); MAX_PROBE_ENV + 1];
+                    for (slot, entry) in envp.iter_mut().zip(p.env.iter().take(MAX_PROBE_ENV)) {
+                        *slot = entry.as_ptr();
+                    }
+                    envp
+                },
                 uid: p.uid,
                 gid: p.gid,
             })
@@ -224,7 +249,6 @@ impl Placement {
             setgroups_allowed: jail.setgroups_allowed,
             low_end: spawner.low_end(),
             probes: &planned,
-            envp: [std::ptr::null()],
             stacks: stacks.as_mut_ptr(),
         };
         // What each B's entry point is handed, made before the fork: A never returns, so this
@@ -600,7 +624,7 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     if let Err(e) = raw::cloexec_from(0) {
         fail(Stage::Descriptors, e);
     }
-    let err = raw::exec_fd(plan.image, &probe.argv, &plan.envp);
+    let err = raw::exec_fd(plan.image, &probe.argv, &probe.envp);
     fail(Stage::Exec, err)
 }
 
