@@ -152,7 +152,10 @@ impl ToolRun {
 /// Runs `tool args` with `PATH` and `LC_ALL=C` only, in `/`, stdin from /dev/null, stdout and
 /// stderr into non-blocking pipes. The child is held by pidfd at once; it is reaped by us.
 fn spawn_tool(tool: &str, args: &[&str]) -> io::Result<(Process, [Option<OwnedFd>; 2])> {
-    let mut child = Command::new(tool)
+    let mut command = Command::new(tool);
+    // std's spawn also empties the child's signal mask: the signals the daemon blocks for its
+    // signalfd (SIGCHLD among them) are not blocked in the tool (tested below).
+    command
         .args(args)
         .env_clear()
         .env("PATH", crate::sys::COMMAND_PATH)
@@ -160,8 +163,8 @@ fn spawn_tool(tool: &str, args: &[&str]) -> io::Result<(Process, [Option<OwnedFd
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
     let pid = child.id() as crate::sys::Pid;
     let pipes = [
         child.stdout.take().map(OwnedFd::from),
@@ -302,6 +305,7 @@ fn clone_answer(answer: &Result<Answer, Unasked>) -> Result<Answer, Unasked> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::raw;
     use super::*;
 
     /// Steps a tool until it is done, as the daemon's loop would.
@@ -349,6 +353,17 @@ mod tests {
         let (ok, _, why) = run("sh", &["-c", "echo oops >&2; exit 3"]);
         assert!(!ok);
         assert!(why.contains("oops"), "{why}");
+        // The daemon's blocked signals (here: all of this thread's) are not the tool's.
+        raw::set_all_signals_blocked(true);
+        let (_, out, why) = run(
+            "sh",
+            &[
+                "-c",
+                "grep -q '^SigBlk:\t0000000000000000$' /proc/self/status && echo 1",
+            ],
+        );
+        raw::set_all_signals_blocked(false);
+        assert_eq!(out, "1", "the tool started with signals blocked: {why}");
         let missing = spawn_tool("jaildaemon-no-such-tool", &[]).err().unwrap();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
