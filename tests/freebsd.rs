@@ -61,12 +61,20 @@ fn entries() -> Vec<Entry> {
             "SYS_sigprocmask",
         ),
         e(
-            "SYS_SIGWAIT",
-            abi::SYS_SIGWAIT as u64,
+            "SYS_SIGTIMEDWAIT",
+            abi::SYS_SIGTIMEDWAIT as u64,
             "sys/syscall.h",
-            "SYS_sigwait",
+            "SYS_sigtimedwait",
+        ),
+        e(
+            "SYS_CLOCK_GETTIME",
+            abi::SYS_CLOCK_GETTIME as u64,
+            "sys/syscall.h",
+            "SYS_clock_gettime",
         ),
         e("SIGHUP", abi::SIGHUP as u64, "sys/signal.h", "SIGHUP"),
+        e("SIGUSR1", abi::SIGUSR1 as u64, "sys/signal.h", "SIGUSR1"),
+        e("SIGUSR2", abi::SIGUSR2 as u64, "sys/signal.h", "SIGUSR2"),
         e(
             "SIG_SETMASK",
             abi::SIG_SETMASK as u64,
@@ -74,6 +82,13 @@ fn entries() -> Vec<Entry> {
             "SIG_SETMASK",
         ),
         e("EINTR", abi::EINTR as u64, "sys/errno.h", "EINTR"),
+        e("EAGAIN", abi::EAGAIN as u64, "sys/errno.h", "EAGAIN"),
+        e(
+            "CLOCK_MONOTONIC",
+            abi::CLOCK_MONOTONIC as u64,
+            "sys/_clock_id.h",
+            "CLOCK_MONOTONIC",
+        ),
         e(
             "SIGSET_WORDS",
             abi::SIGSET_WORDS as u64,
@@ -185,7 +200,7 @@ fn every_constant_of_the_probes_table_is_checked() {
         unchecked.is_empty(),
         "not checked against FreeBSD: {unchecked:?}"
     );
-    assert!(declared.len() >= 9, "read too few constants: {declared:?}");
+    assert!(declared.len() >= 14, "read too few constants: {declared:?}");
 }
 
 #[test]
@@ -216,8 +231,11 @@ fn a_wrong_number_is_reported_with_freebsds() {
         return;
     };
     let mut table = entries();
-    let sigwait = table.iter_mut().find(|e| e.ours == "SYS_SIGWAIT").unwrap();
-    sigwait.value += 1;
+    let sigtimedwait = table
+        .iter_mut()
+        .find(|e| e.ours == "SYS_SIGTIMEDWAIT")
+        .unwrap();
+    sigtimedwait.value += 1;
     table.push(Entry {
         ours: "NOT_THERE",
         value: 1,
@@ -229,9 +247,9 @@ fn a_wrong_number_is_reported_with_freebsds() {
         wrong,
         [
             format!(
-                "SYS_SIGWAIT is {}, FreeBSD's SYS_sigwait (sys/syscall.h) is {}",
-                abi::SYS_SIGWAIT + 1,
-                abi::SYS_SIGWAIT
+                "SYS_SIGTIMEDWAIT is {}, FreeBSD's SYS_sigtimedwait (sys/syscall.h) is {}",
+                abi::SYS_SIGTIMEDWAIT + 1,
+                abi::SYS_SIGTIMEDWAIT
             ),
             "NOT_THERE: sys/signal.h has no SIGNOTTHERE".to_string(),
         ]
