@@ -14,6 +14,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=probe/probe.rs");
     println!("cargo:rerun-if-changed=probe/magic.rs");
+    println!("cargo:rerun-if-changed=probe/verbs.rs");
     println!("cargo:rerun-if-changed=probe/freebsd.rs");
     println!("cargo:rerun-if-changed=probe/freebsd_abi.rs");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("freebsd") {

@@ -3,10 +3,17 @@
 //! The FreeBSD twin of `probe/probe.rs`, built by `build.rs` as a freestanding static
 //! executable with no libc and no allocator, embedded into `jaildaemon` and exec'd with
 //! fexecve(2) after the daemon's child has attached to the jail, switched ids and confined
-//! itself (`src/sys/freebsd/mod.rs`). Its argv is `[title]`, so its whole command line, as
-//! `pkill -f` sees it, is the title.
+//! itself (`src/sys/freebsd/mod.rs`). Its argv is `[title]`, or with `status` the title and
+//! the status words after it, as on Linux.
 //! Its whole contract: SIGHUP makes it exit with `MAGIC_EXIT`; any other signal keeps its
 //! default action, so a deadly one kills it, which the daemon reads as "fire nothing".
+//! A probe with verbs also waits for SIGUSR1 and/or SIGUSR2 and exits with `USR1_EXIT` or
+//! `USR2_EXIT` for them (`magic.rs`); it learns them, and their confirmation windows, from its
+//! environment (`USR1=0`, `USR2=10`) exactly as the Linux probe does (`probe/verbs.rs`), and
+//! keeps an open window itself with sigtimedwait(2)'s timeout and CLOCK_MONOTONIC.
+//! Unlike the Linux probe it takes every such signal, whoever sent it: FreeBSD's jails have
+//! no pid namespace whose sender pid would tell a sender in the jail from one outside it, so
+//! the rule is the kernel's own (root of the jail, or the probe's uid).
 //!
 //! The kernel's numbers are in `probe/freebsd_abi.rs`, checked against the libc crate and
 //! FreeBSD's headers. The image is branded FreeBSD twice: by the ABI note below, which also
@@ -24,6 +31,8 @@ mod abi {
 }
 
 use abi::*;
+
+include!("verbs.rs");
 
 // The note that brands the image (`.note.tag`, as FreeBSD's own crt1 carries it): name
 // "FreeBSD", type NT_FREEBSD_ABI_TAG, and the release as its 4-byte description. The section
@@ -44,8 +53,10 @@ core::arch::global_asm!(
 
 #[cfg(target_arch = "x86_64")]
 mod arch {
-    // The kernel enters `_start` with the stack holding argc, argv and the environment; the
-    // probe needs none of them. Align the stack as the C ABI expects and go on.
+    // The kernel enters `_start` with `rdi` pointing at the initial stack (argc, argv, the
+    // environment), which is also `probe_main`'s first argument; `rsp` lies just below it
+    // (exec_setregs in sys/amd64/amd64/exec_machdep.c). Align the stack as the C ABI expects
+    // and go on.
     core::arch::global_asm!(
         ".globl _start",
         "_start:",
@@ -54,20 +65,23 @@ mod arch {
         "ud2",
     );
 
-    /// Returns the kernel's `rax`: the result, or an errno value with the carry flag set.
-    /// Every call the probe makes returns 0 on success, so 0 means success and anything
-    /// else an error.
+    /// Returns the kernel's `rax` and whether the carry flag was set: the result, or an errno
+    /// value with the carry flag set.
     ///
     /// # Safety
     /// The caller passes arguments that are valid for syscall `nr`.
-    pub unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> usize {
+    pub unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> (usize, bool) {
         let ret;
+        let carry: u8;
         // SAFETY: FreeBSD's amd64 syscall ABI: number in rax, arguments in rdi, rsi, rdx;
-        // results in rax and rdx; `syscall` itself clobbers rcx and r11. The other argument
-        // registers are declared clobbered too, which costs nothing and assumes less.
+        // results in rax and rdx, an error in the carry flag; `syscall` itself clobbers rcx
+        // and r11. The other argument registers are declared clobbered too, which costs
+        // nothing and assumes less.
         unsafe {
             core::arch::asm!(
                 "syscall",
+                "setc {carry}",
+                carry = out(reg_byte) carry,
                 inlateout("rax") nr => ret,
                 inlateout("rdi") a => _, inlateout("rsi") b => _, inlateout("rdx") c => _,
                 lateout("rcx") _, lateout("r11") _,
@@ -75,35 +89,40 @@ mod arch {
                 options(nostack),
             );
         }
-        ret
+        (ret, carry != 0)
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arch {
+    // The kernel enters `_start` with `x0` pointing at the initial stack (argc, argv, the
+    // environment), which is also `probe_main`'s first argument, and `sp` aligned
+    // (exec_setregs in sys/arm64/arm64/exec_machdep.c).
     core::arch::global_asm!(".globl _start", "_start:", "bl probe_main", "brk #0",);
 
-    /// Returns the kernel's `x0`: the result, or an errno value with the carry flag set.
-    /// Every call the probe makes returns 0 on success, so 0 means success and anything
-    /// else an error.
+    /// Returns the kernel's `x0` and whether the carry flag was set: the result, or an errno
+    /// value with the carry flag set.
     ///
     /// # Safety
     /// The caller passes arguments that are valid for syscall `nr`.
-    pub unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> usize {
+    pub unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> (usize, bool) {
         let ret;
+        let carry: u32;
         // SAFETY: FreeBSD's arm64 syscall ABI: number in x8, arguments in x0..x2, results in
         // x0 and x1, the error in the carry flag. x2 is declared clobbered too, which costs
         // nothing and assumes less.
         unsafe {
             core::arch::asm!(
                 "svc #0",
+                "cset {carry:w}, cs",
+                carry = lateout(reg) carry,
                 in("x8") nr,
                 inlateout("x0") a => ret,
                 inlateout("x1") b => _, inlateout("x2") c => _,
                 options(nostack),
             );
         }
-        ret
+        (ret, carry != 0)
     }
 }
 
@@ -116,32 +135,83 @@ fn exit(code: usize) -> ! {
     }
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn probe_main() -> ! {
-    let mut hup = [0u32; SIGSET_WORDS];
-    hup[(SIGHUP - 1) / 32] = 1 << ((SIGHUP - 1) % 32);
-    // SIGHUP stays blocked and is taken synchronously; every other signal is unblocked and
-    // keeps its default action, so SIGTERM or SIGKILL kill the probe and fire nothing.
-    // SAFETY: sigprocmask reads a sigset_t from a valid pointer; a null `oset` is allowed.
-    if unsafe { syscall3(SYS_SIGPROCMASK, SIG_SETMASK, hup.as_ptr() as usize, 0) } != 0 {
+/// CLOCK_MONOTONIC in nanoseconds.
+fn now_ns() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: clock_gettime writes one 16-byte timespec to a valid buffer.
+    let (_, failed) = unsafe {
+        syscall3(
+            SYS_CLOCK_GETTIME,
+            CLOCK_MONOTONIC,
+            ts.as_mut_ptr() as usize,
+            0,
+        )
+    };
+    if failed {
         exit(1);
     }
-    loop {
-        let mut sig: i32 = 0;
-        // SAFETY: sigwait reads a sigset_t and writes one int, both valid for the call.
-        let err = unsafe {
-            syscall3(
-                SYS_SIGWAIT,
-                hup.as_ptr() as usize,
-                &mut sig as *mut i32 as usize,
-                0,
-            )
-        };
-        if err == 0 && sig as usize == SIGHUP {
-            exit(magic::MAGIC_EXIT as usize);
+    (ts[0] as u64).saturating_mul(1_000_000_000).saturating_add(ts[1] as u64)
+}
+
+/// The signals the probe waits for: SIGHUP and the verbs its environment names.
+fn mask_of(verbs: &Verbs) -> [u32; SIGSET_WORDS] {
+    let mut mask = [0u32; SIGSET_WORDS];
+    // Signal `n` is bit `(n - 1) % 32` of word `(n - 1) / 32` (`get_mut`: no panic path).
+    let mut add = |sig: usize| {
+        if let Some(word) = mask.get_mut((sig - 1) / 32) {
+            *word |= 1 << ((sig - 1) % 32);
         }
-        if err != EINTR {
+    };
+    add(SIGHUP);
+    if verbs.listed[0] {
+        add(SIGUSR1);
+    }
+    if verbs.listed[1] {
+        add(SIGUSR2);
+    }
+    mask
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn probe_main(stack: *const usize) -> ! {
+    // SAFETY: `stack` is the initial stack the kernel entered `_start` with.
+    let verbs = unsafe { verbs_from_stack(stack) };
+    let mask = mask_of(&verbs);
+    // SIGHUP and the verbs stay blocked and are taken synchronously; every other signal is
+    // unblocked and keeps its default action, so SIGTERM or SIGKILL kill the probe and fire
+    // nothing.
+    // SAFETY: sigprocmask reads a sigset_t from a valid pointer; a null `oset` is allowed.
+    let (_, failed) =
+        unsafe { syscall3(SYS_SIGPROCMASK, SIG_SETMASK, mask.as_ptr() as usize, 0) };
+    if failed {
+        exit(1);
+    }
+    let mut windows = Windows::new();
+    loop {
+        // Wait until the earliest open window ends, or for ever.
+        let timeout = windows.left(now_ns()).map(timespec);
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(0, |t| t.as_ptr() as usize);
+        // SAFETY: sigtimedwait reads a sigset_t and a 16-byte timespec (or none: wait for
+        // ever); with a null `info` it writes nothing (sys_sigtimedwait in kern_sig.c).
+        let (sig, failed) =
+            unsafe { syscall3(SYS_SIGTIMEDWAIT, mask.as_ptr() as usize, 0, timeout_ptr) };
+        if failed {
+            if sig == EINTR || sig == EAGAIN {
+                continue;
+            }
             exit(1);
+        }
+        let (code, verb) = match sig {
+            SIGHUP => (magic::MAGIC_EXIT, None),
+            SIGUSR1 => (magic::USR1_EXIT, Some(0)),
+            SIGUSR2 => (magic::USR2_EXIT, Some(1)),
+            _ => exit(1),
+        };
+        match verb {
+            Some(v) if !windows.fires(&verbs, v, now_ns()) => {}
+            _ => exit(code as usize),
         }
     }
 }

@@ -10,14 +10,25 @@
 pub const SYS_EXIT: usize = 1;
 /// `SYS_sigprocmask` (sys/syscall.h).
 pub const SYS_SIGPROCMASK: usize = 340;
-/// `SYS_sigwait` (sys/syscall.h): returns 0 and stores the signal, or returns an errno value.
-pub const SYS_SIGWAIT: usize = 429;
+/// `SYS_sigtimedwait` (sys/syscall.h): returns the signal taken, or an errno value with the
+/// carry flag set (`EAGAIN` when the timeout passed).
+pub const SYS_SIGTIMEDWAIT: usize = 345;
+/// `SYS_clock_gettime` (sys/syscall.h).
+pub const SYS_CLOCK_GETTIME: usize = 232;
 /// `SIGHUP` (sys/signal.h).
 pub const SIGHUP: usize = 1;
+/// `SIGUSR1` (sys/signal.h): the verb `USR1`.
+pub const SIGUSR1: usize = 30;
+/// `SIGUSR2` (sys/signal.h): the verb `USR2`.
+pub const SIGUSR2: usize = 31;
 /// `SIG_SETMASK` (sys/signal.h): the `how` of sigprocmask(2) that replaces the mask.
 pub const SIG_SETMASK: usize = 3;
 /// `EINTR` (sys/errno.h).
 pub const EINTR: usize = 4;
+/// `EAGAIN` (sys/errno.h): what sigtimedwait(2) returns when its timeout passed.
+pub const EAGAIN: usize = 35;
+/// `CLOCK_MONOTONIC` (sys/_clock_id.h).
+pub const CLOCK_MONOTONIC: usize = 4;
 /// `_SIG_WORDS` (sys/_sigset.h): a `sigset_t` is this many 32-bit words; signal `n` is bit
 /// `(n - 1) % 32` of word `(n - 1) / 32`.
 pub const SIGSET_WORDS: usize = 4;

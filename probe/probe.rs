@@ -173,67 +173,19 @@ impl SigInfo {
     }
 }
 
-/// Whether the NUL-terminated string at `entry` starts with `prefix`.
-fn starts_with(entry: *const u8, prefix: &[u8]) -> bool {
-    for (i, want) in prefix.iter().enumerate() {
-        // SAFETY: `entry` is NUL-terminated; a mismatch (the NUL included) stops the scan
-        // before reading past it.
-        if unsafe { *entry.add(i) } != *want {
-            return false;
-        }
-    }
-    true
-}
+include!("verbs.rs");
 
-/// The signals the probe waits for (SIGHUP and the verbs its environment names), and each
-/// verb's confirmation window in nanoseconds (0: none), `USR1` first.
-struct Waiting {
-    mask: u64,
-    window: [u64; 2],
-}
-
-/// The decimal number of seconds after the `prefix` of `entry`, at most `MAX_CONFIRM_SECS`;
-/// anything else reads as 0 (the daemon writes only valid numbers).
-fn window_of(entry: *const u8, prefix: &[u8]) -> u64 {
-    let mut secs: u64 = 0;
-    let mut i = prefix.len();
-    loop {
-        // SAFETY: `entry` is NUL-terminated and starts with `prefix`; we stop at the NUL.
-        let byte = unsafe { *entry.add(i) };
-        match byte {
-            0 => break,
-            b'0'..=b'9' => secs = secs.saturating_mul(10).saturating_add((byte - b'0') as u64),
-            _ => return 0,
-        }
-        i += 1;
-    }
-    secs.min(magic::MAX_CONFIRM_SECS) * 1_000_000_000
-}
-
-fn waiting(stack: *const usize) -> Waiting {
+/// The signals the probe waits for: SIGHUP and the verbs its environment names.
+fn mask_of(verbs: &Verbs) -> u64 {
     let bit = |sig: usize| 1u64 << (sig - 1);
-    let mut w = Waiting {
-        mask: bit(SIGHUP),
-        window: [0; 2],
-    };
-    // SAFETY: at process entry the stack holds argc, argc argv pointers and a null, then the
-    // environment pointers up to a null.
-    unsafe {
-        let argc = *stack;
-        let mut env = stack.add(argc + 2);
-        while *env != 0 {
-            let entry = *env as *const u8;
-            if starts_with(entry, magic::USR1_VAR) {
-                w.mask |= bit(SIGUSR1);
-                w.window[0] = window_of(entry, magic::USR1_VAR);
-            } else if starts_with(entry, magic::USR2_VAR) {
-                w.mask |= bit(SIGUSR2);
-                w.window[1] = window_of(entry, magic::USR2_VAR);
-            }
-            env = env.add(1);
-        }
+    let mut mask = bit(SIGHUP);
+    if verbs.listed[0] {
+        mask |= bit(SIGUSR1);
     }
-    w
+    if verbs.listed[1] {
+        mask |= bit(SIGUSR2);
+    }
+    mask
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
@@ -293,13 +245,15 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     // SIGHUP and the verbs stay blocked and are taken synchronously; every other signal is
     // unblocked and keeps its default action, so SIGTERM or SIGKILL kill the probe and fire
     // nothing.
-    let w = waiting(stack);
+    // SAFETY: `stack` is the initial stack `_start` was entered with.
+    let verbs = unsafe { verbs_from_stack(stack) };
+    let mask = mask_of(&verbs);
     // SAFETY: rt_sigprocmask reads an 8-byte mask from a valid pointer.
     if unsafe {
         syscall4(
             SYS_RT_SIGPROCMASK,
             SIG_SETMASK,
-            &w.mask as *const u64 as usize,
+            &mask as *const u64 as usize,
             0,
             8,
         )
@@ -309,20 +263,10 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
     }
     let mut ignored: usize = 0;
     show_ignored(ignored);
-    // A verb with a confirmation window fires on its second accepted signal before the end of
-    // the window its first one opened: the window's end, per verb (0: none open).
-    let mut open_until: [u64; 2] = [0; 2];
+    let mut windows = Windows::new();
     loop {
         // Wait until the earliest open window ends, or for ever.
-        let now = now_ns();
-        for end in open_until.iter_mut() {
-            if *end != 0 && *end <= now {
-                *end = 0;
-            }
-        }
-        let next = open_until.iter().filter(|e| **e != 0).min().copied();
-        let left = next.map(|end| end - now);
-        let timeout = left.map(|ns| [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]);
+        let timeout = windows.left(now_ns()).map(timespec);
         let timeout_ptr = timeout
             .as_ref()
             .map_or(0, |t| t.as_ptr() as usize);
@@ -332,7 +276,7 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
         let sig = unsafe {
             syscall4(
                 SYS_RT_SIGTIMEDWAIT,
-                &w.mask as *const u64 as usize,
+                &mask as *const u64 as usize,
                 &mut info as *mut SigInfo as usize,
                 timeout_ptr,
                 8,
@@ -351,13 +295,7 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
                 continue;
             }
             match verb {
-                Some(v) if w.window[v] != 0 => {
-                    let now = now_ns();
-                    if open_until[v] != 0 && now < open_until[v] {
-                        exit_group(code as usize);
-                    }
-                    open_until[v] = now.saturating_add(w.window[v]);
-                }
+                Some(v) if !windows.fires(&verbs, v, now_ns()) => {}
                 _ => exit_group(code as usize),
             }
         } else if sig != -EINTR && sig != -EAGAIN {

@@ -259,14 +259,6 @@ impl Arm {
                     .into(),
             );
         }
-        #[cfg(target_os = "freebsd")]
-        if !self.verbs.is_empty() {
-            return data("verbs are not supported on FreeBSD yet".into());
-        }
-        #[cfg(target_os = "freebsd")]
-        if self.status {
-            return data("status is not supported on FreeBSD yet".into());
-        }
         if self.jail.is_empty()
             || self.jail.len() > MAX_JAIL
             || self.jail.chars().any(char::is_control)

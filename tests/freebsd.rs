@@ -7,6 +7,10 @@
 //! - the linked FreeBSD binary and its probe, with `dist/freebsd/check-elf.sh`, once `.ci/run`
 //!   (or the command in DEVELOPERS.md) has built them into `target/freebsd-build`.
 //!
+//! - the verb logic the FreeBSD probe shares with the Linux one (`probe/verbs.rs`: the verbs
+//!   read from the initial stack's environment, the confirmation windows), run here on a
+//!   stack laid out as both kernels lay it out.
+//!
 //! Without zig, or without that build, the tests say SKIPPED on stderr.
 
 use std::collections::BTreeSet;
@@ -61,12 +65,20 @@ fn entries() -> Vec<Entry> {
             "SYS_sigprocmask",
         ),
         e(
-            "SYS_SIGWAIT",
-            abi::SYS_SIGWAIT as u64,
+            "SYS_SIGTIMEDWAIT",
+            abi::SYS_SIGTIMEDWAIT as u64,
             "sys/syscall.h",
-            "SYS_sigwait",
+            "SYS_sigtimedwait",
+        ),
+        e(
+            "SYS_CLOCK_GETTIME",
+            abi::SYS_CLOCK_GETTIME as u64,
+            "sys/syscall.h",
+            "SYS_clock_gettime",
         ),
         e("SIGHUP", abi::SIGHUP as u64, "sys/signal.h", "SIGHUP"),
+        e("SIGUSR1", abi::SIGUSR1 as u64, "sys/signal.h", "SIGUSR1"),
+        e("SIGUSR2", abi::SIGUSR2 as u64, "sys/signal.h", "SIGUSR2"),
         e(
             "SIG_SETMASK",
             abi::SIG_SETMASK as u64,
@@ -74,6 +86,13 @@ fn entries() -> Vec<Entry> {
             "SIG_SETMASK",
         ),
         e("EINTR", abi::EINTR as u64, "sys/errno.h", "EINTR"),
+        e("EAGAIN", abi::EAGAIN as u64, "sys/errno.h", "EAGAIN"),
+        e(
+            "CLOCK_MONOTONIC",
+            abi::CLOCK_MONOTONIC as u64,
+            "sys/_clock_id.h",
+            "CLOCK_MONOTONIC",
+        ),
         e(
             "SIGSET_WORDS",
             abi::SIGSET_WORDS as u64,
@@ -185,7 +204,7 @@ fn every_constant_of_the_probes_table_is_checked() {
         unchecked.is_empty(),
         "not checked against FreeBSD: {unchecked:?}"
     );
-    assert!(declared.len() >= 9, "read too few constants: {declared:?}");
+    assert!(declared.len() >= 14, "read too few constants: {declared:?}");
 }
 
 #[test]
@@ -216,8 +235,11 @@ fn a_wrong_number_is_reported_with_freebsds() {
         return;
     };
     let mut table = entries();
-    let sigwait = table.iter_mut().find(|e| e.ours == "SYS_SIGWAIT").unwrap();
-    sigwait.value += 1;
+    let sigtimedwait = table
+        .iter_mut()
+        .find(|e| e.ours == "SYS_SIGTIMEDWAIT")
+        .unwrap();
+    sigtimedwait.value += 1;
     table.push(Entry {
         ours: "NOT_THERE",
         value: 1,
@@ -229,9 +251,9 @@ fn a_wrong_number_is_reported_with_freebsds() {
         wrong,
         [
             format!(
-                "SYS_SIGWAIT is {}, FreeBSD's SYS_sigwait (sys/syscall.h) is {}",
-                abi::SYS_SIGWAIT + 1,
-                abi::SYS_SIGWAIT
+                "SYS_SIGTIMEDWAIT is {}, FreeBSD's SYS_sigtimedwait (sys/syscall.h) is {}",
+                abi::SYS_SIGTIMEDWAIT + 1,
+                abi::SYS_SIGTIMEDWAIT
             ),
             "NOT_THERE: sys/signal.h has no SIGNOTTHERE".to_string(),
         ]
@@ -334,4 +356,82 @@ fn the_freebsd_build_passes_check_elf_and_linux_files_do_not() {
         "{}",
         said(&refused)
     );
+}
+
+// ---- the verb logic both probes share, run here ----
+
+#[allow(dead_code)]
+mod shared {
+    mod magic {
+        include!("../probe/magic.rs");
+    }
+    include!("../probe/verbs.rs");
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// The verbs a probe with this environment reads: the stack holds argc, the argv pointers,
+    /// a null, the environment pointers and a null, as exec leaves it on Linux and FreeBSD.
+    fn verbs_of(env: &[&str]) -> Verbs {
+        // The second argv word looks like a verb: only the environment counts.
+        let strings: Vec<Vec<u8>> = ["TITLE", "USR1=0"]
+            .iter()
+            .chain(env)
+            .map(|s| s.bytes().chain([0]).collect())
+            .collect();
+        let mut stack: Vec<usize> = vec![2];
+        stack.extend(strings[..2].iter().map(|s| s.as_ptr() as usize));
+        stack.push(0);
+        stack.extend(strings[2..].iter().map(|s| s.as_ptr() as usize));
+        stack.push(0);
+        // SAFETY: `stack` is laid out as described, its strings NUL-terminated and alive.
+        unsafe { verbs_from_stack(stack.as_ptr()) }
+    }
+
+    #[test]
+    fn the_verbs_and_their_windows_come_from_the_environment_alone() {
+        let v = verbs_of(&["PATH=/bin", "USR2=10", "USR1=0"]);
+        assert_eq!((v.listed, v.window), ([true, true], [0, 10 * SEC]));
+        let v = verbs_of(&["USR1=99999"]);
+        assert_eq!((v.listed, v.window), ([true, false], [3600 * SEC, 0]));
+        // Negative twins: no verb variable, or look-alikes (the argv word `USR1=0` too).
+        for env in [&[][..], &["USR10=5", "XUSR1=5", "USR2"], &["usr1=0"]] {
+            let v = verbs_of(env);
+            assert_eq!(v.listed, [false, false], "{env:?}");
+        }
+        // A malformed window reads as none: the verb fires on its first signal.
+        let v = verbs_of(&["USR2=1s"]);
+        assert_eq!((v.listed, v.window), ([false, true], [0, 0]));
+    }
+
+    #[test]
+    fn a_confirmed_verb_fires_only_on_its_second_signal_within_the_window() {
+        let verbs = Verbs {
+            listed: [true, true],
+            window: [0, 10 * SEC],
+        };
+        let mut w = Windows::new();
+        assert_eq!(w.left(0), None, "nothing open: wait for ever");
+        // USR1 has no window: it fires at once.
+        assert!(w.fires(&verbs, 0, 5));
+        // USR2: the first signal opens a window, the second within it fires.
+        assert!(!w.fires(&verbs, 1, 100));
+        assert_eq!(w.left(100 + 4 * SEC), Some(6 * SEC));
+        assert_eq!(timespec(6 * SEC + 5), [6, 5]);
+        assert!(w.fires(&verbs, 1, 100 + 10 * SEC - 1));
+        // Negative twin: at the window's end the probe is back to plain, and a signal then
+        // only opens a new window.
+        let mut w = Windows::new();
+        assert!(!w.fires(&verbs, 1, 0));
+        assert_eq!(w.left(10 * SEC), None);
+        assert!(!w.fires(&verbs, 1, 10 * SEC));
+        assert!(w.fires(&verbs, 1, 11 * SEC));
+        // The same when the signal comes just as the window ends, before the probe has
+        // closed it (it reads the clock again after the wait).
+        let mut w = Windows::new();
+        assert!(!w.fires(&verbs, 1, 0));
+        assert!(!w.fires(&verbs, 1, 10 * SEC));
+        // An index past the two verbs has no window (and no panic path): it fires at once, as
+        // a verb without a window does; the probes never pass one.
+        assert!(w.fires(&verbs, 2, 0));
+    }
 }

@@ -10,7 +10,7 @@
 pub(crate) mod pure;
 mod raw;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -90,7 +90,12 @@ mod probe_abi {
 const _: () = {
     assert!(probe_abi::SIGHUP == libc::SIGHUP as usize);
     assert!(probe_abi::SIG_SETMASK == libc::SIG_SETMASK as usize);
+    assert!(probe_abi::SIGUSR1 == libc::SIGUSR1 as usize);
+    assert!(probe_abi::SIGUSR2 == libc::SIGUSR2 as usize);
     assert!(probe_abi::EINTR == libc::EINTR as usize);
+    assert!(probe_abi::EAGAIN == libc::EAGAIN as usize);
+    assert!(probe_abi::CLOCK_MONOTONIC == libc::CLOCK_MONOTONIC as usize);
+    assert!(std::mem::size_of::<libc::timespec>() == 16);
     assert!(std::mem::size_of::<libc::sigset_t>() == probe_abi::SIGSET_WORDS * 4);
     assert!(std::mem::align_of::<libc::sigset_t>() == 4);
 };
@@ -273,11 +278,10 @@ impl Jail {
     }
 }
 
-/// One probe to place: its title and its ids inside the jail. `env` (its verbs) is always
-/// empty here: `Arm::validate` refuses verbs on FreeBSD, whose probe does not read them yet.
+/// One probe to place: its title (its argv[0]) and the status words after it, its environment
+/// (its verbs, `probe/verbs.rs`) and its ids inside the jail.
 pub struct ProbeRequest {
     pub title: CString,
-    /// Always empty here too: `Arm::validate` refuses `status` on FreeBSD.
     pub args: Vec<CString>,
     pub env: Vec<CString>,
     pub uid: u32,
@@ -313,7 +317,7 @@ pub struct Placed {
 impl Placement {
     /// Forks one probe per request: each closes every descriptor but its status pipe,
     /// attaches to the jail, drops to its ids, makes itself untraceable, no-new-privs and
-    /// killed with the daemon, takes its title, reports, and waits for SIGHUP.
+    /// killed with the daemon, takes its title, reports, and waits for SIGHUP and its verbs.
     #[allow(unsafe_code)]
     pub fn start(
         spawner: &mut Spawner,
@@ -450,10 +454,10 @@ impl Placement {
 }
 
 /// Forks one probe for jail `jid`: a child that confines itself, attaches to the jail,
-/// switches to its ids, reports "armed" and execs the probe image with argv `[title]` and an
-/// empty environment. The status pipe is close-on-exec, so its end of file after "armed" is
-/// the exec; a failed step or exec sends its stage and errno instead. Returns the child and
-/// the read end of its status pipe.
+/// switches to its ids, reports "armed" and execs the probe image with argv `[title, args…]`
+/// and the request's environment (its verbs), nothing else. The status pipe is
+/// close-on-exec, so its end of file after "armed" is the exec; a failed step or exec sends
+/// its stage and errno instead. Returns the child and the read end of its status pipe.
 #[allow(unsafe_code)]
 fn fork_probe(
     image: BorrowedFd<'_>,
@@ -464,6 +468,19 @@ fn fork_probe(
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| os("pipe", e.into()))?;
     rustix::io::ioctl_fionbio(&reader, true).map_err(|e| os("status pipe", e.into()))?;
+    // Null-terminated arrays of pointers into `request`, made before the fork: the child
+    // allocates nothing.
+    let argv: Vec<*const libc::c_char> = std::iter::once(&request.title)
+        .chain(&request.args)
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = request
+        .env
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     // SAFETY: the daemon is single-threaded and the child runs only `probe_child`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
@@ -471,7 +488,7 @@ fn fork_probe(
             writer.as_fd(),
             image,
             jid,
-            &request.title,
+            (&argv, &envp),
             request.uid,
             request.gid,
         ),
@@ -483,17 +500,20 @@ fn fork_probe(
 }
 
 /// The child's steps, in order; each is its own function below. It only makes
-/// async-signal-safe calls: everything it uses (the title, the image descriptor) was prepared
-/// before the fork.
+/// async-signal-safe calls: everything it uses (argv and envp, the image descriptor) was
+/// prepared before the fork.
 fn probe_child(
     status: BorrowedFd<'_>,
     image: BorrowedFd<'_>,
     jid: i32,
-    title: &CStr,
+    (argv, envp): (&[*const libc::c_char], &[*const libc::c_char]),
     uid: u32,
     gid: u32,
 ) -> ! {
-    raw::reset_signals(&[libc::SIGHUP]);
+    // The probe's signals stay blocked until it takes them itself: one sent between the exec
+    // and the probe's own sigprocmask waits for it instead of killing it (a signal that is not
+    // one of its verbs then kills it, as any time later).
+    raw::reset_signals(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2]);
     // Past this point the status pipe is fd 3 and the image fd 4, both close-on-exec; without
     // the pipe there is nobody to report to.
     if raw::keep_fds(status, image).is_err() {
@@ -507,7 +527,7 @@ fn probe_child(
     );
     child_step(pure::STAGE_IDS, raw::set_ids(uid, gid));
     child_report_armed();
-    child_exec(title)
+    child_exec(argv, envp)
 }
 
 /// Reports a failed step on the status pipe and leaves; a step that worked goes on.
@@ -540,10 +560,10 @@ fn child_report_armed() {
     }
 }
 
-/// Execs the probe image (fd 4) with argv `[title]` and no environment; returns only to
+/// Execs the probe image (fd 4) with `argv` and `envp` (null-terminated); returns only to
 /// report a failure.
-fn child_exec(title: &CStr) -> ! {
-    let err = raw::exec_image(raw::image_fd(), title);
+fn child_exec(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
+    let err = raw::exec_image(raw::image_fd(), argv, envp);
     child_fail(pure::STAGE_EXEC, err)
 }
 

@@ -4,7 +4,7 @@
 //! machine.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -311,13 +311,19 @@ pub fn keep_fds(status: BorrowedFd<'_>, image: BorrowedFd<'_>) -> io::Result<()>
     Ok(())
 }
 
-/// fexecve(2) of `image` with argv `[title]` and an empty environment. Returns only on
+/// fexecve(2) of `image` with `argv` and `envp`, each ending with a null. Returns only on
 /// failure, with the error. Async-signal-safe.
-pub fn exec_image(image: BorrowedFd<'_>, title: &CStr) -> io::Error {
-    let argv = [title.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    // SAFETY: argv and envp are null-terminated arrays of valid C strings that live until the
-    // call returns (on success it does not).
+pub fn exec_image(
+    image: BorrowedFd<'_>,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    // Both must end with a null; without one, fexecve would read past the slice.
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return io::Error::from_raw_os_error(libc::EINVAL);
+    }
+    // SAFETY: argv and envp are null-terminated (checked above) arrays of valid C strings that
+    // live until the call returns (on success it does not).
     unsafe { libc::fexecve(image.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
 }
