@@ -796,18 +796,7 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     raw::signal_queue(signals)
 }
 
-/// A child of ours that was stopped (by this signal) or continued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildChange {
-    Stopped(i32),
-    Continued,
-}
-
-/// Children stopped or continued since last asked. Not yet on FreeBSD (documented): a
-/// stopped probe is not reported there.
-pub fn child_changes() -> Vec<(i32, ChildChange)> {
-    Vec::new()
-}
+pub use raw::{ChildChange, child_changes};
 
 pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     Ok(raw::next_event(fd)?.map(|s| s as i32))
