@@ -616,7 +616,8 @@ impl Daemon {
             match (ids, title) {
                 (Ok(ids), Ok(title)) => {
                     // The verbs go in the probe's environment, which the jail cannot change
-                    // (probe/probe.rs says why there); its argv stays `[title]`.
+                    // (probe/probe.rs says why there); its argv is the title, followed by the
+                    // status words with `--status`.
                     let env = p
                         .verbs
                         .iter()
