@@ -6,7 +6,8 @@
 
 mod posix;
 pub use posix::{
-    Exit, PeerCredentials, Pid, default_sigchld, detach, open_syslog, readable_now, syslog,
+    ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach, open_syslog,
+    readable_now, syslog,
 };
 
 /// PATH of every command and of the container managers' tools. The rest of a command's

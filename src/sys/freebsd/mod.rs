@@ -796,8 +796,6 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     raw::signal_queue(signals)
 }
 
-pub use raw::{ChildChange, child_changes};
-
 pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     Ok(raw::next_event(fd)?.map(|s| s as i32))
 }

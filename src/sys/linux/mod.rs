@@ -34,7 +34,7 @@ pub use lookup::Lookup;
 pub use placement::{PLACEMENT_DEADLINE, Placed, Placement, ProbeRequest};
 pub use poller::Poller;
 pub use process::Process;
-pub use raw::{ChildChange, child_changes, read_signalfd, signalfd};
+pub use raw::{read_signalfd, signalfd};
 
 /// The host settings a probe's confinement leans on; each one found wrong is a warning for
 /// the log.

@@ -196,44 +196,6 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     }
 }
 
-/// A child of ours that was stopped (by this signal) or continued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildChange {
-    Stopped(i32),
-    Continued,
-}
-
-/// Every child of ours stopped or continued since last asked, with its pid: waitid(2) with
-/// `P_ALL` and only `WSTOPPED | WCONTINUED | WNOHANG`, which never reaps (no `WEXITED`), so
-/// each pid is that of a live, unreaped child of ours and cannot have been recycled.
-pub fn child_changes() -> Vec<(i32, ChildChange)> {
-    let mut changes = Vec::new();
-    loop {
-        // SAFETY: siginfo_t is plain data; waitid writes one into the valid buffer.
-        let (rc, info) = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let rc = libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG,
-            );
-            (rc, info)
-        };
-        // SAFETY: for a SIGCHLD siginfo (what waitid fills in) si_pid and si_status are set.
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-        if rc != 0 || pid == 0 {
-            return changes;
-        }
-        let change = match info.si_code {
-            libc::CLD_STOPPED => ChildChange::Stopped(status),
-            libc::CLD_CONTINUED => ChildChange::Continued,
-            _ => continue,
-        };
-        changes.push((pid, change));
-    }
-}
-
 /// Reads one pending signal number from a signalfd, if any.
 pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     // SAFETY: signalfd_siginfo is plain data; read writes at most its size into it.
