@@ -5,36 +5,30 @@
 //! container managers' tools, placements and clients are all watched by the queue under
 //! deadlines, and a killed child is reaped when it is gone, never waited for.
 
+mod clients;
 mod commands;
 pub mod core;
+mod startup;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use self::core::{
-    ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId,
-    RESERVED_DESCRIPTORS, ToPlace,
+    ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId, ToPlace,
 };
 pub use self::core::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
 use crate::cli::DaemonConfig;
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
-use crate::proto::{self, Origin, Request, Response};
+use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
+use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
+use startup::{PidFile, notify_service_manager, probe_limits, shed_environment, take_socket};
 
-/// A client must send its whole request within this time, and take its answer within it.
-const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
-/// Connections served at once; beyond that a client is answered "busy" at once.
-const MAX_CLIENTS: usize = 256;
-/// With every descriptor taken, the listener is left alone this long before the next accept.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How soon a child that exited but could not be reaped yet (a tracer holds it) is looked at
 /// again.
 const RECHECK: Duration = Duration::from_millis(100);
@@ -72,25 +66,6 @@ impl MetricsFile {
         }
         Some(self.written.map_or(now, |t| t + METRICS_INTERVAL))
     }
-}
-
-/// A connection, from its request to its answer.
-enum ClientState {
-    /// Sending its request, until `deadline`.
-    Reading { buf: Vec<u8>, deadline: Instant },
-    /// Its request is with the core: a probe being looked up or placed.
-    Waiting,
-    /// Taking its answer, until `deadline`.
-    Writing {
-        answer: Vec<u8>,
-        written: usize,
-        deadline: Instant,
-    },
-}
-
-struct Client {
-    stream: UnixStream,
-    state: ClientState,
 }
 
 /// The configuration file, and whether `-C` named it (then it must exist).
@@ -202,95 +177,6 @@ impl Token {
             _ => return None,
         })
     }
-}
-
-/// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics).
-struct PidFile {
-    file: File,
-}
-
-impl PidFile {
-    fn lock(path: &Path) -> Result<PidFile, Error> {
-        let cant =
-            |e: io::Error| Error::new(Kind::CantCreate, format!("pidfile {}: {e}", path.display()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            // Not truncated before the lock is ours: the pid in it names the holder.
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(cant)?;
-        if let Err(e) =
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(if e == rustix::io::Errno::WOULDBLOCK {
-                Error::new(
-                    Kind::CantCreate,
-                    format!(
-                        "a jaildaemon (pid {}) already holds the pidfile {}",
-                        pid.trim(),
-                        path.display()
-                    ),
-                )
-            } else {
-                cant(e.into())
-            });
-        }
-        Ok(PidFile { file })
-    }
-
-    fn write_pid(&mut self, pid: u32) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        writeln!(self.file, "{pid}")
-    }
-}
-
-/// Takes the socket path: refuses if a daemon answers there, removes a stale socket, never
-/// removes anything that is not a socket.
-fn take_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Error> {
-    let cant = |m: String| Error::new(Kind::CantCreate, format!("socket {}: {m}", path.display()));
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(cant("exists and is not a socket; not touching it".into()));
-        }
-        match crate::client::ask(path, &Request::Ping) {
-            Ok(Response::Pong { pid }) => {
-                return Err(cant(format!(
-                    "a jaildaemon (pid {pid}) is already serving it"
-                )));
-            }
-            Ok(_)
-            | Err(Error {
-                kind: Kind::Protocol | Kind::Timeout,
-                ..
-            }) => {
-                return Err(cant("something else is listening on it".into()));
-            }
-            Err(_) => {
-                log::info!("removing stale socket {}", path.display());
-                std::fs::remove_file(path).map_err(|e| cant(e.to_string()))?;
-            }
-        }
-    }
-    // Created with mode 0600 from the start: only root may connect.
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
-    let bound = UnixListener::bind(path);
-    rustix::process::umask(old);
-    let listener = bound.map_err(|e| cant(e.to_string()))?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(|e| cant(e.to_string()))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-            .map_err(|e| cant(e.to_string()))?;
-    }
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| cant(e.to_string()))?;
-    Ok(listener)
 }
 
 pub fn run(config: &DaemonConfig) -> Result<(), Error> {
@@ -995,209 +881,6 @@ impl Daemon {
         serial
     }
 
-    fn pause_listener(&mut self, why: &str) {
-        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
-        self.poller.remove(self.listener.as_fd());
-        self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
-    }
-
-    fn drop_client(&mut self, id: ClientId) {
-        if let Some(client) = self.clients.remove(&id) {
-            self.poller.remove(client.stream.as_fd());
-        }
-    }
-
-    fn accept(&mut self) {
-        loop {
-            // Clients may not take the descriptors kept for firing probes: the next one waits
-            // in the backlog while the listener rests.
-            self.core.set_shell_descriptors(self.shell_descriptors());
-            if self.core.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
-                self.pause_listener("descriptors kept for commands");
-                return;
-            }
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    // Out of descriptors (EMFILE, ENFILE) or memory: the client waits in the
-                    // backlog while the listener rests, instead of the daemon spinning on it.
-                    self.pause_listener(&format!("accept: {e}"));
-                    return;
-                }
-            };
-            let in_group = |peer: &sys::PeerCredentials| {
-                self.group
-                    .is_some_and(|g| peer.gid == g || peer.groups.contains(&g))
-            };
-            let refusal = match sys::peer_credentials(stream.as_fd()) {
-                Ok(peer) if peer.uid == 0 || in_group(&peer) => None,
-                Ok(peer) => Some(format!(
-                    "peer uid {} (pid {}) is neither root nor in the socket's group",
-                    peer.uid, peer.pid
-                )),
-                Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
-            };
-            // A refused or turned-away client gets its one answer without waiting for room in
-            // its socket: a new socket's buffer holds far more than one refusal.
-            let _ = stream.set_nonblocking(true);
-            if let Some(why) = refusal {
-                log::warn!("refused a client: {why}");
-                let answer = Response::Refused(Error::new(Kind::NoPerm, format!("refused: {why}")));
-                let _ = (&stream).write_all(&proto::encode(&answer));
-                continue;
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                let busy = Error::new(
-                    Kind::Timeout,
-                    "the daemon is busy with other clients; try again",
-                );
-                let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
-                continue;
-            }
-            let id = self.serial();
-            listen(&self.poller, stream.as_fd(), Token::Client(id));
-            self.clients.insert(
-                id,
-                Client {
-                    stream,
-                    state: ClientState::Reading {
-                        buf: Vec::new(),
-                        deadline: Instant::now() + CLIENT_DEADLINE,
-                    },
-                },
-            );
-        }
-    }
-
-    fn client_ready(&mut self, id: ClientId) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        match client.state {
-            ClientState::Reading { .. } => self.read_client(id),
-            ClientState::Writing { .. } => self.write_client(id),
-            ClientState::Waiting => {}
-        }
-    }
-
-    /// Reads from client `id`; a whole request is answered or handed to the core.
-    fn read_client(&mut self, id: ClientId) {
-        let mut chunk = [0u8; 4096];
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let ClientState::Reading { buf, .. } = &mut client.state else {
-            return;
-        };
-        let n = match client.stream.read(&mut chunk) {
-            Ok(0) => return self.drop_client(id),
-            Ok(n) => n,
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted =>
-            {
-                return;
-            }
-            Err(_) => return self.drop_client(id),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let request = match proto::decode::<Request>(buf) {
-            Ok(None) => return,
-            Ok(Some(request)) => request,
-            Err(e) => {
-                log::warn!("bad request: {e}");
-                return self.answer(id, &Response::Refused(e));
-            }
-        };
-        // The request is whole: the client's socket is not read again.
-        self.poller.remove(client.stream.as_fd());
-        client.state = ClientState::Waiting;
-        match request {
-            Request::Ping => self.answer(
-                id,
-                &Response::Pong {
-                    pid: std::process::id(),
-                },
-            ),
-            Request::Arm(arm) => match arm.validate().and_then(|()| {
-                // The command's host user must exist now, not only when it fires.
-                arm.run_as
-                    .as_deref()
-                    .map_or(Ok(()), |spec| commands::host_user(spec).map(|_| ()))
-            }) {
-                Ok(()) => {
-                    let persist = arm.persist;
-                    self.events.push_back(Event::Arm {
-                        client: id,
-                        def: arm.into(),
-                        persist,
-                    });
-                }
-                Err(e) => {
-                    log::warn!("refused to arm: {e}");
-                    self.answer(id, &Response::Refused(e));
-                }
-            },
-            Request::List => self.events.push_back(Event::List { client: id }),
-            Request::Remove { probe, jail } => self.events.push_back(Event::Remove {
-                client: id,
-                which: probe,
-                jail,
-            }),
-        }
-    }
-
-    /// Starts writing `response` to client `id`; what its socket does not take at once is
-    /// written as it makes room, within `CLIENT_DEADLINE`.
-    fn answer(&mut self, id: ClientId, response: &Response) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        if let ClientState::Reading { .. } = client.state {
-            self.poller.remove(client.stream.as_fd());
-        }
-        client.state = ClientState::Writing {
-            answer: proto::encode(response),
-            written: 0,
-            deadline: Instant::now() + CLIENT_DEADLINE,
-        };
-        self.write_client(id);
-        if let Some(client) = self.clients.get(&id)
-            && let Err(e) = self
-                .poller
-                .add_writable(client.stream.as_fd(), Token::Client(id).encode())
-        {
-            log::error!("cannot watch a client: {e}");
-            self.drop_client(id);
-        }
-    }
-
-    /// Writes what client `id`'s socket takes; the client is done with once all is written.
-    fn write_client(&mut self, id: ClientId) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let ClientState::Writing {
-            answer, written, ..
-        } = &mut client.state
-        else {
-            return;
-        };
-        while *written < answer.len() {
-            match (&client.stream).write(&answer[*written..]) {
-                Ok(n) => *written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!("client did not take its answer: {e}; dropped");
-                    break;
-                }
-            }
-        }
-        self.drop_client(id);
-    }
-
     /// Kills every armed probe and placement in flight, and reaps what goes within
     /// `SHUTDOWN_GRACE`. Running commands are left to finish on their own: killing a half-done
     /// jail restart would be worse than letting it end.
@@ -1281,31 +964,6 @@ impl Daemon {
     }
 }
 
-/// Tells a service manager that speaks the sd_notify protocol (systemd's `Type=notify`) how
-/// the daemon is doing. Without `NOTIFY_SOCKET` in the environment it does nothing.
-fn notify_service_manager(state: &str) {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::net::UnixDatagram;
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sent = UnixDatagram::unbound().and_then(|socket| {
-        match path.as_bytes().strip_prefix(b"@") {
-            // An abstract socket, as systemd uses.
-            #[cfg(target_os = "linux")]
-            Some(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                socket.send_to_addr(state.as_bytes(), &address)
-            }
-            _ => socket.send_to(state.as_bytes(), &path),
-        }
-    });
-    if let Err(e) = sent {
-        log::warn!("telling the service manager {state}: {e}");
-    }
-}
-
 /// What a `status` probe's command line shows after its title: `last=ok(0)`, `last=failed(3)`
 /// or `last=signal(15)`, how long the command ran (`2.1s`, `3m12s`), and when it ended, as
 /// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
@@ -1333,70 +991,10 @@ fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
     vec![outcome, took, clock]
 }
 
-/// `JAILDAEMON_PROBE_LIMITS=TOTAL,PER_JAIL` lowers the probe limits (for tests, or a host
-/// that wants tighter ones); it can never raise them.
-fn probe_limits() -> Result<(usize, usize), Error> {
-    let Some(value) = std::env::var_os("JAILDAEMON_PROBE_LIMITS") else {
-        return Ok((MAX_PROBES, MAX_PROBES_PER_JAIL));
-    };
-    let bad = || {
-        Error::new(
-            Kind::Usage,
-            format!(
-                "JAILDAEMON_PROBE_LIMITS={}: want TOTAL,PER_JAIL, at most {MAX_PROBES},{MAX_PROBES_PER_JAIL}",
-                value.to_string_lossy()
-            ),
-        )
-    };
-    let text = value.to_str().ok_or_else(bad)?;
-    let (total, per_jail) = text.split_once(',').ok_or_else(bad)?;
-    let parse = |n: &str, max: usize| {
-        n.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-    };
-    let total = parse(total, MAX_PROBES).ok_or_else(bad)?;
-    let per_jail = parse(per_jail, MAX_PROBES_PER_JAIL).ok_or_else(bad)?;
-    log::info!("probe limits lowered to {total} in all, {per_jail} per jail");
-    Ok((total, per_jail))
-}
-
 /// Has `poller` report `fd` under `token`. A failure (the kernel out of memory) is logged: the
 /// descriptor then goes unwatched, which the log says.
 fn listen(poller: &Poller, fd: std::os::fd::BorrowedFd<'_>, token: Token) {
     if let Err(e) = poller.add(fd, token.encode()) {
         log::error!("cannot watch {token:?}: {e}");
     }
-}
-
-/// The only variables the daemon keeps from its environment.
-const KEPT_VARIABLES: [&str; 2] = ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS"];
-
-/// Starts the daemon again with an empty environment (but for `KEPT_VARIABLES`), once: until a
-/// probe's helper execs, it holds a copy of the daemon's memory, environment block included,
-/// and a jail root without CAP_SYS_PTRACE may still read /proc/PID/environ of it. Whatever the
-/// administrator's shell or service manager had in there stays out of the jail.
-fn shed_environment() -> Result<(), Error> {
-    let extra = std::env::vars_os().any(|(name, _)| {
-        !KEPT_VARIABLES
-            .iter()
-            .any(|kept| name == std::ffi::OsStr::new(kept))
-    });
-    if !extra {
-        return Ok(());
-    }
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| Error::os("finding our own executable", e))?;
-    let kept = std::env::vars_os().filter(|(name, _)| {
-        KEPT_VARIABLES
-            .iter()
-            .any(|kept| name == std::ffi::OsStr::new(kept))
-    });
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env_clear()
-        .envs(kept)
-        .exec();
-    Err(Error::os("starting again with an empty environment", err))
 }

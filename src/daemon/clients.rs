@@ -1,0 +1,245 @@
+//! The daemon's clients: accepting them (root, or the `-G` group, and not into the descriptors
+//! kept for commands), reading one request each within a deadline, and writing its answer as
+//! the socket takes it.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::core::{ClientId, Event, RESERVED_DESCRIPTORS};
+use super::{Daemon, Token, commands, listen};
+use crate::error::{Error, Kind};
+use crate::proto::{self, Request, Response};
+use crate::sys;
+
+/// A client must send its whole request within this time, and take its answer within it.
+pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once; beyond that a client is answered "busy" at once.
+const MAX_CLIENTS: usize = 256;
+/// With every descriptor taken, the listener is left alone this long before the next accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A connection, from its request to its answer.
+pub(super) enum ClientState {
+    /// Sending its request, until `deadline`.
+    Reading { buf: Vec<u8>, deadline: Instant },
+    /// Its request is with the core: a probe being looked up or placed.
+    Waiting,
+    /// Taking its answer, until `deadline`.
+    Writing {
+        answer: Vec<u8>,
+        written: usize,
+        deadline: Instant,
+    },
+}
+
+pub(super) struct Client {
+    pub(super) stream: UnixStream,
+    pub(super) state: ClientState,
+}
+
+impl Daemon {
+    fn pause_listener(&mut self, why: &str) {
+        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
+        self.poller.remove(self.listener.as_fd());
+        self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
+    }
+
+    pub(super) fn drop_client(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.remove(&id) {
+            self.poller.remove(client.stream.as_fd());
+        }
+    }
+
+    pub(super) fn accept(&mut self) {
+        loop {
+            // Clients may not take the descriptors kept for firing probes: the next one waits
+            // in the backlog while the listener rests.
+            self.core.set_shell_descriptors(self.shell_descriptors());
+            if self.core.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
+                self.pause_listener("descriptors kept for commands");
+                return;
+            }
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // Out of descriptors (EMFILE, ENFILE) or memory: the client waits in the
+                    // backlog while the listener rests, instead of the daemon spinning on it.
+                    self.pause_listener(&format!("accept: {e}"));
+                    return;
+                }
+            };
+            let in_group = |peer: &sys::PeerCredentials| {
+                self.group
+                    .is_some_and(|g| peer.gid == g || peer.groups.contains(&g))
+            };
+            let refusal = match sys::peer_credentials(stream.as_fd()) {
+                Ok(peer) if peer.uid == 0 || in_group(&peer) => None,
+                Ok(peer) => Some(format!(
+                    "peer uid {} (pid {}) is neither root nor in the socket's group",
+                    peer.uid, peer.pid
+                )),
+                Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+            };
+            // A refused or turned-away client gets its one answer without waiting for room in
+            // its socket: a new socket's buffer holds far more than one refusal.
+            let _ = stream.set_nonblocking(true);
+            if let Some(why) = refusal {
+                log::warn!("refused a client: {why}");
+                let answer = Response::Refused(Error::new(Kind::NoPerm, format!("refused: {why}")));
+                let _ = (&stream).write_all(&proto::encode(&answer));
+                continue;
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                let busy = Error::new(
+                    Kind::Timeout,
+                    "the daemon is busy with other clients; try again",
+                );
+                let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
+                continue;
+            }
+            let id = self.serial();
+            listen(&self.poller, stream.as_fd(), Token::Client(id));
+            self.clients.insert(
+                id,
+                Client {
+                    stream,
+                    state: ClientState::Reading {
+                        buf: Vec::new(),
+                        deadline: Instant::now() + CLIENT_DEADLINE,
+                    },
+                },
+            );
+        }
+    }
+
+    pub(super) fn client_ready(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match client.state {
+            ClientState::Reading { .. } => self.read_client(id),
+            ClientState::Writing { .. } => self.write_client(id),
+            ClientState::Waiting => {}
+        }
+    }
+
+    /// Reads from client `id`; a whole request is answered or handed to the core.
+    fn read_client(&mut self, id: ClientId) {
+        let mut chunk = [0u8; 4096];
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let ClientState::Reading { buf, .. } = &mut client.state else {
+            return;
+        };
+        let n = match client.stream.read(&mut chunk) {
+            Ok(0) => return self.drop_client(id),
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return;
+            }
+            Err(_) => return self.drop_client(id),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let request = match proto::decode::<Request>(buf) {
+            Ok(None) => return,
+            Ok(Some(request)) => request,
+            Err(e) => {
+                log::warn!("bad request: {e}");
+                return self.answer(id, &Response::Refused(e));
+            }
+        };
+        // The request is whole: the client's socket is not read again.
+        self.poller.remove(client.stream.as_fd());
+        client.state = ClientState::Waiting;
+        match request {
+            Request::Ping => self.answer(
+                id,
+                &Response::Pong {
+                    pid: std::process::id(),
+                },
+            ),
+            Request::Arm(arm) => match arm.validate().and_then(|()| {
+                // The command's host user must exist now, not only when it fires.
+                arm.run_as
+                    .as_deref()
+                    .map_or(Ok(()), |spec| commands::host_user(spec).map(|_| ()))
+            }) {
+                Ok(()) => {
+                    let persist = arm.persist;
+                    self.events.push_back(Event::Arm {
+                        client: id,
+                        def: arm.into(),
+                        persist,
+                    });
+                }
+                Err(e) => {
+                    log::warn!("refused to arm: {e}");
+                    self.answer(id, &Response::Refused(e));
+                }
+            },
+            Request::List => self.events.push_back(Event::List { client: id }),
+            Request::Remove { probe, jail } => self.events.push_back(Event::Remove {
+                client: id,
+                which: probe,
+                jail,
+            }),
+        }
+    }
+
+    /// Starts writing `response` to client `id`; what its socket does not take at once is
+    /// written as it makes room, within `CLIENT_DEADLINE`.
+    pub(super) fn answer(&mut self, id: ClientId, response: &Response) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let ClientState::Reading { .. } = client.state {
+            self.poller.remove(client.stream.as_fd());
+        }
+        client.state = ClientState::Writing {
+            answer: proto::encode(response),
+            written: 0,
+            deadline: Instant::now() + CLIENT_DEADLINE,
+        };
+        self.write_client(id);
+        if let Some(client) = self.clients.get(&id)
+            && let Err(e) = self
+                .poller
+                .add_writable(client.stream.as_fd(), Token::Client(id).encode())
+        {
+            log::error!("cannot watch a client: {e}");
+            self.drop_client(id);
+        }
+    }
+
+    /// Writes what client `id`'s socket takes; the client is done with once all is written.
+    fn write_client(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let ClientState::Writing {
+            answer, written, ..
+        } = &mut client.state
+        else {
+            return;
+        };
+        while *written < answer.len() {
+            match (&client.stream).write(&answer[*written..]) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("client did not take its answer: {e}; dropped");
+                    break;
+                }
+            }
+        }
+        self.drop_client(id);
+    }
+}
