@@ -131,6 +131,30 @@ pub struct Parsed {
     pub notes: Vec<String>,
 }
 
+/// The `VERB=value` arguments of `flag`, each verb at most once; `example` is a value for
+/// the error that shows how to write one.
+fn verb_pairs<'a>(
+    flag: &str,
+    given: &'a [String],
+    example: &str,
+) -> Result<Vec<(crate::definition::Verb, &'a str)>, Error> {
+    let mut pairs: Vec<(crate::definition::Verb, &str)> = Vec::new();
+    for arg in given {
+        let bad = || {
+            usage(format!(
+                "{flag} '{arg}': write it as USR1={example} or USR2={example}"
+            ))
+        };
+        let (name, value) = arg.split_once('=').ok_or_else(bad)?;
+        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+        if pairs.iter().any(|(v, _)| v.name() == verb.name()) {
+            return Err(usage(format!("{flag} {}: given twice", verb.name())));
+        }
+        pairs.push((verb, value));
+    }
+    Ok(pairs)
+}
+
 fn usage(message: impl std::fmt::Display) -> Error {
     Error::new(Kind::Usage, format!("{message}\n{USAGE}"))
 }
@@ -381,39 +405,15 @@ pub fn parse_with(
     let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
     let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
     let mut verbs = std::collections::BTreeMap::new();
-    for given in f.verbs {
-        let bad = || {
-            usage(format!(
-                "--verb '{given}': write it as USR1=command or USR2=command"
-            ))
-        };
-        let (name, verb_command) = given.split_once('=').ok_or_else(bad)?;
-        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
-        if verbs
-            .insert(verb.name().to_string(), verb_command.to_string())
-            .is_some()
-        {
-            return Err(usage(format!("--verb {}: given twice", verb.name())));
-        }
+    for (verb, verb_command) in verb_pairs("--verb", &f.verbs, "command")? {
+        verbs.insert(verb.name().to_string(), verb_command.to_string());
     }
     let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
     let mut confirm = std::collections::BTreeMap::new();
-    for given in f.confirm {
-        let bad = || {
-            usage(format!(
-                "--confirm '{given}': write it as USR1=10s or USR2=10s"
-            ))
-        };
-        let (name, window) = given.split_once('=').ok_or_else(bad)?;
-        let verb = crate::definition::Verb::parse(name).ok_or_else(bad)?;
+    for (verb, window) in verb_pairs("--confirm", &f.confirm, "10s")? {
         let flag = format!("--confirm {}", verb.name());
         let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
-        if confirm
-            .insert(verb.name().to_string(), secs.unwrap_or(0))
-            .is_some()
-        {
-            return Err(usage(format!("{flag}: given twice")));
-        }
+        confirm.insert(verb.name().to_string(), secs.unwrap_or(0));
     }
     let request = Arm {
         command,

@@ -10,24 +10,11 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use jaildaemon::proto::{ProbeInfo, ProbeState};
+use jaildaemon::proto::ProbeState;
 use util::*;
 
 const SETTLE: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(5);
-
-fn list(daemon: &Daemon) -> Vec<ProbeInfo> {
-    let out = daemon.util(&["-l", "--json"]);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn probe<'a>(probes: &'a [ProbeInfo], title: &str) -> &'a ProbeInfo {
-    probes
-        .iter()
-        .find(|p| p.title == title)
-        .unwrap_or_else(|| panic!("no probe {title} in {probes:?}"))
-}
 
 /// Arms a probe in `jail` running `command`; `rest` adds -t, -R, --cooldown ….
 fn arm(daemon: &Daemon, jail: &Jail, command: &str, rest: &[&str]) {
@@ -73,7 +60,7 @@ fn a_cooling_probe_is_not_in_its_jail_and_comes_back_when_its_cooldown_is_over()
         "a probe during the cooldown"
     );
     assert!(!jail.pkill(0, "HUP", "COOLED"));
-    let p = probe(&list(&daemon), "COOLED").clone();
+    let p = by_title(&list(&daemon), "COOLED").clone();
     assert_eq!(p.state, ProbeState::Cooling, "{p:?}");
     assert!(p.last.as_deref().unwrap().contains("back in"), "{p:?}");
     let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
@@ -88,7 +75,7 @@ fn a_cooling_probe_is_not_in_its_jail_and_comes_back_when_its_cooldown_is_over()
     assert!(wait_for(LONG, || jail.probes("COOLED").len() == 1));
     let back = first.elapsed();
     assert!(back >= Duration::from_millis(2900), "back after {back:?}");
-    assert_eq!(probe(&list(&daemon), "COOLED").state, ProbeState::Armed);
+    assert_eq!(by_title(&list(&daemon), "COOLED").state, ProbeState::Armed);
     assert!(jail.pkill(0, "HUP", "COOLED"));
     assert!(
         wait_for(LONG, || lines(&fired) == 2),
@@ -238,7 +225,7 @@ fn queue_coalesces_triggers_during_a_run_into_one_more_run_never_two_at_once() {
             .log_text()
             .contains("queued run starts (5 trigger(s)")
     );
-    let p = probe(&list(&daemon), "QUEUED").clone();
+    let p = by_title(&list(&daemon), "QUEUED").clone();
     assert_eq!((p.fired, p.state), (6, ProbeState::Armed), "{p:?}");
     // And the probe still works: a trigger now runs at once.
     assert!(jail.pkill(0, "HUP", "QUEUED"));
@@ -415,7 +402,7 @@ fn stopped_with_all_it_started(dir: &TempDir, daemon: &Daemon, jail: &Jail, hier
         "{log}"
     );
     assert!(log.contains("after SIGTERM: SIGKILL"), "{log}");
-    assert!(wait_for(LONG, || probe(&list(daemon), "TIMED")
+    assert!(wait_for(LONG, || by_title(&list(daemon), "TIMED")
         .last
         .as_deref()
         .is_some_and(
@@ -491,7 +478,7 @@ fn a_command_that_ends_within_its_timeout_is_untouched_and_so_is_what_it_left() 
         log.contains("ended in time but left 1 process(es) running"),
         "{log}"
     );
-    let p = probe(&list(&daemon), "IN_TIME").clone();
+    let p = by_title(&list(&daemon), "IN_TIME").clone();
     assert!(
         p.last
             .as_deref()

@@ -10,28 +10,11 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use jaildaemon::proto::{Origin, ProbeInfo, ProbeState, Respawn};
+use jaildaemon::proto::{Origin, ProbeState, Respawn};
 use util::*;
 
 const SETTLE: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(10);
-
-fn list(daemon: &Daemon) -> Vec<ProbeInfo> {
-    let out = daemon.util(&["-l", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("-l --json is JSON")
-}
-
-fn by_title<'a>(probes: &'a [ProbeInfo], title: &str) -> &'a ProbeInfo {
-    probes
-        .iter()
-        .find(|p| p.title == title)
-        .unwrap_or_else(|| panic!("no probe {title} in {probes:#?}"))
-}
 
 /// A command that appends `$JAILDAEMON_TITLE` and `word` to `file`.
 fn append(file: &Path, word: &str) -> String {

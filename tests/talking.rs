@@ -9,24 +9,10 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use jaildaemon::proto::ProbeInfo;
 use util::*;
 
 const SETTLE: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(5);
-
-fn list(daemon: &Daemon) -> Vec<ProbeInfo> {
-    let out = daemon.util(&["-l", "--json"]);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn probe<'a>(probes: &'a [ProbeInfo], title: &str) -> &'a ProbeInfo {
-    probes
-        .iter()
-        .find(|p| p.title == title)
-        .unwrap_or_else(|| panic!("no probe {title} in {probes:?}"))
-}
 
 /// A command that appends `word` to `file`.
 fn append(word: &str, file: &Path) -> String {
@@ -75,7 +61,7 @@ fn each_verb_runs_its_own_command_and_sighup_the_main_one() {
     daemon.arm(&[
         "-c", &hup, "-j", &spec, "-R", "-t", "VERBAL", "--verb", &usr1, "--verb", &usr2,
     ]);
-    let p = probe(&list(&daemon), "VERBAL").clone();
+    let p = by_title(&list(&daemon), "VERBAL").clone();
     assert_eq!(p.verbs.len(), 2, "{p:?}");
     assert_eq!(p.verbs["USR1"], append("USR1", &fired));
     let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
@@ -104,7 +90,7 @@ fn each_verb_runs_its_own_command_and_sighup_the_main_one() {
         );
     }
     assert!(daemon.log_text().contains("triggered by SIGUSR2"));
-    assert_eq!(probe(&list(&daemon), "VERBAL").fired, 4);
+    assert_eq!(by_title(&list(&daemon), "VERBAL").fired, 4);
 }
 
 #[test]
@@ -196,7 +182,7 @@ fn a_confirmed_verb_runs_only_on_its_second_signal_within_the_window() {
         "--confirm",
         "USR2=2s",
     ]);
-    let p = probe(&list(&daemon), "SURE").clone();
+    let p = by_title(&list(&daemon), "SURE").clone();
     assert_eq!(p.confirm.get("USR2"), Some(&2), "{p:?}");
     let pid = armed(&daemon, &jail, "SURE");
     assert_eq!(
@@ -267,7 +253,7 @@ fn a_fed_watchdog_never_fires_and_a_starved_one_fires_once() {
         "--watchdog",
         "2s",
     ]);
-    let p = probe(&list(&daemon), "DEADMAN").clone();
+    let p = by_title(&list(&daemon), "DEADMAN").clone();
     assert_eq!(p.watchdog, Some(2), "{p:?}");
     assert!(p.watchdog_left_ms.is_some_and(|ms| ms <= 2000), "{p:?}");
     let table = String::from_utf8(daemon.util(&["-l"]).stdout).unwrap();
@@ -283,7 +269,7 @@ fn a_fed_watchdog_never_fires_and_a_starved_one_fires_once() {
     }
     assert!(feeds >= 6, "only {feeds} feeds");
     assert_eq!(words(&fired), Vec::<String>::new(), "a fed watchdog fired");
-    let p = probe(&list(&daemon), "DEADMAN").clone();
+    let p = by_title(&list(&daemon), "DEADMAN").clone();
     assert_eq!(p.fired, 0, "{p:?}");
     assert!(p.last.as_deref().unwrap_or("").contains("fed"), "{p:?}");
     // Starved: after its period it fires, once, and the probe stays in the jail.
@@ -296,7 +282,7 @@ fn a_fed_watchdog_never_fires_and_a_starved_one_fires_once() {
     sleep(Duration::from_secs(3));
     assert_eq!(words(&fired), ["STARVED"], "fired more than once");
     armed(&daemon, &jail, "DEADMAN");
-    let p = probe(&list(&daemon), "DEADMAN").clone();
+    let p = by_title(&list(&daemon), "DEADMAN").clone();
     assert_eq!(p.fired, 1, "{p:?}");
     assert!(
         p.last.as_deref().unwrap_or("").contains("watchdog fired"),
@@ -364,7 +350,7 @@ fn killing_a_persisted_watchdog_probe_does_not_silence_it() {
     assert_eq!(words(&fired), ["STARVED"]);
     let probes = list(&daemon);
     assert!(probes.iter().all(|p| p.title != "PLAIN"), "{probes:?}");
-    assert_eq!(probe(&probes, "KEPT").fired, 1);
+    assert_eq!(by_title(&probes, "KEPT").fired, 1);
 }
 
 /// `pkill -HUP -x -f TITLE` in the jail; true if a process was signalled.
@@ -470,7 +456,7 @@ fn a_stopped_probe_is_logged_fires_nothing_and_fires_once_continued() {
         "{}",
         daemon.log_text()
     );
-    let p = probe(&list(&daemon), "FROZEN").clone();
+    let p = by_title(&list(&daemon), "FROZEN").clone();
     assert!(
         p.last
             .as_deref()

@@ -180,15 +180,14 @@ pub struct Probe {
     /// Signals that fed a watchdog probe.
     pub fed: u64,
     /// How long its last command ran, and when it ended.
-    pub last_end: Option<(Duration, Instant)>,
+    pub last_ended: Option<(Duration, Instant)>,
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// How its last command ended (exit code, or 128 plus a signal), and how long it ran.
+    /// How its last command ended: exit code, or 128 plus a signal.
     pub last_status: Option<i32>,
-    pub last_duration: Option<Duration>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
@@ -538,8 +537,7 @@ impl Core {
                     .and_then(|id| self.probes.get_mut(id))
                 {
                     probe.last_status = status;
-                    probe.last_duration = Some(took);
-                    probe.last_end = Some((took, now));
+                    probe.last_ended = Some((took, now));
                 }
                 self.command_ended(command, outcome, took, now)
             }
@@ -740,12 +738,11 @@ impl Core {
                 owed: None,
                 watch: def_watch,
                 fed: 0,
-                last_end: None,
+                last_ended: None,
                 fired: 0,
                 timeouts: 0,
                 stops: 0,
                 last_status: None,
-                last_duration: None,
                 strikes: 0,
                 last: None,
             },
@@ -885,7 +882,7 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
-                    status: match (probe.def.status, probe.last_status, probe.last_end) {
+                    status: match (probe.def.status, probe.last_status, probe.last_ended) {
                         (true, Some(status), Some((took, ended))) => Some(LastRun {
                             status,
                             took,
@@ -1865,7 +1862,7 @@ impl Core {
                 timeouts: p.timeouts,
                 stops: p.stops,
                 last_status: p.last_status,
-                last_duration: p.last_duration,
+                last_duration: p.last_ended.map(|(took, _)| took),
             })
             .collect();
         crate::metrics::render(&probes, self.commands.len())

@@ -627,3 +627,25 @@ pub fn slim_root(root: &Path) -> Option<()> {
     std::os::unix::fs::symlink("killall5", root.join("bin/pidof")).unwrap();
     Some(())
 }
+
+/// `-l --json`: every probe the daemon holds, as the utility prints them.
+pub fn list(daemon: &Daemon) -> Vec<jaildaemon::proto::ProbeInfo> {
+    let out = daemon.util(&["-l", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("-l --json is JSON")
+}
+
+/// The probe titled `title` in a listing; a test fails when there is none.
+pub fn by_title<'a>(
+    probes: &'a [jaildaemon::proto::ProbeInfo],
+    title: &str,
+) -> &'a jaildaemon::proto::ProbeInfo {
+    probes
+        .iter()
+        .find(|p| p.title == title)
+        .unwrap_or_else(|| panic!("no probe {title} in {probes:#?}"))
+}
