@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod definition;
 pub mod error;
 pub mod ids;
+pub mod invocation;
 pub mod listing;
 pub mod logging;
 pub mod metrics;

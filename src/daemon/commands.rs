@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::core::{CommandId, Event, JailId, ProbeId};
 use super::{Daemon, RECHECK, Token};
 use crate::definition::Definition;
+use crate::invocation::Invocation;
 use crate::sys::{self, COMMAND_PATH, CommandGroup, Process, Spawner};
 
 /// Longest line of command output logged as one message; longer lines are split.
@@ -68,6 +69,9 @@ impl RunningCommand {
         let jail_pid = jail.to_string();
         let mut env = vec![
             ("PATH", COMMAND_PATH),
+            // What `sh` exports for the directory it runs in; set here too, so that a
+            // command exec'd without a shell sees the same environment.
+            ("PWD", "/"),
             ("JAILDAEMON_JAIL", def.jail.as_str()),
             ("JAILDAEMON_JAIL_PID", jail_pid.as_str()),
             ("JAILDAEMON_TITLE", def.title.as_str()),
@@ -91,8 +95,15 @@ impl RunningCommand {
             Some(spec) => Some(host_user(spec).map_err(|e| io::Error::other(e.message))?),
             None => None,
         };
-        let spawned =
-            sys::spawn_command(spawner, &def.command, &env, group.as_ref(), user.as_ref());
+        let invocation = Invocation::of(&def.command);
+        let spawned = sys::spawn_command(
+            spawner,
+            &def.command,
+            &invocation,
+            &env,
+            group.as_ref(),
+            user.as_ref(),
+        );
         let (process, output) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {

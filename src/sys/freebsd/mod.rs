@@ -567,20 +567,22 @@ fn child_exec(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
     child_fail(pure::STAGE_EXEC, err)
 }
 
-/// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
-/// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
+/// Runs `command` on the host with exactly `env`, in `/`, with stdin from /dev/null and stdout
+/// and stderr into a pipe, whose read end (non-blocking) is returned: as `/bin/sh -c command`,
+/// or, for an `Invocation::Direct` whose program is found in `env`'s `PATH`, that program
+/// exec'd directly (a program that is not found, or fails to exec, is left to the shell).
 ///
 /// With a `group`, the shell runs under a keeper of its own (`CommandGroup`), which is the
-/// process returned.
+/// process returned; a command with a timeout always runs through the shell there.
 pub fn spawn_command(
     _spawner: &mut Spawner,
     command: &str,
+    invocation: &crate::invocation::Invocation,
     env: &[(&str, &str)],
     group: Option<&CommandGroup>,
     user: Option<&crate::ids::HostUser>,
 ) -> io::Result<(Process, OwnedFd)> {
     use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     rustix::io::ioctl_fionbio(&reader, true)?;
     if let Some(group) = group {
@@ -588,8 +590,37 @@ pub fn spawn_command(
         group.keeper.set(Some(keeper.pid()));
         return Ok((keeper, reader));
     }
-    let stderr = writer.try_clone()?;
+    if let crate::invocation::Invocation::Direct { words } = invocation {
+        let path = env
+            .iter()
+            .find(|(name, _)| *name == "PATH")
+            .map_or("", |v| v.1);
+        let found = crate::invocation::candidates(&words[0], path)
+            .into_iter()
+            .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0));
+        if let Some(program) = found {
+            let mut direct = std::process::Command::new(program);
+            direct.arg0(&words[0]).args(&words[1..]);
+            if let Ok(child) = start_command(direct, env, &writer, user) {
+                return Ok((child, reader));
+            }
+        }
+    }
     let mut shell = std::process::Command::new("/bin/sh");
+    shell.arg("-c").arg(command);
+    Ok((start_command(shell, env, &writer, user)?, reader))
+}
+
+/// Starts `program` as a host command: `env` alone, in `/`, stdin from /dev/null, stdout and
+/// stderr into `output`, as `user` when one is given.
+fn start_command(
+    mut program: std::process::Command,
+    env: &[(&str, &str)],
+    output: &OwnedFd,
+    user: Option<&crate::ids::HostUser>,
+) -> io::Result<Process> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
     if let Some(user) = user {
         // Groups, gid and uid in one step after the fork (std's own uid change would drop the
         // supplementary groups).
@@ -599,20 +630,18 @@ pub fn spawn_command(
         // SAFETY: `become_user` makes only async-signal-safe calls and allocates nothing
         // (its groups were copied before the fork).
         unsafe {
-            shell.pre_exec(become_user);
+            program.pre_exec(become_user);
         }
     }
-    let child = shell
-        .arg("-c")
-        .arg(command)
+    let child = program
         .env_clear()
         .envs(env.iter().copied())
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(stderr))
+        .stdout(Stdio::from(output.try_clone()?))
+        .stderr(Stdio::from(output.try_clone()?))
         .spawn()?;
-    Ok((Process::from_own_child(child.id() as Pid)?, reader))
+    Process::from_own_child(child.id() as Pid)
 }
 
 /// What stops a command with everything it started, FreeBSD's way: the shell runs under a

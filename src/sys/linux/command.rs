@@ -11,10 +11,14 @@ use super::cgroup::{self, GroupKind};
 use super::image::Spawner;
 use super::process::Process;
 use super::raw;
+use crate::invocation::{Invocation, candidates};
 use crate::sys::posix;
 
-/// Runs `/bin/sh -c command` on the host with exactly `env`, in `/`, with stdin from /dev/null
-/// and stdout and stderr into a pipe, whose read end (non-blocking) is returned.
+/// Runs `command` on the host with exactly `env`, in `/`, with stdin from /dev/null and stdout
+/// and stderr into a pipe, whose read end (non-blocking) is returned: as `/bin/sh -c command`,
+/// or, for an `Invocation::Direct`, its program exec'd directly (looked up in `env`'s `PATH`),
+/// falling back to `/bin/sh -c command` when no candidate can be exec'd, so that a missing or
+/// unrunnable program ends with the shell's own status and message.
 ///
 /// Like posix_spawn, the child shares the daemon's memory until its exec (the daemon waits);
 /// like a probe's helpers, it shares the daemon's descriptor table until it takes one of its
@@ -29,6 +33,7 @@ use crate::sys::posix;
 pub fn spawn_command(
     spawner: &mut Spawner,
     command: &str,
+    invocation: &Invocation,
     env: &[(&str, &str)],
     group: Option<&CommandGroup>,
     user: Option<&crate::ids::HostUser>,
@@ -39,6 +44,26 @@ pub fn spawn_command(
         c"-c".to_owned(),
         std::ffi::CString::new(command).map_err(invalid)?,
     ];
+    // For a direct exec: its argv, and the paths to try, prepared here since the child must
+    // not allocate.
+    let (words, paths) = match invocation {
+        Invocation::Shell => (Vec::new(), Vec::new()),
+        Invocation::Direct { words } => {
+            let path = env
+                .iter()
+                .find(|(name, _)| *name == "PATH")
+                .map_or("", |v| v.1);
+            let words = words
+                .iter()
+                .map(|w| std::ffi::CString::new(w.as_str()).map_err(invalid))
+                .collect::<io::Result<Vec<_>>>()?;
+            let paths = candidates(&words[0].to_string_lossy(), path)
+                .into_iter()
+                .map(|p| std::ffi::CString::new(p).map_err(invalid))
+                .collect::<io::Result<Vec<_>>>()?;
+            (words, paths)
+        }
+    };
     let vars = env
         .iter()
         .map(|(name, value)| std::ffi::CString::new(format!("{name}={value}")).map_err(invalid))
@@ -49,6 +74,11 @@ pub fn spawn_command(
         list
     };
     let (argv, envp) = (pointers(&args), pointers(&vars));
+    let direct_argv = pointers(&words);
+    let direct = (!paths.is_empty()).then_some(Direct {
+        argv: &direct_argv,
+        paths: &paths,
+    });
     let groups: Vec<rustix::process::Gid> = user
         .map(|u| {
             u.groups
@@ -77,6 +107,7 @@ pub fn spawn_command(
     }
     let low_end = spawner.low_end();
     let plan = CommandPlan {
+        direct,
         argv: &argv,
         envp: &envp,
         output: spawner.slots[0].as_fd(),
@@ -99,6 +130,9 @@ pub fn spawn_command(
 
 /// What a command's child needs, prepared before the clone so that it never allocates.
 struct CommandPlan<'a> {
+    /// A program to exec directly, tried before the shell.
+    direct: Option<Direct<'a>>,
+    /// `/bin/sh -c command`.
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     output: BorrowedFd<'a>,
@@ -109,6 +143,12 @@ struct CommandPlan<'a> {
     ids: Option<(rustix::process::Uid, rustix::process::Gid)>,
     null: BorrowedFd<'a>,
     low_end: u32,
+}
+
+/// A program exec'd without a shell: its argv, and the paths to try in `PATH`'s order.
+struct Direct<'a> {
+    argv: &'a [*const libc::c_char],
+    paths: &'a [std::ffi::CString],
 }
 
 /// The entry point of a command's child, on its own stack.
@@ -149,6 +189,14 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
         .and_then(|()| raw::cloexec_from(3))
         .and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
     if prepared.is_ok() {
+        // Each candidate in turn, as `sh` searches PATH; whatever keeps all of them from
+        // running (none there, none executable, not a binary) is left to the shell, which
+        // says so and ends with its own status.
+        if let Some(direct) = &plan.direct {
+            for path in direct.paths {
+                let _ = raw::exec_path(path, direct.argv, plan.envp);
+            }
+        }
         let _ = raw::exec_path(c"/bin/sh", plan.argv, plan.envp);
     }
     posix::exit_now(127)
