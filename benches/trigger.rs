@@ -109,7 +109,7 @@ impl Config {
 struct Triggers {
     mechanisms: Vec<Mech>,
     /// [gap][mechanism index as in `Mech`]
-    latency: Vec<[Stats; 5]>,
+    latency: Vec<[Stats; 6]>,
     /// Every sample: mechanism, gap, round, µs.
     raw: Vec<(Mech, Duration, usize, f64)>,
     webhook_response: Vec<Stats>,
@@ -427,6 +427,23 @@ fn report(
             }
         }
     }
+    // A command without shell syntax runs without a shell (issue 23).
+    let direct = Mech::Direct as usize;
+    for (g, &gap) in cfg.gaps.iter().enumerate() {
+        let s = &t.latency[g];
+        for (q, qname) in [(0.5, "median"), (0.99, "p99")] {
+            let (d, x) = (s[direct].quantile(q), s[fl].quantile(q));
+            let _ = writeln!(
+                o,
+                "| trigger of a program without a shell, {qname} ≤ 1.00 × floor (whose `sh -c` runs a builtin), {} | {} µs vs {} µs: {} × | {} |",
+                gap_name(gap),
+                us(d),
+                us(x),
+                ratio(d, x),
+                verdict((d.is_finite() && x.is_finite()).then_some(d <= x)),
+            );
+        }
+    }
     for l in layouts {
         let all_in: Vec<(usize, f64)> = l.rows.iter().map(|r| (r.armed, all_in(r))).collect();
         let worst = all_in.iter().map(|x| x.1).fold(f64::NAN, f64::max);
@@ -693,6 +710,9 @@ fn describe(m: Mech) -> &'static str {
         }
         Mech::Webhook => "webhook: keep-alive HTTP POST on 127.0.0.1 → hook → `/bin/sh -c` → byte",
         Mech::FatFloor => "floor holding as many descriptors as the daemon",
+        Mech::Direct => {
+            "**jaildaemon, no shell**: in-jail `kill(probe, SIGHUP)` → daemon → `busybox cp FILE FIFO` exec'd directly → byte"
+        }
         Mech::Inotify => {
             "inotify: in-jail `utimensat(file)` → `inotifywait -m \\| while read` → `sh -c` → byte"
         }

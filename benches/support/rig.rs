@@ -15,6 +15,9 @@ use crate::util::{self, Daemon, Jail, TempDir};
 pub const JD_TITLE: &str = "BENCH_JAILDAEMON";
 pub const FLOOR_TITLE: &str = "BENCH_FLOOR";
 pub const FAT_FLOOR_TITLE: &str = "BENCH_FAT_FLOOR";
+pub const DIRECT_TITLE: &str = "BENCH_NO_SHELL";
+/// A static program that writes a byte into a FIFO without a shell: `busybox cp FILE FIFO`.
+const BUSYBOX: &str = "/bin/busybox";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mech {
@@ -24,6 +27,8 @@ pub enum Mech {
     Inotify,
     /// The floor holding as many descriptors as the daemon (scale rounds only).
     FatFloor,
+    /// jaildaemon with a command that has no shell syntax, exec'd without a shell.
+    Direct,
 }
 
 impl Mech {
@@ -34,6 +39,7 @@ impl Mech {
             Mech::Webhook => "webhook",
             Mech::Inotify => "inotify",
             Mech::FatFloor => "floor with the daemon's descriptors",
+            Mech::Direct => "jaildaemon, a program without a shell",
         }
     }
 
@@ -62,7 +68,9 @@ pub struct Rig {
     inotify: Option<Inotify>,
     pub jail: Jail,
     pub daemon: Daemon,
-    fifos: [PathBuf; 5],
+    fifos: [PathBuf; 6],
+    /// A probe whose command runs without a shell is armed (busybox is there).
+    direct: bool,
     touched: PathBuf,
     dir: TempDir,
 }
@@ -74,7 +82,7 @@ fn command_for(fifo: &std::path::Path) -> String {
 impl Rig {
     pub fn new(alternatives: bool) -> Rig {
         let dir = TempDir::new();
-        let fifos = ["jd", "floor", "webhook", "inotify", "fat-floor"]
+        let fifos = ["jd", "floor", "webhook", "inotify", "fat-floor", "direct"]
             .map(|n| dir.path(&format!("fifo-{n}")));
         for f in &fifos {
             mkfifo(f);
@@ -92,6 +100,23 @@ impl Rig {
             JD_TITLE,
             "-r",
         ]);
+        // The same byte, written by a program the daemon execs directly.
+        let byte = dir.path("byte");
+        std::fs::write(&byte, b"x").expect("byte file");
+        let direct = std::path::Path::new(BUSYBOX).exists();
+        if direct {
+            daemon.arm(&[
+                "-c",
+                &format!("{BUSYBOX} cp {} {}", byte.display(), fifos[5].display()),
+                "-j",
+                &jail.spec(),
+                "-t",
+                DIRECT_TITLE,
+                "-r",
+            ]);
+        } else {
+            eprintln!("SKIPPED: the row of a command without a shell needs busybox-static");
+        }
         let floor = Floor::start(
             jail.pid,
             FLOOR_TITLE,
@@ -122,6 +147,7 @@ impl Rig {
             jail,
             daemon,
             fifos,
+            direct,
             touched,
             dir,
         }
@@ -142,6 +168,9 @@ impl Rig {
     /// The mechanisms this rig can trigger.
     pub fn mechanisms(&self) -> Vec<Mech> {
         let mut m = vec![Mech::Jaildaemon, Mech::Floor];
+        if self.direct {
+            m.push(Mech::Direct);
+        }
         if self.webhook.is_some() {
             m.push(Mech::Webhook);
         }
@@ -159,6 +188,7 @@ impl Rig {
             Mech::Jaildaemon => self.sender.expect_ok(&format!("find {JD_TITLE}")),
             Mech::Floor => self.sender.expect_ok(&format!("find {FLOOR_TITLE}")),
             Mech::FatFloor => self.sender.expect_ok(&format!("find {FAT_FLOOR_TITLE}")),
+            Mech::Direct => self.sender.expect_ok(&format!("find {DIRECT_TITLE}")),
             _ => String::new(),
         };
         sleep(gap);
@@ -167,7 +197,7 @@ impl Rig {
             _ => &mut self.sender,
         };
         match mech {
-            Mech::Jaildaemon | Mech::Floor | Mech::FatFloor => sender.send("kill"),
+            Mech::Jaildaemon | Mech::Floor | Mech::FatFloor | Mech::Direct => sender.send("kill"),
             Mech::Webhook => sender.send("post"),
             Mech::Inotify => sender.send(&format!("touch {}", self.touched.display())),
         }
