@@ -187,9 +187,8 @@ fn create_directory(path: &Path) -> io::Result<()> {
 pub struct StateLock(crate::sys::LockedFile);
 
 impl StateLock {
-    /// Takes the lock of `state`'s lock file, creating it (and the directory) when missing, and
-    /// removes the temporary files a killed daemon left beside `state`. Refuses (EX_CANTCREAT)
-    /// when another daemon holds it, naming its pid.
+    /// Takes the lock of `state`'s lock file, creating it (and the directory) when missing.
+    /// Refuses (EX_CANTCREAT) when another daemon holds it, naming its pid.
     pub fn take(state: &Path) -> Result<StateLock, Error> {
         let path = lock_path(state);
         let cant = |e: String| {
@@ -214,14 +213,6 @@ impl StateLock {
             ),
             crate::sys::NotLocked::Failed(e) => cant(e.to_string()),
         })?;
-        match crate::sys::remove_leftovers(state) {
-            Ok(0) => {}
-            Ok(n) => log::info!(
-                "removed {n} temporary file(s) left beside {}",
-                state.display()
-            ),
-            Err(e) => log::warn!("state file {}: looking for leftovers: {e}", state.display()),
-        }
         Ok(StateLock(lock))
     }
 

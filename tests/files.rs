@@ -397,3 +397,58 @@ fn a_second_daemon_on_the_same_state_file_is_refused_naming_the_first() {
         next.child.id().to_string()
     );
 }
+
+#[test]
+fn temporary_files_a_killed_daemon_left_are_removed_at_start_and_nothing_else() {
+    let test = "temporary_files_a_killed_daemon_left_are_removed_at_start_and_nothing_else";
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = TempDir::new();
+    let (hostile, _) = hostile_dir(&dir);
+    let (state, metrics) = (dir.path("state"), hostile.join("jd.prom"));
+    let leftovers = [
+        dir.path("state.0123456789abcdef.tmp"),
+        hostile.join("jd.prom.fedcba9876543210.tmp"),
+    ];
+    // Names of another form, or of another file, are not the daemon's to remove.
+    let kept = [
+        dir.path("state.tmp"),
+        dir.path("state.0123456789ABCDEF.tmp"),
+        hostile.join("other.prom.fedcba9876543210.tmp"),
+        hostile.join("jd.prom.fedcba987654321.tmp"),
+    ];
+    for path in leftovers.iter().chain(&kept) {
+        fs::write(path, "left").unwrap();
+    }
+    let daemon = Daemon::start_with_args(
+        &dir,
+        &[
+            "-S",
+            state.to_str().unwrap(),
+            "-M",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    // The metrics file's are looked for just after "listening on".
+    for path in &leftovers {
+        assert!(
+            wait_for(LONG, || !path.exists()),
+            "{} was left",
+            path.display()
+        );
+    }
+    for path in &kept {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    let said = |d: &Daemon| {
+        d.log_text()
+            .matches("removed 1 temporary file(s) left beside")
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || said(&daemon) == 2),
+        "{}",
+        daemon.log_text()
+    );
+}

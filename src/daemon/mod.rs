@@ -27,7 +27,9 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
-use startup::{PidFile, notify_service_manager, probe_limits, shed_environment, take_socket};
+use startup::{
+    PidFile, notify_service_manager, probe_limits, remove_leftovers, shed_environment, take_socket,
+};
 
 /// How soon a child that exited but could not be reaped yet (a tracer holds it) is looked at
 /// again.
@@ -213,17 +215,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
         }
     };
     if let Some(path) = daemon.metrics.path() {
-        match sys::remove_leftovers(path) {
-            Ok(0) => {}
-            Ok(n) => log::info!(
-                "removed {n} temporary file(s) left beside {}",
-                path.display()
-            ),
-            Err(e) => log::warn!(
-                "metrics file {}: looking for leftovers: {e}",
-                path.display()
-            ),
-        }
+        remove_leftovers(path, "metrics file");
     }
     for def in persisted {
         daemon.events.push_back(Event::Declare {
@@ -289,6 +281,7 @@ fn start_serving(
 ) -> Result<Option<(Daemon, Vec<Definition>)>, Error> {
     // Before any probe is armed, held until the daemon exits (the detached child inherits it).
     let mut state_lock = crate::state::StateLock::take(&config.state)?;
+    remove_leftovers(&config.state, "state file");
     let persisted = crate::state::load(&config.state)?;
     // SIGCHLD tells of a probe stopped or continued (its exit comes through its pidfd).
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])

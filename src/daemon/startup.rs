@@ -38,6 +38,19 @@ impl PidFile {
     }
 }
 
+/// Removes the temporary files a daemon killed while replacing `path` left beside it, saying
+/// so. At start only: the directory may be large, and it is not the loop's to read.
+pub(super) fn remove_leftovers(path: &Path, what: &str) {
+    match crate::sys::remove_leftovers(path) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "removed {n} temporary file(s) left beside {}",
+            path.display()
+        ),
+        Err(e) => log::warn!("{what} {}: looking for leftovers: {e}", path.display()),
+    }
+}
+
 /// Takes the socket path: refuses if a daemon answers there, removes a stale socket, never
 /// removes anything that is not a socket.
 pub(super) fn take_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Error> {
