@@ -94,23 +94,24 @@ pub fn before_detach() -> std::io::Result<()> {
     if syslog_listens() {
         return Ok(());
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    // Close-on-exec (as std opens every file): no command or probe inherits it.
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(FALLBACK_LOG)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "no syslog daemon listens on {}, and {FALLBACK_LOG} cannot be opened ({e}); \
+    // Close-on-exec: no command or probe inherits it. A link, FIFO, hard link or someone
+    // else's file planted there is refused, naming what it is: root appends to no file but
+    // its own.
+    let file = crate::sys::open_own_file(
+        std::path::Path::new(FALLBACK_LOG),
+        crate::sys::Access::Append,
+        0o640,
+    )
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "no syslog daemon listens on {}, and {FALLBACK_LOG} cannot be opened ({e}); \
                      run with -F to log to stderr",
-                    SYSLOG_SOCKET
-                ),
-            )
-        })?;
+                SYSLOG_SOCKET
+            ),
+        )
+    })?;
     let _ = FALLBACK.set(file);
     log::warn!(
         "no syslog daemon listens on {}: logging to {FALLBACK_LOG} instead",

@@ -1,12 +1,14 @@
 //! The state file: probes armed with `-P`, kept so that they come back when the daemon does.
 //!
-//! It is replaced, never edited: the new content goes to a temporary file in the same
+//! It is replaced, never edited: the new content goes to a fresh temporary file in the same
 //! directory, which is flushed to disk and renamed over the old one, and then the directory is
-//! flushed. A crash at any moment leaves the old file or the new one, never a mix of both.
+//! flushed (`sys::replace_file`). A crash at any moment leaves the old file or the new one,
+//! never a mix of both. One daemon at a time uses a state file: it holds the lock of
+//! `STATE.lock` beside it for its whole life (`StateLock`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -110,11 +112,20 @@ pub fn load(path: &Path) -> Result<Vec<Definition>, Error> {
             format!("state file {}: {why}", path.display()),
         )
     };
-    let text = match fs::read(path) {
-        Ok(text) => text,
+    // Root runs the commands in it: a file planted by whoever may write its directory (a
+    // link to another file, a FIFO, a file of their own) is refused, not read.
+    let file = match crate::sys::open_own_file(path, crate::sys::Access::Read, 0) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(bad(e.to_string())),
     };
+    let mut text = Vec::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(bad(format!("larger than {} MiB", MAX_SIZE >> 20)));
+    }
     parse(&text).map_err(bad)
 }
 
@@ -153,38 +164,70 @@ pub fn render(probes: &[Definition]) -> Vec<u8> {
 /// Replaces the file with `probes`, atomically. Its directory is created (mode 0700) if
 /// missing; the file is mode 0600, since commands are in it.
 pub fn save(path: &Path, probes: &[Definition]) -> io::Result<()> {
+    create_directory(path)?;
+    crate::sys::replace_file(path, &render(probes), 0o600, crate::sys::Durability::Synced)
+}
+
+/// The largest state file read: 10,000 probes of the longest command fit several times.
+const MAX_SIZE: u64 = 256 << 20;
+
+fn create_directory(path: &Path) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
-    let body = render(probes);
-    let temporary = temporary_path(path);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written
+        .create(dir.unwrap_or(Path::new(".")))
 }
 
-/// One fixed name, so that a crash leaves at most one temporary file, overwritten next time.
-/// The pidfile's lock keeps a second daemon from writing it at the same time.
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+/// The lock of a state file, held for the daemon's life: a second daemon on the same file
+/// would arm every saved probe again, and one signal would then run its command twice.
+/// The state file itself is replaced by rename, so its lock is on `STATE.lock` beside it, a
+/// file never removed (removing it would let two daemons lock two different files of that
+/// name); it holds the pid of the daemon holding it.
+pub struct StateLock(crate::sys::LockedFile);
+
+impl StateLock {
+    /// Takes the lock of `state`'s lock file, creating it (and the directory) when missing.
+    /// Refuses (EX_CANTCREAT) when another daemon holds it, naming its pid.
+    pub fn take(state: &Path) -> Result<StateLock, Error> {
+        let path = lock_path(state);
+        let cant = |e: String| {
+            Error::new(
+                Kind::CantCreate,
+                format!(
+                    "state file {}: lock {}: {e}",
+                    state.display(),
+                    path.display()
+                ),
+            )
+        };
+        create_directory(state).map_err(|e| cant(e.to_string()))?;
+        let lock = crate::sys::LockedFile::take(&path, 0o600).map_err(|refused| match refused {
+            crate::sys::NotLocked::Held(pid) => Error::new(
+                Kind::CantCreate,
+                format!(
+                    "a jaildaemon (pid {pid}) already holds the state file {} (its lock {})",
+                    state.display(),
+                    path.display()
+                ),
+            ),
+            crate::sys::NotLocked::Failed(e) => cant(e.to_string()),
+        })?;
+        Ok(StateLock(lock))
+    }
+
+    /// Says which daemon holds the lock: written once the daemon's pid is known (after
+    /// detaching), as the pidfile is.
+    pub fn write_pid(&mut self, pid: u32) -> io::Result<()> {
+        self.0.write_pid(pid)
+    }
+}
+
+/// `STATE.lock`, beside the state file.
+pub fn lock_path(state: &Path) -> PathBuf {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    state.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -230,7 +273,7 @@ mod tests {
         save(&path, &[arm("B")]).unwrap();
         assert_eq!(load(&path).unwrap(), vec![arm("B")]);
         let left: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "a temporary file was left behind");
+        assert_eq!(left.len(), 1, "a temporary file was left behind: {left:?}");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -24,7 +24,8 @@ struct Detached {
 
 impl Detached {
     /// Starts `jaildaemon -D` (no `-F`) in a mount namespace whose /dev holds only `null` and
-    /// whose /var/log is an empty tmpfs; `setup` is shell run there before it.
+    /// whose /var/log is an empty tmpfs; `setup` is shell run there before it. A daemon that
+    /// blocks before it detaches is killed after 30 s (`timeout` exits 124 then).
     fn start(dir: &TempDir, setup: &str) -> Detached {
         let pidfile = dir.path("jd.pid");
         let script = format!(
@@ -33,7 +34,7 @@ impl Detached {
              mknod -m 666 /dev/null c 1 3
              mount -t tmpfs -o mode=0755 jdtest /var/log
              {setup}
-             exec {BIN} -D -f {sock} -p {pid} -C /dev/null -S {state}",
+             exec timeout 30 {BIN} -D -f {sock} -p {pid} -C /dev/null -S {state}",
             sock = dir.path("jd.sock").display(),
             pid = pidfile.display(),
             state = dir.path("state").display(),
@@ -173,4 +174,65 @@ fn a_daemon_that_can_log_nowhere_does_not_start() {
         .output()
         .unwrap();
     assert_eq!(ask.status.code(), Some(69));
+}
+
+#[test]
+fn a_fallback_log_planted_by_the_owner_of_its_directory_is_refused_and_followed_nowhere() {
+    let test =
+        "a_fallback_log_planted_by_the_owner_of_its_directory_is_refused_and_followed_nowhere";
+    if !root_or_skip(test) {
+        return;
+    }
+    // /var/log belongs to uid 65534 in the daemon's mount namespace, who plants what they like
+    // at the log's name before the daemon starts.
+    for (plant, found) in [
+        ("ln -s {victim} {log}", "is a symbolic link; not followed"),
+        ("mkfifo {log}", "is a FIFO, not a regular file; refused"),
+        ("touch {log}", "belongs to uid 65534, not 0; refused"),
+    ] {
+        let dir = TempDir::new();
+        let victim = dir.path("victim");
+        fs::write(&victim, "root's own file\n").unwrap();
+        let plant = plant
+            .replace("{victim}", victim.to_str().unwrap())
+            .replace("{log}", FALLBACK);
+        let setup = format!(
+            "chown 65534:65534 /var/log
+             setpriv --reuid 65534 --regid 65534 --clear-groups {plant}"
+        );
+        let started = std::time::Instant::now();
+        let daemon = Detached::start(&dir, &setup);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{plant}: the daemon blocked ({:?})",
+            started.elapsed()
+        );
+        assert_eq!(
+            daemon.out.status.code(),
+            Some(71),
+            "{plant}: {}",
+            daemon.stderr()
+        );
+        assert!(
+            daemon
+                .stderr()
+                .contains(&format!("{FALLBACK} cannot be opened ({found})")),
+            "{plant}: {}",
+            daemon.stderr()
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root's own file\n");
+        assert_eq!(daemon.pid(), None, "{plant}: a daemon detached");
+    }
+    // The twin: the same directory of uid 65534 with nothing planted; the daemon makes its own
+    // log there and logs to it.
+    let dir = TempDir::new();
+    let daemon = Detached::start(&dir, "chown 65534:65534 /var/log");
+    assert!(daemon.out.status.success(), "{}", daemon.stderr());
+    assert!(
+        wait_for(Duration::from_secs(5), || daemon
+            .read(FALLBACK)
+            .is_some_and(|l| l.contains("listening on"))),
+        "{:?}",
+        daemon.read(FALLBACK)
+    );
 }

@@ -497,6 +497,9 @@ fn detached_daemon_writes_its_pidfile_and_serves() {
         .arg(&socket)
         .arg("-p")
         .arg(&pidfile)
+        // Not the host's state file: a daemon holds its lock.
+        .arg("-S")
+        .arg(dir.path("state"))
         .output()
         .unwrap();
     assert!(
@@ -519,6 +522,9 @@ fn detached_daemon_writes_its_pidfile_and_serves() {
         Some(68),
         "detached daemon does not serve"
     );
+    // The state file's lock names the detached daemon too, not the parent that wrote it.
+    let locked = fs::read_to_string(dir.path("state.lock")).unwrap();
+    assert_eq!(locked.trim(), pid.to_string());
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid).unwrap(),
         rustix::process::Signal::TERM,

@@ -27,7 +27,9 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
-use startup::{PidFile, notify_service_manager, probe_limits, shed_environment, take_socket};
+use startup::{
+    PidFile, notify_service_manager, probe_limits, remove_leftovers, shed_environment, take_socket,
+};
 
 /// How soon a child that exited but could not be reaped yet (a tracer holds it) is looked at
 /// again.
@@ -120,6 +122,8 @@ struct Daemon {
     metrics: MetricsFile,
     /// SIGTERM or SIGINT came.
     stopping: bool,
+    /// Held for the daemon's life: no second daemon arms this state file's probes.
+    _state_lock: crate::state::StateLock,
 }
 
 /// What a ready descriptor stands for; the poller carries it as a number.
@@ -185,9 +189,9 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     }
     shed_environment()?;
     sys::default_sigchld();
-    // Both files are read before anything is taken or detached, so that a bad one is refused
-    // at the terminal; their probes are armed once the daemon runs.
-    let persisted = crate::state::load(&config.state)?;
+    // Both files are read before the daemon detaches, so that a bad one is refused at the
+    // terminal; their probes are armed once the daemon runs. The state file is read once its
+    // lock is ours (in `start`): what another daemon still writes is not what we would arm.
     let declared = crate::config::load(&config.config, config.config_named)?;
     commands::check_run_as(&config.config, &declared.probes)?;
     let limits = probe_limits()?;
@@ -199,10 +203,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     let mut pidfile = PidFile::lock(&config.pidfile)?;
     // From here on, a daemon that does not start leaves no pidfile behind.
     let started = start(config, &mut pidfile, spawner, limits);
-    let mut daemon = match started {
-        Ok(Some(mut daemon)) => {
+    let (mut daemon, persisted) = match started {
+        Ok(Some((mut daemon, persisted))) => {
             daemon.metrics.from_file = declared.metrics.clone();
-            daemon
+            (daemon, persisted)
         }
         Ok(None) => std::process::exit(0),
         Err(e) => {
@@ -210,6 +214,9 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
             return Err(e);
         }
     };
+    if let Some(path) = daemon.metrics.path() {
+        remove_leftovers(path, "metrics file");
+    }
     for def in persisted {
         daemon.events.push_back(Event::Declare {
             def,
@@ -236,14 +243,15 @@ pub fn run(config: &DaemonConfig) -> Result<(), Error> {
     result
 }
 
-/// Takes the socket, detaches (the parent returns `None` once the
-/// pidfile names the child) and makes the daemon.
+/// Takes the socket and the state file's lock, reads the state file, detaches (the parent
+/// returns `None` once the pidfile and the lock name the child) and makes the daemon, with the
+/// probes the state file holds.
 fn start(
     config: &DaemonConfig,
     pidfile: &mut PidFile,
     spawner: Spawner,
     limits: (usize, usize),
-) -> Result<Option<Daemon>, Error> {
+) -> Result<Option<(Daemon, Vec<Definition>)>, Error> {
     let group = match &config.group {
         None => None,
         Some(name) => {
@@ -254,6 +262,27 @@ fn start(
         }
     };
     let listener = take_socket(&config.socket, group)?;
+    let taken = start_serving(config, pidfile, listener, group, spawner, limits);
+    if taken.is_err() {
+        // The socket is ours: bound above.
+        let _ = std::fs::remove_file(&config.socket);
+    }
+    taken
+}
+
+/// `start`, once the socket is ours.
+fn start_serving(
+    config: &DaemonConfig,
+    pidfile: &mut PidFile,
+    listener: UnixListener,
+    group: Option<u32>,
+    spawner: Spawner,
+    limits: (usize, usize),
+) -> Result<Option<(Daemon, Vec<Definition>)>, Error> {
+    // Before any probe is armed, held until the daemon exits (the detached child inherits it).
+    let mut state_lock = crate::state::StateLock::take(&config.state)?;
+    remove_leftovers(&config.state, "state file");
+    let persisted = crate::state::load(&config.state)?;
     // SIGCHLD tells of a probe stopped or continued (its exit comes through its pidfd).
     let signals = sys::signalfd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD])
         .map_err(|e| Error::os("signalfd", e))?;
@@ -277,6 +306,9 @@ fn start(
                 pidfile
                     .write_pid(child)
                     .map_err(|e| Error::os("writing the pidfile", e))?;
+                state_lock
+                    .write_pid(child)
+                    .map_err(|e| Error::os("writing the state file's lock", e))?;
                 return Ok(None);
             }
             None => crate::logging::switch_to_syslog(),
@@ -285,6 +317,9 @@ fn start(
         pidfile
             .write_pid(std::process::id())
             .map_err(|e| Error::os("writing the pidfile", e))?;
+        state_lock
+            .write_pid(std::process::id())
+            .map_err(|e| Error::os("writing the state file's lock", e))?;
     }
     log::info!(
         "listening on {} (pid {})",
@@ -330,9 +365,10 @@ fn start(
             ..MetricsFile::default()
         },
         stopping: false,
+        _state_lock: state_lock,
     };
     listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
-    Ok(Some(daemon))
+    Ok(Some((daemon, persisted)))
 }
 
 impl Daemon {
@@ -849,8 +885,8 @@ impl Daemon {
         }
     }
 
-    /// Replaces the metrics file: a temporary file beside it, renamed over it (node_exporter
-    /// reads only `*.prom`, so never the temporary one).
+    /// Replaces the metrics file: a fresh temporary file beside it (`NAME.HEX.tmp`), renamed
+    /// over it (node_exporter reads only `*.prom`, so never the temporary one).
     fn write_metrics(&mut self, now: Instant) {
         let Some(path) = self.metrics.path().map(Path::to_path_buf) else {
             return;
@@ -858,14 +894,11 @@ impl Daemon {
         self.metrics.dirty = false;
         self.metrics.written = Some(now);
         let text = self.core.metrics(now);
-        let mut temporary = path.clone().into_os_string();
-        temporary.push(".tmp");
-        let written =
-            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        // Readable by node_exporter's user; written whatever that user planted beside it.
+        let written = sys::replace_file(&path, text.as_bytes(), 0o644, sys::Durability::Unsynced);
         match written {
             Ok(()) => self.metrics.error = None,
             Err(e) => {
-                let _ = std::fs::remove_file(&temporary);
                 let error = format!("metrics file {}: {e}", path.display());
                 if self.metrics.error.as_deref() != Some(error.as_str()) {
                     log::error!("{error}");

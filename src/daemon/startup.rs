@@ -1,9 +1,8 @@
 //! What the daemon does before it serves: the pidfile and its lock, taking the socket, the
 //! environment it keeps, the probe limits, and telling a service manager how it is doing.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
@@ -11,49 +10,44 @@ use super::{MAX_PROBES, MAX_PROBES_PER_JAIL};
 use crate::error::{Error, Kind};
 use crate::proto::{Request, Response};
 
-/// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics).
-pub(super) struct PidFile {
-    file: File,
-}
+/// Holds the pidfile's lock for the daemon's lifetime (pidfile(3) semantics). Opened as
+/// `sys::open_own_file` opens: a link, FIFO, hard link or someone else's file planted at its
+/// path is refused, naming what it is.
+pub(super) struct PidFile(crate::sys::LockedFile);
 
 impl PidFile {
     pub(super) fn lock(path: &Path) -> Result<PidFile, Error> {
-        let cant =
-            |e: io::Error| Error::new(Kind::CantCreate, format!("pidfile {}: {e}", path.display()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            // Not truncated before the lock is ours: the pid in it names the holder.
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(cant)?;
-        if let Err(e) =
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(if e == rustix::io::Errno::WOULDBLOCK {
-                Error::new(
+        crate::sys::LockedFile::take(path, 0o644)
+            .map(PidFile)
+            .map_err(|refused| match refused {
+                crate::sys::NotLocked::Held(pid) => Error::new(
                     Kind::CantCreate,
                     format!(
-                        "a jaildaemon (pid {}) already holds the pidfile {}",
-                        pid.trim(),
+                        "a jaildaemon (pid {pid}) already holds the pidfile {}",
                         path.display()
                     ),
-                )
-            } else {
-                cant(e.into())
-            });
-        }
-        Ok(PidFile { file })
+                ),
+                crate::sys::NotLocked::Failed(e) => {
+                    Error::new(Kind::CantCreate, format!("pidfile {}: {e}", path.display()))
+                }
+            })
     }
 
     pub(super) fn write_pid(&mut self, pid: u32) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        writeln!(self.file, "{pid}")
+        self.0.write_pid(pid)
+    }
+}
+
+/// Removes the temporary files a daemon killed while replacing `path` left beside it, saying
+/// so. At start only: the directory may be large, and it is not the loop's to read.
+pub(super) fn remove_leftovers(path: &Path, what: &str) {
+    match crate::sys::remove_leftovers(path) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "removed {n} temporary file(s) left beside {}",
+            path.display()
+        ),
+        Err(e) => log::warn!("{what} {}: looking for leftovers: {e}", path.display()),
     }
 }
 

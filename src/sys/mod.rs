@@ -1,10 +1,15 @@
 //! The platform seam. Everything above it is portable; everything below it is one backend per
 //! operating system, exporting the same names: `Jail` (opened at once or through a `Lookup`),
 //! `Spawner`, `Placement` (probes placed as steps), `Process`, `Exit`, `Poller`,
-//! `spawn_command`, `detach`, `peer_credentials`, signal and syslog helpers. Nothing exported
-//! here waits on a jail. `unsafe` code lives only here, in each backend's `raw` module.
+//! `spawn_command`, `detach`, `peer_credentials`, signal and syslog helpers, and the files the
+//! daemon writes (`files`: never through a link, never blocking). Nothing exported here waits
+//! on a jail. `unsafe` code lives only here, in each backend's `raw` module.
 
+mod files;
 mod posix;
+pub use files::{
+    Access, Durability, LockedFile, NotLocked, open_own_file, remove_leftovers, replace_file,
+};
 pub use posix::{
     ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach, open_syslog,
     readable_now, syslog,

@@ -172,6 +172,13 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.try_wait().unwrap().is_none() {
             self.signal(rustix::process::Signal::TERM);
+            // A daemon stuck in a system call (the failure a test was catching) cannot read
+            // its SIGTERM: killed, so that the test fails instead of hanging.
+            if !wait_for(Duration::from_secs(10), || {
+                self.child.try_wait().unwrap().is_some()
+            }) {
+                self.signal(rustix::process::Signal::KILL);
+            }
             let _ = self.child.wait();
         }
     }
