@@ -27,6 +27,7 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
+pub use startup::KEPT_VARIABLES;
 use startup::{PidFile, notify_service_manager, probe_limits, shed_environment, take_socket};
 
 /// How soon a child that exited but could not be reaped yet (a tracer holds it) is looked at
@@ -270,6 +271,9 @@ fn start(
     let descriptor_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if config.foreground {
+        crate::logging::foreground(std::env::var_os("JOURNAL_STREAM").as_deref());
+    }
     if !config.foreground {
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
@@ -969,9 +973,9 @@ impl Daemon {
 /// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
 fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
     let outcome = match last.status {
-        0 => "last=ok(0)".to_string(),
-        code if code >= 128 => format!("last=signal({})", code - 128),
-        code => format!("last=failed({code})"),
+        sys::Exit::Code(0) => "last=ok(0)".to_string(),
+        sys::Exit::Code(code) => format!("last=failed({code})"),
+        sys::Exit::Signal(signal) => format!("last=signal({signal})"),
     };
     let took = if last.took < std::time::Duration::from_secs(60) {
         format!("{:.1}s", last.took.as_secs_f64())
