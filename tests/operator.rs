@@ -347,3 +347,59 @@ fn a_fed_watchdog_is_counted_not_logged_as_re_armed() {
         daemon.log_text()
     );
 }
+
+/// Starts a daemon on `config`, which it must refuse: exit 78, and its stderr.
+fn refused_config(dir: &TempDir, config: &str) -> String {
+    let path = dir.path("refused.conf");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-C"])
+        .arg(&path)
+        .arg("-f")
+        .arg(dir.path("refused.sock"))
+        .arg("-p")
+        .arg(dir.path("refused.pid"))
+        .arg("-S")
+        .arg(dir.path("refused.state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_configuration_value_is_refused_at_its_own_line() {
+    if !root_or_skip("a_bad_configuration_value_is_refused_at_its_own_line") {
+        return;
+    }
+    let dir = TempDir::new();
+    let probe = "[[probe]]\njail = \"1\"\ncommand = \"true\"\nrespawn = \"after_command\"\n";
+    // The bad cooldown on line 15, below its header on line 8.
+    let text = format!("# web\n{probe}\n# db\n{probe}title = \"DB\"\n\n\ncooldown = \"10 sec\"\n");
+    let stderr = refused_config(&dir, &text);
+    assert!(
+        stderr.contains("line 15: cooldown: '10 sec' is not a duration; write it as 30s, 5m or 1h"),
+        "{stderr}"
+    );
+    // One bracket where two were meant: the advice, not serde's words.
+    let stderr = refused_config(
+        &dir,
+        &format!("# web\n{}", probe.replace("[[probe]]", "[probe]")),
+    );
+    assert!(
+        stderr.contains("line 2: [probe] declares one table")
+            && stderr.contains("write [[probe]] (two brackets)")
+            && !stderr.contains("expected a sequence"),
+        "{stderr}"
+    );
+    // The twin: the same file with a good value starts (and is stopped at once).
+    let good = dir.path("good.conf");
+    std::fs::write(&good, text.replace("10 sec", "10s")).unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", good.to_str().unwrap()]);
+    assert!(
+        !daemon.log_text().contains("line 15"),
+        "{}",
+        daemon.log_text()
+    );
+}
