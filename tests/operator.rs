@@ -403,3 +403,53 @@ fn a_bad_configuration_value_is_refused_at_its_own_line() {
         daemon.log_text()
     );
 }
+
+#[test]
+fn a_missing_metrics_directory_is_named_once_and_its_return_logged() {
+    if !root_or_skip("a_missing_metrics_directory_is_named_once_and_its_return_logged") {
+        return;
+    }
+    let dir = TempDir::new();
+    let missing = dir.path("textfile");
+    let metrics = missing.join("jaildaemon.prom");
+    let daemon = Daemon::start_with_args(&dir, &["-M", metrics.to_str().unwrap()]);
+    let named = format!("directory {} does not exist", missing.display());
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains(&named)),
+        "{}",
+        daemon.log_text()
+    );
+    // Tried every second, but said once.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        daemon.log_text().matches(&named).count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+    assert!(!metrics.exists());
+    // The directory comes back: the file is written, with nothing else changing, and the log
+    // says so.
+    std::fs::create_dir(&missing).unwrap();
+    assert!(
+        wait_for(LONG, || metrics.exists()
+            && daemon.log_text().contains("written again")),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        std::fs::read_to_string(&metrics)
+            .unwrap()
+            .contains("jaildaemon_probes")
+    );
+    // The twin: a directory that is there is never named.
+    let dir = TempDir::new();
+    let metrics = dir.path("jaildaemon.prom");
+    let daemon = Daemon::start_with_args(&dir, &["-M", metrics.to_str().unwrap()]);
+    assert!(wait_for(LONG, || metrics.exists()), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("does not exist") && !log.contains("written again"),
+        "{log}"
+    );
+}

@@ -51,6 +51,20 @@ struct MetricsFile {
     error: Option<String>,
 }
 
+/// Why the metrics file at `path` could not be written, naming a missing directory as such
+/// (the error of the open, ENOENT, names neither).
+fn metrics_error(path: &Path, e: &std::io::Error) -> String {
+    let directory = path.parent().unwrap_or(Path::new("/"));
+    if e.kind() == std::io::ErrorKind::NotFound && !directory.is_dir() {
+        return format!(
+            "metrics file {}: directory {} does not exist",
+            path.display(),
+            directory.display()
+        );
+    }
+    format!("metrics file {}: {e}", path.display())
+}
+
 /// The metrics file is replaced at most this often.
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -867,14 +881,26 @@ impl Daemon {
         let written =
             std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
         match written {
-            Ok(()) => self.metrics.error = None,
+            Ok(()) => {
+                if let Some(error) = self.metrics.error.take() {
+                    log::info!(
+                        "metrics file {} written again (after: {error})",
+                        path.display()
+                    );
+                }
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&temporary);
-                let error = format!("metrics file {}: {e}", path.display());
+                let error = metrics_error(&path, &e);
                 if self.metrics.error.as_deref() != Some(error.as_str()) {
-                    log::error!("{error}");
+                    log::error!(
+                        "{error}; tried again every second, logged again only when that changes"
+                    );
                 }
                 self.metrics.error = Some(error);
+                // Tried again at the next interval: a directory made later (a volume mounted, a
+                // package installed) gets the file without waiting for a probe to change.
+                self.metrics.dirty = true;
             }
         }
     }
