@@ -116,7 +116,7 @@ pub fn table(probes: &[ProbeInfo], width: Option<usize>) -> String {
 }
 
 /// Fewest columns LAST is wrapped into under its heading; with less room it goes below the row.
-const MIN_LAST: usize = 24;
+const MIN_LAST: usize = 40;
 
 /// What starts a continuation line of a LAST that does not fit beside its row.
 const CONTINUATION: &str = "    ";
