@@ -324,19 +324,43 @@ fn a_fed_watchdog_is_counted_not_logged_as_re_armed() {
         );
     }
     assert!(wait_for(LONG, || jail.probes("FEDDOG").len() == 1));
-    let log = daemon.log_text();
-    assert!(!log.contains("re-armed"), "{log}");
-    assert_eq!(log.matches("'FEDDOG') armed").count(), 1, "{log}");
-    // The twin: a -r probe that fired is re-armed, and says so.
+    // A watchdog that has run its command once (starved for its 2 s) and is fed afterwards:
+    // its feeds are not logged either, though it has fired.
+    let starved = format!("echo starved >> {}", fired.display());
     daemon.arm(&[
         "-c",
-        &format!("echo x >> {}", fired.display()),
+        &starved,
         "-j",
         &spec,
         "-t",
-        "REARMED",
-        "-r",
+        "STARVED",
+        "--watchdog",
+        "2s",
     ]);
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "{}",
+        daemon.log_text()
+    );
+    for _ in 0..3 {
+        let before = jail.probes("STARVED");
+        assert_eq!(before.len(), 1, "{}", daemon.log_text());
+        assert!(jail.pkill(0, "HUP", "STARVED"));
+        assert!(
+            wait_for(LONG, || {
+                let now = jail.probes("STARVED");
+                now.len() == 1 && now != before
+            }),
+            "{}",
+            daemon.log_text()
+        );
+    }
+    let log = daemon.log_text();
+    assert!(!log.contains("re-armed"), "{log}");
+    assert_eq!(log.matches("'FEDDOG') armed").count(), 1, "{log}");
+    assert_eq!(log.matches("'STARVED') armed").count(), 1, "{log}");
+    // The twin: a -r probe that fired is re-armed, and says so.
+    daemon.arm(&["-c", "true", "-j", &spec, "-t", "REARMED", "-r"]);
     assert!(wait_for(LONG, || jail.probes("REARMED").len() == 1));
     assert!(jail.pkill(0, "HUP", "REARMED"));
     assert!(
