@@ -66,7 +66,7 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
                 Ok(())
             }
             Response::Probes { probes } => {
-                print!("{}", listing::table(&probes));
+                print!("{}", listing::table(&probes, listing::terminal_width()));
                 Ok(())
             }
             other => refused(other),
@@ -92,7 +92,7 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
 fn daemon_starts_again() -> bool {
     rustix::process::geteuid().is_root()
         && std::env::vars_os()
-            .any(|(name, _)| name != "NOTIFY_SOCKET" && name != "JAILDAEMON_PROBE_LIMITS")
+            .any(|(name, _)| !daemon::KEPT_VARIABLES.iter().any(|kept| name == *kept))
 }
 
 /// A refusal becomes its error; any other answer is a protocol error.

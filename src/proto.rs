@@ -168,14 +168,29 @@ pub struct ProbeInfo {
     pub fired: u64,
     /// What happened last: the command's end, or why the probe is waiting.
     pub last: Option<String>,
+    // Every setting is sent, a default one too (`null`, `{}`, `false`), so that `-l --json`
+    // shows what a probe will do without a reader knowing the defaults; each has a default
+    // when read, so that an answer without them still reads.
+    /// `--run-as`: the host user (and group) its commands run as; `None`: root.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// `--timeout`, in seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// `--cooldown`, in seconds.
+    #[serde(default)]
+    pub cooldown_secs: Option<u64>,
+    /// `--status`: its command line in the jail shows its last command's result.
+    #[serde(default)]
+    pub status: bool,
     /// Its verbs: signal name (`USR1`, `USR2`) to command.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub verbs: BTreeMap<String, String>,
     /// Its verbs that need confirming: signal name to window, in seconds.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub confirm: BTreeMap<String, u64>,
     /// A watchdog probe: its period in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub watchdog: Option<u64>,
     /// A watchdog probe whose period runs: milliseconds until its command runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

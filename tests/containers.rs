@@ -618,6 +618,24 @@ fn lxd_container_by_name_fires_from_inside_and_not_for_another_signal() {
         "{}",
         stderr(&out)
     );
+    // Issue 22: the slip is named, with what to write instead.
+    assert!(
+        stderr(&out).contains(&format!(
+            "LXD has a container '{0}' (running): use -j lxd:{0}",
+            lxd.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The twin: a name no manager has gets no hint.
+    let nobody = unique_name("none");
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{nobody}")]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("has a container"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -639,6 +657,22 @@ fn incus_container_by_name_fires_from_inside_and_not_for_another_signal() {
     assert_eq!(probes_in(incus.pid().unwrap(), "HUP_TITLE").len(), 1);
     let out = daemon.util(&["-c", "true", "-j", &format!("lxd:{}", incus.name)]);
     assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    // Only `lxc:` earns a hint (LXD's client is `lxc` too); `lxd:` was no such slip.
+    assert!(
+        !stderr(&out).contains("has a container"),
+        "{}",
+        stderr(&out)
+    );
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{}", incus.name)]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Incus has a container '{0}' (running): use -j incus:{0}",
+            incus.name
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -180,7 +180,9 @@ fn every_trigger_and_refusal_is_in_the_log_with_jail_title_and_id() {
     let log = daemon.log_text();
     for event in [
         // In words an administrator reads: no internal type names.
-        format!("{tag} armed: uid 0, gid 0, mode -r, host pid"),
+        // Issue 22: the jail's uid apart from the host user the command runs as.
+        format!("{tag} armed: mode -r, in the jail as uid 0 gid 0, host pid"),
+        "the command runs on the host as root; no other settings".to_string(),
         format!("{tag} triggered"),
         format!("{tag} command started, host pid"),
         format!("{tag} command ended with exit code 0 after"),

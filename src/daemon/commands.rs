@@ -193,11 +193,7 @@ impl Daemon {
         if let Some(output) = &command.output {
             self.poller.remove(output.as_fd());
         }
-        let code = match result {
-            Ok(Some(sys::Exit::Code(code))) => Some(code),
-            Ok(Some(sys::Exit::Signal(signal))) => Some(128 + signal),
-            _ => None,
-        };
+        let exit = result.as_ref().ok().copied().flatten();
         let status = result
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
@@ -227,7 +223,7 @@ impl Daemon {
         self.events.push_back(Event::CommandEnded {
             command: id,
             outcome: Ok(status),
-            status: code,
+            status: exit,
             took: command.started.elapsed(),
         });
     }

@@ -186,8 +186,9 @@ pub struct Probe {
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// How its last command ended: exit code, or 128 plus a signal.
-    pub last_status: Option<i32>,
+    /// How its last command ended: its exit code, or the signal that ended it. Kept apart, as
+    /// waitid(2) tells them: `exit 137` is not a SIGKILL.
+    pub last_status: Option<Exit>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     pub last: Option<String>,
@@ -346,8 +347,8 @@ pub struct ToPlace {
 /// A probe's last command, as its command line shows it (`status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastRun {
-    /// Its exit code, or 128 plus a signal.
-    pub status: i32,
+    /// Its exit code, or the signal that ended it.
+    pub status: Exit,
     pub took: Duration,
     pub ended: Instant,
 }
@@ -391,8 +392,8 @@ pub enum Event {
         command: CommandId,
         /// How it ended (`exit code 0`), or why it could not be started.
         outcome: Result<String, String>,
-        /// Its exit code, or 128 plus the signal that ended it, for the metrics.
-        status: Option<i32>,
+        /// Its exit code, or the signal that ended it; `None` when it could not be started.
+        status: Option<Exit>,
         took: Duration,
     },
     /// A jail's process ended: the jail stopped.
@@ -964,22 +965,32 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    if probe.fed > 0 && probe.fired == 0 {
-                        log::debug!("{} re-armed after a signal, host pid {pid}", probe.tag(id));
+                    if probe.fed > 0 && probe.def.watchdog.is_some() {
+                        // A feed is routine: `-l` counts them; the log would drown in them.
+                        log::debug!("{} back after a feed, host pid {pid}", probe.tag(id));
                     } else if probe.fired > 0 {
                         log::info!("{} re-armed, host pid {pid}", probe.tag(id));
                     } else {
+                        // The jail's uid is the probe's; the command's host user is another,
+                        // and the line says both, so that neither reads as the other.
+                        let settings = probe.def.settings(true);
                         log::info!(
-                            "{} armed{}: uid {}, gid {}, mode {}, host pid {pid}",
+                            "{} armed{}: mode {}, in the jail as uid {} gid {}, host pid {pid}; the command runs on the host as {}; {}",
                             probe.tag(id),
                             match probe.origin {
                                 Origin::Command => "",
                                 Origin::Persisted => " (persisted)",
                                 Origin::Config => " (configuration file)",
                             },
+                            probe.def.mode(),
                             ids.0,
                             ids.1,
-                            describe_respawn(probe.def.respawn),
+                            probe.def.run_as.as_deref().unwrap_or("root"),
+                            if settings.is_empty() {
+                                "no other settings".to_string()
+                            } else {
+                                settings.join(", ")
+                            },
                         );
                     }
                     let persisted = probe.origin == Origin::Persisted;
@@ -1832,6 +1843,10 @@ impl Core {
                     pid,
                     fired: p.fired,
                     last,
+                    run_as: p.def.run_as.clone(),
+                    timeout_secs: p.def.timeout.map(|t| t.as_secs()),
+                    cooldown_secs: p.def.cooldown.map(|c| c.as_secs()),
+                    status: p.def.status,
                     verbs: crate::definition::verbs_to_names(&p.def.verbs),
                     confirm: crate::definition::confirm_to_names(&p.def.confirm),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
@@ -1861,7 +1876,11 @@ impl Core {
                 fires: p.fired,
                 timeouts: p.timeouts,
                 stops: p.stops,
-                last_status: p.last_status,
+                // The metrics' convention (a shell's): a signal as 128 plus its number.
+                last_status: p.last_status.map(|exit| match exit {
+                    Exit::Code(code) => code,
+                    Exit::Signal(signal) => 128 + signal,
+                }),
                 last_duration: p.last_ended.map(|(took, _)| took),
             })
             .collect();
@@ -1895,16 +1914,6 @@ pub fn human_duration(d: Duration) -> String {
     } else {
         let s = d.as_secs();
         format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
-
-/// The respawn mode as `-l` shows it.
-fn describe_respawn(respawn: Respawn) -> &'static str {
-    match respawn {
-        Respawn::Never => "single",
-        Respawn::AfterCommand => "-r",
-        Respawn::Immediately => "-R",
-        Respawn::Queue => "queue",
     }
 }
 
@@ -2043,7 +2052,7 @@ mod tests {
         Event::CommandEnded {
             command,
             outcome: Ok("exit code 0".into()),
-            status: Some(0),
+            status: Some(Exit::Code(0)),
             took: Duration::from_millis(2100),
         }
     }
@@ -3012,7 +3021,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 9".into()),
-            status: Some(137),
+            status: Some(Exit::Signal(9)),
             took: Duration::from_secs(35),
         });
         let last = rig.core.list(rig.now)[0].last.clone().unwrap();
@@ -3023,7 +3032,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 15".into()),
-            status: Some(143),
+            status: Some(Exit::Signal(15)),
             took: Duration::from_secs(30),
         });
         assert_eq!(stops(&rig.later(KILL_GRACE)), vec![(1, true)]);

@@ -27,6 +27,7 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
+pub use startup::KEPT_VARIABLES;
 use startup::{
     PidFile, notify_service_manager, probe_limits, remove_leftovers, shed_environment, take_socket,
 };
@@ -50,6 +51,20 @@ struct MetricsFile {
     dirty: bool,
     /// The last error writing it, logged once until it changes.
     error: Option<String>,
+}
+
+/// Why the metrics file at `path` could not be written, naming a missing directory as such
+/// (the error of the open, ENOENT, names neither).
+fn metrics_error(path: &Path, e: &std::io::Error) -> String {
+    let directory = path.parent().unwrap_or(Path::new("/"));
+    if e.kind() == std::io::ErrorKind::NotFound && !directory.is_dir() {
+        return format!(
+            "metrics file {}: directory {} does not exist",
+            path.display(),
+            directory.display()
+        );
+    }
+    format!("metrics file {}: {e}", path.display())
 }
 
 /// The metrics file is replaced at most this often.
@@ -299,6 +314,9 @@ fn start_serving(
     let descriptor_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if config.foreground {
+        crate::logging::foreground(std::env::var_os("JOURNAL_STREAM").as_deref());
+    }
     if !config.foreground {
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
@@ -897,13 +915,25 @@ impl Daemon {
         // Readable by node_exporter's user; written whatever that user planted beside it.
         let written = sys::replace_file(&path, text.as_bytes(), 0o644, sys::Durability::Unsynced);
         match written {
-            Ok(()) => self.metrics.error = None,
+            Ok(()) => {
+                if let Some(error) = self.metrics.error.take() {
+                    log::info!(
+                        "metrics file {} written again (after: {error})",
+                        path.display()
+                    );
+                }
+            }
             Err(e) => {
-                let error = format!("metrics file {}: {e}", path.display());
+                let error = metrics_error(&path, &e);
                 if self.metrics.error.as_deref() != Some(error.as_str()) {
-                    log::error!("{error}");
+                    log::error!(
+                        "{error}; tried again every second, logged again only when that changes"
+                    );
                 }
                 self.metrics.error = Some(error);
+                // Tried again at the next interval: a directory made later (a volume mounted, a
+                // package installed) gets the file without waiting for a probe to change.
+                self.metrics.dirty = true;
             }
         }
     }
@@ -1002,9 +1032,9 @@ impl Daemon {
 /// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
 fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
     let outcome = match last.status {
-        0 => "last=ok(0)".to_string(),
-        code if code >= 128 => format!("last=signal({})", code - 128),
-        code => format!("last=failed({code})"),
+        sys::Exit::Code(0) => "last=ok(0)".to_string(),
+        sys::Exit::Code(code) => format!("last=failed({code})"),
+        sys::Exit::Signal(signal) => format!("last=signal({signal})"),
     };
     let took = if last.took < std::time::Duration::from_secs(60) {
         format!("{:.1}s", last.took.as_secs_f64())

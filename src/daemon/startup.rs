@@ -148,8 +148,10 @@ pub(super) fn probe_limits() -> Result<(usize, usize), Error> {
     Ok((total, per_jail))
 }
 
-/// The only variables the daemon keeps from its environment.
-pub(super) const KEPT_VARIABLES: [&str; 2] = ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS"];
+/// The only variables the daemon keeps from its environment. `JOURNAL_STREAM` (systemd's
+/// "stderr is the journal", a device and inode number) decides whether `-F` stamps its lines.
+pub const KEPT_VARIABLES: [&str; 3] =
+    ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS", "JOURNAL_STREAM"];
 
 /// Starts the daemon again with an empty environment (but for `KEPT_VARIABLES`), once: until a
 /// probe's helper execs, it holds a copy of the daemon's memory, environment block included,
