@@ -484,3 +484,120 @@ fn a_service_manager_hears_ready_once_declared_probes_are_armed_and_stopping_at_
         "a refused daemon said something"
     );
 }
+
+/// A second process in `jail` (`sleep`, entered with nsenter), killed on drop: another PID
+/// that names the same jail.
+struct SecondPid {
+    nsenter: std::process::Child,
+    pid: u32,
+}
+
+impl SecondPid {
+    fn in_jail(jail: &Jail) -> SecondPid {
+        let nsenter = Command::new("nsenter")
+            .args(["-t", &jail.spec(), "-a", "sleep", "600"])
+            .spawn()
+            .unwrap();
+        let parent = nsenter.id();
+        let mut pid = 0;
+        assert!(
+            wait_for(LONG, || {
+                let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                    .unwrap_or_default();
+                pid = children
+                    .split_whitespace()
+                    .next()
+                    .map_or(0, |p| p.parse().unwrap());
+                pid != 0
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(b"sleep"))
+            }),
+            "no second process in the jail"
+        );
+        SecondPid { nsenter, pid }
+    }
+}
+
+impl Drop for SecondPid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let _ = self.nsenter.wait();
+    }
+}
+
+/// Issue 20 (6): one title armed twice in one jail, by two PIDs of it, is allowed as in 0.2,
+/// but the utility (on stderr, still exiting 0) and the log warn naming the first probe; `-k`
+/// by that title says what it removed and which probe of that title, armed under the other
+/// PID, stays. Twins: another title in that jail, and the same title in another jail, are
+/// armed without a warning; a title that names one probe is removed without a note.
+#[test]
+fn one_title_armed_twice_in_one_jail_is_warned_and_k_says_what_it_removed() {
+    let Some(World {
+        dir: _dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("one_title_armed_twice_in_one_jail_is_warned_and_k_says_what_it_removed")
+    else {
+        return;
+    };
+    let second = SecondPid::in_jail(&jail);
+    let (spec, other_pid) = (jail.spec(), second.pid.to_string());
+    let command = append(&fired, "x");
+    let arm = |jail: &str, title: &str| {
+        let out = daemon.util(&["-c", &command, "-j", jail, "-t", title]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(arm(&spec, "CTL"), "");
+    let warned = arm(&other_pid, "CTL");
+    let expected =
+        format!("title 'CTL' is already armed in this jail: probe 1 (armed by -c, jail {spec})");
+    assert!(warned.contains(&expected), "{warned}");
+    assert!(
+        daemon.log_text().contains(&expected),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(jail.probes("CTL").len(), 2, "both are armed");
+    // Twins: another title by the second PID, the same title in another jail.
+    assert_eq!(arm(&other_pid, "LOG"), "");
+    let elsewhere = Jail::new();
+    assert_eq!(arm(&elsewhere.spec(), "CTL"), "");
+    assert_eq!(
+        daemon
+            .log_text()
+            .matches("is already armed in this jail")
+            .count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+
+    // A third CTL by the second PID: `-k CTL` by that PID removes both of its own, says the
+    // title was ambiguous, and names probe 1, armed by the first PID, which stays.
+    assert!(arm(&other_pid, "CTL").contains("probe 1 (armed by -c"));
+    let out = daemon.util(&["-k", "CTL", "-j", &other_pid]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "removed probe(s) 2, 5\n"
+    );
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        notes.contains(&format!(
+            "title 'CTL' is ambiguous in jail '{other_pid}': it named 2 probes, and all were removed (2, 5)"
+        )),
+        "{notes}"
+    );
+    assert!(
+        notes.contains(&format!("still has probe 1 (armed by -c, jail {spec})")),
+        "{notes}"
+    );
+    assert!(wait_for(LONG, || jail.probes("CTL").len() == 1));
+    // Twin: LOG names one probe, alone with its title: removed without a note.
+    let out = daemon.util(&["-k", "LOG", "-j", &other_pid]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(read(&fired), "", "nothing fired");
+}

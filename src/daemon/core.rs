@@ -39,6 +39,19 @@ pub type CommandId = u64;
 pub type JailId = i32;
 /// A probe's uid and gid inside its jail.
 pub type Ids = (u32, u32);
+
+/// What the shell read of a jail when it opened it, for the warnings given when a probe is
+/// armed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JailFacts {
+    /// The same for every name of one running jail (on Linux its pid namespace, whose
+    /// processes one `pkill` reaches; on FreeBSD its jid), though each PID names it by
+    /// another `JailId`.
+    pub identity: (u64, u64),
+    /// Its uids are the host's (no user namespace of its own; every FreeBSD jail): a host
+    /// process can make a jail process of its uid signal a probe of that uid.
+    pub shares_host_users: bool,
+}
 /// A placed probe's process and ids, or why it is not placed.
 pub type PlaceResult = Result<(Pid, Ids), Error>;
 
@@ -321,6 +334,7 @@ enum Stage {
 struct JailEntry {
     /// The jail as first named.
     spec: String,
+    facts: JailFacts,
     /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, so that its
     /// stop names them.
     ended: Vec<(ProbeId, Instant)>,
@@ -375,7 +389,7 @@ pub enum Event {
     /// A lookup asked for by `Effect::Find` ended.
     Found {
         spec: String,
-        result: Result<JailId, Error>,
+        result: Result<(JailId, JailFacts), Error>,
     },
     /// A placement asked for by `Effect::Place` ended, with one result per probe.
     Placed {
@@ -436,7 +450,7 @@ pub enum Effect {
     /// when the file cannot be written, send `Event::StateNotSaved`).
     Save {
         probes: Vec<Definition>,
-        confirm: Vec<(ClientId, ProbeId, Pid)>,
+        confirm: Vec<Confirm>,
     },
     /// Stop watching the jail and close its descriptor.
     Release { jail: JailId },
@@ -444,6 +458,10 @@ pub enum Effect {
     /// once its probes are killed, and placed or refused).
     Log { level: log::Level, message: String },
 }
+
+/// A `-P` request answered "armed" once the state file is written: its client, probe, the
+/// probe's process and the warnings of its arming.
+pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
 
 pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
@@ -769,7 +787,7 @@ impl Core {
         }
     }
 
-    fn found(&mut self, spec: String, result: Result<JailId, Error>, now: Instant) {
+    fn found(&mut self, spec: String, result: Result<(JailId, JailFacts), Error>, now: Instant) {
         self.finding.remove(&spec);
         let finding: Vec<(ProbeId, Option<ClientId>)> = self
             .probes
@@ -781,9 +799,10 @@ impl Core {
             })
             .collect();
         match result {
-            Ok(jail) => {
+            Ok((jail, facts)) => {
                 self.jails.entry(jail).or_insert_with(|| JailEntry {
                     spec: spec.clone(),
+                    facts,
                     ended: Vec::new(),
                     idle_since: Some(now),
                     placing: None,
@@ -923,6 +942,9 @@ impl Core {
             None => false,
         };
         let mut confirm = Vec::new();
+        // Titles of the probes in this jail under any of its names, gathered once per
+        // placement (when a probe is armed for the first time), not once per probe.
+        let mut titles = None;
         for (id, result) in results {
             let Some(probe) = self.probes.get_mut(&id) else {
                 // Removed while being placed: its process goes at once.
@@ -964,6 +986,7 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
+                    let first_arm = probe.fed == 0 && probe.fired == 0;
                     if probe.fed > 0 && probe.fired == 0 {
                         log::debug!("{} re-armed after a signal, host pid {pid}", probe.tag(id));
                     } else if probe.fired > 0 {
@@ -985,13 +1008,26 @@ impl Core {
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
+                    let warnings = if first_arm {
+                        let titles = titles.get_or_insert_with(|| self.titles_in(jail));
+                        self.arm_warnings(id, jail, ids.0, titles)
+                    } else {
+                        Vec::new()
+                    };
+                    for warning in &warnings {
+                        log::warn!("{}: {warning}", self.probes[&id].tag(id));
+                    }
                     if let Some(client) = reply {
                         if persisted {
-                            confirm.push((client, id, pid));
+                            confirm.push((client, id, pid, warnings));
                         } else {
                             self.effects.push(Effect::Reply {
                                 client,
-                                response: Response::Armed { probe: id, pid },
+                                response: Response::Armed {
+                                    probe: id,
+                                    pid,
+                                    warnings,
+                                },
                             });
                         }
                     }
@@ -1003,6 +1039,102 @@ impl Core {
             self.save(confirm);
         }
         self.release_if_idle(jail, now);
+    }
+
+    /// The probes in `jail` and in every held jail with its identity (the same running jail
+    /// under another name), by title.
+    fn titles_in(&self, jail: JailId) -> BTreeMap<String, Vec<ProbeId>> {
+        let mut titles: BTreeMap<String, Vec<ProbeId>> = BTreeMap::new();
+        let Some(identity) = self.jails.get(&jail).map(|e| e.facts.identity) else {
+            return titles;
+        };
+        for (held, entry) in &self.jails {
+            if entry.facts.identity != identity {
+                continue;
+            }
+            for id in self.tally.in_jail.get(held).into_iter().flatten() {
+                let title = self.probes[id].def.title.clone();
+                titles.entry(title).or_default().push(*id);
+            }
+        }
+        titles
+    }
+
+    /// The probes other than `id` with its title that are, or will be, in the running jail
+    /// `jail` is (by any of its names): one `pkill -f` or `killall` by that title reaches
+    /// them all. `titles` is `titles_in(jail)`, maybe gathered before some of them changed
+    /// phase, so each is checked again. A fired single shot of `-c` never comes back, and
+    /// does not count.
+    fn same_title_in_jail(
+        &self,
+        id: ProbeId,
+        jail: JailId,
+        titles: &BTreeMap<String, Vec<ProbeId>>,
+    ) -> Vec<ProbeId> {
+        let identity = self.jails.get(&jail).map(|e| e.facts.identity);
+        let title = &self.probes[&id].def.title;
+        titles
+            .get(title)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|other| *other != id)
+            .filter(|other| {
+                self.probes.get(other).is_some_and(|p| {
+                    let spent_plain =
+                        p.origin == Origin::Command && matches!(p.phase, Phase::Spent { .. });
+                    !spent_plain
+                        && p.def.title == *title
+                        && p.phase
+                            .jail()
+                            .and_then(|j| self.jails.get(&j))
+                            .is_some_and(|e| Some(e.facts.identity) == identity)
+                })
+            })
+            .collect()
+    }
+
+    /// How a warning names another probe: its id, how it was armed, the jail as it named it.
+    fn describe(&self, id: ProbeId) -> String {
+        let probe = &self.probes[&id];
+        let how = match probe.origin {
+            Origin::Command => "-c",
+            Origin::Persisted => "-c -P",
+            Origin::Config => "the configuration file",
+        };
+        format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+    }
+
+    /// What the utility and the log are told when probe `id` is armed for the first time in
+    /// `jail`, as `uid` inside it. Nothing here refuses the probe: 0.2 allows both.
+    fn arm_warnings(
+        &self,
+        id: ProbeId,
+        jail: JailId,
+        uid: u32,
+        titles: &BTreeMap<String, Vec<ProbeId>>,
+    ) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let others = self.same_title_in_jail(id, jail, titles);
+        if !others.is_empty() {
+            let named: Vec<String> = others.iter().map(|o| self.describe(*o)).collect();
+            warnings.push(format!(
+                "title '{}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
+                self.probes[&id].def.title,
+                named.join(", ")
+            ));
+        }
+        if uid != 0
+            && self
+                .jails
+                .get(&jail)
+                .is_some_and(|e| e.facts.shares_host_users)
+        {
+            warnings.push(format!(
+                "the jail shares the host's user ids (no user namespace of its own): host processes with uid {uid} can fire it through the jail's own processes of that uid (by ptrace); use a user-namespaced jail, or a uid no host user has (SECURITY.md)"
+            ));
+        }
+        warnings
     }
 
     /// Probe `id` could not be placed. A request is refused and forgotten; a probe that
@@ -1617,6 +1749,10 @@ impl Core {
             });
             return;
         }
+        let warnings = self.removal_notes(which, jail, &matching);
+        for warning in &warnings {
+            log::warn!("-k {which} -j {jail}: {warning}");
+        }
         let persisted = matching
             .iter()
             .any(|id| self.probes[id].origin == Origin::Persisted);
@@ -1628,8 +1764,56 @@ impl Core {
         }
         self.effects.push(Effect::Reply {
             client,
-            response: Response::Removed { probes: matching },
+            response: Response::Removed {
+                probes: matching,
+                warnings,
+            },
         });
+    }
+
+    /// What `-k which -j jail` says besides the ids it removes (`matching`): that a title named
+    /// several probes, all removed as 0.2 does; and which probes with that title stay in the
+    /// same running jail because they were armed under another of its names.
+    fn removal_notes(&self, which: &str, jail: &str, matching: &[ProbeId]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let by_title: Vec<ProbeId> = matching
+            .iter()
+            .copied()
+            .filter(|id| self.probes[id].def.title == which)
+            .collect();
+        if by_title.is_empty() {
+            return notes;
+        }
+        if matching.len() > 1 {
+            let ids: Vec<String> = matching.iter().map(ProbeId::to_string).collect();
+            notes.push(format!(
+                "title '{which}' is ambiguous in jail '{jail}': it named {} probes, and all were removed ({})",
+                matching.len(),
+                ids.join(", ")
+            ));
+        }
+        let mut staying = BTreeSet::new();
+        let mut titles_by_jail = BTreeMap::new();
+        for id in &by_title {
+            if let Some(held) = self.probes[id].phase.jail() {
+                let titles = titles_by_jail
+                    .entry(held)
+                    .or_insert_with(|| self.titles_in(held));
+                staying.extend(
+                    self.same_title_in_jail(*id, held, titles)
+                        .into_iter()
+                        .filter(|other| !matching.contains(other)),
+                );
+            }
+        }
+        if !staying.is_empty() {
+            let named: Vec<String> = staying.iter().map(|o| self.describe(*o)).collect();
+            notes.push(format!(
+                "the same jail still has {} with title '{which}', armed under another name of it: remove with -j as named there",
+                named.join(", ")
+            ));
+        }
+        notes
     }
 
     /// Removes probe `id`: its process goes, its command never runs; a command already running
@@ -1731,7 +1915,7 @@ impl Core {
     }
 
     /// Asks for the state file to be written with every `-P` probe still wanted.
-    fn save(&mut self, confirm: Vec<(ClientId, ProbeId, Pid)>) {
+    fn save(&mut self, confirm: Vec<Confirm>) {
         let probes = self
             .probes
             .values()
@@ -1994,10 +2178,23 @@ mod tests {
         }
     }
 
+    /// Jail `jail` found: a jail of its own (its identity is its id), with its own users.
     fn found(spec: &str, jail: JailId) -> Event {
+        found_as(spec, jail, jail as u64, false)
+    }
+
+    /// Jail `jail` found, with `identity` (shared by every name of one running jail) and
+    /// whether its uids are the host's.
+    fn found_as(spec: &str, jail: JailId, identity: u64, shares_host_users: bool) -> Event {
         Event::Found {
             spec: spec.into(),
-            result: Ok(jail),
+            result: Ok((
+                jail,
+                JailFacts {
+                    identity: (0, identity),
+                    shares_host_users,
+                },
+            )),
         }
     }
 
@@ -2281,7 +2478,11 @@ mod tests {
         let effects = rig.send(placed(1, 1, PID));
         assert_eq!(
             replies(&effects),
-            vec![&Response::Armed { probe: 1, pid: PID }]
+            vec![&Response::Armed {
+                probe: 1,
+                pid: PID,
+                warnings: Vec::new()
+            }]
         );
         // Twin: a refusal is answered with its reason, and nothing is kept.
         rig.send(Event::Arm {
@@ -2298,6 +2499,123 @@ mod tests {
         assert_eq!(rig.core.list(rig.now).len(), 1);
     }
 
+    /// The warnings the client of an arm request was answered with.
+    fn warnings_of(effects: &[Effect]) -> Vec<String> {
+        match replies(effects).as_slice() {
+            [Response::Armed { warnings, .. }] => warnings.clone(),
+            other => panic!("not one armed answer: {other:?}"),
+        }
+    }
+
+    /// Arms `title` in the jail named `spec` (`jail` under `identity`), placed as `ids`;
+    /// returns the effects of its placement.
+    fn arm_in(
+        rig: &mut Rig,
+        spec: &str,
+        (jail, identity, shares_host_users): (JailId, u64, bool),
+        title: &str,
+        ids: Ids,
+    ) -> Vec<Effect> {
+        let mut effects = rig.send(Event::Arm {
+            client: 7,
+            def: def(spec, title, Respawn::Never),
+            persist: false,
+        });
+        let probe = rig.core.next_probe - 1;
+        // A jail already held under the PID that names it is placed in at once.
+        if let Phase::Finding { .. } = rig.core.probes[&probe].phase {
+            effects = rig.send(found_as(spec, jail, identity, shares_host_users));
+        }
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed: {effects:?}")
+        };
+        rig.send(Event::Placed {
+            placement,
+            results: vec![(probe, Ok((PID + probe as Pid, ids)))],
+        })
+    }
+
+    #[test]
+    fn one_title_armed_twice_in_one_jail_is_warned_naming_the_first_and_k_says_what_it_left() {
+        let mut rig = Rig::new();
+        // Two PIDs of one jail (one pid namespace, identity 9), the same title.
+        let first = arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&first), Vec::<String>::new());
+        let second = arm_in(&mut rig, "101", (101, 9, false), "CTL", (0, 0));
+        let warned = warnings_of(&second);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("title 'CTL' is already armed in this jail")
+                && warned[0].contains("probe 1 (armed by -c, jail 100)"),
+            "{warned:?}"
+        );
+        // Twins: the same title in another jail, another title in this one: no warning.
+        let elsewhere = arm_in(&mut rig, "300", (300, 30, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&elsewhere), Vec::<String>::new());
+        let other_title = arm_in(&mut rig, "100", (100, 9, false), "LOG", (0, 0));
+        assert_eq!(warnings_of(&other_title), Vec::<String>::new());
+        // A third by the first PID again names both others.
+        let third = warnings_of(&arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0)));
+        assert!(
+            third[0].contains("probe 1 (") && third[0].contains("probe 2 ("),
+            "{third:?}"
+        );
+        // `-k CTL -j 100` removes both probes named so (as 0.2 would), says the title was
+        // ambiguous, and names the one armed by the other PID, which stays.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "CTL".into(),
+            jail: "100".into(),
+        });
+        match replies(&effects).as_slice() {
+            [Response::Removed { probes, warnings }] => {
+                assert_eq!(probes, &vec![1, 5]);
+                assert_eq!(warnings.len(), 2, "{warnings:?}");
+                assert!(warnings[0].contains("ambiguous") && warnings[0].contains("(1, 5)"));
+                assert!(warnings[1].contains("probe 2 (armed by -c, jail 101)"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Twin: a title that names one probe, alone in its jail, is removed without a note.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "LOG".into(),
+            jail: "100".into(),
+        });
+        assert_eq!(
+            replies(&effects),
+            vec![&Response::Removed {
+                probes: vec![4],
+                warnings: Vec::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_non_root_probe_in_a_jail_with_the_hosts_uids_is_warned_and_others_are_not() {
+        let mut rig = Rig::new();
+        let shared = warnings_of(&arm_in(
+            &mut rig,
+            "100",
+            (100, 1, true),
+            "A",
+            (65534, 65534),
+        ));
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert!(
+            shared[0].contains(
+                "host processes with uid 65534 can fire it through the jail's own processes"
+            ),
+            "{shared:?}"
+        );
+        // Twins: root in that jail (host root can fire anything anyway), and the same uid in a
+        // jail with a user namespace of its own.
+        let root = arm_in(&mut rig, "100", (100, 1, true), "B", (0, 0));
+        assert_eq!(warnings_of(&root), Vec::<String>::new());
+        let own_users = arm_in(&mut rig, "200", (200, 2, false), "C", (65534, 65534));
+        assert_eq!(warnings_of(&own_users), Vec::<String>::new());
+    }
+
     #[test]
     fn a_persisted_probe_is_answered_only_once_saved() {
         let mut rig = Rig::new();
@@ -2312,7 +2630,7 @@ mod tests {
         match effects.as_slice() {
             [Effect::Save { probes, confirm }] => {
                 assert_eq!(probes.len(), 1);
-                assert_eq!(confirm, &vec![(7, 1, PID)]);
+                assert_eq!(confirm, &vec![(7, 1, PID, Vec::new())]);
             }
             other => panic!("{other:?}"),
         }

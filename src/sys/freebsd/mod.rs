@@ -240,6 +240,18 @@ impl Jail {
         self.jid
     }
 
+    /// What tells two names of one running jail apart from two jails: its jid.
+    pub fn identity(&self) -> (u64, u64) {
+        (0, self.jid as u64)
+    }
+
+    /// A FreeBSD jail has no user namespace: its uids are the host's, and a host process may
+    /// debug a jailed process of its uid (`security.bsd.unprivileged_proc_debug`), so it can
+    /// make one signal a probe of that uid (SECURITY.md).
+    pub fn shares_host_users(&self) -> bool {
+        true
+    }
+
     /// Container managers are a Linux matter: a FreeBSD jail is named by jid or name itself.
     pub fn container(&self) -> Option<(&str, &str)> {
         None
