@@ -485,46 +485,6 @@ fn a_service_manager_hears_ready_once_declared_probes_are_armed_and_stopping_at_
     );
 }
 
-/// A second process in `jail` (`sleep`, entered with nsenter), killed on drop: another PID
-/// that names the same jail.
-struct SecondPid {
-    nsenter: std::process::Child,
-    pid: u32,
-}
-
-impl SecondPid {
-    fn in_jail(jail: &Jail) -> SecondPid {
-        let nsenter = Command::new("nsenter")
-            .args(["-t", &jail.spec(), "-a", "sleep", "600"])
-            .spawn()
-            .unwrap();
-        let parent = nsenter.id();
-        let mut pid = 0;
-        assert!(
-            wait_for(LONG, || {
-                let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-                    .unwrap_or_default();
-                pid = children
-                    .split_whitespace()
-                    .next()
-                    .map_or(0, |p| p.parse().unwrap());
-                pid != 0
-                    && fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| c.starts_with(b"sleep"))
-            }),
-            "no second process in the jail"
-        );
-        SecondPid { nsenter, pid }
-    }
-}
-
-impl Drop for SecondPid {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-        let _ = self.nsenter.wait();
-    }
-}
-
 /// Issue 20 (6): one title armed twice in one jail, by two PIDs of it, is allowed as in 0.2,
 /// but the utility (on stderr, still exiting 0) and the log warn naming the first probe; `-k`
 /// by that title says what it removed and which probe of that title, armed under the other
@@ -541,7 +501,7 @@ fn one_title_armed_twice_in_one_jail_is_warned_and_k_says_what_it_removed() {
     else {
         return;
     };
-    let second = SecondPid::in_jail(&jail);
+    let second = jail.sleeper_as(0);
     let (spec, other_pid) = (jail.spec(), second.pid.to_string());
     let command = append(&fired, "x");
     let arm = |jail: &str, title: &str| {
