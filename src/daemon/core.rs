@@ -81,6 +81,9 @@ pub const JAIL_GRACE: Duration = Duration::from_secs(5);
 /// everything it started.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// Other probes a warning names by id; beyond these it gives their number.
+const NAMED_IN_WARNING: usize = 5;
+
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
 /// pidfile, syslog.
@@ -253,6 +256,8 @@ struct Tally {
     unsettled: usize,
     /// Probes by the jail their phase holds.
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
+    /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches.
+    titled: BTreeMap<JailId, BTreeMap<String, BTreeSet<ProbeId>>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
@@ -260,8 +265,8 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts `phase` of probe `id` in (`add`) or out.
-    fn count(&mut self, id: ProbeId, phase: &Phase, add: bool) {
+    /// Counts `phase` of probe `id`, titled `title`, in (`add`) or out.
+    fn count(&mut self, id: ProbeId, phase: &Phase, title: &str, add: bool) {
         fn step(n: &mut usize, add: bool) {
             if add { *n += 1 } else { *n -= 1 }
         }
@@ -295,6 +300,32 @@ impl Tally {
         }
         if let Some(jail) = phase.jail() {
             index(&mut self.in_jail, jail, id, add);
+        }
+        // A spent probe is not in its jail, nor will it be while the jail runs.
+        if let Some(jail) = phase
+            .jail()
+            .filter(|_| !matches!(phase, Phase::Spent { .. }))
+        {
+            let titles = self.titled.entry(jail).or_default();
+            // The title is copied once per jail and title, not per probe or phase change.
+            match titles.get_mut(title) {
+                Some(set) if add => {
+                    set.insert(id);
+                }
+                Some(set) => {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        titles.remove(title);
+                    }
+                }
+                None if add => {
+                    titles.insert(title.to_owned(), BTreeSet::from([id]));
+                }
+                None => {}
+            }
+            if titles.is_empty() {
+                self.titled.remove(&jail);
+            }
         }
         if let Phase::Placing {
             jail,
@@ -467,6 +498,8 @@ pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
     tally: Tally,
     jails: BTreeMap<JailId, JailEntry>,
+    /// Held jails by identity: the names (PIDs) under which one running jail is held.
+    jails_by_identity: BTreeMap<(u64, u64), BTreeSet<JailId>>,
     /// Names being looked up.
     finding: BTreeSet<String>,
     /// Placements in flight: their jail.
@@ -498,6 +531,7 @@ impl Core {
             probes: BTreeMap::new(),
             tally: Tally::default(),
             jails: BTreeMap::new(),
+            jails_by_identity: BTreeMap::new(),
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
             commands: BTreeMap::new(),
@@ -614,12 +648,12 @@ impl Core {
             }
         }
         let old = std::mem::replace(&mut probe.phase, phase);
-        self.tally.count(id, &old, false);
-        self.tally.count(id, &self.probes[&id].phase, true);
+        self.tally.count(id, &old, &probe.def.title, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
     }
 
     fn insert_probe(&mut self, id: ProbeId, probe: Probe) {
-        self.tally.count(id, &probe.phase, true);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
         self.probes.insert(id, probe);
     }
 
@@ -680,7 +714,7 @@ impl Core {
         if let Some(Watch::Running { due }) = probe.watch {
             self.watch_timers.remove(&(due, id));
         }
-        self.tally.count(id, &probe.phase, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, false);
         Some(probe)
     }
 
@@ -800,6 +834,11 @@ impl Core {
             .collect();
         match result {
             Ok((jail, facts)) => {
+                let facts = self.jails.get(&jail).map_or(facts, |e| e.facts);
+                self.jails_by_identity
+                    .entry(facts.identity)
+                    .or_default()
+                    .insert(jail);
                 self.jails.entry(jail).or_insert_with(|| JailEntry {
                     spec: spec.clone(),
                     facts,
@@ -942,9 +981,6 @@ impl Core {
             None => false,
         };
         let mut confirm = Vec::new();
-        // Titles of the probes in this jail under any of its names, gathered once per
-        // placement (when a probe is armed for the first time), not once per probe.
-        let mut titles = None;
         for (id, result) in results {
             let Some(probe) = self.probes.get_mut(&id) else {
                 // Removed while being placed: its process goes at once.
@@ -1009,8 +1045,7 @@ impl Core {
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
                     let warnings = if first_arm {
-                        let titles = titles.get_or_insert_with(|| self.titles_in(jail));
-                        self.arm_warnings(id, jail, ids.0, titles)
+                        self.arm_warnings(id, jail, ids.0)
                     } else {
                         Vec::new()
                     };
@@ -1041,87 +1076,62 @@ impl Core {
         self.release_if_idle(jail, now);
     }
 
-    /// The probes in `jail` and in every held jail with its identity (the same running jail
-    /// under another name), by title.
-    fn titles_in(&self, jail: JailId) -> BTreeMap<String, Vec<ProbeId>> {
-        let mut titles: BTreeMap<String, Vec<ProbeId>> = BTreeMap::new();
-        let Some(identity) = self.jails.get(&jail).map(|e| e.facts.identity) else {
-            return titles;
+    /// The probes with `title` whose phase holds the running jail `jail` is, under any of its
+    /// names (spent ones excepted, which the jail does not have now): one `pkill -f` or
+    /// `killall` by that title reaches them all. One set per name; indexed, so that arming
+    /// many probes of one title stays linear.
+    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<&BTreeSet<ProbeId>> {
+        let Some(entry) = self.jails.get(&jail) else {
+            return Vec::new();
         };
-        for (held, entry) in &self.jails {
-            if entry.facts.identity != identity {
-                continue;
-            }
-            for id in self.tally.in_jail.get(held).into_iter().flatten() {
-                let title = self.probes[id].def.title.clone();
-                titles.entry(title).or_default().push(*id);
-            }
-        }
-        titles
-    }
-
-    /// The probes other than `id` with its title that are, or will be, in the running jail
-    /// `jail` is (by any of its names): one `pkill -f` or `killall` by that title reaches
-    /// them all. `titles` is `titles_in(jail)`, maybe gathered before some of them changed
-    /// phase, so each is checked again. A fired single shot of `-c` never comes back, and
-    /// does not count.
-    fn same_title_in_jail(
-        &self,
-        id: ProbeId,
-        jail: JailId,
-        titles: &BTreeMap<String, Vec<ProbeId>>,
-    ) -> Vec<ProbeId> {
-        let identity = self.jails.get(&jail).map(|e| e.facts.identity);
-        let title = &self.probes[&id].def.title;
-        titles
-            .get(title)
+        let names = self.jails_by_identity.get(&entry.facts.identity);
+        names
             .into_iter()
             .flatten()
-            .copied()
-            .filter(|other| *other != id)
-            .filter(|other| {
-                self.probes.get(other).is_some_and(|p| {
-                    let spent_plain =
-                        p.origin == Origin::Command && matches!(p.phase, Phase::Spent { .. });
-                    !spent_plain
-                        && p.def.title == *title
-                        && p.phase
-                            .jail()
-                            .and_then(|j| self.jails.get(&j))
-                            .is_some_and(|e| Some(e.facts.identity) == identity)
-                })
-            })
+            .filter_map(|name| self.tally.titled.get(name)?.get(title))
             .collect()
     }
 
-    /// How a warning names another probe: its id, how it was armed, the jail as it named it.
-    fn describe(&self, id: ProbeId) -> String {
-        let probe = &self.probes[&id];
-        let how = match probe.origin {
-            Origin::Command => "-c",
-            Origin::Persisted => "-c -P",
-            Origin::Config => "the configuration file",
-        };
-        format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+    /// How a warning names `total` other probes, of which `ids` come first: id, how each was
+    /// armed, the jail as it named it; at most `NAMED_IN_WARNING`, then how many more, so
+    /// that a line stays short however many probes share a title.
+    fn describe(&self, ids: impl Iterator<Item = ProbeId>, total: usize) -> String {
+        let mut named: Vec<String> = ids
+            .take(NAMED_IN_WARNING)
+            .map(|id| {
+                let id = &id;
+                let probe = &self.probes[id];
+                let how = match probe.origin {
+                    Origin::Command => "-c",
+                    Origin::Persisted => "-c -P",
+                    Origin::Config => "the configuration file",
+                };
+                format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+            })
+            .collect();
+        if total > NAMED_IN_WARNING {
+            named.push(format!("{} more", total - NAMED_IN_WARNING));
+        }
+        named.join(", ")
     }
 
     /// What the utility and the log are told when probe `id` is armed for the first time in
     /// `jail`, as `uid` inside it. Nothing here refuses the probe: 0.2 allows both.
-    fn arm_warnings(
-        &self,
-        id: ProbeId,
-        jail: JailId,
-        uid: u32,
-        titles: &BTreeMap<String, Vec<ProbeId>>,
-    ) -> Vec<String> {
+    fn arm_warnings(&self, id: ProbeId, jail: JailId, uid: u32) -> Vec<String> {
         let mut warnings = Vec::new();
-        let others = self.same_title_in_jail(id, jail, titles);
-        if !others.is_empty() {
-            let named: Vec<String> = others.iter().map(|o| self.describe(*o)).collect();
+        let title = &self.probes[&id].def.title;
+        let sets = self.titled_in_jail(title, jail);
+        // `id` is armed in `jail`: one of the sets holds it.
+        let others = sets
+            .iter()
+            .map(|set| set.len())
+            .sum::<usize>()
+            .saturating_sub(1);
+        if others > 0 {
+            let ids = sets.iter().flat_map(|set| set.iter().copied());
             warnings.push(format!(
-                "title '{}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
-                self.probes[&id].def.title,
-                named.join(", ")
+                "title '{title}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
+                self.describe(ids.filter(|other| *other != id), others)
             ));
         }
         if uid != 0
@@ -1595,8 +1605,20 @@ impl Core {
         }
     }
 
+    /// The one way a jail leaves `jails`, keeping `jails_by_identity`.
+    fn drop_jail(&mut self, jail: JailId) -> Option<JailEntry> {
+        let entry = self.jails.remove(&jail)?;
+        if let Some(names) = self.jails_by_identity.get_mut(&entry.facts.identity) {
+            names.remove(&jail);
+            if names.is_empty() {
+                self.jails_by_identity.remove(&entry.facts.identity);
+            }
+        }
+        Some(entry)
+    }
+
     fn jail_stopped(&mut self, jail: JailId, now: Instant) {
-        let Some(entry) = self.jails.remove(&jail) else {
+        let Some(entry) = self.drop_jail(jail) else {
             return;
         };
         self.effects.push(Effect::Release { jail });
@@ -1689,7 +1711,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for jail in idle {
-            self.jails.remove(&jail);
+            self.drop_jail(jail);
             self.effects.push(Effect::Release { jail });
         }
         let due: Vec<ProbeId> = self
@@ -1785,32 +1807,39 @@ impl Core {
             return notes;
         }
         if matching.len() > 1 {
-            let ids: Vec<String> = matching.iter().map(ProbeId::to_string).collect();
+            let mut ids: Vec<String> = matching
+                .iter()
+                .take(NAMED_IN_WARNING)
+                .map(ProbeId::to_string)
+                .collect();
+            if matching.len() > NAMED_IN_WARNING {
+                ids.push(format!("{} more", matching.len() - NAMED_IN_WARNING));
+            }
             notes.push(format!(
                 "title '{which}' is ambiguous in jail '{jail}': it named {} probes, and all were removed ({})",
                 matching.len(),
                 ids.join(", ")
             ));
         }
+        // Once per jail (identity) the removed probes were in.
         let mut staying = BTreeSet::new();
-        let mut titles_by_jail = BTreeMap::new();
+        let mut seen = BTreeSet::new();
         for id in &by_title {
-            if let Some(held) = self.probes[id].phase.jail() {
-                let titles = titles_by_jail
-                    .entry(held)
-                    .or_insert_with(|| self.titles_in(held));
-                staying.extend(
-                    self.same_title_in_jail(*id, held, titles)
-                        .into_iter()
-                        .filter(|other| !matching.contains(other)),
-                );
+            if let Some(held) = self.probes[id].phase.jail()
+                && seen.insert(self.jails.get(&held).map(|e| e.facts.identity))
+            {
+                for set in self.titled_in_jail(which, held) {
+                    staying.extend(set);
+                }
             }
         }
+        for id in matching {
+            staying.remove(id);
+        }
         if !staying.is_empty() {
-            let named: Vec<String> = staying.iter().map(|o| self.describe(*o)).collect();
             notes.push(format!(
                 "the same jail still has {} with title '{which}', armed under another name of it: remove with -j as named there",
-                named.join(", ")
+                self.describe(staying.iter().copied(), staying.len())
             ));
         }
         notes
@@ -2123,7 +2152,7 @@ mod tests {
             // The tally kept along the way is the one counted from scratch.
             let mut recount = Tally::default();
             for (id, probe) in &self.core.probes {
-                recount.count(*id, &probe.phase, true);
+                recount.count(*id, &probe.phase, &probe.def.title, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
@@ -2576,6 +2605,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // However many share a title, a warning names five and counts the rest.
+        for _ in 0..6 {
+            arm_in(&mut rig, "300", (300, 30, false), "MANY", (0, 0));
+        }
+        let seventh = warnings_of(&arm_in(&mut rig, "301", (301, 30, false), "MANY", (0, 0)));
+        assert!(
+            seventh[0]
+                .ends_with(", 1 more; one pkill -f or killall by that title signals them all"),
+            "{seventh:?}"
+        );
+        assert_eq!(seventh[0].matches("probe ").count(), 5, "{seventh:?}");
         // Twin: a title that names one probe, alone in its jail, is removed without a note.
         let effects = rig.send(Event::Remove {
             client: 8,
