@@ -84,6 +84,16 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Other probes a warning names by id; beyond these it gives their number.
 const NAMED_IN_WARNING: usize = 5;
 
+/// The first `NAMED_IN_WARNING` of `total` names, then how many more: a warning's line stays
+/// short however many probes share a title.
+fn first_of(names: impl Iterator<Item = String>, total: usize) -> String {
+    let mut named: Vec<String> = names.take(NAMED_IN_WARNING).collect();
+    if total > NAMED_IN_WARNING {
+        named.push(format!("{} more", total - NAMED_IN_WARNING));
+    }
+    named.join(", ")
+}
+
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
 /// pidfile, syslog.
@@ -1093,26 +1103,18 @@ impl Core {
     }
 
     /// How a warning names `total` other probes, of which `ids` come first: id, how each was
-    /// armed, the jail as it named it; at most `NAMED_IN_WARNING`, then how many more, so
-    /// that a line stays short however many probes share a title.
+    /// armed, the jail as it named it (`first_of` them).
     fn describe(&self, ids: impl Iterator<Item = ProbeId>, total: usize) -> String {
-        let mut named: Vec<String> = ids
-            .take(NAMED_IN_WARNING)
-            .map(|id| {
-                let id = &id;
-                let probe = &self.probes[id];
-                let how = match probe.origin {
-                    Origin::Command => "-c",
-                    Origin::Persisted => "-c -P",
-                    Origin::Config => "the configuration file",
-                };
-                format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
-            })
-            .collect();
-        if total > NAMED_IN_WARNING {
-            named.push(format!("{} more", total - NAMED_IN_WARNING));
-        }
-        named.join(", ")
+        let named = ids.map(|id| {
+            let probe = &self.probes[&id];
+            let how = match probe.origin {
+                Origin::Command => "-c",
+                Origin::Persisted => "-c -P",
+                Origin::Config => "the configuration file",
+            };
+            format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+        });
+        first_of(named, total)
     }
 
     /// What the utility and the log are told when probe `id` is armed for the first time in
@@ -1807,18 +1809,10 @@ impl Core {
             return notes;
         }
         if matching.len() > 1 {
-            let mut ids: Vec<String> = matching
-                .iter()
-                .take(NAMED_IN_WARNING)
-                .map(ProbeId::to_string)
-                .collect();
-            if matching.len() > NAMED_IN_WARNING {
-                ids.push(format!("{} more", matching.len() - NAMED_IN_WARNING));
-            }
             notes.push(format!(
                 "title '{which}' is ambiguous in jail '{jail}': it named {} probes, and all were removed ({})",
                 matching.len(),
-                ids.join(", ")
+                first_of(matching.iter().map(ProbeId::to_string), matching.len())
             ));
         }
         // Once per jail (identity) the removed probes were in.
