@@ -39,6 +39,19 @@ pub type CommandId = u64;
 pub type JailId = i32;
 /// A probe's uid and gid inside its jail.
 pub type Ids = (u32, u32);
+
+/// What the shell read of a jail when it opened it, for the warnings given when a probe is
+/// armed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JailFacts {
+    /// The same for every name of one running jail (on Linux its pid namespace, whose
+    /// processes one `pkill` reaches; on FreeBSD its jid), though each PID names it by
+    /// another `JailId`.
+    pub identity: (u64, u64),
+    /// Its uids are the host's (no user namespace of its own; every FreeBSD jail): a host
+    /// process can make a jail process of its uid signal a probe of that uid.
+    pub shares_host_users: bool,
+}
 /// A placed probe's process and ids, or why it is not placed.
 pub type PlaceResult = Result<(Pid, Ids), Error>;
 
@@ -67,6 +80,19 @@ pub const JAIL_GRACE: Duration = Duration::from_secs(5);
 /// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
 /// everything it started.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Other probes a warning names by id; beyond these it gives their number.
+const NAMED_IN_WARNING: usize = 5;
+
+/// The first `NAMED_IN_WARNING` of `total` names, then how many more: a warning's line stays
+/// short however many probes share a title.
+fn first_of(names: impl Iterator<Item = String>, total: usize) -> String {
+    let mut named: Vec<String> = names.take(NAMED_IN_WARNING).collect();
+    if total > NAMED_IN_WARNING {
+        named.push(format!("{} more", total - NAMED_IN_WARNING));
+    }
+    named.join(", ")
+}
 
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
@@ -241,6 +267,8 @@ struct Tally {
     unsettled: usize,
     /// Probes by the jail their phase holds.
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
+    /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches.
+    titled: BTreeMap<JailId, BTreeMap<String, BTreeSet<ProbeId>>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
@@ -248,8 +276,8 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts `phase` of probe `id` in (`add`) or out.
-    fn count(&mut self, id: ProbeId, phase: &Phase, add: bool) {
+    /// Counts `phase` of probe `id`, titled `title`, in (`add`) or out.
+    fn count(&mut self, id: ProbeId, phase: &Phase, title: &str, add: bool) {
         fn step(n: &mut usize, add: bool) {
             if add { *n += 1 } else { *n -= 1 }
         }
@@ -283,6 +311,32 @@ impl Tally {
         }
         if let Some(jail) = phase.jail() {
             index(&mut self.in_jail, jail, id, add);
+        }
+        // A spent probe is not in its jail, nor will it be while the jail runs.
+        if let Some(jail) = phase
+            .jail()
+            .filter(|_| !matches!(phase, Phase::Spent { .. }))
+        {
+            let titles = self.titled.entry(jail).or_default();
+            // The title is copied once per jail and title, not per probe or phase change.
+            match titles.get_mut(title) {
+                Some(set) if add => {
+                    set.insert(id);
+                }
+                Some(set) => {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        titles.remove(title);
+                    }
+                }
+                None if add => {
+                    titles.insert(title.to_owned(), BTreeSet::from([id]));
+                }
+                None => {}
+            }
+            if titles.is_empty() {
+                self.titled.remove(&jail);
+            }
         }
         if let Phase::Placing {
             jail,
@@ -322,6 +376,7 @@ enum Stage {
 struct JailEntry {
     /// The jail as first named.
     spec: String,
+    facts: JailFacts,
     /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, so that its
     /// stop names them.
     ended: Vec<(ProbeId, Instant)>,
@@ -376,7 +431,7 @@ pub enum Event {
     /// A lookup asked for by `Effect::Find` ended.
     Found {
         spec: String,
-        result: Result<JailId, Error>,
+        result: Result<(JailId, JailFacts), Error>,
     },
     /// A placement asked for by `Effect::Place` ended, with one result per probe.
     Placed {
@@ -437,7 +492,7 @@ pub enum Effect {
     /// when the file cannot be written, send `Event::StateNotSaved`).
     Save {
         probes: Vec<Definition>,
-        confirm: Vec<(ClientId, ProbeId, Pid)>,
+        confirm: Vec<Confirm>,
     },
     /// Stop watching the jail and close its descriptor.
     Release { jail: JailId },
@@ -446,10 +501,16 @@ pub enum Effect {
     Log { level: log::Level, message: String },
 }
 
+/// A `-P` request answered "armed" once the state file is written: its client, probe, the
+/// probe's process and the warnings of its arming.
+pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
+
 pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
     tally: Tally,
     jails: BTreeMap<JailId, JailEntry>,
+    /// Held jails by identity: the names (PIDs) under which one running jail is held.
+    jails_by_identity: BTreeMap<(u64, u64), BTreeSet<JailId>>,
     /// Names being looked up.
     finding: BTreeSet<String>,
     /// Placements in flight: their jail.
@@ -481,6 +542,7 @@ impl Core {
             probes: BTreeMap::new(),
             tally: Tally::default(),
             jails: BTreeMap::new(),
+            jails_by_identity: BTreeMap::new(),
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
             commands: BTreeMap::new(),
@@ -597,12 +659,12 @@ impl Core {
             }
         }
         let old = std::mem::replace(&mut probe.phase, phase);
-        self.tally.count(id, &old, false);
-        self.tally.count(id, &self.probes[&id].phase, true);
+        self.tally.count(id, &old, &probe.def.title, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
     }
 
     fn insert_probe(&mut self, id: ProbeId, probe: Probe) {
-        self.tally.count(id, &probe.phase, true);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
         self.probes.insert(id, probe);
     }
 
@@ -663,7 +725,7 @@ impl Core {
         if let Some(Watch::Running { due }) = probe.watch {
             self.watch_timers.remove(&(due, id));
         }
-        self.tally.count(id, &probe.phase, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, false);
         Some(probe)
     }
 
@@ -770,7 +832,7 @@ impl Core {
         }
     }
 
-    fn found(&mut self, spec: String, result: Result<JailId, Error>, now: Instant) {
+    fn found(&mut self, spec: String, result: Result<(JailId, JailFacts), Error>, now: Instant) {
         self.finding.remove(&spec);
         let finding: Vec<(ProbeId, Option<ClientId>)> = self
             .probes
@@ -782,9 +844,15 @@ impl Core {
             })
             .collect();
         match result {
-            Ok(jail) => {
+            Ok((jail, facts)) => {
+                let facts = self.jails.get(&jail).map_or(facts, |e| e.facts);
+                self.jails_by_identity
+                    .entry(facts.identity)
+                    .or_default()
+                    .insert(jail);
                 self.jails.entry(jail).or_insert_with(|| JailEntry {
                     spec: spec.clone(),
+                    facts,
                     ended: Vec::new(),
                     idle_since: Some(now),
                     placing: None,
@@ -965,6 +1033,7 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
+                    let first_arm = probe.fed == 0 && probe.fired == 0;
                     if probe.fed > 0 && probe.def.watchdog.is_some() {
                         // A feed is routine: `-l` counts them; the log would drown in them.
                         log::debug!("{} back after a feed, host pid {pid}", probe.tag(id));
@@ -996,13 +1065,25 @@ impl Core {
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
+                    let warnings = if first_arm {
+                        self.arm_warnings(id, jail, ids.0)
+                    } else {
+                        Vec::new()
+                    };
+                    for warning in &warnings {
+                        log::warn!("{}: {warning}", self.probes[&id].tag(id));
+                    }
                     if let Some(client) = reply {
                         if persisted {
-                            confirm.push((client, id, pid));
+                            confirm.push((client, id, pid, warnings));
                         } else {
                             self.effects.push(Effect::Reply {
                                 client,
-                                response: Response::Armed { probe: id, pid },
+                                response: Response::Armed {
+                                    probe: id,
+                                    pid,
+                                    warnings,
+                                },
                             });
                         }
                     }
@@ -1014,6 +1095,69 @@ impl Core {
             self.save(confirm);
         }
         self.release_if_idle(jail, now);
+    }
+
+    /// The probes with `title` whose phase holds the running jail `jail` is, under any of its
+    /// names (spent ones excepted, which the jail does not have now): one `pkill -f` or
+    /// `killall` by that title reaches them all. One set per name; indexed, so that arming
+    /// many probes of one title stays linear.
+    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<&BTreeSet<ProbeId>> {
+        let Some(entry) = self.jails.get(&jail) else {
+            return Vec::new();
+        };
+        let names = self.jails_by_identity.get(&entry.facts.identity);
+        names
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.tally.titled.get(name)?.get(title))
+            .collect()
+    }
+
+    /// How a warning names `total` other probes, of which `ids` come first: id, how each was
+    /// armed, the jail as it named it (`first_of` them).
+    fn describe(&self, ids: impl Iterator<Item = ProbeId>, total: usize) -> String {
+        let named = ids.map(|id| {
+            let probe = &self.probes[&id];
+            let how = match probe.origin {
+                Origin::Command => "-c",
+                Origin::Persisted => "-c -P",
+                Origin::Config => "the configuration file",
+            };
+            format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+        });
+        first_of(named, total)
+    }
+
+    /// What the utility and the log are told when probe `id` is armed for the first time in
+    /// `jail`, as `uid` inside it. Nothing here refuses the probe: 0.2 allows both.
+    fn arm_warnings(&self, id: ProbeId, jail: JailId, uid: u32) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let title = &self.probes[&id].def.title;
+        let sets = self.titled_in_jail(title, jail);
+        // `id` is armed in `jail`: one of the sets holds it.
+        let others = sets
+            .iter()
+            .map(|set| set.len())
+            .sum::<usize>()
+            .saturating_sub(1);
+        if others > 0 {
+            let ids = sets.iter().flat_map(|set| set.iter().copied());
+            warnings.push(format!(
+                "title '{title}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
+                self.describe(ids.filter(|other| *other != id), others)
+            ));
+        }
+        if uid != 0
+            && self
+                .jails
+                .get(&jail)
+                .is_some_and(|e| e.facts.shares_host_users)
+        {
+            warnings.push(format!(
+                "the jail shares the host's user ids (no user namespace of its own): host processes with uid {uid} can fire it through the jail's own processes of that uid (by ptrace); use a user-namespaced jail, or a uid no host user has (SECURITY.md)"
+            ));
+        }
+        warnings
     }
 
     /// Probe `id` could not be placed. A request is refused and forgotten; a probe that
@@ -1474,8 +1618,20 @@ impl Core {
         }
     }
 
+    /// The one way a jail leaves `jails`, keeping `jails_by_identity`.
+    fn drop_jail(&mut self, jail: JailId) -> Option<JailEntry> {
+        let entry = self.jails.remove(&jail)?;
+        if let Some(names) = self.jails_by_identity.get_mut(&entry.facts.identity) {
+            names.remove(&jail);
+            if names.is_empty() {
+                self.jails_by_identity.remove(&entry.facts.identity);
+            }
+        }
+        Some(entry)
+    }
+
     fn jail_stopped(&mut self, jail: JailId, now: Instant) {
-        let Some(entry) = self.jails.remove(&jail) else {
+        let Some(entry) = self.drop_jail(jail) else {
             return;
         };
         self.effects.push(Effect::Release { jail });
@@ -1568,7 +1724,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for jail in idle {
-            self.jails.remove(&jail);
+            self.drop_jail(jail);
             self.effects.push(Effect::Release { jail });
         }
         let due: Vec<ProbeId> = self
@@ -1628,6 +1784,10 @@ impl Core {
             });
             return;
         }
+        let warnings = self.removal_notes(which, jail, &matching);
+        for warning in &warnings {
+            log::warn!("-k {which} -j {jail}: {warning}");
+        }
         let persisted = matching
             .iter()
             .any(|id| self.probes[id].origin == Origin::Persisted);
@@ -1639,8 +1799,55 @@ impl Core {
         }
         self.effects.push(Effect::Reply {
             client,
-            response: Response::Removed { probes: matching },
+            response: Response::Removed {
+                probes: matching,
+                warnings,
+            },
         });
+    }
+
+    /// What `-k which -j jail` says besides the ids it removes (`matching`): that a title named
+    /// several probes, all removed as 0.2 does; and which probes with that title stay in the
+    /// same running jail because they were armed under another of its names.
+    fn removal_notes(&self, which: &str, jail: &str, matching: &[ProbeId]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let by_title: Vec<ProbeId> = matching
+            .iter()
+            .copied()
+            .filter(|id| self.probes[id].def.title == which)
+            .collect();
+        if by_title.is_empty() {
+            return notes;
+        }
+        if matching.len() > 1 {
+            notes.push(format!(
+                "title '{which}' is ambiguous in jail '{jail}': it named {} probes, and all were removed ({})",
+                matching.len(),
+                first_of(matching.iter().map(ProbeId::to_string), matching.len())
+            ));
+        }
+        // Once per jail (identity) the removed probes were in.
+        let mut staying = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for id in &by_title {
+            if let Some(held) = self.probes[id].phase.jail()
+                && seen.insert(self.jails.get(&held).map(|e| e.facts.identity))
+            {
+                for set in self.titled_in_jail(which, held) {
+                    staying.extend(set);
+                }
+            }
+        }
+        for id in matching {
+            staying.remove(id);
+        }
+        if !staying.is_empty() {
+            notes.push(format!(
+                "the same jail still has {} with title '{which}', armed under another name of it: remove with -j as named there",
+                self.describe(staying.iter().copied(), staying.len())
+            ));
+        }
+        notes
     }
 
     /// Removes probe `id`: its process goes, its command never runs; a command already running
@@ -1742,7 +1949,7 @@ impl Core {
     }
 
     /// Asks for the state file to be written with every `-P` probe still wanted.
-    fn save(&mut self, confirm: Vec<(ClientId, ProbeId, Pid)>) {
+    fn save(&mut self, confirm: Vec<Confirm>) {
         let probes = self
             .probes
             .values()
@@ -1948,7 +2155,7 @@ mod tests {
             // The tally kept along the way is the one counted from scratch.
             let mut recount = Tally::default();
             for (id, probe) in &self.core.probes {
-                recount.count(*id, &probe.phase, true);
+                recount.count(*id, &probe.phase, &probe.def.title, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
@@ -2003,10 +2210,23 @@ mod tests {
         }
     }
 
+    /// Jail `jail` found: a jail of its own (its identity is its id), with its own users.
     fn found(spec: &str, jail: JailId) -> Event {
+        found_as(spec, jail, jail as u64, false)
+    }
+
+    /// Jail `jail` found, with `identity` (shared by every name of one running jail) and
+    /// whether its uids are the host's.
+    fn found_as(spec: &str, jail: JailId, identity: u64, shares_host_users: bool) -> Event {
         Event::Found {
             spec: spec.into(),
-            result: Ok(jail),
+            result: Ok((
+                jail,
+                JailFacts {
+                    identity: (0, identity),
+                    shares_host_users,
+                },
+            )),
         }
     }
 
@@ -2290,7 +2510,11 @@ mod tests {
         let effects = rig.send(placed(1, 1, PID));
         assert_eq!(
             replies(&effects),
-            vec![&Response::Armed { probe: 1, pid: PID }]
+            vec![&Response::Armed {
+                probe: 1,
+                pid: PID,
+                warnings: Vec::new()
+            }]
         );
         // Twin: a refusal is answered with its reason, and nothing is kept.
         rig.send(Event::Arm {
@@ -2307,6 +2531,134 @@ mod tests {
         assert_eq!(rig.core.list(rig.now).len(), 1);
     }
 
+    /// The warnings the client of an arm request was answered with.
+    fn warnings_of(effects: &[Effect]) -> Vec<String> {
+        match replies(effects).as_slice() {
+            [Response::Armed { warnings, .. }] => warnings.clone(),
+            other => panic!("not one armed answer: {other:?}"),
+        }
+    }
+
+    /// Arms `title` in the jail named `spec` (`jail` under `identity`), placed as `ids`;
+    /// returns the effects of its placement.
+    fn arm_in(
+        rig: &mut Rig,
+        spec: &str,
+        (jail, identity, shares_host_users): (JailId, u64, bool),
+        title: &str,
+        ids: Ids,
+    ) -> Vec<Effect> {
+        let mut effects = rig.send(Event::Arm {
+            client: 7,
+            def: def(spec, title, Respawn::Never),
+            persist: false,
+        });
+        let probe = rig.core.next_probe - 1;
+        // A jail already held under the PID that names it is placed in at once.
+        if let Phase::Finding { .. } = rig.core.probes[&probe].phase {
+            effects = rig.send(found_as(spec, jail, identity, shares_host_users));
+        }
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed: {effects:?}")
+        };
+        rig.send(Event::Placed {
+            placement,
+            results: vec![(probe, Ok((PID + probe as Pid, ids)))],
+        })
+    }
+
+    #[test]
+    fn one_title_armed_twice_in_one_jail_is_warned_naming_the_first_and_k_says_what_it_left() {
+        let mut rig = Rig::new();
+        // Two PIDs of one jail (one pid namespace, identity 9), the same title.
+        let first = arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&first), Vec::<String>::new());
+        let second = arm_in(&mut rig, "101", (101, 9, false), "CTL", (0, 0));
+        let warned = warnings_of(&second);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("title 'CTL' is already armed in this jail")
+                && warned[0].contains("probe 1 (armed by -c, jail 100)"),
+            "{warned:?}"
+        );
+        // Twins: the same title in another jail, another title in this one: no warning.
+        let elsewhere = arm_in(&mut rig, "300", (300, 30, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&elsewhere), Vec::<String>::new());
+        let other_title = arm_in(&mut rig, "100", (100, 9, false), "LOG", (0, 0));
+        assert_eq!(warnings_of(&other_title), Vec::<String>::new());
+        // A third by the first PID again names both others.
+        let third = warnings_of(&arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0)));
+        assert!(
+            third[0].contains("probe 1 (") && third[0].contains("probe 2 ("),
+            "{third:?}"
+        );
+        // `-k CTL -j 100` removes both probes named so (as 0.2 would), says the title was
+        // ambiguous, and names the one armed by the other PID, which stays.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "CTL".into(),
+            jail: "100".into(),
+        });
+        match replies(&effects).as_slice() {
+            [Response::Removed { probes, warnings }] => {
+                assert_eq!(probes, &vec![1, 5]);
+                assert_eq!(warnings.len(), 2, "{warnings:?}");
+                assert!(warnings[0].contains("ambiguous") && warnings[0].contains("(1, 5)"));
+                assert!(warnings[1].contains("probe 2 (armed by -c, jail 101)"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // However many share a title, a warning names five and counts the rest.
+        for _ in 0..6 {
+            arm_in(&mut rig, "300", (300, 30, false), "MANY", (0, 0));
+        }
+        let seventh = warnings_of(&arm_in(&mut rig, "301", (301, 30, false), "MANY", (0, 0)));
+        assert!(
+            seventh[0]
+                .ends_with(", 1 more; one pkill -f or killall by that title signals them all"),
+            "{seventh:?}"
+        );
+        assert_eq!(seventh[0].matches("probe ").count(), 5, "{seventh:?}");
+        // Twin: a title that names one probe, alone in its jail, is removed without a note.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "LOG".into(),
+            jail: "100".into(),
+        });
+        assert_eq!(
+            replies(&effects),
+            vec![&Response::Removed {
+                probes: vec![4],
+                warnings: Vec::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_non_root_probe_in_a_jail_with_the_hosts_uids_is_warned_and_others_are_not() {
+        let mut rig = Rig::new();
+        let shared = warnings_of(&arm_in(
+            &mut rig,
+            "100",
+            (100, 1, true),
+            "A",
+            (65534, 65534),
+        ));
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert!(
+            shared[0].contains(
+                "host processes with uid 65534 can fire it through the jail's own processes"
+            ),
+            "{shared:?}"
+        );
+        // Twins: root in that jail (host root can fire anything anyway), and the same uid in a
+        // jail with a user namespace of its own.
+        let root = arm_in(&mut rig, "100", (100, 1, true), "B", (0, 0));
+        assert_eq!(warnings_of(&root), Vec::<String>::new());
+        let own_users = arm_in(&mut rig, "200", (200, 2, false), "C", (65534, 65534));
+        assert_eq!(warnings_of(&own_users), Vec::<String>::new());
+    }
+
     #[test]
     fn a_persisted_probe_is_answered_only_once_saved() {
         let mut rig = Rig::new();
@@ -2321,7 +2673,7 @@ mod tests {
         match effects.as_slice() {
             [Effect::Save { probes, confirm }] => {
                 assert_eq!(probes.len(), 1);
-                assert_eq!(confirm, &vec![(7, 1, PID)]);
+                assert_eq!(confirm, &vec![(7, 1, PID, Vec::new())]);
             }
             other => panic!("{other:?}"),
         }

@@ -501,8 +501,12 @@ impl Daemon {
     }
 
     /// Holds `jail` and watches it for its stop; one already held under its id is kept.
-    fn hold(&mut self, jail: Jail, spec: &str) -> JailId {
+    fn hold(&mut self, jail: Jail, spec: &str) -> (JailId, core::JailFacts) {
         let id = jail.id();
+        let facts = core::JailFacts {
+            identity: jail.identity(),
+            shares_host_users: jail.shares_host_users(),
+        };
         if !self.jails.contains_key(&id) {
             if jail.shares_host_pids() {
                 log::warn!(
@@ -515,7 +519,7 @@ impl Daemon {
             }
             self.jails.insert(id, jail);
         }
-        id
+        (id, facts)
     }
 
     fn lookup_ready(&mut self, serial: u64, now: Instant) {
@@ -696,11 +700,16 @@ impl Daemon {
     }
 
     /// Writes the state file; answers the `-P` requests it confirms, or refuses them.
-    fn save(&mut self, probes: &[Definition], confirm: Vec<(ClientId, ProbeId, sys::Pid)>) {
+    fn save(&mut self, probes: &[Definition], confirm: Vec<core::Confirm>) {
         match crate::state::save(&self.state_path, probes) {
             Ok(()) => {
-                for (client, probe, pid) in confirm {
-                    self.answer(client, &Response::Armed { probe, pid });
+                for (client, probe, pid, warnings) in confirm {
+                    let armed = Response::Armed {
+                        probe,
+                        pid,
+                        warnings,
+                    };
+                    self.answer(client, &armed);
                 }
             }
             Err(e) => {
@@ -710,7 +719,7 @@ impl Daemon {
                 );
                 log::error!("{error}");
                 if !confirm.is_empty() {
-                    let unconfirmed = confirm.into_iter().map(|(c, p, _)| (c, p)).collect();
+                    let unconfirmed = confirm.into_iter().map(|(c, p, ..)| (c, p)).collect();
                     self.events
                         .push_back(Event::StateNotSaved { error, unconfirmed });
                 }

@@ -94,6 +94,12 @@ const _: () = {
     assert!(probe_abi::SIGUSR2 == libc::SIGUSR2 as usize);
     assert!(probe_abi::EINTR == libc::EINTR as usize);
     assert!(probe_abi::EAGAIN == libc::EAGAIN as usize);
+    assert!(probe_abi::EPERM == libc::EPERM as usize);
+    assert!(probe_abi::ESRCH == libc::ESRCH as usize);
+    // The probe reads the sender out of the siginfo_t that sigtimedwait writes.
+    assert!(std::mem::size_of::<libc::siginfo_t>() == probe_abi::SIGINFO_SIZE);
+    assert!(std::mem::offset_of!(libc::siginfo_t, si_code) == probe_abi::SIGINFO_CODE);
+    assert!(std::mem::offset_of!(libc::siginfo_t, si_pid) == probe_abi::SIGINFO_PID);
     assert!(probe_abi::CLOCK_MONOTONIC == libc::CLOCK_MONOTONIC as usize);
     assert!(std::mem::size_of::<libc::timespec>() == 16);
     assert!(std::mem::size_of::<libc::sigset_t>() == probe_abi::SIGSET_WORDS * 4);
@@ -240,15 +246,27 @@ impl Jail {
         self.jid
     }
 
+    /// What tells two names of one running jail apart from two jails: its jid.
+    pub fn identity(&self) -> (u64, u64) {
+        (0, self.jid as u64)
+    }
+
+    /// A FreeBSD jail has no user namespace: its uids are the host's, and a host process may
+    /// debug a jailed process of its uid (`security.bsd.unprivileged_proc_debug`), so it can
+    /// make one signal a probe of that uid (SECURITY.md).
+    pub fn shares_host_users(&self) -> bool {
+        true
+    }
+
     /// Container managers are a Linux matter: a FreeBSD jail is named by jid or name itself.
     pub fn container(&self) -> Option<(&str, &str)> {
         None
     }
 
-    /// The FreeBSD probe does not look at who sent its SIGHUP: any process allowed to signal it
-    /// fires it, as in a Linux jail that shares the host's pid namespace (SECURITY.md).
+    /// A jail sees no process outside it, and the FreeBSD probe takes only a signal from a
+    /// sender it sees (`probe/freebsd_sender.rs`): a host process's SIGHUP fires nothing.
     pub fn shares_host_pids(&self) -> bool {
-        true
+        false
     }
 
     /// Reads a small regular file below the jail's root without following links out of it.

@@ -50,12 +50,19 @@ pub struct Jail {
     /// It is in the host's pid namespace: its probes cannot tell a host process from one of
     /// the jail's, so any host process allowed to signal them can fire them.
     shares_host_pids: bool,
+    /// Its pid namespace (device and inode of `/proc/PID/ns/pid`): the same for every PID
+    /// that names this jail, and what one `pkill` in it reaches.
+    pid_namespace: (u64, u64),
+    /// It is in the host's user namespace: its uids are the host's.
+    shares_host_users: bool,
     /// The container manager and container name it was found by, for a container named so.
     container: Option<(&'static str, String)>,
 }
 
-fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
-    Ok(fs::metadata(format!("/proc/{pid}/ns/{ns}"))?.ino())
+/// A namespace's identity: device and inode of its `/proc/PID/ns/NAME` link.
+fn ns_inode(pid: &str, ns: &str) -> io::Result<(u64, u64)> {
+    let meta = fs::metadata(format!("/proc/{pid}/ns/{ns}"))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Jail {
@@ -82,6 +89,8 @@ impl Jail {
         let mut namespaces = ThreadNameSpaceType::empty();
         let mut isolated = false;
         let mut shares_host_pids = false;
+        let mut shares_host_users = false;
+        let mut pid_namespace = (0, 0);
         for (name, flag) in NAMESPACES {
             let theirs = ns_inode(&pid.to_string(), name)
                 .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
@@ -89,6 +98,10 @@ impl Jail {
                 .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
             if flag == ThreadNameSpaceType::PROCESS_ID {
                 shares_host_pids = theirs == ours;
+                pid_namespace = theirs;
+            }
+            if flag == ThreadNameSpaceType::USER {
+                shares_host_users = theirs == ours;
             }
             if theirs != ours {
                 isolated = true;
@@ -128,6 +141,8 @@ impl Jail {
             gid_map,
             setgroups_allowed,
             shares_host_pids,
+            pid_namespace,
+            shares_host_users,
             container: None,
         };
         jail.check_alive()?;
@@ -138,6 +153,18 @@ impl Jail {
     /// host process (SECURITY.md).
     pub fn shares_host_pids(&self) -> bool {
         self.shares_host_pids
+    }
+
+    /// What tells two names of one running jail apart from two jails: its pid namespace.
+    pub fn identity(&self) -> (u64, u64) {
+        self.pid_namespace
+    }
+
+    /// Whether its uids are the host's (no user namespace of its own): a host process of a
+    /// probe's uid can then ptrace a jail process of that uid and make it send the SIGHUP
+    /// (SECURITY.md).
+    pub fn shares_host_users(&self) -> bool {
+        self.shares_host_users
     }
 
     /// The manager and container name it was found by (`lxc`, `web1`), if named so.
