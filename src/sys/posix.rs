@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// A process id as the host sees it: one type on both sides of the seam.
 pub type Pid = i32;
@@ -40,20 +40,6 @@ pub struct PeerCredentials {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
-}
-
-/// Reads a small regular file from `fd`, which a backend opened without leaving a jail's
-/// root: a FIFO or device cannot block the daemon, nor a huge file swell it.
-pub fn read_small_file(fd: OwnedFd) -> io::Result<String> {
-    const LIMIT: u64 = 4 << 20;
-    let file = fs::File::from(fd);
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.len() > LIMIT {
-        return Err(io::Error::other("not a regular file of at most 4 MiB"));
-    }
-    let mut text = String::new();
-    io::Read::read_to_string(&mut io::Read::take(file, LIMIT), &mut text)?;
-    Ok(text)
 }
 
 /// fork(2).

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Kind};
 use crate::sys::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
+use crate::userdb::{self, File, Query, Refusal};
 
 /// How long a placement may take, from the first fork to the last exec.
 pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
@@ -251,30 +252,66 @@ impl Jail {
         true
     }
 
-    /// Reads a small regular file below the jail's root without following links out of it.
-    pub fn read_file(&self, relative: &str) -> io::Result<String> {
+    /// Reads one file of the jail's user database below its root, without following links out
+    /// of it; a jail without it knows its users by number only (empty text).
+    ///
+    /// Unlike on Linux, this is still done by the daemon, in its loop: a jail whose
+    /// filesystem does not answer could stall it here (not yet done off the loop on FreeBSD).
+    fn read_database(&self, file: File) -> Result<Vec<u8>, Refusal> {
+        let unreadable =
+            |e: io::Error| Refusal::Unreadable(file, e.raw_os_error().unwrap_or(0) as u32);
         let root = fs::File::open(
             <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.path),
-        )?;
+        )
+        .map_err(unreadable)?;
         // O_RESOLVE_BENEATH: neither `..` nor a symlink may lead out of the jail's root.
         let beneath = rustix::fs::OFlags::from_bits_retain(libc::O_RESOLVE_BENEATH as _);
         let flags = rustix::fs::OFlags::RDONLY
             | rustix::fs::OFlags::CLOEXEC
             | rustix::fs::OFlags::NONBLOCK
             | beneath;
-        let fd = rustix::fs::openat(&root, relative, flags, rustix::fs::Mode::empty())?;
-        posix::read_small_file(fd)
+        let fd = match rustix::fs::openat(&root, file.path(), flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+            Err(e) => return Err(unreadable(e.into())),
+        };
+        let handle = fs::File::from(fd);
+        let meta = handle.metadata().map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(Refusal::NotRegular(file));
+        }
+        if meta.len() > userdb::MAX_BYTES as u64 {
+            return Err(Refusal::TooLarge(file));
+        }
+        let mut text = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(handle, userdb::MAX_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(unreadable)?;
+        userdb::check_limits(file, &text)?;
+        Ok(text)
+    }
+
+    /// The ids of `query` inside the jail (FreeBSD jails share the host's ids: every id
+    /// exists in them).
+    fn resolve_ids(&self, query: &Query) -> Result<(u32, u32), Error> {
+        let mut answers = [None, None];
+        for file in File::BOTH {
+            if let Some(key) = query.key(file) {
+                let text = self
+                    .read_database(file)
+                    .map_err(|r| r.to_error(self.jid, query))?;
+                answers[file as usize] = Some(userdb::look_up(file, &text, key));
+            }
+        }
+        userdb::combine(query, answers[0], answers[1]).map_err(|r| r.to_error(self.jid, query))
     }
 
     /// Nothing to watch: a removed jail kills its processes, so its probes end, and that is
     /// how the daemon learns of it.
     pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
         None
-    }
-
-    /// FreeBSD jails share the host's user ids: every id exists in them.
-    pub fn check_ids(&self, _uid: u32, _gid: u32) -> Result<(), Error> {
-        Ok(())
     }
 }
 
@@ -284,8 +321,7 @@ pub struct ProbeRequest {
     pub title: CString,
     pub args: Vec<CString>,
     pub env: Vec<CString>,
-    pub uid: u32,
-    pub gid: u32,
+    pub query: Query,
 }
 
 /// One forked probe of a placement and what it reported so far.
@@ -294,6 +330,8 @@ struct Forking {
     /// Its status pipe, until its end of file (the exec, or the child's end).
     reader: Option<OwnedFd>,
     status: Vec<u8>,
+    /// Its ids inside the jail.
+    ids: (u32, u32),
 }
 
 /// Probes being placed in a jail: each is forked at once and reports on a status pipe of its
@@ -309,8 +347,11 @@ pub struct Placement {
 
 /// How a placement ended: per probe, its process or why it is not placed; and the processes
 /// the daemon must reap.
+pub type PlacedProbe = (Process, (u32, u32));
+
 pub struct Placed {
-    pub results: Vec<Result<Process, Error>>,
+    /// A placed probe's process and its ids (uid, gid) inside the jail.
+    pub results: Vec<Result<PlacedProbe, Error>>,
     pub leftovers: Vec<Process>,
 }
 
@@ -338,7 +379,14 @@ impl Placement {
             deadline: now + PLACEMENT_DEADLINE,
         };
         for (index, request) in probes.iter().enumerate() {
-            match fork_probe(spawner.image.as_fd(), jail.jid, request) {
+            let ids = match jail.resolve_ids(&request.query) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    placement.failed.push((index, e));
+                    continue;
+                }
+            };
+            match fork_probe(spawner.image.as_fd(), jail.jid, request, ids) {
                 Ok((process, reader)) => {
                     let watched = placement.watch.add(reader.as_fd(), index as u64);
                     if let Err(e) = watched {
@@ -349,6 +397,7 @@ impl Placement {
                             process,
                             reader: None,
                             status: Vec::new(),
+                            ids,
                         });
                         continue;
                     }
@@ -356,6 +405,7 @@ impl Placement {
                         process,
                         reader: Some(reader),
                         status: Vec::new(),
+                        ids,
                     });
                 }
                 Err(e) => placement.failed.push((index, e)),
@@ -403,10 +453,10 @@ impl Placement {
 
     /// Ends the placement, done or at its deadline; a probe that has not said "armed" is
     /// killed.
-    pub fn finish(mut self, _jail: Option<&Jail>) -> Placed {
+    pub fn finish(mut self, _jail: Option<&mut Jail>) -> Placed {
         self.step();
         let mut leftovers = Vec::new();
-        let mut results: Vec<Option<Result<Process, Error>>> = Vec::new();
+        let mut results: Vec<Option<Result<PlacedProbe, Error>>> = Vec::new();
         let failed = std::mem::take(&mut self.failed);
         let mut probes = self.probes.into_iter();
         let total = probes.len() + failed.len();
@@ -438,7 +488,7 @@ impl Placement {
                 })
             };
             match status {
-                Ok(()) => results.push(Some(Ok(probe.process))),
+                Ok(()) => results.push(Some(Ok((probe.process, probe.ids)))),
                 Err(e) => {
                     probe.process.kill();
                     leftovers.push(probe.process);
@@ -463,6 +513,7 @@ fn fork_probe(
     image: BorrowedFd<'_>,
     jid: i32,
     request: &ProbeRequest,
+    (uid, gid): (u32, u32),
 ) -> Result<(Process, OwnedFd), Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -484,14 +535,7 @@ fn fork_probe(
     // SAFETY: the daemon is single-threaded and the child runs only `probe_child`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
-        Forked::Child => probe_child(
-            writer.as_fd(),
-            image,
-            jid,
-            (&argv, &envp),
-            request.uid,
-            request.gid,
-        ),
+        Forked::Child => probe_child(writer.as_fd(), image, jid, (&argv, &envp), uid, gid),
         Forked::Parent(pid) => pid,
     };
     drop(writer);
