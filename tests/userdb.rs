@@ -23,7 +23,7 @@ use util::*;
 /// every read of /etc/passwd. No attribute or entry caching, so that a change of the file in
 /// `root` is seen at once and every lookup asks the server.
 const SERVER: &str = r#"
-import errno, os, sys, threading
+import errno, os, sys, threading, time
 from fusepy import FUSE, FuseOSError, Operations
 
 class Loopback(Operations):
@@ -55,6 +55,10 @@ class Loopback(Operations):
         return ['.', '..'] + os.listdir(path)
 
     def open(self, path, flags):
+        # With a file `hang` in the root, the server takes an open of /etc/passwd and never
+        # answers it (the kernel has handed the request over: the opener cannot be killed).
+        if path.endswith('/etc/passwd') and os.path.exists(self.root + '/hang'):
+            time.sleep(3600)
         return os.open(path, flags)
 
     def read(self, path, size, offset, fh):
@@ -141,13 +145,14 @@ impl FuseJail {
         self.jail.as_ref().unwrap()
     }
 
-    /// Stops (`STOP`) or continues (`CONT`) every thread of the server.
-    fn signal(&self, signal: &str) {
+    /// Stops (`STOP`) or continues (`CONT`) every thread of the server; false once it is gone.
+    fn signal(&self, signal: &str) -> bool {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.server.id().to_string()])
+            .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success());
+        status.success()
     }
 
     /// How many times /etc/passwd was read from its start through the mount.
@@ -163,7 +168,7 @@ impl FuseJail {
 impl Drop for FuseJail {
     fn drop(&mut self) {
         drop(self.jail.take());
-        self.signal("CONT");
+        let _ = self.signal("CONT");
         let _ = Command::new("umount")
             .arg("-l")
             .arg(&self.mountpoint)
@@ -171,6 +176,32 @@ impl Drop for FuseJail {
         let _ = self.server.kill();
         let _ = self.server.wait();
     }
+}
+
+/// The daemon's children in state `state` (`D`: uninterruptible, `Z`: zombie).
+fn children_in_state(daemon: &Daemon, state: &str) -> Vec<u32> {
+    util::children_in_state(daemon.child.id(), state)
+}
+
+/// Asks, in a thread, for a `-u worker` probe titled `title` in jail `spec`: the utility's
+/// output and how long it took.
+fn arm_in_background(
+    daemon: &Daemon,
+    spec: &str,
+    title: &str,
+) -> std::thread::JoinHandle<(std::process::Output, Duration)> {
+    let socket = daemon.socket.clone();
+    let args = ["-c", "true", "-j", spec, "-t", title, "-u", "worker"].map(String::from);
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = Command::new(BIN)
+            .arg("-f")
+            .arg(socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    })
 }
 
 /// The uid and gid of a process, as its own user namespace numbers them.
@@ -219,20 +250,8 @@ fn a_jail_whose_user_database_hangs_delays_no_other_jail() {
     let fired = dir.path("fired");
     let spec = fuse.jail().spec();
 
-    fuse.signal("STOP");
-    let hung = {
-        let socket = daemon.socket.clone();
-        let spec = spec.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let out = Command::new(BIN)
-                .args(["-f", socket.to_str().unwrap()])
-                .args(["-c", "true", "-j", &spec, "-t", "HUNG", "-u", "worker"])
-                .output()
-                .unwrap();
-            (out, started.elapsed())
-        })
-    };
+    assert!(fuse.signal("STOP"));
+    let hung = arm_in_background(&daemon, &spec, "HUNG");
     // Let the hung placement start: its helper is now waiting on the stopped server.
     sleep(Duration::from_millis(500));
     let started = Instant::now();
@@ -270,7 +289,7 @@ fn a_jail_whose_user_database_hangs_delays_no_other_jail() {
     assert!(fuse.jail().probes("HUNG").is_empty());
 
     // Twin: the server answers again, and the name resolves in the jail's own database.
-    fuse.signal("CONT");
+    assert!(fuse.signal("CONT"));
     daemon.arm(&["-c", "true", "-j", &spec, "-t", "RESOLVED", "-u", "worker"]);
     let probe = fuse.jail().probes("RESOLVED");
     assert_eq!(probe.len(), 1, "{test}: {}", daemon.log_text());
@@ -402,4 +421,58 @@ fn a_user_database_over_its_limits_is_refused_by_name() {
     let probe = jail.probes("WITHIN");
     assert_eq!(probe.len(), 1);
     assert_eq!(ids_of(probe[0]).0, "4242");
+}
+
+/// A FUSE server that takes the open of /etc/passwd and never answers it leaves the helper
+/// that asked unkillable (the kernel waits for the answer once the server has the request):
+/// still, the probe is refused with 75 at the deadline and `-l` answers at once meanwhile.
+/// The helper stays, not reaped and not waited for, until the server ends; then it is reaped
+/// and no child of the daemon is left. Twin: with the server answering, the name resolves.
+#[test]
+fn a_user_database_server_that_never_answers_holds_only_its_helper() {
+    let test = "a_user_database_server_that_never_answers_holds_only_its_helper";
+    let dir = TempDir::new();
+    let passwd = b"root:x:0:0:root:/:/bin/sh\nworker:x:4242:4242::/:/bin/sh\n";
+    let Some(mut fuse) = FuseJail::new(test, &dir, passwd) else {
+        return;
+    };
+    let daemon = Daemon::start(&dir);
+    let spec = fuse.jail().spec();
+    daemon.arm(&["-c", "true", "-j", &spec, "-t", "ANSWERED", "-u", "worker"]);
+    assert_eq!(ids_of(fuse.jail().probes("ANSWERED")[0]).0, "4242");
+
+    fs::write(fuse.source.join("hang"), "").unwrap();
+    let hung = arm_in_background(&daemon, &spec, "HUNG");
+    sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let listing = list(&daemon);
+    let listed = started.elapsed();
+    assert!(
+        listed < Duration::from_millis(1500),
+        "{test}: listed in {listed:?}"
+    );
+    assert!(listing.iter().any(|p| p.title == "HUNG"), "{listing:#?}");
+    let (out, hung_for) = hung.join().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{test}: {}", stderr(&out));
+    assert!(stderr(&out).contains("/etc/passwd did not finish within 5 s"));
+    assert!(hung_for < Duration::from_secs(15), "{test}: {hung_for:?}");
+    // The killed helper waits in the kernel for the server's answer.
+    let stuck = children_in_state(&daemon, "D");
+    assert_eq!(stuck.len(), 1, "{test}: no helper waits on the server");
+    assert!(matches!(
+        ask(&daemon.socket, &jaildaemon::proto::Request::Ping),
+        jaildaemon::proto::Response::Pong { .. }
+    ));
+
+    // The server ends: the request is aborted, the helper dies of its SIGKILL and is reaped.
+    fuse.server.kill().unwrap();
+    fuse.server.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            children_in_state(&daemon, "D").is_empty()
+                && children_in_state(&daemon, "Z").is_empty()
+                && !Path::new(&format!("/proc/{}", stuck[0])).exists()
+        }),
+        "{test}: the helper {stuck:?} was not reaped"
+    );
 }
