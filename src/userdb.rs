@@ -153,6 +153,14 @@ pub fn look_up(file: File, db: &[u8], key: &str) -> Answer {
     }
 }
 
+/// Where a helper reads a user database for `queries`: `MAX_BYTES + 1` zeroed bytes if any of
+/// them needs a file, else none. Made before the fork; its pages are never touched by the
+/// daemon, so they are allocated only in a helper that reads.
+pub fn buffer_for<'a>(mut queries: impl Iterator<Item = &'a Query>) -> Vec<u8> {
+    let needed = queries.any(|q| File::BOTH.iter().any(|&f| q.needs(f)));
+    vec![0u8; if needed { MAX_BYTES + 1 } else { 0 }]
+}
+
 /// Checks a file read whole (at most `MAX_BYTES + 1` bytes were read) against the limits.
 pub fn check_limits(file: File, db: &[u8]) -> Result<(), Refusal> {
     if db.len() > MAX_BYTES {
@@ -296,6 +304,19 @@ impl Refusal {
             ),
         }
     }
+}
+
+/// A helper's read of the jail's `file` did not end by the placement's `deadline`: its
+/// filesystem does not answer (a FUSE server stopped), or the file is a trap.
+pub fn timed_out(jail: impl std::fmt::Display, file: File, deadline: std::time::Duration) -> Error {
+    Error::new(
+        Kind::Timeout,
+        format!(
+            "probe for jail {jail}: reading its user database /{} did not finish within {} s (its filesystem does not answer?)",
+            file.path(),
+            deadline.as_secs()
+        ),
+    )
 }
 
 /// What identifies one version of a file: if none of these changed, neither did the file

@@ -302,17 +302,7 @@ impl Placement {
             })
             .collect();
         // Where A reads a user database: untouched (no page of it allocated) unless A reads.
-        let needs_database = probes
-            .iter()
-            .any(|p| File::BOTH.iter().any(|&f| p.query.needs(f)));
-        let mut database = vec![
-            0u8;
-            if needs_database {
-                userdb::MAX_BYTES + 1
-            } else {
-                0
-            }
-        ];
+        let mut database = userdb::buffer_for(probes.iter().map(|p| &p.query));
         let plan = ProbePlan {
             image: spawner.fd.as_fd(),
             status: spawner.slots[SLOT_STATUS].as_fd(),
@@ -527,7 +517,7 @@ impl Placement {
                 (None, None, _) => Err(match self.helper_failed {
                     Some(code) => stage_error(self.jail, code),
                     None if late => match self.reading {
-                        Some(file) => database_timed_out(self.jail, file),
+                        Some(file) => userdb::timed_out(self.jail, file, PLACEMENT_DEADLINE),
                         None => timed_out(self.jail),
                     },
                     None => Error::new(
@@ -604,19 +594,6 @@ fn file_numbered(index: u32) -> File {
     } else {
         File::Passwd
     }
-}
-
-/// A's read of the jail's user database did not end by the deadline: its filesystem does not
-/// answer (a FUSE server stopped), or the file is a trap.
-fn database_timed_out(jail: Pid, file: File) -> Error {
-    Error::new(
-        Kind::Timeout,
-        format!(
-            "probe for jail {jail}: reading its user database /{} did not finish within {} s (its filesystem does not answer?)",
-            file.path(),
-            PLACEMENT_DEADLINE.as_secs()
-        ),
-    )
 }
 
 fn timed_out(jail: Pid) -> Error {
@@ -791,7 +768,7 @@ fn read_database<'b>(
     cached: bool,
     database: &'b mut [u8],
 ) -> Result<Option<&'b [u8]>, Refusal> {
-    use rustix::fs::{FileType, OFlags, ResolveFlags};
+    use rustix::fs::{OFlags, ResolveFlags};
     let path: &CStr = match file {
         File::Passwd => c"etc/passwd",
         File::Group => c"etc/group",
@@ -812,45 +789,16 @@ fn read_database<'b>(
         Err(rustix::io::Errno::XDEV) => return Err(Refusal::MountPoint(file)),
         Err(e) => return Err(unreadable(e)),
     };
-    let identity = |fd: &OwnedFd| -> Result<Identity, Refusal> {
-        let st = rustix::fs::fstat(fd).map_err(unreadable)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(Refusal::NotRegular(file));
-        }
-        Ok(Identity {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
-            ctime: (st.st_ctime, st.st_ctime_nsec as u32),
-        })
-    };
-    let before = identity(&fd)?;
-    if before.size > userdb::MAX_BYTES as u64 {
-        return Err(Refusal::TooLarge(file));
-    }
-    if cached && plan.cached_identity[file as usize] == Some(before) {
-        return Ok(None);
-    }
-    let mut len = 0;
-    while len < database.len() {
-        match rustix::io::read(&fd, &mut database[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(unreadable(e)),
-        }
-    }
-    let text = &database[..len];
-    userdb::check_limits(file, text)?;
+    let cached = cached
+        .then_some(plan.cached_identity[file as usize])
+        .flatten();
+    let (text, identity) = posix::read_user_database(&fd, file, cached, database)?;
     // Only a version that did not change while it was read is remembered by the daemon.
-    if identity(&fd)? == before {
-        for (word, value) in before.words().into_iter().enumerate() {
-            let index = file as u32 * 8 + word as u32;
-            report_or_leave(plan.status, MSG_IDENTITY, index, value);
-        }
+    for (word, value) in identity.iter().flat_map(Identity::words).enumerate() {
+        let index = file as u32 * 8 + word as u32;
+        report_or_leave(plan.status, MSG_IDENTITY, index, value);
     }
-    Ok(Some(text))
+    Ok(text)
 }
 
 /// What B's entry point is handed.
