@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod proto;
 pub mod state;
 pub mod sys;
+pub mod userdb;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -96,7 +96,7 @@ struct ConfigFile {
 struct InFlight {
     placement: Placement,
     jail: JailId,
-    probes: Vec<(ProbeId, (u32, u32))>,
+    probes: Vec<ProbeId>,
     refused: Vec<(ProbeId, Error)>,
 }
 
@@ -538,8 +538,8 @@ impl Daemon {
         self.events.push_back(Event::Found { spec, result });
     }
 
-    /// Starts placing `probes` in `jail`: their ids are resolved in the jail's user database,
-    /// then one placement starts for all of them.
+    /// Starts placing `probes` in `jail`, all in one placement, whose helper resolves their
+    /// ids in the jail's user database (off the loop: the jail's filesystem may not answer).
     fn place(&mut self, placement: PlacementId, jail: JailId, probes: Vec<ToPlace>) {
         let Some(held) = self.jails.get(&jail) else {
             let error = Error::new(Kind::NoJail, format!("jail {jail} stopped"));
@@ -554,11 +554,10 @@ impl Daemon {
         let mut requests = Vec::new();
         let mut placing = Vec::new();
         for p in probes {
-            let ids = sys::resolve_ids(held, p.user.as_deref(), p.group.as_deref());
             let title = std::ffi::CString::new(p.title)
                 .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"));
-            match (ids, title) {
-                (Ok(ids), Ok(title)) => {
+            match title {
+                Ok(title) => {
                     // The verbs go in the probe's environment, which the jail cannot change
                     // (probe/probe.rs says why there); its argv is the title, followed by the
                     // status words with `--status`.
@@ -583,12 +582,14 @@ impl Daemon {
                         title,
                         args,
                         env,
-                        uid: ids.0,
-                        gid: ids.1,
+                        query: crate::userdb::Query {
+                            user: p.user,
+                            group: p.group,
+                        },
                     });
-                    placing.push((p.probe, ids));
+                    placing.push(p.probe);
                 }
-                (Err(e), _) | (_, Err(e)) => refused.push((p.probe, e)),
+                Err(e) => refused.push((p.probe, e)),
             }
         }
         let started = if requests.is_empty() {
@@ -615,10 +616,8 @@ impl Daemon {
                 );
             }
             Some(Err(e)) => {
-                let mut results: Vec<_> = placing
-                    .into_iter()
-                    .map(|(id, _)| (id, Err(e.clone())))
-                    .collect();
+                let mut results: Vec<_> =
+                    placing.into_iter().map(|id| (id, Err(e.clone()))).collect();
                 results.extend(refused.into_iter().map(|(id, e)| (id, Err(e))));
                 self.events.push_back(Event::Placed { placement, results });
             }
@@ -640,15 +639,15 @@ impl Daemon {
         let flight = self.placements.remove(&id).expect("present");
         self.poller.remove(flight.placement.poll_fd());
         // The jail, if it is still held: one that stopped meanwhile gets no probe.
-        let placed = flight.placement.finish(self.jails.get(&flight.jail));
+        let placed = flight.placement.finish(self.jails.get_mut(&flight.jail));
         for process in placed.leftovers {
             self.reap_later(process);
         }
         let mut results = Vec::with_capacity(flight.probes.len() + flight.refused.len());
-        for ((probe, ids), result) in flight.probes.into_iter().zip(placed.results) {
+        for (probe, result) in flight.probes.into_iter().zip(placed.results) {
             results.push((
                 probe,
-                result.map(|process| {
+                result.map(|(process, ids)| {
                     let pid = process.pid();
                     listen(&self.poller, process.poll_fd(), Token::Probe(probe));
                     self.armed.insert(probe, process);
@@ -965,7 +964,8 @@ impl Daemon {
             std::mem::take(&mut self.placements).into_values().collect();
         for flight in placements {
             let placed = flight.placement.finish(None);
-            for process in placed.results.into_iter().flatten().chain(placed.leftovers) {
+            let placed_processes = placed.results.into_iter().flatten().map(|(p, _)| p);
+            for process in placed_processes.chain(placed.leftovers) {
                 self.kill_and_reap(process);
             }
         }

@@ -508,6 +508,11 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// Pids of the zombie (state Z) children of `parent`, from /proc/*/stat.
 pub fn zombie_children(parent: u32) -> Vec<u32> {
+    children_in_state(parent, "Z")
+}
+
+/// Pids of the children of `parent` in `state` (`Z` zombie, `D` uninterruptible sleep).
+pub fn children_in_state(parent: u32, wanted: &str) -> Vec<u32> {
     let mut zombies = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -520,7 +525,7 @@ pub fn zombie_children(parent: u32) -> Vec<u32> {
         };
         let mut fields = rest.split_whitespace();
         let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
-        if state == Some("Z") && ppid == Some(parent) {
+        if state == Some(wanted) && ppid == Some(parent) {
             zombies.push(pid);
         }
     }
