@@ -352,13 +352,18 @@ fn lint(page: &Path) -> Vec<String> {
         .collect()
 }
 
+/// True when mandoc is installed; otherwise says that `test` is skipped.
+fn mandoc_or_skip(test: &str) -> bool {
+    let found = on_path("mandoc");
+    if !found {
+        skipped(test, "mandoc not installed (apt-get install mandoc)");
+    }
+    found
+}
+
 #[test]
 fn man_page_is_lint_clean_and_a_broken_copy_is_not() {
-    if !on_path("mandoc") {
-        skipped(
-            "man_page_is_lint_clean_and_a_broken_copy_is_not",
-            "mandoc not installed (apt-get install mandoc)",
-        );
+    if !mandoc_or_skip("man_page_is_lint_clean_and_a_broken_copy_is_not") {
         return;
     }
     assert_eq!(lint(&source(MAN)), Vec::<String>::new());
@@ -405,6 +410,283 @@ fn man_page_reads_with_man_l() {
     ] {
         assert!(shown.contains(section), "no {section} in:\n{shown}");
     }
+}
+
+/// The page as `mandoc -T utf8` shows it, without the overstrikes of bold and underline, its
+/// blank-separated paragraphs each on one line with single spaces.
+fn rendered(page: &Path) -> String {
+    let out = output(Command::new("mandoc").args(["-T", "utf8"]).arg(page));
+    assert!(out.status.success(), "mandoc: {}", stderr(&out));
+    let mut plain = String::new();
+    for c in stdout(&out).chars() {
+        // `X\bX` is bold X, `_\bX` underlined X: keep what follows the backspace.
+        if c == '\u{8}' {
+            plain.pop();
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split("\n\n")
+        .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|paragraph| !paragraph.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What is wrong with the quotes of a rendered page (one paragraph per line): a quote that
+/// opens inside one of its own kind, closes none, or is left open at the paragraph's end;
+/// a quoted phrase whose parentheses do not pair; a closing quote glued to a word.
+fn quoting_faults(shown: &str) -> Vec<String> {
+    let mut faults = Vec::new();
+    for paragraph in shown.lines() {
+        let chars: Vec<char> = paragraph.chars().collect();
+        // The open quotes, innermost last: the opening mark and where it stood.
+        let mut open: Vec<(char, usize)> = Vec::new();
+        for (i, &c) in chars.iter().enumerate() {
+            let (opening, closing) = match c {
+                '‘' | '’' => ('‘', '’'),
+                '“' | '”' => ('“', '”'),
+                _ => continue,
+            };
+            let around = || {
+                let from = i.saturating_sub(30);
+                let to = (i + 30).min(chars.len());
+                chars[from..to].iter().collect::<String>()
+            };
+            if c == opening {
+                if open.iter().any(|(mark, _)| *mark == opening) {
+                    faults.push(format!("{c} inside a quote of its kind: …{}…", around()));
+                }
+                open.push((c, i));
+                continue;
+            }
+            match open.pop() {
+                Some((mark, start)) if mark == opening => {
+                    let phrase: String = chars[start + 1..i].iter().collect();
+                    if phrase.matches('(').count() != phrase.matches(')').count() {
+                        faults.push(format!("unpaired parenthesis in {mark}{phrase}{closing}"));
+                    }
+                    if chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) {
+                        faults.push(format!("{closing} glued to a word: …{}…", around()));
+                    }
+                }
+                _ => faults.push(format!("{closing} closes no {opening}: …{}…", around())),
+            }
+        }
+        for (mark, start) in open {
+            let to = (start + 40).min(chars.len());
+            let rest: String = chars[start..to].iter().collect();
+            faults.push(format!("{mark} never closed: {rest}…"));
+        }
+    }
+    faults
+}
+
+/// Phrases of the page that must read exactly so, as they did not in issue 22.
+const RENDERED_PHRASES: [&str; 3] = [
+    "(‘30s’, ‘5m’, ‘1h’), from 1 second to 24 hours",
+    "‘last=ok(0)’, ‘last=failed(N)’ or ‘last=signal(N)’, how long it ran",
+    "e.g. ‘-r +2 verbs’",
+];
+
+/// The page's markup as it was in issue 22: `.Pq` around several `.Ql` on one line, and a
+/// closing parenthesis that mdoc took for punctuation after the quote.
+const BROKEN_QUOTING: [(&str, &str); 3] = [
+    (
+        ".Po\n.Ql 30s ,\n.Ql 5m ,\n.Ql 1h\n.Pc ,\n",
+        ".Pq Ql 30s , Ql 5m , Ql 1h ,\n",
+    ),
+    (
+        ".Ql last=failed( Ns Ar N Ns \\&)\n",
+        ".Ql last=failed( Ns Ar N Ns )\n",
+    ),
+    (
+        ".Ql last=signal( Ns Ar N Ns \\&) ,\n",
+        ".Ql last=signal( Ns Ar N Ns ) ,\n",
+    ),
+];
+
+#[test]
+fn man_page_renders_its_quotes_and_a_copy_with_the_old_markup_does_not() {
+    if !mandoc_or_skip("man_page_renders_its_quotes_and_a_copy_with_the_old_markup_does_not") {
+        return;
+    }
+    let shown = rendered(&source(MAN));
+    assert!(
+        shown.matches('‘').count() > 20,
+        "no quotes rendered:\n{shown}"
+    );
+    assert_eq!(quoting_faults(&shown), Vec::<String>::new());
+    for phrase in RENDERED_PHRASES {
+        assert!(shown.contains(phrase), "the page does not show {phrase:?}");
+    }
+
+    // The twin: the old markup renders `(‘30s, ‘5m, ‘1h’’’)` and `‘last=failed(N’)or`.
+    let mut page = text(&source(MAN));
+    for (now, old) in BROKEN_QUOTING {
+        assert!(page.contains(now), "the page no longer has {now:?}");
+        page = page.replacen(now, old, 1);
+    }
+    let dir = TempDir::new();
+    let broken = dir.path("broken.8");
+    fs::write(&broken, page).unwrap();
+    let shown = rendered(&broken);
+    let faults = quoting_faults(&shown);
+    for expected in [
+        "‘ inside a quote",
+        "unpaired parenthesis in ‘last=failed(N’",
+    ] {
+        assert!(
+            faults.iter().any(|f| f.starts_with(expected)),
+            "no fault {expected:?} in {faults:?}"
+        );
+    }
+    assert!(!shown.contains(RENDERED_PHRASES[0]) && !shown.contains(RENDERED_PHRASES[1]));
+}
+
+/// The words `-l` prints in a column, from src/listing.rs: each string after `=> ` on the
+/// lines that hold `marker`.
+fn listed_words(listing: &str, marker: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| l.split("=> \"").nth(1)?.split('"').next())
+        .map(String::from)
+        .collect()
+}
+
+/// The rendered text of the `-l` column `name`: from its tag to the next column's.
+fn column_entry<'a>(shown: &'a str, name: &str, next: &str) -> &'a str {
+    let start = shown
+        .find(&format!(" {name} "))
+        .unwrap_or_else(|| panic!("no column {name} in the page"));
+    let rest = &shown[start..];
+    let end = rest
+        .find(&format!(" {next} "))
+        .unwrap_or_else(|| panic!("no column {next} after {name}"));
+    &rest[..end]
+}
+
+/// What the MODE and STATE entries of a rendered page lack of what `-l` prints there.
+fn columns_undescribed(shown: &str, modes: &[String], states: &[String]) -> Vec<String> {
+    let mut lacking = Vec::new();
+    let columns = [
+        ("MODE", "STATE", modes, "+N verbs"),
+        ("STATE", "PID", states, "armed"),
+    ];
+    for (column, next, words, more) in columns {
+        let entry = column_entry(shown, column, next);
+        let described: BTreeSet<&str> = entry
+            .split(|c: char| c.is_whitespace() || ",()".contains(c))
+            .collect();
+        for word in words.iter().map(String::as_str).chain([more]) {
+            if !described.contains(word) && !entry.contains(word) {
+                lacking.push(format!("{column} does not name {word}"));
+            }
+        }
+    }
+    lacking
+}
+
+#[test]
+fn man_page_names_every_mode_and_state_that_l_shows() {
+    if !mandoc_or_skip("man_page_names_every_mode_and_state_that_l_shows") {
+        return;
+    }
+    let listing = text(&source("src/listing.rs"));
+    let modes = listed_words(&listing, "Respawn::");
+    let states = listed_words(&listing, "ProbeState::");
+    assert!(
+        modes.len() >= 4 && states.len() >= 8,
+        "{modes:?} {states:?}"
+    );
+    let watchdog = listed_words(&listing, "p.watchdog.is_some()");
+    assert_eq!(watchdog, ["watchdog"]);
+    let modes = [modes, watchdog].concat();
+    let shown = rendered(&source(MAN));
+    assert_eq!(
+        columns_undescribed(&shown, &modes, &states),
+        Vec::<String>::new()
+    );
+
+    // The twin: the MODE entry of issue 22, three modes only.
+    let page = text(&source(MAN));
+    let start = page.find(".It MODE\n").unwrap();
+    let end = page.find(".It STATE\n").unwrap();
+    let old = ".It MODE\n.Cm single ,\n.Fl r\nor\n.Fl R\n";
+    let dir = TempDir::new();
+    let broken = dir.path("old-mode.8");
+    fs::write(&broken, [&page[..start], old, &page[end..]].concat()).unwrap();
+    assert_eq!(
+        columns_undescribed(&rendered(&broken), &modes, &states),
+        [
+            "MODE does not name queue",
+            "MODE does not name watchdog",
+            "MODE does not name +N verbs"
+        ]
+    );
+}
+
+/// What a README line about busybox-static gets wrong, given the applets `busybox --list`
+/// names: the backquoted applets before "but no" it should have, those after it should lack.
+fn busybox_claims_wrong(line: &str, applets: &BTreeSet<&str>) -> Vec<String> {
+    let (has, lacks) = line.split_once("but no").unwrap_or((line, ""));
+    let quoted = |part: &str| -> Vec<String> {
+        part.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    };
+    let mut wrong = Vec::new();
+    for applet in quoted(has) {
+        if !applets.contains(applet.as_str()) {
+            wrong.push(format!("busybox-static has no {applet}"));
+        }
+    }
+    for applet in quoted(lacks) {
+        if applets.contains(applet.as_str()) {
+            wrong.push(format!("busybox-static has {applet}"));
+        }
+    }
+    wrong
+}
+
+/// The README's word on Debian's busybox-static, against the applets of the one installed.
+#[test]
+fn readme_names_the_applets_busybox_static_has() {
+    let test = "readme_names_the_applets_busybox_static_has";
+    let readme = text(&source("README.md"));
+    let line = readme
+        .lines()
+        .find(|l| l.contains("busybox-static (1.35)"))
+        .expect("README says which applets busybox-static has");
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "busybox-static"])
+        .output()
+        .ok()
+        .map(|out| stdout(&out))
+        .unwrap_or_default();
+    if !installed.starts_with("1:1.35") || !on_path("busybox") {
+        skipped(test, "Debian 12's busybox-static is not installed");
+        return;
+    }
+    let list = stdout(&output(Command::new("busybox").arg("--list")));
+    let applets: BTreeSet<&str> = list.lines().collect();
+    assert!(applets.contains("sh") && applets.len() > 100, "{list}");
+    assert_eq!(busybox_claims_wrong(line, &applets), Vec::<String>::new());
+    assert!(
+        line.contains("`pkill`") && line.contains("`killall`"),
+        "{line}"
+    );
+
+    // The twin: the claim issue 22 found wrong, that busybox-static has pkill.
+    let wrong = "busybox-static (1.35) has `killall` and `pkill`, but no `pgrep` and no `sh`.";
+    assert_eq!(
+        busybox_claims_wrong(wrong, &applets),
+        ["busybox-static has no pkill", "busybox-static has sh"]
+    );
 }
 
 /// The option letters of the mdoc `Fl` macros on these lines: `Fl rR` gives r and R, and a
