@@ -28,10 +28,11 @@ fi
 # incus-base (containers only) for tests/containers.rs; mandoc, man-db, bmake, systemd
 # (systemd-analyze verify) and make for tests/packaging.rs; webhook and inotify-tools for the
 # benchmark's comparison rows; python3-prometheus-client parses the metrics file in
-# tests/commands.rs.
+# tests/commands.rs; debhelper (with dpkg-dev) and lintian build and check the Debian package
+# that tests/packaging.rs installs and purges.
 packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
     lxc lxc-templates podman runc docker.io lxd mandoc man-db bmake systemd make
-    webhook inotify-tools python3-prometheus-client)
+    webhook inotify-tools python3-prometheus-client debhelper lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

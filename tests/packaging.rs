@@ -1,5 +1,5 @@
 //! The project as an administrator installs it: `make install` and `make uninstall`, the man
-//! page, the rc.d script, the systemd unit and the examples.
+//! page, the rc.d script, the systemd unit, the examples and the Debian package.
 //! Each check that can fail has a twin that feeds it something broken and expects it to fail.
 //! A tool that is missing (mandoc, man, systemd-analyze, bmake), or a test that needs root or
 //! systemd as PID 1, says SKIPPED on stderr.
@@ -1303,6 +1303,333 @@ fn systemd_starts_and_stops_the_unit() {
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert_ne!(stdout(&systemctl(&["is-active", &name])).trim(), "active");
     assert!(!socket.exists() && !pidfile.exists());
+}
+
+// ---- the Debian package ----
+
+const PACKAGE: &str = "jaildaemon";
+const INSTALLED_BIN: &str = "/usr/bin/jaildaemon";
+const CONFFILE: &str = "/etc/jaildaemon.conf";
+/// What the daemon writes on its own, which `apt purge` must remove with the package's files:
+/// the state file's directory, and the log of a detached daemon with no syslog to talk to.
+const DAEMON_STATE: [&str; 2] = ["/var/lib/jaildaemon", "/var/log/jaildaemon.log"];
+
+/// Runs a Debian tool; its output, whether it succeeded or not.
+fn debian_tool(program: &str, args: &[&str], dir: &Path) -> Output {
+    output(
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// `apt-get -y -q ARGS` in `dir`, which must succeed.
+fn apt_get(args: &[&str], dir: &Path) {
+    let out = debian_tool("apt-get", &[&["-y", "-q"], args].concat(), dir);
+    assert!(
+        out.status.success(),
+        "apt-get {args:?}:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+fn package_installed() -> bool {
+    let out = output(Command::new("dpkg-query").args(["-W", "-f", "${db:Status-Status}", PACKAGE]));
+    stdout(&out) == "installed"
+}
+
+/// Purges the package on drop, so that a failed test leaves the machine as it found it.
+struct Purged;
+
+impl Drop for Purged {
+    fn drop(&mut self) {
+        let _ = debian_tool("apt-get", &["purge", "-y", "-q", PACKAGE], Path::new("/"));
+        for path in DAEMON_STATE {
+            let _ = fs::remove_dir_all(path).or_else(|_| fs::remove_file(path));
+        }
+    }
+}
+
+/// Every path that `apt purge` must leave absent: what `dpkg -L` listed of the package's own
+/// (not the directories it shares, /usr or /etc), the state the daemon wrote, the systemd
+/// links that enabling the unit made, and dpkg's own records of the package.
+fn package_paths(listed: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = listed
+        .lines()
+        .filter(|l| l.contains("jaildaemon"))
+        .map(PathBuf::from)
+        .collect();
+    paths.extend(DAEMON_STATE.iter().map(PathBuf::from));
+    for dir in [
+        "/etc/systemd/system/multi-user.target.wants",
+        "/var/lib/systemd/deb-systemd-helper-enabled",
+        "/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants",
+        "/var/lib/dpkg/info",
+    ] {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("jaildaemon")
+            {
+                paths.push(entry.path());
+            }
+        }
+    }
+    paths
+}
+
+/// The paths of `paths` that exist (a dangling link counts).
+fn left_behind(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| fs::symlink_metadata(p).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// Runs the installed daemon detached, with the installed configuration file and the default
+/// state file, arms a persisted probe in a throwaway jail and stops the daemon: it leaves its
+/// state file, and where no syslog daemon listens, its log.
+fn leave_daemon_state(dir: &TempDir) {
+    let socket = dir.path("deb.sock");
+    let pidfile = dir.path("deb.pid");
+    let started = output(
+        Command::new(INSTALLED_BIN)
+            .args(["-D", "-f"])
+            .arg(&socket)
+            .arg("-p")
+            .arg(&pidfile),
+    );
+    assert!(started.status.success(), "{}", stderr(&started));
+    let pid: i32 = text(&pidfile).trim().parse().unwrap();
+    let jail = {
+        let _guard = SPAWN.read().unwrap_or_else(|e| e.into_inner());
+        util::Jail::new()
+    };
+    let listed = output(Command::new(INSTALLED_BIN).arg("-l").arg("-f").arg(&socket));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).lines().count() <= 1,
+        "the installed configuration declares probes: {}",
+        stdout(&listed)
+    );
+    let armed = output(
+        Command::new(INSTALLED_BIN)
+            .args([
+                "-c",
+                "true",
+                "-t",
+                "DEBSTATE",
+                "-P",
+                "-j",
+                &jail.spec(),
+                "-f",
+            ])
+            .arg(&socket),
+    );
+    assert!(armed.status.success(), "{}", stderr(&armed));
+    let daemon = rustix::process::Pid::from_raw(pid).expect("positive");
+    rustix::process::kill_process(daemon, rustix::process::Signal::TERM).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !pidfile.exists()),
+        "the installed daemon did not stop"
+    );
+    assert!(Path::new("/var/lib/jaildaemon/state").is_file());
+    if !Path::new("/dev/log").exists() {
+        assert!(Path::new("/var/log/jaildaemon.log").is_file());
+    }
+}
+
+/// Unpacks `deb`, lets `change` alter the tree, and packs it again as `out`.
+fn repacked(deb: &Path, out: &Path, change: impl FnOnce(&Path)) {
+    let tree = out.with_extension("tree");
+    let unpack = output(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    assert!(unpack.status.success(), "{}", stderr(&unpack));
+    change(&tree);
+    let pack = output(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-b"])
+            .arg(&tree)
+            .arg(out),
+    );
+    assert!(pack.status.success(), "{}", stderr(&pack));
+}
+
+/// `make deb` builds a package that lintian passes at error level, that `apt install`
+/// installs (binary, man page, enabled unit, LXC hook, the configuration file as a conffile
+/// the daemon starts with) and that `apt purge` removes with every file and the daemon's
+/// state. The twins: a package without its copyright file fails lintian, and one whose purge
+/// forgets the state directory is caught leaving it behind.
+#[test]
+fn debian_package_builds_installs_and_purges_without_a_trace() {
+    let test = "debian_package_builds_installs_and_purges_without_a_trace";
+    if !root_or_skip(test) {
+        return;
+    }
+    for tool in ["dh", "lintian", "apt-get", "dpkg-deb", "unshare"] {
+        if !on_path(tool) {
+            skipped(
+                test,
+                &format!("{tool} is missing (apt-get install debhelper lintian)"),
+            );
+            return;
+        }
+    }
+    if package_installed() {
+        skipped(
+            test,
+            "the jaildaemon package is installed here; not ours to purge",
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let out_dir = dir.path("debs");
+    fs::create_dir(&out_dir).unwrap();
+    let debdir = format!("DEBDIR={}", out_dir.display());
+    if on_path("bmake") {
+        // BSD make plans the same commands (it never builds a package: Debian has GNU make).
+        let plan = |program| stdout(&make(program, &["-n", "deb", &debdir], &[]));
+        assert_eq!(plan("bmake"), plan("make"));
+    }
+    make("make", &["deb", &debdir], &[]);
+    let arch = stdout(&output(Command::new("dpkg").arg("--print-architecture")));
+    let name = format!(
+        "jaildaemon_{}_{}.deb",
+        env!("CARGO_PKG_VERSION"),
+        arch.trim()
+    );
+    let built: Vec<String> = fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        built,
+        std::slice::from_ref(&name),
+        "make deb made other files, or none"
+    );
+    let deb = out_dir.join(&name);
+    // debhelper's working files went with the build.
+    assert!(!source("debian/jaildaemon").exists() && !source("debian/files").exists());
+
+    let lintian = debian_tool("lintian", &["--fail-on", "error", &name], &out_dir);
+    assert!(
+        lintian.status.success(),
+        "lintian:\n{}{}",
+        stdout(&lintian),
+        stderr(&lintian)
+    );
+    let unlicensed = dir.path("no-copyright.deb");
+    repacked(&deb, &unlicensed, |tree| {
+        fs::remove_file(tree.join("usr/share/doc/jaildaemon/copyright")).unwrap();
+        let sums = text(&tree.join("DEBIAN/md5sums"));
+        let kept: String = sums
+            .lines()
+            .filter(|l| !l.ends_with("/copyright"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(tree.join("DEBIAN/md5sums"), kept).unwrap();
+    });
+    let lintian = debian_tool(
+        "lintian",
+        &["--fail-on", "error", "no-copyright.deb"],
+        &dir.0,
+    );
+    assert!(
+        !lintian.status.success(),
+        "lintian passed a package without copyright"
+    );
+    assert!(
+        stdout(&lintian).contains("no-copyright-file"),
+        "{}",
+        stdout(&lintian)
+    );
+
+    let _purged = Purged;
+    apt_get(&["install", &format!("./{name}")], &out_dir);
+    assert!(package_installed());
+    let listed = stdout(&output(Command::new("dpkg").args(["-L", PACKAGE])));
+    for file in [
+        INSTALLED_BIN,
+        "/usr/share/man/man8/jaildaemon.8.gz",
+        "/lib/systemd/system/jaildaemon.service",
+        "/usr/libexec/jaildaemon/lxc-start-host",
+        CONFFILE,
+        "/usr/share/doc/jaildaemon/copyright",
+        "/usr/share/doc/jaildaemon/changelog.gz",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} not in:\n{listed}"
+        );
+        assert!(Path::new(file).exists(), "{file} is listed but absent");
+    }
+    assert!(!listed.contains("/usr/local"), "{listed}");
+    let help = output(Command::new(INSTALLED_BIN).arg("-h"));
+    assert!(
+        help.status.success() && stdout(&help).contains("-D"),
+        "{}",
+        stderr(&help)
+    );
+    let conffiles = stdout(&output(Command::new("dpkg-query").args([
+        "-W",
+        "-f",
+        "${Conffiles}",
+        PACKAGE,
+    ])));
+    assert!(
+        conffiles.contains(&format!(" {CONFFILE} ")),
+        "{conffiles:?}"
+    );
+    for (file, line) in [
+        (
+            "/lib/systemd/system/jaildaemon.service",
+            "ExecStart=/usr/bin/jaildaemon -D -F",
+        ),
+        (
+            "/usr/libexec/jaildaemon/lxc-start-host",
+            "jaildaemon=${JAILDAEMON:-/usr/bin/jaildaemon}",
+        ),
+    ] {
+        assert!(
+            text(Path::new(file)).lines().any(|l| l == line),
+            "no {line:?} in {file}"
+        );
+    }
+    // Enabled the Debian way (deb-systemd-helper), even where systemd is not running.
+    let wanted = Path::new("/etc/systemd/system/multi-user.target.wants/jaildaemon.service");
+    assert!(
+        fs::symlink_metadata(wanted).is_ok(),
+        "the unit is not enabled"
+    );
+
+    leave_daemon_state(&dir);
+    let paths = package_paths(&listed);
+    assert!(
+        left_behind(&paths).len() >= 10,
+        "too little to check: {paths:?}"
+    );
+    apt_get(&["purge", PACKAGE], Path::new("/"));
+    assert!(!package_installed());
+    assert_eq!(left_behind(&paths), Vec::<PathBuf>::new());
+
+    // The twin: a package whose purge forgets the state directory leaves it, and is caught.
+    let forgetful = out_dir.join("forgetful.deb");
+    repacked(&deb, &forgetful, |tree| {
+        let postrm = tree.join("DEBIAN/postrm");
+        let script = text(&postrm);
+        assert!(script.contains("rm -rf /var/lib/jaildaemon\n"), "{script}");
+        fs::write(&postrm, script.replace("rm -rf /var/lib/jaildaemon\n", "")).unwrap();
+    });
+    apt_get(&["install", "./forgetful.deb"], &out_dir);
+    leave_daemon_state(&dir);
+    apt_get(&["purge", PACKAGE], Path::new("/"));
+    assert_eq!(
+        left_behind(&package_paths(&listed)),
+        [PathBuf::from("/var/lib/jaildaemon"),]
+    );
 }
 
 // ---- the example configuration file ----
