@@ -1632,6 +1632,66 @@ fn debian_package_builds_installs_and_purges_without_a_trace() {
     );
 }
 
+// ---- dist/test-setup.sh: root's subordinate ids ----
+
+/// Runs dist/root-subids.sh on a file holding `before`; its exit code, the file afterwards,
+/// and what it said (stdout, stderr).
+fn root_subids(before: &str) -> (Option<i32>, String, String) {
+    let dir = TempDir::new();
+    let file = dir.path("subuid");
+    fs::write(&file, before).unwrap();
+    let out = output(
+        Command::new("bash")
+            .arg(source("dist/root-subids.sh"))
+            .arg(&file),
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.code(), text(&file), said)
+}
+
+/// Root gets 100000..165535 where no range of its covers them; nothing is added beside a root
+/// range that does (LXD's), and the line the script once added there is taken out again; a
+/// range that overlaps them without covering them, root's or anyone's, stops the script with
+/// an error and the file as it was.
+#[test]
+fn root_subids_are_added_only_where_no_range_covers_them() {
+    const LXD: &str = "_lxd:100000:10000001\nroot:100000:10000001\n";
+    const OURS: &str = "root:100000:65536\n";
+    for (before, after, note) in [
+        ("", OURS, "added root:100000:65536"),
+        (
+            "root:200000:65536\n",
+            "root:200000:65536\nroot:100000:65536\n",
+            "added",
+        ),
+        (LXD, LXD, ""),
+        (OURS, OURS, ""),
+        (&format!("{LXD}{OURS}"), LXD, "removed root:100000:65536"),
+        (&format!("{OURS}{LXD}"), LXD, "removed root:100000:65536"),
+    ] {
+        let (code, file, said) = root_subids(before);
+        assert_eq!(code, Some(0), "{before:?}: {said}");
+        assert_eq!(file, after, "{before:?}");
+        assert!(said.contains(note), "{before:?}: {said}");
+        // Again: nothing changes, and nothing is said.
+        assert_eq!(root_subids(&file), (Some(0), file.clone(), String::new()));
+    }
+    // The twins: what overlaps without covering is left alone, with an error naming it.
+    for clash in [
+        "alice:100000:65536\n",
+        "root:120000:65536\n",
+        "root:50000:60000\n",
+    ] {
+        let (code, file, said) = root_subids(clash);
+        assert_eq!(code, Some(1), "{clash:?}: {said}");
+        assert_eq!(file, clash);
+        assert!(
+            said.contains(clash.trim()) && said.contains("not adding root:100000:65536"),
+            "{said}"
+        );
+    }
+}
+
 // ---- the example configuration file ----
 
 #[test]
