@@ -84,9 +84,11 @@ uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/jaildaemon" "$(DESTDIR)$(MANDIR)/man8/jaildaemon.8" && case "$(SERVICE)" in rc) rm -f "$(DESTDIR)$(RCDIR)/jaildaemon" ;; systemd) rm -f "$(DESTDIR)$(UNITDIR)/jaildaemon.service" ;; esac && case "$(HOOKS)" in lxc) rm -f "$(DESTDIR)$(HOOKDIR)/lxc-start-host" ;; esac
 
 # The README's test command: on a fresh Debian 12 machine, as root, installs and starts what
-# the tests need (dist/test-setup.sh), then runs every test, so that none is skipped.
+# the tests need (dist/test-setup.sh), builds the FreeBSD binary that tests/freebsd.rs checks
+# (dist/freebsd-setup.sh), then runs every test, so that none is skipped but what cannot run on
+# the machine (machined without systemd as PID 1).
 check:
-	bash dist/test-setup.sh && $(CARGO) test
+	bash dist/test-setup.sh && bash dist/freebsd-setup.sh && $(CARGO) test
 
 # debhelper's files are made afresh and removed afterwards: only the package stays. The make
 # that runs debian/rules is GNU make, which must not read this make's flags (BSD make's).

@@ -1692,6 +1692,64 @@ fn root_subids_are_added_only_where_no_range_covers_them() {
     }
 }
 
+/// The setup scripts that tests name in their SKIPPED reasons ("run dist/NAME.sh") that
+/// `plan`, what `make -n check` prints, does not run before `cargo test`.
+fn setups_make_check_skips(plan: &str, tests: &str) -> Vec<String> {
+    let before_tests = plan.split("cargo test").next().unwrap_or("");
+    tests
+        .split("run dist/")
+        .skip(1)
+        .filter_map(|rest| {
+            // A script of dist/ itself: lowercase letters and dashes, then `.sh`.
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            let script = rest[name.len()..].starts_with(".sh") && !name.is_empty();
+            script.then(|| format!("dist/{name}.sh"))
+        })
+        .filter(|script| !before_tests.contains(&format!("bash {script}")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `sudo make check` on a fresh machine sets up what every test's SKIPPED reason asks for
+/// (dist/freebsd-setup.sh for tests/freebsd.rs), before the tests, under GNU and BSD make.
+#[test]
+fn make_check_runs_every_setup_a_skipping_test_asks_for() {
+    let mut tests = String::new();
+    for entry in fs::read_dir(source("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            tests.push_str(&text(&path));
+        }
+    }
+    assert!(
+        tests.contains("run dist/freebsd-setup.sh"),
+        "no test names it"
+    );
+    let mut makes = vec!["make"];
+    if on_path("bmake") {
+        makes.push("bmake");
+    }
+    for program in makes {
+        let plan = stdout(&make(program, &["-n", "check"], &[]));
+        assert!(plan.contains("bash dist/test-setup.sh"), "{plan}");
+        assert_eq!(
+            setups_make_check_skips(&plan, &tests),
+            Vec::<String>::new(),
+            "{program}: {plan}"
+        );
+    }
+    // The twin: make check as it was in issue 22, without the FreeBSD build.
+    let old = "bash dist/test-setup.sh && cargo test\n";
+    assert_eq!(
+        setups_make_check_skips(old, &tests),
+        ["dist/freebsd-setup.sh"]
+    );
+}
+
 // ---- the example configuration file ----
 
 #[test]
