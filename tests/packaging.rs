@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use util::{TempDir, World, root_or_skip, wait_for};
@@ -32,6 +32,11 @@ const NO_SUCH_JAIL: &str = "999999999";
 /// the child until it execs, and exec'ing the file then fails with ETXTBSY. Every spawn in
 /// this file holds the read side; writing a script holds the write side.
 static SPAWN: RwLock<()> = RwLock::new(());
+
+/// Held by the tests that run a detached daemon on the host, which logs to the host's
+/// /var/log/jaildaemon.log where no syslog daemon listens, and by the Debian package's test,
+/// which checks that purging the package removes that file.
+static HOST_LOG: Mutex<()> = Mutex::new(());
 
 fn output(cmd: &mut Command) -> Output {
     let _guard = SPAWN.read().unwrap_or_else(|e| e.into_inner());
@@ -1141,6 +1146,7 @@ fn rc_script_starts_a_ready_daemon_and_stops_it() {
             }
         }
     }
+    let _host_log = HOST_LOG.lock().unwrap_or_else(|e| e.into_inner());
     let _stopped = Stopped(&pidfile);
     let out = rc(&script, Some(&conf), "start");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1340,14 +1346,36 @@ fn package_installed() -> bool {
     stdout(&out) == "installed"
 }
 
-/// Purges the package on drop, so that a failed test leaves the machine as it found it.
-struct Purged;
+/// Purges the package on drop, so that a failed test leaves the machine as it found it. The
+/// daemon's state paths that were there before (a `make install` copy's, say) are moved aside
+/// while the test runs, so that the purge is seen to remove what the packaged daemon wrote,
+/// and are put back afterwards.
+struct Purged {
+    aside: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Purged {
+    fn new() -> Purged {
+        let mut aside = Vec::new();
+        for path in DAEMON_STATE.map(PathBuf::from) {
+            if fs::symlink_metadata(&path).is_ok() {
+                let kept = path.with_extension(format!("before-deb-test-{}", std::process::id()));
+                fs::rename(&path, &kept).unwrap();
+                aside.push((path, kept));
+            }
+        }
+        Purged { aside }
+    }
+}
 
 impl Drop for Purged {
     fn drop(&mut self) {
         let _ = debian_tool("apt-get", &["purge", "-y", "-q", PACKAGE], Path::new("/"));
         for path in DAEMON_STATE {
             let _ = fs::remove_dir_all(path).or_else(|_| fs::remove_file(path));
+        }
+        for (path, kept) in &self.aside {
+            let _ = fs::rename(kept, path);
         }
     }
 }
@@ -1547,7 +1575,8 @@ fn debian_package_builds_installs_and_purges_without_a_trace() {
         stdout(&lintian)
     );
 
-    let _purged = Purged;
+    let _host_log = HOST_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let _purged = Purged::new();
     apt_get(&["install", &format!("./{name}")], &out_dir);
     assert!(package_installed());
     let listed = stdout(&output(Command::new("dpkg").args(["-L", PACKAGE])));
