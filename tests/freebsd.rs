@@ -159,19 +159,25 @@ fn define(header: &str, name: &str) -> Option<u64> {
 }
 
 /// Where FreeBSD's headers are: `JAILDAEMON_FREEBSD_INCLUDE`, or zig's copy of them (`zig env`,
-/// or `python3 -m ziglang env` for zig from PyPI).
+/// or `python3 -m ziglang env` for zig from PyPI, on the PATH or in the venv that
+/// dist/freebsd-setup.sh makes in target/ci-zig).
 fn freebsd_include() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("JAILDAEMON_FREEBSD_INCLUDE") {
         return Some(PathBuf::from(dir));
     }
-    let zig_env = [&["zig", "env"][..], &["python3", "-m", "ziglang", "env"]]
-        .iter()
-        .find_map(|cmd| {
-            let out = Command::new(cmd[0]).args(&cmd[1..]).output().ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        })?;
+    let venv_python = format!("{ROOT}/target/ci-zig/bin/python3");
+    let zig_env = [
+        &["zig", "env"][..],
+        &["python3", "-m", "ziglang", "env"],
+        &[venv_python.as_str(), "-m", "ziglang", "env"],
+    ]
+    .iter()
+    .find_map(|cmd| {
+        let out = Command::new(cmd[0]).args(&cmd[1..]).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })?;
     // `.lib_dir = "…",` (zig 0.14 and later) or `"lib_dir": "…",` (older).
     let after_key = zig_env[zig_env.find("lib_dir")? + "lib_dir".len()..].trim_start_matches('"');
     let value = &after_key[after_key.find('"')? + 1..];
@@ -229,7 +235,7 @@ fn the_probes_numbers_are_freebsds() {
     let Some(include) = freebsd_include() else {
         skipped(
             "the_probes_numbers_are_freebsds",
-            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+            "no FreeBSD headers: run dist/freebsd-setup.sh, or set JAILDAEMON_FREEBSD_INCLUDE",
         );
         return;
     };
@@ -247,7 +253,7 @@ fn a_wrong_number_is_reported_with_freebsds() {
     let Some(include) = freebsd_include() else {
         skipped(
             "a_wrong_number_is_reported_with_freebsds",
-            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+            "no FreeBSD headers: run dist/freebsd-setup.sh, or set JAILDAEMON_FREEBSD_INCLUDE",
         );
         return;
     };
@@ -359,7 +365,7 @@ fn the_freebsd_build_passes_check_elf_and_linux_files_do_not() {
     let Some((bin, probe)) = freebsd_build() else {
         skipped(
             test,
-            "no FreeBSD build in target/freebsd-build: run .ci/run, see DEVELOPERS.md",
+            "no FreeBSD build in target/freebsd-build: run dist/freebsd-setup.sh (as root)",
         );
         return;
     };
