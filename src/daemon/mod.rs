@@ -8,6 +8,7 @@
 mod clients;
 mod commands;
 pub mod core;
+pub mod logbudget;
 mod startup;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,6 +21,7 @@ use self::core::{
     ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId, ToPlace,
 };
 pub use self::core::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
+use self::logbudget::{Cause, LineKind, LogBudget, LogLine};
 use crate::cli::DaemonConfig;
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
@@ -118,6 +120,8 @@ struct Daemon {
     /// READY=1 was sent: the probes declared at start are settled.
     ready: bool,
     metrics: MetricsFile,
+    /// What is left of the log lines jails and clients may cause, per window.
+    log_budget: LogBudget,
     /// SIGTERM or SIGINT came.
     stopping: bool,
 }
@@ -329,6 +333,7 @@ fn start(
             dirty: true,
             ..MetricsFile::default()
         },
+        log_budget: LogBudget::default(),
         stopping: false,
     };
     listen(&daemon.poller, daemon.signals.as_fd(), Token::Signals);
@@ -420,7 +425,7 @@ impl Daemon {
             Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
-            Effect::Log { level, message } => log::log!(level, "{message}"),
+            Effect::Log(line) => self.log(line),
             Effect::Release { jail } => {
                 if let Some(jail) = self.jails.remove(&jail)
                     && let Some(fd) = jail.watch_fd()
@@ -428,6 +433,32 @@ impl Daemon {
                     self.poller.remove(fd);
                 }
             }
+        }
+    }
+
+    /// Writes `line` to the log, unless its cause has used up its budget (then it is counted
+    /// for the summary at the end of its window).
+    fn log(&mut self, line: LogLine) {
+        if self.log_budget.admit(&line, Instant::now()) {
+            log::log!(line.level, "{}", line.text);
+        }
+    }
+
+    /// A log line about probe `id` that its jail caused, for `log`.
+    fn probe_line(&self, id: ProbeId, kind: LineKind, level: log::Level, text: String) -> LogLine {
+        let (tag, jail) = self.core.probe(id).map_or_else(
+            || (format!("probe {id}"), String::new()),
+            |p| (p.tag(id), p.def.jail.clone()),
+        );
+        LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: id,
+                tag,
+                jail,
+                kind,
+            },
         }
     }
 
@@ -617,11 +648,12 @@ impl Daemon {
             Instant::now(),
         ) {
             Ok(running) => {
-                log::info!(
+                let text = format!(
                     "{} command started, host pid {}",
                     running.tag,
                     running.process.pid()
                 );
+                self.log(self.probe_line(probe, LineKind::CommandStart, log::Level::Info, text));
                 listen(
                     &self.poller,
                     running.process.poll_fd(),
@@ -715,8 +747,13 @@ impl Daemon {
         };
         // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
         if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
-            log::warn!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            let text =
+                format!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            self.log(self.probe_line(id, LineKind::Ignored, log::Level::Warn, text));
         }
+        let Some(process) = self.armed.get(&id) else {
+            return;
+        };
         let exit = match process.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => {
@@ -775,6 +812,7 @@ impl Daemon {
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
             .chain(self.metrics.due(Instant::now()))
+            .chain(self.log_budget.next_deadline())
             .min()
     }
 
@@ -791,16 +829,19 @@ impl Daemon {
                 .map(|(id, _)| *id)
                 .collect();
         for id in late {
-            match self.clients[&id].state {
-                ClientState::Reading { .. } => log::warn!(
-                    "client sent no complete request within {}s; dropped",
+            let what = match self.clients[&id].state {
+                ClientState::Reading { .. } => "sent no complete request",
+                _ => "did not take its answer",
+            };
+            // A user of the socket can renew idle connections at will: counted, not each told.
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text: format!(
+                    "client {what} within {}s; dropped",
                     CLIENT_DEADLINE.as_secs()
                 ),
-                _ => log::warn!(
-                    "client did not take its answer within {}s; dropped",
-                    CLIENT_DEADLINE.as_secs()
-                ),
-            }
+                cause: Cause::Clients(LineKind::ClientLate),
+            });
             self.drop_client(id);
         }
         let due: Vec<PlacementId> = self
@@ -846,6 +887,10 @@ impl Daemon {
         }
         if self.metrics.due(now).is_some_and(|t| t <= now) {
             self.write_metrics(now);
+        }
+        // A flood's summary comes at the end of its window, whether or not it goes on.
+        for (level, summary) in self.log_budget.due(now) {
+            log::log!(level, "{summary}");
         }
     }
 
