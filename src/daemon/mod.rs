@@ -36,6 +36,8 @@ use startup::{PidFile, notify_service_manager, probe_limits, shed_environment, t
 const RECHECK: Duration = Duration::from_millis(100);
 /// Descriptors a container lookup may hold: its queue, and per manager a pidfd and two pipes.
 const LOOKUP_DESCRIPTORS: usize = 13;
+/// Stops and continuations of children taken per turn of the loop (`children_changed`).
+const MAX_CHILD_CHANGES: usize = 1024;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -130,6 +132,7 @@ struct Daemon {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Token {
     Listener,
+    /// The signalfd; as a recheck, children's stops and continuations still to be asked for.
     Signals,
     Client(ClientId),
     Probe(ProbeId),
@@ -699,21 +702,7 @@ impl Daemon {
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
             if sig == libc::SIGCHLD {
-                // Signals merge: ask for every change, not just the one this SIGCHLD was for.
-                for (pid, change) in sys::child_changes() {
-                    let probe = self
-                        .armed
-                        .iter()
-                        .find(|(_, p)| p.pid() == pid)
-                        .map(|(id, _)| *id);
-                    if let Some(probe) = probe {
-                        let signal = match change {
-                            sys::ChildChange::Stopped(sig) => Some(sig),
-                            sys::ChildChange::Continued => None,
-                        };
-                        self.events.push_back(Event::ProbeStopped { probe, signal });
-                    }
-                }
+                self.children_changed();
             } else if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
@@ -736,6 +725,31 @@ impl Daemon {
             } else {
                 log::info!("signal {sig}: shutting down");
                 self.stopping = true;
+            }
+        }
+    }
+
+    /// SIGCHLD came: the probes stopped or continued since, told to the core. Signals merge,
+    /// so every change is asked for, not just the one this SIGCHLD was for; but no more than
+    /// `MAX_CHILD_CHANGES` per turn of the loop (a jail can stop and continue its probe without
+    /// pause): the rest are asked for at once on the next turn, after the other events.
+    fn children_changed(&mut self) {
+        let changes = sys::child_changes(MAX_CHILD_CHANGES);
+        if changes.len() == MAX_CHILD_CHANGES {
+            self.rechecks.insert(Token::Signals, Instant::now());
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let armed: BTreeMap<sys::Pid, ProbeId> =
+            self.armed.iter().map(|(id, p)| (p.pid(), *id)).collect();
+        for (pid, change) in changes {
+            if let Some(&probe) = armed.get(&pid) {
+                let signal = match change {
+                    sys::ChildChange::Stopped(sig) => Some(sig),
+                    sys::ChildChange::Continued => None,
+                };
+                self.events.push_back(Event::ProbeStopped { probe, signal });
             }
         }
     }
@@ -875,6 +889,7 @@ impl Daemon {
                 Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
                 Token::Drain(id) => self.drain(id),
+                Token::Signals => self.children_changed(),
                 _ => {}
             }
         }
