@@ -193,6 +193,9 @@ pub struct Probe {
     pub last_status: Option<i32>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
+    /// It was armed in its jail before: placing it again (after a kill, a restart of its
+    /// jail) is the jail's doing, and logged as such.
+    pub armed_before: bool,
     pub last: Option<String>,
 }
 
@@ -774,6 +777,7 @@ impl Core {
                 stops: 0,
                 last_status: None,
                 strikes: 0,
+                armed_before: false,
                 last: None,
             },
         );
@@ -1014,15 +1018,16 @@ impl Core {
                             ids.1,
                             describe_respawn(probe.def.respawn),
                         );
-                        // Placed again after failures (its jail killed it, say): the jail's
-                        // doing; a first arm is the administrator's.
-                        if probe.strikes > 0 {
+                        // Placed again (its jail killed it, or stopped and ran again): the
+                        // jail's doing, which it can repeat; a first arm is the administrator's.
+                        if probe.armed_before {
                             probe.line(id, LineKind::Rearm, Info, text)
                         } else {
                             Effect::log(Info, text)
                         }
                     };
                     self.effects.push(line);
+                    probe.armed_before = true;
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
@@ -1544,7 +1549,7 @@ impl Core {
                 human_duration(now.saturating_duration_since(owed.since))
             );
             self.effects
-                .push(probe.line(id, LineKind::Trigger, Info, text));
+                .push(probe.line(id, LineKind::CommandStart, Info, text));
             self.start_run(id, owed.jail, owed.verb, now);
         }
     }
@@ -2749,10 +2754,34 @@ mod tests {
                 ),
             ]
         );
-        // Twin: the administrator's removal and the jail's stop are the host's lines, and a
-        // stop of a probe no longer armed logs nothing.
+        // Its jail stops (the host's line) and runs again: the probe armed there again is the
+        // jail's doing too.
         let from = rig.logged.len();
         rig.send(Event::JailStopped { jail: JAIL });
+        rig.later(RETRY_INTERVAL);
+        let effects = rig.send(found("web1", JAIL + 1));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        rig.send(placed(placement, 1, PID + 3));
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    None,
+                    format!(
+                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; [1] waiting for it to run again"
+                    )
+                ),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 3)
+                ),
+            ]
+        );
+        // Twin: the administrator's removal is the host's line, and a stop of a probe no longer
+        // there logs nothing.
+        let from = rig.logged.len();
         rig.send(Event::Remove {
             client: 9,
             which: "T".into(),
@@ -2764,15 +2793,31 @@ mod tests {
         });
         assert_eq!(
             lines_since(&rig, from),
-            [
-                (
-                    None,
-                    format!(
-                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; [1] waiting for it to run again"
-                    )
-                ),
-                (None, format!("{tag} removed on request")),
-            ]
+            [(None, format!("{tag} removed on request"))]
+        );
+    }
+
+    #[test]
+    fn a_first_arm_is_the_hosts_line_and_arming_again_after_the_jail_ran_again_the_jails() {
+        let tag = "probe 1 (jail web1, 'T')";
+        let armed = |pid: Pid| {
+            format!("{tag} armed (configuration file): uid 0, gid 0, mode single, host pid {pid}")
+        };
+        let mut rig = armed_rig(def("web1", "T", Respawn::Never));
+        assert_eq!(lines_since(&rig, 0), [(None, armed(PID))]);
+        // A jail that stops and runs again (a container rebooting itself in a loop) has its
+        // probes armed again each time: the jail's lines, limited as such.
+        let from = rig.logged.len();
+        rig.send(Event::JailStopped { jail: JAIL });
+        rig.later(RETRY_INTERVAL);
+        let effects = rig.send(found("web1", JAIL + 1));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        rig.send(placed(placement, 1, PID + 1));
+        assert_eq!(
+            lines_since(&rig, from)[1..],
+            [(Some(LineKind::Rearm), armed(PID + 1))]
         );
     }
 

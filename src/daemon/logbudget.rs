@@ -19,8 +19,8 @@ use super::core::ProbeId;
 /// The window of every budget.
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// Lines of one kind per probe and window, and per jail and window (all its probes together).
-pub const PROBE_LINES: u64 = 5;
-pub const JAIL_LINES: u64 = 50;
+pub const PROBE_LINES: u64 = 10;
+pub const JAIL_LINES: u64 = 100;
 /// Lines of a fired command's output per probe and window, and per jail and window.
 pub const PROBE_OUTPUT_LINES: u64 = 100;
 pub const JAIL_OUTPUT_LINES: u64 = 500;
@@ -38,13 +38,13 @@ pub enum LineKind {
     Trigger,
     /// A watchdog probe fed by a signal.
     Feed,
-    /// A probe back in its jail after a fire, a feed, or a failure.
+    /// A probe back in its jail after a fire, a feed, a failure, or its jail's restart.
     Rearm,
     /// A fired probe held back: its cooldown, or its commands at their limit.
     Held,
     /// A probe that ended without firing, placed again later.
     Unfired,
-    /// A command started for a fire.
+    /// A command started for a fire (or for triggers queued while its last one ran).
     CommandStart,
     /// A line a fired command wrote.
     Output,
@@ -69,12 +69,12 @@ impl LineKind {
             LineKind::Trigger => "triggers",
             LineKind::Feed => "watchdog feeds",
             LineKind::Rearm => "re-arms",
-            LineKind::Held => "holds",
+            LineKind::Held => "cooldowns and holds at the command limit",
             LineKind::Unfired => "ends without firing",
             LineKind::CommandStart => "command starts",
-            LineKind::Output => "command output lines",
+            LineKind::Output => "lines of command output",
             LineKind::CommandEnd => "command ends",
-            LineKind::Ignored => "reports of ignored SIGHUPs",
+            LineKind::Ignored => "reports of SIGHUPs from outside the jail",
             LineKind::ClientLate => "clients dropped at their deadline",
             LineKind::ClientRefused => "clients turned away",
             LineKind::ClientBad => "bad requests",
