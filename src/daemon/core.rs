@@ -2678,6 +2678,18 @@ mod tests {
         rig
     }
 
+    /// Jail "web1" of `armed_rig` stops, and runs again as `JAIL + 1`, where probe 1 is placed
+    /// again as `pid`.
+    fn stop_and_run_again(rig: &mut Rig, pid: Pid) {
+        rig.send(Event::JailStopped { jail: JAIL });
+        rig.later(RETRY_INTERVAL);
+        let effects = rig.send(found("web1", JAIL + 1));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        rig.send(placed(placement, 1, pid));
+    }
+
     /// The lines the core logged since `from`, as (kind, or `None` for the host's, text).
     fn lines_since(rig: &Rig, from: usize) -> Vec<(Option<LineKind>, String)> {
         rig.logged[from..]
@@ -2757,13 +2769,7 @@ mod tests {
         // Its jail stops (the host's line) and runs again: the probe armed there again is the
         // jail's doing too.
         let from = rig.logged.len();
-        rig.send(Event::JailStopped { jail: JAIL });
-        rig.later(RETRY_INTERVAL);
-        let effects = rig.send(found("web1", JAIL + 1));
-        let [(placement, _)] = placements(&effects)[..] else {
-            panic!("{effects:?}")
-        };
-        rig.send(placed(placement, 1, PID + 3));
+        stop_and_run_again(&mut rig, PID + 3);
         assert_eq!(
             lines_since(&rig, from),
             [
@@ -2808,13 +2814,7 @@ mod tests {
         // A jail that stops and runs again (a container rebooting itself in a loop) has its
         // probes armed again each time: the jail's lines, limited as such.
         let from = rig.logged.len();
-        rig.send(Event::JailStopped { jail: JAIL });
-        rig.later(RETRY_INTERVAL);
-        let effects = rig.send(found("web1", JAIL + 1));
-        let [(placement, _)] = placements(&effects)[..] else {
-            panic!("{effects:?}")
-        };
-        rig.send(placed(placement, 1, PID + 1));
+        stop_and_run_again(&mut rig, PID + 1);
         assert_eq!(
             lines_since(&rig, from)[1..],
             [(Some(LineKind::Rearm), armed(PID + 1))]
