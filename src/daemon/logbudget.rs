@@ -156,15 +156,19 @@ pub struct LogBudget {
     ends: BTreeSet<(Instant, Key)>,
     /// The ends of the windows that left lines out: their summaries are due then.
     summaries: BTreeSet<(Instant, Key)>,
-    /// Summaries of windows closed by `admit`, for the next `due`.
+    /// Summaries of windows closed by `admit`, for the next `due`, and when the first of
+    /// them was due.
     closed: Vec<(log::Level, String)>,
+    closed_at: Option<Instant>,
 }
 
 impl LogBudget {
     /// Whether `line` may be written at `now`; if not, it is counted for its summary.
     pub fn admit(&mut self, line: &LogLine, now: Instant) -> bool {
         let mut closed = std::mem::take(&mut self.closed);
-        self.expire(now, &mut closed);
+        if let Some(at) = self.expire(now, &mut closed) {
+            self.closed_at.get_or_insert(at);
+        }
         self.closed = closed;
         match &line.cause {
             Cause::Host => true,
@@ -200,22 +204,29 @@ impl LogBudget {
 
     /// When the next summary is due, for the shell's wait.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.summaries.first().map(|(at, _)| *at)
+        let open = self.summaries.first().map(|(at, _)| *at);
+        self.closed_at.into_iter().chain(open).min()
     }
 
     /// The summaries of the windows that ended by `now`, with their level.
     pub fn due(&mut self, now: Instant) -> Vec<(log::Level, String)> {
         let mut summaries = std::mem::take(&mut self.closed);
+        self.closed_at = None;
         self.expire(now, &mut summaries);
         summaries
     }
 
     /// Closes the windows that ended by `now`, adding the summaries of those that left lines
-    /// out to `summaries`.
-    fn expire(&mut self, now: Instant, summaries: &mut Vec<(log::Level, String)>) {
+    /// out to `summaries`; returns when the first of those was due.
+    fn expire(
+        &mut self,
+        now: Instant,
+        summaries: &mut Vec<(log::Level, String)>,
+    ) -> Option<Instant> {
+        let mut first = None;
         while let Some((at, key)) = self.ends.first().cloned() {
             if at > now {
-                return;
+                break;
             }
             self.ends.remove(&(at, key.clone()));
             self.summaries.remove(&(at, key.clone()));
@@ -227,6 +238,7 @@ impl LogBudget {
                 Key::Probe(_, kind) | Key::Clients(kind) => (kind, ""),
                 Key::Jail(_, kind) => (kind, " of its probes"),
             };
+            first.get_or_insert(at);
             summaries.push((
                 window.level,
                 format!(
@@ -238,6 +250,7 @@ impl LogBudget {
                 ),
             ));
         }
+        first
     }
 
     /// The window of `key`, opened at `now` if it has none.
@@ -336,23 +349,24 @@ mod tests {
                 .due(start + WINDOW - Duration::from_millis(1))
                 .is_empty()
         );
-        let summaries = budget.due(start + WINDOW);
-        assert_eq!(
-            summaries,
-            vec![(
-                log::Level::Warn,
-                format!(
-                    "probe 7 (jail web1, 'T'): … and {} more stops in the last 10s (not logged one by one)",
-                    10_000 - PROBE_LINES
-                )
-            )]
-        );
+        let expected = vec![(
+            log::Level::Warn,
+            format!(
+                "probe 7 (jail web1, 'T'): … and {} more stops in the last 10s (not logged one by one)",
+                10_000 - PROBE_LINES
+            ),
+        )];
+        // A line after the window's end, before the shell took the summary: it opens a new
+        // window with its budget again, and the summary is kept, still due at once.
+        let late = start + WINDOW + Duration::from_secs(1);
+        assert!(budget.admit(&stop, late));
+        assert_eq!(budget.next_deadline(), Some(start + WINDOW));
+        assert_eq!(budget.due(late), expected);
         assert_eq!(budget.next_deadline(), None);
-        // The next window has its budget again.
-        clock = start + WINDOW;
+        clock = late;
         assert_eq!(
             written(&mut budget, &mut clock, 100, every, &stop),
-            PROBE_LINES
+            PROBE_LINES - 1
         );
     }
 
