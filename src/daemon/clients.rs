@@ -240,7 +240,11 @@ impl Daemon {
                     });
                 }
                 Err(e) => {
-                    log::warn!("refused to arm: {e}");
+                    self.log(LogLine {
+                        level: log::Level::Warn,
+                        text: format!("refused to arm: {e}"),
+                        cause: Cause::Clients(LineKind::ClientBad),
+                    });
                     self.answer(id, &Response::Refused(e));
                 }
             },
@@ -289,16 +293,25 @@ impl Daemon {
         else {
             return;
         };
+        let mut failed = None;
         while *written < answer.len() {
             match (&client.stream).write(&answer[*written..]) {
                 Ok(n) => *written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::warn!("client did not take its answer: {e}; dropped");
+                    failed = Some(e);
                     break;
                 }
             }
+        }
+        if let Some(e) = failed {
+            // A user of the socket can hang up on its answers at will: counted, not each told.
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text: format!("client did not take its answer: {e}; dropped"),
+                cause: Cause::Clients(LineKind::ClientDropped),
+            });
         }
         self.drop_client(id);
     }

@@ -52,8 +52,8 @@ pub enum LineKind {
     CommandEnd,
     /// SIGHUPs a probe ignored, sent from outside its jail.
     Ignored,
-    /// A client dropped at its deadline.
-    ClientLate,
+    /// A client dropped: at its deadline, or as it did not take its answer.
+    ClientDropped,
     /// A client turned away: at its user's limit of connections, or with every slot taken.
     ClientRefused,
     /// A client's request that could not be read.
@@ -75,7 +75,7 @@ impl LineKind {
             LineKind::Output => "lines of command output",
             LineKind::CommandEnd => "command ends",
             LineKind::Ignored => "reports of SIGHUPs from outside the jail",
-            LineKind::ClientLate => "clients dropped at their deadline",
+            LineKind::ClientDropped => "clients dropped",
             LineKind::ClientRefused => "clients turned away",
             LineKind::ClientBad => "bad requests",
         }
@@ -85,7 +85,7 @@ impl LineKind {
     fn budgets(self) -> (u64, u64) {
         match self {
             LineKind::Output => (PROBE_OUTPUT_LINES, JAIL_OUTPUT_LINES),
-            LineKind::ClientLate | LineKind::ClientRefused | LineKind::ClientBad => {
+            LineKind::ClientDropped | LineKind::ClientRefused | LineKind::ClientBad => {
                 (CLIENT_LINES, CLIENT_LINES)
             }
             _ => (PROBE_LINES, JAIL_LINES),
@@ -457,7 +457,7 @@ mod tests {
         let late = LogLine {
             level: log::Level::Warn,
             text: "client sent no complete request within 2s; dropped".into(),
-            cause: Cause::Clients(LineKind::ClientLate),
+            cause: Cause::Clients(LineKind::ClientDropped),
         };
         let admitted = (0..500).filter(|_| budget.admit(&late, now)).count();
         assert_eq!(admitted as u64, CLIENT_LINES);
@@ -466,7 +466,7 @@ mod tests {
             vec![(
                 log::Level::Warn,
                 format!(
-                    "… and {} more clients dropped at their deadline in the last 10s (not logged one by one)",
+                    "… and {} more clients dropped in the last 10s (not logged one by one)",
                     500 - CLIENT_LINES
                 )
             )]

@@ -854,7 +854,7 @@ impl Daemon {
                     "client {what} within {}s; dropped",
                     CLIENT_DEADLINE.as_secs()
                 ),
-                cause: Cause::Clients(LineKind::ClientLate),
+                cause: Cause::Clients(LineKind::ClientDropped),
             });
             self.drop_client(id);
         }
