@@ -295,7 +295,9 @@ fn a_jail_whose_user_database_hangs_delays_no_other_jail() {
     assert_eq!(probe.len(), 1, "{test}: {}", daemon.log_text());
     assert_eq!(ids_of(probe[0]), ("4242".into(), "4343".into()));
     assert!(
-        daemon.log_text().contains("in the jail as uid 4242 gid 4343"),
+        daemon
+            .log_text()
+            .contains("in the jail as uid 4242 gid 4343"),
         "{test}: {}",
         daemon.log_text()
     );

@@ -26,6 +26,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use log::Level::{self, Debug, Info, Warn};
+
+use super::logbudget::{Cause, LineKind, LogLine};
 use crate::definition::{Definition, Verb};
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
@@ -217,6 +220,9 @@ pub struct Probe {
     pub last_status: Option<Exit>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
+    /// It was armed in its jail before: placing it again (after a kill, a restart of its
+    /// jail) is the jail's doing, and logged as such.
+    pub armed_before: bool,
     pub last: Option<String>,
 }
 
@@ -248,6 +254,21 @@ impl Probe {
     /// How log lines name a probe: id, jail as named, title.
     pub fn tag(&self, id: ProbeId) -> String {
         format!("probe {id} (jail {}, '{}')", self.def.jail, self.def.title)
+    }
+
+    /// A log line about probe `id` (this one) that its jail caused, and can repeat at will:
+    /// the shell limits these per probe and per jail (`logbudget`).
+    pub fn line(&self, id: ProbeId, kind: LineKind, level: Level, text: String) -> Effect {
+        Effect::Log(LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: id,
+                tag: self.tag(id),
+                jail: self.def.jail.clone(),
+                kind,
+            },
+        })
     }
 
     /// Declared and persisted probes wait for their jail instead of being forgotten.
@@ -496,9 +517,17 @@ pub enum Effect {
     },
     /// Stop watching the jail and close its descriptor.
     Release { jail: JailId },
-    /// A log line that must come after the effects before it (a reload's summary is logged
-    /// once its probes are killed, and placed or refused).
-    Log { level: log::Level, message: String },
+    /// A line for the log, in its place among the effects (a reload's summary is logged once
+    /// its probes are killed, and placed or refused), with what caused it: the shell limits
+    /// the lines a jail can cause (`logbudget`).
+    Log(LogLine),
+}
+
+impl Effect {
+    /// A log line of the host's own doing (requests, reloads, jails that stop): never limited.
+    pub fn log(level: Level, text: impl Into<String>) -> Effect {
+        Effect::Log(LogLine::host(level, text))
+    }
 }
 
 /// A `-P` request answered "armed" once the state file is written: its client, probe, the
@@ -620,10 +649,7 @@ impl Core {
         if self.settled()
             && let Some(message) = self.reloaded.take()
         {
-            self.effects.push(Effect::Log {
-                level: log::Level::Info,
-                message,
-            });
+            self.effects.push(Effect::log(Info, message));
         }
         std::mem::take(&mut self.effects)
     }
@@ -708,11 +734,17 @@ impl Core {
             );
             return;
         };
-        log::warn!(
-            "{} watchdog: no signal for {}: running its command",
-            probe.tag(id),
-            crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+        let line = probe.line(
+            id,
+            LineKind::Trigger,
+            Warn,
+            format!(
+                "{} watchdog: no signal for {}: running its command",
+                probe.tag(id),
+                crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+            ),
         );
+        self.effects.push(line);
         self.set_watch(id, Watch::Fired);
         let probe = self.probes.get_mut(&id).expect("present");
         probe.fired += 1;
@@ -771,7 +803,8 @@ impl Core {
                     self.limits.total
                 ),
             );
-            log::warn!("refused to arm: {error}");
+            self.effects
+                .push(Effect::log(Warn, format!("refused to arm: {error}")));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -807,6 +840,7 @@ impl Core {
                 stops: 0,
                 last_status: None,
                 strikes: 0,
+                armed_before: false,
                 last: None,
             },
         );
@@ -1034,16 +1068,18 @@ impl Core {
             match result {
                 Ok((pid, ids)) => {
                     let first_arm = probe.fed == 0 && probe.fired == 0;
-                    if probe.fed > 0 && probe.def.watchdog.is_some() {
+                    let line = if probe.fed > 0 && probe.def.watchdog.is_some() {
                         // A feed is routine: `-l` counts them; the log would drown in them.
-                        log::debug!("{} back after a feed, host pid {pid}", probe.tag(id));
+                        let text = format!("{} back after a feed, host pid {pid}", probe.tag(id));
+                        probe.line(id, LineKind::Rearm, Debug, text)
                     } else if probe.fired > 0 {
-                        log::info!("{} re-armed, host pid {pid}", probe.tag(id));
+                        let text = format!("{} re-armed, host pid {pid}", probe.tag(id));
+                        probe.line(id, LineKind::Rearm, Info, text)
                     } else {
                         // The jail's uid is the probe's; the command's host user is another,
                         // and the line says both, so that neither reads as the other.
                         let settings = probe.def.settings(true);
-                        log::info!(
+                        let text = format!(
                             "{} armed{}: mode {}, in the jail as uid {} gid {}, host pid {pid}; the command runs on the host as {}; {}",
                             probe.tag(id),
                             match probe.origin {
@@ -1061,7 +1097,16 @@ impl Core {
                                 settings.join(", ")
                             },
                         );
-                    }
+                        // Placed again (its jail killed it, or stopped and ran again): the
+                        // jail's doing, which it can repeat; a first arm is the administrator's.
+                        if probe.armed_before {
+                            probe.line(id, LineKind::Rearm, Info, text)
+                        } else {
+                            Effect::log(Info, text)
+                        }
+                    };
+                    self.effects.push(line);
+                    probe.armed_before = true;
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
@@ -1071,7 +1116,8 @@ impl Core {
                         Vec::new()
                     };
                     for warning in &warnings {
-                        log::warn!("{}: {warning}", self.probes[&id].tag(id));
+                        let text = format!("{}: {warning}", self.probes[&id].tag(id));
+                        self.effects.push(Effect::log(Warn, text));
                     }
                     if let Some(client) = reply {
                         if persisted {
@@ -1173,7 +1219,10 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let tag = probe.tag(id);
         if let Some(client) = reply {
-            log::warn!("refused to arm: {error} ({tag})");
+            self.effects.push(Effect::log(
+                Warn,
+                format!("refused to arm: {error} ({tag})"),
+            ));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -1186,7 +1235,10 @@ impl Core {
         }
         if !probe.survives() {
             // A plain probe being re-armed: it is gone, as in 0.2.
-            log::error!("{tag}: cannot re-arm, removed: {error}");
+            self.effects.push(Effect::log(
+                Level::Error,
+                format!("{tag}: cannot re-arm, removed: {error}"),
+            ));
             self.set_phase(id, Phase::Spent { jail: None });
             self.forget_if_done(id, now);
             return;
@@ -1198,13 +1250,19 @@ impl Core {
             // changes them.
             Kind::NoUser | Kind::Data | Kind::Usage | Kind::Config => {
                 if changed {
-                    log::error!("{tag} cannot be placed: {error}");
+                    self.effects.push(Effect::log(
+                        Level::Error,
+                        format!("{tag} cannot be placed: {error}"),
+                    ));
                 }
                 self.set_phase(id, Phase::Refused { why: error.message });
             }
             Kind::NoJail => {
                 if changed {
-                    log::warn!("{tag} waiting for its jail: {error}");
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!("{tag} waiting for its jail: {error}"),
+                    ));
                 }
                 self.wait_for_jail(id, error.message, now);
             }
@@ -1215,7 +1273,8 @@ impl Core {
                 }
                 _ => {
                     if changed {
-                        log::warn!("{tag} waiting for its jail: {error}");
+                        let text = format!("{tag} waiting for its jail: {error}");
+                        self.effects.push(Effect::log(Warn, text));
                     }
                     self.wait_for_jail(id, error.message, now);
                 }
@@ -1232,11 +1291,13 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let delay = backoff(probe.strikes);
         probe.strikes += 1;
-        log::warn!(
+        let text = format!(
             "{} {what}; armed again in {}",
             probe.tag(id),
             human_duration(delay)
         );
+        self.effects
+            .push(probe.line(id, LineKind::Unfired, Warn, text));
         self.set_phase(
             id,
             Phase::Retrying {
@@ -1282,11 +1343,16 @@ impl Core {
                 probe.last = Some(format!(
                     "stopped by signal {sig}: it fires nothing until continued"
                 ));
-                log::warn!("{tag} stopped by signal {sig}: it fires nothing until continued");
+                let text =
+                    format!("{tag} stopped by signal {sig}: it fires nothing until continued");
+                self.effects
+                    .push(probe.line(id, LineKind::Stop, Warn, text));
             }
             None => {
                 probe.last = Some("continued after a stop".into());
-                log::warn!("{tag} continued after a stop");
+                let text = format!("{tag} continued after a stop");
+                self.effects
+                    .push(probe.line(id, LineKind::Continue, Warn, text));
             }
         }
     }
@@ -1321,7 +1387,8 @@ impl Core {
                 probe.fed,
                 crate::definition::show_duration(period.as_secs())
             ));
-            log::debug!("{tag} watchdog fed");
+            self.effects
+                .push(probe.line(id, LineKind::Feed, Debug, format!("{tag} watchdog fed")));
             self.set_watch(id, Watch::Running { due: now + period });
             self.enqueue(id, jail, None, now);
             return;
@@ -1336,7 +1403,11 @@ impl Core {
                 let why = format!("ended by {exit}: nothing fired");
                 self.retry(id, jail, why, format!("ended by {exit}"), now);
             } else {
-                log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
+                // Once per probe, armed by a request: the administrator pays for each.
+                self.effects.push(Effect::log(
+                    Warn,
+                    format!("{tag} ended by {exit}: nothing fired, probe removed"),
+                ));
                 self.set_phase(id, Phase::Spent { jail: None });
                 self.forget_if_done(id, now);
             }
@@ -1356,19 +1427,23 @@ impl Core {
                 verb,
             });
             owed.triggers += 1;
-            if owed.triggers == 1 {
-                log::info!("{tag} triggered while its command runs: one more run queued");
+            let text = if owed.triggers == 1 {
+                format!("{tag} triggered while its command runs: one more run queued")
             } else {
-                log::info!(
+                format!(
                     "{tag} triggered while its command runs: one more run already queued ({} triggers)",
                     owed.triggers
-                );
-            }
+                )
+            };
+            self.effects
+                .push(probe.line(id, LineKind::Trigger, Info, text));
         } else {
-            match verb {
-                None => log::info!("{tag} triggered"),
-                Some(verb) => log::info!("{tag} triggered by SIG{}", verb.name()),
-            }
+            let text = match verb {
+                None => format!("{tag} triggered"),
+                Some(verb) => format!("{tag} triggered by SIG{}", verb.name()),
+            };
+            self.effects
+                .push(probe.line(id, LineKind::Trigger, Info, text));
             self.start_run(id, jail, verb, now);
         }
         let probe = &self.probes[&id];
@@ -1409,9 +1484,11 @@ impl Core {
                 self.enqueue(id, jail, None, now);
             }
             (Respawn::Immediately, None) => {
-                log::warn!(
+                let text = format!(
                     "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
                 );
+                self.effects
+                    .push(probe.line(id, LineKind::Held, Warn, text));
                 self.set_phase(
                     id,
                     Phase::Held {
@@ -1476,7 +1553,7 @@ impl Core {
                 self.timed_out.insert(command);
                 if let Some((id, probe)) = probe {
                     probe.timeouts += 1;
-                    log::warn!(
+                    let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
                         probe.tag(id),
                         crate::definition::show_duration(
@@ -1484,6 +1561,8 @@ impl Core {
                         ),
                         human_duration(KILL_GRACE)
                     );
+                    self.effects
+                        .push(probe.line(id, LineKind::CommandEnd, Warn, text));
                 }
                 self.effects.push(Effect::Stop {
                     command,
@@ -1493,11 +1572,13 @@ impl Core {
             }
             Stage::Kill => {
                 if let Some((id, probe)) = probe {
-                    log::warn!(
+                    let text = format!(
                         "{} command still running {} after SIGTERM: SIGKILL",
                         probe.tag(id),
                         human_duration(KILL_GRACE)
                     );
+                    self.effects
+                        .push(probe.line(id, LineKind::CommandEnd, Warn, text));
                 }
                 self.effects.push(Effect::Stop {
                     command,
@@ -1510,11 +1591,13 @@ impl Core {
     /// Probe `id` stays out of its jail until `until`, its cooldown's end.
     fn cool(&mut self, id: ProbeId, jail: JailId, ids: Ids, until: Instant, now: Instant) {
         let probe = &self.probes[&id];
-        log::info!(
+        let text = format!(
             "{} cooling down: back in {}",
             probe.tag(id),
             human_duration(until - now)
         );
+        self.effects
+            .push(probe.line(id, LineKind::Held, Info, text));
         self.set_phase(id, Phase::Cooling { jail, ids, until });
     }
 
@@ -1523,10 +1606,12 @@ impl Core {
     fn come_back(&mut self, id: ProbeId, jail: JailId, ids: Ids, now: Instant) {
         let probe = &self.probes[&id];
         if probe.def.respawn == Respawn::Immediately && probe.commands >= MAX_RUNNING_PER_PROBE {
-            log::warn!(
+            let text = format!(
                 "{}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes",
                 probe.tag(id)
             );
+            self.effects
+                .push(probe.line(id, LineKind::Held, Warn, text));
             self.set_phase(
                 id,
                 Phase::Held {
@@ -1572,12 +1657,16 @@ impl Core {
                     "command ".to_string()
                 };
                 let ended = format!("{how}ended with {status} after {}", human_duration(took));
-                log::info!("{} {ended}", probe.tag(id));
+                let text = format!("{} {ended}", probe.tag(id));
+                self.effects
+                    .push(probe.line(id, LineKind::CommandEnd, Info, text));
                 ended
             }
             Err(why) => {
                 let ended = format!("command not started: {why}");
-                log::error!("{} {ended}", probe.tag(id));
+                let text = format!("{} {ended}", probe.tag(id));
+                self.effects
+                    .push(probe.line(id, LineKind::CommandEnd, Level::Error, text));
                 ended
             }
         };
@@ -1608,12 +1697,14 @@ impl Core {
             return;
         };
         if let Some(owed) = probe.owed.take() {
-            log::info!(
+            let text = format!(
                 "{} queued run starts ({} trigger(s), the first {} ago)",
                 probe.tag(id),
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
+            self.effects
+                .push(probe.line(id, LineKind::CommandStart, Info, text));
             self.start_run(id, owed.jail, owed.verb, now);
         }
     }
@@ -1691,7 +1782,7 @@ impl Core {
         if !waiting.is_empty() {
             message += &format!("; [{}] waiting for it to run again", list(&waiting));
         }
-        log::warn!("{message}");
+        self.effects.push(Effect::log(Warn, message));
         if file_changed {
             // A spent `-P` probe is wanted again, for the jail's next run.
             self.save(Vec::new());
@@ -1777,7 +1868,8 @@ impl Core {
                 Kind::NoProbe,
                 format!("no probe '{which}' in jail '{jail}' (see jaildaemon -l)"),
             );
-            log::warn!("refused to remove: {error}");
+            self.effects
+                .push(Effect::log(Warn, format!("refused to remove: {error}")));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -1786,7 +1878,8 @@ impl Core {
         }
         let warnings = self.removal_notes(which, jail, &matching);
         for warning in &warnings {
-            log::warn!("-k {which} -j {jail}: {warning}");
+            let text = format!("-k {which} -j {jail}: {warning}");
+            self.effects.push(Effect::log(Warn, text));
         }
         let persisted = matching
             .iter()
@@ -1856,7 +1949,8 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        log::info!("{} {why}", probe.tag(id));
+        self.effects
+            .push(Effect::log(Info, format!("{} {why}", probe.tag(id))));
         let jail = probe.phase.jail();
         if let Phase::Armed { .. } = probe.phase {
             self.effects.push(Effect::Kill { probe: id });
@@ -1878,11 +1972,14 @@ impl Core {
             });
         }
         if let Some(owed) = probe.owed.take() {
-            log::info!(
-                "{}: its queued run ({} trigger(s)) is dropped with it",
-                probe.tag(id),
-                owed.triggers
-            );
+            self.effects.push(Effect::log(
+                Info,
+                format!(
+                    "{}: its queued run ({} trigger(s)) is dropped with it",
+                    probe.tag(id),
+                    owed.triggers
+                ),
+            ));
         }
         if probe.commands > 0 {
             // Kept only to attribute its command, as a plain probe that is forgotten once its
@@ -2136,6 +2233,8 @@ mod tests {
     struct Rig {
         core: Core,
         now: Instant,
+        /// Every line the core logged, in order; `send` returns the other effects.
+        logged: Vec<LogLine>,
     }
 
     impl Rig {
@@ -2147,11 +2246,18 @@ mod tests {
             Rig {
                 core: Core::new(limits),
                 now: Instant::now(),
+                logged: Vec::new(),
             }
         }
 
         fn send(&mut self, event: Event) -> Vec<Effect> {
-            let effects = self.core.handle(event, self.now);
+            let (lines, effects): (Vec<Effect>, Vec<Effect>) = (self.core.handle(event, self.now))
+                .into_iter()
+                .partition(|e| matches!(e, Effect::Log(_)));
+            self.logged.extend(lines.into_iter().map(|e| match e {
+                Effect::Log(line) => line,
+                _ => unreachable!("partitioned"),
+            }));
             // The tally kept along the way is the one counted from scratch.
             let mut recount = Tally::default();
             for (id, probe) in &self.core.probes {
@@ -2922,6 +3028,173 @@ mod tests {
         assert_eq!(rig.core.probe(1).unwrap().stops, 0);
     }
 
+    /// Declared probe 1 of `definition`, found in `JAIL` and armed there.
+    fn armed_rig(definition: Definition) -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: definition,
+            origin: Origin::Config,
+        });
+        rig.send(found(&rig.core.probes[&1].def.jail.clone(), JAIL));
+        rig.send(placed(1, 1, PID));
+        rig
+    }
+
+    /// Jail "web1" of `armed_rig` stops, and runs again as `JAIL + 1`, where probe 1 is placed
+    /// again as `pid`.
+    fn stop_and_run_again(rig: &mut Rig, pid: Pid) {
+        rig.send(Event::JailStopped { jail: JAIL });
+        rig.later(RETRY_INTERVAL);
+        let effects = rig.send(found("web1", JAIL + 1));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        rig.send(placed(placement, 1, pid));
+    }
+
+    /// Arm lines as these tests read them: what armed the probe, and its host pid (the rest,
+    /// the probe's settings, is the listing's business).
+    fn arms(lines: &[(Option<LineKind>, String)]) -> Vec<(Option<LineKind>, String)> {
+        lines
+            .iter()
+            .map(|(kind, text)| {
+                let head = text.split(':').next().unwrap_or_default();
+                let pid = text.rsplit("host pid ").next().unwrap_or_default();
+                let pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
+                (*kind, format!("{head}, host pid {pid}"))
+            })
+            .collect()
+    }
+
+    /// The lines the core logged since `from`, as (kind, or `None` for the host's, text).
+    fn lines_since(rig: &Rig, from: usize) -> Vec<(Option<LineKind>, String)> {
+        rig.logged[from..]
+            .iter()
+            .map(|l| match &l.cause {
+                Cause::Probe {
+                    probe, jail, kind, ..
+                } => {
+                    assert_eq!((*probe, jail.as_str()), (1, "web1"), "{l:?}");
+                    (Some(*kind), l.text.clone())
+                }
+                Cause::Host => (None, l.text.clone()),
+                Cause::Clients(_) => panic!("the core logs nothing of clients: {l:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_a_jail_does_is_logged_as_its_own_and_what_the_host_does_as_the_hosts() {
+        let tag = "probe 1 (jail web1, 'T')";
+        let mut rig = armed_rig(def("web1", "T", Respawn::Immediately));
+        assert_eq!(
+            arms(&lines_since(&rig, 0)),
+            [(
+                None,
+                format!("{tag} armed (configuration file), host pid {PID}")
+            )]
+        );
+        // The jail stops and continues its probe, fires it, and it is back; its command ends.
+        let from = rig.logged.len();
+        for signal in [Some(19), None] {
+            rig.send(Event::ProbeStopped { probe: 1, signal });
+        }
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(ended(1));
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    Some(LineKind::Stop),
+                    format!("{tag} stopped by signal 19: it fires nothing until continued")
+                ),
+                (
+                    Some(LineKind::Continue),
+                    format!("{tag} continued after a stop")
+                ),
+                (Some(LineKind::Trigger), format!("{tag} triggered")),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 1)
+                ),
+                (
+                    Some(LineKind::CommandEnd),
+                    format!("{tag} command ended with exit code 0 after 2.1s")
+                ),
+            ]
+        );
+        // The jail kills it: it is placed again later, which is the jail's doing too.
+        let from = rig.logged.len();
+        rig.send(killed(1));
+        rig.later(BACKOFF_FIRST);
+        rig.send(placed(3, 1, PID + 2));
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    Some(LineKind::Unfired),
+                    format!("{tag} ended by signal 9: nothing fired; armed again in 1.0s")
+                ),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 2)
+                ),
+            ]
+        );
+        // Its jail stops (the host's line) and runs again: the probe armed there again is the
+        // jail's doing too.
+        let from = rig.logged.len();
+        stop_and_run_again(&mut rig, PID + 3);
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    None,
+                    format!(
+                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; [1] waiting for it to run again"
+                    )
+                ),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 3)
+                ),
+            ]
+        );
+        // Twin: the administrator's removal is the host's line, and a stop of a probe no longer
+        // there logs nothing.
+        let from = rig.logged.len();
+        rig.send(Event::Remove {
+            client: 9,
+            which: "T".into(),
+            jail: "web1".into(),
+        });
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert_eq!(
+            lines_since(&rig, from),
+            [(None, format!("{tag} removed on request"))]
+        );
+    }
+
+    #[test]
+    fn a_first_arm_is_the_hosts_line_and_arming_again_after_the_jail_ran_again_the_jails() {
+        let tag = "probe 1 (jail web1, 'T')";
+        let armed = |pid: Pid| format!("{tag} armed (configuration file), host pid {pid}");
+        let mut rig = armed_rig(def("web1", "T", Respawn::Never));
+        assert_eq!(arms(&lines_since(&rig, 0)), [(None, armed(PID))]);
+        // A jail that stops and runs again (a container rebooting itself in a loop) has its
+        // probes armed again each time: the jail's lines, limited as such.
+        let from = rig.logged.len();
+        stop_and_run_again(&mut rig, PID + 1);
+        assert_eq!(
+            arms(&lines_since(&rig, from)[1..]),
+            [(Some(LineKind::Rearm), armed(PID + 1))]
+        );
+    }
+
     #[test]
     fn a_verb_exit_runs_that_verbs_command_and_an_undeclared_verb_runs_nothing() {
         let armed_with_usr1 = || {
@@ -3114,13 +3387,7 @@ mod tests {
 
     #[test]
     fn respawn_immediately_is_held_back_at_its_command_limit() {
-        let mut rig = Rig::new();
-        rig.send(Event::Declare {
-            def: def("web1", "R", Respawn::Immediately),
-            origin: Origin::Config,
-        });
-        rig.send(found("web1", JAIL));
-        rig.send(placed(1, 1, PID));
+        let mut rig = armed_rig(def("web1", "R", Respawn::Immediately));
         for n in 2..=MAX_RUNNING_PER_PROBE as u64 {
             rig.send(magic(1));
             rig.send(placed(n, 1, PID + n as Pid));

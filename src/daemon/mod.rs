@@ -8,6 +8,7 @@
 mod clients;
 mod commands;
 pub mod core;
+pub mod logbudget;
 mod startup;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,6 +21,7 @@ use self::core::{
     ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId, ToPlace,
 };
 pub use self::core::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
+use self::logbudget::{Cause, LineKind, LogBudget, LogLine};
 use crate::cli::DaemonConfig;
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
@@ -37,6 +39,8 @@ use startup::{
 const RECHECK: Duration = Duration::from_millis(100);
 /// Descriptors a container lookup may hold: its queue, and per manager a pidfd and two pipes.
 const LOOKUP_DESCRIPTORS: usize = 13;
+/// Stops and continuations of children taken per turn of the loop (`children_changed`).
+const MAX_CHILD_CHANGES: usize = 1024;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -135,6 +139,8 @@ struct Daemon {
     /// READY=1 was sent: the probes declared at start are settled.
     ready: bool,
     metrics: MetricsFile,
+    /// What is left of the log lines jails and clients may cause, per window.
+    log_budget: LogBudget,
     /// SIGTERM or SIGINT came.
     stopping: bool,
     /// Held for the daemon's life: no second daemon arms this state file's probes.
@@ -145,6 +151,7 @@ struct Daemon {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Token {
     Listener,
+    /// The signalfd; as a recheck, children's stops and continuations still to be asked for.
     Signals,
     Client(ClientId),
     Probe(ProbeId),
@@ -382,6 +389,7 @@ fn start_serving(
             dirty: true,
             ..MetricsFile::default()
         },
+        log_budget: LogBudget::default(),
         stopping: false,
         _state_lock: state_lock,
     };
@@ -474,7 +482,7 @@ impl Daemon {
             Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
-            Effect::Log { level, message } => log::log!(level, "{message}"),
+            Effect::Log(line) => self.log(line),
             Effect::Release { jail } => {
                 if let Some(jail) = self.jails.remove(&jail)
                     && let Some(fd) = jail.watch_fd()
@@ -482,6 +490,32 @@ impl Daemon {
                     self.poller.remove(fd);
                 }
             }
+        }
+    }
+
+    /// Writes `line` to the log, unless its cause has used up its budget (then it is counted
+    /// for the summary at the end of its window).
+    fn log(&mut self, line: LogLine) {
+        if self.log_budget.admit(&line, Instant::now()) {
+            log::log!(line.level, "{}", line.text);
+        }
+    }
+
+    /// A log line about probe `id` that its jail caused, for `log`.
+    fn probe_line(&self, id: ProbeId, kind: LineKind, level: log::Level, text: String) -> LogLine {
+        let (tag, jail) = self.core.probe(id).map_or_else(
+            || (format!("probe {id}"), String::new()),
+            |p| (p.tag(id), p.def.jail.clone()),
+        );
+        LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: id,
+                tag,
+                jail,
+                kind,
+            },
         }
     }
 
@@ -674,11 +708,12 @@ impl Daemon {
             Instant::now(),
         ) {
             Ok(running) => {
-                log::info!(
+                let text = format!(
                     "{} command started, host pid {}",
                     running.tag,
                     running.process.pid()
                 );
+                self.log(self.probe_line(probe, LineKind::CommandStart, log::Level::Info, text));
                 listen(
                     &self.poller,
                     running.process.poll_fd(),
@@ -729,21 +764,7 @@ impl Daemon {
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
             if sig == libc::SIGCHLD {
-                // Signals merge: ask for every change, not just the one this SIGCHLD was for.
-                for (pid, change) in sys::child_changes() {
-                    let probe = self
-                        .armed
-                        .iter()
-                        .find(|(_, p)| p.pid() == pid)
-                        .map(|(id, _)| *id);
-                    if let Some(probe) = probe {
-                        let signal = match change {
-                            sys::ChildChange::Stopped(sig) => Some(sig),
-                            sys::ChildChange::Continued => None,
-                        };
-                        self.events.push_back(Event::ProbeStopped { probe, signal });
-                    }
-                }
+                self.children_changed();
             } else if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
@@ -770,6 +791,31 @@ impl Daemon {
         }
     }
 
+    /// SIGCHLD came: the probes stopped or continued since, told to the core. Signals merge,
+    /// so every change is asked for, not just the one this SIGCHLD was for; but no more than
+    /// `MAX_CHILD_CHANGES` per turn of the loop (a jail can stop and continue its probe without
+    /// pause): the rest are asked for at once on the next turn, after the other events.
+    fn children_changed(&mut self) {
+        let changes = sys::child_changes(MAX_CHILD_CHANGES);
+        if changes.len() == MAX_CHILD_CHANGES {
+            self.rechecks.insert(Token::Signals, Instant::now());
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let armed: BTreeMap<sys::Pid, ProbeId> =
+            self.armed.iter().map(|(id, p)| (p.pid(), *id)).collect();
+        for (pid, change) in changes {
+            if let Some(&probe) = armed.get(&pid) {
+                let signal = match change {
+                    sys::ChildChange::Stopped(sig) => Some(sig),
+                    sys::ChildChange::Continued => None,
+                };
+                self.events.push_back(Event::ProbeStopped { probe, signal });
+            }
+        }
+    }
+
     /// An armed probe's pidfd is readable: it exited. Reaped, and told to the core.
     fn probe_exited(&mut self, id: ProbeId) {
         let Some(process) = self.armed.get(&id) else {
@@ -777,8 +823,13 @@ impl Daemon {
         };
         // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
         if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
-            log::warn!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            let text =
+                format!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            self.log(self.probe_line(id, LineKind::Ignored, log::Level::Warn, text));
         }
+        let Some(process) = self.armed.get(&id) else {
+            return;
+        };
         let exit = match process.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => {
@@ -837,6 +888,7 @@ impl Daemon {
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
             .chain(self.metrics.due(Instant::now()))
+            .chain(self.log_budget.next_deadline())
             .min()
     }
 
@@ -853,16 +905,19 @@ impl Daemon {
                 .map(|(id, _)| *id)
                 .collect();
         for id in late {
-            match self.clients[&id].state {
-                ClientState::Reading { .. } => log::warn!(
-                    "client sent no complete request within {}s; dropped",
+            let what = match self.clients[&id].state {
+                ClientState::Reading { .. } => "sent no complete request",
+                _ => "did not take its answer",
+            };
+            // A user of the socket can renew idle connections at will: counted, not each told.
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text: format!(
+                    "client {what} within {}s; dropped",
                     CLIENT_DEADLINE.as_secs()
                 ),
-                _ => log::warn!(
-                    "client did not take its answer within {}s; dropped",
-                    CLIENT_DEADLINE.as_secs()
-                ),
-            }
+                cause: Cause::Clients(LineKind::ClientDropped),
+            });
             self.drop_client(id);
         }
         let due: Vec<PlacementId> = self
@@ -896,6 +951,7 @@ impl Daemon {
                 Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
                 Token::Drain(id) => self.drain(id),
+                Token::Signals => self.children_changed(),
                 _ => {}
             }
         }
@@ -908,6 +964,10 @@ impl Daemon {
         }
         if self.metrics.due(now).is_some_and(|t| t <= now) {
             self.write_metrics(now);
+        }
+        // A flood's summary comes at the end of its window, whether or not it goes on.
+        for (level, summary) in self.log_budget.due(now) {
+            log::log!(level, "{summary}");
         }
     }
 

@@ -219,10 +219,11 @@ pub enum ChildChange {
 /// Every child of ours stopped or continued since last asked, with its pid: waitid(2) with
 /// `P_ALL` and only `WSTOPPED | WCONTINUED | WNOHANG`, which never reaps (no `WEXITED`), so
 /// each pid is that of a live, unreaped child of ours and cannot have been recycled. The
-/// daemon asks when SIGCHLD came (its signalfd on Linux, its kqueue on FreeBSD).
-pub fn child_changes() -> Vec<(i32, ChildChange)> {
+/// daemon asks when SIGCHLD came (its signalfd on Linux, its kqueue on FreeBSD). At most
+/// `limit` at a time: a child stopped and continued without pause must not keep the caller here.
+pub fn child_changes(limit: usize) -> Vec<(i32, ChildChange)> {
     let mut changes = Vec::new();
-    loop {
+    while changes.len() < limit {
         // SAFETY: siginfo_t is plain data; waitid writes one into the valid buffer.
         let (rc, info) = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -246,4 +247,5 @@ pub fn child_changes() -> Vec<(i32, ChildChange)> {
         };
         changes.push((pid, change));
     }
+    changes
 }
