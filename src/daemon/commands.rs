@@ -39,18 +39,17 @@ pub(super) struct RunningCommand {
     partial: Vec<u8>,
     /// Its cgroup of its own, when its probe has a timeout (none if it could not be made).
     pub group: Option<CommandGroup>,
-    /// It had SIGTERM at its timeout: what it leaves gets SIGKILL when the grace is over.
-    pub stopping: bool,
-    /// And SIGKILL, when the grace was over.
-    pub killed: bool,
 }
 
-/// The cgroup of a command that ended while being stopped: SIGKILL still comes for what it
-/// left, then the cgroup goes once empty.
+/// The cgroup of a command whose shell ended, until the core says what becomes of it
+/// (`Effect::Clear`, or SIGKILL for what it left when it was being stopped), then until it is
+/// empty and removed.
 pub(super) struct Draining {
     pub tag: String,
+    /// What its lines count against: its probe's jail, which fired it.
+    pub cause: Cause,
     pub group: CommandGroup,
-    pub killed: bool,
+    /// Times it was found not empty yet after SIGKILL.
     pub tries: u32,
 }
 
@@ -126,8 +125,6 @@ impl RunningCommand {
             output: Some(output),
             partial: Vec::new(),
             group,
-            stopping: false,
-            killed: false,
         })
     }
 
@@ -227,28 +224,17 @@ impl Daemon {
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
         if let Some(group) = command.group.take() {
-            if command.stopping {
-                // SIGKILL is still to come for whatever it left behind.
-                self.draining.insert(
-                    id,
-                    Draining {
-                        tag: command.tag.clone(),
-                        group,
-                        killed: command.killed,
-                        tries: 0,
-                    },
-                );
-                self.drain(id);
-            } else if let Err(e) = group.remove() {
-                // Ended in time: what it left running is left alone, with its cgroup.
-                let left = group.members().map_or(0, |m| m.len());
-                let text = format!(
-                    "{}: the command ended in time but left {left} process(es) running in {} ({e}); left alone",
-                    command.tag,
-                    group.path().display()
-                );
-                self.log(command.line(LineKind::CommandEnd, log::Level::Warn, text));
-            }
+            // Kept until the core says whether it ended in time, was killed, or has SIGKILL to
+            // come for what it left.
+            let tag = command.tag.clone();
+            let cause = (command.line(LineKind::CommandEnd, log::Level::Warn, String::new())).cause;
+            let draining = Draining {
+                tag,
+                cause,
+                group,
+                tries: 0,
+            };
+            self.draining.insert(id, draining);
         }
         self.events.push_back(Event::CommandEnded {
             command: id,
@@ -295,7 +281,7 @@ pub(super) fn check_run_as(
 
 impl Daemon {
     /// The core's `Effect::Stop`: SIGTERM (or, with `force`, SIGKILL) to command `id` and
-    /// everything it started, or to what it left once it ended.
+    /// everything it started, or, once it ended, SIGKILL to what it left.
     pub(super) fn stop_command(&mut self, id: CommandId, force: bool) {
         let signal = if force {
             rustix::process::Signal::KILL
@@ -303,8 +289,6 @@ impl Daemon {
             rustix::process::Signal::TERM
         };
         if let Some(command) = self.commands.get_mut(&id) {
-            command.stopping = true;
-            command.killed |= force;
             match &command.group {
                 Some(group) => {
                     let done = if force {
@@ -343,10 +327,34 @@ impl Daemon {
                     draining.group.path().display()
                 );
             }
-            draining.killed = true;
             self.drain(id);
         } else if let Err(e) = draining.group.signal_all(signal) {
             log::error!("{}: {e}", draining.tag);
+        }
+    }
+
+    /// The core's `Effect::Clear`: the cgroup of command `id`, which is over, goes; after
+    /// SIGKILL once empty, else now, or it is left alone with what it holds (logged).
+    pub(super) fn clear_command(&mut self, id: CommandId, killed: bool) {
+        if killed {
+            return self.drain(id);
+        }
+        let Some(draining) = self.draining.remove(&id) else {
+            return;
+        };
+        if let Err(e) = draining.group.remove() {
+            // Ended in time: what it left running is left alone, with its cgroup.
+            let left = draining.group.members().map_or(0, |m| m.len());
+            let text = format!(
+                "{}: the command ended in time but left {left} process(es) running in {} ({e}); left alone",
+                draining.tag,
+                draining.group.path().display()
+            );
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text,
+                cause: draining.cause,
+            });
         }
     }
 
@@ -356,9 +364,6 @@ impl Daemon {
         let Some(draining) = self.draining.get_mut(&id) else {
             return;
         };
-        if !draining.killed {
-            return;
-        }
         match draining.group.remove() {
             Ok(()) => {
                 self.draining.remove(&id);

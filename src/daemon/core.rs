@@ -14,14 +14,17 @@
 //! | `Armed`   | its jail, process and ids             | armed     |
 //! | `Held`    | its jail; fired, back when its commands end (not before its cooldown) | running |
 //! | `Cooling` | its jail; fired, back when its cooldown is over | cooling |
-//! | `Spent`   | fired single shot: back when its jail runs again (survivors), or gone once its command ends | running, spent |
+//! | `Spent`   | its jail; fired single shot: back when its jail runs again (survivors), or gone once its command ends | running, spent |
 //! | `Retrying`| its jail, which runs; placed again after a back-off | retrying |
 //! | `Waiting` | its jail is not running; looked for again | waiting |
 //! | `Refused` | why it cannot be placed; no retry fixes that | refused |
+//! | `Leaving` | why it is done with (removed, a plain probe's jail stopped, …); gone once its commands end | running |
 //!
-//! What a running command adds is a count of the probe's commands still running, which holds
-//! back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed until its command ends;
-//! and, for `queue`, the one run owed to triggers that came while its command ran.
+//! A command has a phase of its own (`RunPhase`: running, stopping, lingering, killed), kept in
+//! `Core::runs`; the count of a probe's commands still running is derived from them
+//! (`RunTally`), and holds back re-arming (`-r`), bounds `-R`, and keeps a fired probe listed
+//! until its command ends. For `queue`, a probe also keeps the one run owed to triggers that
+//! came while its command ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -153,9 +156,15 @@ pub enum Phase {
         ids: Ids,
         until: Instant,
     },
+    /// Fired single shot in its jail, which still runs: a survivor is placed again when the
+    /// jail runs again, a plain probe is forgotten once its commands end.
     Spent {
-        /// None once its jail stopped: a plain probe then only waits for its command.
-        jail: Option<JailId>,
+        jail: JailId,
+    },
+    /// Done with: kept only to name its commands still running in the log and in `-l`, and
+    /// forgotten when the last ends.
+    Leaving {
+        why: Leaving,
     },
     Retrying {
         jail: JailId,
@@ -172,6 +181,19 @@ pub enum Phase {
     },
 }
 
+/// Why a probe is `Phase::Leaving`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// Removed (`-k`, a reload, a state file not written).
+    Removed,
+    /// A plain probe whose jail stopped.
+    JailStopped,
+    /// A plain probe that fired and could not be placed again.
+    NotRearmed,
+    /// A plain probe that ended without firing.
+    Unfired,
+}
+
 impl Phase {
     fn jail(&self) -> Option<JailId> {
         match self {
@@ -179,9 +201,12 @@ impl Phase {
             | Phase::Armed { jail, .. }
             | Phase::Held { jail, .. }
             | Phase::Cooling { jail, .. }
-            | Phase::Retrying { jail, .. } => Some(*jail),
-            Phase::Spent { jail } => *jail,
-            Phase::Finding { .. } | Phase::Waiting { .. } | Phase::Refused { .. } => None,
+            | Phase::Retrying { jail, .. }
+            | Phase::Spent { jail } => Some(*jail),
+            Phase::Finding { .. }
+            | Phase::Waiting { .. }
+            | Phase::Refused { .. }
+            | Phase::Leaving { .. } => None,
         }
     }
 
@@ -196,8 +221,6 @@ pub struct Probe {
     pub def: Definition,
     pub origin: Origin,
     pub phase: Phase,
-    /// Its commands still running.
-    pub commands: usize,
     /// `queue`: a run owed to triggers that came while its command ran, started when that
     /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
     /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
@@ -208,16 +231,13 @@ pub struct Probe {
     pub watch: Option<Watch>,
     /// Signals that fed a watchdog probe.
     pub fed: u64,
-    /// How long its last command ran, and when it ended.
-    pub last_ended: Option<(Duration, Instant)>,
+    /// Its last command: how it ended, how long it ran, and when.
+    pub last_run: Option<LastRun>,
     pub fired: u64,
     /// Its commands stopped at their timeout.
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// How its last command ended: its exit code, or the signal that ended it. Kept apart, as
-    /// waitid(2) tells them: `exit 137` is not a SIGKILL.
-    pub last_status: Option<Exit>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     /// It was armed in its jail before: placing it again (after a kill, a restart of its
@@ -294,6 +314,45 @@ struct Tally {
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
     timers: BTreeSet<(Instant, ProbeId)>,
+}
+
+/// What `Core::runs` adds up to, kept by `Core::set_run` alone: no command's end walks the
+/// others.
+#[derive(Debug, Default, PartialEq)]
+struct RunTally {
+    /// Commands whose shell runs, by probe: `-r` waits for none, `-R` for fewer than
+    /// `MAX_RUNNING_PER_PROBE`, a spent probe is kept until none.
+    by_probe: BTreeMap<ProbeId, usize>,
+    /// Commands whose shell runs, in all: each holds two descriptors.
+    running: usize,
+    /// When the next step of each command's stop is due.
+    timers: BTreeSet<(Instant, CommandId)>,
+}
+
+impl RunTally {
+    /// Counts command `command` in `run` in (`add`) or out.
+    fn count(&mut self, command: CommandId, run: &Run, add: bool) {
+        if run.phase.running() {
+            let n = self.by_probe.entry(run.probe).or_default();
+            if add {
+                *n += 1;
+                self.running += 1;
+            } else {
+                *n -= 1;
+                self.running -= 1;
+                if *n == 0 {
+                    self.by_probe.remove(&run.probe);
+                }
+            }
+        }
+        if let Some(at) = run.phase.due() {
+            if add {
+                self.timers.insert((at, command));
+            } else {
+                self.timers.remove(&(at, command));
+            }
+        }
+    }
 }
 
 impl Tally {
@@ -383,13 +442,54 @@ impl Tally {
     }
 }
 
-/// The next step of a command's stop.
+/// Where a command is, from its start (`Effect::Run`) until nothing more is due for it; a
+/// command leaves `Core::runs` when it is over. Kept in `Core::runs` with its probe, and changed
+/// only by `Core::set_run`, which keeps the timers and the counts of running commands.
+///
+/// | phase       | its shell | next                                              |
+/// |-------------|-----------|---------------------------------------------------|
+/// | `Running`   | runs      | ended (over), its deadline (→ `Stopping`: SIGTERM) |
+/// | `Stopping`  | runs      | ended (→ `Lingering`), `kill_at` (→ `Killed`: SIGKILL) |
+/// | `Lingering` | ended     | `kill_at` (over: SIGKILL for what it left)        |
+/// | `Killed`    | runs      | ended (over)                                      |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// At its timeout: SIGTERM.
-    Term,
-    /// `KILL_GRACE` after SIGTERM: SIGKILL.
-    Kill,
+pub enum RunPhase {
+    /// Its shell runs; with a timeout, it is stopped at `deadline`.
+    Running { deadline: Option<Instant> },
+    /// It had SIGTERM at its timeout and its shell still runs: SIGKILL at `kill_at`.
+    Stopping { kill_at: Instant },
+    /// It had SIGTERM and its shell ended: SIGKILL still comes at `kill_at`, for what it left.
+    Lingering { kill_at: Instant },
+    /// It had SIGKILL and its shell has not ended yet.
+    Killed,
+}
+
+impl RunPhase {
+    /// Its shell still runs: it counts against its probe's commands.
+    fn running(&self) -> bool {
+        !matches!(self, RunPhase::Lingering { .. })
+    }
+
+    /// When its next step is due, if it has one.
+    fn due(&self) -> Option<Instant> {
+        match *self {
+            RunPhase::Running { deadline } => deadline,
+            RunPhase::Stopping { kill_at } | RunPhase::Lingering { kill_at } => Some(kill_at),
+            RunPhase::Killed => None,
+        }
+    }
+
+    /// It had SIGTERM at its timeout.
+    fn timed_out(&self) -> bool {
+        !matches!(self, RunPhase::Running { .. })
+    }
+}
+
+/// A command of a probe, in its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub probe: ProbeId,
+    pub phase: RunPhase,
 }
 
 /// A jail with probes, held by the shell (one descriptor for all its probes) and watched.
@@ -420,11 +520,12 @@ pub struct ToPlace {
     pub status: Option<LastRun>,
 }
 
-/// A probe's last command, as its command line shows it (`status`).
+/// A probe's last command: in `-l`, the metrics, and a `status` probe's command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastRun {
-    /// Its exit code, or the signal that ended it.
-    pub status: Exit,
+    /// Its exit code, or the signal that ended it, kept apart as waitid(2) tells them (`exit
+    /// 137` is not a SIGKILL); `None` when it could not be started.
+    pub status: Option<Exit>,
     pub took: Duration,
     pub ended: Instant,
 }
@@ -498,6 +599,10 @@ pub enum Effect {
     /// Stop a command at its timeout, with everything it started: SIGTERM, or with `force`
     /// SIGKILL (also to what is left of it once its shell has ended).
     Stop { command: CommandId, force: bool },
+    /// Command `command` of a probe with a timeout is over: its cgroup goes, once empty after
+    /// SIGKILL (`killed`), else now if empty (what a command that ended in time left runs on,
+    /// logged).
+    Clear { command: CommandId, killed: bool },
     /// Run a probe's command on the host; answer with `Event::CommandEnded`.
     Run {
         command: CommandId,
@@ -544,16 +649,12 @@ pub struct Core {
     finding: BTreeSet<String>,
     /// Placements in flight: their jail.
     placements: BTreeMap<PlacementId, JailId>,
-    /// Commands running: their probe.
-    commands: BTreeMap<CommandId, ProbeId>,
-    /// Commands with a timeout: the next step of their stop, and when it is due. One that
-    /// had SIGTERM stays here after it ended, until SIGKILL for what it left.
-    stops: BTreeMap<CommandId, (Instant, Stage)>,
-    stop_timers: BTreeSet<(Instant, CommandId)>,
+    /// Commands started and not over, in their phases (`RunPhase`): a command stopped at its
+    /// timeout stays after its shell ended, until SIGKILL for what it left.
+    runs: BTreeMap<CommandId, Run>,
+    run_tally: RunTally,
     /// When running watchdog periods end (`Watch::Running`), kept by `set_watch`.
     watch_timers: BTreeSet<(Instant, ProbeId)>,
-    /// Commands running that had SIGTERM at their timeout.
-    timed_out: BTreeSet<CommandId>,
     limits: Limits,
     /// Descriptors the shell holds for clients, lookups, placements and killed processes.
     shell_descriptors: usize,
@@ -574,11 +675,9 @@ impl Core {
             jails_by_identity: BTreeMap::new(),
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
-            commands: BTreeMap::new(),
-            stops: BTreeMap::new(),
-            stop_timers: BTreeSet::new(),
+            runs: BTreeMap::new(),
+            run_tally: RunTally::default(),
             watch_timers: BTreeSet::new(),
-            timed_out: BTreeSet::new(),
             limits,
             shell_descriptors: 0,
             reloaded: None,
@@ -622,17 +721,7 @@ impl Core {
                 outcome,
                 status,
                 took,
-            } => {
-                if let Some(probe) = self
-                    .commands
-                    .get(&command)
-                    .and_then(|id| self.probes.get_mut(id))
-                {
-                    probe.last_status = status;
-                    probe.last_ended = Some((took, now));
-                }
-                self.command_ended(command, outcome, took, now)
-            }
+            } => self.command_ended(command, outcome, status, took, now),
             Event::JailStopped { jail } => self.jail_stopped(jail, now),
             Event::StateNotSaved { error, unconfirmed } => {
                 for (client, probe) in unconfirmed {
@@ -657,7 +746,7 @@ impl Core {
     /// The earliest moment a timer is due, for the shell's wait.
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self.tally.timers.first().map(|(at, _)| *at);
-        let stops = self.stop_timers.first().map(|(at, _)| *at);
+        let stops = self.run_tally.timers.first().map(|(at, _)| *at);
         let watches = self.watch_timers.first().map(|(at, _)| *at);
         let stops = match (stops, watches) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -678,8 +767,9 @@ impl Core {
     /// The one way a probe changes phase (or enters or leaves the core): the tally follows.
     fn set_phase(&mut self, id: ProbeId, phase: Phase) {
         let probe = self.probes.get_mut(&id).expect("present");
-        if matches!(phase, Phase::Spent { .. }) {
-            // A spent probe (removed while its command runs, say) has no watchdog left.
+        if matches!(phase, Phase::Spent { .. } | Phase::Leaving { .. }) {
+            // A spent or leaving probe (removed while its command runs, say) has no watchdog
+            // left.
             if let Some(Watch::Running { due }) = probe.watch.take() {
                 self.watch_timers.remove(&(due, id));
             }
@@ -790,7 +880,7 @@ impl Core {
             + self.shell_descriptors
             + self.tally.with_process
             + self.jails.len()
-            + 2 * self.commands.len()
+            + 2 * self.run_tally.running
     }
 
     fn arm(&mut self, client: ClientId, def: Definition, persist: bool, now: Instant) {
@@ -830,15 +920,13 @@ impl Core {
                 def,
                 origin,
                 phase: Phase::Finding { reply },
-                commands: 0,
                 owed: None,
                 watch: def_watch,
                 fed: 0,
-                last_ended: None,
+                last_run: None,
                 fired: 0,
                 timeouts: 0,
                 stops: 0,
-                last_status: None,
                 strikes: 0,
                 armed_before: false,
                 last: None,
@@ -985,14 +1073,8 @@ impl Core {
                     title: probe.def.title.clone(),
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
-                    status: match (probe.def.status, probe.last_status, probe.last_ended) {
-                        (true, Some(status), Some((took, ended))) => Some(LastRun {
-                            status,
-                            took,
-                            ended,
-                        }),
-                        _ => None,
-                    },
+                    // A command that could not start leaves nothing to show.
+                    status: (probe.last_run).filter(|run| probe.def.status && run.status.is_some()),
                     verbs: probe
                         .def
                         .verbs
@@ -1239,7 +1321,8 @@ impl Core {
                 Level::Error,
                 format!("{tag}: cannot re-arm, removed: {error}"),
             ));
-            self.set_phase(id, Phase::Spent { jail: None });
+            let why = Leaving::NotRearmed;
+            self.set_phase(id, Phase::Leaving { why });
             self.forget_if_done(id, now);
             return;
         }
@@ -1358,6 +1441,7 @@ impl Core {
     }
 
     fn probe_exited(&mut self, id: ProbeId, exit: Exit, now: Instant) {
+        let running = self.commands_of(id);
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
@@ -1408,7 +1492,8 @@ impl Core {
                     Warn,
                     format!("{tag} ended by {exit}: nothing fired, probe removed"),
                 ));
-                self.set_phase(id, Phase::Spent { jail: None });
+                let why = Leaving::Unfired;
+                self.set_phase(id, Phase::Leaving { why });
                 self.forget_if_done(id, now);
             }
             self.release_if_idle(jail, now);
@@ -1416,7 +1501,7 @@ impl Core {
         };
         probe.fired += 1;
         probe.strikes = 0;
-        if probe.def.respawn == Respawn::Queue && probe.commands > 0 {
+        if probe.def.respawn == Respawn::Queue && running > 0 {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
             // Triggers by another verb join it too: the run is the first trigger's command.
@@ -1447,11 +1532,11 @@ impl Core {
             self.start_run(id, jail, verb, now);
         }
         let probe = &self.probes[&id];
-        let (persisted, commands) = (probe.origin == Origin::Persisted, probe.commands);
+        let (persisted, commands) = (probe.origin == Origin::Persisted, self.commands_of(id));
         let until = probe.def.cooldown.map(|c| now + c);
         match (probe.def.respawn, until) {
             (Respawn::Never, _) => {
-                self.set_phase(id, Phase::Spent { jail: Some(jail) });
+                self.set_phase(id, Phase::Spent { jail });
                 // A fired single-shot `-P` probe leaves the state file now, not when its
                 // command ends: a crash in between must not arm it again.
                 if persisted {
@@ -1508,17 +1593,15 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
-        probe.commands += 1;
         probe.last = Some("command started".into());
-        self.commands.insert(command, id);
         let mut def = Box::new(probe.def.clone());
         if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
             // The shell runs `def.command`: the verb's, for this run.
             def.command = command.clone();
         }
-        if let Some(timeout) = def.timeout {
-            self.schedule_stop(command, now + timeout, Stage::Term);
-        }
+        let deadline = def.timeout.map(|timeout| now + timeout);
+        let phase = RunPhase::Running { deadline };
+        self.set_run(command, Some(Run { probe: id, phase }));
         self.effects.push(Effect::Run {
             command,
             probe: id,
@@ -1527,31 +1610,33 @@ impl Core {
         });
     }
 
-    fn schedule_stop(&mut self, command: CommandId, at: Instant, stage: Stage) {
-        self.unschedule_stop(command);
-        self.stops.insert(command, (at, stage));
-        self.stop_timers.insert((at, command));
+    /// The one way a command starts (`run` given, none before), changes phase or is over
+    /// (`None`): the run tally follows.
+    fn set_run(&mut self, command: CommandId, run: Option<Run>) {
+        if let Some(old) = self.runs.remove(&command) {
+            self.run_tally.count(command, &old, false);
+        }
+        if let Some(run) = run {
+            self.run_tally.count(command, &run, true);
+            self.runs.insert(command, run);
+        }
     }
 
-    fn unschedule_stop(&mut self, command: CommandId) -> Option<Stage> {
-        let (at, stage) = self.stops.remove(&command)?;
-        self.stop_timers.remove(&(at, command));
-        Some(stage)
+    /// Commands of probe `id` whose shell still runs.
+    fn commands_of(&self, id: ProbeId) -> usize {
+        self.run_tally.by_probe.get(&id).copied().unwrap_or(0)
     }
 
-    /// A command's stop step is due: SIGTERM at its timeout, SIGKILL `KILL_GRACE` later.
+    /// A command's next stop step is due: SIGTERM at its timeout, SIGKILL `KILL_GRACE` later
+    /// (to what its shell left, when it ended meanwhile).
     fn stop_due(&mut self, command: CommandId, now: Instant) {
-        let Some(stage) = self.unschedule_stop(command) else {
+        let Some(Run { probe: id, phase }) = self.runs.get(&command).copied() else {
             return;
         };
-        let probe = self
-            .commands
-            .get(&command)
-            .and_then(|id| Some((*id, self.probes.get_mut(id)?)));
-        match stage {
-            Stage::Term => {
-                self.timed_out.insert(command);
-                if let Some((id, probe)) = probe {
+        let probe = self.probes.get_mut(&id);
+        let next = match phase {
+            RunPhase::Running { .. } => {
+                if let Some(probe) = probe {
                     probe.timeouts += 1;
                     let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
@@ -1568,10 +1653,12 @@ impl Core {
                     command,
                     force: false,
                 });
-                self.schedule_stop(command, now + KILL_GRACE, Stage::Kill);
+                Some(RunPhase::Stopping {
+                    kill_at: now + KILL_GRACE,
+                })
             }
-            Stage::Kill => {
-                if let Some((id, probe)) = probe {
+            RunPhase::Stopping { .. } => {
+                if let Some(probe) = probe {
                     let text = format!(
                         "{} command still running {} after SIGTERM: SIGKILL",
                         probe.tag(id),
@@ -1584,8 +1671,19 @@ impl Core {
                     command,
                     force: true,
                 });
+                Some(RunPhase::Killed)
             }
-        }
+            // The shell says what its SIGKILL found left of the command.
+            RunPhase::Lingering { .. } => {
+                self.effects.push(Effect::Stop {
+                    command,
+                    force: true,
+                });
+                None
+            }
+            RunPhase::Killed => return,
+        };
+        self.set_run(command, next.map(|phase| Run { probe: id, phase }));
     }
 
     /// Probe `id` stays out of its jail until `until`, its cooldown's end.
@@ -1605,7 +1703,9 @@ impl Core {
     /// `MAX_RUNNING_PER_PROBE` commands running: then it waits for one to end.
     fn come_back(&mut self, id: ProbeId, jail: JailId, ids: Ids, now: Instant) {
         let probe = &self.probes[&id];
-        if probe.def.respawn == Respawn::Immediately && probe.commands >= MAX_RUNNING_PER_PROBE {
+        if probe.def.respawn == Respawn::Immediately
+            && self.commands_of(id) >= MAX_RUNNING_PER_PROBE
+        {
             let text = format!(
                 "{}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes",
                 probe.tag(id)
@@ -1629,21 +1729,46 @@ impl Core {
         &mut self,
         command: CommandId,
         outcome: Result<String, String>,
+        status: Option<Exit>,
         took: Duration,
         now: Instant,
     ) {
-        let Some(id) = self.commands.remove(&command) else {
+        let Some(Run { probe: id, phase }) = self.runs.get(&command).copied() else {
             return;
         };
-        // One that had SIGTERM keeps its SIGKILL step, for what it may have left running.
-        let stopped = self.timed_out.remove(&command);
-        if !stopped {
-            self.unschedule_stop(command);
-        }
+        // One that had SIGTERM keeps its SIGKILL step, for what it may have left running; the
+        // cgroup of one that is over goes (`Effect::Clear`).
+        let next = match phase {
+            RunPhase::Lingering { .. } => return,
+            RunPhase::Stopping { kill_at } => Some(RunPhase::Lingering { kill_at }),
+            RunPhase::Killed => {
+                self.effects.push(Effect::Clear {
+                    command,
+                    killed: true,
+                });
+                None
+            }
+            RunPhase::Running { deadline } => {
+                if deadline.is_some() {
+                    self.effects.push(Effect::Clear {
+                        command,
+                        killed: false,
+                    });
+                }
+                None
+            }
+        };
+        let stopped = phase.timed_out();
+        self.set_run(command, next.map(|phase| Run { probe: id, phase }));
+        let commands = self.commands_of(id);
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        probe.commands -= 1;
+        probe.last_run = Some(LastRun {
+            status,
+            took,
+            ended: now,
+        });
         let ended = match outcome {
             Ok(status) => {
                 let how = if stopped {
@@ -1677,20 +1802,19 @@ impl Core {
                 jail,
                 ids,
                 until: Some(until),
-            } if probe.def.respawn == Respawn::AfterCommand
-                && probe.commands == 0
-                && until > now =>
-            {
+            } if probe.def.respawn == Respawn::AfterCommand && commands == 0 && until > now => {
                 self.cool(id, jail, ids, until, now)
             }
             Phase::Held { jail, .. }
-                if probe.def.respawn == Respawn::AfterCommand && probe.commands == 0 =>
+                if probe.def.respawn == Respawn::AfterCommand && commands == 0 =>
             {
                 self.enqueue(id, jail, None, now)
             }
             Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
             Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
-            Phase::Spent { .. } if probe.owed.is_none() => self.forget_if_done(id, now),
+            Phase::Spent { .. } | Phase::Leaving { .. } if probe.owed.is_none() => {
+                self.forget_if_done(id, now)
+            }
             _ => {}
         }
         let Some(probe) = self.probes.get_mut(&id) else {
@@ -1762,7 +1886,8 @@ impl Core {
                     self.wait_for_jail(id, format!("jail {} stopped", entry.spec), now);
                 }
                 (_, false) => {
-                    self.set_phase(id, Phase::Spent { jail: None });
+                    let why = Leaving::JailStopped;
+                    self.set_phase(id, Phase::Leaving { why });
                     self.forget_if_done(id, now);
                 }
             }
@@ -1791,7 +1916,8 @@ impl Core {
 
     fn tick(&mut self, now: Instant) {
         let due: Vec<CommandId> = self
-            .stop_timers
+            .run_tally
+            .timers
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, command)| *command)
@@ -1833,7 +1959,7 @@ impl Core {
                 }
                 Phase::Cooling { jail, ids, .. } => self.come_back(id, *jail, *ids, now),
                 // Its command outlived its jail: it looks for the jail once the command ends.
-                Phase::Waiting { why, .. } if probe.commands > 0 => {
+                Phase::Waiting { why, .. } if self.commands_of(id) > 0 => {
                     let why = why.clone();
                     self.set_phase(
                         id,
@@ -1854,9 +1980,12 @@ impl Core {
             .probes
             .iter()
             .filter(|(id, p)| {
-                let spent_plain =
-                    p.origin == Origin::Command && matches!(p.phase, Phase::Spent { .. });
-                !spent_plain && (id.to_string() == which || p.def.title == which)
+                let done = match p.phase {
+                    Phase::Leaving { .. } => true,
+                    Phase::Spent { .. } => p.origin == Origin::Command,
+                    _ => false,
+                };
+                !done && (id.to_string() == which || p.def.title == which)
             })
             .filter(|(_, p)| {
                 p.def.jail == jail || p.phase.jail().is_some_and(|j| j.to_string() == jail)
@@ -1946,6 +2075,7 @@ impl Core {
     /// Removes probe `id`: its process goes, its command never runs; a command already running
     /// ends on its own (and the probe is forgotten then).
     fn remove_one(&mut self, id: ProbeId, why: &str, now: Instant) {
+        let running = self.commands_of(id);
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
@@ -1981,11 +2111,10 @@ impl Core {
                 ),
             ));
         }
-        if probe.commands > 0 {
-            // Kept only to attribute its command, as a plain probe that is forgotten once its
-            // command ends.
-            probe.origin = Origin::Command;
-            self.set_phase(id, Phase::Spent { jail: None });
+        if running > 0 {
+            // Kept only to attribute its commands, until the last ends.
+            let why = Leaving::Removed;
+            self.set_phase(id, Phase::Leaving { why });
         } else {
             self.forget(id);
         }
@@ -2001,7 +2130,9 @@ impl Core {
         let declared: BTreeMap<(String, String), ProbeId> = self
             .probes
             .iter()
-            .filter(|(_, p)| p.origin == Origin::Config)
+            .filter(|(_, p)| {
+                p.origin == Origin::Config && !matches!(p.phase, Phase::Leaving { .. })
+            })
             .map(|(id, p)| ((p.def.jail.clone(), p.def.title.clone()), *id))
             .collect();
         let (mut added, mut changed, mut unchanged) = (0, 0, 0);
@@ -2014,7 +2145,7 @@ impl Core {
                     kept.insert(key);
                     let probe = &self.probes[id];
                     match probe.phase {
-                        Phase::Spent { jail: Some(jail) } if probe.commands == 0 => {
+                        Phase::Spent { jail } if self.commands_of(*id) == 0 => {
                             self.enqueue(*id, jail, None, now)
                         }
                         Phase::Refused { .. } => self.find(*id, None, now),
@@ -2050,20 +2181,26 @@ impl Core {
         let probes = self
             .probes
             .values()
-            .filter(|p| p.origin == Origin::Persisted && !matches!(p.phase, Phase::Spent { .. }))
+            .filter(|p| {
+                p.origin == Origin::Persisted
+                    && !matches!(p.phase, Phase::Spent { .. } | Phase::Leaving { .. })
+            })
             .map(|p| p.def.clone())
             .collect();
         self.effects.push(Effect::Save { probes, confirm });
     }
 
-    /// A spent plain probe whose commands have all ended is forgotten.
+    /// A leaving probe, or a spent plain one, whose commands have all ended is forgotten.
     fn forget_if_done(&mut self, id: ProbeId, now: Instant) {
         let Some(probe) = self.probes.get(&id) else {
             return;
         };
-        let done = probe.commands == 0
-            && matches!(probe.phase, Phase::Spent { .. })
-            && probe.origin == Origin::Command;
+        let done = self.commands_of(id) == 0
+            && match probe.phase {
+                Phase::Leaving { .. } => true,
+                Phase::Spent { .. } => probe.origin == Origin::Command,
+                _ => false,
+            };
         if !done {
             return;
         }
@@ -2097,8 +2234,10 @@ impl Core {
                     }
                     Phase::Armed { pid, ids, .. } => (ProbeState::Armed, Some(*pid), Some(*ids)),
                     Phase::Held { ids, .. } => (ProbeState::Running, None, Some(*ids)),
-                    Phase::Spent { .. } if p.commands > 0 => (ProbeState::Running, None, None),
-                    Phase::Spent { .. } => (ProbeState::Spent, None, None),
+                    Phase::Spent { .. } | Phase::Leaving { .. } if self.commands_of(*id) > 0 => {
+                        (ProbeState::Running, None, None)
+                    }
+                    Phase::Spent { .. } | Phase::Leaving { .. } => (ProbeState::Spent, None, None),
                     Phase::Retrying { .. } => (ProbeState::Retrying, None, None),
                     Phase::Cooling { ids, .. } => (ProbeState::Cooling, None, Some(*ids)),
                     Phase::Waiting { .. } => (ProbeState::Waiting, None, None),
@@ -2181,14 +2320,17 @@ impl Core {
                 timeouts: p.timeouts,
                 stops: p.stops,
                 // The metrics' convention (a shell's): a signal as 128 plus its number.
-                last_status: p.last_status.map(|exit| match exit {
-                    Exit::Code(code) => code,
-                    Exit::Signal(signal) => 128 + signal,
-                }),
-                last_duration: p.last_ended.map(|(took, _)| took),
+                last_status: p
+                    .last_run
+                    .and_then(|run| run.status)
+                    .map(|exit| match exit {
+                        Exit::Code(code) => code,
+                        Exit::Signal(signal) => 128 + signal,
+                    }),
+                last_duration: p.last_run.map(|run| run.took),
             })
             .collect();
-        crate::metrics::render(&probes, self.commands.len())
+        crate::metrics::render(&probes, self.run_tally.running)
     }
 
     /// The armed probes' processes, for the shell's shutdown.
@@ -2264,6 +2406,11 @@ mod tests {
                 recount.count(*id, &probe.phase, &probe.def.title, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
+            let mut recount = RunTally::default();
+            for (command, run) in &self.core.runs {
+                recount.count(*command, run, true);
+            }
+            assert_eq!(self.core.run_tally, recount, "run tally out of step");
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
                 .filter_map(|(id, p)| match p.watch {
                     Some(Watch::Running { due }) => Some((due, *id)),
@@ -2291,6 +2438,7 @@ mod tests {
                 Some(Phase::Held { .. }) => "held",
                 Some(Phase::Cooling { .. }) => "cooling",
                 Some(Phase::Spent { .. }) => "spent",
+                Some(Phase::Leaving { .. }) => "leaving",
                 Some(Phase::Retrying { .. }) => "retrying",
                 Some(Phase::Waiting { .. }) => "waiting",
                 Some(Phase::Refused { .. }) => "refused",
@@ -2424,7 +2572,7 @@ mod tests {
     fn rig_with(phase: &str, watchdog: Option<Duration>) -> Rig {
         let mut rig = Rig::new();
         let mut definition = match phase {
-            "held" => def("web1", "T", Respawn::AfterCommand),
+            "held" | "leaving" => def("web1", "T", Respawn::AfterCommand),
             "cooling" => cooled(Respawn::Immediately, 60),
             _ => def("web1", "T", Respawn::Never),
         };
@@ -2454,6 +2602,14 @@ mod tests {
             "armed" => {}
             "held" | "spent" | "cooling" => {
                 rig.send(magic(1));
+            }
+            "leaving" => {
+                rig.send(magic(1));
+                rig.send(Event::Remove {
+                    client: 9,
+                    which: "T".into(),
+                    jail: "web1".into(),
+                });
             }
             "retrying" => {
                 rig.send(killed(1));
@@ -2503,7 +2659,7 @@ mod tests {
         for (phase, row) in table {
             for ((event, make), expected) in events.iter().zip(row) {
                 let mut rig = rig_with(phase, Some(PERIOD));
-                let runs_before = rig.core.commands.len();
+                let runs_before = rig.core.run_tally.running;
                 match *event {
                     "tick" => {
                         rig.later(BACKOFF_MAX + RETRY_INTERVAL);
@@ -2521,7 +2677,7 @@ mod tests {
                     wrong.push(format!("{phase} + {event}: {after}, not {expected}"));
                 }
                 // Only a watch that turned "fired" ran the command.
-                let ran = rig.core.commands.len() > runs_before;
+                let ran = rig.core.run_tally.running > runs_before;
                 if ran != expected.ends_with("/fired") {
                     wrong.push(format!("{phase} + {event}: ran {ran}"));
                 }
@@ -2555,17 +2711,18 @@ mod tests {
             ("listed", || Event::List { client: 9 }),
         ];
         #[rustfmt::skip]
-        let table: [(&str, [&str; 13]); 9] = [
+        let table: [(&str, [&str; 13]); 10] = [
             //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
             ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
             ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
             ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
-            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
-            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling"]),
-            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
+            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "leaving", "held",    "leaving", "held"]),
+            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "leaving", "cooling", "leaving", "cooling"]),
+            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "leaving", "spent",   "leaving", "spent"]),
             ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
             ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
             ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused"]),
+            ("leaving",  ["leaving", "leaving", "leaving", "leaving", "leaving", "leaving", "gone",    "leaving", "leaving", "leaving", "leaving", "leaving", "leaving"]),
         ];
         let mut wrong = Vec::new();
         for (phase, row) in table {
@@ -3578,14 +3735,15 @@ mod tests {
         rig.send(magic(1));
         rig.send(placed(3, 1, PID + 2));
         rig.send(Event::JailStopped { jail: JAIL });
-        assert_eq!(rig.phase(1), "spent");
+        // Kept only for its command and the run it owes.
+        assert_eq!(rig.phase(1), "leaving");
         // The trigger was taken before the stop: its run still comes, then the probe goes.
         let effects = rig.send(ended(1));
         match effects.as_slice() {
             [Effect::Run { jail, .. }] => assert_eq!(*jail, JAIL),
             other => panic!("{other:?}"),
         }
-        assert_eq!(rig.phase(1), "spent");
+        assert_eq!(rig.phase(1), "leaving");
         assert!(runs(&rig.send(ended(2))).is_empty());
         assert_eq!(rig.phase(1), "gone");
         // Twin: removed, its queued run never starts.
@@ -3626,6 +3784,104 @@ mod tests {
         rig.send(placed(1, 1, PID));
         assert_eq!(runs(&rig.send(magic(1))), vec![1]);
         rig
+    }
+
+    /// The commands' table: for command 1 in each phase (rows) and each event (columns), its
+    /// phase after it and what the shell is asked to do to it.
+    #[test]
+    fn every_command_phase_meets_every_event() {
+        let untimed = || {
+            let mut rig = Rig::new();
+            let definition = def("web1", "T", Respawn::AfterCommand);
+            let origin = Origin::Config;
+            rig.send(Event::Declare {
+                def: definition,
+                origin,
+            });
+            rig.send(found("web1", JAIL));
+            rig.send(placed(1, 1, PID));
+            assert_eq!(runs(&rig.send(magic(1))), vec![1]);
+            rig
+        };
+        let rig_in = |phase: &str| {
+            let mut rig = match phase {
+                "untimed" => return untimed(),
+                _ => timed_rig(),
+            };
+            if phase == "running" {
+                return rig;
+            }
+            rig.later(Duration::from_secs(30));
+            match phase {
+                "stopping" => {}
+                "lingering" => {
+                    rig.send(ended(1));
+                }
+                "killed" => {
+                    rig.later(KILL_GRACE);
+                }
+                other => panic!("no such phase {other}"),
+            }
+            rig
+        };
+        let phase = |rig: &Rig| match rig.core.runs.get(&1).map(|r| r.phase) {
+            None => "over",
+            Some(RunPhase::Running { .. }) => "running",
+            Some(RunPhase::Stopping { .. }) => "stopping",
+            Some(RunPhase::Lingering { .. }) => "lingering",
+            Some(RunPhase::Killed) => "killed",
+        };
+        let events = ["ended", "tick", "due", "removed", "jail stopped"];
+        // "due" is 30 s on: a running command's timeout, and past a stop's grace.
+        #[rustfmt::skip]
+        let table: [(&str, [&str; 5]); 5] = [
+            //             ended                tick         due              removed      jail stopped
+            ("running",   ["over clear",       "running",   "stopping TERM", "running",   "running"]),
+            ("untimed",   ["over",             "untimed",   "untimed",       "untimed",   "untimed"]),
+            ("stopping",  ["lingering",        "stopping",  "killed KILL",   "stopping",  "stopping"]),
+            ("lingering", ["lingering",        "lingering", "over KILL",     "lingering", "lingering"]),
+            ("killed",    ["over clear-killed","killed",    "killed",        "killed",    "killed"]),
+        ];
+        let mut wrong = Vec::new();
+        for (row, cells) in table {
+            for (event, expected) in events.iter().zip(cells) {
+                let mut rig = rig_in(row);
+                let effects = match *event {
+                    "ended" => rig.send(ended(1)),
+                    "tick" => rig.later(Duration::from_secs(1)),
+                    "due" => rig.later(Duration::from_secs(30)),
+                    "removed" => rig.send(Event::Remove {
+                        client: 9,
+                        which: "T".into(),
+                        jail: "web1".into(),
+                    }),
+                    _ => rig.send(Event::JailStopped { jail: JAIL }),
+                };
+                let asked: Vec<&str> = effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Stop { force: false, .. } => Some("TERM"),
+                        Effect::Stop { force: true, .. } => Some("KILL"),
+                        Effect::Clear { killed: false, .. } => Some("clear"),
+                        Effect::Clear { killed: true, .. } => Some("clear-killed"),
+                        _ => None,
+                    })
+                    .collect();
+                let after = match phase(&rig) {
+                    "running" if row == "untimed" => "untimed",
+                    other => other,
+                };
+                let after = [after]
+                    .into_iter()
+                    .chain(asked)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if after != expected {
+                    wrong.push(format!("{row} + {event}: {after}, not {expected}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]

@@ -480,6 +480,7 @@ impl Daemon {
                 jail,
             } => self.run_command(command, probe, &def, jail),
             Effect::Stop { command, force } => self.stop_command(command, force),
+            Effect::Clear { command, killed } => self.clear_command(command, killed),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
             Effect::Log(line) => self.log(line),
@@ -1101,9 +1102,11 @@ impl Daemon {
 /// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
 fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
     let outcome = match last.status {
-        sys::Exit::Code(0) => "last=ok(0)".to_string(),
-        sys::Exit::Code(code) => format!("last=failed({code})"),
-        sys::Exit::Signal(signal) => format!("last=signal({signal})"),
+        Some(sys::Exit::Code(0)) => "last=ok(0)".to_string(),
+        Some(sys::Exit::Code(code)) => format!("last=failed({code})"),
+        Some(sys::Exit::Signal(signal)) => format!("last=signal({signal})"),
+        // Not placed so (`ToPlace::status`): said plainly all the same.
+        None => "last=not-started".to_string(),
     };
     let took = if last.took < std::time::Duration::from_secs(60) {
         format!("{:.1}s", last.took.as_secs_f64())
