@@ -243,7 +243,74 @@ pub struct Probe {
     /// It was armed in its jail before: placing it again (after a kill, a restart of its
     /// jail) is the jail's doing, and logged as such.
     pub armed_before: bool,
-    pub last: Option<String>,
+    /// What last happened to it, for `-l`.
+    pub last: Option<Note>,
+}
+
+/// What last happened to a probe, as `-l` says it (with what its phase adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// It could not be placed: the error's message.
+    NotPlaced(String),
+    /// Stopped by this signal while armed.
+    Stopped(i32),
+    Continued,
+    /// A watchdog fed this many times, with its period.
+    Fed {
+        times: u64,
+        period: Duration,
+    },
+    /// Its process ended so, and nothing fired.
+    Unfired(Exit),
+    CommandStarted,
+    /// Its command ended with this status (as logged) after `took`; `timeout` when it was
+    /// stopped at it.
+    CommandEnded {
+        status: String,
+        took: Duration,
+        timeout: Option<Duration>,
+    },
+    /// Its command could not be started, and why.
+    CommandNotStarted(String),
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::NotPlaced(why) => f.write_str(why),
+            Note::Stopped(sig) => {
+                write!(
+                    f,
+                    "stopped by signal {sig}: it fires nothing until continued"
+                )
+            }
+            Note::Continued => f.write_str("continued after a stop"),
+            Note::Fed { times, period } => write!(
+                f,
+                "fed {times} time(s); the command runs after {} without a signal",
+                crate::definition::show_duration(period.as_secs())
+            ),
+            Note::Unfired(exit) => write!(f, "ended by {exit}, nothing fired"),
+            Note::CommandStarted => f.write_str("command started"),
+            Note::CommandEnded {
+                status,
+                took,
+                timeout,
+            } => {
+                if let Some(timeout) = timeout {
+                    write!(
+                        f,
+                        "command timed out after {} and was stopped: ",
+                        crate::definition::show_duration(timeout.as_secs())
+                    )?;
+                } else {
+                    f.write_str("command ")?;
+                }
+                write!(f, "ended with {status} after {}", human_duration(*took))
+            }
+            Note::CommandNotStarted(why) => write!(f, "command not started: {why}"),
+        }
+    }
 }
 
 /// Where a watchdog probe's period is. Its due times are indexed in `Core::watch_timers`,
@@ -1326,8 +1393,9 @@ impl Core {
             self.forget_if_done(id, now);
             return;
         }
-        let changed = probe.last.as_deref() != Some(error.message.as_str());
-        probe.last = Some(error.message.clone());
+        let note = Note::NotPlaced(error.message.clone());
+        let changed = probe.last.as_ref() != Some(&note);
+        probe.last = Some(note);
         match error.kind {
             // Retrying will not make a user exist or a bad spec good; a reload or a removal
             // changes them.
@@ -1423,17 +1491,15 @@ impl Core {
         match signal {
             Some(sig) => {
                 probe.stops += 1;
-                probe.last = Some(format!(
-                    "stopped by signal {sig}: it fires nothing until continued"
-                ));
-                let text =
-                    format!("{tag} stopped by signal {sig}: it fires nothing until continued");
+                let note = Note::Stopped(sig);
+                let text = format!("{tag} {note}");
+                probe.last = Some(note);
                 self.effects
                     .push(probe.line(id, LineKind::Stop, Warn, text));
             }
             None => {
-                probe.last = Some("continued after a stop".into());
-                let text = format!("{tag} continued after a stop");
+                let text = format!("{tag} {}", Note::Continued);
+                probe.last = Some(Note::Continued);
                 self.effects
                     .push(probe.line(id, LineKind::Continue, Warn, text));
             }
@@ -1466,11 +1532,10 @@ impl Core {
             // goes back into its jail at once.
             probe.fed += 1;
             probe.strikes = 0;
-            probe.last = Some(format!(
-                "fed {} time(s); the command runs after {} without a signal",
-                probe.fed,
-                crate::definition::show_duration(period.as_secs())
-            ));
+            probe.last = Some(Note::Fed {
+                times: probe.fed,
+                period,
+            });
             self.effects
                 .push(probe.line(id, LineKind::Feed, Debug, format!("{tag} watchdog fed")));
             self.set_watch(id, Watch::Running { due: now + period });
@@ -1478,7 +1543,7 @@ impl Core {
             return;
         }
         let Some(verb) = verb else {
-            probe.last = Some(format!("ended by {exit}, nothing fired"));
+            probe.last = Some(Note::Unfired(exit));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
                 entry.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
                 entry.ended.push((id, now));
@@ -1593,7 +1658,7 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
-        probe.last = Some("command started".into());
+        probe.last = Some(Note::CommandStarted);
         let mut def = Box::new(probe.def.clone());
         if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
             // The shell runs `def.command`: the verb's, for this run.
@@ -1769,32 +1834,20 @@ impl Core {
             took,
             ended: now,
         });
-        let ended = match outcome {
+        let (ended, level) = match outcome {
             Ok(status) => {
-                let how = if stopped {
-                    format!(
-                        "command timed out after {} and was stopped: ",
-                        crate::definition::show_duration(
-                            probe.def.timeout.map_or(0, |t| t.as_secs())
-                        )
-                    )
-                } else {
-                    "command ".to_string()
+                let ended = Note::CommandEnded {
+                    status,
+                    took,
+                    timeout: stopped.then(|| probe.def.timeout.unwrap_or_default()),
                 };
-                let ended = format!("{how}ended with {status} after {}", human_duration(took));
-                let text = format!("{} {ended}", probe.tag(id));
-                self.effects
-                    .push(probe.line(id, LineKind::CommandEnd, Info, text));
-                ended
+                (ended, Info)
             }
-            Err(why) => {
-                let ended = format!("command not started: {why}");
-                let text = format!("{} {ended}", probe.tag(id));
-                self.effects
-                    .push(probe.line(id, LineKind::CommandEnd, Level::Error, text));
-                ended
-            }
+            Err(why) => (Note::CommandNotStarted(why), Level::Error),
         };
+        let text = format!("{} {ended}", probe.tag(id));
+        self.effects
+            .push(probe.line(id, LineKind::CommandEnd, level, text));
         probe.last = Some(ended);
         match probe.phase {
             // `-r` after its command; `-R` held back at its limit, once one ends.
@@ -2249,10 +2302,10 @@ impl Core {
                     | Phase::Retrying { why, .. } => Some(why.clone()),
                     Phase::Cooling { until, .. } => Some(format!(
                         "{}; cooling down, back in {}",
-                        p.last.as_deref().unwrap_or("fired"),
+                        p.last.as_ref().map_or("fired".to_string(), Note::to_string),
                         human_duration(until.saturating_duration_since(now))
                     )),
-                    _ => p.last.clone(),
+                    _ => p.last.as_ref().map(Note::to_string),
                 };
                 let last = match (last, &p.owed) {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
@@ -3173,7 +3226,13 @@ mod tests {
         });
         assert_eq!(rig.core.probe(1).unwrap().stops, 1);
         assert_eq!(
-            rig.core.probe(1).unwrap().last.as_deref(),
+            rig.core
+                .probe(1)
+                .unwrap()
+                .last
+                .as_ref()
+                .map(Note::to_string)
+                .as_deref(),
             Some("continued after a stop")
         );
         // Twin: a probe not armed (its process gone already) is not counted.
