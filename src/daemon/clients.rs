@@ -2,20 +2,22 @@
 //! kept for commands), reading one request each within a deadline, and writing its answer as
 //! the socket takes it.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use super::core::{ClientId, Event, RESERVED_DESCRIPTORS};
+use super::commands;
+use super::core::{ClientId, Event};
 use super::logbudget::{Cause, LineKind, LogLine};
-use super::{Daemon, Token, commands, listen};
+use super::wiring::{Token, Wiring};
 use crate::error::{Error, Kind};
 use crate::proto::{self, Request, Response};
 use crate::sys;
 
 /// A client must send its whole request within this time, and take its answer within it.
-pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; beyond that a client is answered "busy" at once.
 pub(super) const MAX_CLIENTS: usize = 256;
 /// Of those, slots only root may take: with every other slot held by members of the `-G`
@@ -28,7 +30,7 @@ pub(super) const MAX_CLIENTS_PER_USER: usize = 16;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A connection, from its request to its answer.
-pub(super) enum ClientState {
+enum ClientState {
     /// Sending its request, until `deadline`.
     Reading { buf: Vec<u8>, deadline: Instant },
     /// Its request is with the core: a probe being looked up or placed.
@@ -41,33 +43,111 @@ pub(super) enum ClientState {
     },
 }
 
-pub(super) struct Client {
-    pub(super) stream: UnixStream,
-    pub(super) state: ClientState,
+struct Client {
+    stream: UnixStream,
+    state: ClientState,
     /// Its peer's uid, for the limits per user.
     uid: u32,
 }
 
-impl Daemon {
-    fn pause_listener(&mut self, why: &str) {
-        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
-        self.poller.remove(self.listener.as_fd());
-        self.listener_paused = Some(Instant::now() + ACCEPT_PAUSE);
-    }
+/// The listening socket and the connections it took.
+pub(super) struct Clients {
+    listener: UnixListener,
+    /// Besides root, members of this host group may talk to the daemon.
+    group: Option<u32>,
+    clients: BTreeMap<ClientId, Client>,
+    /// The listener is watched: the daemon is ready and it is not resting.
+    listening: bool,
+    /// Out of descriptors: the listener is not watched until then.
+    paused: Option<Instant>,
+}
 
-    pub(super) fn drop_client(&mut self, id: ClientId) {
-        if let Some(client) = self.clients.remove(&id) {
-            self.poller.remove(client.stream.as_fd());
+impl Clients {
+    pub(super) fn new(listener: UnixListener, group: Option<u32>) -> Clients {
+        Clients {
+            listener,
+            group,
+            clients: BTreeMap::new(),
+            listening: false,
+            paused: None,
         }
     }
 
-    pub(super) fn accept(&mut self) {
+    /// Connections open.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The daemon is ready: the listener is watched from now on, but while it rests.
+    pub(super) fn listen(&mut self, w: &mut Wiring) {
+        self.listening = true;
+        if self.paused.is_none() {
+            w.listen(self.listener.as_fd(), Token::Listener);
+        }
+    }
+
+    /// The earliest of the clients' deadlines and the listener's rest.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let clients = self.clients.values().filter_map(|c| match c.state {
+            ClientState::Reading { deadline, .. } | ClientState::Writing { deadline, .. } => {
+                Some(deadline)
+            }
+            ClientState::Waiting => None,
+        });
+        clients.chain(self.paused).min()
+    }
+
+    /// Drops the clients past their deadline at `now`, and watches the listener again once its
+    /// rest is over.
+    pub(super) fn on_time(&mut self, w: &mut Wiring, now: Instant) {
+        let late: Vec<(ClientId, &str)> = (self.clients.iter())
+            .filter_map(|(id, c)| match c.state {
+                ClientState::Reading { deadline, .. } if deadline <= now => {
+                    Some((*id, "sent no complete request"))
+                }
+                ClientState::Writing { deadline, .. } if deadline <= now => {
+                    Some((*id, "did not take its answer"))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, what) in late {
+            // A user of the socket can renew idle connections at will: counted, not each told.
+            w.log(LogLine {
+                level: log::Level::Warn,
+                text: format!(
+                    "client {what} within {}s; dropped",
+                    CLIENT_DEADLINE.as_secs()
+                ),
+                cause: Cause::Clients(LineKind::ClientDropped),
+            });
+            self.drop_client(w, id);
+        }
+        if self.listening && self.paused.is_some_and(|t| t <= now) {
+            self.paused = None;
+            w.listen(self.listener.as_fd(), Token::Listener);
+        }
+    }
+
+    fn pause_listener(&mut self, w: &mut Wiring, why: &str) {
+        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
+        w.unwatch(self.listener.as_fd());
+        self.paused = Some(Instant::now() + ACCEPT_PAUSE);
+    }
+
+    fn drop_client(&mut self, w: &mut Wiring, id: ClientId) {
+        if let Some(client) = self.clients.remove(&id) {
+            w.unwatch(client.stream.as_fd());
+        }
+    }
+
+    /// Accepts the connections waiting, `room` of them at most: clients may not take the
+    /// descriptors kept for firing probes, so the next one waits in the backlog while the
+    /// listener rests.
+    pub(super) fn accept(&mut self, w: &mut Wiring, mut room: usize) {
         loop {
-            // Clients may not take the descriptors kept for firing probes: the next one waits
-            // in the backlog while the listener rests.
-            self.core.set_shell_descriptors(self.shell_descriptors());
-            if self.core.descriptors_in_use() + RESERVED_DESCRIPTORS >= self.descriptor_limit {
-                self.pause_listener("descriptors kept for commands");
+            if room == 0 {
+                self.pause_listener(w, "descriptors kept for commands");
                 return;
             }
             let stream = match self.listener.accept() {
@@ -76,7 +156,7 @@ impl Daemon {
                 Err(e) => {
                     // Out of descriptors (EMFILE, ENFILE) or memory: the client waits in the
                     // backlog while the listener rests, instead of the daemon spinning on it.
-                    self.pause_listener(&format!("accept: {e}"));
+                    self.pause_listener(w, &format!("accept: {e}"));
                     return;
                 }
             };
@@ -86,7 +166,7 @@ impl Daemon {
             let uid = match self.admit(&stream) {
                 Ok(uid) => uid,
                 Err((refusal, logged)) => {
-                    self.log(LogLine {
+                    w.log(LogLine {
                         level: log::Level::Warn,
                         text: logged,
                         cause: Cause::Clients(LineKind::ClientRefused),
@@ -95,8 +175,9 @@ impl Daemon {
                     continue;
                 }
             };
-            let id = self.serial();
-            listen(&self.poller, stream.as_fd(), Token::Client(id));
+            let id = w.serial();
+            room -= 1;
+            w.listen(stream.as_fd(), Token::Client(id));
             self.clients.insert(
                 id,
                 Client {
@@ -171,19 +252,19 @@ impl Daemon {
         Ok(peer.uid)
     }
 
-    pub(super) fn client_ready(&mut self, id: ClientId) {
+    pub(super) fn ready(&mut self, w: &mut Wiring, id: ClientId) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         match client.state {
-            ClientState::Reading { .. } => self.read_client(id),
-            ClientState::Writing { .. } => self.write_client(id),
+            ClientState::Reading { .. } => self.read_client(w, id),
+            ClientState::Writing { .. } => self.write_client(w, id),
             ClientState::Waiting => {}
         }
     }
 
     /// Reads from client `id`; a whole request is answered or handed to the core.
-    fn read_client(&mut self, id: ClientId) {
+    fn read_client(&mut self, w: &mut Wiring, id: ClientId) {
         let mut chunk = [0u8; 4096];
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -192,7 +273,7 @@ impl Daemon {
             return;
         };
         let n = match client.stream.read(&mut chunk) {
-            Ok(0) => return self.drop_client(id),
+            Ok(0) => return self.drop_client(w, id),
             Ok(n) => n,
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
@@ -200,26 +281,27 @@ impl Daemon {
             {
                 return;
             }
-            Err(_) => return self.drop_client(id),
+            Err(_) => return self.drop_client(w, id),
         };
         buf.extend_from_slice(&chunk[..n]);
         let request = match proto::decode::<Request>(buf) {
             Ok(None) => return,
             Ok(Some(request)) => request,
             Err(e) => {
-                self.log(LogLine {
+                w.log(LogLine {
                     level: log::Level::Warn,
                     text: format!("bad request: {e}"),
                     cause: Cause::Clients(LineKind::ClientBad),
                 });
-                return self.answer(id, &Response::Refused(e));
+                return self.answer(w, id, &Response::Refused(e));
             }
         };
         // The request is whole: the client's socket is not read again.
-        self.poller.remove(client.stream.as_fd());
+        w.unwatch(client.stream.as_fd());
         client.state = ClientState::Waiting;
         match request {
             Request::Ping => self.answer(
+                w,
                 id,
                 &Response::Pong {
                     pid: std::process::id(),
@@ -233,23 +315,23 @@ impl Daemon {
             }) {
                 Ok(()) => {
                     let persist = arm.persist;
-                    self.events.push_back(Event::Arm {
+                    w.push(Event::Arm {
                         client: id,
                         def: arm.into(),
                         persist,
                     });
                 }
                 Err(e) => {
-                    self.log(LogLine {
+                    w.log(LogLine {
                         level: log::Level::Warn,
                         text: format!("refused to arm: {e}"),
                         cause: Cause::Clients(LineKind::ClientBad),
                     });
-                    self.answer(id, &Response::Refused(e));
+                    self.answer(w, id, &Response::Refused(e));
                 }
             },
-            Request::List => self.events.push_back(Event::List { client: id }),
-            Request::Remove { probe, jail } => self.events.push_back(Event::Remove {
+            Request::List => w.push(Event::List { client: id }),
+            Request::Remove { probe, jail } => w.push(Event::Remove {
                 client: id,
                 which: probe,
                 jail,
@@ -259,31 +341,31 @@ impl Daemon {
 
     /// Starts writing `response` to client `id`; what its socket does not take at once is
     /// written as it makes room, within `CLIENT_DEADLINE`.
-    pub(super) fn answer(&mut self, id: ClientId, response: &Response) {
+    pub(super) fn answer(&mut self, w: &mut Wiring, id: ClientId, response: &Response) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         if let ClientState::Reading { .. } = client.state {
-            self.poller.remove(client.stream.as_fd());
+            w.unwatch(client.stream.as_fd());
         }
         client.state = ClientState::Writing {
             answer: proto::encode(response),
             written: 0,
             deadline: Instant::now() + CLIENT_DEADLINE,
         };
-        self.write_client(id);
+        self.write_client(w, id);
         if let Some(client) = self.clients.get(&id)
-            && let Err(e) = self
+            && let Err(e) = w
                 .poller
                 .add_writable(client.stream.as_fd(), Token::Client(id).encode())
         {
             log::error!("cannot watch a client: {e}");
-            self.drop_client(id);
+            self.drop_client(w, id);
         }
     }
 
     /// Writes what client `id`'s socket takes; the client is done with once all is written.
-    fn write_client(&mut self, id: ClientId) {
+    fn write_client(&mut self, w: &mut Wiring, id: ClientId) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -307,12 +389,12 @@ impl Daemon {
         }
         if let Some(e) = failed {
             // A user of the socket can hang up on its answers at will: counted, not each told.
-            self.log(LogLine {
+            w.log(LogLine {
                 level: log::Level::Warn,
                 text: format!("client did not take its answer: {e}; dropped"),
                 cause: Cause::Clients(LineKind::ClientDropped),
             });
         }
-        self.drop_client(id);
+        self.drop_client(w, id);
     }
 }

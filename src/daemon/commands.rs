@@ -1,13 +1,14 @@
 //! Host commands: started when a probe fires, with a fixed environment, their output logged
 //! line by line, their end logged with status and duration.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::core::{CommandId, Event, JailId, ProbeId};
 use super::logbudget::{Cause, LineKind, LogBudget, LogLine};
-use super::{Daemon, RECHECK, Token};
+use super::wiring::{RECHECK, Token, Wiring};
 use crate::definition::Definition;
 use crate::invocation::Invocation;
 use crate::sys::{self, COMMAND_PATH, CommandGroup, Process, Spawner};
@@ -25,32 +26,40 @@ const MAX_READS_AT_END: usize = 256;
 const DRAIN_RECHECK: Duration = Duration::from_millis(100);
 const DRAIN_TRIES: u32 = 50;
 
-pub(super) struct RunningCommand {
+/// Commands running, and the cgroups of those that ended until they are done with.
+#[derive(Default)]
+pub(super) struct Commands {
+    running: BTreeMap<CommandId, RunningCommand>,
+    /// Cgroups of commands whose shell ended, until the core says what becomes of them.
+    draining: BTreeMap<CommandId, Draining>,
+}
+
+struct RunningCommand {
     /// How log lines name the probe: id, jail, title.
-    pub tag: String,
+    tag: String,
     /// The probe, and its jail as named: whose budget its output lines take (`logbudget`).
-    pub probe: ProbeId,
-    pub jail: String,
-    pub process: Process,
-    pub started: Instant,
+    probe: ProbeId,
+    jail: String,
+    process: Process,
+    started: Instant,
     /// Read end of the pipe that carries the command's stdout and stderr into our log.
-    pub output: Option<OwnedFd>,
+    output: Option<OwnedFd>,
     /// An incomplete last line of output.
     partial: Vec<u8>,
     /// Its cgroup of its own, when its probe has a timeout (none if it could not be made).
-    pub group: Option<CommandGroup>,
+    group: Option<CommandGroup>,
 }
 
 /// The cgroup of a command whose shell ended, until the core says what becomes of it
 /// (`Effect::Clear`, or SIGKILL for what it left when it was being stopped), then until it is
 /// empty and removed.
-pub(super) struct Draining {
-    pub tag: String,
+struct Draining {
+    tag: String,
     /// What its lines count against: its probe's jail, which fired it.
-    pub cause: Cause,
-    pub group: CommandGroup,
+    cause: Cause,
+    group: CommandGroup,
     /// Times it was found not empty yet after SIGKILL.
-    pub tries: u32,
+    tries: u32,
 }
 
 impl RunningCommand {
@@ -58,7 +67,7 @@ impl RunningCommand {
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
     /// `container` is the manager and container name the jail was found by, if named so: with
     /// them and the jail's PID a command can enter the jail without looking it up again.
-    pub fn spawn(
+    fn spawn(
         spawner: &mut Spawner,
         command: CommandId,
         probe: ProbeId,
@@ -131,7 +140,7 @@ impl RunningCommand {
     /// Logs what the command wrote, line by line, within its probe's and jail's budget (a
     /// jail that fires a probe in a loop repeats its output); returns false at the end of its
     /// output.
-    pub fn drain_output(&mut self, max_reads: usize, budget: &mut LogBudget) -> bool {
+    fn drain_output(&mut self, max_reads: usize, budget: &mut LogBudget) -> bool {
         let Some(fd) = &self.output else { return false };
         let mut chunk = [0u8; 4096];
         let mut reads = 0;
@@ -170,7 +179,7 @@ impl RunningCommand {
     }
 
     /// A log line about this command that its probe's jail caused, by firing it.
-    pub fn line(&self, kind: LineKind, level: log::Level, text: String) -> LogLine {
+    fn line(&self, kind: LineKind, level: log::Level, text: String) -> LogLine {
         LogLine {
             level,
             text,
@@ -184,40 +193,87 @@ impl RunningCommand {
     }
 }
 
-impl Daemon {
+impl Commands {
+    /// Commands whose shell runs.
+    pub(super) fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// The core's `Effect::Run`: runs `def`'s command for probe `probe` fired in `jail` (named
+    /// `container` by its manager, if so), or tells the core it could not start.
+    pub(super) fn run(
+        &mut self,
+        w: &mut Wiring,
+        spawner: &mut Spawner,
+        (command, probe): (CommandId, ProbeId),
+        def: &Definition,
+        jail: JailId,
+        container: Option<(&str, &str)>,
+    ) {
+        let spawned = RunningCommand::spawn(
+            spawner,
+            command,
+            probe,
+            def,
+            jail,
+            container,
+            Instant::now(),
+        );
+        match spawned {
+            Ok(running) => {
+                let text = format!(
+                    "{} command started, host pid {}",
+                    running.tag,
+                    running.process.pid()
+                );
+                w.log(running.line(LineKind::CommandStart, log::Level::Info, text));
+                w.listen(running.process.poll_fd(), Token::Command(command));
+                if let Some(output) = &running.output {
+                    w.listen(output.as_fd(), Token::Output(command));
+                }
+                self.running.insert(command, running);
+            }
+            Err(e) => w.push(Event::CommandEnded {
+                command,
+                outcome: Err(e.to_string()),
+                status: None,
+                took: Duration::ZERO,
+            }),
+        }
+    }
+
     /// Logs what command `id` wrote; at the end of its output, stops watching the pipe.
-    pub(super) fn command_output(&mut self, id: CommandId) {
-        let Some(command) = self.commands.get_mut(&id) else {
+    pub(super) fn output(&mut self, w: &mut Wiring, id: CommandId) {
+        let Some(command) = self.running.get_mut(&id) else {
             return;
         };
-        if command.drain_output(MAX_READS_PER_WAKE, &mut self.log_budget) {
+        if command.drain_output(MAX_READS_PER_WAKE, &mut w.log_budget) {
             return;
         }
         if let Some(output) = command.output.take() {
-            self.poller.remove(output.as_fd());
+            w.unwatch(output.as_fd());
         }
     }
 
     /// Reaps command `id` if it has exited, and tells the core how it ended.
-    pub(super) fn command_exited(&mut self, id: CommandId) {
-        let Some(command) = self.commands.get_mut(&id) else {
+    pub(super) fn exited(&mut self, w: &mut Wiring, id: CommandId) {
+        let Some(command) = self.running.get_mut(&id) else {
             return;
         };
         let result = command.process.try_wait();
         if let Ok(None) = result {
             // Readable but not reapable: a tracer holds the exited command. Look again later
             // rather than spin on a descriptor that stays readable.
-            self.poller.remove(command.process.poll_fd());
-            self.rechecks
-                .insert(Token::Command(id), Instant::now() + RECHECK);
+            w.unwatch(command.process.poll_fd());
+            w.recheck(Token::Command(id), Instant::now() + RECHECK);
             return;
         }
         // Log what it wrote before saying that it ended.
-        command.drain_output(MAX_READS_AT_END, &mut self.log_budget);
-        let mut command = self.commands.remove(&id).expect("present");
-        self.poller.remove(command.process.poll_fd());
+        command.drain_output(MAX_READS_AT_END, &mut w.log_budget);
+        let mut command = self.running.remove(&id).expect("present");
+        w.unwatch(command.process.poll_fd());
         if let Some(output) = &command.output {
-            self.poller.remove(output.as_fd());
+            w.unwatch(output.as_fd());
         }
         let exit = result.as_ref().ok().copied().flatten();
         let status = result
@@ -236,7 +292,7 @@ impl Daemon {
             };
             self.draining.insert(id, draining);
         }
-        self.events.push_back(Event::CommandEnded {
+        w.push(Event::CommandEnded {
             command: id,
             outcome: Ok(status),
             status: exit,
@@ -279,16 +335,16 @@ pub(super) fn check_run_as(
     Ok(())
 }
 
-impl Daemon {
+impl Commands {
     /// The core's `Effect::Stop`: SIGTERM (or, with `force`, SIGKILL) to command `id` and
     /// everything it started, or, once it ended, SIGKILL to what it left.
-    pub(super) fn stop_command(&mut self, id: CommandId, force: bool) {
+    pub(super) fn stop(&mut self, w: &mut Wiring, id: CommandId, force: bool) {
         let signal = if force {
             rustix::process::Signal::KILL
         } else {
             rustix::process::Signal::TERM
         };
-        if let Some(command) = self.commands.get_mut(&id) {
+        if let Some(command) = self.running.get_mut(&id) {
             match &command.group {
                 Some(group) => {
                     let done = if force {
@@ -327,7 +383,7 @@ impl Daemon {
                     draining.group.path().display()
                 );
             }
-            self.drain(id);
+            self.drain(w, id);
         } else if let Err(e) = draining.group.signal_all(signal) {
             log::error!("{}: {e}", draining.tag);
         }
@@ -335,9 +391,9 @@ impl Daemon {
 
     /// The core's `Effect::Clear`: the cgroup of command `id`, which is over, goes; after
     /// SIGKILL once empty, else now, or it is left alone with what it holds (logged).
-    pub(super) fn clear_command(&mut self, id: CommandId, killed: bool) {
+    pub(super) fn clear(&mut self, w: &mut Wiring, id: CommandId, killed: bool) {
         if killed {
-            return self.drain(id);
+            return self.drain(w, id);
         }
         let Some(draining) = self.draining.remove(&id) else {
             return;
@@ -350,7 +406,7 @@ impl Daemon {
                 draining.tag,
                 draining.group.path().display()
             );
-            self.log(LogLine {
+            w.log(LogLine {
                 level: log::Level::Warn,
                 text,
                 cause: draining.cause,
@@ -360,7 +416,7 @@ impl Daemon {
 
     /// Removes the cgroup of a command that was killed once it is empty; looked at again a
     /// little later while it is not, `DRAIN_TRIES` times at most.
-    pub(super) fn drain(&mut self, id: CommandId) {
+    pub(super) fn drain(&mut self, w: &mut Wiring, id: CommandId) {
         let Some(draining) = self.draining.get_mut(&id) else {
             return;
         };
@@ -370,8 +426,7 @@ impl Daemon {
             }
             Err(_) if draining.tries < DRAIN_TRIES => {
                 draining.tries += 1;
-                self.rechecks
-                    .insert(Token::Drain(id), Instant::now() + DRAIN_RECHECK);
+                w.recheck(Token::Drain(id), Instant::now() + DRAIN_RECHECK);
             }
             Err(e) => {
                 log::error!(

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use super::{MAX_PROBES, MAX_PROBES_PER_JAIL};
+use super::core::{MAX_PROBES, MAX_PROBES_PER_JAIL};
 use crate::error::{Error, Kind};
 use crate::proto::{Request, Response};
 

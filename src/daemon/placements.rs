@@ -1,0 +1,225 @@
+//! Placements in flight: a batch of probes of one jail each, stepped each time its status
+//! pipe says something, and ended at its deadline with what is not placed by then killed.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::core::{Event, JailId, LastRun, PlaceResult, PlacementId, ProbeId, ToPlace};
+use super::lookups::Lookups;
+use super::probes::Probes;
+use super::reaper::Reaper;
+use super::wiring::{Token, Wiring};
+use crate::error::{Error, Kind};
+use crate::sys::{self, Jail, Placement, Spawner};
+
+/// A placement in flight: its jail, its probes in batch order, and those refused before it
+/// started (their ids could not be resolved).
+struct InFlight {
+    placement: Placement,
+    jail: JailId,
+    probes: Vec<ProbeId>,
+    refused: Vec<(ProbeId, Error)>,
+}
+
+#[derive(Default)]
+pub(super) struct Placements {
+    in_flight: BTreeMap<PlacementId, InFlight>,
+}
+
+impl Placements {
+    /// Placements in flight.
+    pub(super) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Starts placing `probes` in `held` (jail `jail`, `None` when it is no longer held), all
+    /// in one placement, whose helper resolves their ids in the jail's user database (off the
+    /// loop: the jail's filesystem may not answer).
+    pub(super) fn place(
+        &mut self,
+        w: &mut Wiring,
+        spawner: &mut Spawner,
+        held: Option<&Jail>,
+        (placement, jail): (PlacementId, JailId),
+        probes: Vec<ToPlace>,
+    ) {
+        let Some(held) = held else {
+            let error = Error::new(Kind::NoJail, format!("jail {jail} stopped"));
+            let results = probes
+                .iter()
+                .map(|p| (p.probe, Err(error.clone())))
+                .collect();
+            w.push(Event::Placed { placement, results });
+            return;
+        };
+        let mut refused = Vec::new();
+        let mut requests = Vec::new();
+        let mut placing = Vec::new();
+        for p in probes {
+            match request(p.title, p.verbs, p.status, p.user, p.group) {
+                Ok(request) => {
+                    requests.push(request);
+                    placing.push(p.probe);
+                }
+                Err(e) => refused.push((p.probe, e)),
+            }
+        }
+        let started = if requests.is_empty() {
+            None
+        } else {
+            Some(Placement::start(spawner, held, &requests, Instant::now()))
+        };
+        let results: Vec<(ProbeId, PlaceResult)> = match started {
+            Some(Ok(started)) => {
+                w.listen(started.poll_fd(), Token::Placement(placement));
+                let flight = InFlight {
+                    placement: started,
+                    jail,
+                    probes: placing,
+                    refused,
+                };
+                self.in_flight.insert(placement, flight);
+                return;
+            }
+            Some(Err(e)) => (placing.into_iter())
+                .map(|id| (id, Err(e.clone())))
+                .chain(refused.into_iter().map(|(id, e)| (id, Err(e))))
+                .collect(),
+            None => refused.into_iter().map(|(id, e)| (id, Err(e))).collect(),
+        };
+        w.push(Event::Placed { placement, results });
+    }
+
+    /// Placement `id`'s helpers reported (or, `late`, its deadline is here): once all are done
+    /// (or at its deadline), it ends; its probes are armed in `probes`, what is left of its
+    /// helpers is reaped. A jail that `lookups` no longer holds (it stopped meanwhile) gets no
+    /// probe.
+    pub(super) fn ready(
+        &mut self,
+        w: &mut Wiring,
+        (probes, reaper): (&mut Probes, &mut Reaper),
+        lookups: &mut Lookups,
+        id: PlacementId,
+        late: bool,
+    ) {
+        let Some(flight) = self.in_flight.get_mut(&id) else {
+            return;
+        };
+        if !flight.placement.step() && !late {
+            return;
+        }
+        let flight = self.in_flight.remove(&id).expect("present");
+        w.unwatch(flight.placement.poll_fd());
+        let placed = flight.placement.finish(lookups.jail_mut(flight.jail));
+        for process in placed.leftovers {
+            reaper.reap_later(w, process);
+        }
+        let mut results = Vec::with_capacity(flight.probes.len() + flight.refused.len());
+        for (probe, result) in flight.probes.into_iter().zip(placed.results) {
+            results.push((
+                probe,
+                result.map(|(process, ids)| {
+                    let pid = process.pid();
+                    probes.arm(w, probe, process);
+                    (pid, ids)
+                }),
+            ));
+        }
+        results.extend(flight.refused.into_iter().map(|(id, e)| (id, Err(e))));
+        w.push(Event::Placed {
+            placement: id,
+            results,
+        });
+    }
+
+    /// Placements whose deadline is at or before `now`.
+    pub(super) fn due(&self, now: Instant) -> Vec<PlacementId> {
+        (self.in_flight.iter())
+            .filter(|(_, f)| f.placement.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.in_flight
+            .values()
+            .map(|f| f.placement.deadline())
+            .min()
+    }
+
+    /// At shutdown: every helper and probe of a placement in flight is killed.
+    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper) {
+        for flight in std::mem::take(&mut self.in_flight).into_values() {
+            let placed = flight.placement.finish(None);
+            let placed_processes = placed.results.into_iter().flatten().map(|(p, _)| p);
+            for process in placed_processes.chain(placed.leftovers) {
+                reaper.kill(w, process);
+            }
+        }
+    }
+}
+
+/// What the placement's helpers are asked to place for one probe: its title, its verbs in its
+/// environment, which the jail cannot change (probe/probe.rs says why there), its argv the
+/// title followed by the status words with `--status`, and the names of its ids.
+fn request(
+    title: String,
+    verbs: Vec<(crate::definition::Verb, Option<std::time::Duration>)>,
+    status: Option<LastRun>,
+    user: Option<String>,
+    group: Option<String>,
+) -> Result<sys::ProbeRequest, Error> {
+    let title = std::ffi::CString::new(title)
+        .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"))?;
+    let env = verbs
+        .iter()
+        .map(|(v, window)| {
+            // `USR1=SECS`: its confirmation window, 0 for none.
+            let mut entry = v.probe_variable().to_vec();
+            let secs = window.map_or(0, |w| w.as_secs());
+            entry.extend_from_slice(secs.to_string().as_bytes());
+            std::ffi::CString::new(entry).expect("no NUL")
+        })
+        .collect();
+    let args = status.map_or_else(Vec::new, |last| {
+        status_words(last, Instant::now())
+            .into_iter()
+            .map(|w| std::ffi::CString::new(w).expect("no NUL"))
+            .collect()
+    });
+    Ok(sys::ProbeRequest {
+        title,
+        args,
+        env,
+        query: crate::userdb::Query { user, group },
+    })
+}
+
+/// What a `status` probe's command line shows after its title: `last=ok(0)`, `last=failed(3)`
+/// or `last=signal(15)`, how long the command ran (`2.1s`, `3m12s`), and when it ended, as
+/// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
+fn status_words(last: LastRun, now: Instant) -> Vec<String> {
+    let outcome = match last.status {
+        Some(sys::Exit::Code(0)) => "last=ok(0)".to_string(),
+        Some(sys::Exit::Code(code)) => format!("last=failed({code})"),
+        Some(sys::Exit::Signal(signal)) => format!("last=signal({signal})"),
+        // Not placed so (`ToPlace::status`): said plainly all the same.
+        None => "last=not-started".to_string(),
+    };
+    let took = if last.took < std::time::Duration::from_secs(60) {
+        format!("{:.1}s", last.took.as_secs_f64())
+    } else {
+        crate::definition::show_duration(last.took.as_secs())
+    };
+    let ended = std::time::SystemTime::now()
+        .checked_sub(now.saturating_duration_since(last.ended))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        ended / 3600 % 24,
+        ended / 60 % 60,
+        ended % 60
+    );
+    vec![outcome, took, clock]
+}

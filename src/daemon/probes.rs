@@ -1,0 +1,140 @@
+//! Armed probes' processes: each watched by its pidfd, reaped when it exits and told to the
+//! core; stops and continuations of them asked for a bounded number at a time.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::core::{Core, Event, ProbeId};
+use super::logbudget::{Cause, LineKind, LogLine};
+use super::reaper::Reaper;
+use super::wiring::{RECHECK, Token, Wiring};
+use crate::sys::{self, Process};
+
+/// Stops and continuations of children taken per turn of the loop (`changed`).
+const MAX_CHILD_CHANGES: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct Probes {
+    armed: BTreeMap<ProbeId, Process>,
+}
+
+/// A log line about probe `id` that its jail caused.
+fn probe_line(
+    core: &Core,
+    id: ProbeId,
+    kind: LineKind,
+    level: log::Level,
+    text: String,
+) -> LogLine {
+    let (tag, jail) = core.probe(id).map_or_else(
+        || (format!("probe {id}"), String::new()),
+        |p| (p.tag(id), p.def.jail.clone()),
+    );
+    LogLine {
+        level,
+        text,
+        cause: Cause::Probe {
+            probe: id,
+            tag,
+            jail,
+            kind,
+        },
+    }
+}
+
+impl Probes {
+    /// Probe `probe` is armed in `process`: watched until it exits.
+    pub(super) fn arm(&mut self, w: &mut Wiring, probe: ProbeId, process: Process) {
+        w.listen(process.poll_fd(), Token::Probe(probe));
+        self.armed.insert(probe, process);
+    }
+
+    /// The core's `Effect::Kill`.
+    pub(super) fn kill(&mut self, w: &mut Wiring, reaper: &mut Reaper, probe: ProbeId) {
+        if let Some(process) = self.armed.remove(&probe) {
+            reaper.kill(w, process);
+        }
+    }
+
+    /// An armed probe's pidfd is readable: it exited. Reaped, and told to the core.
+    pub(super) fn exited(&mut self, w: &mut Wiring, core: &Core, id: ProbeId) {
+        let Some(process) = self.armed.get(&id) else {
+            return;
+        };
+        // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
+        if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
+            let text =
+                format!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            w.log(probe_line(
+                core,
+                id,
+                LineKind::Ignored,
+                log::Level::Warn,
+                text,
+            ));
+        }
+        let exit = match process.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                // Readable but not reapable: a tracer holds the exited probe. Look again
+                // later rather than spin on a descriptor that stays readable.
+                w.unwatch(process.poll_fd());
+                w.recheck(Token::Probe(id), Instant::now() + RECHECK);
+                return;
+            }
+            Err(e) => {
+                log::error!("probe {id}: waitid: {e}");
+                sys::Exit::Signal(0)
+            }
+        };
+        let process = self.armed.remove(&id).expect("present");
+        w.unwatch(process.poll_fd());
+        w.push(Event::ProbeExited { probe: id, exit });
+    }
+
+    /// A jail stopped: its probes that exited before are told first (one may have been
+    /// triggered just before a container's shutdown).
+    pub(super) fn exited_in(&mut self, w: &mut Wiring, core: &Core, probes: Vec<ProbeId>) {
+        for probe in probes {
+            if self
+                .armed
+                .get(&probe)
+                .is_some_and(|p| sys::readable_now(p.poll_fd()))
+            {
+                self.exited(w, core, probe);
+            }
+        }
+    }
+
+    /// SIGCHLD came: the probes stopped or continued since, told to the core. Signals merge,
+    /// so every change is asked for, not just the one this SIGCHLD was for; but no more than
+    /// `MAX_CHILD_CHANGES` per turn of the loop (a jail can stop and continue its probe without
+    /// pause): the rest are asked for at once on the next turn, after the other events.
+    pub(super) fn changed(&mut self, w: &mut Wiring) {
+        let changes = sys::child_changes(MAX_CHILD_CHANGES);
+        if changes.len() == MAX_CHILD_CHANGES {
+            w.recheck(Token::Signals, Instant::now());
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let armed: BTreeMap<sys::Pid, ProbeId> =
+            self.armed.iter().map(|(id, p)| (p.pid(), *id)).collect();
+        for (pid, change) in changes {
+            if let Some(&probe) = armed.get(&pid) {
+                let signal = match change {
+                    sys::ChildChange::Stopped(sig) => Some(sig),
+                    sys::ChildChange::Continued => None,
+                };
+                w.push(Event::ProbeStopped { probe, signal });
+            }
+        }
+    }
+
+    /// At shutdown: every armed probe is killed.
+    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper) {
+        for process in std::mem::take(&mut self.armed).into_values() {
+            reaper.kill(w, process);
+        }
+    }
+}
