@@ -7,11 +7,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::core::{CommandId, Event, JailId, ProbeId};
+use super::host::{Child, Group, Host};
 use super::logbudget::{Cause, LineKind, LogBudget, LogLine};
 use super::wiring::{RECHECK, Token, Wiring};
 use crate::definition::Definition;
 use crate::invocation::Invocation;
-use crate::sys::{self, COMMAND_PATH, CommandGroup, Process, Spawner};
+use crate::sys::COMMAND_PATH;
 
 /// Longest line of command output logged as one message; longer lines are split.
 const MAX_OUTPUT_LINE: usize = 1024;
@@ -27,55 +28,62 @@ const DRAIN_RECHECK: Duration = Duration::from_millis(100);
 const DRAIN_TRIES: u32 = 50;
 
 /// Commands running, and the cgroups of those that ended until they are done with.
-#[derive(Default)]
-pub(super) struct Commands {
-    running: BTreeMap<CommandId, RunningCommand>,
+pub(super) struct Commands<H: Host> {
+    running: BTreeMap<CommandId, RunningCommand<H>>,
     /// Cgroups of commands whose shell ended, until the core says what becomes of them.
-    draining: BTreeMap<CommandId, Draining>,
+    draining: BTreeMap<CommandId, Draining<H::Group>>,
 }
 
-struct RunningCommand {
+impl<H: Host> Default for Commands<H> {
+    fn default() -> Self {
+        Commands {
+            running: BTreeMap::new(),
+            draining: BTreeMap::new(),
+        }
+    }
+}
+
+struct RunningCommand<H: Host> {
     /// How log lines name the probe: id, jail, title.
     tag: String,
     /// The probe, and its jail as named: whose budget its output lines take (`logbudget`).
     probe: ProbeId,
     jail: String,
-    process: Process,
+    process: H::Child,
     started: Instant,
     /// Read end of the pipe that carries the command's stdout and stderr into our log.
     output: Option<OwnedFd>,
     /// An incomplete last line of output.
     partial: Vec<u8>,
     /// Its cgroup of its own, when its probe has a timeout (none if it could not be made).
-    group: Option<CommandGroup>,
+    group: Option<H::Group>,
 }
 
 /// The cgroup of a command whose shell ended, until the core says what becomes of it
 /// (`Effect::Clear`, or SIGKILL for what it left when it was being stopped), then until it is
 /// empty and removed.
-struct Draining {
+struct Draining<G> {
     tag: String,
     /// What its lines count against: its probe's jail, which fired it.
     cause: Cause,
-    group: CommandGroup,
+    group: G,
     /// Times it was found not empty yet after SIGKILL.
     tries: u32,
 }
 
-impl RunningCommand {
+impl<H: Host> RunningCommand<H> {
     /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
     /// `container` is the manager and container name the jail was found by, if named so: with
     /// them and the jail's PID a command can enter the jail without looking it up again.
     fn spawn(
-        spawner: &mut Spawner,
-        command: CommandId,
-        probe: ProbeId,
+        host: &mut H,
+        (command, probe): (CommandId, ProbeId),
         def: &Definition,
         jail: JailId,
         container: Option<(&str, &str)>,
         now: Instant,
-    ) -> io::Result<RunningCommand> {
+    ) -> io::Result<RunningCommand<H>> {
         let tag = format!("probe {probe} (jail {}, '{}')", def.jail, def.title);
         let id = probe.to_string();
         let jail_pid = jail.to_string();
@@ -95,7 +103,7 @@ impl RunningCommand {
         }
         let group = def.timeout.and_then(|_| {
             let name = format!("jaildaemon-{}-command-{command}", std::process::id());
-            CommandGroup::create(&name)
+            host.create_group(&name)
                 .inspect_err(|e| {
                     log::error!(
                         "{tag}: no cgroup of its own for the command ({e}): at its timeout only its shell is stopped"
@@ -108,8 +116,7 @@ impl RunningCommand {
             None => None,
         };
         let invocation = Invocation::of(&def.command);
-        let spawned = sys::spawn_command(
-            spawner,
+        let spawned = host.spawn_command(
             &def.command,
             &invocation,
             &env,
@@ -193,7 +200,7 @@ impl RunningCommand {
     }
 }
 
-impl Commands {
+impl<H: Host> Commands<H> {
     /// Commands whose shell runs.
     pub(super) fn len(&self) -> usize {
         self.running.len()
@@ -204,21 +211,14 @@ impl Commands {
     pub(super) fn run(
         &mut self,
         w: &mut Wiring,
-        spawner: &mut Spawner,
+        host: &mut H,
         (command, probe): (CommandId, ProbeId),
         def: &Definition,
         jail: JailId,
         container: Option<(&str, &str)>,
     ) {
-        let spawned = RunningCommand::spawn(
-            spawner,
-            command,
-            probe,
-            def,
-            jail,
-            container,
-            Instant::now(),
-        );
+        let spawned =
+            RunningCommand::spawn(host, (command, probe), def, jail, container, Instant::now());
         match spawned {
             Ok(running) => {
                 let text = format!(
@@ -335,7 +335,7 @@ pub(super) fn check_run_as(
     Ok(())
 }
 
-impl Commands {
+impl<H: Host> Commands<H> {
     /// The core's `Effect::Stop`: SIGTERM (or, with `force`, SIGKILL) to command `id` and
     /// everything it started, or, once it ended, SIGKILL to what it left.
     pub(super) fn stop(&mut self, w: &mut Wiring, id: CommandId, force: bool) {
@@ -437,5 +437,178 @@ impl Commands {
                 self.draining.remove(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! How the shell carries out the core's stop of a command at its timeout, on the fake host:
+    //! the core decides when (its time is passed in), the shell signals the command's cgroup
+    //! and removes it once empty.
+    use super::super::core::{Core, Effect, JailFacts, KILL_GRACE, Limits};
+    use super::super::host::fake::Fake;
+    use super::*;
+    use crate::proto::{Origin, Respawn};
+    use crate::sys::{Exit, Poller};
+    use rustix::process::Signal;
+
+    struct Rig {
+        core: Core,
+        w: Wiring,
+        fake: Fake,
+        commands: Commands<Fake>,
+        start: Instant,
+    }
+
+    impl Rig {
+        /// Probe 1, `-r` with a timeout of 30 s, fired at `start`: its command 1 runs.
+        fn fired() -> Rig {
+            let mut rig = Rig {
+                core: Core::new(Limits::default()),
+                w: Wiring::new(Poller::new().expect("poller")),
+                fake: Fake::default(),
+                commands: Commands::default(),
+                start: Instant::now(),
+            };
+            let def = Definition {
+                jail: "web1".into(),
+                title: "T".into(),
+                command: "sleep 60".into(),
+                respawn: Respawn::AfterCommand,
+                timeout: Some(Duration::from_secs(30)),
+                ..Definition::default()
+            };
+            let origin = Origin::Config;
+            rig.send(Event::Declare { def, origin }, 0.0);
+            let facts = JailFacts {
+                identity: (0, 100),
+                shares_host_users: false,
+            };
+            let spec = "web1".to_string();
+            rig.send(
+                Event::Found {
+                    spec,
+                    result: Ok((100, facts)),
+                },
+                0.0,
+            );
+            let results = vec![(1, Ok((500, (0, 0))))];
+            rig.send(
+                Event::Placed {
+                    placement: 1,
+                    results,
+                },
+                0.0,
+            );
+            let exit = Exit::Code(crate::MAGIC_EXIT as i32);
+            rig.send(Event::ProbeExited { probe: 1, exit }, 0.0);
+            let calls = rig.fake.take_calls();
+            assert!(calls[0].starts_with("create jaildaemon-"), "{calls:?}");
+            assert!(calls[1].ends_with("sleep 60"), "{calls:?}");
+            rig
+        }
+
+        /// Hands `event` to the core at `secs` after the start, and carries out what it asks
+        /// of commands, then the events that come of that.
+        fn send(&mut self, event: Event, secs: f64) {
+            self.w.push(event);
+            let now = self.start + Duration::from_secs_f64(secs);
+            while let Some(event) = self.w.events.pop_front() {
+                for effect in self.core.handle(event, now) {
+                    let w = &mut self.w;
+                    match effect {
+                        Effect::Run {
+                            command,
+                            probe,
+                            def,
+                            jail,
+                        } => (self.commands).run(
+                            w,
+                            &mut self.fake,
+                            (command, probe),
+                            &def,
+                            jail,
+                            None,
+                        ),
+                        Effect::Stop { command, force } => self.commands.stop(w, command, force),
+                        Effect::Clear { command, killed } => {
+                            self.commands.clear(w, command, killed)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        /// What the shell asked of the host at `secs`, when time alone passed.
+        fn at(&mut self, secs: f64) -> Vec<String> {
+            self.send(Event::Tick, secs);
+            self.fake.take_calls()
+        }
+
+        /// The command's shell ends so at `secs`: reaped and told to the core.
+        fn shell_ends(&mut self, exit: Exit, secs: f64) -> Vec<String> {
+            self.fake.children[0].end(exit);
+            self.commands.exited(&mut self.w, 1);
+            let event = self.w.events.pop_front().expect("its end");
+            assert!(matches!(event, Event::CommandEnded { command: 1, .. }));
+            self.send(event, secs);
+            self.fake.take_calls()
+        }
+    }
+
+    fn group() -> String {
+        format!("jaildaemon-{}-command-1", std::process::id())
+    }
+
+    #[test]
+    fn a_command_at_its_timeout_gets_sigterm_then_sigkill_five_seconds_later() {
+        let mut rig = Rig::fired();
+        let grace = KILL_GRACE.as_secs_f64();
+        assert_eq!(rig.at(29.9), Vec::<String>::new());
+        assert_eq!(
+            rig.at(30.0),
+            [format!("signal {} {:?}", group(), Signal::TERM)]
+        );
+        assert_eq!(rig.at(30.0 + grace - 0.1), Vec::<String>::new());
+        assert_eq!(rig.at(30.0 + grace), [format!("kill {}", group())]);
+        // Killed: its cgroup goes once empty, looked at again until then.
+        assert_eq!(rig.shell_ends(Exit::Signal(9), 35.1), Vec::<String>::new());
+        assert!(rig.w.rechecks.contains_key(&Token::Drain(1)));
+        rig.fake.groups[0].borrow_mut().clear();
+        rig.commands.drain(&mut rig.w, 1);
+        assert_eq!(rig.fake.take_calls(), [format!("remove {}", group())]);
+        assert_eq!(rig.at(3600.0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_command_whose_shell_ends_at_sigterm_still_has_what_it_left_killed_after_the_grace() {
+        let mut rig = Rig::fired();
+        let grace = KILL_GRACE.as_secs_f64();
+        assert_eq!(
+            rig.at(30.0),
+            [format!("signal {} {:?}", group(), Signal::TERM)]
+        );
+        // Its shell ends; a process it started stays in its cgroup.
+        rig.fake.groups[0].borrow_mut().retain(|pid| *pid != 1000);
+        rig.fake.groups[0].borrow_mut().push(4242);
+        assert_eq!(rig.shell_ends(Exit::Signal(15), 31.0), Vec::<String>::new());
+        assert_eq!(rig.at(30.0 + grace - 0.1), Vec::<String>::new());
+        assert_eq!(rig.at(30.0 + grace), [format!("kill {}", group())]);
+        rig.fake.groups[0].borrow_mut().clear();
+        rig.commands.drain(&mut rig.w, 1);
+        assert_eq!(rig.fake.take_calls(), [format!("remove {}", group())]);
+    }
+
+    #[test]
+    fn a_command_that_ends_in_time_is_never_signalled_and_its_cgroup_goes_at_once() {
+        let mut rig = Rig::fired();
+        rig.fake.groups[0].borrow_mut().clear();
+        assert_eq!(
+            rig.shell_ends(Exit::Code(0), 10.0),
+            [format!("remove {}", group())]
+        );
+        assert_eq!(rig.at(30.0), Vec::<String>::new());
+        assert_eq!(rig.at(3600.0), Vec::<String>::new());
     }
 }

@@ -73,7 +73,13 @@ impl Lookups {
     }
 
     /// Lookup `serial` said something, or its deadline is here (`now`).
-    pub(super) fn ready(&mut self, w: &mut Wiring, reaper: &mut Reaper, serial: u64, now: Instant) {
+    pub(super) fn ready(
+        &mut self,
+        w: &mut Wiring,
+        reaper: &mut Reaper<sys::Process>,
+        serial: u64,
+        now: Instant,
+    ) {
         let Some((_, lookup)) = self.lookups.get_mut(&serial) else {
             return;
         };
@@ -111,7 +117,7 @@ impl Lookups {
     }
 
     /// At shutdown: every lookup's tools are killed.
-    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper) {
+    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper<sys::Process>) {
         for (_, mut lookup) in std::mem::take(&mut self.lookups).into_values() {
             let _ = lookup.step(Instant::now() + sys::PLACEMENT_DEADLINE);
             for process in lookup.take_leftovers() {

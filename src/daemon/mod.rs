@@ -8,6 +8,7 @@
 mod clients;
 mod commands;
 pub mod core;
+mod host;
 pub mod logbudget;
 mod lookups;
 mod metrics_file;
@@ -32,6 +33,7 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Poller, Spawner};
 use clients::Clients;
 use commands::Commands;
+use host::Sys;
 use lookups::{LOOKUP_DESCRIPTORS, Lookups};
 use metrics_file::MetricsFile;
 use placements::Placements;
@@ -59,13 +61,13 @@ struct Daemon {
     wiring: Wiring,
     core: Core,
     signals: OwnedFd,
-    spawner: Spawner,
+    host: Sys,
     clients: Clients,
     lookups: Lookups,
-    placements: Placements,
-    probes: Probes,
-    commands: Commands,
-    reaper: Reaper,
+    placements: Placements<sys::Placement>,
+    probes: Probes<sys::Process>,
+    commands: Commands<Sys>,
+    reaper: Reaper<sys::Process>,
     metrics: MetricsFile,
     state: StateFile,
     config: ConfigFile,
@@ -235,7 +237,7 @@ fn start_serving(
             descriptors: descriptor_limit,
         }),
         signals,
-        spawner,
+        host: Sys { spawner },
         clients: Clients::new(listener, group),
         lookups: Lookups::default(),
         placements: Placements::default(),
@@ -319,7 +321,8 @@ impl Daemon {
 
     fn placement_ready(&mut self, id: core::PlacementId, late: bool) {
         let owners = (&mut self.probes, &mut self.reaper);
-        (self.placements).ready(&mut self.wiring, owners, &mut self.lookups, id, late);
+        let held = (self.placements.jail_of(id)).and_then(|jail| self.lookups.jail_mut(jail));
+        (self.placements).ready(&mut self.wiring, owners, held, id, late);
     }
 
     /// Hands every queued event to the core and performs what it returns (which may queue
@@ -356,7 +359,7 @@ impl Daemon {
             } => {
                 let held = self.lookups.jail(jail);
                 let to = (placement, jail);
-                (self.placements).place(w, &mut self.spawner, held, to, probes)
+                (self.placements).place(w, &mut self.host, held, to, probes)
             }
             Effect::Kill { probe } => self.probes.kill(w, &mut self.reaper, probe),
             Effect::Run {
@@ -367,7 +370,7 @@ impl Daemon {
             } => {
                 let container = self.lookups.jail(jail).and_then(Jail::container);
                 let ids = (command, probe);
-                (self.commands).run(w, &mut self.spawner, ids, &def, jail, container)
+                (self.commands).run(w, &mut self.host, ids, &def, jail, container)
             }
             Effect::Stop { command, force } => self.commands.stop(w, command, force),
             Effect::Clear { command, killed } => self.commands.clear(w, command, killed),

@@ -5,28 +5,35 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::core::{Event, JailId, LastRun, PlaceResult, PlacementId, ProbeId, ToPlace};
-use super::lookups::Lookups;
+use super::host::{Child, Host, Placing};
 use super::probes::Probes;
 use super::reaper::Reaper;
 use super::wiring::{Token, Wiring};
 use crate::error::{Error, Kind};
-use crate::sys::{self, Jail, Placement, Spawner};
+use crate::sys;
 
 /// A placement in flight: its jail, its probes in batch order, and those refused before it
 /// started (their ids could not be resolved).
-struct InFlight {
-    placement: Placement,
+struct InFlight<P> {
+    placement: P,
     jail: JailId,
     probes: Vec<ProbeId>,
     refused: Vec<(ProbeId, Error)>,
 }
 
-#[derive(Default)]
-pub(super) struct Placements {
-    in_flight: BTreeMap<PlacementId, InFlight>,
+pub(super) struct Placements<P> {
+    in_flight: BTreeMap<PlacementId, InFlight<P>>,
 }
 
-impl Placements {
+impl<P> Default for Placements<P> {
+    fn default() -> Self {
+        Placements {
+            in_flight: BTreeMap::new(),
+        }
+    }
+}
+
+impl<P: Placing> Placements<P> {
     /// Placements in flight.
     pub(super) fn len(&self) -> usize {
         self.in_flight.len()
@@ -35,11 +42,11 @@ impl Placements {
     /// Starts placing `probes` in `held` (jail `jail`, `None` when it is no longer held), all
     /// in one placement, whose helper resolves their ids in the jail's user database (off the
     /// loop: the jail's filesystem may not answer).
-    pub(super) fn place(
+    pub(super) fn place<H: Host<Placing = P, Jail = P::Jail>>(
         &mut self,
         w: &mut Wiring,
-        spawner: &mut Spawner,
-        held: Option<&Jail>,
+        host: &mut H,
+        held: Option<&P::Jail>,
         (placement, jail): (PlacementId, JailId),
         probes: Vec<ToPlace>,
     ) {
@@ -67,7 +74,7 @@ impl Placements {
         let started = if requests.is_empty() {
             None
         } else {
-            Some(Placement::start(spawner, held, &requests, Instant::now()))
+            Some(host.start_placement(held, &requests, Instant::now()))
         };
         let results: Vec<(ProbeId, PlaceResult)> = match started {
             Some(Ok(started)) => {
@@ -92,13 +99,13 @@ impl Placements {
 
     /// Placement `id`'s helpers reported (or, `late`, its deadline is here): once all are done
     /// (or at its deadline), it ends; its probes are armed in `probes`, what is left of its
-    /// helpers is reaped. A jail that `lookups` no longer holds (it stopped meanwhile) gets no
-    /// probe.
+    /// helpers is reaped. `held` is its jail (`jail_of`) if still held: one that stopped
+    /// meanwhile gets no probe.
     pub(super) fn ready(
         &mut self,
         w: &mut Wiring,
-        (probes, reaper): (&mut Probes, &mut Reaper),
-        lookups: &mut Lookups,
+        (probes, reaper): (&mut Probes<P::Child>, &mut Reaper<P::Child>),
+        held: Option<&mut P::Jail>,
         id: PlacementId,
         late: bool,
     ) {
@@ -110,7 +117,7 @@ impl Placements {
         }
         let flight = self.in_flight.remove(&id).expect("present");
         w.unwatch(flight.placement.poll_fd());
-        let placed = flight.placement.finish(lookups.jail_mut(flight.jail));
+        let placed = flight.placement.finish(held);
         for process in placed.leftovers {
             reaper.reap_later(w, process);
         }
@@ -132,6 +139,11 @@ impl Placements {
         });
     }
 
+    /// The jail placement `id` places in, while it is in flight.
+    pub(super) fn jail_of(&self, id: PlacementId) -> Option<JailId> {
+        self.in_flight.get(&id).map(|f| f.jail)
+    }
+
     /// Placements whose deadline is at or before `now`.
     pub(super) fn due(&self, now: Instant) -> Vec<PlacementId> {
         (self.in_flight.iter())
@@ -148,7 +160,7 @@ impl Placements {
     }
 
     /// At shutdown: every helper and probe of a placement in flight is killed.
-    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper) {
+    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper<P::Child>) {
         for flight in std::mem::take(&mut self.in_flight).into_values() {
             let placed = flight.placement.finish(None);
             let placed_processes = placed.results.into_iter().flatten().map(|(p, _)| p);

@@ -5,17 +5,25 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::core::{Core, Event, ProbeId};
+use super::host::Child;
 use super::logbudget::{Cause, LineKind, LogLine};
 use super::reaper::Reaper;
 use super::wiring::{RECHECK, Token, Wiring};
-use crate::sys::{self, Process};
+use crate::sys;
 
 /// Stops and continuations of children taken per turn of the loop (`changed`).
 const MAX_CHILD_CHANGES: usize = 1024;
 
-#[derive(Default)]
-pub(super) struct Probes {
-    armed: BTreeMap<ProbeId, Process>,
+pub(super) struct Probes<C> {
+    armed: BTreeMap<ProbeId, C>,
+}
+
+impl<C> Default for Probes<C> {
+    fn default() -> Self {
+        Probes {
+            armed: BTreeMap::new(),
+        }
+    }
 }
 
 /// A log line about probe `id` that its jail caused.
@@ -42,15 +50,15 @@ fn probe_line(
     }
 }
 
-impl Probes {
+impl<C: Child> Probes<C> {
     /// Probe `probe` is armed in `process`: watched until it exits.
-    pub(super) fn arm(&mut self, w: &mut Wiring, probe: ProbeId, process: Process) {
+    pub(super) fn arm(&mut self, w: &mut Wiring, probe: ProbeId, process: C) {
         w.listen(process.poll_fd(), Token::Probe(probe));
         self.armed.insert(probe, process);
     }
 
     /// The core's `Effect::Kill`.
-    pub(super) fn kill(&mut self, w: &mut Wiring, reaper: &mut Reaper, probe: ProbeId) {
+    pub(super) fn kill(&mut self, w: &mut Wiring, reaper: &mut Reaper<C>, probe: ProbeId) {
         if let Some(process) = self.armed.remove(&probe) {
             reaper.kill(w, process);
         }
@@ -62,7 +70,7 @@ impl Probes {
             return;
         };
         // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
-        if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
+        if let Some(ignored) = process.ignored_signals().filter(|n| *n > 0) {
             let text =
                 format!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
             w.log(probe_line(
@@ -132,7 +140,7 @@ impl Probes {
     }
 
     /// At shutdown: every armed probe is killed.
-    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper) {
+    pub(super) fn kill_all(&mut self, w: &mut Wiring, reaper: &mut Reaper<C>) {
         for process in std::mem::take(&mut self.armed).into_values() {
             reaper.kill(w, process);
         }
