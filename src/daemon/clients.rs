@@ -398,3 +398,115 @@ impl Clients {
         self.drop_client(w, id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Clients on real sockets (no root needed: the socket's group is the test's own): a
+    //! request read, an answer written as the socket takes it, within the deadline.
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::error::{Error, Kind};
+    use crate::sys::Poller;
+
+    struct Rig {
+        clients: Clients,
+        w: Wiring,
+        path: PathBuf,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// A listener for members of the test's own group; `name` makes its path unique.
+    fn rig(name: &str) -> Rig {
+        let path = std::env::temp_dir().join(format!(
+            "jaildaemon-clients-{name}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let gid = rustix::process::getgid().as_raw();
+        let clients = Clients::new(listener, Some(gid));
+        let w = Wiring::new(Poller::new().expect("poller"));
+        Rig { clients, w, path }
+    }
+
+    /// Connects, is accepted and sends `-l`; returns its socket (the client is number 1).
+    fn listing_client(rig: &mut Rig) -> UnixStream {
+        let mut stream = UnixStream::connect(&rig.path).expect("connect");
+        rig.clients.accept(&mut rig.w, 10);
+        assert_eq!(rig.clients.len(), 1);
+        stream
+            .write_all(&proto::encode(&Request::List))
+            .expect("request");
+        rig.clients.ready(&mut rig.w, 1);
+        match rig.w.events.pop_front() {
+            Some(Event::List { client: 1 }) => {}
+            other => panic!("{other:?}"),
+        }
+        stream
+    }
+
+    /// An answer far larger than a socket's buffer.
+    fn large_answer() -> Response {
+        Response::Refused(Error::new(Kind::Data, "x".repeat(8 << 20)))
+    }
+
+    #[test]
+    fn a_client_that_never_reads_its_answer_is_dropped_at_its_deadline() {
+        let mut rig = rig("never-reads");
+        let _stream = listing_client(&mut rig);
+        let before = Instant::now();
+        rig.clients.answer(&mut rig.w, 1, &large_answer());
+        let after = Instant::now();
+        assert_eq!(
+            rig.clients.len(),
+            1,
+            "its socket took only part of the answer"
+        );
+        rig.clients.on_time(
+            &mut rig.w,
+            before + CLIENT_DEADLINE - Duration::from_millis(100),
+        );
+        assert_eq!(rig.clients.len(), 1, "not before its deadline");
+        rig.clients.on_time(&mut rig.w, after + CLIENT_DEADLINE);
+        assert_eq!(rig.clients.len(), 0, "dropped at its deadline");
+        assert_eq!(rig.clients.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_client_that_reads_its_answer_gets_all_of_it_and_is_done_with() {
+        let mut rig = rig("reads");
+        let mut stream = listing_client(&mut rig);
+        let answer = large_answer();
+        let length = proto::encode(&answer).len();
+        rig.clients.answer(&mut rig.w, 1, &answer);
+        stream.set_nonblocking(true).expect("non-blocking");
+        let mut got = 0;
+        let mut chunk = vec![0u8; 1 << 16];
+        // The loop's part: each time the socket has room, the rest is written.
+        while rig.clients.len() > 0 {
+            match stream.read(&mut chunk) {
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            rig.clients.ready(&mut rig.w, 1);
+        }
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, length);
+    }
+}

@@ -445,11 +445,11 @@ mod tests {
     //! How the shell carries out the core's stop of a command at its timeout, on the fake host:
     //! the core decides when (its time is passed in), the shell signals the command's cgroup
     //! and removes it once empty.
-    use super::super::core::{Core, Effect, JailFacts, KILL_GRACE, Limits};
-    use super::super::host::fake::Fake;
+    use super::super::core::{Core, Effect, KILL_GRACE, Limits};
+    use super::super::host::fake::{Fake, found, wiring};
     use super::*;
     use crate::proto::{Origin, Respawn};
-    use crate::sys::{Exit, Poller};
+    use crate::sys::Exit;
     use rustix::process::Signal;
 
     struct Rig {
@@ -465,7 +465,7 @@ mod tests {
         fn fired() -> Rig {
             let mut rig = Rig {
                 core: Core::new(Limits::default()),
-                w: Wiring::new(Poller::new().expect("poller")),
+                w: wiring(),
                 fake: Fake::default(),
                 commands: Commands::default(),
                 start: Instant::now(),
@@ -480,18 +480,7 @@ mod tests {
             };
             let origin = Origin::Config;
             rig.send(Event::Declare { def, origin }, 0.0);
-            let facts = JailFacts {
-                identity: (0, 100),
-                shares_host_users: false,
-            };
-            let spec = "web1".to_string();
-            rig.send(
-                Event::Found {
-                    spec,
-                    result: Ok((100, facts)),
-                },
-                0.0,
-            );
+            rig.send(found("web1", 100), 0.0);
             let results = vec![(1, Ok((500, (0, 0))))];
             rig.send(
                 Event::Placed {

@@ -349,6 +349,24 @@ pub(super) mod fake {
         }
     }
 
+    /// The loop's wiring, on a real event queue.
+    pub(crate) fn wiring() -> super::super::wiring::Wiring {
+        super::super::wiring::Wiring::new(sys::Poller::new().expect("poller"))
+    }
+
+    /// The core's news that jail `spec` runs as `jail`, a jail of its own.
+    pub(crate) fn found(spec: &str, jail: super::super::core::JailId) -> super::super::core::Event {
+        let facts = super::super::core::JailFacts {
+            identity: (0, jail as u64),
+            shares_host_users: false,
+        };
+        let spec = spec.to_string();
+        super::super::core::Event::Found {
+            spec,
+            result: Ok((jail, facts)),
+        }
+    }
+
     #[derive(Default)]
     pub(crate) struct Fake {
         pub(crate) calls: Calls,

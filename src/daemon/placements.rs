@@ -235,3 +235,164 @@ fn status_words(last: LastRun, now: Instant) -> Vec<String> {
     );
     vec![outcome, took, clock]
 }
+
+#[cfg(test)]
+mod tests {
+    //! How the shell carries out a placement on the fake host: stepped while its helpers
+    //! report, ended at its deadline with its probes refused and its helpers left to reap.
+    use std::time::Duration;
+
+    use super::super::core::{Core, Effect, Limits};
+    use super::super::host::fake::{Fake, FakeChild, FakePlacing, found, wiring};
+    use super::*;
+    use crate::definition::Definition;
+    use crate::proto::Response;
+
+    struct Rig {
+        core: Core,
+        w: Wiring,
+        fake: Fake,
+        placements: Placements<FakePlacing>,
+        probes: Probes<FakeChild>,
+        reaper: Reaper<FakeChild>,
+        start: Instant,
+    }
+
+    impl Rig {
+        /// Client 7 asks to arm a probe in jail "web1", found as 100: its placement starts.
+        fn placing() -> Rig {
+            let mut rig = Rig {
+                core: Core::new(Limits::default()),
+                w: wiring(),
+                fake: Fake::default(),
+                placements: Placements::default(),
+                probes: Probes::default(),
+                reaper: Reaper::default(),
+                start: Instant::now(),
+            };
+            let def = Definition {
+                jail: "web1".into(),
+                title: "T".into(),
+                command: "true".into(),
+                ..Definition::default()
+            };
+            let (client, persist) = (7, false);
+            assert!(
+                rig.send(Event::Arm {
+                    client,
+                    def,
+                    persist
+                })
+                .is_empty()
+            );
+            assert!(rig.send(found("web1", 100)).is_empty());
+            assert_eq!(rig.fake.take_calls(), ["place 1 probe(s), helper 1000"]);
+            rig
+        }
+
+        /// Hands `event` to the core and carries out its placements; returns its answers.
+        fn send(&mut self, event: Event) -> Vec<Response> {
+            let mut answers = Vec::new();
+            for effect in self.core.handle(event, self.start) {
+                match effect {
+                    Effect::Place {
+                        placement,
+                        jail,
+                        probes,
+                    } => {
+                        let to = (placement, jail);
+                        (self.placements).place(&mut self.w, &mut self.fake, Some(&()), to, probes)
+                    }
+                    Effect::Reply { response, .. } => answers.push(response),
+                    _ => {}
+                }
+            }
+            answers
+        }
+
+        /// Carries out what is due at `now` (as the loop does), then hands the events that
+        /// came of it to the core; returns its answers.
+        fn at(&mut self, now: Instant) -> Vec<Response> {
+            for id in self.placements.due(now) {
+                let owners = (&mut self.probes, &mut self.reaper);
+                self.placements
+                    .ready(&mut self.w, owners, Some(&mut ()), id, true);
+            }
+            self.answers()
+        }
+
+        fn answers(&mut self) -> Vec<Response> {
+            let events: Vec<Event> = self.w.events.drain(..).collect();
+            events.into_iter().flat_map(|e| self.send(e)).collect()
+        }
+    }
+
+    #[test]
+    fn a_placement_past_its_deadline_is_ended_its_helper_reaped_and_its_probe_refused() {
+        let mut rig = Rig::placing();
+        // The placement's own deadline, taken when it started.
+        let deadline = rig.placements.next_deadline().expect("in flight");
+        assert!(deadline >= rig.start + Duration::from_secs(5));
+        // Its helper said something, but is not done: nothing ends.
+        rig.placements.ready(
+            &mut rig.w,
+            (&mut rig.probes, &mut rig.reaper),
+            Some(&mut ()),
+            1,
+            false,
+        );
+        assert!(rig.answers().is_empty());
+        assert!(rig.at(deadline - Duration::from_millis(1)).is_empty());
+        assert_eq!(rig.placements.len(), 1);
+        // At its deadline: ended, its helper killed and left to the reaper, the client refused.
+        let answers = rig.at(deadline);
+        assert_eq!(
+            rig.fake.take_calls(),
+            ["finish placement (jail held: true)", "kill 1000"]
+        );
+        assert_eq!(rig.placements.len(), 0);
+        assert_eq!(rig.reaper.len(), 1);
+        match answers.as_slice() {
+            [Response::Refused(e)] => assert!(e.message.contains("not placed within 5s"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            rig.core.list(rig.start).len(),
+            0,
+            "a refused request is forgotten"
+        );
+    }
+
+    #[test]
+    fn a_placement_whose_helpers_are_done_in_time_ends_at_once_with_its_probe_armed() {
+        let mut rig = Rig::placing();
+        let (helper, done) = rig.fake.placements[0].clone();
+        done.set(true);
+        helper.end(crate::sys::Exit::Code(0));
+        rig.placements.ready(
+            &mut rig.w,
+            (&mut rig.probes, &mut rig.reaper),
+            Some(&mut ()),
+            1,
+            false,
+        );
+        assert_eq!(
+            rig.fake.take_calls(),
+            ["finish placement (jail held: true)"]
+        );
+        match rig.answers().as_slice() {
+            [
+                Response::Armed {
+                    probe: 1,
+                    pid: 1001,
+                    ..
+                },
+            ] => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rig.reaper.len(), 0, "nothing left to reap");
+        // Its deadline passes with nothing left to end.
+        assert!(rig.at(rig.start + Duration::from_secs(60)).is_empty());
+        assert!(rig.fake.take_calls().is_empty());
+    }
+}
