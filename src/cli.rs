@@ -429,6 +429,9 @@ pub fn parse_with(
         persist: f.persist,
         verbs,
         confirm,
+        // A verb's own host user and timeout are the configuration file's only.
+        verb_run_as: Default::default(),
+        verb_timeout: Default::default(),
         watchdog,
         status: f.status,
     };
