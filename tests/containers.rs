@@ -690,14 +690,20 @@ fn the_readme_lxd_reboot_example_restarts_the_container_with_lxd() {
     let command = line.split('\'').nth(1).unwrap().replace("web2", &lxd.name);
     assert_eq!(command, format!("lxc restart {}", lxd.name));
     let before = lxd.pid().unwrap();
-    daemon.arm(&[
-        "-c",
-        &command,
-        "-j",
-        &format!("lxd:{}", lxd.name),
-        "-t",
-        "REBOOT",
-    ]);
+    // With the line's options: -P brings the probe back into the restarted container.
+    let options: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip_while(|word| *word != "REBOOT")
+        .skip(1)
+        .collect();
+    assert_eq!(options, ["-r", "-P"], "{line}");
+    let spec = format!("lxd:{}", lxd.name);
+    let mut args = vec!["-c", &command, "-j", &spec, "-t", "REBOOT"];
+    args.extend(&options);
+    daemon.arm(&args);
     // The twin first: another title fires nothing, and the container keeps its init.
     assert!(!lxd.exec(&["killall", "-HUP", "REBOOTX"]).status.success());
     sleep(SETTLE);
@@ -708,6 +714,13 @@ fn the_readme_lxd_reboot_example_restarts_the_container_with_lxd() {
             .pid()
             .is_some_and(|p| p != before)),
         "not restarted: {}",
+        daemon.log_text()
+    );
+    let after = lxd.pid().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || probes_in(after, "REBOOT").len()
+            == 1),
+        "the probe did not come back: {}",
         daemon.log_text()
     );
 }
