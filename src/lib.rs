@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod proto;
 pub mod state;
 pub mod sys;
+pub mod userdb;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -57,7 +58,11 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         }
         cli::Mode::Daemon(config) => daemon::run(&config),
         cli::Mode::Arm { socket, request } => match client::ask(&socket, &Request::Arm(request))? {
-            Response::Armed { .. } => Ok(()),
+            // Armed, with what the daemon found worth saying on stderr: still a success.
+            Response::Armed { warnings, .. } => {
+                warnings.iter().for_each(|w| log::warn!("warning: {w}"));
+                Ok(())
+            }
             other => refused(other),
         },
         cli::Mode::List { socket, json } => match client::ask(&socket, &Request::List)? {
@@ -76,9 +81,10 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
             probe,
             jail,
         } => match client::ask(&socket, &Request::Remove { probe, jail })? {
-            Response::Removed { probes } => {
+            Response::Removed { probes, warnings } => {
                 let ids: Vec<String> = probes.iter().map(u64::to_string).collect();
                 println!("removed probe(s) {}", ids.join(", "));
+                warnings.iter().for_each(|w| log::warn!("note: {w}"));
                 Ok(())
             }
             other => refused(other),

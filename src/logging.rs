@@ -68,19 +68,19 @@ impl log::Log for Logger {
                 );
                 let _ = file.write_all(line.as_bytes());
             }
+            // Each line formatted first and written whole: stderr is unbuffered, and writing
+            // the pieces as they come would cost a system call each (a dozen for an armed
+            // line) and let another writer's line cut in.
             _ if self.stamped.load(Ordering::Relaxed) => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{} jaildaemon: {}",
-                    utc_millis(now),
-                    record.args()
-                );
+                let line = format!("{} jaildaemon: {}\n", utc_millis(now), record.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
             _ => {
-                let _ = writeln!(std::io::stderr(), "jaildaemon: {}", record.args());
+                let line = format!("jaildaemon: {}\n", record.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         }
     }

@@ -117,10 +117,28 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Pong { pid: u32 },
-    Armed { probe: u64, pid: i32 },
-    Probes { probes: Vec<ProbeInfo> },
-    Removed { probes: Vec<u64> },
+    Pong {
+        pid: u32,
+    },
+    Armed {
+        probe: u64,
+        pid: i32,
+        /// What the utility prints on stderr, though the probe is armed: another probe with
+        /// its title in the same jail, a uid the jail shares with the host. Left out when
+        /// empty, so an answer without warnings reads as before they existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    Probes {
+        probes: Vec<ProbeInfo>,
+    },
+    Removed {
+        probes: Vec<u64>,
+        /// Notes for stderr: a title that named several probes, or that other probes of the
+        /// same jail, named otherwise, still carry. Left out when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
     Refused(Error),
 }
 
