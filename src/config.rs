@@ -656,7 +656,8 @@ mod tests {
                 "verb USR2: the command is empty",
             ),
             ("verbs = { USR2 = 7 }", 6, "a command, or a table"),
-            // As tables of their own, each key on its own line: refused at that line.
+            // As tables of their own, each key on its own line: a bad value is refused at its
+            // line, an unknown key at the table's header (where the parser puts it).
             (
                 "[probe.verbs.USR1]\ncommand = \"y\"\ntimeout = \"soon\"",
                 8,
