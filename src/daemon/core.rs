@@ -1,9 +1,9 @@
 //! The daemon's core: probes, their jails, limits and timers, as a state machine without I/O.
 //!
 //! Events go in through `Core::handle`, with the time they happen; effects come out, for the
-//! shell (`daemon/mod.rs`) to perform with the platform code. Nothing here reads a file,
-//! touches a process or looks at a clock, so every phase × event pair is tested as plain code
-//! (the table at the end of this file).
+//! shell (`daemon/mod.rs` and its owners) to perform with the platform code. Nothing here
+//! reads a file, touches a process or looks at a clock, so every phase × event pair is tested
+//! as plain code (the tables at the end of this file).
 //!
 //! A probe is in exactly one `Phase`; each phase carries what it needs and nothing else:
 //!

@@ -4,6 +4,12 @@
 //! One thread and one event queue. Nothing in the loop waits on anything outside the daemon:
 //! container managers' tools, placements and clients are all watched by the queue under
 //! deadlines, and a killed child is reaped when it is gone, never waited for.
+//!
+//! Each concern has an owner in a file of its own (clients, lookups, placements, probes,
+//! commands, the reaper, the metrics and state files), generic over the system calls it makes
+//! (`host`) where its unit tests need a fake. An owner gets what it needs as arguments (the
+//! loop's `wiring`, another owner, the core to read) and pushes events for the core; only the
+//! `Daemon` here composes them.
 
 mod clients;
 mod commands;
