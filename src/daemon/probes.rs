@@ -146,3 +146,65 @@ impl<C: Child> Probes<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The trigger path's shell side, on the fake host: an armed probe's exit is reaped and told
+    //! to the core once its pidfd says so, and only then.
+    use super::super::core::Limits;
+    use super::super::host::fake::{ChildState, FakeChild, wiring};
+    use super::*;
+    use crate::sys::Exit;
+
+    #[test]
+    fn an_armed_probes_exit_is_reaped_and_told_to_the_core_once_its_pidfd_says_so() {
+        let (mut w, core) = (wiring(), Core::new(Limits::default()));
+        let mut probes = Probes::default();
+        let child = ChildState::new(500, &Default::default());
+        probes.arm(&mut w, 1, FakeChild(child.clone()));
+        let mut ready = Vec::new();
+        let wait = |w: &Wiring, ready: &mut Vec<u64>| {
+            ready.clear();
+            let timeout = Some(std::time::Duration::from_millis(1000));
+            w.poller.wait(timeout, ready).expect("wait");
+            ready
+                .iter()
+                .filter_map(|t| Token::decode(*t))
+                .collect::<Vec<_>>()
+        };
+        child.end(Exit::Code(crate::MAGIC_EXIT as i32));
+        assert_eq!(wait(&w, &mut ready), [Token::Probe(1)]);
+        probes.exited(&mut w, &core, 1);
+        match w.events.pop_front() {
+            Some(Event::ProbeExited { probe: 1, exit }) => {
+                assert_eq!(exit, Exit::Code(crate::MAGIC_EXIT as i32))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Reaped once: a second look finds nothing to tell.
+        probes.exited(&mut w, &core, 1);
+        assert!(w.events.is_empty());
+    }
+
+    #[test]
+    fn a_probe_not_reapable_yet_is_not_told_and_is_looked_at_again_later() {
+        let (mut w, core) = (wiring(), Core::new(Limits::default()));
+        let mut probes = Probes::default();
+        let child = ChildState::new(500, &Default::default());
+        probes.arm(&mut w, 1, FakeChild(child.clone()));
+        // Its pidfd was readable but it cannot be reaped (a tracer holds it): nothing is told,
+        // and it is looked at again later rather than spun on.
+        probes.exited(&mut w, &core, 1);
+        assert!(w.events.is_empty());
+        assert!(w.rechecks.contains_key(&Token::Probe(1)));
+        child.end(Exit::Signal(9));
+        probes.exited(&mut w, &core, 1);
+        assert!(matches!(
+            w.events.pop_front(),
+            Some(Event::ProbeExited {
+                probe: 1,
+                exit: Exit::Signal(9)
+            })
+        ));
+    }
+}
