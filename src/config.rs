@@ -136,6 +136,9 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             status: d.status,
         };
         arm.validate().map_err(|e| refuse(line(), e.message))?;
+        if crate::selector::is_selector(&arm.jail) {
+            crate::selector::parse(&arm.jail).map_err(|why| refuse(line(), why))?;
+        }
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
             return Err(refuse(
                 line(),

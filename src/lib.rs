@@ -16,6 +16,7 @@ pub mod listing;
 pub mod logging;
 pub mod metrics;
 pub mod proto;
+pub mod selector;
 pub mod state;
 pub mod sys;
 
@@ -91,8 +92,11 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
 /// variables are the ones the daemon keeps; tests/e2e.rs checks that a note is printed once.
 fn daemon_starts_again() -> bool {
     rustix::process::geteuid().is_root()
-        && std::env::vars_os()
-            .any(|(name, _)| name != "NOTIFY_SOCKET" && name != "JAILDAEMON_PROBE_LIMITS")
+        && std::env::vars_os().any(|(name, _)| {
+            name != "NOTIFY_SOCKET"
+                && name != "JAILDAEMON_PROBE_LIMITS"
+                && name != "JAILDAEMON_EVENT_STREAMS"
+        })
 }
 
 /// A refusal becomes its error; any other answer is a protocol error.

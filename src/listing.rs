@@ -19,9 +19,15 @@ pub fn table(probes: &[ProbeInfo]) -> String {
         let dash = || "-".to_string();
         rows.push([
             p.id.to_string(),
-            match p.jail_id {
-                Some(id) if id.to_string() != p.jail => format!("{} ({id})", p.jail),
-                _ => p.jail.clone(),
+            {
+                let jail = match p.jail_id {
+                    Some(id) if id.to_string() != p.jail => format!("{} ({id})", p.jail),
+                    _ => p.jail.clone(),
+                };
+                match &p.selector {
+                    Some(selector) => format!("{jail} [{selector}]"),
+                    None => jail,
+                }
             },
             p.title.clone(),
             match (p.uid, p.gid) {
@@ -111,6 +117,7 @@ mod tests {
             confirm: Default::default(),
             watchdog: None,
             watchdog_left_ms: None,
+            selector: None,
         }
     }
 

@@ -149,7 +149,11 @@ pub(super) fn probe_limits() -> Result<(usize, usize), Error> {
 }
 
 /// The only variables the daemon keeps from its environment.
-pub(super) const KEPT_VARIABLES: [&str; 2] = ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS"];
+pub(super) const KEPT_VARIABLES: [&str; 3] = [
+    "NOTIFY_SOCKET",
+    "JAILDAEMON_PROBE_LIMITS",
+    super::fleets::STREAMS_VARIABLE,
+];
 
 /// Starts the daemon again with an empty environment (but for `KEPT_VARIABLES`), once: until a
 /// probe's helper execs, it holds a copy of the daemon's memory, environment block included,
