@@ -32,13 +32,13 @@ pub const MAX_EVENT_LINE: usize = 4096;
 /// A parsed selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
-    /// Every running container of Docker or Podman with this label.
+    /// Every container of Docker or Podman with this label.
     Label {
         manager: LabelManager,
         key: String,
         value: String,
     },
-    /// Every running container of a pod in `namespace` carrying this label, on this node.
+    /// Every container of a pod in `namespace` carrying this label, on this node.
     Pod {
         namespace: String,
         key: String,
@@ -216,35 +216,34 @@ impl Selector {
     /// The first round of its listing.
     pub fn start(&self) -> Vec<Invocation> {
         match self {
-            // Only running containers are listed (no `--all`).
+            // Stopped ones too (`--all`): a member that stops keeps its probe, which waits for
+            // it as a declared probe waits for its jail; one removed loses it.
             Selector::Label { key, value, .. } => vec![strings(&[
                 self.manager(),
                 "ps",
+                "--all",
                 "--no-trunc",
                 "--filter",
                 &format!("label={key}={value}"),
                 "--format",
                 "{{.Names}}",
             ])],
-            // The containers with both labels (ids), and every task with its state.
+            // The containers with both labels (ids), running or not, as for Docker.
             Selector::Pod {
                 namespace,
                 key,
                 value,
-            } => vec![
-                ctr(
-                    K8S_NAMESPACE,
-                    &[
-                        "containers",
-                        "ls",
-                        "-q",
-                        &format!(
-                            "labels.\"{POD_NAMESPACE_LABEL}\"=={namespace},labels.\"{key}\"=={value}"
-                        ),
-                    ],
-                ),
-                ctr(K8S_NAMESPACE, &["tasks", "ls"]),
-            ],
+            } => vec![ctr(
+                K8S_NAMESPACE,
+                &[
+                    "containers",
+                    "ls",
+                    "-q",
+                    &format!(
+                        "labels.\"{POD_NAMESPACE_LABEL}\"=={namespace},labels.\"{key}\"=={value}"
+                    ),
+                ],
+            )],
         }
     }
 
@@ -277,16 +276,7 @@ impl Selector {
                 })
             })),
             (Selector::Pod { .. }, 0) => {
-                let running = tool(0).and_then(|ids| {
-                    let ids = names(ids, "ctr containers ls")?;
-                    let tasks = tool(1)?;
-                    let running = running_tasks(tasks)?;
-                    Ok(ids
-                        .into_iter()
-                        .filter(|id| running.contains_key(id.as_str()))
-                        .collect::<Vec<_>>())
-                });
-                match running {
+                match tool(0).and_then(|ids| names(ids, "ctr containers ls")) {
                     Err(e) => done(Err(e)),
                     Ok(ids) if ids.is_empty() => done(Ok(Vec::new())),
                     // Each one's labels name its pod (one `info` per container, at once).
@@ -536,6 +526,7 @@ mod tests {
             vec![strings(&[
                 "docker",
                 "ps",
+                "--all",
                 "--no-trunc",
                 "--filter",
                 "label=role=web",
@@ -585,29 +576,26 @@ mod tests {
         "io.kubernetes.pod.name":"web-abc","io.kubernetes.pod.namespace":"shop"},"Image":"x"}"#;
 
     #[test]
-    fn pod_listing_takes_running_labelled_containers_and_reads_their_pods() {
+    fn pod_listing_takes_labelled_containers_and_reads_their_pods() {
         let s = parse("k8s:shop/app=web").unwrap();
         let first = s.start();
-        assert_eq!(first.len(), 2);
+        assert_eq!(first.len(), 1);
         assert!(first[0].contains(&format!(
             "labels.\"{POD_NAMESPACE_LABEL}\"==shop,labels.\"app\"==web"
         )));
         let ok = |text: &str| Ok((true, text.to_string(), String::new()));
-        let tasks = "TASK    PID     STATUS\nc1      20722   RUNNING\nc2      0       STOPPED\n";
-        // c2 has the labels but is not running; c3 has no task: neither is asked about.
-        match s.step(0, &[ok("c1\nc2\nc3\n"), ok(tasks)]) {
-            Step::Run(round) => {
-                assert_eq!(
-                    round,
-                    vec![ctr(K8S_NAMESPACE, &["containers", "info", "c1"])]
-                )
-            }
+        // Each container listed is asked about its pod, all at once.
+        match s.step(0, &[ok("c1\nc2\n")]) {
+            Step::Run(round) => assert_eq!(
+                round,
+                vec![
+                    ctr(K8S_NAMESPACE, &["containers", "info", "c1"]),
+                    ctr(K8S_NAMESPACE, &["containers", "info", "c2"])
+                ]
+            ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            s.step(0, &[ok("c2\n"), ok(tasks)]),
-            Step::Done(Ok(Vec::new()))
-        );
+        assert_eq!(s.step(0, &[ok("")]), Step::Done(Ok(Vec::new())));
         let member = Member {
             name: "c1".into(),
             pod: Some(Pod {
@@ -625,10 +613,7 @@ mod tests {
         );
         let other = INFO.replace("\"shop\"", "\"other\"");
         assert!(matches!(s.step(1, &[ok(&other)]), Step::Done(Err(_))));
-        assert!(matches!(
-            s.step(0, &[ok("c1\n"), ok("TASK PID STATUS\nc1 x RUNNING\n")]),
-            Step::Done(Err(_))
-        ));
+        assert!(matches!(s.step(0, &[ok("c1 c2\n")]), Step::Done(Err(_))));
     }
 
     #[test]

@@ -75,3 +75,40 @@ impl EventStream {
         self.process
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that floods is read at most 64 KiB a call, and an over-long line is dropped
+    /// whole, the lines around it kept.
+    #[test]
+    fn a_flooding_stream_is_read_in_bounded_bites_and_an_over_long_line_dropped() {
+        let script = "head -c 100000 /dev/zero | tr '\\0' a; echo; echo second; \
+                      yes line | head -n 100000";
+        let argv: Vec<String> = ["sh", "-c", script].map(String::from).to_vec();
+        let mut stream = EventStream::start(&argv).unwrap();
+        let mut all = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (lines, open) = stream.read_lines();
+            let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+            // A call's lines: what it read, and the start of a line a call before it read.
+            let most = MAX_READS_PER_WAKE * 4096 + MAX_EVENT_LINE;
+            assert!(bytes <= most, "{bytes} bytes in one call");
+            all.extend(lines);
+            if !open {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stream did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(all.first().map(String::as_str), Some("second"));
+        assert_eq!(all.len(), 100_001);
+        assert!(all[1..].iter().all(|l| l == "line"));
+        let _ = stream.stop().try_wait();
+    }
+}
