@@ -587,3 +587,114 @@ fn a_k8s_selector_takes_only_its_namespaces_labelled_pods() {
     );
     sleep(SETTLE);
 }
+
+/// `dist/kubernetes/jaildaemon.yaml` as JSON, through python3-yaml's safe loader.
+fn kubernetes_example(text: &str) -> Option<Vec<serde_json::Value>> {
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// What the README says the node agent needs, and only that: a DaemonSet in the host's pid
+/// namespace, not privileged, with exactly these capabilities, the system containerd's socket
+/// read-only, and a ConfigMap whose configuration file the daemon accepts. Twins: a copy that
+/// is privileged, adds a capability, or declares a bad selector is caught.
+#[test]
+fn the_kubernetes_example_parses_and_asks_for_what_the_readme_says() {
+    let test = "the_kubernetes_example_parses_and_asks_for_what_the_readme_says";
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/kubernetes/jaildaemon.yaml"
+    ))
+    .unwrap();
+    if kubernetes_example("a: 1").is_none() {
+        skip(
+            test,
+            "python3 with python3-yaml is needed (dist/test-setup.sh installs it)",
+        );
+        return;
+    }
+    let wrong = |text: &str| -> Vec<String> {
+        let Some(docs) = kubernetes_example(text) else {
+            return vec!["not YAML".into()];
+        };
+        let mut wrong = Vec::new();
+        let kind = |k: &str| docs.iter().find(|d| d["kind"] == k);
+        let (Some(map), Some(set)) = (kind("ConfigMap"), kind("DaemonSet")) else {
+            return vec!["no ConfigMap and DaemonSet".into()];
+        };
+        let conf = map["data"]["jaildaemon.conf"].as_str().unwrap_or_default();
+        if let Err(e) = jaildaemon::config::parse_all(conf) {
+            wrong.push(format!("its configuration file: {e}"));
+        }
+        let pod = &set["spec"]["template"]["spec"];
+        if pod["hostPID"] != true {
+            wrong.push("not in the host's pid namespace".into());
+        }
+        let container = &pod["containers"][0];
+        let security = &container["securityContext"];
+        if security["privileged"] != false {
+            wrong.push("privileged".into());
+        }
+        let added: Vec<&str> = security["capabilities"]["add"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        let needed = [
+            "SYS_ADMIN",
+            "SYS_PTRACE",
+            "SYS_CHROOT",
+            "SETUID",
+            "SETGID",
+            "KILL",
+            "DAC_OVERRIDE",
+            "DAC_READ_SEARCH",
+        ];
+        if added != needed || security["capabilities"]["drop"] != serde_json::json!(["ALL"]) {
+            wrong.push(format!("capabilities {added:?}"));
+        }
+        let socket = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["mountPath"] == jaildaemon::selector::CONTAINERD_SOCKET);
+        if socket.is_none_or(|m| m["readOnly"] != true) {
+            wrong.push("containerd's socket not mounted read-only".into());
+        }
+        wrong
+    };
+    assert_eq!(wrong(&text), Vec::<String>::new());
+    for (from, to, says) in [
+        ("privileged: false", "privileged: true", "privileged"),
+        (
+            "- KILL",
+            "- KILL\n                - NET_ADMIN",
+            "capabilities",
+        ),
+        (
+            "k8s:shop/app=web",
+            "k8s:shop/app=web,x",
+            "configuration file",
+        ),
+        ("hostPID: true", "hostPID: false", "pid namespace"),
+    ] {
+        let broken = text.replace(from, to);
+        assert_ne!(broken, text, "{from}");
+        let found = wrong(&broken);
+        assert!(found.iter().any(|w| w.contains(says)), "{from}: {found:?}");
+    }
+}
