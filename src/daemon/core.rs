@@ -68,6 +68,8 @@ pub const JAIL_GRACE: Duration = Duration::from_secs(5);
 /// How often a selector's members are listed again when no event stream says anything: the
 /// fallback for a stream that hangs, died, or was never there.
 pub const SURVEY_INTERVAL: Duration = Duration::from_secs(30);
+/// A selector is listed at most once in this time, however many events ask for it.
+pub const SURVEY_GAP: Duration = Duration::from_secs(1);
 
 /// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
 /// everything it started.
@@ -217,6 +219,8 @@ struct Fleet {
     /// A listing is in flight; `again`: another was asked for meanwhile.
     surveying: bool,
     again: bool,
+    /// When the last listing started.
+    started: Option<Instant>,
     /// When it is listed again without an event (`SURVEY_INTERVAL`).
     due: Option<Instant>,
     /// Why its last listing failed, logged once until it changes.
@@ -1630,7 +1634,7 @@ impl Core {
             .map(|(_, spec)| spec.clone())
             .collect();
         for spec in due {
-            self.survey(&spec);
+            self.survey(&spec, now);
         }
         let due: Vec<CommandId> = self
             .stop_timers
@@ -1850,17 +1854,19 @@ impl Core {
             templates: BTreeMap::new(),
             surveying: false,
             again: false,
+            started: None,
             due: None,
             error: None,
         });
         fleet.templates.insert(def.title.clone(), def);
-        let _ = now;
-        self.survey(&spec);
+        self.survey(&spec, now);
     }
 
     /// Asks for `spec`'s members to be listed, unless a listing is in flight: then once more
     /// after it (events in between are the same listing).
-    fn survey(&mut self, spec: &str) {
+    /// Within `SURVEY_GAP` of the last listing's start, it is put off until the gap is over:
+    /// a manager whose stream floods with events costs a listing a second, no more.
+    fn survey(&mut self, spec: &str, now: Instant) {
         let Some(fleet) = self.fleets.get_mut(spec) else {
             return;
         };
@@ -1868,13 +1874,31 @@ impl Core {
             fleet.again = true;
             return;
         }
+        if let Some(at) = fleet.started.map(|t| t + SURVEY_GAP).filter(|at| *at > now) {
+            if fleet.due.is_none_or(|due| due > at) {
+                self.set_survey_due(spec, at);
+            }
+            return;
+        }
         fleet.surveying = true;
+        fleet.started = Some(now);
         if let Some(due) = fleet.due.take() {
             self.survey_timers.remove(&(due, spec.to_string()));
         }
         self.effects.push(Effect::Survey {
             selector: spec.to_string(),
         });
+    }
+
+    /// The one way a selector's next listing is timed, keeping `survey_timers`.
+    fn set_survey_due(&mut self, spec: &str, at: Instant) {
+        let Some(fleet) = self.fleets.get_mut(spec) else {
+            return;
+        };
+        if let Some(due) = fleet.due.replace(at) {
+            self.survey_timers.remove(&(due, spec.to_string()));
+        }
+        self.survey_timers.insert((at, spec.to_string()));
     }
 
     /// A selector's members as listed: each new one gets a probe per title, one that waits
@@ -1885,10 +1909,9 @@ impl Core {
             return;
         };
         fleet.surveying = false;
-        let due = now + SURVEY_INTERVAL;
-        fleet.due = Some(due);
-        self.survey_timers.insert((due, spec.to_string()));
         let again = std::mem::take(&mut fleet.again);
+        self.set_survey_due(spec, now + SURVEY_INTERVAL);
+        let fleet = self.fleets.get_mut(spec).expect("present");
         match result {
             Err(why) => {
                 if fleet.error.as_deref() != Some(why.as_str()) {
@@ -1917,7 +1940,7 @@ impl Core {
             }
         }
         if again {
-            self.survey(spec);
+            self.survey(spec, now);
         }
     }
 
@@ -1993,7 +2016,7 @@ impl Core {
             .map(|(spec, _)| spec.clone())
             .collect();
         for spec in specs {
-            self.survey(&spec);
+            self.survey(&spec, now);
         }
         let waiting: Vec<ProbeId> = self
             .probes
@@ -2569,7 +2592,7 @@ mod tests {
     #[test]
     fn every_phase_meets_every_event() {
         type MakeEvent = fn() -> Event;
-        let events: [(&str, MakeEvent); 13] = [
+        let events: [(&str, MakeEvent); 15] = [
             ("found", || found("web1", JAIL)),
             ("not found", || not_found("web1")),
             ("placed", || placed(1, 1, PID)),
@@ -2588,19 +2611,23 @@ mod tests {
             ("reloaded, same", || Event::Reload(Vec::new())),
             ("reloaded, gone", || Event::Reload(Vec::new())),
             ("listed", || Event::List { client: 9 }),
+            // Docker's event stream says its container web1 started (or stopped).
+            ("started", || changed("docker", &["web1"])),
+            // A selector's listing: nothing to a probe declared by name.
+            ("surveyed", || surveyed(&["web1"])),
         ];
         #[rustfmt::skip]
-        let table: [(&str, [&str; 13]); 9] = [
-            //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
-            ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
-            ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
-            ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
-            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
-            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling"]),
-            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
-            ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
-            ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
-            ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused"]),
+        let table: [(&str, [&str; 15]); 9] = [
+            //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed     started    surveyed
+            ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding", "finding", "finding"]),
+            ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing", "placing", "placing"]),
+            ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed",   "armed",   "armed"]),
+            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held",    "held",    "held"]),
+            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling", "cooling", "cooling"]),
+            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent"]),
+            ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying","retrying","retrying"]),
+            ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting", "finding", "waiting"]),
+            ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused", "refused", "refused"]),
         ];
         let mut wrong = Vec::new();
         for (phase, row) in table {
@@ -3538,13 +3565,22 @@ mod tests {
     #[test]
     fn a_selector_is_listed_again_on_events_slowly_without_and_once_at_a_time() {
         let mut rig = fleet_rig();
-        // Events while a listing is in flight make one more listing after it, not one each.
+        // Events while a listing is in flight make one more listing after it, not one each,
+        // and no sooner than SURVEY_GAP after the last one started.
         for _ in 0..5 {
             assert_eq!(surveys(&rig.send(changed("docker", &["x"]))), 0);
         }
-        assert_eq!(surveys(&rig.send(surveyed(&[]))), 1);
+        assert_eq!(surveys(&rig.send(surveyed(&[]))), 0);
+        assert_eq!(rig.core.next_deadline(), Some(rig.now + SURVEY_GAP));
+        assert_eq!(surveys(&rig.later(SURVEY_GAP)), 1);
         assert_eq!(surveys(&rig.send(surveyed(&[]))), 0);
         assert!(rig.core.settled());
+        // A flood of events within the gap is one listing at its end.
+        for _ in 0..100 {
+            assert_eq!(surveys(&rig.send(changed("docker", &["x"]))), 0);
+        }
+        assert_eq!(surveys(&rig.later(SURVEY_GAP)), 1);
+        rig.send(surveyed(&[]));
         // Another manager's events do not list it.
         assert_eq!(surveys(&rig.send(changed("podman", &["x"]))), 0);
         // Without events, it is listed again every SURVEY_INTERVAL.

@@ -459,14 +459,14 @@ impl Daemon {
         }
     }
 
-    /// Descriptors the shell holds besides the base: clients, lookups, placements' status
-    /// pipes and helpers, killed children.
+    /// Descriptors the shell holds besides the base: clients, lookups, listings, event streams
+    /// (a pidfd and a pipe each), placements' status pipes and helpers, killed children.
     fn shell_descriptors(&self) -> usize {
         self.clients.len()
             + self.reaping.len()
             + LOOKUP_DESCRIPTORS * self.lookups.len()
             + SURVEY_DESCRIPTORS * self.surveys.len()
-            + self.streams.count()
+            + 2 * self.streams.count()
             + 2 * self.placements.len()
     }
 
