@@ -4,6 +4,8 @@
 #   make install          binary, man page, the platform's service file, and on Linux the
 #                         LXC start-host hook
 #   make check            sets up a Debian 12 machine for the tests (as root), then runs them
+#   make deb              a Debian package, jaildaemon_VERSION_ARCH.deb in DEBDIR (debian/rules,
+#                         which runs this Makefile's build and install with a /usr layout)
 #   make uninstall        removes exactly the files `make install` put in place
 #
 # Variables (each can be given on the command line or in the environment):
@@ -18,6 +20,7 @@
 #   HOOKDIR  $(PREFIX)/libexec/jaildaemon, for the LXC start-host hook (Linux only)
 #   SERVICE  rc on FreeBSD, systemd on Linux, none elsewhere (or to install no service file)
 #   UNAME    the output of `uname -s`; set it to install another system's layout
+#   DEBDIR   where `make deb` puts the package: the source tree
 #   BIN      the binary to install; by default the release build, made by cargo when the
 #            sources are newer. Given explicitly, cargo is not run.
 #
@@ -34,6 +37,7 @@ MANDIR ?= $(PREFIX)/$(MANSUBDIR)
 RCDIR ?= $(PREFIX)/etc/rc.d
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 HOOKDIR ?= $(PREFIX)/libexec/jaildaemon
+DEBDIR ?= .
 SERVICE != case "$(UNAME)" in FreeBSD) echo rc ;; Linux) echo systemd ;; *) echo none ;; esac
 HOOKS != case "$(UNAME)" in Linux) echo lxc ;; *) echo none ;; esac
 
@@ -80,11 +84,19 @@ uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/jaildaemon" "$(DESTDIR)$(MANDIR)/man8/jaildaemon.8" && case "$(SERVICE)" in rc) rm -f "$(DESTDIR)$(RCDIR)/jaildaemon" ;; systemd) rm -f "$(DESTDIR)$(UNITDIR)/jaildaemon.service" ;; esac && case "$(HOOKS)" in lxc) rm -f "$(DESTDIR)$(HOOKDIR)/lxc-start-host" ;; esac
 
 # The README's test command: on a fresh Debian 12 machine, as root, installs and starts what
-# the tests need (dist/test-setup.sh), then runs every test, so that none is skipped.
+# the tests need (dist/test-setup.sh), builds the FreeBSD binary that tests/freebsd.rs checks
+# (dist/freebsd-setup.sh), then runs every test, so that none is skipped but what cannot run on
+# the machine (machined without systemd as PID 1).
 check:
-	bash dist/test-setup.sh && $(CARGO) test
+	bash dist/test-setup.sh && bash dist/freebsd-setup.sh && $(CARGO) test
+
+# debhelper's files are made afresh and removed afterwards: only the package stays. The make
+# that runs debian/rules is GNU make, which must not read this make's flags (BSD make's).
+DEBIAN_RULES = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL debian/rules
+deb:
+	$(DEBIAN_RULES) clean && DEBDIR="$(DEBDIR)" $(DEBIAN_RULES) binary && $(DEBIAN_RULES) clean
 
 clean:
 	$(CARGO) clean
 
-.PHONY: all install install-bin install-man install-service-rc install-service-systemd install-service-none install-hooks-lxc install-hooks-none uninstall check clean
+.PHONY: all install install-bin install-man install-service-rc install-service-systemd install-service-none install-hooks-lxc install-hooks-none uninstall check deb clean

@@ -17,6 +17,7 @@ fn main() {
     println!("cargo:rerun-if-changed=probe/verbs.rs");
     println!("cargo:rerun-if-changed=probe/freebsd.rs");
     println!("cargo:rerun-if-changed=probe/freebsd_abi.rs");
+    println!("cargo:rerun-if-changed=probe/freebsd_sender.rs");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("freebsd") {
         build_freebsd_probe();
         return;

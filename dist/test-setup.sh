@@ -29,11 +29,13 @@ fi
 # (systemd-analyze verify) and make for tests/packaging.rs; webhook and inotify-tools for the
 # benchmark's comparison rows; python3-prometheus-client parses the metrics file in
 # tests/commands.rs; strace shows which commands run without a shell in tests/invocation.rs;
+# gdb is the host user's debugger in tests/hostile.rs; debhelper (with dpkg-dev) and lintian
+# build and check the Debian package that tests/packaging.rs installs and purges;
 # containerd (ctr, and the system containerd of tests/fleets.rs) and python3-yaml (the
 # Kubernetes example's YAML) for tests/fleets.rs.
 packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
     lxc lxc-templates podman runc docker.io containerd lxd mandoc man-db bmake systemd make
-    webhook inotify-tools python3-prometheus-client strace python3-yaml)
+    webhook inotify-tools python3-prometheus-client strace gdb debhelper lintian python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -46,10 +48,11 @@ if [ "${#missing[@]}" -gt 0 ] || [ -n "$incus_missing" ]; then
     [ -z "$incus_missing" ] || apt-get install -y -q -t bookworm-backports incus-base
 fi
 
-# The user-namespaced test jails map their root to host uid and gid 100000.
-for f in /etc/subuid /etc/subgid; do
-    grep -q '^root:100000:65536$' "$f" 2>/dev/null || echo 'root:100000:65536' >> "$f"
-done
+# The user-namespaced test jails map their root to host uid and gid 100000: root must own
+# 100000 to 165535, in one range, which root-subids.sh adds only where none covers them, and
+# never beside a range that overlaps them (it stops with an error then).
+subids_changed=$(bash "$(dirname "$0")/root-subids.sh" /etc/subuid /etc/subgid)
+[ -z "$subids_changed" ] || echo "$subids_changed"
 
 # wait_for SECONDS COMMAND...: true once COMMAND succeeds.
 wait_for() {
@@ -96,7 +99,12 @@ if ! lxc info >/dev/null 2>&1; then
 fi
 lxc storage show default >/dev/null 2>&1 || lxd init --preseed <<< "$preseed"
 
-# Incus 6.0, the same way.
+# Incus 6.0, the same way. It reads root's ranges when it starts: a running one must start
+# again to stop mapping a range that root-subids.sh removed.
+if [ -n "$subids_changed" ] && incus info >/dev/null 2>&1; then
+    incus admin shutdown --timeout 120
+    wait_for 30 sh -c '! pgrep -x incusd' || { echo "incusd did not stop" >&2; exit 1; }
+fi
 if ! incus info >/dev/null 2>&1; then
     mkdir -p /var/log/incus
     PATH=/usr/libexec/incus:$PATH setsid /usr/libexec/incus/incusd --group incus-admin \

@@ -11,9 +11,10 @@
 //! `USR2_EXIT` for them (`magic.rs`); it learns them, and their confirmation windows, from its
 //! environment (`USR1=0`, `USR2=10`) exactly as the Linux probe does (`probe/verbs.rs`), and
 //! keeps an open window itself with sigtimedwait(2)'s timeout and CLOCK_MONOTONIC.
-//! Unlike the Linux probe it takes every such signal, whoever sent it: FreeBSD's jails have
-//! no pid namespace whose sender pid would tell a sender in the jail from one outside it, so
-//! the rule is the kernel's own (root of the jail, or the probe's uid).
+//! Like the Linux probe, it takes such a signal only from a sender inside its jail: FreeBSD
+//! always names the sender's pid, and a process outside the jail is one the probe cannot see
+//! (`probe/freebsd_sender.rs`). Any other it ignores and keeps waiting; unlike the Linux
+//! probe, it keeps no count of them (FreeBSD has no timer slack for host root to read).
 //!
 //! The kernel's numbers are in `probe/freebsd_abi.rs`, checked against the libc crate and
 //! FreeBSD's headers. The image is branded FreeBSD twice: by the ABI note below, which also
@@ -33,6 +34,7 @@ mod abi {
 use abi::*;
 
 include!("verbs.rs");
+include!("freebsd_sender.rs");
 
 // The note that brands the image (`.note.tag`, as FreeBSD's own crt1 carries it): name
 // "FreeBSD", type NT_FREEBSD_ABI_TAG, and the release as its 4-byte description. The section
@@ -172,6 +174,17 @@ fn mask_of(verbs: &Verbs) -> [u32; SIGSET_WORDS] {
     mask
 }
 
+/// A `siginfo_t`, aligned as the kernel writes it, read by byte offset as 32-bit words.
+#[repr(C, align(8))]
+struct SigInfo([i32; SIGINFO_SIZE / 4]);
+
+/// kill(pid, 0) as the probe: 0, or the errno value it failed with.
+fn kill0(pid: i32) -> usize {
+    // SAFETY: kill takes two integers and touches no memory of ours; signal 0 sends nothing.
+    let (ret, failed) = unsafe { syscall3(SYS_KILL, pid as usize, 0, 0) };
+    if failed { ret } else { 0 }
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn probe_main(stack: *const usize) -> ! {
     // SAFETY: `stack` is the initial stack the kernel entered `_start` with.
@@ -193,15 +206,29 @@ extern "C" fn probe_main(stack: *const usize) -> ! {
         let timeout_ptr = timeout
             .as_ref()
             .map_or(0, |t| t.as_ptr() as usize);
+        let mut info = SigInfo([0; SIGINFO_SIZE / 4]);
         // SAFETY: sigtimedwait reads a sigset_t and a 16-byte timespec (or none: wait for
-        // ever); with a null `info` it writes nothing (sys_sigtimedwait in kern_sig.c).
-        let (sig, failed) =
-            unsafe { syscall3(SYS_SIGTIMEDWAIT, mask.as_ptr() as usize, 0, timeout_ptr) };
+        // ever), and writes one siginfo_t of SIGINFO_SIZE bytes to `info` (sys_sigtimedwait
+        // in kern_sig.c).
+        let (sig, failed) = unsafe {
+            syscall3(
+                SYS_SIGTIMEDWAIT,
+                mask.as_ptr() as usize,
+                info.0.as_mut_ptr() as usize,
+                timeout_ptr,
+            )
+        };
         if failed {
             if sig == EINTR || sig == EAGAIN {
                 continue;
             }
             exit(1);
+        }
+        // A signal from outside the jail (a host process) is ignored, verbs' too; the probe
+        // waits on. Constant indices: no bounds check, so no panic path.
+        let (si_code, si_pid) = (info.0[SIGINFO_CODE / 4], info.0[SIGINFO_PID / 4]);
+        if !sent_from_inside(si_code, si_pid, kill0) {
+            continue;
         }
         let (code, verb) = match sig {
             SIGHUP => (magic::MAGIC_EXIT, None),

@@ -38,3 +38,22 @@ pub const NT_FREEBSD_ABI_TAG: u32 = 1;
 /// The release the probe's note names (`__FreeBSD_version` of 14.0). The kernel keeps older
 /// behaviour only for images that name releases before 7.0 (`P_OSREL_*` in sys/param.h).
 pub const PROBE_OSREL: u32 = 1_400_000;
+/// `SYS_kill` (sys/syscall.h): with signal 0, whether the caller may signal (and so sees) a
+/// process.
+pub const SYS_KILL: usize = 37;
+/// `EPERM` (sys/errno.h): kill(2) found the process but may not signal it.
+pub const EPERM: usize = 1;
+/// `ESRCH` (sys/errno.h): kill(2) found no such process, or none the caller's jail sees.
+pub const ESRCH: usize = 3;
+/// `SI_USER` (sys/signal.h): the `si_code` of a signal sent with kill(2).
+pub const SI_USER: i32 = 0x10001;
+/// `SI_QUEUE` (sys/signal.h): the `si_code` of a signal sent with sigqueue(2).
+pub const SI_QUEUE: i32 = 0x10002;
+/// `SI_LWP` (sys/signal.h): the `si_code` of a signal sent with thr_kill(2) or thr_kill2.
+pub const SI_LWP: i32 = 0x10007;
+/// `sizeof(siginfo_t)` on 64-bit FreeBSD (sys/signal.h): six ints, a pointer, a `sigval`
+/// and a 40-byte union.
+pub const SIGINFO_SIZE: usize = 80;
+/// The byte offsets of `si_code` and `si_pid` in a `siginfo_t`.
+pub const SIGINFO_CODE: usize = 8;
+pub const SIGINFO_PID: usize = 12;

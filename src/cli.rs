@@ -78,7 +78,8 @@ utility (-c, -l, -k):
                 and runs nothing; a period without one runs the command (1s to 24h)
   -u uid        the probe's user inside the jail (number or name; default root)
   -g gid        the probe's group inside the jail (number or name)
-  -l            list the daemon's probes; --json for every field as JSON
+  -l            list the daemon's probes, every setting included, wrapped to the terminal
+                (or COLUMNS), never cut; --json for every field as JSON
   -k id|title   with -j: remove that probe, or every probe with that title in the jail
 every mode:
   -f sockpath   the daemon's socket (default /var/run/jaildaemon.pipe; the utility

@@ -26,6 +26,20 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, Error> {
                 Kind::NoPerm,
                 format!("not allowed to use {}: {e}", socket.display()),
             )
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ) {
+            // Nothing listens there: the one thing to do is to start a daemon.
+            Error::new(
+                Kind::Unavailable,
+                format!(
+                    "no jaildaemon answers on {}: {e}; none runs there: start one with \
+                     `jaildaemon -D` (or `systemctl start jaildaemon`), or name the socket \
+                     of the one that runs with -f",
+                    socket.display()
+                ),
+            )
         } else {
             unavailable(e)
         }

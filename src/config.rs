@@ -96,27 +96,38 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let refuse = |line: usize, why: String| Error::new(Kind::Config, format!("line {line}: {why}"));
     let file: File = toml::from_str(text).map_err(|e| {
+        if let Some(line) = single_bracket_probe(text) {
+            return refuse(
+                line,
+                "[probe] declares one table named probe; write [[probe]] (two brackets) before each probe"
+                    .into(),
+            );
+        }
         let line = e.span().map_or(1, |s| line_of(s.start));
         refuse(line, e.message().trim().to_string())
     })?;
+    // Where each probe's table starts, and so where the one before it ends.
+    let starts: Vec<usize> = file.probe.iter().map(|p| p.span().start).collect();
     let mut probes: Vec<Definition> = Vec::with_capacity(file.probe.len());
     let mut seen = std::collections::BTreeSet::new();
-    for spanned in file.probe {
+    for (n, spanned) in file.probe.into_iter().enumerate() {
         // Counted only for an error: counting lines for every probe of a long file is slow.
-        let start = spanned.span().start;
-        let line = || line_of(start);
+        let table = &text[starts[n]..starts.get(n + 1).copied().unwrap_or(text.len())];
+        // The line of `key` in this probe's table, or of its header when it has no such line.
+        let line = |key: &str| line_of(starts[n] + key_offset(table, key).unwrap_or(0));
         let d = spanned.into_inner();
         let duration = |field: &str, text: Option<String>| {
             text.map(|t| crate::definition::parse_duration(&t))
                 .transpose()
-                .map_err(|why| refuse(line(), format!("{field}: {why}")))
+                .map_err(|why| refuse(line(field), format!("{field}: {why}")))
         };
         let cooldown = duration("cooldown", d.cooldown)?;
         let timeout = duration("timeout", d.timeout)?;
         let watchdog = duration("watchdog", d.watchdog)?;
         let mut confirm = std::collections::BTreeMap::new();
         for (name, window) in d.confirm {
-            let secs = duration(&format!("confirm {name}"), Some(window))?.unwrap_or(0);
+            let secs = crate::definition::parse_duration(&window)
+                .map_err(|why| refuse(line("confirm"), format!("confirm {name}: {why}")))?;
             confirm.insert(name, secs);
         }
         let arm = Arm {
@@ -135,13 +146,14 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             watchdog,
             status: d.status,
         };
-        arm.validate().map_err(|e| refuse(line(), e.message))?;
+        arm.validate()
+            .map_err(|e| refuse(line(key_of(&e.message)), e.message))?;
         if crate::selector::is_selector(&arm.jail) {
-            crate::selector::parse(&arm.jail).map_err(|why| refuse(line(), why))?;
+            crate::selector::parse(&arm.jail).map_err(|why| refuse(line("jail"), why))?;
         }
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
             return Err(refuse(
-                line(),
+                line(""),
                 format!(
                     "a second probe titled '{}' in jail '{}'; jail and title name a probe",
                     arm.title, arm.jail
@@ -153,13 +165,64 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
     let metrics = match file.metrics {
         Some(path) if !path.starts_with('/') => {
             return Err(refuse(
-                1,
+                key_offset(text, "metrics").map_or(1, line_of),
                 format!("metrics: '{path}' is not an absolute path"),
             ));
         }
         other => other.map(std::path::PathBuf::from),
     };
     Ok(Loaded { probes, metrics })
+}
+
+/// The key a refusal of `Arm::validate` is about, by the words it starts with; `""` (the
+/// probe's header) when it names none.
+fn key_of(message: &str) -> &'static str {
+    const KEYS: [(&str, &str); 10] = [
+        ("cooldown:", "cooldown"),
+        ("timeout:", "timeout"),
+        ("watchdog:", "watchdog"),
+        ("confirm ", "confirm"),
+        ("verb ", "verbs"),
+        ("status:", "status"),
+        ("run_as:", "run_as"),
+        ("the command", "command"),
+        ("the jail", "jail"),
+        ("the title", "title"),
+    ];
+    KEYS.iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("", |(_, key)| key)
+}
+
+/// Where, in `table` (one probe's part of the file, or the file before its first table), the
+/// line that sets `key` starts: `key =`, or `key.` for a dotted key; `None` when none does.
+fn key_offset(table: &str, key: &str) -> Option<usize> {
+    if key.is_empty() {
+        return None;
+    }
+    let mut offset = 0;
+    for line in table.split_inclusive('\n') {
+        let rest = line.trim_start();
+        if let Some(after) = rest.strip_prefix(key)
+            && (after.trim_start().starts_with('=') || after.trim_start().starts_with('.'))
+        {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The line of a `[probe]` header (one table) where `[[probe]]` (one of many) was meant.
+fn single_bracket_probe(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.split('#').next().unwrap_or("").trim();
+            line.strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .is_some_and(|inner| !inner.starts_with('[') && inner.trim() == "probe")
+        })
+        .map(|n| n + 1)
 }
 
 #[cfg(test)]
@@ -252,7 +315,7 @@ mod tests {
             ),
             ("[[probe]]\njail = 1\ncommand = \"x\"\n", 2, "string"),
             ("\n\n[[probe]\n", 3, ""),
-            ("[[probe]]\njail = \"1\"\ncommand = \"\"\n", 1, "empty"),
+            ("[[probe]]\njail = \"1\"\ncommand = \"\"\n", 3, "empty"),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\n\n[[probe]]\njail = \"1\"\ncommand = \"y\"\n",
                 5,
@@ -261,52 +324,52 @@ mod tests {
             ("[[probes]]\njail = \"1\"\n", 1, "probes"),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"1x\"\n",
-                1,
+                5,
                 "cooldown: '1x' is not a duration",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\ncooldown = \"25h\"\n",
-                1,
+                5,
                 "cooldown: 25h is out of range",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ncooldown = \"60s\"\n",
-                1,
+                4,
                 "single-shot",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"30\"\n",
-                1,
+                4,
                 "timeout: '30' is not a duration",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
-                1,
+                4,
                 "timeout: 0s is out of range",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { TERM = \"y\" }\n",
-                1,
+                4,
                 "verb 'TERM' is not a verb signal",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \" \" }\n",
-                1,
+                4,
                 "verb USR1: the command is empty",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nconfirm = { USR1 = \"10s\" }\n",
-                1,
+                4,
                 "confirm USR1: not a verb of this probe",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nrespawn = \"immediately\"\nwatchdog = \"1m\"\n",
-                1,
+                5,
                 "watchdog: a watchdog probe comes back",
             ),
             (
                 "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"y\" }\nconfirm = { USR1 = \"ten\" }\n",
-                1,
+                5,
                 "confirm USR1: 'ten' is not a duration",
             ),
         ] {
@@ -318,6 +381,97 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    /// Issue 22: a bad value is reported at its own line, not at its probe's header, in
+    /// whichever probe of a longer file it stands, and comments or blank lines do not shift it.
+    #[test]
+    fn a_bad_value_is_refused_at_its_own_line() {
+        let file = |bad: &str| {
+            format!(
+                "# two probes\n\
+                 [[probe]]\n\
+                 jail = \"1\"\n\
+                 command = \"x\"\n\
+                 \n\
+                 [[probe]]   # the second\n\
+                 jail = \"2\"\n\
+                 command = \"y\"\n\
+                 respawn = \"after_command\"\n\
+                 # timeout is next\n\
+                 timeout = \"5s\"\n\
+                 {bad}\n\
+                 title = \"LAST\"\n"
+            )
+        };
+        for (bad, why) in [
+            (
+                "cooldown = \"10 sec\"",
+                "cooldown: '10 sec' is not a duration",
+            ),
+            ("  cooldown   = \"25h\"", "cooldown: 25h is out of range"),
+            ("watchdog = \"5m\"", "watchdog: a watchdog probe comes back"),
+            ("verbs = { HUP = \"z\" }", "verb 'HUP' is not a verb signal"),
+            ("verbs.USR1 = \"\"", "verb USR1: the command is empty"),
+            ("confirm = { USR2 = \"5s\" }", "confirm USR2: not a verb"),
+            (
+                "confirm = { USR2 = \"soon\" }",
+                "confirm USR2: 'soon' is not a duration",
+            ),
+            (
+                "run_as = \"a:b:c\"",
+                "run_as: 'a:b:c' is not user or user:group",
+            ),
+        ] {
+            let err = parse(&file(bad)).unwrap_err();
+            assert!(
+                err.message.starts_with("line 12: ") && err.message.contains(why),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        // The twin: the same file with a good value there parses, and a value the first probe
+        // lacks is not looked for in the second's lines.
+        assert_eq!(parse(&file("cooldown = \"10s\"")).unwrap().len(), 2);
+        let err = parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\ncooldown = \"1m\"\n\n[[probe]]\njail = \"2\"\ncommand = \"y\"\nrespawn = \"queue\"\ncooldown = \"1m\"\n").unwrap_err();
+        assert!(
+            err.message.starts_with("line 4: cooldown: a single-shot"),
+            "{}",
+            err.message
+        );
+        let err = parse_all("# where\n\nmetrics = \"jd.prom\"\n").unwrap_err();
+        assert!(
+            err.message.starts_with("line 3: metrics:"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_single_bracket_probe_says_to_write_two() {
+        for (text, line) in [
+            ("[probe]\njail = \"1\"\ncommand = \"x\"\n", 1),
+            (
+                "metrics = \"/m.prom\"\n\n  [ probe ]  # web\njail = \"1\"\ncommand = \"x\"\n",
+                3,
+            ),
+            (
+                "[[probe]]\njail = \"1\"\ncommand = \"x\"\n[probe]\njail = \"2\"\ncommand = \"y\"\n",
+                4,
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.message.starts_with(&format!("line {line}: "))
+                    && err.message.contains("write [[probe]] (two brackets)")
+                    && !err.message.contains("invalid type"),
+                "{text:?}: {}",
+                err.message
+            );
+        }
+        // The twin: another error in a file of proper [[probe]] tables is not this advice.
+        let err = parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\n[other]\n").unwrap_err();
+        assert!(!err.message.contains("two brackets"), "{}", err.message);
     }
 
     #[test]

@@ -388,6 +388,52 @@ pub fn decide(
     )))
 }
 
+/// The managers asked, after `answers` (of the manager `asked` by name) found no container
+/// `name`, whether they have one: LXD and Incus after `lxc:`, since LXD's client is called `lxc`
+/// too and `lxc:NAME` for an LXD container is an easy slip. None when LXC knows the name
+/// (stopped there), or a bare name asked every manager already.
+pub fn managers_to_hint(
+    asked: Option<Manager>,
+    name: &str,
+    answers: &[(Manager, Result<Answer, Unasked>)],
+) -> Vec<Manager> {
+    let lxc_knows = answers
+        .iter()
+        .any(|(_, a)| matches!(a, Ok(Answer::Running(_) | Answer::Stopped)));
+    match asked {
+        Some(Manager::Lxc) if !lxc_knows => [Manager::Lxd, Manager::Incus]
+            .into_iter()
+            .filter(|m| m.takes(name))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `error` (no container `name`) with a hint for each manager of `hints` that has one.
+pub fn with_hints(
+    mut error: Error,
+    name: &str,
+    hints: &[(Manager, Result<Answer, Unasked>)],
+) -> Error {
+    for (manager, answer) in hints {
+        let state = match answer {
+            Ok(Answer::Running(_)) => "running",
+            Ok(Answer::Stopped) => "not running",
+            _ => continue,
+        };
+        let label = match manager {
+            Manager::Lxd => "LXD",
+            Manager::Incus => "Incus",
+            other => other.name(),
+        };
+        error.message += &format!(
+            "; {label} has a container '{name}' ({state}): use -j {}:{name}",
+            manager.name()
+        );
+    }
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +494,54 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn lxc_that_finds_nothing_names_lxd_or_incus_when_they_have_the_name() {
+        use Manager::*;
+        let none = [(Lxc, Ok(Answer::Absent))];
+        assert_eq!(managers_to_hint(Some(Lxc), "web1", &none), [Lxd, Incus]);
+        let missing = [(Lxc, Err(Unasked::NotInstalled))];
+        assert_eq!(managers_to_hint(Some(Lxc), "web1", &missing), [Lxd, Incus]);
+        // LXC knows it (stopped), a bare name asked all of them, another prefix is meant, or
+        // LXD and Incus cannot have the name: nobody else is asked.
+        let stopped = [(Lxc, Ok(Answer::Stopped))];
+        assert!(managers_to_hint(Some(Lxc), "web1", &stopped).is_empty());
+        assert!(managers_to_hint(None, "web1", &none).is_empty());
+        assert!(managers_to_hint(Some(Podman), "web1", &none).is_empty());
+        assert!(managers_to_hint(Some(Lxc), "a:b", &none).is_empty());
+        let error = decide("lxc:web1", "web1", &none).unwrap_err();
+        let hinted = with_hints(
+            error.clone(),
+            "web1",
+            &[
+                (Lxd, Ok(Answer::Running(4144))),
+                (Incus, Ok(Answer::Stopped)),
+            ],
+        );
+        assert_eq!(hinted.kind, Kind::NoJail);
+        assert!(
+            hinted.message.starts_with(&error.message),
+            "{}",
+            hinted.message
+        );
+        assert!(
+            hinted
+                .message
+                .ends_with("; LXD has a container 'web1' (running): use -j lxd:web1; Incus has a container 'web1' (not running): use -j incus:web1"),
+            "{}",
+            hinted.message
+        );
+        // The twin: neither has it (or cannot say): the error stays as it was.
+        let unhinted = with_hints(
+            error.clone(),
+            "web1",
+            &[
+                (Lxd, Ok(Answer::Absent)),
+                (Incus, Err(Unasked::Failed("incus failed".into()))),
+            ],
+        );
+        assert_eq!(unhinted, error);
     }
 
     /// What `lxc list --format csv --columns nsp -- NAME` printed on Debian 12 (LXD 5.0.2) for

@@ -153,6 +153,47 @@ impl From<&Definition> for Arm {
 }
 
 impl Definition {
+    /// How it comes back after a fire, as the log and `-l` name it.
+    pub fn mode(&self) -> &'static str {
+        match self.respawn {
+            _ if self.watchdog.is_some() => "watchdog",
+            Respawn::Never => "single",
+            Respawn::AfterCommand => "-r",
+            Respawn::Immediately => "-R",
+            Respawn::Queue => "queue",
+        }
+    }
+
+    /// Every setting beside the mode, the jail's user and the host user, in the order of the
+    /// options' help: `timeout 30s`, `cooldown 5m`, `watchdog 1m`, `verb USR1 (confirm 10s)`,
+    /// `status`; none for a plain probe. With `commands`, each verb says its command too (the
+    /// log; `-l`'s table leaves commands to `--json`).
+    pub fn settings(&self, commands: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut duration = |name: &str, d: Option<Duration>| {
+            if let Some(d) = d {
+                out.push(format!("{name} {}", show_duration(d.as_secs())));
+            }
+        };
+        duration("timeout", self.timeout);
+        duration("cooldown", self.cooldown);
+        duration("watchdog", self.watchdog);
+        for (verb, command) in &self.verbs {
+            let mut text = format!("verb {}", verb.name());
+            if commands {
+                text += &format!(" runs '{command}'");
+            }
+            if let Some(window) = self.confirm.get(verb) {
+                text += &format!(" (confirm within {})", show_duration(window.as_secs()));
+            }
+            out.push(text);
+        }
+        if self.status {
+            out.push("status".into());
+        }
+        out
+    }
+
     /// A jail named by a host PID (or jid) is that process: it never comes back as another.
     pub fn jail_named_by_id(&self) -> bool {
         !self.jail.is_empty() && self.jail.bytes().all(|b| b.is_ascii_digit())

@@ -19,6 +19,7 @@ pub mod proto;
 pub mod selector;
 pub mod state;
 pub mod sys;
+pub mod userdb;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -58,7 +59,11 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
         }
         cli::Mode::Daemon(config) => daemon::run(&config),
         cli::Mode::Arm { socket, request } => match client::ask(&socket, &Request::Arm(request))? {
-            Response::Armed { .. } => Ok(()),
+            // Armed, with what the daemon found worth saying on stderr: still a success.
+            Response::Armed { warnings, .. } => {
+                warnings.iter().for_each(|w| log::warn!("warning: {w}"));
+                Ok(())
+            }
             other => refused(other),
         },
         cli::Mode::List { socket, json } => match client::ask(&socket, &Request::List)? {
@@ -67,7 +72,7 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
                 Ok(())
             }
             Response::Probes { probes } => {
-                print!("{}", listing::table(&probes));
+                print!("{}", listing::table(&probes, listing::terminal_width()));
                 Ok(())
             }
             other => refused(other),
@@ -77,9 +82,10 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
             probe,
             jail,
         } => match client::ask(&socket, &Request::Remove { probe, jail })? {
-            Response::Removed { probes } => {
+            Response::Removed { probes, warnings } => {
                 let ids: Vec<String> = probes.iter().map(u64::to_string).collect();
                 println!("removed probe(s) {}", ids.join(", "));
+                warnings.iter().for_each(|w| log::warn!("note: {w}"));
                 Ok(())
             }
             other => refused(other),
@@ -92,11 +98,8 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
 /// variables are the ones the daemon keeps; tests/e2e.rs checks that a note is printed once.
 fn daemon_starts_again() -> bool {
     rustix::process::geteuid().is_root()
-        && std::env::vars_os().any(|(name, _)| {
-            name != "NOTIFY_SOCKET"
-                && name != "JAILDAEMON_PROBE_LIMITS"
-                && name != "JAILDAEMON_EVENT_STREAMS"
-        })
+        && std::env::vars_os()
+            .any(|(name, _)| !daemon::KEPT_VARIABLES.iter().any(|kept| name == *kept))
 }
 
 /// A refusal becomes its error; any other answer is a protocol error.

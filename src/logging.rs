@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where syslog(3) sends its messages (`_PATH_LOG`).
@@ -23,10 +23,14 @@ const FILE: u8 = 2;
 
 struct Logger {
     sink: AtomicU8,
+    /// Whether stderr lines start with the time: the daemon's, in the foreground, when no
+    /// journal (which stamps lines itself) reads them.
+    stamped: AtomicBool,
 }
 
 static LOGGER: Logger = Logger {
     sink: AtomicU8::new(STDERR),
+    stamped: AtomicBool::new(false),
 };
 
 /// The fallback log, opened (append, close-on-exec) before the daemon detaches.
@@ -64,8 +68,19 @@ impl log::Log for Logger {
                 );
                 let _ = file.write_all(line.as_bytes());
             }
+            // Each line formatted first and written whole: stderr is unbuffered, and writing
+            // the pieces as they come would cost a system call each (a dozen for an armed
+            // line) and let another writer's line cut in.
+            _ if self.stamped.load(Ordering::Relaxed) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let line = format!("{} jaildaemon: {}\n", utc_millis(now), record.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
             _ => {
-                let _ = writeln!(std::io::stderr(), "jaildaemon: {}", record.args());
+                let line = format!("jaildaemon: {}\n", record.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         }
     }
@@ -77,6 +92,15 @@ impl log::Log for Logger {
 pub fn init() {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
+}
+
+/// The daemon stays in the foreground (`-F`), logging to stderr: each line starts with the
+/// time, in UTC to the millisecond, unless `JOURNAL_STREAM` says that systemd's journal reads
+/// stderr (it stamps every line itself, and twice would be noise).
+pub fn foreground(journal_stream: Option<&std::ffi::OsStr>) {
+    LOGGER
+        .stamped
+        .store(journal_stream.is_none(), Ordering::Relaxed);
 }
 
 /// Whether a syslog daemon takes connections on `SYSLOG_SOCKET`, as a datagram socket (what
@@ -152,6 +176,13 @@ fn utc(seconds: u64) -> String {
     )
 }
 
+/// `millis` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn utc_millis(millis: u128) -> String {
+    let seconds = u64::try_from(millis / 1000).unwrap_or(u64::MAX);
+    let whole = utc(seconds);
+    format!("{}.{:03}Z", whole.trim_end_matches('Z'), millis % 1000)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -165,5 +196,10 @@ mod tests {
         ] {
             assert_eq!(super::utc(seconds), text, "{seconds}");
         }
+        assert_eq!(
+            super::utc_millis(1_796_058_420_042),
+            "2026-11-30T17:07:00.042Z"
+        );
+        assert_eq!(super::utc_millis(999), "1970-01-01T00:00:00.999Z");
     }
 }

@@ -106,10 +106,28 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Pong { pid: u32 },
-    Armed { probe: u64, pid: i32 },
-    Probes { probes: Vec<ProbeInfo> },
-    Removed { probes: Vec<u64> },
+    Pong {
+        pid: u32,
+    },
+    Armed {
+        probe: u64,
+        pid: i32,
+        /// What the utility prints on stderr, though the probe is armed: another probe with
+        /// its title in the same jail, a uid the jail shares with the host. Left out when
+        /// empty, so an answer without warnings reads as before they existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    Probes {
+        probes: Vec<ProbeInfo>,
+    },
+    Removed {
+        probes: Vec<u64>,
+        /// Notes for stderr: a title that named several probes, or that other probes of the
+        /// same jail, named otherwise, still carry. Left out when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
     Refused(Error),
 }
 
@@ -168,14 +186,29 @@ pub struct ProbeInfo {
     pub fired: u64,
     /// What happened last: the command's end, or why the probe is waiting.
     pub last: Option<String>,
+    // Every setting is sent, a default one too (`null`, `{}`, `false`), so that `-l --json`
+    // shows what a probe will do without a reader knowing the defaults; each has a default
+    // when read, so that an answer without them still reads.
+    /// `--run-as`: the host user (and group) its commands run as; `None`: root.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// `--timeout`, in seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// `--cooldown`, in seconds.
+    #[serde(default)]
+    pub cooldown_secs: Option<u64>,
+    /// `--status`: its command line in the jail shows its last command's result.
+    #[serde(default)]
+    pub status: bool,
     /// Its verbs: signal name (`USR1`, `USR2`) to command.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub verbs: BTreeMap<String, String>,
     /// Its verbs that need confirming: signal name to window, in seconds.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub confirm: BTreeMap<String, u64>,
     /// A watchdog probe: its period in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub watchdog: Option<u64>,
     /// A watchdog probe whose period runs: milliseconds until its command runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

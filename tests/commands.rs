@@ -119,7 +119,7 @@ fn a_bad_duration_is_refused_naming_its_field() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 1: cooldown: 'soon'"), "{err}");
+    assert!(err.contains("line 5: cooldown: 'soon'"), "{err}");
     // Twin: the same file with a good duration starts (and is stopped at once).
     if rustix::process::geteuid().is_root() {
         fs::write(

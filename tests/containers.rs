@@ -80,8 +80,8 @@ struct Lxc {
 }
 
 impl Lxc {
-    /// `unprivileged`: its root is host uid 100000 (needs root:100000:65536 in /etc/subuid and
-    /// /etc/subgid). `users`: extra users (name, uid), each with a group of the same id.
+    /// `unprivileged`: its root is host uid 100000 (needs root to own 100000..165535 in
+    /// /etc/subuid and /etc/subgid, as dist/root-subids.sh sees to). `users`: extra users (name, uid), each with a group of the same id.
     fn create(unprivileged: bool, users: &[(&str, u32)]) -> Lxc {
         Lxc::create_with(unprivileged, users, "")
     }
@@ -501,6 +501,19 @@ fn docker_container_by_name_fires_from_inside_and_not_for_another_signal() {
     }
 }
 
+/// The container's init runs as a host uid of its own, not 0, and its one HUP_TITLE probe as
+/// the same uid: it was placed in the container's user namespace.
+fn probe_runs_as_the_unprivileged_init(init: u32) {
+    let probe = probes_in(init, "HUP_TITLE");
+    assert_eq!(probe.len(), 1);
+    assert_eq!(
+        host_uid(probe[0]),
+        host_uid(init),
+        "not in its user namespace"
+    );
+    assert_ne!(host_uid(init), 0, "the container is privileged");
+}
+
 #[test]
 fn lxd_container_by_name_fires_from_inside_and_not_for_another_signal() {
     let test = "lxd_container_by_name_fires_from_inside_and_not_for_another_signal";
@@ -514,20 +527,30 @@ fn lxd_container_by_name_fires_from_inside_and_not_for_another_signal() {
     let lxd = System::launch("lxc", &[]);
     let spec = format!("lxd:{}", lxd.name);
     fires_by_both_names(&daemon, &fired, &spec, &lxd.name, &|argv| lxd.exec(argv));
-    let pid = lxd.pid().unwrap();
-    let probe = probes_in(pid, "HUP_TITLE");
-    assert_eq!(probe.len(), 1);
-    assert_eq!(
-        host_uid(probe[0]),
-        host_uid(pid),
-        "not in its user namespace"
-    );
-    assert_ne!(host_uid(pid), 0);
+    probe_runs_as_the_unprivileged_init(lxd.pid().unwrap());
     // LXC's tools do not know LXD's containers: lxc: is LXC, not LXD's client.
     let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{}", lxd.name)]);
     assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("lxc: no such container"),
+        "{}",
+        stderr(&out)
+    );
+    // Issue 22: the slip is named, with what to write instead.
+    assert!(
+        stderr(&out).contains(&format!(
+            "LXD has a container '{0}' (running): use -j lxd:{0}",
+            lxd.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The twin: a name no manager has gets no hint.
+    let nobody = unique_name("none");
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{nobody}")]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("has a container"),
         "{}",
         stderr(&out)
     );
@@ -542,16 +565,33 @@ fn incus_container_by_name_fires_from_inside_and_not_for_another_signal() {
     let Some((_dir, fired, daemon)) = daemon_for(test, &[]) else {
         return;
     };
-    // Privileged: Incus 6.0.4 maps both of root's subordinate ranges (root:100000:65536 for
-    // the namespace jails, and the one LXD's package adds) to id 0, and newuidmap refuses.
-    let incus = System::launch("incus", &["-c", "security.privileged=true"]);
+    // Unprivileged, as Incus's containers are by default. It maps each of root's subordinate
+    // ranges into the container, so they must not overlap: dist/root-subids.sh adds none
+    // beside a range that covers the test jails' ids (issue 22).
+    let incus = System::launch("incus", &[]);
     let spec = format!("incus:{}", incus.name);
     fires_by_both_names(&daemon, &fired, &spec, &incus.name, &|argv| {
         incus.exec(argv)
     });
-    assert_eq!(probes_in(incus.pid().unwrap(), "HUP_TITLE").len(), 1);
+    probe_runs_as_the_unprivileged_init(incus.pid().unwrap());
     let out = daemon.util(&["-c", "true", "-j", &format!("lxd:{}", incus.name)]);
     assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    // Only `lxc:` earns a hint (LXD's client is `lxc` too); `lxd:` was no such slip.
+    assert!(
+        !stderr(&out).contains("has a container"),
+        "{}",
+        stderr(&out)
+    );
+    let out = daemon.util(&["-c", "true", "-j", &format!("lxc:{}", incus.name)]);
+    assert_eq!(out.status.code(), Some(68), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Incus has a container '{0}' (running): use -j incus:{0}",
+            incus.name
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -613,6 +613,57 @@ fn utility_without_daemon_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no jaildaemon answers on"));
+    // Issue 22: the error says how to start one.
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("start one with `jaildaemon -D`")
+            && stderr.contains("systemctl start jaildaemon"),
+        "{stderr}"
+    );
+    // A stale socket file, which nothing listens on any more, is the same advice.
+    let stale = dir.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let out = Command::new(BIN)
+        .args(["-l", "-f"])
+        .arg(&stale)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("start one with `jaildaemon -D`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn utility_facing_a_broken_listener_does_not_say_start_a_daemon() {
+    // The hostile twin: something listens, takes the request and hangs up without an answer.
+    // A daemon (or an impostor) runs there: starting another is not the advice.
+    let dir = TempDir::new();
+    let path = dir.path("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mute = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        drop(stream);
+    });
+    let out = Command::new(BIN)
+        .args(["-l", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    mute.join().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("start one"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mute.sock"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

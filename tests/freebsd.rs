@@ -85,6 +85,17 @@ fn entries() -> Vec<Entry> {
             "sys/signal.h",
             "SIG_SETMASK",
         ),
+        e(
+            "SYS_KILL",
+            abi::SYS_KILL as u64,
+            "sys/syscall.h",
+            "SYS_kill",
+        ),
+        e("EPERM", abi::EPERM as u64, "sys/errno.h", "EPERM"),
+        e("ESRCH", abi::ESRCH as u64, "sys/errno.h", "ESRCH"),
+        e("SI_USER", abi::SI_USER as u64, "sys/signal.h", "SI_USER"),
+        e("SI_QUEUE", abi::SI_QUEUE as u64, "sys/signal.h", "SI_QUEUE"),
+        e("SI_LWP", abi::SI_LWP as u64, "sys/signal.h", "SI_LWP"),
         e("EINTR", abi::EINTR as u64, "sys/errno.h", "EINTR"),
         e("EAGAIN", abi::EAGAIN as u64, "sys/errno.h", "EAGAIN"),
         e(
@@ -111,6 +122,11 @@ fn entries() -> Vec<Entry> {
 
 /// Constants of the table that are our choice, not FreeBSD's.
 const OUR_CHOICE: &[&str] = &["PROBE_OSREL"];
+
+/// Constants of the table that are a structure's layout, not a macro of the headers: the
+/// FreeBSD build checks them against the libc crate's `siginfo_t` (`src/sys/freebsd/mod.rs`),
+/// and `siginfo_layout_is_the_headers` below against the header's declaration.
+const LAYOUT: &[&str] = &["SIGINFO_SIZE", "SIGINFO_CODE", "SIGINFO_PID"];
 
 /// The value of `MNT_NOEXEC` in src/sys/freebsd/raw.rs.
 fn mnt_noexec() -> u64 {
@@ -143,19 +159,25 @@ fn define(header: &str, name: &str) -> Option<u64> {
 }
 
 /// Where FreeBSD's headers are: `JAILDAEMON_FREEBSD_INCLUDE`, or zig's copy of them (`zig env`,
-/// or `python3 -m ziglang env` for zig from PyPI).
+/// or `python3 -m ziglang env` for zig from PyPI, on the PATH or in the venv that
+/// dist/freebsd-setup.sh makes in target/ci-zig).
 fn freebsd_include() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("JAILDAEMON_FREEBSD_INCLUDE") {
         return Some(PathBuf::from(dir));
     }
-    let zig_env = [&["zig", "env"][..], &["python3", "-m", "ziglang", "env"]]
-        .iter()
-        .find_map(|cmd| {
-            let out = Command::new(cmd[0]).args(&cmd[1..]).output().ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        })?;
+    let venv_python = format!("{ROOT}/target/ci-zig/bin/python3");
+    let zig_env = [
+        &["zig", "env"][..],
+        &["python3", "-m", "ziglang", "env"],
+        &[venv_python.as_str(), "-m", "ziglang", "env"],
+    ]
+    .iter()
+    .find_map(|cmd| {
+        let out = Command::new(cmd[0]).args(&cmd[1..]).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })?;
     // `.lib_dir = "…",` (zig 0.14 and later) or `"lib_dir": "…",` (older).
     let after_key = zig_env[zig_env.find("lib_dir")? + "lib_dir".len()..].trim_start_matches('"');
     let value = &after_key[after_key.find('"')? + 1..];
@@ -198,13 +220,14 @@ fn every_constant_of_the_probes_table_is_checked() {
         .iter()
         .map(|e| e.ours)
         .chain(OUR_CHOICE.iter().copied())
+        .chain(LAYOUT.iter().copied())
         .collect();
     let unchecked: Vec<_> = declared.difference(&checked).collect();
     assert!(
         unchecked.is_empty(),
         "not checked against FreeBSD: {unchecked:?}"
     );
-    assert!(declared.len() >= 14, "read too few constants: {declared:?}");
+    assert!(declared.len() >= 23, "read too few constants: {declared:?}");
 }
 
 #[test]
@@ -212,7 +235,7 @@ fn the_probes_numbers_are_freebsds() {
     let Some(include) = freebsd_include() else {
         skipped(
             "the_probes_numbers_are_freebsds",
-            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+            "no FreeBSD headers: run dist/freebsd-setup.sh, or set JAILDAEMON_FREEBSD_INCLUDE",
         );
         return;
     };
@@ -230,7 +253,7 @@ fn a_wrong_number_is_reported_with_freebsds() {
     let Some(include) = freebsd_include() else {
         skipped(
             "a_wrong_number_is_reported_with_freebsds",
-            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+            "no FreeBSD headers: run dist/freebsd-setup.sh, or set JAILDAEMON_FREEBSD_INCLUDE",
         );
         return;
     };
@@ -258,6 +281,48 @@ fn a_wrong_number_is_reported_with_freebsds() {
             "NOT_THERE: sys/signal.h has no SIGNOTTHERE".to_string(),
         ]
     );
+}
+
+/// The fields of `struct __siginfo` in sys/signal.h, in order, up to `si_pid`: the probe's
+/// offsets assume six leading ints (`si_signo`, `si_errno`, `si_code`, `si_pid`, …).
+#[test]
+fn siginfo_layout_is_the_headers() {
+    let Some(include) = freebsd_include() else {
+        skipped(
+            "siginfo_layout_is_the_headers",
+            "no FreeBSD headers: pip install ziglang, or set JAILDAEMON_FREEBSD_INCLUDE",
+        );
+        return;
+    };
+    let header = fs::read_to_string(include.join("sys/signal.h")).unwrap();
+    let start = header
+        .find("typedef\tstruct __siginfo {")
+        .expect("sys/signal.h declares struct __siginfo");
+    let fields: Vec<(&str, &str)> = header[start..]
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| l.ends_with(';') || l.contains(";\t") || l.contains("; "))
+        .filter_map(|l| {
+            let decl = l.split(';').next()?;
+            let mut words = decl.split_whitespace();
+            Some((words.next()?, words.next()?))
+        })
+        .take(6)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("int", "si_signo"),
+            ("int", "si_errno"),
+            ("int", "si_code"),
+            ("__pid_t", "si_pid"),
+            ("__uid_t", "si_uid"),
+            ("int", "si_status"),
+        ]
+    );
+    // Four bytes each (pid_t and uid_t are 32-bit on FreeBSD): si_code at 8, si_pid at 12.
+    assert_eq!((abi::SIGINFO_CODE, abi::SIGINFO_PID), (2 * 4, 3 * 4));
 }
 
 // ---- the linked binary ----
@@ -300,7 +365,7 @@ fn the_freebsd_build_passes_check_elf_and_linux_files_do_not() {
     let Some((bin, probe)) = freebsd_build() else {
         skipped(
             test,
-            "no FreeBSD build in target/freebsd-build: run .ci/run, see DEVELOPERS.md",
+            "no FreeBSD build in target/freebsd-build: run dist/freebsd-setup.sh (as root)",
         );
         return;
     };
@@ -356,6 +421,61 @@ fn the_freebsd_build_passes_check_elf_and_linux_files_do_not() {
         "{}",
         said(&refused)
     );
+}
+
+// ---- the FreeBSD probe's sender check, run here ----
+
+#[allow(dead_code)]
+mod sender {
+    use super::abi;
+    include!("../probe/freebsd_sender.rs");
+
+    /// kill(pid, 0) as seen from inside a jail: `inside` are the jail's processes of the
+    /// probe's uid, `other_uid` the jail's of another uid; every other pid is a host process
+    /// (or none), which the jail does not see.
+    fn jail_view(inside: &'static [i32], other_uid: &'static [i32]) -> impl Fn(i32) -> usize {
+        move |pid| {
+            if inside.contains(&pid) {
+                0
+            } else if other_uid.contains(&pid) {
+                abi::EPERM
+            } else {
+                abi::ESRCH
+            }
+        }
+    }
+
+    /// Issue 20 (8): the FreeBSD probe takes a signal from kill(2), sigqueue(2) or
+    /// thr_kill(2) whose sender its jail sees, even of another uid (EPERM); a host process
+    /// (ESRCH from inside the jail), a sender already gone, and a signal whose code names no
+    /// sender are ignored, and kill(2) is then not even asked.
+    #[test]
+    fn the_freebsd_probe_takes_signals_only_from_senders_inside_its_jail() {
+        let view = jail_view(&[40, 41], &[42]);
+        for code in [abi::SI_USER, abi::SI_QUEUE, abi::SI_LWP] {
+            for pid in [40, 41, 42] {
+                assert!(sent_from_inside(code, pid, &view), "{code:#x} from {pid}");
+            }
+            // Hostile twins: a host process (1 is the host's init, 900 a host user's), or a
+            // sender reaped by now.
+            for pid in [1, 900, 77_777] {
+                assert!(!sent_from_inside(code, pid, &view), "{code:#x} from {pid}");
+            }
+        }
+        // Codes that name no sender, whatever sits where the pid would be: the kernel's own
+        // (SI_NOINFO 0, SI_KERNEL), a timer's (SI_TIMER), asynchronous I/O's, a message
+        // queue's. kill(2) is not asked.
+        let never = |pid: i32| -> usize { panic!("kill({pid}, 0) asked for a pid-less code") };
+        for code in [0, 0x10003, 0x10004, 0x10005, 0x10006] {
+            assert!(!sent_from_inside(code, 40, never), "{code:#x}");
+        }
+        // A pid that names no single process (0: the caller's group; negative: a group).
+        for pid in [0, -1, -40] {
+            assert!(!sent_from_inside(abi::SI_USER, pid, never), "{pid}");
+        }
+        // Any other failure of kill(2) is not taken as a sender inside.
+        assert!(!sent_from_inside(abi::SI_USER, 40, |_| abi::EINTR));
+    }
 }
 
 // ---- the verb logic both probes share, run here ----

@@ -870,3 +870,93 @@ fn a_jail_whose_init_dies_during_placement_fires_nothing() {
     );
     drop(dir);
 }
+
+/// gdb, run as host uid `host_uid`, attaches to the jail process `accomplice` (a host pid) and
+/// makes it call `kill(pid, SIGHUP)`, `pid` as the jail numbers it. Returns gdb's output.
+fn make_it_send_sighup(host_uid: u32, accomplice: u32, pid: u32) -> String {
+    let call = format!("call (int)kill({pid}, 1)");
+    let out = as_host_uid(
+        host_uid,
+        &[
+            "gdb",
+            "-nx",
+            "-batch",
+            // The host's files, not the jail's through /proc/PID/root (closed to nobody):
+            // the test's jails share the host's /usr.
+            "-iex",
+            "set sysroot /",
+            "-p",
+            &accomplice.to_string(),
+            "-ex",
+            &call,
+        ],
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Issue 20 (7): a jail without a user namespace of its own shares the host's uids. Host
+/// `nobody` cannot fire the jail's `-u 65534` probe by signalling it (above), but it may
+/// ptrace a jail process that runs as 65534 and make that process send the SIGHUP: the sender
+/// is then inside the jail, and the probe fires. The daemon says so when such a probe is armed.
+/// Twins: in a user-namespaced jail, a host process of the very host uid that the jail's 65534
+/// is (165534) is refused the ptrace, as it would need CAP_SYS_PTRACE in the jail's user
+/// namespace, and fires nothing; no warning there, nor for a root probe of the plain jail.
+#[test]
+fn a_host_user_fires_a_probe_through_a_jail_process_of_its_uid_unless_the_jail_has_its_own_users() {
+    let Some(arena) = Arena::new(
+        "a_host_user_fires_a_probe_through_a_jail_process_of_its_uid_unless_the_jail_has_its_own_users",
+    ) else {
+        return;
+    };
+    if Command::new("gdb").arg("--version").output().is_err() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_host_user_fires_…: gdb is missing (package gdb)"
+        );
+        return;
+    }
+    let command = append_to(&arena.fired);
+    let (plain, userns) = (&arena.docker_like, &arena.userns);
+    let arm = |jail: &Jail, title: &str, uid: &str| {
+        let out = arena
+            .daemon
+            .util(&["-c", &command, "-j", &jail.spec(), "-t", title, "-u", uid]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let warning = "host processes with uid 65534 can fire it through the jail's own processes";
+    let warned = arm(plain, "SHARED_UIDS", "65534");
+    assert!(warned.contains(warning), "{warned}");
+    assert!(arena.daemon.log_text().contains(warning));
+    assert_eq!(arm(userns, "OWN_UIDS", "65534"), "");
+    assert_eq!(arm(plain, "SHARED_ROOTS", "0"), "");
+
+    // The twin first: the user-namespaced jail's 65534 is host uid 165534, and so is the host
+    // process that goes after it; ptrace is refused and nothing fires.
+    let accomplice = userns.sleeper_as(65534);
+    let probe = userns.probes("OWN_UIDS")[0];
+    let said = make_it_send_sighup(165534, accomplice.pid, inner_pid(probe));
+    assert!(said.contains("ptrace: Operation not permitted"), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines(&arena.fired), 0, "{said}");
+    assert_eq!(
+        userns.probes("OWN_UIDS"),
+        [probe],
+        "the probe stopped waiting"
+    );
+
+    // The plain jail: host nobody makes the jail's nobody send the SIGHUP, and it fires.
+    let accomplice = plain.sleeper_as(65534);
+    let probe = plain.probes("SHARED_UIDS")[0];
+    let said = make_it_send_sighup(65534, accomplice.pid, inner_pid(probe));
+    assert!(
+        wait_for(LONG, || lines(&arena.fired) == 1),
+        "host nobody did not fire the probe through the jail's nobody: {said}\n{}",
+        arena.daemon.log_text()
+    );
+    assert_eq!(fs::read_to_string(&arena.fired).unwrap(), "SHARED_UIDS\n");
+}

@@ -1,5 +1,5 @@
 //! The project as an administrator installs it: `make install` and `make uninstall`, the man
-//! page, the rc.d script, the systemd unit and the examples.
+//! page, the rc.d script, the systemd unit, the examples and the Debian package.
 //! Each check that can fail has a twin that feeds it something broken and expects it to fail.
 //! A tool that is missing (mandoc, man, systemd-analyze, bmake), or a test that needs root or
 //! systemd as PID 1, says SKIPPED on stderr.
@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use util::{TempDir, World, root_or_skip, wait_for};
@@ -32,6 +32,11 @@ const NO_SUCH_JAIL: &str = "999999999";
 /// the child until it execs, and exec'ing the file then fails with ETXTBSY. Every spawn in
 /// this file holds the read side; writing a script holds the write side.
 static SPAWN: RwLock<()> = RwLock::new(());
+
+/// Held by the tests that run a detached daemon on the host, which logs to the host's
+/// /var/log/jaildaemon.log where no syslog daemon listens, and by the Debian package's test,
+/// which checks that purging the package removes that file.
+static HOST_LOG: Mutex<()> = Mutex::new(());
 
 fn output(cmd: &mut Command) -> Output {
     let _guard = SPAWN.read().unwrap_or_else(|e| e.into_inner());
@@ -352,13 +357,18 @@ fn lint(page: &Path) -> Vec<String> {
         .collect()
 }
 
+/// True when mandoc is installed; otherwise says that `test` is skipped.
+fn mandoc_or_skip(test: &str) -> bool {
+    let found = on_path("mandoc");
+    if !found {
+        skipped(test, "mandoc not installed (apt-get install mandoc)");
+    }
+    found
+}
+
 #[test]
 fn man_page_is_lint_clean_and_a_broken_copy_is_not() {
-    if !on_path("mandoc") {
-        skipped(
-            "man_page_is_lint_clean_and_a_broken_copy_is_not",
-            "mandoc not installed (apt-get install mandoc)",
-        );
+    if !mandoc_or_skip("man_page_is_lint_clean_and_a_broken_copy_is_not") {
         return;
     }
     assert_eq!(lint(&source(MAN)), Vec::<String>::new());
@@ -405,6 +415,292 @@ fn man_page_reads_with_man_l() {
     ] {
         assert!(shown.contains(section), "no {section} in:\n{shown}");
     }
+}
+
+/// The page as `mandoc -T utf8` shows it, without the overstrikes of bold and underline, its
+/// blank-separated paragraphs each on one line with single spaces.
+fn rendered(page: &Path) -> String {
+    let out = output(Command::new("mandoc").args(["-T", "utf8"]).arg(page));
+    assert!(out.status.success(), "mandoc: {}", stderr(&out));
+    let mut plain = String::new();
+    for c in stdout(&out).chars() {
+        // `X\bX` is bold X, `_\bX` underlined X: keep what follows the backspace.
+        if c == '\u{8}' {
+            plain.pop();
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split("\n\n")
+        .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|paragraph| !paragraph.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What is wrong with the quotes of a rendered page (one paragraph per line): a quote that
+/// opens inside one of its own kind, closes none, or is left open at the paragraph's end;
+/// a quoted phrase whose parentheses do not pair; a closing quote glued to a word.
+fn quoting_faults(shown: &str) -> Vec<String> {
+    let mut faults = Vec::new();
+    for paragraph in shown.lines() {
+        let chars: Vec<char> = paragraph.chars().collect();
+        // The open quotes, innermost last: the opening mark and where it stood.
+        let mut open: Vec<(char, usize)> = Vec::new();
+        for (i, &c) in chars.iter().enumerate() {
+            let (opening, closing) = match c {
+                '‘' | '’' => ('‘', '’'),
+                '“' | '”' => ('“', '”'),
+                _ => continue,
+            };
+            let around = || {
+                let from = i.saturating_sub(30);
+                let to = (i + 30).min(chars.len());
+                chars[from..to].iter().collect::<String>()
+            };
+            if c == opening {
+                if open.iter().any(|(mark, _)| *mark == opening) {
+                    faults.push(format!("{c} inside a quote of its kind: …{}…", around()));
+                }
+                open.push((c, i));
+                continue;
+            }
+            match open.pop() {
+                Some((mark, start)) if mark == opening => {
+                    let phrase: String = chars[start + 1..i].iter().collect();
+                    if phrase.matches('(').count() != phrase.matches(')').count() {
+                        faults.push(format!("unpaired parenthesis in {mark}{phrase}{closing}"));
+                    }
+                    if chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) {
+                        faults.push(format!("{closing} glued to a word: …{}…", around()));
+                    }
+                }
+                _ => faults.push(format!("{closing} closes no {opening}: …{}…", around())),
+            }
+        }
+        for (mark, start) in open {
+            let to = (start + 40).min(chars.len());
+            let rest: String = chars[start..to].iter().collect();
+            faults.push(format!("{mark} never closed: {rest}…"));
+        }
+    }
+    faults
+}
+
+/// Phrases of the page that must read exactly so, as they did not in issue 22.
+const RENDERED_PHRASES: [&str; 3] = [
+    "(‘30s’, ‘5m’, ‘1h’), from 1 second to 24 hours",
+    "‘last=ok(0)’, ‘last=failed(N)’ or ‘last=signal(N)’",
+    "e.g. ‘-r +2 verbs’",
+];
+
+/// The page's markup as it was in issue 22: `.Pq` around several `.Ql` on one line, and a
+/// closing parenthesis that mdoc took for punctuation after the quote.
+const BROKEN_QUOTING: [(&str, &str); 3] = [
+    (
+        ".Po\n.Ql 30s ,\n.Ql 5m ,\n.Ql 1h\n.Pc ,\n",
+        ".Pq Ql 30s , Ql 5m , Ql 1h ,\n",
+    ),
+    (
+        ".Ql last=failed( Ns Ar N Ns \\&)",
+        ".Ql last=failed( Ns Ar N Ns )",
+    ),
+    (
+        ".Ql last=signal( Ns Ar N Ns \\&)",
+        ".Ql last=signal( Ns Ar N Ns )",
+    ),
+];
+
+#[test]
+fn man_page_renders_its_quotes_and_a_copy_with_the_old_markup_does_not() {
+    if !mandoc_or_skip("man_page_renders_its_quotes_and_a_copy_with_the_old_markup_does_not") {
+        return;
+    }
+    let shown = rendered(&source(MAN));
+    assert!(
+        shown.matches('‘').count() > 20,
+        "no quotes rendered:\n{shown}"
+    );
+    assert_eq!(quoting_faults(&shown), Vec::<String>::new());
+    for phrase in RENDERED_PHRASES {
+        assert!(shown.contains(phrase), "the page does not show {phrase:?}");
+    }
+
+    // The twin: the old markup renders `(‘30s, ‘5m, ‘1h’’’)` and `‘last=failed(N’)or`.
+    let mut page = text(&source(MAN));
+    for (now, old) in BROKEN_QUOTING {
+        assert!(page.contains(now), "the page no longer has {now:?}");
+        page = page.replacen(now, old, 1);
+    }
+    let dir = TempDir::new();
+    let broken = dir.path("broken.8");
+    fs::write(&broken, page).unwrap();
+    let shown = rendered(&broken);
+    let faults = quoting_faults(&shown);
+    for expected in [
+        "‘ inside a quote",
+        "unpaired parenthesis in ‘last=failed(N’",
+    ] {
+        assert!(
+            faults.iter().any(|f| f.starts_with(expected)),
+            "no fault {expected:?} in {faults:?}"
+        );
+    }
+    assert!(!shown.contains(RENDERED_PHRASES[0]) && !shown.contains(RENDERED_PHRASES[1]));
+}
+
+/// The words `-l` prints in a column, from the sources: each string after `=> ` on the lines
+/// that hold `marker`, each once.
+fn listed_words(sources: &str, marker: &str) -> Vec<String> {
+    let words: BTreeSet<String> = sources
+        .lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| l.split("=> \"").nth(1)?.split('"').next())
+        .map(String::from)
+        .collect();
+    words.into_iter().collect()
+}
+
+/// The rendered text of the `-l` column `name`: from its tag to the next column's.
+fn column_entry<'a>(shown: &'a str, name: &str, next: &str) -> &'a str {
+    let start = shown
+        .find(&format!(" {name} "))
+        .unwrap_or_else(|| panic!("no column {name} in the page"));
+    let rest = &shown[start..];
+    let end = rest
+        .find(&format!(" {next} "))
+        .unwrap_or_else(|| panic!("no column {next} after {name}"));
+    &rest[..end]
+}
+
+/// What the MODE and STATE entries of a rendered page lack of what `-l` prints there.
+fn columns_undescribed(shown: &str, modes: &[String], states: &[String]) -> Vec<String> {
+    let mut lacking = Vec::new();
+    let columns = [
+        ("MODE", "STATE", modes, "+N verbs"),
+        ("STATE", "PID", states, "armed"),
+    ];
+    for (column, next, words, more) in columns {
+        let entry = column_entry(shown, column, next);
+        let described: BTreeSet<&str> = entry
+            .split(|c: char| c.is_whitespace() || ",()".contains(c))
+            .collect();
+        for word in words.iter().map(String::as_str).chain([more]) {
+            if !described.contains(word) && !entry.contains(word) {
+                lacking.push(format!("{column} does not name {word}"));
+            }
+        }
+    }
+    lacking
+}
+
+#[test]
+fn man_page_names_every_mode_and_state_that_l_shows() {
+    if !mandoc_or_skip("man_page_names_every_mode_and_state_that_l_shows") {
+        return;
+    }
+    // The sources that name the words: src/listing.rs, and the modules it asks for the mode
+    // and the state.
+    let mut sources = String::new();
+    for entry in fs::read_dir(source("src")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources.push_str(&text(&path));
+        }
+    }
+    let modes = listed_words(&sources, "Respawn::");
+    let states = listed_words(&sources, "ProbeState::");
+    assert!(
+        modes.len() >= 4 && states.len() >= 8,
+        "{modes:?} {states:?}"
+    );
+    let watchdog = listed_words(&sources, "watchdog.is_some() =>");
+    assert_eq!(watchdog, ["watchdog"]);
+    let modes = [modes, watchdog].concat();
+    let shown = rendered(&source(MAN));
+    assert_eq!(
+        columns_undescribed(&shown, &modes, &states),
+        Vec::<String>::new()
+    );
+
+    // The twin: the MODE entry of issue 22, three modes only.
+    let page = text(&source(MAN));
+    let start = page.find(".It MODE\n").unwrap();
+    let end = page.find(".It STATE\n").unwrap();
+    let old = ".It MODE\n.Cm single ,\n.Fl r\nor\n.Fl R\n";
+    let dir = TempDir::new();
+    let broken = dir.path("old-mode.8");
+    fs::write(&broken, [&page[..start], old, &page[end..]].concat()).unwrap();
+    assert_eq!(
+        columns_undescribed(&rendered(&broken), &modes, &states),
+        [
+            "MODE does not name queue",
+            "MODE does not name watchdog",
+            "MODE does not name +N verbs"
+        ]
+    );
+}
+
+/// What a README line about busybox-static gets wrong, given the applets `busybox --list`
+/// names: the backquoted applets before "but no" it should have, those after it should lack.
+fn busybox_claims_wrong(line: &str, applets: &BTreeSet<&str>) -> Vec<String> {
+    let (has, lacks) = line.split_once("but no").unwrap_or((line, ""));
+    let quoted = |part: &str| -> Vec<String> {
+        part.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    };
+    let mut wrong = Vec::new();
+    for applet in quoted(has) {
+        if !applets.contains(applet.as_str()) {
+            wrong.push(format!("busybox-static has no {applet}"));
+        }
+    }
+    for applet in quoted(lacks) {
+        if applets.contains(applet.as_str()) {
+            wrong.push(format!("busybox-static has {applet}"));
+        }
+    }
+    wrong
+}
+
+/// The README's word on Debian's busybox-static, against the applets of the one installed.
+#[test]
+fn readme_names_the_applets_busybox_static_has() {
+    let test = "readme_names_the_applets_busybox_static_has";
+    let readme = text(&source("README.md"));
+    let line = readme
+        .lines()
+        .find(|l| l.contains("busybox-static (1.35)"))
+        .expect("README says which applets busybox-static has");
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "busybox-static"])
+        .output()
+        .ok()
+        .map(|out| stdout(&out))
+        .unwrap_or_default();
+    if !installed.starts_with("1:1.35") || !on_path("busybox") {
+        skipped(test, "Debian 12's busybox-static is not installed");
+        return;
+    }
+    let list = stdout(&output(Command::new("busybox").arg("--list")));
+    let applets: BTreeSet<&str> = list.lines().collect();
+    assert!(applets.contains("sh") && applets.len() > 100, "{list}");
+    assert_eq!(busybox_claims_wrong(line, &applets), Vec::<String>::new());
+    assert!(
+        line.contains("`pkill`") && line.contains("`killall`"),
+        "{line}"
+    );
+
+    // The twin: the claim issue 22 found wrong, that busybox-static has pkill.
+    let wrong = "busybox-static (1.35) has `killall` and `pkill`, but no `pgrep` and no `sh`.";
+    assert_eq!(
+        busybox_claims_wrong(wrong, &applets),
+        ["busybox-static has no pkill", "busybox-static has sh"]
+    );
 }
 
 /// The option letters of the mdoc `Fl` macros on these lines: `Fl rR` gives r and R, and a
@@ -859,6 +1155,7 @@ fn rc_script_starts_a_ready_daemon_and_stops_it() {
             }
         }
     }
+    let _host_log = HOST_LOG.lock().unwrap_or_else(|e| e.into_inner());
     let _stopped = Stopped(&pidfile);
     let out = rc(&script, Some(&conf), "start");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1021,6 +1318,474 @@ fn systemd_starts_and_stops_the_unit() {
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert_ne!(stdout(&systemctl(&["is-active", &name])).trim(), "active");
     assert!(!socket.exists() && !pidfile.exists());
+}
+
+// ---- the Debian package ----
+
+const PACKAGE: &str = "jaildaemon";
+const INSTALLED_BIN: &str = "/usr/bin/jaildaemon";
+const CONFFILE: &str = "/etc/jaildaemon.conf";
+/// What the daemon writes on its own, which `apt purge` must remove with the package's files:
+/// the state file's directory, and the log of a detached daemon with no syslog to talk to.
+const DAEMON_STATE: [&str; 2] = ["/var/lib/jaildaemon", "/var/log/jaildaemon.log"];
+
+/// Runs a Debian tool; its output, whether it succeeded or not.
+fn debian_tool(program: &str, args: &[&str], dir: &Path) -> Output {
+    output(
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// `apt-get -y -q ARGS` in `dir`, which must succeed.
+fn apt_get(args: &[&str], dir: &Path) {
+    let out = debian_tool("apt-get", &[&["-y", "-q"], args].concat(), dir);
+    assert!(
+        out.status.success(),
+        "apt-get {args:?}:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+fn package_installed() -> bool {
+    let out = output(Command::new("dpkg-query").args(["-W", "-f", "${db:Status-Status}", PACKAGE]));
+    stdout(&out) == "installed"
+}
+
+/// Purges the package on drop, so that a failed test leaves the machine as it found it. The
+/// daemon's state paths that were there before (a `make install` copy's, say) are moved aside
+/// while the test runs, so that the purge is seen to remove what the packaged daemon wrote,
+/// and are put back afterwards.
+struct Purged {
+    aside: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Purged {
+    fn new() -> Purged {
+        let mut aside = Vec::new();
+        for path in DAEMON_STATE.map(PathBuf::from) {
+            if fs::symlink_metadata(&path).is_ok() {
+                let kept = path.with_extension(format!("before-deb-test-{}", std::process::id()));
+                fs::rename(&path, &kept).unwrap();
+                aside.push((path, kept));
+            }
+        }
+        Purged { aside }
+    }
+}
+
+impl Drop for Purged {
+    fn drop(&mut self) {
+        let _ = debian_tool("apt-get", &["purge", "-y", "-q", PACKAGE], Path::new("/"));
+        for path in DAEMON_STATE {
+            let _ = fs::remove_dir_all(path).or_else(|_| fs::remove_file(path));
+        }
+        for (path, kept) in &self.aside {
+            let _ = fs::rename(kept, path);
+        }
+    }
+}
+
+/// Every path that `apt purge` must leave absent: what `dpkg -L` listed of the package's own
+/// (not the directories it shares, /usr or /etc), the state the daemon wrote, the systemd
+/// links that enabling the unit made, and dpkg's own records of the package.
+fn package_paths(listed: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = listed
+        .lines()
+        .filter(|l| l.contains("jaildaemon"))
+        .map(PathBuf::from)
+        .collect();
+    paths.extend(DAEMON_STATE.iter().map(PathBuf::from));
+    for dir in [
+        "/etc/systemd/system/multi-user.target.wants",
+        "/var/lib/systemd/deb-systemd-helper-enabled",
+        "/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants",
+        "/var/lib/dpkg/info",
+    ] {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("jaildaemon")
+            {
+                paths.push(entry.path());
+            }
+        }
+    }
+    paths
+}
+
+/// The paths of `paths` that exist (a dangling link counts).
+fn left_behind(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| fs::symlink_metadata(p).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// Runs the installed daemon detached, with the installed configuration file and the default
+/// state file, arms a persisted probe in a throwaway jail and stops the daemon: it leaves its
+/// state file, and where no syslog daemon listens, its log.
+fn leave_daemon_state(dir: &TempDir) {
+    let socket = dir.path("deb.sock");
+    let pidfile = dir.path("deb.pid");
+    let started = output(
+        Command::new(INSTALLED_BIN)
+            .args(["-D", "-f"])
+            .arg(&socket)
+            .arg("-p")
+            .arg(&pidfile),
+    );
+    assert!(started.status.success(), "{}", stderr(&started));
+    let pid: i32 = text(&pidfile).trim().parse().unwrap();
+    let jail = {
+        let _guard = SPAWN.read().unwrap_or_else(|e| e.into_inner());
+        util::Jail::new()
+    };
+    let listed = output(Command::new(INSTALLED_BIN).arg("-l").arg("-f").arg(&socket));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).lines().count() <= 1,
+        "the installed configuration declares probes: {}",
+        stdout(&listed)
+    );
+    let armed = output(
+        Command::new(INSTALLED_BIN)
+            .args([
+                "-c",
+                "true",
+                "-t",
+                "DEBSTATE",
+                "-P",
+                "-j",
+                &jail.spec(),
+                "-f",
+            ])
+            .arg(&socket),
+    );
+    assert!(armed.status.success(), "{}", stderr(&armed));
+    let daemon = rustix::process::Pid::from_raw(pid).expect("positive");
+    rustix::process::kill_process(daemon, rustix::process::Signal::TERM).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !pidfile.exists()),
+        "the installed daemon did not stop"
+    );
+    assert!(Path::new("/var/lib/jaildaemon/state").is_file());
+    if !Path::new("/dev/log").exists() {
+        assert!(Path::new("/var/log/jaildaemon.log").is_file());
+    }
+}
+
+/// Unpacks `deb`, lets `change` alter the tree, and packs it again as `out`.
+fn repacked(deb: &Path, out: &Path, change: impl FnOnce(&Path)) {
+    let tree = out.with_extension("tree");
+    let unpack = output(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    assert!(unpack.status.success(), "{}", stderr(&unpack));
+    change(&tree);
+    let pack = output(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-b"])
+            .arg(&tree)
+            .arg(out),
+    );
+    assert!(pack.status.success(), "{}", stderr(&pack));
+}
+
+/// `make deb` builds a package that lintian passes at error level, that `apt install`
+/// installs (binary, man page, enabled unit, LXC hook, the configuration file as a conffile
+/// the daemon starts with) and that `apt purge` removes with every file and the daemon's
+/// state. The twins: a package without its copyright file fails lintian, and one whose purge
+/// forgets the state directory is caught leaving it behind.
+#[test]
+fn debian_package_builds_installs_and_purges_without_a_trace() {
+    let test = "debian_package_builds_installs_and_purges_without_a_trace";
+    if !root_or_skip(test) {
+        return;
+    }
+    for tool in ["dh", "lintian", "apt-get", "dpkg-deb", "unshare"] {
+        if !on_path(tool) {
+            skipped(
+                test,
+                &format!("{tool} is missing (apt-get install debhelper lintian)"),
+            );
+            return;
+        }
+    }
+    if package_installed() {
+        skipped(
+            test,
+            "the jaildaemon package is installed here; not ours to purge",
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let out_dir = dir.path("debs");
+    fs::create_dir(&out_dir).unwrap();
+    let debdir = format!("DEBDIR={}", out_dir.display());
+    if on_path("bmake") {
+        // BSD make plans the same commands (it never builds a package: Debian has GNU make).
+        let plan = |program| stdout(&make(program, &["-n", "deb", &debdir], &[]));
+        assert_eq!(plan("bmake"), plan("make"));
+    }
+    make("make", &["deb", &debdir], &[]);
+    let arch = stdout(&output(Command::new("dpkg").arg("--print-architecture")));
+    let name = format!(
+        "jaildaemon_{}_{}.deb",
+        env!("CARGO_PKG_VERSION"),
+        arch.trim()
+    );
+    let built: Vec<String> = fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        built,
+        std::slice::from_ref(&name),
+        "make deb made other files, or none"
+    );
+    let deb = out_dir.join(&name);
+    // debhelper's working files went with the build.
+    assert!(!source("debian/jaildaemon").exists() && !source("debian/files").exists());
+
+    let lintian = debian_tool("lintian", &["--fail-on", "error", &name], &out_dir);
+    assert!(
+        lintian.status.success(),
+        "lintian:\n{}{}",
+        stdout(&lintian),
+        stderr(&lintian)
+    );
+    let unlicensed = dir.path("no-copyright.deb");
+    repacked(&deb, &unlicensed, |tree| {
+        fs::remove_file(tree.join("usr/share/doc/jaildaemon/copyright")).unwrap();
+        let sums = text(&tree.join("DEBIAN/md5sums"));
+        let kept: String = sums
+            .lines()
+            .filter(|l| !l.ends_with("/copyright"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(tree.join("DEBIAN/md5sums"), kept).unwrap();
+    });
+    let lintian = debian_tool(
+        "lintian",
+        &["--fail-on", "error", "no-copyright.deb"],
+        &dir.0,
+    );
+    assert!(
+        !lintian.status.success(),
+        "lintian passed a package without copyright"
+    );
+    assert!(
+        stdout(&lintian).contains("no-copyright-file"),
+        "{}",
+        stdout(&lintian)
+    );
+
+    let _host_log = HOST_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let _purged = Purged::new();
+    apt_get(&["install", &format!("./{name}")], &out_dir);
+    assert!(package_installed());
+    let listed = stdout(&output(Command::new("dpkg").args(["-L", PACKAGE])));
+    for file in [
+        INSTALLED_BIN,
+        "/usr/share/man/man8/jaildaemon.8.gz",
+        "/lib/systemd/system/jaildaemon.service",
+        "/usr/libexec/jaildaemon/lxc-start-host",
+        CONFFILE,
+        "/usr/share/doc/jaildaemon/copyright",
+        "/usr/share/doc/jaildaemon/changelog.gz",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} not in:\n{listed}"
+        );
+        assert!(Path::new(file).exists(), "{file} is listed but absent");
+    }
+    assert!(!listed.contains("/usr/local"), "{listed}");
+    let help = output(Command::new(INSTALLED_BIN).arg("-h"));
+    assert!(
+        help.status.success() && stdout(&help).contains("-D"),
+        "{}",
+        stderr(&help)
+    );
+    let conffiles = stdout(&output(Command::new("dpkg-query").args([
+        "-W",
+        "-f",
+        "${Conffiles}",
+        PACKAGE,
+    ])));
+    assert!(
+        conffiles.contains(&format!(" {CONFFILE} ")),
+        "{conffiles:?}"
+    );
+    for (file, line) in [
+        (
+            "/lib/systemd/system/jaildaemon.service",
+            "ExecStart=/usr/bin/jaildaemon -D -F",
+        ),
+        (
+            "/usr/libexec/jaildaemon/lxc-start-host",
+            "jaildaemon=${JAILDAEMON:-/usr/bin/jaildaemon}",
+        ),
+    ] {
+        assert!(
+            text(Path::new(file)).lines().any(|l| l == line),
+            "no {line:?} in {file}"
+        );
+    }
+    // Enabled the Debian way (deb-systemd-helper), even where systemd is not running.
+    let wanted = Path::new("/etc/systemd/system/multi-user.target.wants/jaildaemon.service");
+    assert!(
+        fs::symlink_metadata(wanted).is_ok(),
+        "the unit is not enabled"
+    );
+
+    leave_daemon_state(&dir);
+    let paths = package_paths(&listed);
+    assert!(
+        left_behind(&paths).len() >= 10,
+        "too little to check: {paths:?}"
+    );
+    apt_get(&["purge", PACKAGE], Path::new("/"));
+    assert!(!package_installed());
+    assert_eq!(left_behind(&paths), Vec::<PathBuf>::new());
+
+    // The twin: a package whose purge forgets the state directory leaves it, and is caught.
+    let forgetful = out_dir.join("forgetful.deb");
+    repacked(&deb, &forgetful, |tree| {
+        let postrm = tree.join("DEBIAN/postrm");
+        let script = text(&postrm);
+        assert!(script.contains("rm -rf /var/lib/jaildaemon\n"), "{script}");
+        fs::write(&postrm, script.replace("rm -rf /var/lib/jaildaemon\n", "")).unwrap();
+    });
+    apt_get(&["install", "./forgetful.deb"], &out_dir);
+    leave_daemon_state(&dir);
+    apt_get(&["purge", PACKAGE], Path::new("/"));
+    assert_eq!(
+        left_behind(&package_paths(&listed)),
+        [PathBuf::from("/var/lib/jaildaemon"),]
+    );
+}
+
+// ---- dist/test-setup.sh: root's subordinate ids ----
+
+/// Runs dist/root-subids.sh on a file holding `before`; its exit code, the file afterwards,
+/// and what it said (stdout, stderr).
+fn root_subids(before: &str) -> (Option<i32>, String, String) {
+    let dir = TempDir::new();
+    let file = dir.path("subuid");
+    fs::write(&file, before).unwrap();
+    let out = output(
+        Command::new("bash")
+            .arg(source("dist/root-subids.sh"))
+            .arg(&file),
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.code(), text(&file), said)
+}
+
+/// Root gets 100000..165535 where no range of its covers them; nothing is added beside a root
+/// range that does (LXD's), and the line the script once added there is taken out again; a
+/// range that overlaps them without covering them, root's or anyone's, stops the script with
+/// an error and the file as it was.
+#[test]
+fn root_subids_are_added_only_where_no_range_covers_them() {
+    const LXD: &str = "_lxd:100000:10000001\nroot:100000:10000001\n";
+    const OURS: &str = "root:100000:65536\n";
+    for (before, after, note) in [
+        ("", OURS, "added root:100000:65536"),
+        (
+            "root:200000:65536\n",
+            "root:200000:65536\nroot:100000:65536\n",
+            "added",
+        ),
+        (LXD, LXD, ""),
+        (OURS, OURS, ""),
+        (&format!("{LXD}{OURS}"), LXD, "removed root:100000:65536"),
+        (&format!("{OURS}{LXD}"), LXD, "removed root:100000:65536"),
+    ] {
+        let (code, file, said) = root_subids(before);
+        assert_eq!(code, Some(0), "{before:?}: {said}");
+        assert_eq!(file, after, "{before:?}");
+        assert!(said.contains(note), "{before:?}: {said}");
+        // Again: nothing changes, and nothing is said.
+        assert_eq!(root_subids(&file), (Some(0), file.clone(), String::new()));
+    }
+    // The twins: what overlaps without covering is left alone, with an error naming it.
+    for clash in [
+        "alice:100000:65536\n",
+        "root:120000:65536\n",
+        "root:50000:60000\n",
+    ] {
+        let (code, file, said) = root_subids(clash);
+        assert_eq!(code, Some(1), "{clash:?}: {said}");
+        assert_eq!(file, clash);
+        assert!(
+            said.contains(clash.trim()) && said.contains("not adding root:100000:65536"),
+            "{said}"
+        );
+    }
+}
+
+/// The setup scripts that tests name in their SKIPPED reasons ("run dist/NAME.sh") that
+/// `plan`, what `make -n check` prints, does not run before `cargo test`.
+fn setups_make_check_skips(plan: &str, tests: &str) -> Vec<String> {
+    let before_tests = plan.split("cargo test").next().unwrap_or("");
+    tests
+        .split("run dist/")
+        .skip(1)
+        .filter_map(|rest| {
+            // A script of dist/ itself: lowercase letters and dashes, then `.sh`.
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            let script = rest[name.len()..].starts_with(".sh") && !name.is_empty();
+            script.then(|| format!("dist/{name}.sh"))
+        })
+        .filter(|script| !before_tests.contains(&format!("bash {script}")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `sudo make check` on a fresh machine sets up what every test's SKIPPED reason asks for
+/// (dist/freebsd-setup.sh for tests/freebsd.rs), before the tests, under GNU and BSD make.
+#[test]
+fn make_check_runs_every_setup_a_skipping_test_asks_for() {
+    let mut tests = String::new();
+    for entry in fs::read_dir(source("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            tests.push_str(&text(&path));
+        }
+    }
+    assert!(
+        tests.contains("run dist/freebsd-setup.sh"),
+        "no test names it"
+    );
+    let mut makes = vec!["make"];
+    if on_path("bmake") {
+        makes.push("bmake");
+    }
+    for program in makes {
+        let plan = stdout(&make(program, &["-n", "check"], &[]));
+        assert!(plan.contains("bash dist/test-setup.sh"), "{plan}");
+        assert_eq!(
+            setups_make_check_skips(&plan, &tests),
+            Vec::<String>::new(),
+            "{program}: {plan}"
+        );
+    }
+    // The twin: make check as it was in issue 22, without the FreeBSD build.
+    let old = "bash dist/test-setup.sh && cargo test\n";
+    assert_eq!(
+        setups_make_check_skips(old, &tests),
+        ["dist/freebsd-setup.sh"]
+    );
 }
 
 // ---- the example configuration file ----

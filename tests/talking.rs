@@ -477,3 +477,50 @@ fn a_stopped_probe_is_logged_fires_nothing_and_fires_once_continued() {
         daemon.log_text()
     );
 }
+
+#[test]
+fn status_says_signal_only_for_a_command_a_signal_ended() {
+    // Issue 22: `exit 137` is an exit code (a shell's way to say "my child died of SIGKILL"),
+    // not a SIGKILL of the command; the log and `--status` say the same, and "signal" only for
+    // a real one (the twin: a shell that kills itself with SIGKILL).
+    let Some(World {
+        dir: _dir,
+        fired: _,
+        daemon,
+        jail,
+    }) = World::new("status_says_signal_only_for_a_command_a_signal_ended")
+    else {
+        return;
+    };
+    let spec = jail.spec();
+    for (title, command) in [("CODE137", "exit 137"), ("KILLED9", "kill -9 $$")] {
+        daemon.arm(&["-c", command, "-j", &spec, "-r", "-t", title, "--status"]);
+        armed(&daemon, &jail, title);
+        assert!(pkill_exact(&jail, title));
+    }
+    let result = |title: &str| {
+        let mut word = String::new();
+        let shown = wait_for(LONG, || {
+            let pid = armed_pid(&daemon, title);
+            word = cmdline(pid).get(1).cloned().unwrap_or_default();
+            pid != 0 && !word.is_empty()
+        });
+        assert!(shown, "{title}: {}", daemon.log_text());
+        word
+    };
+    assert_eq!(result("CODE137"), "last=failed(137)");
+    assert_eq!(result("KILLED9"), "last=signal(9)");
+    let log = daemon.log_text();
+    let ended = |title: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("'{title}')")) && l.contains("ended with"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        ended("CODE137").contains("ended with exit code 137"),
+        "{log}"
+    );
+    assert!(!ended("CODE137").contains("signal"), "{log}");
+    assert!(ended("KILLED9").contains("ended with signal 9"), "{log}");
+}

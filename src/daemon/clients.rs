@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::core::{ClientId, Event, RESERVED_DESCRIPTORS};
+use super::logbudget::{Cause, LineKind, LogLine};
 use super::{Daemon, Token, commands, listen};
 use crate::error::{Error, Kind};
 use crate::proto::{self, Request, Response};
@@ -16,7 +17,13 @@ use crate::sys;
 /// A client must send its whole request within this time, and take its answer within it.
 pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once; beyond that a client is answered "busy" at once.
-const MAX_CLIENTS: usize = 256;
+pub(super) const MAX_CLIENTS: usize = 256;
+/// Of those, slots only root may take: with every other slot held by members of the `-G`
+/// group, root is still served.
+pub(super) const ROOT_CLIENTS: usize = 32;
+/// Connections one user other than root may hold at once; beyond that the next is refused
+/// (exit 75) at once.
+pub(super) const MAX_CLIENTS_PER_USER: usize = 16;
 /// With every descriptor taken, the listener is left alone this long before the next accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -37,6 +44,8 @@ pub(super) enum ClientState {
 pub(super) struct Client {
     pub(super) stream: UnixStream,
     pub(super) state: ClientState,
+    /// Its peer's uid, for the limits per user.
+    uid: u32,
 }
 
 impl Daemon {
@@ -71,35 +80,21 @@ impl Daemon {
                     return;
                 }
             };
-            let in_group = |peer: &sys::PeerCredentials| {
-                self.group
-                    .is_some_and(|g| peer.gid == g || peer.groups.contains(&g))
-            };
-            let refusal = match sys::peer_credentials(stream.as_fd()) {
-                Ok(peer) if peer.uid == 0 || in_group(&peer) => None,
-                Ok(peer) => Some(format!(
-                    "peer uid {} (pid {}) is neither root nor in the socket's group",
-                    peer.uid, peer.pid
-                )),
-                Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
-            };
             // A refused or turned-away client gets its one answer without waiting for room in
             // its socket: a new socket's buffer holds far more than one refusal.
             let _ = stream.set_nonblocking(true);
-            if let Some(why) = refusal {
-                log::warn!("refused a client: {why}");
-                let answer = Response::Refused(Error::new(Kind::NoPerm, format!("refused: {why}")));
-                let _ = (&stream).write_all(&proto::encode(&answer));
-                continue;
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                let busy = Error::new(
-                    Kind::Timeout,
-                    "the daemon is busy with other clients; try again",
-                );
-                let _ = (&stream).write_all(&proto::encode(&Response::Refused(busy)));
-                continue;
-            }
+            let uid = match self.admit(&stream) {
+                Ok(uid) => uid,
+                Err((refusal, logged)) => {
+                    self.log(LogLine {
+                        level: log::Level::Warn,
+                        text: logged,
+                        cause: Cause::Clients(LineKind::ClientRefused),
+                    });
+                    let _ = (&stream).write_all(&proto::encode(&Response::Refused(refusal)));
+                    continue;
+                }
+            };
             let id = self.serial();
             listen(&self.poller, stream.as_fd(), Token::Client(id));
             self.clients.insert(
@@ -110,9 +105,70 @@ impl Daemon {
                         buf: Vec::new(),
                         deadline: Instant::now() + CLIENT_DEADLINE,
                     },
+                    uid,
                 },
             );
         }
+    }
+
+    /// Whether the peer of a new connection is served: root, or a member of the socket's group
+    /// within the limits per user and the slots not kept for root. Returns its uid, or the
+    /// answer it gets and what the log says.
+    fn admit(&self, stream: &UnixStream) -> Result<u32, (Error, String)> {
+        let peer = sys::peer_credentials(stream.as_fd()).map_err(|e| {
+            let why = format!("cannot read the peer's credentials: {e}");
+            (
+                Error::new(Kind::NoPerm, format!("refused: {why}")),
+                format!("refused a client: {why}"),
+            )
+        })?;
+        let in_group = self
+            .group
+            .is_some_and(|g| peer.gid == g || peer.groups.contains(&g));
+        if peer.uid != 0 && !in_group {
+            let why = format!(
+                "peer uid {} (pid {}) is neither root nor in the socket's group",
+                peer.uid, peer.pid
+            );
+            return Err((
+                Error::new(Kind::NoPerm, format!("refused: {why}")),
+                format!("refused a client: {why}"),
+            ));
+        }
+        let held = self.clients.values().filter(|c| c.uid == peer.uid).count();
+        if peer.uid != 0 && held >= MAX_CLIENTS_PER_USER {
+            let why = format!(
+                "uid {} already has {held} connections open, the most one user other than root may have",
+                peer.uid
+            );
+            return Err((
+                Error::new(
+                    Kind::Limit,
+                    format!("refused: {why}; try again once they are answered"),
+                ),
+                format!("refused a client: {why}"),
+            ));
+        }
+        let not_root = self.clients.values().filter(|c| c.uid != 0).count();
+        let full = if peer.uid == 0 {
+            self.clients.len() >= MAX_CLIENTS
+        } else {
+            self.clients.len() >= MAX_CLIENTS || not_root >= MAX_CLIENTS - ROOT_CLIENTS
+        };
+        if full {
+            let busy = Error::new(
+                Kind::Timeout,
+                "the daemon is busy with other clients; try again",
+            );
+            return Err((
+                busy,
+                format!(
+                    "turned a client of uid {} away: every slot it may take is in use",
+                    peer.uid
+                ),
+            ));
+        }
+        Ok(peer.uid)
     }
 
     pub(super) fn client_ready(&mut self, id: ClientId) {
@@ -151,7 +207,11 @@ impl Daemon {
             Ok(None) => return,
             Ok(Some(request)) => request,
             Err(e) => {
-                log::warn!("bad request: {e}");
+                self.log(LogLine {
+                    level: log::Level::Warn,
+                    text: format!("bad request: {e}"),
+                    cause: Cause::Clients(LineKind::ClientBad),
+                });
                 return self.answer(id, &Response::Refused(e));
             }
         };
@@ -180,7 +240,11 @@ impl Daemon {
                     });
                 }
                 Err(e) => {
-                    log::warn!("refused to arm: {e}");
+                    self.log(LogLine {
+                        level: log::Level::Warn,
+                        text: format!("refused to arm: {e}"),
+                        cause: Cause::Clients(LineKind::ClientBad),
+                    });
                     self.answer(id, &Response::Refused(e));
                 }
             },
@@ -229,16 +293,25 @@ impl Daemon {
         else {
             return;
         };
+        let mut failed = None;
         while *written < answer.len() {
             match (&client.stream).write(&answer[*written..]) {
                 Ok(n) => *written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::warn!("client did not take its answer: {e}; dropped");
+                    failed = Some(e);
                     break;
                 }
             }
+        }
+        if let Some(e) = failed {
+            // A user of the socket can hang up on its answers at will: counted, not each told.
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text: format!("client did not take its answer: {e}; dropped"),
+                cause: Cause::Clients(LineKind::ClientDropped),
+            });
         }
         self.drop_client(id);
     }

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::core::{CommandId, Event, JailId, ProbeId};
+use super::logbudget::{Cause, LineKind, LogBudget, LogLine};
 use super::{Daemon, RECHECK, Token};
 use crate::definition::Definition;
 use crate::invocation::Invocation;
@@ -27,6 +28,9 @@ const DRAIN_TRIES: u32 = 50;
 pub(super) struct RunningCommand {
     /// How log lines name the probe: id, jail, title.
     pub tag: String,
+    /// The probe, and its jail as named: whose budget its output lines take (`logbudget`).
+    pub probe: ProbeId,
+    pub jail: String,
     pub process: Process,
     pub started: Instant,
     /// Read end of the pipe that carries the command's stdout and stderr into our log.
@@ -139,6 +143,8 @@ impl RunningCommand {
         };
         Ok(RunningCommand {
             tag,
+            probe: what.probe,
+            jail: def.jail.clone(),
             process,
             started: now,
             output: Some(output),
@@ -149,8 +155,10 @@ impl RunningCommand {
         })
     }
 
-    /// Logs what the command wrote, line by line; returns false at the end of its output.
-    pub fn drain_output(&mut self, max_reads: usize) -> bool {
+    /// Logs what the command wrote, line by line, within its probe's and jail's budget (a
+    /// jail that fires a probe in a loop repeats its output); returns false at the end of its
+    /// output.
+    pub fn drain_output(&mut self, max_reads: usize, budget: &mut LogBudget) -> bool {
         let Some(fd) = &self.output else { return false };
         let mut chunk = [0u8; 4096];
         let mut reads = 0;
@@ -176,9 +184,30 @@ impl RunningCommand {
                 _ => break,
             };
             let line: Vec<u8> = self.partial.drain(..len + newline).take(len).collect();
-            log::info!("{} command: {}", self.tag, String::from_utf8_lossy(&line));
+            let line = self.line(
+                LineKind::Output,
+                log::Level::Info,
+                format!("{} command: {}", self.tag, String::from_utf8_lossy(&line)),
+            );
+            if budget.admit(&line, Instant::now()) {
+                log::info!("{}", line.text);
+            }
         }
         open
+    }
+
+    /// A log line about this command that its probe's jail caused, by firing it.
+    pub fn line(&self, kind: LineKind, level: log::Level, text: String) -> LogLine {
+        LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: self.probe,
+                tag: self.tag.clone(),
+                jail: self.jail.clone(),
+                kind,
+            },
+        }
     }
 }
 
@@ -188,7 +217,7 @@ impl Daemon {
         let Some(command) = self.commands.get_mut(&id) else {
             return;
         };
-        if command.drain_output(MAX_READS_PER_WAKE) {
+        if command.drain_output(MAX_READS_PER_WAKE, &mut self.log_budget) {
             return;
         }
         if let Some(output) = command.output.take() {
@@ -211,21 +240,17 @@ impl Daemon {
             return;
         }
         // Log what it wrote before saying that it ended.
-        command.drain_output(MAX_READS_AT_END);
-        let command = self.commands.remove(&id).expect("present");
+        command.drain_output(MAX_READS_AT_END, &mut self.log_budget);
+        let mut command = self.commands.remove(&id).expect("present");
         self.poller.remove(command.process.poll_fd());
         if let Some(output) = &command.output {
             self.poller.remove(output.as_fd());
         }
-        let code = match result {
-            Ok(Some(sys::Exit::Code(code))) => Some(code),
-            Ok(Some(sys::Exit::Signal(signal))) => Some(128 + signal),
-            _ => None,
-        };
+        let exit = result.as_ref().ok().copied().flatten();
         let status = result
             .map(|e| e.map_or("?".to_string(), |e| e.to_string()))
             .unwrap_or_else(|e| e.to_string());
-        if let Some(group) = command.group {
+        if let Some(group) = command.group.take() {
             if command.stopping {
                 // SIGKILL is still to come for whatever it left behind.
                 self.draining.insert(
@@ -241,17 +266,18 @@ impl Daemon {
             } else if let Err(e) = group.remove() {
                 // Ended in time: what it left running is left alone, with its cgroup.
                 let left = group.members().map_or(0, |m| m.len());
-                log::warn!(
+                let text = format!(
                     "{}: the command ended in time but left {left} process(es) running in {} ({e}); left alone",
                     command.tag,
                     group.path().display()
                 );
+                self.log(command.line(LineKind::CommandEnd, log::Level::Warn, text));
             }
         }
         self.events.push_back(Event::CommandEnded {
             command: id,
             outcome: Ok(status),
-            status: code,
+            status: exit,
             took: command.started.elapsed(),
         });
     }

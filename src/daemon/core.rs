@@ -26,6 +26,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use log::Level::{self, Debug, Info, Warn};
+
+use super::logbudget::{Cause, LineKind, LogLine};
 use crate::definition::{Definition, Verb};
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
@@ -40,6 +43,19 @@ pub type CommandId = u64;
 pub type JailId = i32;
 /// A probe's uid and gid inside its jail.
 pub type Ids = (u32, u32);
+
+/// What the shell read of a jail when it opened it, for the warnings given when a probe is
+/// armed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JailFacts {
+    /// The same for every name of one running jail (on Linux its pid namespace, whose
+    /// processes one `pkill` reaches; on FreeBSD its jid), though each PID names it by
+    /// another `JailId`.
+    pub identity: (u64, u64),
+    /// Its uids are the host's (no user namespace of its own; every FreeBSD jail): a host
+    /// process can make a jail process of its uid signal a probe of that uid.
+    pub shares_host_users: bool,
+}
 /// A placed probe's process and ids, or why it is not placed.
 pub type PlaceResult = Result<(Pid, Ids), Error>;
 
@@ -74,6 +90,19 @@ pub const SURVEY_GAP: Duration = Duration::from_secs(1);
 /// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
 /// everything it started.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Other probes a warning names by id; beyond these it gives their number.
+const NAMED_IN_WARNING: usize = 5;
+
+/// The first `NAMED_IN_WARNING` of `total` names, then how many more: a warning's line stays
+/// short however many probes share a title.
+fn first_of(names: impl Iterator<Item = String>, total: usize) -> String {
+    let mut named: Vec<String> = names.take(NAMED_IN_WARNING).collect();
+    if total > NAMED_IN_WARNING {
+        named.push(format!("{} more", total - NAMED_IN_WARNING));
+    }
+    named.join(", ")
+}
 
 /// Descriptors the daemon holds besides its probes, jails, commands, clients and lookups:
 /// stdio, the listener, the signal and event queues, the probe image and its slots, the
@@ -193,10 +222,14 @@ pub struct Probe {
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// How its last command ended: exit code, or 128 plus a signal.
-    pub last_status: Option<i32>,
+    /// How its last command ended: its exit code, or the signal that ended it. Kept apart, as
+    /// waitid(2) tells them: `exit 137` is not a SIGKILL.
+    pub last_status: Option<Exit>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
+    /// It was armed in its jail before: placing it again (after a kill, a restart of its
+    /// jail) is the jail's doing, and logged as such.
+    pub armed_before: bool,
     pub last: Option<String>,
     /// A probe of a selector's member: which selector, and which container.
     pub member: Option<FleetMember>,
@@ -257,6 +290,21 @@ impl Probe {
         format!("probe {id} (jail {}, '{}')", self.def.jail, self.def.title)
     }
 
+    /// A log line about probe `id` (this one) that its jail caused, and can repeat at will:
+    /// the shell limits these per probe and per jail (`logbudget`).
+    pub fn line(&self, id: ProbeId, kind: LineKind, level: Level, text: String) -> Effect {
+        Effect::Log(LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: id,
+                tag: self.tag(id),
+                jail: self.def.jail.clone(),
+                kind,
+            },
+        })
+    }
+
     /// Declared and persisted probes wait for their jail instead of being forgotten.
     fn survives(&self) -> bool {
         self.origin != Origin::Command
@@ -274,6 +322,8 @@ struct Tally {
     unsettled: usize,
     /// Probes by the jail their phase holds.
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
+    /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches.
+    titled: BTreeMap<JailId, BTreeMap<String, BTreeSet<ProbeId>>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
@@ -281,8 +331,8 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts `phase` of probe `id` in (`add`) or out.
-    fn count(&mut self, id: ProbeId, phase: &Phase, add: bool) {
+    /// Counts `phase` of probe `id`, titled `title`, in (`add`) or out.
+    fn count(&mut self, id: ProbeId, phase: &Phase, title: &str, add: bool) {
         fn step(n: &mut usize, add: bool) {
             if add { *n += 1 } else { *n -= 1 }
         }
@@ -316,6 +366,32 @@ impl Tally {
         }
         if let Some(jail) = phase.jail() {
             index(&mut self.in_jail, jail, id, add);
+        }
+        // A spent probe is not in its jail, nor will it be while the jail runs.
+        if let Some(jail) = phase
+            .jail()
+            .filter(|_| !matches!(phase, Phase::Spent { .. }))
+        {
+            let titles = self.titled.entry(jail).or_default();
+            // The title is copied once per jail and title, not per probe or phase change.
+            match titles.get_mut(title) {
+                Some(set) if add => {
+                    set.insert(id);
+                }
+                Some(set) => {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        titles.remove(title);
+                    }
+                }
+                None if add => {
+                    titles.insert(title.to_owned(), BTreeSet::from([id]));
+                }
+                None => {}
+            }
+            if titles.is_empty() {
+                self.titled.remove(&jail);
+            }
         }
         if let Phase::Placing {
             jail,
@@ -355,6 +431,7 @@ enum Stage {
 struct JailEntry {
     /// The jail as first named.
     spec: String,
+    facts: JailFacts,
     /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, so that its
     /// stop names them.
     ended: Vec<(ProbeId, Instant)>,
@@ -380,8 +457,8 @@ pub struct ToPlace {
 /// A probe's last command, as its command line shows it (`status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastRun {
-    /// Its exit code, or 128 plus a signal.
-    pub status: i32,
+    /// Its exit code, or the signal that ended it.
+    pub status: Exit,
     pub took: Duration,
     pub ended: Instant,
 }
@@ -409,7 +486,7 @@ pub enum Event {
     /// A lookup asked for by `Effect::Find` ended.
     Found {
         spec: String,
-        result: Result<JailId, Error>,
+        result: Result<(JailId, JailFacts), Error>,
     },
     /// A placement asked for by `Effect::Place` ended, with one result per probe.
     Placed {
@@ -425,8 +502,8 @@ pub enum Event {
         command: CommandId,
         /// How it ended (`exit code 0`), or why it could not be started.
         outcome: Result<String, String>,
-        /// Its exit code, or 128 plus the signal that ended it, for the metrics.
-        status: Option<i32>,
+        /// Its exit code, or the signal that ended it; `None` when it could not be started.
+        status: Option<Exit>,
         took: Duration,
     },
     /// A jail's process ended: the jail stopped.
@@ -485,19 +562,33 @@ pub enum Effect {
     /// when the file cannot be written, send `Event::StateNotSaved`).
     Save {
         probes: Vec<Definition>,
-        confirm: Vec<(ClientId, ProbeId, Pid)>,
+        confirm: Vec<Confirm>,
     },
     /// Stop watching the jail and close its descriptor.
     Release { jail: JailId },
-    /// A log line that must come after the effects before it (a reload's summary is logged
-    /// once its probes are killed, and placed or refused).
-    Log { level: log::Level, message: String },
+    /// A line for the log, in its place among the effects (a reload's summary is logged once
+    /// its probes are killed, and placed or refused), with what caused it: the shell limits
+    /// the lines a jail can cause (`logbudget`).
+    Log(LogLine),
 }
+
+impl Effect {
+    /// A log line of the host's own doing (requests, reloads, jails that stop): never limited.
+    pub fn log(level: Level, text: impl Into<String>) -> Effect {
+        Effect::Log(LogLine::host(level, text))
+    }
+}
+
+/// A `-P` request answered "armed" once the state file is written: its client, probe, the
+/// probe's process and the warnings of its arming.
+pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
 
 pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
     tally: Tally,
     jails: BTreeMap<JailId, JailEntry>,
+    /// Held jails by identity: the names (PIDs) under which one running jail is held.
+    jails_by_identity: BTreeMap<(u64, u64), BTreeSet<JailId>>,
     /// Names being looked up.
     finding: BTreeSet<String>,
     /// Placements in flight: their jail.
@@ -533,6 +624,7 @@ impl Core {
             probes: BTreeMap::new(),
             tally: Tally::default(),
             jails: BTreeMap::new(),
+            jails_by_identity: BTreeMap::new(),
             finding: BTreeSet::new(),
             placements: BTreeMap::new(),
             commands: BTreeMap::new(),
@@ -617,10 +709,7 @@ impl Core {
         if self.settled()
             && let Some(message) = self.reloaded.take()
         {
-            self.effects.push(Effect::Log {
-                level: log::Level::Info,
-                message,
-            });
+            self.effects.push(Effect::log(Info, message));
         }
         std::mem::take(&mut self.effects)
     }
@@ -662,12 +751,12 @@ impl Core {
             }
         }
         let old = std::mem::replace(&mut probe.phase, phase);
-        self.tally.count(id, &old, false);
-        self.tally.count(id, &self.probes[&id].phase, true);
+        self.tally.count(id, &old, &probe.def.title, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
     }
 
     fn insert_probe(&mut self, id: ProbeId, probe: Probe) {
-        self.tally.count(id, &probe.phase, true);
+        self.tally.count(id, &probe.phase, &probe.def.title, true);
         self.probes.insert(id, probe);
     }
 
@@ -711,11 +800,17 @@ impl Core {
             );
             return;
         };
-        log::warn!(
-            "{} watchdog: no signal for {}: running its command",
-            probe.tag(id),
-            crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+        let line = probe.line(
+            id,
+            LineKind::Trigger,
+            Warn,
+            format!(
+                "{} watchdog: no signal for {}: running its command",
+                probe.tag(id),
+                crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
+            ),
         );
+        self.effects.push(line);
         self.set_watch(id, Watch::Fired);
         let probe = self.probes.get_mut(&id).expect("present");
         probe.fired += 1;
@@ -728,7 +823,7 @@ impl Core {
         if let Some(Watch::Running { due }) = probe.watch {
             self.watch_timers.remove(&(due, id));
         }
-        self.tally.count(id, &probe.phase, false);
+        self.tally.count(id, &probe.phase, &probe.def.title, false);
         Some(probe)
     }
 
@@ -774,7 +869,8 @@ impl Core {
                     self.limits.total
                 ),
             );
-            log::warn!("refused to arm: {error}");
+            self.effects
+                .push(Effect::log(Warn, format!("refused to arm: {error}")));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -789,7 +885,8 @@ impl Core {
                     def.jail
                 ),
             );
-            log::warn!("refused to arm: {error}");
+            self.effects
+                .push(Effect::log(Warn, format!("refused to arm: {error}")));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -836,6 +933,7 @@ impl Core {
                 stops: 0,
                 last_status: None,
                 strikes: 0,
+                armed_before: false,
                 last: None,
                 member,
             },
@@ -862,7 +960,7 @@ impl Core {
         }
     }
 
-    fn found(&mut self, spec: String, result: Result<JailId, Error>, now: Instant) {
+    fn found(&mut self, spec: String, result: Result<(JailId, JailFacts), Error>, now: Instant) {
         self.finding.remove(&spec);
         let finding: Vec<(ProbeId, Option<ClientId>)> = self
             .probes
@@ -874,9 +972,15 @@ impl Core {
             })
             .collect();
         match result {
-            Ok(jail) => {
+            Ok((jail, facts)) => {
+                let facts = self.jails.get(&jail).map_or(facts, |e| e.facts);
+                self.jails_by_identity
+                    .entry(facts.identity)
+                    .or_default()
+                    .insert(jail);
                 self.jails.entry(jail).or_insert_with(|| JailEntry {
                     spec: spec.clone(),
+                    facts,
                     ended: Vec::new(),
                     idle_since: Some(now),
                     placing: None,
@@ -1057,34 +1161,69 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    if probe.fed > 0 && probe.fired == 0 {
-                        log::debug!("{} re-armed after a signal, host pid {pid}", probe.tag(id));
+                    let first_arm = probe.fed == 0 && probe.fired == 0;
+                    let line = if probe.fed > 0 && probe.def.watchdog.is_some() {
+                        // A feed is routine: `-l` counts them; the log would drown in them.
+                        let text = format!("{} back after a feed, host pid {pid}", probe.tag(id));
+                        probe.line(id, LineKind::Rearm, Debug, text)
                     } else if probe.fired > 0 {
-                        log::info!("{} re-armed, host pid {pid}", probe.tag(id));
+                        let text = format!("{} re-armed, host pid {pid}", probe.tag(id));
+                        probe.line(id, LineKind::Rearm, Info, text)
                     } else {
-                        log::info!(
-                            "{} armed{}: uid {}, gid {}, mode {}, host pid {pid}",
+                        // The jail's uid is the probe's; the command's host user is another,
+                        // and the line says both, so that neither reads as the other.
+                        let settings = probe.def.settings(true);
+                        let text = format!(
+                            "{} armed{}: mode {}, in the jail as uid {} gid {}, host pid {pid}; the command runs on the host as {}; {}",
                             probe.tag(id),
                             match probe.origin {
                                 Origin::Command => "",
                                 Origin::Persisted => " (persisted)",
                                 Origin::Config => " (configuration file)",
                             },
+                            probe.def.mode(),
                             ids.0,
                             ids.1,
-                            describe_respawn(probe.def.respawn),
+                            probe.def.run_as.as_deref().unwrap_or("root"),
+                            if settings.is_empty() {
+                                "no other settings".to_string()
+                            } else {
+                                settings.join(", ")
+                            },
                         );
-                    }
+                        // Placed again (its jail killed it, or stopped and ran again): the
+                        // jail's doing, which it can repeat; a first arm is the administrator's.
+                        if probe.armed_before {
+                            probe.line(id, LineKind::Rearm, Info, text)
+                        } else {
+                            Effect::log(Info, text)
+                        }
+                    };
+                    self.effects.push(line);
+                    probe.armed_before = true;
                     let persisted = probe.origin == Origin::Persisted;
                     self.set_phase(id, Phase::Armed { jail, pid, ids });
                     self.resume_watch(id, now);
+                    let warnings = if first_arm {
+                        self.arm_warnings(id, jail, ids.0)
+                    } else {
+                        Vec::new()
+                    };
+                    for warning in &warnings {
+                        let text = format!("{}: {warning}", self.probes[&id].tag(id));
+                        self.effects.push(Effect::log(Warn, text));
+                    }
                     if let Some(client) = reply {
                         if persisted {
-                            confirm.push((client, id, pid));
+                            confirm.push((client, id, pid, warnings));
                         } else {
                             self.effects.push(Effect::Reply {
                                 client,
-                                response: Response::Armed { probe: id, pid },
+                                response: Response::Armed {
+                                    probe: id,
+                                    pid,
+                                    warnings,
+                                },
                             });
                         }
                     }
@@ -1096,6 +1235,69 @@ impl Core {
             self.save(confirm);
         }
         self.release_if_idle(jail, now);
+    }
+
+    /// The probes with `title` whose phase holds the running jail `jail` is, under any of its
+    /// names (spent ones excepted, which the jail does not have now): one `pkill -f` or
+    /// `killall` by that title reaches them all. One set per name; indexed, so that arming
+    /// many probes of one title stays linear.
+    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<&BTreeSet<ProbeId>> {
+        let Some(entry) = self.jails.get(&jail) else {
+            return Vec::new();
+        };
+        let names = self.jails_by_identity.get(&entry.facts.identity);
+        names
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.tally.titled.get(name)?.get(title))
+            .collect()
+    }
+
+    /// How a warning names `total` other probes, of which `ids` come first: id, how each was
+    /// armed, the jail as it named it (`first_of` them).
+    fn describe(&self, ids: impl Iterator<Item = ProbeId>, total: usize) -> String {
+        let named = ids.map(|id| {
+            let probe = &self.probes[&id];
+            let how = match probe.origin {
+                Origin::Command => "-c",
+                Origin::Persisted => "-c -P",
+                Origin::Config => "the configuration file",
+            };
+            format!("probe {id} (armed by {how}, jail {})", probe.def.jail)
+        });
+        first_of(named, total)
+    }
+
+    /// What the utility and the log are told when probe `id` is armed for the first time in
+    /// `jail`, as `uid` inside it. Nothing here refuses the probe: 0.2 allows both.
+    fn arm_warnings(&self, id: ProbeId, jail: JailId, uid: u32) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let title = &self.probes[&id].def.title;
+        let sets = self.titled_in_jail(title, jail);
+        // `id` is armed in `jail`: one of the sets holds it.
+        let others = sets
+            .iter()
+            .map(|set| set.len())
+            .sum::<usize>()
+            .saturating_sub(1);
+        if others > 0 {
+            let ids = sets.iter().flat_map(|set| set.iter().copied());
+            warnings.push(format!(
+                "title '{title}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
+                self.describe(ids.filter(|other| *other != id), others)
+            ));
+        }
+        if uid != 0
+            && self
+                .jails
+                .get(&jail)
+                .is_some_and(|e| e.facts.shares_host_users)
+        {
+            warnings.push(format!(
+                "the jail shares the host's user ids (no user namespace of its own): host processes with uid {uid} can fire it through the jail's own processes of that uid (by ptrace); use a user-namespaced jail, or a uid no host user has (SECURITY.md)"
+            ));
+        }
+        warnings
     }
 
     /// Probe `id` could not be placed. A request is refused and forgotten; a probe that
@@ -1111,7 +1313,10 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let tag = probe.tag(id);
         if let Some(client) = reply {
-            log::warn!("refused to arm: {error} ({tag})");
+            self.effects.push(Effect::log(
+                Warn,
+                format!("refused to arm: {error} ({tag})"),
+            ));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
@@ -1124,7 +1329,10 @@ impl Core {
         }
         if !probe.survives() {
             // A plain probe being re-armed: it is gone, as in 0.2.
-            log::error!("{tag}: cannot re-arm, removed: {error}");
+            self.effects.push(Effect::log(
+                Level::Error,
+                format!("{tag}: cannot re-arm, removed: {error}"),
+            ));
             self.set_phase(id, Phase::Spent { jail: None });
             self.forget_if_done(id, now);
             return;
@@ -1136,13 +1344,19 @@ impl Core {
             // changes them.
             Kind::NoUser | Kind::Data | Kind::Usage | Kind::Config => {
                 if changed {
-                    log::error!("{tag} cannot be placed: {error}");
+                    self.effects.push(Effect::log(
+                        Level::Error,
+                        format!("{tag} cannot be placed: {error}"),
+                    ));
                 }
                 self.set_phase(id, Phase::Refused { why: error.message });
             }
             Kind::NoJail => {
                 if changed {
-                    log::warn!("{tag} waiting for its jail: {error}");
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!("{tag} waiting for its jail: {error}"),
+                    ));
                 }
                 self.wait_for_jail(id, error.message, now);
             }
@@ -1153,7 +1367,8 @@ impl Core {
                 }
                 _ => {
                     if changed {
-                        log::warn!("{tag} waiting for its jail: {error}");
+                        let text = format!("{tag} waiting for its jail: {error}");
+                        self.effects.push(Effect::log(Warn, text));
                     }
                     self.wait_for_jail(id, error.message, now);
                 }
@@ -1170,11 +1385,13 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let delay = backoff(probe.strikes);
         probe.strikes += 1;
-        log::warn!(
+        let text = format!(
             "{} {what}; armed again in {}",
             probe.tag(id),
             human_duration(delay)
         );
+        self.effects
+            .push(probe.line(id, LineKind::Unfired, Warn, text));
         self.set_phase(
             id,
             Phase::Retrying {
@@ -1220,11 +1437,16 @@ impl Core {
                 probe.last = Some(format!(
                     "stopped by signal {sig}: it fires nothing until continued"
                 ));
-                log::warn!("{tag} stopped by signal {sig}: it fires nothing until continued");
+                let text =
+                    format!("{tag} stopped by signal {sig}: it fires nothing until continued");
+                self.effects
+                    .push(probe.line(id, LineKind::Stop, Warn, text));
             }
             None => {
                 probe.last = Some("continued after a stop".into());
-                log::warn!("{tag} continued after a stop");
+                let text = format!("{tag} continued after a stop");
+                self.effects
+                    .push(probe.line(id, LineKind::Continue, Warn, text));
             }
         }
     }
@@ -1259,7 +1481,8 @@ impl Core {
                 probe.fed,
                 crate::definition::show_duration(period.as_secs())
             ));
-            log::debug!("{tag} watchdog fed");
+            self.effects
+                .push(probe.line(id, LineKind::Feed, Debug, format!("{tag} watchdog fed")));
             self.set_watch(id, Watch::Running { due: now + period });
             self.enqueue(id, jail, None, now);
             return;
@@ -1274,7 +1497,11 @@ impl Core {
                 let why = format!("ended by {exit}: nothing fired");
                 self.retry(id, jail, why, format!("ended by {exit}"), now);
             } else {
-                log::warn!("{tag} ended by {exit}: nothing fired, probe removed");
+                // Once per probe, armed by a request: the administrator pays for each.
+                self.effects.push(Effect::log(
+                    Warn,
+                    format!("{tag} ended by {exit}: nothing fired, probe removed"),
+                ));
                 self.set_phase(id, Phase::Spent { jail: None });
                 self.forget_if_done(id, now);
             }
@@ -1294,19 +1521,23 @@ impl Core {
                 verb,
             });
             owed.triggers += 1;
-            if owed.triggers == 1 {
-                log::info!("{tag} triggered while its command runs: one more run queued");
+            let text = if owed.triggers == 1 {
+                format!("{tag} triggered while its command runs: one more run queued")
             } else {
-                log::info!(
+                format!(
                     "{tag} triggered while its command runs: one more run already queued ({} triggers)",
                     owed.triggers
-                );
-            }
+                )
+            };
+            self.effects
+                .push(probe.line(id, LineKind::Trigger, Info, text));
         } else {
-            match verb {
-                None => log::info!("{tag} triggered"),
-                Some(verb) => log::info!("{tag} triggered by SIG{}", verb.name()),
-            }
+            let text = match verb {
+                None => format!("{tag} triggered"),
+                Some(verb) => format!("{tag} triggered by SIG{}", verb.name()),
+            };
+            self.effects
+                .push(probe.line(id, LineKind::Trigger, Info, text));
             self.start_run(id, jail, verb, now);
         }
         let probe = &self.probes[&id];
@@ -1347,9 +1578,11 @@ impl Core {
                 self.enqueue(id, jail, None, now);
             }
             (Respawn::Immediately, None) => {
-                log::warn!(
+                let text = format!(
                     "{tag}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes"
                 );
+                self.effects
+                    .push(probe.line(id, LineKind::Held, Warn, text));
                 self.set_phase(
                     id,
                     Phase::Held {
@@ -1416,7 +1649,7 @@ impl Core {
                 self.timed_out.insert(command);
                 if let Some((id, probe)) = probe {
                     probe.timeouts += 1;
-                    log::warn!(
+                    let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
                         probe.tag(id),
                         crate::definition::show_duration(
@@ -1424,6 +1657,8 @@ impl Core {
                         ),
                         human_duration(KILL_GRACE)
                     );
+                    self.effects
+                        .push(probe.line(id, LineKind::CommandEnd, Warn, text));
                 }
                 self.effects.push(Effect::Stop {
                     command,
@@ -1433,11 +1668,13 @@ impl Core {
             }
             Stage::Kill => {
                 if let Some((id, probe)) = probe {
-                    log::warn!(
+                    let text = format!(
                         "{} command still running {} after SIGTERM: SIGKILL",
                         probe.tag(id),
                         human_duration(KILL_GRACE)
                     );
+                    self.effects
+                        .push(probe.line(id, LineKind::CommandEnd, Warn, text));
                 }
                 self.effects.push(Effect::Stop {
                     command,
@@ -1450,11 +1687,13 @@ impl Core {
     /// Probe `id` stays out of its jail until `until`, its cooldown's end.
     fn cool(&mut self, id: ProbeId, jail: JailId, ids: Ids, until: Instant, now: Instant) {
         let probe = &self.probes[&id];
-        log::info!(
+        let text = format!(
             "{} cooling down: back in {}",
             probe.tag(id),
             human_duration(until - now)
         );
+        self.effects
+            .push(probe.line(id, LineKind::Held, Info, text));
         self.set_phase(id, Phase::Cooling { jail, ids, until });
     }
 
@@ -1463,10 +1702,12 @@ impl Core {
     fn come_back(&mut self, id: ProbeId, jail: JailId, ids: Ids, now: Instant) {
         let probe = &self.probes[&id];
         if probe.def.respawn == Respawn::Immediately && probe.commands >= MAX_RUNNING_PER_PROBE {
-            log::warn!(
+            let text = format!(
                 "{}: {MAX_RUNNING_PER_PROBE} commands still running; re-arming when one finishes",
                 probe.tag(id)
             );
+            self.effects
+                .push(probe.line(id, LineKind::Held, Warn, text));
             self.set_phase(
                 id,
                 Phase::Held {
@@ -1512,12 +1753,16 @@ impl Core {
                     "command ".to_string()
                 };
                 let ended = format!("{how}ended with {status} after {}", human_duration(took));
-                log::info!("{} {ended}", probe.tag(id));
+                let text = format!("{} {ended}", probe.tag(id));
+                self.effects
+                    .push(probe.line(id, LineKind::CommandEnd, Info, text));
                 ended
             }
             Err(why) => {
                 let ended = format!("command not started: {why}");
-                log::error!("{} {ended}", probe.tag(id));
+                let text = format!("{} {ended}", probe.tag(id));
+                self.effects
+                    .push(probe.line(id, LineKind::CommandEnd, Level::Error, text));
                 ended
             }
         };
@@ -1548,18 +1793,32 @@ impl Core {
             return;
         };
         if let Some(owed) = probe.owed.take() {
-            log::info!(
+            let text = format!(
                 "{} queued run starts ({} trigger(s), the first {} ago)",
                 probe.tag(id),
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
+            self.effects
+                .push(probe.line(id, LineKind::CommandStart, Info, text));
             self.start_run(id, owed.jail, owed.verb, now);
         }
     }
 
+    /// The one way a jail leaves `jails`, keeping `jails_by_identity`.
+    fn drop_jail(&mut self, jail: JailId) -> Option<JailEntry> {
+        let entry = self.jails.remove(&jail)?;
+        if let Some(names) = self.jails_by_identity.get_mut(&entry.facts.identity) {
+            names.remove(&jail);
+            if names.is_empty() {
+                self.jails_by_identity.remove(&entry.facts.identity);
+            }
+        }
+        Some(entry)
+    }
+
     fn jail_stopped(&mut self, jail: JailId, now: Instant) {
-        let Some(entry) = self.jails.remove(&jail) else {
+        let Some(entry) = self.drop_jail(jail) else {
             return;
         };
         self.effects.push(Effect::Release { jail });
@@ -1619,7 +1878,7 @@ impl Core {
         if !waiting.is_empty() {
             message += &format!("; [{}] waiting for it to run again", list(&waiting));
         }
-        log::warn!("{message}");
+        self.effects.push(Effect::log(Warn, message));
         if file_changed {
             // A spent `-P` probe is wanted again, for the jail's next run.
             self.save(Vec::new());
@@ -1661,7 +1920,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for jail in idle {
-            self.jails.remove(&jail);
+            self.drop_jail(jail);
             self.effects.push(Effect::Release { jail });
         }
         let due: Vec<ProbeId> = self
@@ -1714,12 +1973,18 @@ impl Core {
                 Kind::NoProbe,
                 format!("no probe '{which}' in jail '{jail}' (see jaildaemon -l)"),
             );
-            log::warn!("refused to remove: {error}");
+            self.effects
+                .push(Effect::log(Warn, format!("refused to remove: {error}")));
             self.effects.push(Effect::Reply {
                 client,
                 response: Response::Refused(error),
             });
             return;
+        }
+        let warnings = self.removal_notes(which, jail, &matching);
+        for warning in &warnings {
+            let text = format!("-k {which} -j {jail}: {warning}");
+            self.effects.push(Effect::log(Warn, text));
         }
         let persisted = matching
             .iter()
@@ -1732,8 +1997,55 @@ impl Core {
         }
         self.effects.push(Effect::Reply {
             client,
-            response: Response::Removed { probes: matching },
+            response: Response::Removed {
+                probes: matching,
+                warnings,
+            },
         });
+    }
+
+    /// What `-k which -j jail` says besides the ids it removes (`matching`): that a title named
+    /// several probes, all removed as 0.2 does; and which probes with that title stay in the
+    /// same running jail because they were armed under another of its names.
+    fn removal_notes(&self, which: &str, jail: &str, matching: &[ProbeId]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let by_title: Vec<ProbeId> = matching
+            .iter()
+            .copied()
+            .filter(|id| self.probes[id].def.title == which)
+            .collect();
+        if by_title.is_empty() {
+            return notes;
+        }
+        if matching.len() > 1 {
+            notes.push(format!(
+                "title '{which}' is ambiguous in jail '{jail}': it named {} probes, and all were removed ({})",
+                matching.len(),
+                first_of(matching.iter().map(ProbeId::to_string), matching.len())
+            ));
+        }
+        // Once per jail (identity) the removed probes were in.
+        let mut staying = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for id in &by_title {
+            if let Some(held) = self.probes[id].phase.jail()
+                && seen.insert(self.jails.get(&held).map(|e| e.facts.identity))
+            {
+                for set in self.titled_in_jail(which, held) {
+                    staying.extend(set);
+                }
+            }
+        }
+        for id in matching {
+            staying.remove(id);
+        }
+        if !staying.is_empty() {
+            notes.push(format!(
+                "the same jail still has {} with title '{which}', armed under another name of it: remove with -j as named there",
+                self.describe(staying.iter().copied(), staying.len())
+            ));
+        }
+        notes
     }
 
     /// Removes probe `id`: its process goes, its command never runs; a command already running
@@ -1742,7 +2054,8 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        log::info!("{} {why}", probe.tag(id));
+        self.effects
+            .push(Effect::log(Info, format!("{} {why}", probe.tag(id))));
         let jail = probe.phase.jail();
         if let Phase::Armed { .. } = probe.phase {
             self.effects.push(Effect::Kill { probe: id });
@@ -1764,11 +2077,14 @@ impl Core {
             });
         }
         if let Some(owed) = probe.owed.take() {
-            log::info!(
-                "{}: its queued run ({} trigger(s)) is dropped with it",
-                probe.tag(id),
-                owed.triggers
-            );
+            self.effects.push(Effect::log(
+                Info,
+                format!(
+                    "{}: its queued run ({} trigger(s)) is dropped with it",
+                    probe.tag(id),
+                    owed.triggers
+                ),
+            ));
         }
         if probe.commands > 0 {
             // Kept only to attribute its command, as a plain probe that is forgotten once its
@@ -1845,7 +2161,8 @@ impl Core {
             Ok(parsed) => parsed,
             // The configuration file's check refuses a bad selector; this is for the state file.
             Err(why) => {
-                log::error!("probe '{}' not declared: {why}", def.title);
+                let text = format!("probe '{}' not declared: {why}", def.title);
+                self.effects.push(Effect::log(Level::Error, text));
                 return;
             }
         };
@@ -1915,20 +2232,26 @@ impl Core {
         match result {
             Err(why) => {
                 if fleet.error.as_deref() != Some(why.as_str()) {
-                    log::warn!(
-                        "selector {spec}: its containers cannot be listed ({why}); its probes stay as they are"
-                    );
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: its containers cannot be listed ({why}); its probes stay as they are"
+                        ),
+                    ));
                 }
                 fleet.error = Some(why);
             }
             Ok(mut members) => {
                 fleet.error = None;
                 if members.len() > selector::MAX_MEMBERS {
-                    log::warn!(
-                        "selector {spec}: {} containers match; only the first {} get probes",
-                        members.len(),
-                        selector::MAX_MEMBERS
-                    );
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: {} containers match; only the first {} get probes",
+                            members.len(),
+                            selector::MAX_MEMBERS
+                        ),
+                    ));
                     members.truncate(selector::MAX_MEMBERS);
                 }
                 let templates: Vec<Definition> = fleet.templates.values().cloned().collect();
@@ -1966,7 +2289,7 @@ impl Core {
             if !listed {
                 self.remove_one(
                     id,
-                    "removed: its container no longer runs with that label",
+                    "removed: its container is gone, or no longer has that label",
                     now,
                 );
                 continue;
@@ -1982,16 +2305,22 @@ impl Core {
                     continue;
                 }
                 if self.probes.len() >= self.limits.total {
-                    log::warn!(
-                        "selector {spec}: no probe for {jail}: too many probes ({})",
-                        self.limits.total
-                    );
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: no probe for {jail}: too many probes ({})",
+                            self.limits.total
+                        ),
+                    ));
                     return;
                 }
-                log::info!(
-                    "selector {spec}: container {jail} matches; probe '{}' for it",
-                    template.title
-                );
+                self.effects.push(Effect::log(
+                    Info,
+                    format!(
+                        "selector {spec}: container {jail} matches; probe '{}' for it",
+                        template.title
+                    ),
+                ));
                 let def = Definition {
                     jail: jail.clone(),
                     ..template.clone()
@@ -2118,7 +2447,7 @@ impl Core {
     }
 
     /// Asks for the state file to be written with every `-P` probe still wanted.
-    fn save(&mut self, confirm: Vec<(ClientId, ProbeId, Pid)>) {
+    fn save(&mut self, confirm: Vec<Confirm>) {
         let probes = self
             .probes
             .values()
@@ -2220,6 +2549,10 @@ impl Core {
                     pid,
                     fired: p.fired,
                     last,
+                    run_as: p.def.run_as.clone(),
+                    timeout_secs: p.def.timeout.map(|t| t.as_secs()),
+                    cooldown_secs: p.def.cooldown.map(|c| c.as_secs()),
+                    status: p.def.status,
                     verbs: crate::definition::verbs_to_names(&p.def.verbs),
                     confirm: crate::definition::confirm_to_names(&p.def.confirm),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
@@ -2249,7 +2582,11 @@ impl Core {
                 fires: p.fired,
                 timeouts: p.timeouts,
                 stops: p.stops,
-                last_status: p.last_status,
+                // The metrics' convention (a shell's): a signal as 128 plus its number.
+                last_status: p.last_status.map(|exit| match exit {
+                    Exit::Code(code) => code,
+                    Exit::Signal(signal) => 128 + signal,
+                }),
                 last_duration: p.last_ended.map(|(took, _)| took),
             })
             .collect();
@@ -2286,16 +2623,6 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// The respawn mode as `-l` shows it.
-fn describe_respawn(respawn: Respawn) -> &'static str {
-    match respawn {
-        Respawn::Never => "single",
-        Respawn::AfterCommand => "-r",
-        Respawn::Immediately => "-R",
-        Respawn::Queue => "queue",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The core as a transition table: every phase meets every event (`every_phase_meets_every
@@ -2308,6 +2635,8 @@ mod tests {
     struct Rig {
         core: Core,
         now: Instant,
+        /// Every line the core logged, in order; `send` returns the other effects.
+        logged: Vec<LogLine>,
     }
 
     impl Rig {
@@ -2319,15 +2648,22 @@ mod tests {
             Rig {
                 core: Core::new(limits),
                 now: Instant::now(),
+                logged: Vec::new(),
             }
         }
 
         fn send(&mut self, event: Event) -> Vec<Effect> {
-            let effects = self.core.handle(event, self.now);
+            let (lines, effects): (Vec<Effect>, Vec<Effect>) = (self.core.handle(event, self.now))
+                .into_iter()
+                .partition(|e| matches!(e, Effect::Log(_)));
+            self.logged.extend(lines.into_iter().map(|e| match e {
+                Effect::Log(line) => line,
+                _ => unreachable!("partitioned"),
+            }));
             // The tally kept along the way is the one counted from scratch.
             let mut recount = Tally::default();
             for (id, probe) in &self.core.probes {
-                recount.count(*id, &probe.phase, true);
+                recount.count(*id, &probe.phase, &probe.def.title, true);
             }
             assert_eq!(self.core.tally, recount, "tally out of step");
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
@@ -2382,10 +2718,23 @@ mod tests {
         }
     }
 
+    /// Jail `jail` found: a jail of its own (its identity is its id), with its own users.
     fn found(spec: &str, jail: JailId) -> Event {
+        found_as(spec, jail, jail as u64, false)
+    }
+
+    /// Jail `jail` found, with `identity` (shared by every name of one running jail) and
+    /// whether its uids are the host's.
+    fn found_as(spec: &str, jail: JailId, identity: u64, shares_host_users: bool) -> Event {
         Event::Found {
             spec: spec.into(),
-            result: Ok(jail),
+            result: Ok((
+                jail,
+                JailFacts {
+                    identity: (0, identity),
+                    shares_host_users,
+                },
+            )),
         }
     }
 
@@ -2431,7 +2780,7 @@ mod tests {
         Event::CommandEnded {
             command,
             outcome: Ok("exit code 0".into()),
-            status: Some(0),
+            status: Some(Exit::Code(0)),
             took: Duration::from_millis(2100),
         }
     }
@@ -2678,7 +3027,11 @@ mod tests {
         let effects = rig.send(placed(1, 1, PID));
         assert_eq!(
             replies(&effects),
-            vec![&Response::Armed { probe: 1, pid: PID }]
+            vec![&Response::Armed {
+                probe: 1,
+                pid: PID,
+                warnings: Vec::new()
+            }]
         );
         // Twin: a refusal is answered with its reason, and nothing is kept.
         rig.send(Event::Arm {
@@ -2695,6 +3048,134 @@ mod tests {
         assert_eq!(rig.core.list(rig.now).len(), 1);
     }
 
+    /// The warnings the client of an arm request was answered with.
+    fn warnings_of(effects: &[Effect]) -> Vec<String> {
+        match replies(effects).as_slice() {
+            [Response::Armed { warnings, .. }] => warnings.clone(),
+            other => panic!("not one armed answer: {other:?}"),
+        }
+    }
+
+    /// Arms `title` in the jail named `spec` (`jail` under `identity`), placed as `ids`;
+    /// returns the effects of its placement.
+    fn arm_in(
+        rig: &mut Rig,
+        spec: &str,
+        (jail, identity, shares_host_users): (JailId, u64, bool),
+        title: &str,
+        ids: Ids,
+    ) -> Vec<Effect> {
+        let mut effects = rig.send(Event::Arm {
+            client: 7,
+            def: def(spec, title, Respawn::Never),
+            persist: false,
+        });
+        let probe = rig.core.next_probe - 1;
+        // A jail already held under the PID that names it is placed in at once.
+        if let Phase::Finding { .. } = rig.core.probes[&probe].phase {
+            effects = rig.send(found_as(spec, jail, identity, shares_host_users));
+        }
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("not placed: {effects:?}")
+        };
+        rig.send(Event::Placed {
+            placement,
+            results: vec![(probe, Ok((PID + probe as Pid, ids)))],
+        })
+    }
+
+    #[test]
+    fn one_title_armed_twice_in_one_jail_is_warned_naming_the_first_and_k_says_what_it_left() {
+        let mut rig = Rig::new();
+        // Two PIDs of one jail (one pid namespace, identity 9), the same title.
+        let first = arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&first), Vec::<String>::new());
+        let second = arm_in(&mut rig, "101", (101, 9, false), "CTL", (0, 0));
+        let warned = warnings_of(&second);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("title 'CTL' is already armed in this jail")
+                && warned[0].contains("probe 1 (armed by -c, jail 100)"),
+            "{warned:?}"
+        );
+        // Twins: the same title in another jail, another title in this one: no warning.
+        let elsewhere = arm_in(&mut rig, "300", (300, 30, false), "CTL", (0, 0));
+        assert_eq!(warnings_of(&elsewhere), Vec::<String>::new());
+        let other_title = arm_in(&mut rig, "100", (100, 9, false), "LOG", (0, 0));
+        assert_eq!(warnings_of(&other_title), Vec::<String>::new());
+        // A third by the first PID again names both others.
+        let third = warnings_of(&arm_in(&mut rig, "100", (100, 9, false), "CTL", (0, 0)));
+        assert!(
+            third[0].contains("probe 1 (") && third[0].contains("probe 2 ("),
+            "{third:?}"
+        );
+        // `-k CTL -j 100` removes both probes named so (as 0.2 would), says the title was
+        // ambiguous, and names the one armed by the other PID, which stays.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "CTL".into(),
+            jail: "100".into(),
+        });
+        match replies(&effects).as_slice() {
+            [Response::Removed { probes, warnings }] => {
+                assert_eq!(probes, &vec![1, 5]);
+                assert_eq!(warnings.len(), 2, "{warnings:?}");
+                assert!(warnings[0].contains("ambiguous") && warnings[0].contains("(1, 5)"));
+                assert!(warnings[1].contains("probe 2 (armed by -c, jail 101)"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // However many share a title, a warning names five and counts the rest.
+        for _ in 0..6 {
+            arm_in(&mut rig, "300", (300, 30, false), "MANY", (0, 0));
+        }
+        let seventh = warnings_of(&arm_in(&mut rig, "301", (301, 30, false), "MANY", (0, 0)));
+        assert!(
+            seventh[0]
+                .ends_with(", 1 more; one pkill -f or killall by that title signals them all"),
+            "{seventh:?}"
+        );
+        assert_eq!(seventh[0].matches("probe ").count(), 5, "{seventh:?}");
+        // Twin: a title that names one probe, alone in its jail, is removed without a note.
+        let effects = rig.send(Event::Remove {
+            client: 8,
+            which: "LOG".into(),
+            jail: "100".into(),
+        });
+        assert_eq!(
+            replies(&effects),
+            vec![&Response::Removed {
+                probes: vec![4],
+                warnings: Vec::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_non_root_probe_in_a_jail_with_the_hosts_uids_is_warned_and_others_are_not() {
+        let mut rig = Rig::new();
+        let shared = warnings_of(&arm_in(
+            &mut rig,
+            "100",
+            (100, 1, true),
+            "A",
+            (65534, 65534),
+        ));
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert!(
+            shared[0].contains(
+                "host processes with uid 65534 can fire it through the jail's own processes"
+            ),
+            "{shared:?}"
+        );
+        // Twins: root in that jail (host root can fire anything anyway), and the same uid in a
+        // jail with a user namespace of its own.
+        let root = arm_in(&mut rig, "100", (100, 1, true), "B", (0, 0));
+        assert_eq!(warnings_of(&root), Vec::<String>::new());
+        let own_users = arm_in(&mut rig, "200", (200, 2, false), "C", (65534, 65534));
+        assert_eq!(warnings_of(&own_users), Vec::<String>::new());
+    }
+
     #[test]
     fn a_persisted_probe_is_answered_only_once_saved() {
         let mut rig = Rig::new();
@@ -2709,7 +3190,7 @@ mod tests {
         match effects.as_slice() {
             [Effect::Save { probes, confirm }] => {
                 assert_eq!(probes.len(), 1);
-                assert_eq!(confirm, &vec![(7, 1, PID)]);
+                assert_eq!(confirm, &vec![(7, 1, PID, Vec::new())]);
             }
             other => panic!("{other:?}"),
         }
@@ -2958,6 +3439,173 @@ mod tests {
         assert_eq!(rig.core.probe(1).unwrap().stops, 0);
     }
 
+    /// Declared probe 1 of `definition`, found in `JAIL` and armed there.
+    fn armed_rig(definition: Definition) -> Rig {
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: definition,
+            origin: Origin::Config,
+        });
+        rig.send(found(&rig.core.probes[&1].def.jail.clone(), JAIL));
+        rig.send(placed(1, 1, PID));
+        rig
+    }
+
+    /// Jail "web1" of `armed_rig` stops, and runs again as `JAIL + 1`, where probe 1 is placed
+    /// again as `pid`.
+    fn stop_and_run_again(rig: &mut Rig, pid: Pid) {
+        rig.send(Event::JailStopped { jail: JAIL });
+        rig.later(RETRY_INTERVAL);
+        let effects = rig.send(found("web1", JAIL + 1));
+        let [(placement, _)] = placements(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        rig.send(placed(placement, 1, pid));
+    }
+
+    /// Arm lines as these tests read them: what armed the probe, and its host pid (the rest,
+    /// the probe's settings, is the listing's business).
+    fn arms(lines: &[(Option<LineKind>, String)]) -> Vec<(Option<LineKind>, String)> {
+        lines
+            .iter()
+            .map(|(kind, text)| {
+                let head = text.split(':').next().unwrap_or_default();
+                let pid = text.rsplit("host pid ").next().unwrap_or_default();
+                let pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
+                (*kind, format!("{head}, host pid {pid}"))
+            })
+            .collect()
+    }
+
+    /// The lines the core logged since `from`, as (kind, or `None` for the host's, text).
+    fn lines_since(rig: &Rig, from: usize) -> Vec<(Option<LineKind>, String)> {
+        rig.logged[from..]
+            .iter()
+            .map(|l| match &l.cause {
+                Cause::Probe {
+                    probe, jail, kind, ..
+                } => {
+                    assert_eq!((*probe, jail.as_str()), (1, "web1"), "{l:?}");
+                    (Some(*kind), l.text.clone())
+                }
+                Cause::Host => (None, l.text.clone()),
+                Cause::Clients(_) => panic!("the core logs nothing of clients: {l:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_a_jail_does_is_logged_as_its_own_and_what_the_host_does_as_the_hosts() {
+        let tag = "probe 1 (jail web1, 'T')";
+        let mut rig = armed_rig(def("web1", "T", Respawn::Immediately));
+        assert_eq!(
+            arms(&lines_since(&rig, 0)),
+            [(
+                None,
+                format!("{tag} armed (configuration file), host pid {PID}")
+            )]
+        );
+        // The jail stops and continues its probe, fires it, and it is back; its command ends.
+        let from = rig.logged.len();
+        for signal in [Some(19), None] {
+            rig.send(Event::ProbeStopped { probe: 1, signal });
+        }
+        rig.send(magic(1));
+        rig.send(placed(2, 1, PID + 1));
+        rig.send(ended(1));
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    Some(LineKind::Stop),
+                    format!("{tag} stopped by signal 19: it fires nothing until continued")
+                ),
+                (
+                    Some(LineKind::Continue),
+                    format!("{tag} continued after a stop")
+                ),
+                (Some(LineKind::Trigger), format!("{tag} triggered")),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 1)
+                ),
+                (
+                    Some(LineKind::CommandEnd),
+                    format!("{tag} command ended with exit code 0 after 2.1s")
+                ),
+            ]
+        );
+        // The jail kills it: it is placed again later, which is the jail's doing too.
+        let from = rig.logged.len();
+        rig.send(killed(1));
+        rig.later(BACKOFF_FIRST);
+        rig.send(placed(3, 1, PID + 2));
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    Some(LineKind::Unfired),
+                    format!("{tag} ended by signal 9: nothing fired; armed again in 1.0s")
+                ),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 2)
+                ),
+            ]
+        );
+        // Its jail stops (the host's line) and runs again: the probe armed there again is the
+        // jail's doing too.
+        let from = rig.logged.len();
+        stop_and_run_again(&mut rig, PID + 3);
+        assert_eq!(
+            lines_since(&rig, from),
+            [
+                (
+                    None,
+                    format!(
+                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; [1] waiting for it to run again"
+                    )
+                ),
+                (
+                    Some(LineKind::Rearm),
+                    format!("{tag} re-armed, host pid {}", PID + 3)
+                ),
+            ]
+        );
+        // Twin: the administrator's removal is the host's line, and a stop of a probe no longer
+        // there logs nothing.
+        let from = rig.logged.len();
+        rig.send(Event::Remove {
+            client: 9,
+            which: "T".into(),
+            jail: "web1".into(),
+        });
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: Some(19),
+        });
+        assert_eq!(
+            lines_since(&rig, from),
+            [(None, format!("{tag} removed on request"))]
+        );
+    }
+
+    #[test]
+    fn a_first_arm_is_the_hosts_line_and_arming_again_after_the_jail_ran_again_the_jails() {
+        let tag = "probe 1 (jail web1, 'T')";
+        let armed = |pid: Pid| format!("{tag} armed (configuration file), host pid {pid}");
+        let mut rig = armed_rig(def("web1", "T", Respawn::Never));
+        assert_eq!(arms(&lines_since(&rig, 0)), [(None, armed(PID))]);
+        // A jail that stops and runs again (a container rebooting itself in a loop) has its
+        // probes armed again each time: the jail's lines, limited as such.
+        let from = rig.logged.len();
+        stop_and_run_again(&mut rig, PID + 1);
+        assert_eq!(
+            arms(&lines_since(&rig, from)[1..]),
+            [(Some(LineKind::Rearm), armed(PID + 1))]
+        );
+    }
+
     #[test]
     fn a_verb_exit_runs_that_verbs_command_and_an_undeclared_verb_runs_nothing() {
         let armed_with_usr1 = || {
@@ -3150,13 +3798,7 @@ mod tests {
 
     #[test]
     fn respawn_immediately_is_held_back_at_its_command_limit() {
-        let mut rig = Rig::new();
-        rig.send(Event::Declare {
-            def: def("web1", "R", Respawn::Immediately),
-            origin: Origin::Config,
-        });
-        rig.send(found("web1", JAIL));
-        rig.send(placed(1, 1, PID));
+        let mut rig = armed_rig(def("web1", "R", Respawn::Immediately));
         for n in 2..=MAX_RUNNING_PER_PROBE as u64 {
             rig.send(magic(1));
             rig.send(placed(n, 1, PID + n as Pid));
@@ -3409,7 +4051,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 9".into()),
-            status: Some(137),
+            status: Some(Exit::Signal(9)),
             took: Duration::from_secs(35),
         });
         let last = rig.core.list(rig.now)[0].last.clone().unwrap();
@@ -3420,7 +4062,7 @@ mod tests {
         rig.send(Event::CommandEnded {
             command: 1,
             outcome: Ok("signal 15".into()),
-            status: Some(143),
+            status: Some(Exit::Signal(15)),
             took: Duration::from_secs(30),
         });
         assert_eq!(stops(&rig.later(KILL_GRACE)), vec![(1, true)]);

@@ -9,6 +9,7 @@ mod clients;
 mod commands;
 pub mod core;
 mod fleets;
+pub mod logbudget;
 mod startup;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -21,6 +22,7 @@ use self::core::{
     ClientId, CommandId, Core, Effect, Event, JailId, Limits, PlacementId, ProbeId, ToPlace,
 };
 pub use self::core::{MAX_PROBES, MAX_PROBES_PER_JAIL, MAX_RUNNING_PER_PROBE, RETRY_INTERVAL};
+use self::logbudget::{Cause, LineKind, LogBudget, LogLine};
 use crate::cli::DaemonConfig;
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
@@ -28,6 +30,7 @@ use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner, Survey};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
+pub use startup::KEPT_VARIABLES;
 use startup::{
     PidFile, notify_service_manager, probe_limits, remove_leftovers, shed_environment, take_socket,
 };
@@ -40,6 +43,8 @@ const LOOKUP_DESCRIPTORS: usize = 13;
 /// Descriptors a selector's listing may hold: its queue, and per tool of a round a pidfd and
 /// two pipes.
 const SURVEY_DESCRIPTORS: usize = 1 + 3 * 64;
+/// Stops and continuations of children taken per turn of the loop (`children_changed`).
+const MAX_CHILD_CHANGES: usize = 1024;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -54,6 +59,20 @@ struct MetricsFile {
     dirty: bool,
     /// The last error writing it, logged once until it changes.
     error: Option<String>,
+}
+
+/// Why the metrics file at `path` could not be written, naming a missing directory as such
+/// (the error of the open, ENOENT, names neither).
+fn metrics_error(path: &Path, e: &std::io::Error) -> String {
+    let directory = path.parent().unwrap_or(Path::new("/"));
+    if e.kind() == std::io::ErrorKind::NotFound && !directory.is_dir() {
+        return format!(
+            "metrics file {}: directory {} does not exist",
+            path.display(),
+            directory.display()
+        );
+    }
+    format!("metrics file {}: {e}", path.display())
 }
 
 /// The metrics file is replaced at most this often.
@@ -85,7 +104,7 @@ struct ConfigFile {
 struct InFlight {
     placement: Placement,
     jail: JailId,
-    probes: Vec<(ProbeId, (u32, u32))>,
+    probes: Vec<ProbeId>,
     refused: Vec<(ProbeId, Error)>,
 }
 
@@ -128,6 +147,8 @@ struct Daemon {
     /// READY=1 was sent: the probes declared at start are settled.
     ready: bool,
     metrics: MetricsFile,
+    /// What is left of the log lines jails and clients may cause, per window.
+    log_budget: LogBudget,
     /// SIGTERM or SIGINT came.
     stopping: bool,
     /// Held for the daemon's life: no second daemon arms this state file's probes.
@@ -138,6 +159,7 @@ struct Daemon {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Token {
     Listener,
+    /// The signalfd; as a recheck, children's stops and continuations still to be asked for.
     Signals,
     Client(ClientId),
     Probe(ProbeId),
@@ -314,6 +336,9 @@ fn start_serving(
     let descriptor_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if config.foreground {
+        crate::logging::foreground(std::env::var_os("JOURNAL_STREAM").as_deref());
+    }
     if !config.foreground {
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
@@ -383,6 +408,7 @@ fn start_serving(
             dirty: true,
             ..MetricsFile::default()
         },
+        log_budget: LogBudget::default(),
         stopping: false,
         _state_lock: state_lock,
     };
@@ -494,7 +520,7 @@ impl Daemon {
             Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
-            Effect::Log { level, message } => log::log!(level, "{message}"),
+            Effect::Log(line) => self.log(line),
             Effect::Release { jail } => {
                 if let Some(jail) = self.jails.remove(&jail)
                     && let Some(fd) = jail.watch_fd()
@@ -502,6 +528,32 @@ impl Daemon {
                     self.poller.remove(fd);
                 }
             }
+        }
+    }
+
+    /// Writes `line` to the log, unless its cause has used up its budget (then it is counted
+    /// for the summary at the end of its window).
+    fn log(&mut self, line: LogLine) {
+        if self.log_budget.admit(&line, Instant::now()) {
+            log::log!(line.level, "{}", line.text);
+        }
+    }
+
+    /// A log line about probe `id` that its jail caused, for `log`.
+    fn probe_line(&self, id: ProbeId, kind: LineKind, level: log::Level, text: String) -> LogLine {
+        let (tag, jail) = self.core.probe(id).map_or_else(
+            || (format!("probe {id}"), String::new()),
+            |p| (p.tag(id), p.def.jail.clone()),
+        );
+        LogLine {
+            level,
+            text,
+            cause: Cause::Probe {
+                probe: id,
+                tag,
+                jail,
+                kind,
+            },
         }
     }
 
@@ -521,8 +573,12 @@ impl Daemon {
     }
 
     /// Holds `jail` and watches it for its stop; one already held under its id is kept.
-    fn hold(&mut self, jail: Jail, spec: &str) -> JailId {
+    fn hold(&mut self, jail: Jail, spec: &str) -> (JailId, core::JailFacts) {
         let id = jail.id();
+        let facts = core::JailFacts {
+            identity: jail.identity(),
+            shares_host_users: jail.shares_host_users(),
+        };
         if !self.jails.contains_key(&id) {
             if jail.shares_host_pids() {
                 log::warn!(
@@ -535,7 +591,7 @@ impl Daemon {
             }
             self.jails.insert(id, jail);
         }
-        id
+        (id, facts)
     }
 
     fn lookup_ready(&mut self, serial: u64, now: Instant) {
@@ -554,8 +610,8 @@ impl Daemon {
         self.events.push_back(Event::Found { spec, result });
     }
 
-    /// Starts placing `probes` in `jail`: their ids are resolved in the jail's user database,
-    /// then one placement starts for all of them.
+    /// Starts placing `probes` in `jail`, all in one placement, whose helper resolves their
+    /// ids in the jail's user database (off the loop: the jail's filesystem may not answer).
     fn place(&mut self, placement: PlacementId, jail: JailId, probes: Vec<ToPlace>) {
         let Some(held) = self.jails.get(&jail) else {
             let error = Error::new(Kind::NoJail, format!("jail {jail} stopped"));
@@ -570,11 +626,10 @@ impl Daemon {
         let mut requests = Vec::new();
         let mut placing = Vec::new();
         for p in probes {
-            let ids = sys::resolve_ids(held, p.user.as_deref(), p.group.as_deref());
             let title = std::ffi::CString::new(p.title)
                 .map_err(|_| Error::new(Kind::Data, "the title contains a NUL byte"));
-            match (ids, title) {
-                (Ok(ids), Ok(title)) => {
+            match title {
+                Ok(title) => {
                     // The verbs go in the probe's environment, which the jail cannot change
                     // (probe/probe.rs says why there); its argv is the title, followed by the
                     // status words with `--status`.
@@ -599,12 +654,14 @@ impl Daemon {
                         title,
                         args,
                         env,
-                        uid: ids.0,
-                        gid: ids.1,
+                        query: crate::userdb::Query {
+                            user: p.user,
+                            group: p.group,
+                        },
                     });
-                    placing.push((p.probe, ids));
+                    placing.push(p.probe);
                 }
-                (Err(e), _) | (_, Err(e)) => refused.push((p.probe, e)),
+                Err(e) => refused.push((p.probe, e)),
             }
         }
         let started = if requests.is_empty() {
@@ -631,10 +688,8 @@ impl Daemon {
                 );
             }
             Some(Err(e)) => {
-                let mut results: Vec<_> = placing
-                    .into_iter()
-                    .map(|(id, _)| (id, Err(e.clone())))
-                    .collect();
+                let mut results: Vec<_> =
+                    placing.into_iter().map(|id| (id, Err(e.clone()))).collect();
                 results.extend(refused.into_iter().map(|(id, e)| (id, Err(e))));
                 self.events.push_back(Event::Placed { placement, results });
             }
@@ -656,15 +711,15 @@ impl Daemon {
         let flight = self.placements.remove(&id).expect("present");
         self.poller.remove(flight.placement.poll_fd());
         // The jail, if it is still held: one that stopped meanwhile gets no probe.
-        let placed = flight.placement.finish(self.jails.get(&flight.jail));
+        let placed = flight.placement.finish(self.jails.get_mut(&flight.jail));
         for process in placed.leftovers {
             self.reap_later(process);
         }
         let mut results = Vec::with_capacity(flight.probes.len() + flight.refused.len());
-        for ((probe, ids), result) in flight.probes.into_iter().zip(placed.results) {
+        for (probe, result) in flight.probes.into_iter().zip(placed.results) {
             results.push((
                 probe,
-                result.map(|process| {
+                result.map(|(process, ids)| {
                     let pid = process.pid();
                     listen(&self.poller, process.poll_fd(), Token::Probe(probe));
                     self.armed.insert(probe, process);
@@ -701,11 +756,12 @@ impl Daemon {
             Instant::now(),
         ) {
             Ok(running) => {
-                log::info!(
+                let text = format!(
                     "{} command started, host pid {}",
                     running.tag,
                     running.process.pid()
                 );
+                self.log(self.probe_line(probe, LineKind::CommandStart, log::Level::Info, text));
                 listen(
                     &self.poller,
                     running.process.poll_fd(),
@@ -726,11 +782,16 @@ impl Daemon {
     }
 
     /// Writes the state file; answers the `-P` requests it confirms, or refuses them.
-    fn save(&mut self, probes: &[Definition], confirm: Vec<(ClientId, ProbeId, sys::Pid)>) {
+    fn save(&mut self, probes: &[Definition], confirm: Vec<core::Confirm>) {
         match crate::state::save(&self.state_path, probes) {
             Ok(()) => {
-                for (client, probe, pid) in confirm {
-                    self.answer(client, &Response::Armed { probe, pid });
+                for (client, probe, pid, warnings) in confirm {
+                    let armed = Response::Armed {
+                        probe,
+                        pid,
+                        warnings,
+                    };
+                    self.answer(client, &armed);
                 }
             }
             Err(e) => {
@@ -740,7 +801,7 @@ impl Daemon {
                 );
                 log::error!("{error}");
                 if !confirm.is_empty() {
-                    let unconfirmed = confirm.into_iter().map(|(c, p, _)| (c, p)).collect();
+                    let unconfirmed = confirm.into_iter().map(|(c, p, ..)| (c, p)).collect();
                     self.events
                         .push_back(Event::StateNotSaved { error, unconfirmed });
                 }
@@ -751,21 +812,7 @@ impl Daemon {
     fn signalled(&mut self) {
         while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
             if sig == libc::SIGCHLD {
-                // Signals merge: ask for every change, not just the one this SIGCHLD was for.
-                for (pid, change) in sys::child_changes() {
-                    let probe = self
-                        .armed
-                        .iter()
-                        .find(|(_, p)| p.pid() == pid)
-                        .map(|(id, _)| *id);
-                    if let Some(probe) = probe {
-                        let signal = match change {
-                            sys::ChildChange::Stopped(sig) => Some(sig),
-                            sys::ChildChange::Continued => None,
-                        };
-                        self.events.push_back(Event::ProbeStopped { probe, signal });
-                    }
-                }
+                self.children_changed();
             } else if sig == libc::SIGHUP {
                 let loaded =
                     crate::config::load(&self.config.path, self.config.named).and_then(|wanted| {
@@ -792,6 +839,31 @@ impl Daemon {
         }
     }
 
+    /// SIGCHLD came: the probes stopped or continued since, told to the core. Signals merge,
+    /// so every change is asked for, not just the one this SIGCHLD was for; but no more than
+    /// `MAX_CHILD_CHANGES` per turn of the loop (a jail can stop and continue its probe without
+    /// pause): the rest are asked for at once on the next turn, after the other events.
+    fn children_changed(&mut self) {
+        let changes = sys::child_changes(MAX_CHILD_CHANGES);
+        if changes.len() == MAX_CHILD_CHANGES {
+            self.rechecks.insert(Token::Signals, Instant::now());
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let armed: BTreeMap<sys::Pid, ProbeId> =
+            self.armed.iter().map(|(id, p)| (p.pid(), *id)).collect();
+        for (pid, change) in changes {
+            if let Some(&probe) = armed.get(&pid) {
+                let signal = match change {
+                    sys::ChildChange::Stopped(sig) => Some(sig),
+                    sys::ChildChange::Continued => None,
+                };
+                self.events.push_back(Event::ProbeStopped { probe, signal });
+            }
+        }
+    }
+
     /// An armed probe's pidfd is readable: it exited. Reaped, and told to the core.
     fn probe_exited(&mut self, id: ProbeId) {
         let Some(process) = self.armed.get(&id) else {
@@ -799,8 +871,13 @@ impl Daemon {
         };
         // Read while it is not yet reaped: what it counted of SIGHUPs from outside its jail.
         if let Some(ignored) = sys::ignored_signals(process).filter(|n| *n > 0) {
-            log::warn!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            let text =
+                format!("probe {id}: ignored {ignored} SIGHUP(s) sent from outside its jail");
+            self.log(self.probe_line(id, LineKind::Ignored, log::Level::Warn, text));
         }
+        let Some(process) = self.armed.get(&id) else {
+            return;
+        };
         let exit = match process.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => {
@@ -862,6 +939,7 @@ impl Daemon {
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
             .chain(self.metrics.due(Instant::now()))
+            .chain(self.log_budget.next_deadline())
             .min()
     }
 
@@ -878,16 +956,19 @@ impl Daemon {
                 .map(|(id, _)| *id)
                 .collect();
         for id in late {
-            match self.clients[&id].state {
-                ClientState::Reading { .. } => log::warn!(
-                    "client sent no complete request within {}s; dropped",
+            let what = match self.clients[&id].state {
+                ClientState::Reading { .. } => "sent no complete request",
+                _ => "did not take its answer",
+            };
+            // A user of the socket can renew idle connections at will: counted, not each told.
+            self.log(LogLine {
+                level: log::Level::Warn,
+                text: format!(
+                    "client {what} within {}s; dropped",
                     CLIENT_DEADLINE.as_secs()
                 ),
-                _ => log::warn!(
-                    "client did not take its answer within {}s; dropped",
-                    CLIENT_DEADLINE.as_secs()
-                ),
-            }
+                cause: Cause::Clients(LineKind::ClientDropped),
+            });
             self.drop_client(id);
         }
         let due: Vec<PlacementId> = self
@@ -931,6 +1012,7 @@ impl Daemon {
                 Token::Command(id) => self.command_exited(id),
                 Token::Reap(serial) => self.reap(serial),
                 Token::Drain(id) => self.drain(id),
+                Token::Signals => self.children_changed(),
                 _ => {}
             }
         }
@@ -943,6 +1025,10 @@ impl Daemon {
         }
         if self.metrics.due(now).is_some_and(|t| t <= now) {
             self.write_metrics(now);
+        }
+        // A flood's summary comes at the end of its window, whether or not it goes on.
+        for (level, summary) in self.log_budget.due(now) {
+            log::log!(level, "{summary}");
         }
     }
 
@@ -958,13 +1044,25 @@ impl Daemon {
         // Readable by node_exporter's user; written whatever that user planted beside it.
         let written = sys::replace_file(&path, text.as_bytes(), 0o644, sys::Durability::Unsynced);
         match written {
-            Ok(()) => self.metrics.error = None,
+            Ok(()) => {
+                if let Some(error) = self.metrics.error.take() {
+                    log::info!(
+                        "metrics file {} written again (after: {error})",
+                        path.display()
+                    );
+                }
+            }
             Err(e) => {
-                let error = format!("metrics file {}: {e}", path.display());
+                let error = metrics_error(&path, &e);
                 if self.metrics.error.as_deref() != Some(error.as_str()) {
-                    log::error!("{error}");
+                    log::error!(
+                        "{error}; tried again every second, logged again only when that changes"
+                    );
                 }
                 self.metrics.error = Some(error);
+                // Tried again at the next interval: a directory made later (a volume mounted, a
+                // package installed) gets the file without waiting for a probe to change.
+                self.metrics.dirty = true;
             }
         }
     }
@@ -987,7 +1085,8 @@ impl Daemon {
             std::mem::take(&mut self.placements).into_values().collect();
         for flight in placements {
             let placed = flight.placement.finish(None);
-            for process in placed.results.into_iter().flatten().chain(placed.leftovers) {
+            let placed_processes = placed.results.into_iter().flatten().map(|(p, _)| p);
+            for process in placed_processes.chain(placed.leftovers) {
                 self.kill_and_reap(process);
             }
         }
@@ -1064,9 +1163,9 @@ impl Daemon {
 /// `HH:MM:SS` in UTC. Three words, printable ASCII, no blank in any.
 fn status_words(last: core::LastRun, now: Instant) -> Vec<String> {
     let outcome = match last.status {
-        0 => "last=ok(0)".to_string(),
-        code if code >= 128 => format!("last=signal({})", code - 128),
-        code => format!("last=failed({code})"),
+        sys::Exit::Code(0) => "last=ok(0)".to_string(),
+        sys::Exit::Code(code) => format!("last=failed({code})"),
+        sys::Exit::Signal(signal) => format!("last=signal({signal})"),
     };
     let took = if last.took < std::time::Duration::from_secs(60) {
         format!("{:.1}s", last.took.as_secs_f64())

@@ -148,10 +148,13 @@ pub(super) fn probe_limits() -> Result<(usize, usize), Error> {
     Ok((total, per_jail))
 }
 
-/// The only variables the daemon keeps from its environment.
-pub(super) const KEPT_VARIABLES: [&str; 3] = [
+/// The only variables the daemon keeps from its environment. `JOURNAL_STREAM` (systemd's
+/// "stderr is the journal", a device and inode number) decides whether `-F` stamps its lines;
+/// `JAILDAEMON_EVENT_STREAMS=off` keeps the managers' event streams off (the benchmark).
+pub const KEPT_VARIABLES: [&str; 4] = [
     "NOTIFY_SOCKET",
     "JAILDAEMON_PROBE_LIMITS",
+    "JOURNAL_STREAM",
     super::fleets::STREAMS_VARIABLE,
 ];
 

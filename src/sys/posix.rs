@@ -7,6 +7,8 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
+use crate::userdb::{self, File, Identity, Refusal};
+
 /// A process id as the host sees it: one type on both sides of the seam.
 pub type Pid = i32;
 
@@ -42,18 +44,50 @@ pub struct PeerCredentials {
     pub groups: Vec<u32>,
 }
 
-/// Reads a small regular file from `fd`, which a backend opened without leaving a jail's
-/// root: a FIFO or device cannot block the daemon, nor a huge file swell it.
-pub fn read_small_file(fd: OwnedFd) -> io::Result<String> {
-    const LIMIT: u64 = 4 << 20;
-    let file = fs::File::from(fd);
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.len() > LIMIT {
-        return Err(io::Error::other("not a regular file of at most 4 MiB"));
+/// One file of a jail's user database, which a helper (never the daemon) opened below the
+/// jail's root: its whole text, read into `buffer` (`userdb::MAX_BYTES` + 1 bytes), or `None`
+/// when it is still the version `cached` names (then nothing is read); and, for a text read,
+/// its identity, if the file did not change while it was read. Allocates nothing.
+pub fn read_user_database<'b>(
+    fd: &OwnedFd,
+    file: File,
+    cached: Option<Identity>,
+    buffer: &'b mut [u8],
+) -> Result<(Option<&'b [u8]>, Option<Identity>), Refusal> {
+    let unreadable = |e: rustix::io::Errno| Refusal::Unreadable(file, e.raw_os_error() as u32);
+    let identity = || -> Result<Identity, Refusal> {
+        let st = rustix::fs::fstat(fd).map_err(unreadable)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(Refusal::NotRegular(file));
+        }
+        Ok(Identity {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
+        })
+    };
+    let before = identity()?;
+    if before.size > userdb::MAX_BYTES as u64 {
+        return Err(Refusal::TooLarge(file));
     }
-    let mut text = String::new();
-    io::Read::read_to_string(&mut io::Read::take(file, LIMIT), &mut text)?;
-    Ok(text)
+    if cached == Some(before) {
+        return Ok((None, None));
+    }
+    let mut len = 0;
+    while len < buffer.len() {
+        match rustix::io::read(fd, &mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(unreadable(e)),
+        }
+    }
+    let text = &buffer[..len];
+    userdb::check_limits(file, text)?;
+    let unchanged = identity()? == before;
+    Ok((Some(text), unchanged.then_some(before)))
 }
 
 /// fork(2).
@@ -185,10 +219,11 @@ pub enum ChildChange {
 /// Every child of ours stopped or continued since last asked, with its pid: waitid(2) with
 /// `P_ALL` and only `WSTOPPED | WCONTINUED | WNOHANG`, which never reaps (no `WEXITED`), so
 /// each pid is that of a live, unreaped child of ours and cannot have been recycled. The
-/// daemon asks when SIGCHLD came (its signalfd on Linux, its kqueue on FreeBSD).
-pub fn child_changes() -> Vec<(i32, ChildChange)> {
+/// daemon asks when SIGCHLD came (its signalfd on Linux, its kqueue on FreeBSD). At most
+/// `limit` at a time: a child stopped and continued without pause must not keep the caller here.
+pub fn child_changes(limit: usize) -> Vec<(i32, ChildChange)> {
     let mut changes = Vec::new();
-    loop {
+    while changes.len() < limit {
         // SAFETY: siginfo_t is plain data; waitid writes one into the valid buffer.
         let (rc, info) = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -212,4 +247,5 @@ pub fn child_changes() -> Vec<(i32, ChildChange)> {
         };
         changes.push((pid, change));
     }
+    changes
 }

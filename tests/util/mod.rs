@@ -237,25 +237,22 @@ impl Jail {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let upid = unshare.id();
-        let mut pid = 0;
-        assert!(
-            wait_for(Duration::from_secs(5), || {
-                let children = fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
-                    .unwrap_or_default();
-                pid = children
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
-                // Ready once the child runs sleep inside its namespaces.
-                pid != 0
-                    && fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| c.starts_with(b"sleep"))
-            }),
-            "jail did not start"
-        );
+        let pid = sleeping_child(unshare.id()).expect("jail did not start");
         Jail { unshare, pid }
+    }
+
+    /// A process of the jail running `sleep` as `uid` (an id inside the jail), killed on
+    /// drop: another PID that names the jail, or a jail process a host user goes after.
+    pub fn sleeper_as(&self, uid: u32) -> Sleeper {
+        let id = uid.to_string();
+        let nsenter = Command::new("nsenter")
+            .args(["-t", &self.spec(), "-a", "-S", &id, "-G", &id])
+            .args(["sleep", "3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = sleeping_child(nsenter.id()).expect("no sleeper in the jail");
+        Sleeper { nsenter, pid }
     }
 
     pub fn spec(&self) -> String {
@@ -320,6 +317,39 @@ impl Jail {
 impl Drop for Jail {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The host pid of `parent`'s first child once it runs `sleep` (inside the namespaces it
+/// was started in), waiting up to 5 s for it.
+fn sleeping_child(parent: u32) -> Option<u32> {
+    let mut pid = 0;
+    let ready = wait_for(Duration::from_secs(5), || {
+        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        pid = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pid != 0 && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    });
+    ready.then_some(pid)
+}
+
+/// See `Jail::sleeper_as`.
+pub struct Sleeper {
+    nsenter: Child,
+    /// Its host pid.
+    pub pid: u32,
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.nsenter.wait();
     }
 }
 
@@ -510,6 +540,11 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// Pids of the zombie (state Z) children of `parent`, from /proc/*/stat.
 pub fn zombie_children(parent: u32) -> Vec<u32> {
+    children_in_state(parent, "Z")
+}
+
+/// Pids of the children of `parent` in `state` (`Z` zombie, `D` uninterruptible sleep).
+pub fn children_in_state(parent: u32, wanted: &str) -> Vec<u32> {
     let mut zombies = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -522,7 +557,7 @@ pub fn zombie_children(parent: u32) -> Vec<u32> {
         };
         let mut fields = rest.split_whitespace();
         let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
-        if state == Some("Z") && ppid == Some(parent) {
+        if state == Some(wanted) && ppid == Some(parent) {
             zombies.push(pid);
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! Status: linked for FreeBSD in CI (with zig's FreeBSD libc stubs) and type-checked against
 //! FreeBSD's libc bindings; no FreeBSD machine has run it.
-//! The probe is exec'd, as on Linux: a forked child attaches to the jail, confines itself and
-//! execs the freestanding `probe/freebsd.rs` with fexecve(2), so the probe holds nothing of the
+//! The probe is exec'd, as on Linux: a forked child attaches to the jail, resolves its ids
+//! there (off the daemon's loop, as Linux's helper A does), confines itself and execs the freestanding `probe/freebsd.rs` with fexecve(2), so the probe holds nothing of the
 //! daemon's memory. The image is an unlinked execute-only file, not a memfd: FreeBSD execs
 //! only vnodes (see ARCHITECTURE.md).
 
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Kind};
 use crate::sys::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
+use crate::userdb::{self, Answer, Cache, File, Identity, Query, Refusal};
 
 /// How long a placement may take, from the first fork to the last exec.
 pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
@@ -94,6 +95,12 @@ const _: () = {
     assert!(probe_abi::SIGUSR2 == libc::SIGUSR2 as usize);
     assert!(probe_abi::EINTR == libc::EINTR as usize);
     assert!(probe_abi::EAGAIN == libc::EAGAIN as usize);
+    assert!(probe_abi::EPERM == libc::EPERM as usize);
+    assert!(probe_abi::ESRCH == libc::ESRCH as usize);
+    // The probe reads the sender out of the siginfo_t that sigtimedwait writes.
+    assert!(std::mem::size_of::<libc::siginfo_t>() == probe_abi::SIGINFO_SIZE);
+    assert!(std::mem::offset_of!(libc::siginfo_t, si_code) == probe_abi::SIGINFO_CODE);
+    assert!(std::mem::offset_of!(libc::siginfo_t, si_pid) == probe_abi::SIGINFO_PID);
     assert!(probe_abi::CLOCK_MONOTONIC == libc::CLOCK_MONOTONIC as usize);
     assert!(std::mem::size_of::<libc::timespec>() == 16);
     assert!(std::mem::size_of::<libc::sigset_t>() == probe_abi::SIGSET_WORDS * 4);
@@ -164,13 +171,15 @@ fn write_image(path: &str) -> io::Result<fs::Metadata> {
     file.metadata()
 }
 
-/// A running jail, by jid, with its root path for reading its user database.
+/// A running jail, by jid.
 #[derive(Debug)]
 pub struct Jail {
     jid: i32,
-    path: Vec<u8>,
     /// The name it was given by, to look its jid up again right before each attach.
     name: Option<String>,
+    /// What its user database answered at the last placements, with the files' identities:
+    /// a probe's child reads a file again only once it changed.
+    userdb: Box<Cache>,
 }
 
 /// A jail being opened: on FreeBSD always at once (jail_get is one system call).
@@ -273,13 +282,17 @@ impl Jail {
     fn look_up(spec: &str) -> Result<Jail, Error> {
         let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
         let key = pure::jail_key(spec).map_err(&no_jail)?;
-        let (jid, path) =
+        let (jid, _path) =
             raw::jail_lookup(&key).map_err(|e| no_jail(format!("no such jail ({e})")))?;
         let name = match key {
             pure::JailKey::Name(name) => Some(name.to_string()),
             pure::JailKey::Jid(_) => None,
         };
-        Ok(Jail { jid, path, name })
+        Ok(Jail {
+            jid,
+            name,
+            userdb: Box::default(),
+        })
     }
 
     /// A jail named by name still has the jid it had: a jail removed and created again under
@@ -301,41 +314,33 @@ impl Jail {
         self.jid
     }
 
+    /// What tells two names of one running jail apart from two jails: its jid.
+    pub fn identity(&self) -> (u64, u64) {
+        (0, self.jid as u64)
+    }
+
+    /// A FreeBSD jail has no user namespace: its uids are the host's, and a host process may
+    /// debug a jailed process of its uid (`security.bsd.unprivileged_proc_debug`), so it can
+    /// make one signal a probe of that uid (SECURITY.md).
+    pub fn shares_host_users(&self) -> bool {
+        true
+    }
+
     /// Container managers are a Linux matter: a FreeBSD jail is named by jid or name itself.
     pub fn container(&self) -> Option<(&str, &str)> {
         None
     }
 
-    /// The FreeBSD probe does not look at who sent its SIGHUP: any process allowed to signal it
-    /// fires it, as in a Linux jail that shares the host's pid namespace (SECURITY.md).
+    /// A jail sees no process outside it, and the FreeBSD probe takes only a signal from a
+    /// sender it sees (`probe/freebsd_sender.rs`): a host process's SIGHUP fires nothing.
     pub fn shares_host_pids(&self) -> bool {
-        true
-    }
-
-    /// Reads a small regular file below the jail's root without following links out of it.
-    pub fn read_file(&self, relative: &str) -> io::Result<String> {
-        let root = fs::File::open(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.path),
-        )?;
-        // O_RESOLVE_BENEATH: neither `..` nor a symlink may lead out of the jail's root.
-        let beneath = rustix::fs::OFlags::from_bits_retain(libc::O_RESOLVE_BENEATH as _);
-        let flags = rustix::fs::OFlags::RDONLY
-            | rustix::fs::OFlags::CLOEXEC
-            | rustix::fs::OFlags::NONBLOCK
-            | beneath;
-        let fd = rustix::fs::openat(&root, relative, flags, rustix::fs::Mode::empty())?;
-        posix::read_small_file(fd)
+        false
     }
 
     /// Nothing to watch: a removed jail kills its processes, so its probes end, and that is
     /// how the daemon learns of it.
     pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
         None
-    }
-
-    /// FreeBSD jails share the host's user ids: every id exists in them.
-    pub fn check_ids(&self, _uid: u32, _gid: u32) -> Result<(), Error> {
-        Ok(())
     }
 }
 
@@ -345,8 +350,7 @@ pub struct ProbeRequest {
     pub title: CString,
     pub args: Vec<CString>,
     pub env: Vec<CString>,
-    pub uid: u32,
-    pub gid: u32,
+    pub query: Query,
 }
 
 /// One forked probe of a placement and what it reported so far.
@@ -355,6 +359,8 @@ struct Forking {
     /// Its status pipe, until its end of file (the exec, or the child's end).
     reader: Option<OwnedFd>,
     status: Vec<u8>,
+    /// Its user and group, which it resolves in the jail.
+    query: Query,
 }
 
 /// Probes being placed in a jail: each is forked at once and reports on a status pipe of its
@@ -370,8 +376,11 @@ pub struct Placement {
 
 /// How a placement ended: per probe, its process or why it is not placed; and the processes
 /// the daemon must reap.
+pub type PlacedProbe = (Process, (u32, u32));
+
 pub struct Placed {
-    pub results: Vec<Result<Process, Error>>,
+    /// A placed probe's process and its ids (uid, gid) inside the jail.
+    pub results: Vec<Result<PlacedProbe, Error>>,
     pub leftovers: Vec<Process>,
 }
 
@@ -398,8 +407,25 @@ impl Placement {
             failed: Vec::new(),
             deadline: now + PLACEMENT_DEADLINE,
         };
+        // Where a child reads a user database: one buffer, made before the forks, which each
+        // child writes in its own copy; untouched (no page of it allocated) unless one reads.
+        let mut database = userdb::buffer_for(probes.iter().map(|p| &p.query));
         for (index, request) in probes.iter().enumerate() {
-            match fork_probe(spawner.image.as_fd(), jail.jid, request) {
+            let ids = ChildIds {
+                query: &request.query,
+                cached: File::BOTH.map(|file| {
+                    let answer = jail.userdb.answer(file, request.query.key(file)?)?;
+                    let identity = jail.userdb.snapshot(file)?.identity;
+                    Some((identity, answer))
+                }),
+            };
+            match fork_probe(
+                spawner.image.as_fd(),
+                jail.jid,
+                request,
+                &ids,
+                &mut database,
+            ) {
                 Ok((process, reader)) => {
                     let watched = placement.watch.add(reader.as_fd(), index as u64);
                     if let Err(e) = watched {
@@ -410,6 +436,7 @@ impl Placement {
                             process,
                             reader: None,
                             status: Vec::new(),
+                            query: request.query.clone(),
                         });
                         continue;
                     }
@@ -417,6 +444,7 @@ impl Placement {
                         process,
                         reader: Some(reader),
                         status: Vec::new(),
+                        query: request.query.clone(),
                     });
                 }
                 Err(e) => placement.failed.push((index, e)),
@@ -440,10 +468,10 @@ impl Placement {
             let Some(reader) = &probe.reader else {
                 continue;
             };
-            let mut buf = [0u8; 2 * pure::RECORD];
+            let mut buf = [0u8; pure::MAX_STATUS];
             let done = loop {
-                // More than two records is no status the child writes: stop reading it.
-                if probe.status.len() > 2 * pure::RECORD {
+                // More is no status the child writes: stop reading it.
+                if probe.status.len() > pure::MAX_STATUS {
                     break true;
                 }
                 match rustix::io::read(reader, &mut buf) {
@@ -464,10 +492,28 @@ impl Placement {
 
     /// Ends the placement, done or at its deadline; a probe that has not said "armed" is
     /// killed.
-    pub fn finish(mut self, _jail: Option<&Jail>) -> Placed {
+    pub fn finish(mut self, jail: Option<&mut Jail>) -> Placed {
         self.step();
+        if let Some(jail) = jail {
+            // What the children read of the jail's user database, for the next placements.
+            for probe in &self.probes {
+                let (found, _) = pure::read_resolution(&probe.status);
+                for file in File::BOTH {
+                    let (Some(words), Some(answer), Some(key)) = (
+                        found.identities[file as usize],
+                        found.answers[file as usize],
+                        probe.query.key(file),
+                    ) else {
+                        continue;
+                    };
+                    let answers = vec![(key.to_string(), Answer::decode(answer))];
+                    jail.userdb
+                        .learn(file, Identity::from_words(words), answers);
+                }
+            }
+        }
         let mut leftovers = Vec::new();
-        let mut results: Vec<Option<Result<Process, Error>>> = Vec::new();
+        let mut results: Vec<Option<Result<PlacedProbe, Error>>> = Vec::new();
         let failed = std::mem::take(&mut self.failed);
         let mut probes = self.probes.into_iter();
         let total = probes.len() + failed.len();
@@ -477,7 +523,13 @@ impl Placement {
                 continue;
             }
             let Some(probe) = probes.next() else { break };
-            let status = if probe.reader.is_some() {
+            let (found, rest) = pure::read_resolution(&probe.status);
+            let status = if let Some(code) = found.refused {
+                Err(Refusal::decode(code).to_error(self.jid, &probe.query))
+            } else if let (Some(file), Some(_)) = (found.reading, &probe.reader) {
+                let file = if file == 1 { File::Group } else { File::Passwd };
+                Err(userdb::timed_out(self.jid, file, PLACEMENT_DEADLINE))
+            } else if probe.reader.is_some() {
                 Err(Error::new(
                     Kind::Timeout,
                     format!(
@@ -487,7 +539,7 @@ impl Placement {
                     ),
                 ))
             } else {
-                pure::read_status(&probe.status, true).map_err(|(stage, errno)| {
+                pure::read_status(rest, true).map_err(|(stage, errno)| {
                     Error::new(
                         Kind::Os,
                         format!(
@@ -498,8 +550,14 @@ impl Placement {
                     )
                 })
             };
-            match status {
-                Ok(()) => results.push(Some(Ok(probe.process))),
+            let ids = found.ids.ok_or_else(|| {
+                Error::new(
+                    Kind::Internal,
+                    format!("probe for jail {}: its ids were not reported", self.jid),
+                )
+            });
+            match status.and(ids) {
+                Ok(ids) => results.push(Some(Ok((probe.process, ids)))),
                 Err(e) => {
                     probe.process.kill();
                     leftovers.push(probe.process);
@@ -524,6 +582,8 @@ fn fork_probe(
     image: BorrowedFd<'_>,
     jid: i32,
     request: &ProbeRequest,
+    ids: &ChildIds<'_>,
+    database: &mut [u8],
 ) -> Result<(Process, OwnedFd), Error> {
     let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -545,14 +605,7 @@ fn fork_probe(
     // SAFETY: the daemon is single-threaded and the child runs only `probe_child`, which makes
     // async-signal-safe calls and never returns.
     let pid = match unsafe { posix::fork() }.map_err(|e| os("fork", e))? {
-        Forked::Child => probe_child(
-            writer.as_fd(),
-            image,
-            jid,
-            (&argv, &envp),
-            request.uid,
-            request.gid,
-        ),
+        Forked::Child => probe_child(writer.as_fd(), image, jid, (&argv, &envp), ids, database),
         Forked::Parent(pid) => pid,
     };
     drop(writer);
@@ -561,15 +614,16 @@ fn fork_probe(
 }
 
 /// The child's steps, in order; each is its own function below. It only makes
-/// async-signal-safe calls: everything it uses (argv and envp, the image descriptor) was
-/// prepared before the fork.
+/// async-signal-safe calls: everything it uses (argv and envp, the image descriptor, what it
+/// needs to resolve its ids and a buffer to read a user database into) was prepared before
+/// the fork.
 fn probe_child(
     status: BorrowedFd<'_>,
     image: BorrowedFd<'_>,
     jid: i32,
     (argv, envp): (&[*const libc::c_char], &[*const libc::c_char]),
-    uid: u32,
-    gid: u32,
+    ids: &ChildIds<'_>,
+    database: &mut [u8],
 ) -> ! {
     // The probe's signals stay blocked until it takes them itself: one sent between the exec
     // and the probe's own sigprocmask waits for it instead of killing it (a signal that is not
@@ -586,9 +640,94 @@ fn probe_child(
         pure::STAGE_SESSION,
         rustix::process::setsid().map(drop).map_err(Into::into),
     );
+    // Inside the jail, off the daemon's loop: a read that never ends holds only this child,
+    // until the placement's deadline.
+    let (uid, gid) = match child_resolve(ids, database) {
+        Ok(ids) => ids,
+        Err(refusal) => {
+            child_record(pure::TAG_REFUSED, None, &[refusal.encode()]);
+            posix::exit_now(1)
+        }
+    };
+    child_record(
+        pure::TAG_IDS,
+        None,
+        &[u64::from(uid) | u64::from(gid) << 32],
+    );
     child_step(pure::STAGE_IDS, raw::set_ids(uid, gid));
     child_report_armed();
     child_exec(argv, envp)
+}
+
+/// What a probe's child needs to resolve its ids in the jail: its query, and per file what the
+/// daemon knows of the name it asks (the file's identity then, and the answer).
+struct ChildIds<'a> {
+    query: &'a Query,
+    cached: [Option<(Identity, Answer)>; 2],
+}
+
+/// Writes one record about ids (`pure::resolution_record`); a child nobody listens to leaves.
+fn child_record(tag: u8, file: Option<File>, words: &[u64]) {
+    let mut out = [0u8; 64];
+    let len = pure::resolution_record(tag, file.map(|f| f as u8), words, &mut out);
+    if posix::write_all_raw(raw::status_fd(), &out[..len]).is_err() {
+        posix::exit_now(1);
+    }
+}
+
+/// Resolves the child's ids in the jail's own user database, once attached to the jail (its
+/// root is ours): each file the query needs is opened beneath the root (no `..` or symlink
+/// out of it), non-blocking, and read whole into `database` unless it is still the version
+/// whose answer the daemon holds. Reports what it read, for the daemon's cache.
+fn child_resolve(ids: &ChildIds<'_>, database: &mut [u8]) -> Result<(u32, u32), Refusal> {
+    let mut answers = [None, None];
+    for file in File::BOTH {
+        let Some(key) = ids.query.key(file) else {
+            continue;
+        };
+        child_record(pure::TAG_READING, Some(file), &[]);
+        let path: &std::ffi::CStr = match file {
+            File::Passwd => c"etc/passwd",
+            File::Group => c"etc/group",
+        };
+        let unreadable = |e: rustix::io::Errno| Refusal::Unreadable(file, e.raw_os_error() as u32);
+        let root = rustix::fs::open(
+            c"/",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(unreadable)?;
+        // O_RESOLVE_BENEATH: neither `..` nor a symlink may lead out of the jail's root.
+        let beneath = rustix::fs::OFlags::from_bits_retain(libc::O_RESOLVE_BENEATH as _);
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::CLOEXEC
+            | rustix::fs::OFlags::NONBLOCK
+            | beneath;
+        let (cached_identity, cached_answer) = match ids.cached[file as usize] {
+            Some((identity, answer)) => (Some(identity), Some(answer)),
+            None => (None, None),
+        };
+        let answer = match rustix::fs::openat(&root, path, flags, rustix::fs::Mode::empty()) {
+            // A jail without the file knows its users by number only.
+            Err(rustix::io::Errno::NOENT) => userdb::look_up(file, &[], key),
+            Err(e) => return Err(unreadable(e)),
+            Ok(fd) => match posix::read_user_database(&fd, file, cached_identity, database)? {
+                (None, _) => cached_answer.unwrap_or_default(),
+                (Some(text), identity) => {
+                    if let Some(identity) = identity {
+                        child_record(pure::TAG_IDENTITY, Some(file), &identity.words());
+                    }
+                    userdb::look_up(file, text, key)
+                }
+            },
+        };
+        child_record(pure::TAG_ANSWER, Some(file), &[answer.encode()]);
+        answers[file as usize] = Some(answer);
+    }
+    // FreeBSD jails share the host's ids: every id exists in them.
+    userdb::combine(ids.query, answers[0], answers[1])
 }
 
 /// Reports a failed step on the status pipe and leaves; a step that worked goes on.

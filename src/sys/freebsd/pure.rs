@@ -75,9 +75,143 @@ pub fn read_status(bytes: &[u8], eof: bool) -> Result<(), (&'static str, i32)> {
     Err((stage, errno))
 }
 
+/// Records a probe's child writes before "armed" about its ids, which it resolves in the
+/// jail's user database after it attached to the jail: each a tag, then its fields in native
+/// byte order. Tags are above every stage, so the records that follow cannot be taken for them.
+/// It starts reading a file (a file number)...
+pub const TAG_READING: u8 = 20;
+/// ... read it whole, and found it unchanged while reading: the file, its identity (six words).
+pub const TAG_IDENTITY: u8 = 21;
+/// What a file said of the probe's name: the file, the answer (`userdb::Answer::encode`).
+pub const TAG_ANSWER: u8 = 22;
+/// The ids it will switch to: uid, gid.
+pub const TAG_IDS: u8 = 23;
+/// Its ids cannot be resolved (`userdb::Refusal::encode`); it leaves.
+pub const TAG_REFUSED: u8 = 24;
+
+/// The length of a record with this tag, if it is one of them.
+fn record_len(tag: u8) -> Option<usize> {
+    match tag {
+        TAG_READING => Some(2),
+        TAG_IDENTITY => Some(2 + 6 * 8),
+        TAG_ANSWER => Some(2 + 8),
+        TAG_IDS => Some(1 + 8),
+        TAG_REFUSED => Some(1 + 8),
+        _ => None,
+    }
+}
+
+/// The longest status a child writes: one record of each tag per file, then two of `RECORD`.
+pub const MAX_STATUS: usize = 2 * (2 + 50 + 10) + 9 + 9 + 2 * RECORD;
+
+/// What a child said of its ids.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// The file it started reading and did not say more of since.
+    pub reading: Option<u8>,
+    pub identities: [Option<[u64; 6]>; 2],
+    pub answers: [Option<u64>; 2],
+    pub ids: Option<(u32, u32)>,
+    pub refused: Option<u64>,
+}
+
+/// Splits the records about ids off the front of a child's status; the rest is for
+/// `read_status`.
+pub fn read_resolution(mut bytes: &[u8]) -> (Resolution, &[u8]) {
+    let mut found = Resolution::default();
+    let word = |b: &[u8]| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes"));
+    while let Some(len) = bytes.first().copied().and_then(record_len) {
+        if bytes.len() < len {
+            break;
+        }
+        let (record, rest) = bytes.split_at(len);
+        bytes = rest;
+        let file = usize::from(record[1] == 1);
+        match record[0] {
+            TAG_READING => found.reading = Some(record[1]),
+            TAG_IDENTITY => {
+                let mut words = [0u64; 6];
+                for (i, w) in words.iter_mut().enumerate() {
+                    *w = word(&record[2 + 8 * i..]);
+                }
+                found.identities[file] = Some(words);
+            }
+            TAG_ANSWER => {
+                found.reading = None;
+                found.answers[file] = Some(word(&record[2..]));
+            }
+            TAG_IDS => {
+                let both = word(&record[1..]);
+                found.ids = Some((both as u32, (both >> 32) as u32));
+            }
+            _ => {
+                found.reading = None;
+                found.refused = Some(word(&record[1..]));
+            }
+        }
+    }
+    (found, bytes)
+}
+
+/// A record about ids, as a child writes it: `tag`, an optional file byte, then `words`.
+pub fn resolution_record(tag: u8, file: Option<u8>, words: &[u64], out: &mut [u8; 64]) -> usize {
+    out[0] = tag;
+    let mut len = 1;
+    if let Some(file) = file {
+        out[1] = file;
+        len = 2;
+    }
+    for w in words {
+        out[len..len + 8].copy_from_slice(&w.to_ne_bytes());
+        len += 8;
+    }
+    len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_about_ids_come_off_the_front_of_the_status() {
+        let mut status = Vec::new();
+        let mut push = |tag, file, words: &[u64]| {
+            let mut out = [0u8; 64];
+            let len = resolution_record(tag, file, words, &mut out);
+            assert_eq!(Some(len), record_len(tag));
+            status.extend_from_slice(&out[..len]);
+        };
+        push(TAG_READING, Some(0), &[]);
+        push(TAG_IDENTITY, Some(0), &[1, 2, 3, 4, 5, 6]);
+        push(TAG_ANSWER, Some(0), &[80 | 81 << 32]);
+        push(TAG_READING, Some(1), &[]);
+        push(TAG_ANSWER, Some(1), &[50]);
+        push(TAG_IDS, None, &[80 | 50 << 32]);
+        status.extend_from_slice(&ARMED_RECORD);
+        assert!(status.len() <= MAX_STATUS);
+        let (found, rest) = read_resolution(&status);
+        assert_eq!(
+            found,
+            Resolution {
+                reading: None,
+                identities: [Some([1, 2, 3, 4, 5, 6]), None],
+                answers: [Some(80 | 81 << 32), Some(50)],
+                ids: Some((80, 50)),
+                refused: None,
+            }
+        );
+        assert_eq!(read_status(rest, true), Ok(()));
+        // A child that hangs reading the group file says so; a torn record is left over.
+        let (found, rest) = read_resolution(&[TAG_READING, 1, TAG_IDS, 1, 2]);
+        assert_eq!(found.reading, Some(1));
+        assert_eq!(rest, &[TAG_IDS, 1, 2]);
+        // A failure record is not taken for a record about ids.
+        let failed = [STAGE_IDS, 1, 0, 0, 0];
+        assert_eq!(
+            read_resolution(&failed),
+            (Resolution::default(), &failed[..])
+        );
+    }
 
     #[test]
     fn digits_are_a_jid_and_the_host_is_not_a_jail() {

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::process::PidfdFlags;
 use rustix::thread::ThreadNameSpaceType;
 
@@ -19,6 +19,7 @@ use crate::error::{Error, Kind};
 use crate::ids::IdMap;
 use crate::sys::Pid;
 use crate::sys::posix;
+use crate::userdb::Cache;
 
 /// A jail being opened: at once (a PID), or after its name is looked up.
 pub enum Opening {
@@ -44,18 +45,28 @@ pub struct Jail {
     pub(super) pid: Pid,
     pub(super) pidfd: OwnedFd,
     pub(super) namespaces: ThreadNameSpaceType,
-    uid_map: Option<IdMap>,
-    gid_map: Option<IdMap>,
+    pub(super) uid_map: Option<IdMap>,
+    pub(super) gid_map: Option<IdMap>,
     pub(super) setgroups_allowed: bool,
+    /// What its user database answered at the last placements, with the files' identities:
+    /// a placement reads a file again only once it changed.
+    pub(super) userdb: Box<Cache>,
     /// It is in the host's pid namespace: its probes cannot tell a host process from one of
     /// the jail's, so any host process allowed to signal them can fire them.
     shares_host_pids: bool,
+    /// Its pid namespace (device and inode of `/proc/PID/ns/pid`): the same for every PID
+    /// that names this jail, and what one `pkill` in it reaches.
+    pid_namespace: (u64, u64),
+    /// It is in the host's user namespace: its uids are the host's.
+    shares_host_users: bool,
     /// The container manager and container name it was found by, for a container named so.
     container: Option<(&'static str, String)>,
 }
 
-fn ns_inode(pid: &str, ns: &str) -> io::Result<u64> {
-    Ok(fs::metadata(format!("/proc/{pid}/ns/{ns}"))?.ino())
+/// A namespace's identity: device and inode of its `/proc/PID/ns/NAME` link.
+fn ns_inode(pid: &str, ns: &str) -> io::Result<(u64, u64)> {
+    let meta = fs::metadata(format!("/proc/{pid}/ns/{ns}"))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Jail {
@@ -82,6 +93,8 @@ impl Jail {
         let mut namespaces = ThreadNameSpaceType::empty();
         let mut isolated = false;
         let mut shares_host_pids = false;
+        let mut shares_host_users = false;
+        let mut pid_namespace = (0, 0);
         for (name, flag) in NAMESPACES {
             let theirs = ns_inode(&pid.to_string(), name)
                 .map_err(|e| no_jail(format!("cannot read its {name} namespace: {e}")))?;
@@ -89,6 +102,10 @@ impl Jail {
                 .map_err(|e| Error::os(format!("reading our {name} namespace"), e))?;
             if flag == ThreadNameSpaceType::PROCESS_ID {
                 shares_host_pids = theirs == ours;
+                pid_namespace = theirs;
+            }
+            if flag == ThreadNameSpaceType::USER {
+                shares_host_users = theirs == ours;
             }
             if theirs != ours {
                 isolated = true;
@@ -128,7 +145,10 @@ impl Jail {
             gid_map,
             setgroups_allowed,
             shares_host_pids,
+            pid_namespace,
+            shares_host_users,
             container: None,
+            userdb: Box::default(),
         };
         jail.check_alive()?;
         Ok(jail)
@@ -138,6 +158,18 @@ impl Jail {
     /// host process (SECURITY.md).
     pub fn shares_host_pids(&self) -> bool {
         self.shares_host_pids
+    }
+
+    /// What tells two names of one running jail apart from two jails: its pid namespace.
+    pub fn identity(&self) -> (u64, u64) {
+        self.pid_namespace
+    }
+
+    /// Whether its uids are the host's (no user namespace of its own): a host process of a
+    /// probe's uid can then ptrace a jail process of that uid and make it send the SIGHUP
+    /// (SECURITY.md).
+    pub fn shares_host_users(&self) -> bool {
+        self.shares_host_users
     }
 
     /// The manager and container name it was found by (`lxc`, `web1`), if named so.
@@ -188,26 +220,6 @@ impl Jail {
         Ok(fd)
     }
 
-    /// Reads a small regular file below the jail's root, never leaving that root: symlinks and
-    /// `..` resolve inside it (RESOLVE_IN_ROOT), and a FIFO or device cannot block the daemon.
-    /// The file must also be on the jail's root filesystem (RESOLVE_NO_XDEV, EXDEV otherwise):
-    /// the jail controls its mounts, and a bind mount over /etc/passwd once made host root open
-    /// the jail's /proc/kmsg and /proc/1/mem. Reading as the jail's own credentials instead
-    /// would take one more process in the jail, and a wait on it, for every `-u` name.
-    pub fn read_file(&self, path: &str) -> io::Result<String> {
-        let root = self
-            .open_root()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let fd = rustix::fs::openat2(
-            &root,
-            path,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        )?;
-        posix::read_small_file(fd)
-    }
-
     /// The `cgroup.procs` files that put a process into the jail's cgroups (every hierarchy
     /// where they differ from ours), so that the jail's limits and freezer apply to its probes.
     /// The kernel cannot do this in clone for us once the helper is inside the jail's user
@@ -232,24 +244,6 @@ impl Jail {
                     e,
                 )
             })?;
-        }
-        Ok(())
-    }
-
-    /// Checks that `uid`/`gid` (ids inside the jail) exist in the jail's user namespace.
-    pub fn check_ids(&self, uid: u32, gid: u32) -> Result<(), Error> {
-        for (map, id, what) in [(&self.uid_map, uid, "uid"), (&self.gid_map, gid, "gid")] {
-            if let Some(map) = map
-                && map.to_host(id).is_none()
-            {
-                return Err(Error::new(
-                    Kind::NoUser,
-                    format!(
-                        "{what} {id} has no mapping in the user namespace of jail {}",
-                        self.pid
-                    ),
-                ));
-            }
         }
         Ok(())
     }

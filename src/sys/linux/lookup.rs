@@ -208,6 +208,9 @@ pub(super) fn spawn_tool(
 enum Stage {
     /// Every manager asked (or the one named).
     Asking(Vec<ToolRun>),
+    /// Nothing found where `-j lxc:NAME` looked: LXD and Incus are asked whether they have the
+    /// name, for a hint in `error` (`containers::managers_to_hint`).
+    Hinting { error: Error, tools: Vec<ToolRun> },
     /// The container's init opened; its manager asked once more.
     Confirming {
         jail: Jail,
@@ -219,6 +222,8 @@ enum Stage {
 /// A container name being looked up.
 pub struct Lookup {
     spec: String,
+    /// The manager `spec` named, if it named one.
+    manager: Option<Manager>,
     name: String,
     stage: Stage,
     /// Its tools' pidfds and pipes; the daemon watches this one descriptor.
@@ -242,6 +247,7 @@ impl Lookup {
             .collect();
         Ok(Lookup {
             spec: spec.to_string(),
+            manager,
             name: name.to_string(),
             stage: Stage::Asking(tools),
             watch,
@@ -269,19 +275,23 @@ impl Lookup {
         let late = now >= self.deadline;
         match &mut self.stage {
             Stage::Asking(tools) => {
-                for tool in tools.iter_mut() {
-                    tool.step(&self.watch);
-                    if late {
-                        self.leftovers.extend(tool.give_up());
-                    }
-                }
-                let answers: Option<Vec<_>> = tools
-                    .iter()
-                    .map(|t| t.answer().map(|a| (t.manager, clone_answer(a))))
-                    .collect();
-                let found = match containers::decide(&self.spec, &self.name, &answers?) {
+                let answers = step_all(tools, &self.watch, late, &mut self.leftovers)?;
+                let found = match containers::decide(&self.spec, &self.name, &answers) {
                     Ok(found) => found,
-                    Err(e) => return Some(Err(e)),
+                    Err(error) => {
+                        let hints =
+                            containers::managers_to_hint(self.manager, &self.name, &answers);
+                        if hints.is_empty() {
+                            return Some(Err(error));
+                        }
+                        // Within the lookup's own deadline: a hint never makes a refusal later.
+                        let tools = hints
+                            .into_iter()
+                            .map(|m| ToolRun::start(m, &self.name, &self.watch))
+                            .collect();
+                        self.stage = Stage::Hinting { error, tools };
+                        return self.step(now);
+                    }
                 };
                 let jail = match Jail::open_pid(&self.spec, found.pid) {
                     Ok(jail) => jail,
@@ -293,6 +303,14 @@ impl Lookup {
                 self.deadline = now + TOOL_DEADLINE;
                 self.stage = Stage::Confirming { jail, found, tool };
                 self.step(now)
+            }
+            Stage::Hinting { error, tools } => {
+                let answers = step_all(tools, &self.watch, late, &mut self.leftovers)?;
+                Some(Err(containers::with_hints(
+                    error.clone(),
+                    &self.name,
+                    &answers,
+                )))
             }
             Stage::Confirming { jail, found, tool } => {
                 tool.step(&self.watch);
@@ -317,6 +335,26 @@ impl Lookup {
             }
         }
     }
+}
+
+/// Steps every tool (and, `late`, kills those still running, into `leftovers`); their answers
+/// once all have one.
+fn step_all(
+    tools: &mut [ToolRun],
+    watch: &Poller,
+    late: bool,
+    leftovers: &mut Vec<Process>,
+) -> Option<Vec<(Manager, Result<Answer, Unasked>)>> {
+    for tool in tools.iter_mut() {
+        tool.step(watch);
+        if late {
+            leftovers.extend(tool.give_up());
+        }
+    }
+    tools
+        .iter()
+        .map(|t| t.answer().map(|a| (t.manager, clone_answer(a))))
+        .collect()
 }
 
 fn clone_answer(answer: &Result<Answer, Unasked>) -> Result<Answer, Unasked> {

@@ -3,7 +3,7 @@
 //!
 //! - `process`: children held by pidfd;
 //! - `image`: the probe image and the low descriptor slots (`Spawner`);
-//! - `jail`: opening a jail, reading its user database, its cgroups;
+//! - `jail`: opening a jail, the answers of its user database, its cgroups;
 //! - `lookup`: container names asked of the managers' tools, without waiting;
 //! - `placement`: probes placed in a jail, in batches, as steps;
 //! - `command`: host commands;

@@ -15,8 +15,15 @@
 //!
 //! The status pipe's end of file means every helper is done: A has exited and every B has
 //! exec'd (its copy of the write end is close-on-exec) or died.
+//!
+//! A also resolves the probes' `-u` and `-g` names in the jail's `/etc/passwd` and
+//! `/etc/group`, once inside the jail and before any B exists: a jail whose filesystem does not
+//! answer (a FUSE root whose server stopped) then holds A, and only this placement, until its
+//! deadline. A reads a file only when it changed since the jail's last placement (the daemon
+//! keeps the answers with the file's identity, `userdb::Cache`), and reports the ids it found.
 
-use std::ffi::CString;
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -29,25 +36,40 @@ use super::jail::Jail;
 use super::process::Process;
 use super::raw;
 use crate::error::{Error, Kind};
+use crate::ids::IdMap;
 use crate::sys::Pid;
 use crate::sys::posix::{self, Forked};
+use crate::userdb::{self, Answer, File, Identity, Query, Refusal};
 
 /// How long a placement may take, from the fork of A to the last exec.
 pub const PLACEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Messages on the status pipe: a tag, the probe's index in the batch, and a value; 12 bytes,
+/// Messages on the status pipe: a tag, the probe's index in the batch, and a value; 16 bytes,
 /// below PIPE_BUF, so that writes from many helpers never interleave.
 const MSG_PID: u32 = 1;
 const MSG_ARMED: u32 = 2;
 const MSG_FAILED: u32 = 3;
 /// From A: it has a descriptor table of its own, so the daemon may change its own again.
 const MSG_OWN_TABLE: u32 = 4;
+/// From A: it starts reading the user database file numbered by the index (`File`)...
+const MSG_READING: u32 = 5;
+/// ... and is done with it.
+const MSG_READ: u32 = 6;
+/// From A: one word of the identity of the file it read (index: file × 8 + word).
+const MSG_IDENTITY: u32 = 7;
+/// From A: what the passwd or group file it read answered for the probe's name.
+const MSG_PASSWD_ANSWER: u32 = 8;
+const MSG_GROUP_ANSWER: u32 = 9;
+/// From A: the probe's ids, uid and gid (high 32 bits).
+const MSG_IDS: u32 = 10;
+/// From A: the probe's ids cannot be resolved (`Refusal::encode`); it gets no B.
+const MSG_REFUSED: u32 = 11;
 /// How long the daemon waits for A to take a table of its own: A is its fresh fork, on the
 /// host, in no jail, and does that first, so this is microseconds unless the host stops it.
 const OWN_TABLE_DEADLINE: Duration = Duration::from_secs(1);
 /// The index helper A reports its own failure under.
 const HELPER_A: u32 = u32::MAX;
-const MSG_LEN: usize = 12;
+const MSG_LEN: usize = 16;
 
 /// The slots (see `Spawner`) a placement uses.
 const SLOT_STATUS: usize = 0;
@@ -100,13 +122,12 @@ const MAX_PROBE_ARGS: usize = 3;
 
 /// One probe to place: its title (its argv[0]) and the status words after it (at most
 /// `MAX_PROBE_ARGS`), its environment (its verbs, at most `MAX_PROBE_ENV` entries) and its
-/// ids inside the jail.
+/// user and group inside the jail, which helper A resolves there.
 pub struct ProbeRequest {
     pub title: CString,
     pub args: Vec<CString>,
     pub env: Vec<CString>,
-    pub uid: u32,
-    pub gid: u32,
+    pub query: Query,
 }
 
 /// Everything the helpers need, prepared before the fork so that they never allocate.
@@ -117,9 +138,14 @@ struct ProbePlan<'a> {
     root: BorrowedFd<'a>,
     namespaces: rustix::thread::ThreadNameSpaceType,
     setgroups_allowed: bool,
+    /// The jail's id maps (with a user namespace of its own), which A checks the ids against.
+    uid_map: Option<&'a IdMap>,
+    gid_map: Option<&'a IdMap>,
+    /// Per file, the identity of the version whose answers the probes' `cached` hold.
+    cached_identity: [Option<Identity>; 2],
     /// Descriptors below this one are kept until exec (`image` and the slots among them).
     low_end: u32,
-    probes: &'a [Planned],
+    probes: &'a [Planned<'a>],
     /// The stacks the Bs run on until their exec, `B_STACK` bytes each: the Bs share A's
     /// memory (CLONE_VM) and run at once, each on its own.
     stacks: *mut u8,
@@ -128,14 +154,21 @@ struct ProbePlan<'a> {
 /// The stack of one helper B: far more than it uses before its exec.
 const B_STACK: usize = 64 * 1024;
 
-struct Planned {
+struct Planned<'a> {
     argv: [*const libc::c_char; MAX_PROBE_ARGS + 2],
     envp: [*const libc::c_char; MAX_PROBE_ENV + 1],
-    uid: u32,
-    gid: u32,
+    query: &'a Query,
+    /// Per file, what its version `cached_identity` answered for the query's name.
+    cached: [Option<Answer>; 2],
+    /// Set by A, before it clones this probe's B: its ids, or that it has none.
+    uid: Cell<u32>,
+    gid: Cell<u32>,
+    refused: Cell<bool>,
+    /// What each file said of the query's name, as A read it.
+    answers: [Cell<Option<Answer>>; 2],
 }
 
-fn report(status: BorrowedFd<'_>, tag: u32, index: u32, value: i32) -> io::Result<()> {
+fn report(status: BorrowedFd<'_>, tag: u32, index: u32, value: u64) -> io::Result<()> {
     let mut msg = [0u8; MSG_LEN];
     msg[..4].copy_from_slice(&tag.to_ne_bytes());
     msg[4..8].copy_from_slice(&index.to_ne_bytes());
@@ -143,9 +176,16 @@ fn report(status: BorrowedFd<'_>, tag: u32, index: u32, value: i32) -> io::Resul
     posix::write_all_raw(status, &msg)
 }
 
+/// `report` from A, which has nothing left to do when the daemon no longer listens.
+fn report_or_leave(status: BorrowedFd<'_>, tag: u32, index: u32, value: u64) {
+    if report(status, tag, index, value).is_err() {
+        posix::exit_now(1);
+    }
+}
+
 fn fail(status: BorrowedFd<'_>, index: u32, stage: Stage, err: io::Error) -> ! {
     let code = (stage as i32) << 16 | (err.raw_os_error().unwrap_or(0) & 0xffff);
-    let _ = report(status, MSG_FAILED, index, code);
+    let _ = report(status, MSG_FAILED, index, code as u64);
     posix::exit_now(1)
 }
 
@@ -165,6 +205,11 @@ struct Progress {
     process: Option<Process>,
     armed: bool,
     failed: Option<i32>,
+    /// Its ids as A resolved them, or why they could not be.
+    ids: Option<(u32, u32)>,
+    refused: Option<Refusal>,
+    /// What each file A read answered for its name.
+    answers: [Option<Answer>; 2],
 }
 
 /// A placement in flight.
@@ -178,16 +223,25 @@ pub struct Placement {
     helper_failed: Option<i32>,
     /// A has said it has a descriptor table of its own.
     own_table: bool,
+    /// The probes' user and group, to name them in a refusal.
+    queries: Vec<Query>,
+    /// The user database file A is reading, if it has not said it is done with it.
+    reading: Option<File>,
+    /// Per file, the words of the identity of the version A read.
+    identity: [[Option<u64>; 6]; 2],
     buf: Vec<u8>,
     /// End of file on the status pipe: every helper is done.
     done: bool,
     deadline: Instant,
 }
 
+/// A placed probe's process and its ids (uid, gid) inside the jail.
+pub type PlacedProbe = (Process, (u32, u32));
+
 /// How a placement ended: per probe, its process or why it is not placed; and the processes
 /// the daemon must reap (helper A, and Bs killed at the deadline).
 pub struct Placed {
-    pub results: Vec<Result<Process, Error>>,
+    pub results: Vec<Result<PlacedProbe, Error>>,
     pub leftovers: Vec<Process>,
 }
 
@@ -236,10 +290,19 @@ impl Placement {
                     }
                     envp
                 },
-                uid: p.uid,
-                gid: p.gid,
+                query: &p.query,
+                cached: File::BOTH.map(|file| {
+                    let key = p.query.key(file)?;
+                    jail.userdb.answer(file, key)
+                }),
+                uid: Cell::new(0),
+                gid: Cell::new(0),
+                refused: Cell::new(false),
+                answers: [Cell::new(None), Cell::new(None)],
             })
             .collect();
+        // Where A reads a user database: untouched (no page of it allocated) unless A reads.
+        let mut database = userdb::buffer_for(probes.iter().map(|p| &p.query));
         let plan = ProbePlan {
             image: spawner.fd.as_fd(),
             status: spawner.slots[SLOT_STATUS].as_fd(),
@@ -247,6 +310,9 @@ impl Placement {
             root: spawner.slots[SLOT_ROOT].as_fd(),
             namespaces: jail.namespaces,
             setgroups_allowed: jail.setgroups_allowed,
+            uid_map: jail.uid_map.as_ref(),
+            gid_map: jail.gid_map.as_ref(),
+            cached_identity: File::BOTH.map(|f| jail.userdb.snapshot(f).map(|s| s.identity)),
             low_end: spawner.low_end(),
             probes: &planned,
             stacks: stacks.as_mut_ptr(),
@@ -265,7 +331,7 @@ impl Placement {
         // it has a table of its own, and never returns.
         let forked = unsafe { raw::fork_sharing_descriptors() };
         let a_pid = match forked {
-            Ok(Forked::Child) => helper_a(&plan, &starts),
+            Ok(Forked::Child) => helper_a(&plan, &starts, &mut database),
             Ok(Forked::Parent(pid)) => pid,
             Err(e) => {
                 let _ = spawner.clear_slots();
@@ -280,6 +346,9 @@ impl Placement {
             probes: probes.iter().map(|_| Progress::default()).collect(),
             helper_failed: None,
             own_table: false,
+            queries: probes.iter().map(|p| p.query.clone()).collect(),
+            reading: None,
+            identity: [[None; 6]; 2],
             buf: Vec::with_capacity(64),
             done: false,
             deadline: now + PLACEMENT_DEADLINE,
@@ -358,49 +427,99 @@ impl Placement {
         let whole = self.buf.len() / MSG_LEN * MSG_LEN;
         for msg in self.buf[..whole].chunks_exact(MSG_LEN) {
             let word = |i: usize| u32::from_ne_bytes(msg[i..i + 4].try_into().expect("4 bytes"));
-            let (tag, index, value) = (word(0), word(4), word(8) as i32);
-            if tag == MSG_OWN_TABLE {
-                self.own_table = true;
-                continue;
-            }
-            if index == HELPER_A {
-                self.helper_failed = self.helper_failed.or(Some(value));
-                continue;
-            }
-            let Some(progress) = self.probes.get_mut(index as usize) else {
-                continue;
-            };
+            let (tag, index) = (word(0), word(4));
+            let value = u64::from_ne_bytes(msg[8..].try_into().expect("8 bytes"));
             match tag {
-                // A pid is adopted only if it is our own unreaped child (CLONE_PARENT).
-                MSG_PID if progress.process.is_none() => {
-                    progress.process = Process::from_own_child(value).ok();
+                MSG_OWN_TABLE => self.own_table = true,
+                MSG_READING => self.reading = Some(file_numbered(index)),
+                MSG_READ => self.reading = None,
+                MSG_IDENTITY => {
+                    let (file, word) = ((index / 8) as usize, (index % 8) as usize);
+                    if let Some(slot) = self.identity.get_mut(file).and_then(|f| f.get_mut(word)) {
+                        *slot = Some(value);
+                    }
                 }
-                MSG_ARMED => progress.armed = true,
-                MSG_FAILED => progress.failed = progress.failed.or(Some(value)),
-                _ => {}
+                _ if index == HELPER_A => {
+                    self.helper_failed = self.helper_failed.or(Some(value as i32));
+                }
+                _ => {
+                    let Some(progress) = self.probes.get_mut(index as usize) else {
+                        continue;
+                    };
+                    match tag {
+                        // A pid is adopted only if it is our own unreaped child (CLONE_PARENT).
+                        MSG_PID if progress.process.is_none() => {
+                            progress.process = Process::from_own_child(value as i32).ok();
+                        }
+                        MSG_ARMED => progress.armed = true,
+                        MSG_FAILED => progress.failed = progress.failed.or(Some(value as i32)),
+                        MSG_PASSWD_ANSWER => progress.answers[0] = Some(Answer::decode(value)),
+                        MSG_GROUP_ANSWER => progress.answers[1] = Some(Answer::decode(value)),
+                        MSG_IDS => progress.ids = Some((value as u32, (value >> 32) as u32)),
+                        MSG_REFUSED => progress.refused = Some(Refusal::decode(value)),
+                        _ => {}
+                    }
+                }
             }
         }
         self.buf.drain(..whole);
         self.done
     }
 
+    /// Keeps in the jail's `userdb::Cache` what A read of its user database: per file read
+    /// whole (its identity reported), the answers for the probes' names.
+    fn learn(&self, jail: &mut Jail) {
+        for file in File::BOTH {
+            let words = self.identity[file as usize];
+            let Some(words) = words.iter().copied().collect::<Option<Vec<u64>>>() else {
+                continue;
+            };
+            let identity = Identity::from_words(words.try_into().expect("6 words"));
+            let answers = self
+                .queries
+                .iter()
+                .zip(&self.probes)
+                .filter_map(|(query, progress)| {
+                    Some((
+                        query.key(file)?.to_string(),
+                        progress.answers[file as usize]?,
+                    ))
+                })
+                .collect();
+            jail.userdb.learn(file, identity, answers);
+        }
+    }
+
     /// Ends the placement, done or at its deadline: each probe that exec'd the probe image is
     /// moved into the jail's cgroups and placed; every other B is killed.
-    pub fn finish(mut self, jail: Option<&Jail>) -> Placed {
+    pub fn finish(mut self, mut jail: Option<&mut Jail>) -> Placed {
         self.step();
+        if let Some(jail) = jail.as_deref_mut() {
+            self.learn(jail);
+        }
+        let jail = jail.as_deref();
         let cgroups = jail.map(Jail::cgroup_files);
         let mut leftovers = vec![self.helper];
         let late = !self.done;
         let mut results = Vec::with_capacity(self.probes.len());
-        for progress in self.probes {
+        for (progress, query) in self.probes.into_iter().zip(&self.queries) {
+            let ids = progress.ids;
             let result = match (progress.process, progress.failed, progress.armed) {
+                (process, _, _) if progress.refused.is_some() => {
+                    leftovers.extend(process);
+                    let refusal = progress.refused.expect("matched");
+                    Err(refusal.to_error(self.jail, query))
+                }
                 (process, Some(code), _) => {
                     leftovers.extend(process);
                     Err(stage_error(self.jail, code))
                 }
                 (None, None, _) => Err(match self.helper_failed {
                     Some(code) => stage_error(self.jail, code),
-                    None if late => timed_out(self.jail),
+                    None if late => match self.reading {
+                        Some(file) => userdb::timed_out(self.jail, file, PLACEMENT_DEADLINE),
+                        None => timed_out(self.jail),
+                    },
                     None => Error::new(
                         Kind::Os,
                         format!(
@@ -442,10 +561,16 @@ impl Placement {
                                 format!("jail {}: stopped while its probes were placed", self.jail),
                             )),
                         };
-                        match joined {
-                            Ok(()) => Ok(process),
-                            Err(_) if exited() => Ok(process),
-                            Err(e) => {
+                        let ids = ids.ok_or_else(|| {
+                            Error::new(
+                                Kind::Internal,
+                                format!("probe for jail {}: its ids were not reported", self.jail),
+                            )
+                        });
+                        match (joined, ids) {
+                            (Ok(()), Ok(ids)) => Ok((process, ids)),
+                            (Err(_), Ok(ids)) if exited() => Ok((process, ids)),
+                            (Err(e), _) | (_, Err(e)) => {
                                 leftovers.push(process);
                                 Err(e)
                             }
@@ -459,6 +584,15 @@ impl Placement {
             process.kill();
         }
         Placed { results, leftovers }
+    }
+}
+
+/// The number A reports a user database file under.
+fn file_numbered(index: u32) -> File {
+    if index == File::Group as u32 {
+        File::Group
+    } else {
+        File::Passwd
     }
 }
 
@@ -482,7 +616,7 @@ fn runs_probe_image(process: &Process) -> bool {
 /// Helper A, in a fork of the daemon. Holds all of root's privileges on the host until setns;
 /// from then on only those of root inside the jail's user namespace (when it has one).
 #[allow(unsafe_code)]
-fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>]) -> ! {
+fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) -> ! {
     let status = plan.status;
     // First, before anything of the jail can see this copy of the daemon's memory.
     if let Err(e) =
@@ -521,8 +655,14 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>]) -> ! {
         }
     }
     let _ = rustix::thread::clear_ambient_capability_set();
+    // Inside the jail, with its credentials, and before any B: a read that never ends holds
+    // only A, until the daemon kills it at the deadline.
+    resolve_ids(plan, database);
     for start in starts {
         let index = start.index;
+        if plan.probes[index as usize].refused.get() {
+            continue;
+        }
         let arg = start as *const BStart<'_> as *mut libc::c_void;
         // SAFETY: `b_entry` runs only `helper_b`, which makes async-signal-safe calls, reads
         // `start` and the plan (in this never-returning process's memory, which B shares until
@@ -536,13 +676,129 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>]) -> ! {
         match spawned {
             Err(e) => fail(status, index, Stage::Clone, e),
             Ok(pid) => {
-                if report(status, MSG_PID, index, pid).is_err() {
+                if report(status, MSG_PID, index, pid as u64).is_err() {
                     posix::exit_now(1);
                 }
             }
         }
     }
     posix::exit_now(0)
+}
+
+/// Helper A resolves each probe's ids in the jail's own user database and reports them (or
+/// why not), after it joined the jail and before it clones any B. Each file a probe needs is
+/// opened below the jail's root as `Jail::open_root` found it, never across a mount point,
+/// and read whole into `database` only when it is not the version whose answers the daemon
+/// already holds. Allocates nothing.
+fn resolve_ids(plan: &ProbePlan<'_>, database: &mut [u8]) {
+    let status = plan.status;
+    let refuse = |index: usize, refusal: Refusal| {
+        plan.probes[index].refused.set(true);
+        report_or_leave(status, MSG_REFUSED, index as u32, refusal.encode());
+    };
+    for file in File::BOTH {
+        let needing = || {
+            plan.probes
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.query.needs(file) && !p.refused.get())
+        };
+        if needing().next().is_none() {
+            continue;
+        }
+        report_or_leave(status, MSG_READING, file as u32, 0);
+        let all_cached = needing().all(|(_, p)| p.cached[file as usize].is_some());
+        match read_database(plan, file, all_cached, database) {
+            Err(refusal) => needing().for_each(|(index, _)| refuse(index, refusal)),
+            Ok(read) => {
+                for (index, p) in needing() {
+                    let key = p.query.key(file).unwrap_or_default();
+                    let answer = match read {
+                        Some(text) => userdb::look_up(file, text, key),
+                        None => p.cached[file as usize].unwrap_or_default(),
+                    };
+                    let tag = match file {
+                        File::Passwd => MSG_PASSWD_ANSWER,
+                        File::Group => MSG_GROUP_ANSWER,
+                    };
+                    report_or_leave(status, tag, index as u32, answer.encode());
+                    p.answers[file as usize].set(Some(answer));
+                }
+            }
+        }
+        report_or_leave(status, MSG_READ, file as u32, 0);
+    }
+    for (index, p) in plan.probes.iter().enumerate() {
+        if p.refused.get() {
+            continue;
+        }
+        let [passwd, group] = [0, 1].map(|f| p.answers[f].get());
+        let ids = userdb::combine(p.query, passwd, group).and_then(|(uid, gid)| {
+            // An id the jail's user namespace does not map could not be switched to.
+            if plan.uid_map.is_some_and(|m| m.to_host(uid).is_none()) {
+                return Err(Refusal::Unmapped(false, uid));
+            }
+            if plan.gid_map.is_some_and(|m| m.to_host(gid).is_none()) {
+                return Err(Refusal::Unmapped(true, gid));
+            }
+            Ok((uid, gid))
+        });
+        match ids {
+            Ok((uid, gid)) => {
+                p.uid.set(uid);
+                p.gid.set(gid);
+                report_or_leave(
+                    status,
+                    MSG_IDS,
+                    index as u32,
+                    u64::from(uid) | u64::from(gid) << 32,
+                );
+            }
+            Err(refusal) => refuse(index, refusal),
+        }
+    }
+}
+
+/// The text of the jail's `file` as A reads it: `None` when the file is still the version
+/// `plan.cached_identity` names and `cached` says every probe's answer is known (nothing is
+/// read), else the whole text (empty for a jail without the file: its users are numbers).
+fn read_database<'b>(
+    plan: &ProbePlan<'_>,
+    file: File,
+    cached: bool,
+    database: &'b mut [u8],
+) -> Result<Option<&'b [u8]>, Refusal> {
+    use rustix::fs::{OFlags, ResolveFlags};
+    let path: &CStr = match file {
+        File::Passwd => c"etc/passwd",
+        File::Group => c"etc/group",
+    };
+    let unreadable = |e: rustix::io::Errno| Refusal::Unreadable(file, e.raw_os_error() as u32);
+    // RESOLVE_IN_ROOT: symlinks and `..` resolve inside the jail's root; RESOLVE_NO_XDEV: a
+    // mount over the file (the jail's /proc/kmsg, a FIFO) is refused, not opened; O_NONBLOCK:
+    // nor could a FIFO or device block A.
+    let fd = match rustix::fs::openat2(
+        plan.root,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(Some(&[])),
+        Err(rustix::io::Errno::XDEV) => return Err(Refusal::MountPoint(file)),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let cached = cached
+        .then_some(plan.cached_identity[file as usize])
+        .flatten();
+    let (text, identity) = posix::read_user_database(&fd, file, cached, database)?;
+    // Only a version that did not change while it was read is remembered by the daemon.
+    for (word, value) in identity.iter().flat_map(Identity::words).enumerate() {
+        let index = file as u32 * 8 + word as u32;
+        report_or_leave(plan.status, MSG_IDENTITY, index, value);
+    }
+    Ok(text)
 }
 
 /// What B's entry point is handed.
@@ -576,8 +832,8 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     if let Err(e) = entered {
         fail(Stage::Root, e.into());
     }
-    let uid = rustix::process::Uid::from_raw(probe.uid);
-    let gid = rustix::process::Gid::from_raw(probe.gid);
+    let uid = rustix::process::Uid::from_raw(probe.uid.get());
+    let gid = rustix::process::Gid::from_raw(probe.gid.get());
     let groups = if plan.setgroups_allowed {
         rustix::thread::set_thread_groups(&[gid])
     } else {
