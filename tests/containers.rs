@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
 
-use util::images::{busybox_tar, docker_image};
+use util::images::{busybox_tar, docker_image, podman_image};
 use util::*;
 
 const SETTLE: Duration = Duration::from_millis(300);
@@ -175,21 +175,6 @@ fn append_line(path: &str, line: &str) {
     text.push_str(line);
     text.push('\n');
     fs::write(path, text).unwrap();
-}
-
-/// The Podman test image, imported on first use and kept for later runs.
-fn podman_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let image = "localhost/jaildaemon-test-busybox:1".to_string();
-        if run("podman", &["image", "exists", &image]).status.success() {
-            return image;
-        }
-        let dir = TempDir::new();
-        let tar = busybox_tar(&dir);
-        must("podman", &["import", tar.to_str().unwrap(), &image]);
-        image
-    })
 }
 
 /// The LXD or Incus test image (`tool` is `lxc` or `incus`): a metadata tarball and the

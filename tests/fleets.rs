@@ -13,7 +13,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use jaildaemon::proto::{ProbeInfo, ProbeState};
-use util::images::{busybox_tar, docker_image};
+use util::images::{busybox_tar, docker_image, podman_image};
 use util::*;
 
 const LONG: Duration = Duration::from_secs(15);
@@ -54,27 +54,39 @@ fn containerd_ready(test: &str) -> bool {
         )
 }
 
-/// A Docker container of the test image running `sleep`, with `labels`, removed on drop.
-struct Docker {
+/// A Docker or Podman container of the test image running `sleep`, with `labels`, removed on
+/// drop.
+struct Container {
+    tool: &'static str,
     name: String,
 }
 
-impl Docker {
-    fn run(name: &str, labels: &[&str]) -> Docker {
+impl Container {
+    fn run(tool: &'static str, name: &str, labels: &[&str]) -> Container {
         let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+        let image = if tool == "podman" {
+            // runc: crun refuses this host's hybrid cgroups; the ulimits keep podman from
+            // asking for more than the test machine grants (as in tests/containers.rs).
+            args.extend(["--runtime", "runc", "--ulimit", "nofile=1024:1024"]);
+            args.extend(["--ulimit", "nproc=4096:4096"]);
+            podman_image()
+        } else {
+            docker_image()
+        };
         for label in labels {
             args.extend(["--label", label]);
         }
-        args.extend([docker_image(), "sleep", "3600"]);
-        must("docker", &args);
-        Docker {
+        args.extend([image, "sleep", "3600"]);
+        must(tool, &args);
+        Container {
+            tool,
             name: name.to_string(),
         }
     }
 
     fn pid(&self) -> Option<u32> {
         let out = run(
-            "docker",
+            self.tool,
             &["container", "inspect", "-f", "{{.State.Pid}}", &self.name],
         );
         String::from_utf8_lossy(&out.stdout)
@@ -86,15 +98,15 @@ impl Docker {
 
     /// `killall -HUP TITLE` inside, with busybox; true if a process was signalled.
     fn fire(&self, title: &str) -> bool {
-        run("docker", &["exec", &self.name, "killall", "-HUP", title])
+        run(self.tool, &["exec", &self.name, "killall", "-HUP", title])
             .status
             .success()
     }
 }
 
-impl Drop for Docker {
+impl Drop for Container {
     fn drop(&mut self) {
-        let _ = run("docker", &["rm", "-f", &self.name]);
+        let _ = run(self.tool, &["rm", "-f", &self.name]);
     }
 }
 
@@ -149,13 +161,14 @@ fn a_docker_label_selector_follows_its_containers() {
     let selector = format!("docker:label={label}");
     let title = format!("FLEET{tag}");
     let name = |n: &str| format!("jdt-fleet-{tag}-{n}");
-    let mut web: Vec<Docker> = (1..=3)
-        .map(|n| Docker::run(&name(&format!("web-{n}")), &[&label]))
+    let mut web: Vec<Container> = (1..=3)
+        .map(|n| Container::run("docker", &name(&format!("web-{n}")), &[&label]))
         .collect();
     // Twin: the same image and title, without the label.
-    let other = Docker::run(&name("other"), &["com.example.role=db"]);
+    let other = Container::run("docker", &name("other"), &["com.example.role=db"]);
     // A member whose other labels try to be a command, a user or a title.
-    let hostile = Docker::run(
+    let hostile = Container::run(
+        "docker",
         &name("hostile"),
         &[
             &label,
@@ -220,7 +233,7 @@ fn a_docker_label_selector_follows_its_containers() {
         members_of(&daemon, &selector)
     );
     // One added: it gets a probe.
-    web.push(Docker::run(&name("web-4"), &[&label]));
+    web.push(Container::run("docker", &name("web-4"), &[&label]));
     members.push(web[2].name.clone());
     assert!(
         wait_for(LONG, || armed_jails(&daemon, &selector)
@@ -263,6 +276,66 @@ fn a_docker_label_selector_follows_its_containers() {
             )),
         "{:#?}",
         members_of(&daemon, &selector)
+    );
+}
+
+/// Issue 24, with Podman: `podman:label=K=V` gives the labelled container a probe whose
+/// command learns it is Podman's, and a restarted one gets it back through `podman events`.
+/// Twin: an unlabelled container gets none.
+#[test]
+fn a_podman_label_selector_follows_its_containers() {
+    let test = "a_podman_label_selector_follows_its_containers";
+    if !root_or_skip(test) {
+        return;
+    }
+    if !run("podman", &["info"]).status.success() {
+        skip(test, "podman does not answer (package podman)");
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let tag = std::process::id();
+    let label = format!("com.example.role=pweb-{tag}");
+    let title = format!("PFLEET{tag}");
+    let member = Container::run("podman", &format!("jdt-pfleet-{tag}-web"), &[&label]);
+    let other = Container::run(
+        "podman",
+        &format!("jdt-pfleet-{tag}-other"),
+        &["com.example.role=db"],
+    );
+    let selector = format!("podman:label={label}");
+    let config = format!(
+        "[[probe]]\njail = \"{selector}\"\ntitle = \"{title}\"\nrespawn = \"after_command\"\n\
+         command = 'echo \"$JAILDAEMON_MANAGER $JAILDAEMON_CONTAINER\" >> {}'\n",
+        fired.display()
+    );
+    let daemon = daemon_with(&dir, &config, &[]);
+    let jail = format!("podman:{}", member.name);
+    assert!(
+        wait_for(LONG, || armed_jails(&daemon, &selector)
+            == vec![jail.clone()]),
+        "{:#?}\n{}",
+        members_of(&daemon, &selector),
+        daemon.log_text()
+    );
+    assert!(probes_in(other.pid().unwrap(), &title).is_empty());
+    assert!(member.fire(&title), "{}", daemon.log_text());
+    assert!(wait_for(LONG, || read(&fired).lines().count() == 1));
+    assert_eq!(read(&fired), format!("podman {}\n", member.name));
+    must("podman", &["restart", "-t", "0", &member.name]);
+    let started = Instant::now();
+    let pid = member.pid().unwrap();
+    assert!(
+        wait_for(LONG, || probes_in(pid, &title).len() == 1),
+        "{}",
+        daemon.log_text()
+    );
+    let back = started.elapsed();
+    eprintln!("a restarted Podman container had its probe back {back:?} after `podman restart`");
+    assert!(
+        back < Duration::from_secs(3),
+        "{back:?}\n{}",
+        daemon.log_text()
     );
 }
 
@@ -339,7 +412,7 @@ fn without_event_streams_a_restarted_member_comes_back_by_polling() {
     let tag = std::process::id();
     let label = format!("com.example.role=poll-{tag}");
     let title = format!("POLL{tag}");
-    let member = Docker::run(&format!("jdt-fleet-{tag}-poll"), &[&label]);
+    let member = Container::run("docker", &format!("jdt-fleet-{tag}-poll"), &[&label]);
     let config = format!(
         "[[probe]]\njail = \"docker:label={label}\"\ntitle = \"{title}\"\ncommand = 'true'\n"
     );

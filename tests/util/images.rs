@@ -75,3 +75,18 @@ fn has_interpreter(elf: &[u8]) -> bool {
         u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
     })
 }
+
+/// The Podman test image, imported on first use and kept for later runs.
+pub fn podman_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let image = "localhost/jaildaemon-test-busybox:1".to_string();
+        if run("podman", &["image", "exists", &image]).status.success() {
+            return image;
+        }
+        let dir = TempDir::new();
+        let tar = busybox_tar(&dir);
+        must("podman", &["import", tar.to_str().unwrap(), &image]);
+        image
+    })
+}
