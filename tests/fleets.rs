@@ -145,8 +145,9 @@ fn daemon_with(dir: &TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
 /// Issue 24: `docker compose up --scale web=3`, as a selector sees it. Three labelled
 /// containers get a probe each, and each fires only its own command, which learns which
 /// container asked; one removed loses its probe, one added gets one, one restarted gets its
-/// probe back as it starts (the event stream), well within the 5 s poll. Twins: a container
-/// without the label gets no probe, and labels on a member cannot change the command.
+/// probe back as it starts (the event stream), well within the 5 s poll; a stopped one's probe
+/// waits; a reload without the selector removes them all, and the stream. Twins: a container without the
+/// label gets no probe, and labels on a member cannot change the command.
 #[test]
 fn a_docker_label_selector_follows_its_containers() {
     let test = "a_docker_label_selector_follows_its_containers";
@@ -277,6 +278,18 @@ fn a_docker_label_selector_follows_its_containers() {
         "{:#?}",
         members_of(&daemon, &selector)
     );
+    // The selector taken out of the file: on SIGHUP every member's probe goes with it.
+    fs::write(dir.path("jaildaemon.conf"), "").unwrap();
+    daemon.signal(rustix::process::Signal::HUP);
+    assert!(
+        wait_for(LONG, || members_of(&daemon, &selector).is_empty()),
+        "{:#?}\n{}",
+        members_of(&daemon, &selector),
+        daemon.log_text()
+    );
+    assert!(probes_in(web[1].pid().unwrap(), &title).is_empty());
+    // And Docker's event stream, wanted by nothing now, is stopped.
+    assert!(wait_for(LONG, || stream_child(&daemon).is_none()));
 }
 
 /// Issue 24, with Podman: `podman:label=K=V` gives the labelled container a probe whose
