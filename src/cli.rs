@@ -53,7 +53,8 @@ utility (-c, -l, -k):
                 the jail fires it with SIGHUP (jaildaemon(8) says with which tool)
   -r            arm the probe again once the command has finished
   -R            arm the probe again at once, without waiting for the command (-rR is -R)
-  -P            keep the probe in the daemon's state file: it survives restarts
+  -P            keep the probe in the daemon's state file: it survives restarts of the
+                daemon and of its jail (as a command that restarts its container needs)
   --queue       arm the probe again at once; a fire while the command runs queues one
                 more run after it (never two at once, later triggers join that run)
   --cooldown duration
@@ -67,7 +68,8 @@ utility (-c, -l, -k):
                 or with this group instead of its own; default root
   --verb SIGNAL=command
                 a verb: SIGUSR1 or SIGUSR2 from inside the jail runs this command
-                instead (SIGNAL is USR1 or USR2; repeat for both); SIGHUP still runs -c
+                instead (SIGNAL is USR1 or USR2; repeat for both); SIGHUP still runs -c;
+                --run-as and --timeout apply to it (its own: configuration file only)
   --confirm SIGNAL=duration
                 that verb runs only when its signal comes twice within duration
                 (1s to 1h); one alone runs nothing
@@ -429,6 +431,9 @@ pub fn parse_with(
         persist: f.persist,
         verbs,
         confirm,
+        // A verb's own host user and timeout are the configuration file's only.
+        verb_run_as: Default::default(),
+        verb_timeout: Default::default(),
         watchdog,
         status: f.status,
     };

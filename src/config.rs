@@ -13,6 +13,8 @@
 //! timeout = "30s"                    # a command still running then is stopped
 //! cooldown = "60s"                   # not single shot: back no sooner than this after a fire
 //! verbs = { USR1 = "lxc-stop -n web1" } # SIGUSR1 (or USR2) runs this instead of the command
+//! # or a table: the verb's own host user and timeout replace run_as and timeout for its runs
+//! # verbs = { USR2 = { command = "lxc-stop -n web1", run_as = "root", timeout = "30s" } }
 //! confirm = { USR1 = "10s" }         # that verb runs only on its second signal within 10 s
 //! watchdog = "60s"                   # the command runs when no signal came for 60 s
 //! status = true                      # with after_command: the command line shows the last result
@@ -61,12 +63,71 @@ struct Declared {
     timeout: Option<String>,
     run_as: Option<String>,
     #[serde(default)]
-    verbs: std::collections::BTreeMap<String, String>,
+    verbs: std::collections::BTreeMap<String, toml::Spanned<DeclaredVerb>>,
     #[serde(default)]
     confirm: std::collections::BTreeMap<String, String>,
     watchdog: Option<String>,
     #[serde(default)]
     status: bool,
+}
+
+/// A verb as declared: its command alone (`USR1 = "…"`), or a table of its command and its
+/// own host user and timeout (`USR2 = { command = "…", run_as = "root", timeout = "30s" }`).
+struct DeclaredVerb {
+    command: String,
+    /// Each with where it stands in the file, so that a bad one is refused at its own line.
+    run_as: Option<toml::Spanned<String>>,
+    timeout: Option<toml::Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for DeclaredVerb {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DeclaredVerbVisitor)
+    }
+}
+
+/// Takes a string or a table. Written out rather than as an untagged enum, whose error for
+/// either shape says only that it matched neither, and at no line.
+struct DeclaredVerbVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DeclaredVerbVisitor {
+    type Value = DeclaredVerb;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a command, or a table { command = \"…\", run_as = \"…\", timeout = \"…\" }")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, command: &str) -> Result<DeclaredVerb, E> {
+        Ok(DeclaredVerb {
+            command: command.into(),
+            run_as: None,
+            timeout: None,
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DeclaredVerb, A::Error> {
+        use serde::de::Error as _;
+        let (mut command, mut run_as, mut timeout) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "command" => command = Some(map.next_value()?),
+                "run_as" => run_as = Some(map.next_value()?),
+                "timeout" => timeout = Some(map.next_value()?),
+                other => {
+                    return Err(A::Error::custom(format!(
+                        "unknown key '{other}' in a verb's table; it takes command, run_as and timeout"
+                    )));
+                }
+            }
+        }
+        let command =
+            command.ok_or_else(|| A::Error::custom("a verb's table needs its command = \"…\""))?;
+        Ok(DeclaredVerb {
+            command,
+            run_as,
+            timeout,
+        })
+    }
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -130,6 +191,31 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
                 .map_err(|why| refuse(line("confirm"), format!("confirm {name}: {why}")))?;
             confirm.insert(name, secs);
         }
+        let mut verbs = std::collections::BTreeMap::new();
+        let mut verb_run_as = std::collections::BTreeMap::new();
+        let mut verb_timeout = std::collections::BTreeMap::new();
+        // Where each verb's settings stand, for a refusal by `Arm::validate` that names one:
+        // (the prefix its messages start with, the offset of what they are about).
+        let mut verb_places: Vec<(String, usize)> = Vec::new();
+        for (name, spanned) in d.verbs {
+            verb_places.push((format!("verb {name}:"), spanned.span().start));
+            let verb = spanned.into_inner();
+            if let Some(timeout) = verb.timeout {
+                let secs = crate::definition::parse_duration(timeout.get_ref()).map_err(|why| {
+                    refuse(
+                        line_of(timeout.span().start),
+                        format!("verb {name}: timeout: {why}"),
+                    )
+                })?;
+                verb_places.push((format!("verb {name}: timeout:"), timeout.span().start));
+                verb_timeout.insert(name.clone(), secs);
+            }
+            if let Some(run_as) = verb.run_as {
+                verb_places.push((format!("verb {name}: run_as:"), run_as.span().start));
+                verb_run_as.insert(name.clone(), run_as.into_inner());
+            }
+            verbs.insert(name, verb.command);
+        }
         let arm = Arm {
             command: d.command,
             jail: d.jail,
@@ -141,13 +227,22 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
             timeout,
             run_as: d.run_as,
             persist: false,
-            verbs: d.verbs,
+            verbs,
             confirm,
+            verb_run_as,
+            verb_timeout,
             watchdog,
             status: d.status,
         };
-        arm.validate()
-            .map_err(|e| refuse(line(key_of(&e.message)), e.message))?;
+        arm.validate().map_err(|e| {
+            // The most precise place named: a verb's setting, the verb, or the key.
+            let at = verb_places
+                .iter()
+                .filter(|(prefix, _)| e.message.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+                .map(|(_, offset)| line_of(*offset));
+            refuse(at.unwrap_or_else(|| line(key_of(&e.message))), e.message)
+        })?;
         if crate::selector::is_selector(&arm.jail) {
             crate::selector::parse(&arm.jail).map_err(|why| refuse(line("jail"), why))?;
         }
@@ -445,6 +540,157 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// Issue 22: a verb is its command alone, or a table that also gives it a host user and a
+    /// timeout of its own, inline or as a table of its own.
+    #[test]
+    fn a_verb_is_a_command_or_a_table_with_its_own_user_and_timeout() {
+        use crate::definition::Verb;
+        use std::time::Duration;
+        let probes = parse(
+            "[[probe]]\n\
+             jail = \"web\"\n\
+             command = \"true\"\n\
+             run_as = \"nobody\"\n\
+             timeout = \"5m\"\n\
+             verbs = { USR1 = \"echo one\", USR2 = { command = \"docker restart web\", run_as = \"root\", timeout = \"30s\" } }\n\
+             \n\
+             [[probe]]\n\
+             jail = \"db\"\n\
+             command = \"true\"\n\
+             [probe.verbs.USR1]\n\
+             command = \"echo db\"\n\
+             timeout = \"1h\"\n",
+        )
+        .unwrap();
+        let web = &probes[0];
+        assert_eq!(web.verbs[&Verb::Usr1], "echo one");
+        assert_eq!(web.verbs[&Verb::Usr2], "docker restart web");
+        assert_eq!(web.verb_run_as, [(Verb::Usr2, "root".to_string())].into());
+        assert_eq!(
+            web.verb_timeout,
+            [(Verb::Usr2, Duration::from_secs(30))].into()
+        );
+        // The string form has none of its own: the probe's apply to its runs.
+        let usr1 = web.run_of(Some(Verb::Usr1));
+        assert_eq!(
+            (usr1.command.as_str(), usr1.run_as.as_deref(), usr1.timeout),
+            ("echo one", Some("nobody"), Some(Duration::from_secs(300)))
+        );
+        let usr2 = web.run_of(Some(Verb::Usr2));
+        assert_eq!(
+            (usr2.command.as_str(), usr2.run_as.as_deref(), usr2.timeout),
+            (
+                "docker restart web",
+                Some("root"),
+                Some(Duration::from_secs(30))
+            )
+        );
+        let hup = web.run_of(None);
+        assert_eq!(
+            (hup.command.as_str(), hup.run_as.as_deref(), hup.timeout),
+            ("true", Some("nobody"), Some(Duration::from_secs(300)))
+        );
+        let db = &probes[1];
+        assert_eq!(db.verbs[&Verb::Usr1], "echo db");
+        assert!(db.verb_run_as.is_empty());
+        assert_eq!(
+            db.run_of(Some(Verb::Usr1)).timeout,
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(db.run_of(None).timeout, None);
+        // A table with its command alone is the string form.
+        let alone = parse(
+            "[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = { command = \"y\" } }\n",
+        )
+        .unwrap();
+        let string =
+            parse("[[probe]]\njail = \"1\"\ncommand = \"x\"\nverbs = { USR1 = \"y\" }\n").unwrap();
+        assert_eq!(alone, string);
+    }
+
+    #[test]
+    fn a_bad_verb_table_is_refused_at_its_line() {
+        let file = |verb: &str| {
+            format!(
+                "[[probe]]\n\
+                 jail = \"1\"\n\
+                 command = \"x\"\n\
+                 title = \"T\"\n\
+                 # the verbs\n\
+                 {verb}\n"
+            )
+        };
+        for (verb, line, why) in [
+            (
+                "verbs = { USR2 = { command = \"y\", colour = \"red\" } }",
+                6,
+                "unknown key 'colour' in a verb's table; it takes command, run_as and timeout",
+            ),
+            (
+                "verbs = { USR2 = { run_as = \"root\" } }",
+                6,
+                "a verb's table needs its command",
+            ),
+            (
+                "verbs = { USR2 = { command = \"y\", timeout = \"30 s\" } }",
+                6,
+                "verb USR2: timeout: '30 s' is not a duration",
+            ),
+            (
+                "verbs = { USR2 = { command = \"y\", timeout = \"25h\" } }",
+                6,
+                "verb USR2: timeout: 25h is out of range",
+            ),
+            (
+                "verbs = { USR2 = { command = \"y\", timeout = 30 } }",
+                6,
+                "string",
+            ),
+            (
+                "verbs = { USR2 = { command = \"y\", run_as = \"a:b:c\" } }",
+                6,
+                "verb USR2: run_as: 'a:b:c' is not user or user:group",
+            ),
+            (
+                "verbs = { USR2 = { command = \" \", run_as = \"root\" } }",
+                6,
+                "verb USR2: the command is empty",
+            ),
+            ("verbs = { USR2 = 7 }", 6, "a command, or a table"),
+            // As tables of their own, each key on its own line: a bad value is refused at its
+            // line, an unknown key at the table's header (where the parser puts it).
+            (
+                "[probe.verbs.USR1]\ncommand = \"y\"\ntimeout = \"soon\"",
+                8,
+                "verb USR1: timeout: 'soon' is not a duration",
+            ),
+            (
+                "[probe.verbs.USR1]\ncommand = \"y\"\n\nrun_as = \"\"",
+                9,
+                "verb USR1: run_as: '' is not user or user:group",
+            ),
+            (
+                "[probe.verbs.USR1]\ncommand = \"y\"\nuser = \"root\"",
+                6,
+                "unknown key 'user' in a verb's table",
+            ),
+        ] {
+            let err = parse(&file(verb)).unwrap_err();
+            assert_eq!(err.kind, Kind::Config, "{verb}");
+            assert!(
+                err.message.starts_with(&format!("line {line}: ")) && err.message.contains(why),
+                "{verb}: {}",
+                err.message
+            );
+        }
+        // The twin: the same file with a good table parses.
+        let good = parse(&file(
+            "verbs = { USR2 = { command = \"y\", run_as = \"root\", timeout = \"30s\" } }",
+        ))
+        .unwrap();
+        assert_eq!(good[0].verb_run_as.len(), 1);
     }
 
     #[test]

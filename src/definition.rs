@@ -30,6 +30,11 @@ pub struct Definition {
     pub verbs: BTreeMap<Verb, String>,
     /// Verbs that run only when their signal comes twice within this window.
     pub confirm: BTreeMap<Verb, Duration>,
+    /// A verb's own host user, which replaces `run_as` for that verb's runs (only the
+    /// configuration file's table form sets one).
+    pub verb_run_as: BTreeMap<Verb, String>,
+    /// A verb's own timeout, which replaces `timeout` for that verb's runs.
+    pub verb_timeout: BTreeMap<Verb, Duration>,
     /// A watchdog probe: each signal starts this period again; at its end the command runs.
     pub watchdog: Option<Duration>,
     /// The probe's command line shows its last command's result after the title.
@@ -78,7 +83,8 @@ impl Verb {
     }
 }
 
-/// Verbs as written (validated by `Arm::validate`) to verbs as kept.
+/// Verbs as written (validated by `Arm::validate`) to verbs as kept: their commands, or their
+/// host users.
 pub fn verbs_from_names(names: &BTreeMap<String, String>) -> BTreeMap<Verb, String> {
     names
         .iter()
@@ -86,23 +92,24 @@ pub fn verbs_from_names(names: &BTreeMap<String, String>) -> BTreeMap<Verb, Stri
         .collect()
 }
 
-/// Confirmation windows as written, in seconds (validated by `Arm::validate`), to as kept.
-pub fn confirm_from_names(names: &BTreeMap<String, u64>) -> BTreeMap<Verb, Duration> {
+/// Durations per verb as written, in seconds (validated by `Arm::validate`), to as kept:
+/// confirmation windows, verbs' timeouts.
+pub fn durations_from_names(names: &BTreeMap<String, u64>) -> BTreeMap<Verb, Duration> {
     names
         .iter()
         .filter_map(|(name, secs)| Some((Verb::parse(name)?, Duration::from_secs(*secs))))
         .collect()
 }
 
-/// Confirmation windows as kept to as written, in seconds.
-pub fn confirm_to_names(confirm: &BTreeMap<Verb, Duration>) -> BTreeMap<String, u64> {
-    confirm
+/// Durations per verb as kept to as written, in seconds.
+pub fn durations_to_names(durations: &BTreeMap<Verb, Duration>) -> BTreeMap<String, u64> {
+    durations
         .iter()
-        .map(|(verb, window)| (verb.name().to_string(), window.as_secs()))
+        .map(|(verb, duration)| (verb.name().to_string(), duration.as_secs()))
         .collect()
 }
 
-/// Verbs as kept to verbs as written.
+/// Verbs as kept to verbs as written: their commands, or their host users.
 pub fn verbs_to_names(verbs: &BTreeMap<Verb, String>) -> BTreeMap<String, String> {
     verbs
         .iter()
@@ -123,7 +130,9 @@ impl From<Arm> for Definition {
             timeout: arm.timeout.map(Duration::from_secs),
             run_as: arm.run_as,
             verbs: verbs_from_names(&arm.verbs),
-            confirm: confirm_from_names(&arm.confirm),
+            confirm: durations_from_names(&arm.confirm),
+            verb_run_as: verbs_from_names(&arm.verb_run_as),
+            verb_timeout: durations_from_names(&arm.verb_timeout),
             watchdog: arm.watchdog.map(Duration::from_secs),
             status: arm.status,
         }
@@ -145,7 +154,9 @@ impl From<&Definition> for Arm {
             run_as: d.run_as.clone(),
             persist: false,
             verbs: verbs_to_names(&d.verbs),
-            confirm: confirm_to_names(&d.confirm),
+            confirm: durations_to_names(&d.confirm),
+            verb_run_as: verbs_to_names(&d.verb_run_as),
+            verb_timeout: durations_to_names(&d.verb_timeout),
             watchdog: d.watchdog.map(|w| w.as_secs()),
             status: d.status,
         }
@@ -164,10 +175,28 @@ impl Definition {
         }
     }
 
+    /// What one run of `verb` (`None`: SIGHUP's command) is: the verb's command, run as the
+    /// verb's host user and with the verb's timeout where it has its own, else the probe's.
+    pub fn run_of(&self, verb: Option<Verb>) -> Definition {
+        let mut run = self.clone();
+        let Some(verb) = verb else { return run };
+        if let Some(command) = self.verbs.get(&verb) {
+            run.command = command.clone();
+        }
+        if let Some(user) = self.verb_run_as.get(&verb) {
+            run.run_as = Some(user.clone());
+        }
+        if let Some(timeout) = self.verb_timeout.get(&verb) {
+            run.timeout = Some(*timeout);
+        }
+        run
+    }
+
     /// Every setting beside the mode, the jail's user and the host user, in the order of the
-    /// options' help: `timeout 30s`, `cooldown 5m`, `watchdog 1m`, `verb USR1 (confirm 10s)`,
-    /// `status`; none for a plain probe. With `commands`, each verb says its command too (the
-    /// log; `-l`'s table leaves commands to `--json`).
+    /// options' help: `timeout 30s`, `cooldown 5m`, `watchdog 1m`,
+    /// `verb USR1 (run as root, timeout 1m, confirm within 10s)`, `status`; none for a plain
+    /// probe. With `commands`, each verb says its command too (the log; `-l`'s table leaves
+    /// commands to `--json`).
     pub fn settings(&self, commands: bool) -> Vec<String> {
         let mut out = Vec::new();
         let mut duration = |name: &str, d: Option<Duration>| {
@@ -183,8 +212,21 @@ impl Definition {
             if commands {
                 text += &format!(" runs '{command}'");
             }
+            let mut own = Vec::new();
+            if let Some(user) = self.verb_run_as.get(verb) {
+                own.push(format!("run as {user}"));
+            }
+            if let Some(timeout) = self.verb_timeout.get(verb) {
+                own.push(format!("timeout {}", show_duration(timeout.as_secs())));
+            }
             if let Some(window) = self.confirm.get(verb) {
-                text += &format!(" (confirm within {})", show_duration(window.as_secs()));
+                own.push(format!(
+                    "confirm within {}",
+                    show_duration(window.as_secs())
+                ));
+            }
+            if !own.is_empty() {
+                text += &format!(" ({})", own.join(", "));
             }
             out.push(text);
         }
@@ -236,6 +278,32 @@ pub fn show_duration(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verbs_own_user_and_timeout_are_named_with_the_verb() {
+        let mut d = Definition {
+            run_as: Some("nobody".into()),
+            timeout: Some(Duration::from_secs(300)),
+            ..Definition::default()
+        };
+        d.verbs.insert(Verb::Usr1, "echo one".into());
+        d.verbs.insert(Verb::Usr2, "docker restart web".into());
+        d.verb_run_as.insert(Verb::Usr2, "root".into());
+        d.verb_timeout.insert(Verb::Usr2, Duration::from_secs(30));
+        d.confirm.insert(Verb::Usr2, Duration::from_secs(10));
+        assert_eq!(
+            d.settings(true),
+            [
+                "timeout 5m",
+                "verb USR1 runs 'echo one'",
+                "verb USR2 runs 'docker restart web' (run as root, timeout 30s, confirm within 10s)"
+            ]
+        );
+        assert_eq!(
+            d.settings(false)[2],
+            "verb USR2 (run as root, timeout 30s, confirm within 10s)"
+        );
+    }
 
     #[test]
     fn durations_parse_as_written_and_bad_ones_say_how_to_write_them() {

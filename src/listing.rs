@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::definition::{Definition, confirm_from_names, verbs_from_names};
+use crate::definition::{Definition, durations_from_names, verbs_from_names};
 use crate::proto::{ProbeInfo, ProbeState};
 
 /// One JSON array of every probe, commands included.
@@ -174,7 +174,9 @@ fn definition(p: &ProbeInfo) -> Definition {
         cooldown: secs(p.cooldown_secs),
         watchdog: secs(p.watchdog),
         verbs: verbs_from_names(&p.verbs),
-        confirm: confirm_from_names(&p.confirm),
+        confirm: durations_from_names(&p.confirm),
+        verb_run_as: verbs_from_names(&p.verb_run_as),
+        verb_timeout: durations_from_names(&p.verb_timeout_secs),
         status: p.status,
         ..Definition::default()
     }
@@ -226,6 +228,8 @@ mod tests {
             status: false,
             verbs: Default::default(),
             confirm: Default::default(),
+            verb_run_as: Default::default(),
+            verb_timeout_secs: Default::default(),
             watchdog: None,
             watchdog_left_ms: None,
             selector: None,
@@ -350,6 +354,19 @@ mod tests {
         );
         assert!(rows[0].contains("-r +1 verb"), "{out}");
         assert!(rows[1][at..].starts_with("-  "), "{out}");
+        // A verb's own host user and timeout are named with the verb; the twin, USR1 above,
+        // has none.
+        let mut own = probe(7, "web1", Some(4144), ProbeState::Armed);
+        own.run_as = Some("nobody".into());
+        own.verbs
+            .insert("USR2".into(), "docker restart web1".into());
+        own.verb_run_as.insert("USR2".into(), "root".into());
+        own.verb_timeout_secs.insert("USR2".into(), 30);
+        let out = table(&[own], None);
+        assert!(
+            out.contains("run as nobody, verb USR2 (run as root, timeout 30s)  "),
+            "{out}"
+        );
         assert!(
             !out.contains("secret-ish"),
             "commands are not in the table: {out}"
@@ -377,5 +394,15 @@ mod tests {
         let text = json(&[probe(1, "web1", Some(4144), ProbeState::Armed)]);
         let back: Vec<ProbeInfo> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, vec![probe(1, "web1", Some(4144), ProbeState::Armed)]);
+        // Defaults are written too: a verb's own user and timeout as empty maps.
+        assert!(text.contains("\"verb_run_as\": {}"), "{text}");
+        assert!(text.contains("\"verb_timeout_secs\": {}"), "{text}");
+        let mut own = probe(2, "web1", None, ProbeState::Waiting);
+        own.verbs.insert("USR2".into(), "x".into());
+        own.verb_run_as.insert("USR2".into(), "root".into());
+        own.verb_timeout_secs.insert("USR2".into(), 30);
+        let text = json(std::slice::from_ref(&own));
+        let back: Vec<ProbeInfo> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, vec![own]);
     }
 }

@@ -79,6 +79,14 @@ pub struct Arm {
     /// within this window.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub confirm: BTreeMap<String, u64>,
+    /// A verb's own host user, replacing `run_as` for its runs. Only the configuration file
+    /// sets one (`USR2 = { command = "…", run_as = "root" }`); the utility never does.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verb_run_as: BTreeMap<String, String>,
+    /// A verb's own timeout, in seconds, replacing `timeout` for its runs (the configuration
+    /// file's `USR2 = { command = "…", timeout = "30s" }`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verb_timeout: BTreeMap<String, u64>,
     /// `--watchdog`, in seconds: the jail must signal the probe at least once per period, or
     /// the command runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +96,9 @@ pub struct Arm {
     pub status: bool,
 }
 
+// A request is decoded once per connection and dropped once handled, never kept in bulk:
+// the size of its largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -207,6 +218,12 @@ pub struct ProbeInfo {
     /// Its verbs that need confirming: signal name to window, in seconds.
     #[serde(default)]
     pub confirm: BTreeMap<String, u64>,
+    /// Its verbs with a host user of their own: signal name to `user[:group]`.
+    #[serde(default)]
+    pub verb_run_as: BTreeMap<String, String>,
+    /// Its verbs with a timeout of their own: signal name to seconds.
+    #[serde(default)]
+    pub verb_timeout_secs: BTreeMap<String, u64>,
     /// A watchdog probe: its period in seconds.
     #[serde(default)]
     pub watchdog: Option<u64>,
@@ -249,7 +266,52 @@ fn check_command(what: &str, command: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A command's timeout, in seconds: within `TIMEOUT_RANGE`. `what` names it.
+fn check_timeout(what: &str, secs: u64) -> Result<(), Error> {
+    if TIMEOUT_RANGE.contains(&secs) {
+        return Ok(());
+    }
+    Err(Error::new(
+        Kind::Data,
+        format!(
+            "{what}: {} is out of range; it must be 1s to 24h",
+            crate::definition::show_duration(secs)
+        ),
+    ))
+}
+
+/// A host user as `--run-as` takes it: `user` or `user:group`, each 1 to 64 printable bytes.
+/// `what` names it.
+fn check_run_as(what: &str, run_as: &str) -> Result<(), Error> {
+    let (user, group) = match run_as.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (run_as, None),
+    };
+    for id in std::iter::once(user).chain(group) {
+        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
+            return Err(Error::new(
+                Kind::Data,
+                format!(
+                    "{what}: '{run_as}' is not user or user:group (each 1 to 64 printable bytes)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Arm {
+    /// A setting of verb `name` (`setting` is its key) needs that verb on this probe.
+    fn check_own_verb(&self, name: &str, setting: &str) -> Result<(), Error> {
+        if self.verbs.contains_key(name) {
+            return Ok(());
+        }
+        Err(Error::new(
+            Kind::Data,
+            format!("verb {name}: {setting}: not a verb of this probe; give the verb a command"),
+        ))
+    }
+
     /// Checks every field against its documented limit.
     pub fn validate(&self) -> Result<(), Error> {
         let data = |m: String| Err(Error::new(Kind::Data, m));
@@ -323,27 +385,19 @@ impl Arm {
                 );
             }
         }
-        if let Some(secs) = self.timeout
-            && !TIMEOUT_RANGE.contains(&secs)
-        {
-            return data(format!(
-                "timeout: {} is out of range; it must be 1s to 24h",
-                crate::definition::show_duration(secs)
-            ));
+        if let Some(secs) = self.timeout {
+            check_timeout("timeout", secs)?;
         }
         if let Some(run_as) = &self.run_as {
-            let (user, group) = match run_as.split_once(':') {
-                Some((user, group)) => (user, Some(group)),
-                None => (run_as.as_str(), None),
-            };
-            for id in std::iter::once(user).chain(group) {
-                if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':')
-                {
-                    return data(format!(
-                        "run_as: '{run_as}' is not user or user:group (each 1 to 64 printable bytes)"
-                    ));
-                }
-            }
+            check_run_as("run_as", run_as)?;
+        }
+        for (name, run_as) in &self.verb_run_as {
+            self.check_own_verb(name, "run_as")?;
+            check_run_as(&format!("verb {name}: run_as"), run_as)?;
+        }
+        for (name, secs) in &self.verb_timeout {
+            self.check_own_verb(name, "timeout")?;
+            check_timeout(&format!("verb {name}: timeout"), *secs)?;
         }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
@@ -416,6 +470,8 @@ mod tests {
             persist: false,
             verbs: Default::default(),
             confirm: Default::default(),
+            verb_run_as: Default::default(),
+            verb_timeout: Default::default(),
             status: false,
             watchdog: None,
         }
@@ -500,6 +556,47 @@ mod tests {
             assert_eq!(t.validate().is_ok(), ok, "{run_as}");
         }
         t.run_as = None;
+        // A verb's own host user and timeout: the same checks, naming the verb, and only for
+        // a verb the probe has.
+        t.verbs.insert("USR2".into(), "true".into());
+        t.verb_run_as.insert("USR2".into(), "root".into());
+        t.verb_timeout.insert("USR2".into(), 30);
+        assert!(t.validate().is_ok());
+        for (verb, run_as, secs, why) in [
+            (
+                "USR2",
+                "a:b:c",
+                30,
+                "verb USR2: run_as: 'a:b:c' is not user or user:group",
+            ),
+            ("USR2", "root", 0, "verb USR2: timeout: 0s is out of range"),
+            (
+                "USR2",
+                "root",
+                86_401,
+                "verb USR2: timeout: 24h1s is out of range",
+            ),
+            (
+                "USR1",
+                "root",
+                30,
+                "verb USR1: run_as: not a verb of this probe",
+            ),
+        ] {
+            let mut v = t.clone();
+            v.verb_run_as = [(verb.to_string(), run_as.to_string())].into();
+            v.verb_timeout = [("USR2".to_string(), secs)].into();
+            let err = v.validate().unwrap_err();
+            assert!(err.message.starts_with(why), "{why}: {}", err.message);
+        }
+        let mut v = t.clone();
+        v.verb_timeout = [("USR1".to_string(), 30)].into();
+        let err = v.validate().unwrap_err();
+        assert!(
+            err.message.starts_with("verb USR1: timeout: not a verb"),
+            "{}",
+            err.message
+        );
         a.respawn = Respawn::Never;
         a.cooldown = Some(60);
         let err = a.validate().unwrap_err();

@@ -49,6 +49,12 @@ struct Record {
     verbs: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     confirm: std::collections::BTreeMap<String, u64>,
+    /// Only the configuration file gives a verb its own host user or timeout, so a `-P` probe
+    /// has none today; kept all the same, so that no setting of a saved probe is ever lost.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    verb_run_as: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    verb_timeout: std::collections::BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watchdog: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -75,7 +81,9 @@ impl From<Record> for Definition {
             timeout: r.timeout.map(std::time::Duration::from_secs),
             run_as: r.run_as,
             verbs: crate::definition::verbs_from_names(&r.verbs),
-            confirm: crate::definition::confirm_from_names(&r.confirm),
+            confirm: crate::definition::durations_from_names(&r.confirm),
+            verb_run_as: crate::definition::verbs_from_names(&r.verb_run_as),
+            verb_timeout: crate::definition::durations_from_names(&r.verb_timeout),
             watchdog: r.watchdog.map(std::time::Duration::from_secs),
             status: r.status,
         }
@@ -95,7 +103,9 @@ impl From<&Definition> for Record {
             timeout: d.timeout.map(|t| t.as_secs()),
             run_as: d.run_as.clone(),
             verbs: crate::definition::verbs_to_names(&d.verbs),
-            confirm: crate::definition::confirm_to_names(&d.confirm),
+            confirm: crate::definition::durations_to_names(&d.confirm),
+            verb_run_as: crate::definition::verbs_to_names(&d.verb_run_as),
+            verb_timeout: crate::definition::durations_to_names(&d.verb_timeout),
             watchdog: d.watchdog.map(|w| w.as_secs()),
             status: d.status,
             persist: true,
@@ -249,6 +259,12 @@ mod tests {
             confirm: [(
                 crate::definition::Verb::Usr2,
                 std::time::Duration::from_secs(10),
+            )]
+            .into(),
+            verb_run_as: [(crate::definition::Verb::Usr2, "root".to_string())].into(),
+            verb_timeout: [(
+                crate::definition::Verb::Usr2,
+                std::time::Duration::from_secs(45),
             )]
             .into(),
             watchdog: None,

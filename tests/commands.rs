@@ -648,6 +648,140 @@ fn an_unknown_host_user_is_refused_when_the_probe_is_armed() {
         err.contains("probe 'T' of jail 'jd-test-no-such-container': run_as: unknown host user 'jd-no-such-user'"),
         "{err}"
     );
+    // A verb's own host user (issue 22) is checked as well, and named with its verb.
+    fs::write(
+        &config,
+        "[[probe]]\njail = \"jd-test-no-such-container\"\ncommand = \"true\"\ntitle = \"T\"\n\
+         verbs = { USR2 = { command = \"true\", run_as = \"jd-no-such-user\" } }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["-D", "-F", "-C"])
+        .arg(&config)
+        .arg("-S")
+        .arg(dir.path("state2"))
+        .arg("-p")
+        .arg(dir.path("jd2.pid"))
+        .arg("-f")
+        .arg(dir.path("jd2.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("probe 'T' of jail 'jd-test-no-such-container': verb USR2: run_as: unknown host user 'jd-no-such-user'"),
+        "{err}"
+    );
+}
+
+/// A daemon whose configuration file declares `probe` (a `[[probe]]` table's body) in
+/// `jail`; `None`, said loudly, when not root.
+fn declared(test: &str, probe: &str) -> Option<(TempDir, Daemon, Jail)> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let dir = TempDir::new();
+    let jail = Jail::new();
+    let config = dir.path("jd.conf");
+    fs::write(
+        &config,
+        format!("[[probe]]\njail = \"{}\"\n{probe}", jail.spec()),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_args(&dir, &["-C", config.to_str().unwrap()]);
+    Some((dir, daemon, jail))
+}
+
+/// Issue 22: a verb declared with its own host user runs as that user, while SIGHUP's command
+/// and a verb without one run as the probe's `run_as`.
+#[test]
+fn a_verbs_own_host_user_runs_its_command_and_only_its_command() {
+    let Some((_dir, daemon, jail)) = declared(
+        "a_verbs_own_host_user_runs_its_command_and_only_its_command",
+        "title = \"OWNUSER\"\nrespawn = \"after_command\"\nrun_as = \"nobody\"\n\
+         command = \"echo HUPRUN uid=$(id -u)\"\n\
+         verbs = { USR1 = \"echo USR1RUN uid=$(id -u)\", \
+         USR2 = { command = \"echo USR2RUN uid=$(id -u)\", run_as = \"root\" } }\n",
+    ) else {
+        return;
+    };
+    let armed = || wait_for(LONG, || jail.probes("OWNUSER").len() == 1);
+    assert!(armed(), "{}", daemon.log_text());
+    // The armed line and -l --json say which verb runs as whom.
+    let log = daemon.log_text();
+    assert!(
+        log.contains("the command runs on the host as nobody; verb USR1 runs 'echo USR1RUN uid=$(id -u)', verb USR2 runs 'echo USR2RUN uid=$(id -u)' (run as root)"),
+        "{log}"
+    );
+    let listed = list(&daemon);
+    let p = by_title(&listed, "OWNUSER");
+    assert_eq!(p.run_as.as_deref(), Some("nobody"));
+    assert_eq!(
+        p.verb_run_as,
+        [("USR2".to_string(), "root".to_string())].into()
+    );
+    for (signal, tag, uid) in [
+        ("USR2", "USR2RUN", 0),
+        ("HUP", "HUPRUN", 65534),
+        ("USR1", "USR1RUN", 65534),
+    ] {
+        assert!(armed(), "{}", daemon.log_text());
+        assert!(jail.pkill(0, signal, "OWNUSER"), "{signal}");
+        let line = logged_identity(&daemon, tag);
+        assert!(
+            line.ends_with(&format!("command: {tag} uid={uid}")),
+            "{signal}: {line}"
+        );
+    }
+}
+
+/// Issue 22: a verb's own timeout stops that verb's long command, while the probe's command,
+/// which has no timeout, runs as long as it takes.
+#[test]
+fn a_verbs_own_timeout_stops_its_command_and_not_the_probes() {
+    let Some((_dir, daemon, jail)) = declared(
+        "a_verbs_own_timeout_stops_its_command_and_not_the_probes",
+        "title = \"OWNTIME\"\nrespawn = \"after_command\"\n\
+         command = \"echo MAIN started; sleep 3; echo MAIN done\"\n\
+         verbs = { USR1 = { command = \"echo VERB started; sleep 30; echo VERB done\", timeout = \"1s\" } }\n",
+    ) else {
+        return;
+    };
+    let armed = || wait_for(LONG, || jail.probes("OWNTIME").len() == 1);
+    assert!(armed(), "{}", daemon.log_text());
+    let fired = Instant::now();
+    assert!(jail.pkill(0, "USR1", "OWNTIME"));
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon.log_text().contains(
+            "'OWNTIME') command timed out after 1s and was stopped"
+        )),
+        "{}",
+        daemon.log_text()
+    );
+    // Stopped at its 1 s (with room for a loaded machine), far from its 30 s.
+    assert!(
+        fired.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        fired.elapsed()
+    );
+    assert!(daemon.log_text().contains("command: VERB started"));
+    // The probe's own command outlasts the verb's timeout and is not stopped.
+    assert!(armed(), "{}", daemon.log_text());
+    assert!(jail.pkill(0, "HUP", "OWNTIME"));
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .log_text()
+            .contains("command: MAIN done")),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert_eq!(log.matches("timed out").count(), 1, "{log}");
+    assert!(!log.contains("command: VERB done"), "{log}");
+    assert!(
+        log.contains("'OWNTIME') command ended with exit code 0 after 3"),
+        "{log}"
+    );
 }
 
 /// Parses a metrics file with the Prometheus client library's own text parser (Debian's

@@ -324,22 +324,17 @@ struct Docker {
 
 impl Docker {
     fn run() -> Docker {
+        Docker::run_with(&["sleep", "3600"])
+    }
+
+    /// Runs `argv` from the test image in a new container: `/sbin/init` stops at SIGTERM,
+    /// so that `docker restart` takes no 10 s grace.
+    fn run_with(argv: &[&str]) -> Docker {
         let image = docker_image();
         let name = unique_name("dock");
-        must(
-            "docker",
-            &[
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--network",
-                "none",
-                image,
-                "sleep",
-                "3600",
-            ],
-        );
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "none", image];
+        args.extend(argv);
+        must("docker", &args);
         Docker { name }
     }
 
@@ -599,14 +594,20 @@ fn the_readme_lxd_reboot_example_restarts_the_container_with_lxd() {
     let command = line.split('\'').nth(1).unwrap().replace("web2", &lxd.name);
     assert_eq!(command, format!("lxc restart {}", lxd.name));
     let before = lxd.pid().unwrap();
-    daemon.arm(&[
-        "-c",
-        &command,
-        "-j",
-        &format!("lxd:{}", lxd.name),
-        "-t",
-        "REBOOT",
-    ]);
+    // With the line's options: -P brings the probe back into the restarted container.
+    let options: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip_while(|word| *word != "REBOOT")
+        .skip(1)
+        .collect();
+    assert_eq!(options, ["-r", "-P"], "{line}");
+    let spec = format!("lxd:{}", lxd.name);
+    let mut args = vec!["-c", &command, "-j", &spec, "-t", "REBOOT"];
+    args.extend(&options);
+    daemon.arm(&args);
     // The twin first: another title fires nothing, and the container keeps its init.
     assert!(!lxd.exec(&["killall", "-HUP", "REBOOTX"]).status.success());
     sleep(SETTLE);
@@ -618,6 +619,124 @@ fn the_readme_lxd_reboot_example_restarts_the_container_with_lxd() {
             .is_some_and(|p| p != before)),
         "not restarted: {}",
         daemon.log_text()
+    );
+    let after = lxd.pid().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || probes_in(after, "REBOOT").len()
+            == 1),
+        "the probe did not come back: {}",
+        daemon.log_text()
+    );
+}
+
+/// Issue 22: the README's Docker line, whose command restarts its container, brings its probe
+/// back, and the probe fires again in the restarted container. The twin is the same line
+/// without `-P`: that probe is gone after the restart. The stop's log line says which is which,
+/// and why.
+#[test]
+fn the_readme_docker_restart_example_brings_its_probe_back_and_without_p_it_is_gone() {
+    let test = "the_readme_docker_restart_example_brings_its_probe_back_and_without_p_it_is_gone";
+    if !ready(test, &["docker"]) || !daemon_answers(test, "docker", "docker.io") {
+        return;
+    }
+    let Some((_dir, _fired, daemon)) = daemon_for(test, &[]) else {
+        return;
+    };
+    let docker = Docker::run_with(&["/sbin/init"]);
+    let name = docker.name.as_str();
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.contains("-j docker:db"))
+        .expect("README.md has a Docker restart example")
+        .trim()
+        .replace("docker:db", &format!("docker:{name}"))
+        .replace("restart db", &format!("restart {name}"));
+    assert!(line.contains(" -P"), "{line}");
+    let plain = line.replace(" -P", "").replace("RESTART", "PLAIN_RESTART");
+    // Each line as an administrator's shell runs it, comment and all.
+    for line in [&line, &plain] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sudo() {{ \"$@\"; }}\njaildaemon() {{ '{BIN}' -f '{}' \"$@\"; }}\n{line}",
+                daemon.socket.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", stderr(&out));
+    }
+    let first = docker.pid();
+    assert_eq!(probes_in(first, "RESTART").len(), 1);
+    assert_eq!(probes_in(first, "PLAIN_RESTART").len(), 1);
+    let restarted = |before: u32| {
+        wait_for(Duration::from_secs(30), || {
+            let out = run(
+                "docker",
+                &["container", "inspect", "-f", "{{.State.Pid}}", name],
+            );
+            stdout(&out)
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|p| p != 0 && p != before)
+        })
+    };
+    assert!(
+        docker
+            .exec(&["killall", "-HUP", "RESTART"])
+            .status
+            .success()
+    );
+    assert!(restarted(first), "not restarted: {}", daemon.log_text());
+    let stopped = format!("jail docker:{name} (id {first}) stopped");
+    assert!(
+        wait_for(LONG, || daemon.log_text().contains(&stopped)),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    let line = log.lines().find(|l| l.contains(&stopped)).unwrap();
+    assert!(
+        line.contains("probe 1 'RESTART' (-P) waits for the jail to run again"),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            "probe 2 'PLAIN_RESTART' gone: armed without -P; arm it with -P or declare it in the configuration file to keep it across restarts"
+        ),
+        "{line}"
+    );
+    // The -P probe is back in the restarted container, and fires there: a second restart.
+    let second = docker.pid();
+    assert!(
+        wait_for(Duration::from_secs(20), || probes_in(second, "RESTART")
+            .len()
+            == 1),
+        "the -P probe did not come back: {}",
+        daemon.log_text()
+    );
+    assert!(probes_in(second, "PLAIN_RESTART").is_empty());
+    assert!(
+        !docker
+            .exec(&["killall", "-HUP", "PLAIN_RESTART"])
+            .status
+            .success(),
+        "the probe armed without -P is still there"
+    );
+    assert!(
+        docker
+            .exec(&["killall", "-HUP", "RESTART"])
+            .status
+            .success()
+    );
+    assert!(restarted(second), "not fired again: {}", daemon.log_text());
+    let log = daemon.log_text();
+    assert_eq!(log.matches("'RESTART') triggered").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("'PLAIN_RESTART') triggered").count(),
+        0,
+        "{log}"
     );
 }
 

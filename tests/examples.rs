@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
+use jaildaemon::definition::Verb;
 use jaildaemon::proto::{ProbeInfo, Request, Respawn, Response};
 use util::*;
 
@@ -354,4 +355,46 @@ fn the_readme_configuration_example_loads_and_names_groups_that_exist() {
     );
     // The twin: the old example's group is not in Debian's.
     assert!(!debian.lines().any(|l| l.starts_with("wheel:")));
+    // Its verb stops the container, which takes root: its own run_as, beside the probe's.
+    let verb = probes[0].run_of(Some(Verb::Usr1));
+    assert_eq!(
+        (verb.command.as_str(), verb.run_as.as_deref()),
+        ("lxc-stop -n web1", Some("root"))
+    );
+    assert_eq!(probes[0].run_of(None).run_as.as_deref(), Some("backup"));
+}
+
+/// Issue 22: the README's verb table, in a probe, gives USR2 its own host user and timeout,
+/// while SIGHUP's command and USR1 keep the probe's, as the text below it says.
+#[test]
+fn the_readme_verb_table_gives_one_verb_its_own_user_and_timeout() {
+    let block = readme_block("run_as = \"backup\"");
+    let probes = jaildaemon::config::parse(&format!(
+        "[[probe]]\njail = \"web1\"\ncommand = \"true\"\n{block}"
+    ))
+    .unwrap();
+    let run = |verb| {
+        let run = probes[0].run_of(verb);
+        (run.command, run.run_as, run.timeout)
+    };
+    assert_eq!(
+        run(Some(Verb::Usr2)),
+        (
+            "docker restart web1".to_string(),
+            Some("root".to_string()),
+            Some(Duration::from_secs(30))
+        )
+    );
+    assert_eq!(
+        run(Some(Verb::Usr1)),
+        (
+            "zfs snapshot tank/web1@asked".to_string(),
+            Some("backup".to_string()),
+            None
+        )
+    );
+    assert_eq!(
+        run(None),
+        ("true".to_string(), Some("backup".to_string()), None)
+    );
 }

@@ -148,6 +148,8 @@ fn every_setting_is_in_the_json_the_table_and_the_armed_log_line() {
         "status",
         "verbs",
         "confirm",
+        "verb_run_as",
+        "verb_timeout_secs",
         "watchdog",
     ] {
         assert!(
@@ -415,6 +417,25 @@ fn a_bad_configuration_value_is_refused_at_its_own_line() {
         stderr.contains("line 2: [probe] declares one table")
             && stderr.contains("write [[probe]] (two brackets)")
             && !stderr.contains("expected a sequence"),
+        "{stderr}"
+    );
+    // A verb's table (issue 22): an unknown key, and a bad timeout, each at its own line.
+    let stderr = refused_config(
+        &dir,
+        &format!("{probe}\nverbs = {{ USR2 = {{ command = \"x\", colour = \"red\" }} }}\n"),
+    );
+    assert!(
+        stderr.contains(
+            "line 6: unknown key 'colour' in a verb's table; it takes command, run_as and timeout"
+        ),
+        "{stderr}"
+    );
+    let stderr = refused_config(
+        &dir,
+        &format!("{probe}[probe.verbs.USR1]\ncommand = \"x\"\n# how long\ntimeout = \"soon\"\n"),
+    );
+    assert!(
+        stderr.contains("line 8: verb USR1: timeout: 'soon' is not a duration"),
         "{stderr}"
     );
     // The twin: the same file with a good value starts (and is stopped at once).

@@ -1798,6 +1798,21 @@ fn example_configuration_file_declares_valid_probes_and_a_doubled_one_is_refused
     assert_eq!(titles, ["REBOOT", "DUMP", "SNAPSHOT"]);
     assert_eq!(probes[0].jail, "lxc:web1");
     assert_eq!(probes[1].user.as_deref(), Some("backup"));
+    // Its restart verb runs as root, within a minute; its dump as the host user backup.
+    let restart = probes[1].run_of(Some(jaildaemon::definition::Verb::Usr2));
+    assert_eq!(
+        (
+            restart.command.as_str(),
+            restart.run_as.as_deref(),
+            restart.timeout
+        ),
+        (
+            "podman restart db",
+            Some("root"),
+            Some(std::time::Duration::from_secs(60))
+        )
+    );
+    assert_eq!(probes[1].run_of(None).run_as.as_deref(), Some("backup"));
 
     // The first declaration again: the same jail and title, refused with its line.
     let first = example.find("[[probe]]").unwrap();

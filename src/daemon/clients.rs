@@ -226,10 +226,8 @@ impl Daemon {
                 },
             ),
             Request::Arm(arm) => match arm.validate().and_then(|()| {
-                // The command's host user must exist now, not only when it fires.
-                arm.run_as
-                    .as_deref()
-                    .map_or(Ok(()), |spec| commands::host_user(spec).map(|_| ()))
+                // The commands' host users must exist now, not only when they fire.
+                commands::check_host_users(arm.run_as.as_deref(), &arm.verb_run_as)
             }) {
                 Ok(()) => {
                     let persist = arm.persist;

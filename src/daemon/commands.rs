@@ -292,16 +292,31 @@ pub(super) fn host_user(spec: &str) -> Result<crate::ids::HostUser, crate::error
     })
 }
 
-/// Refuses a configuration file one of whose probes runs its command as an unknown host
+/// Checks that every host user a probe's commands run as exists: the probe's `run_as` and
+/// its verbs' own; an unknown one is refused (exit 67), naming the verb if it is a verb's.
+pub(super) fn check_host_users(
+    run_as: Option<&str>,
+    verb_run_as: &std::collections::BTreeMap<String, String>,
+) -> Result<(), crate::error::Error> {
+    if let Some(spec) = run_as {
+        host_user(spec)?;
+    }
+    for (verb, spec) in verb_run_as {
+        host_user(spec)
+            .map_err(|e| crate::error::Error::new(e.kind, format!("verb {verb}: {}", e.message)))?;
+    }
+    Ok(())
+}
+
+/// Refuses a configuration file one of whose probes runs a command as an unknown host
 /// user, naming the file and the probe.
 pub(super) fn check_run_as(
     path: &std::path::Path,
     probes: &[Definition],
 ) -> Result<(), crate::error::Error> {
     for def in probes {
-        if let Some(spec) = &def.run_as
-            && let Err(e) = host_user(spec)
-        {
+        let verb_run_as = crate::definition::verbs_to_names(&def.verb_run_as);
+        if let Err(e) = check_host_users(def.run_as.as_deref(), &verb_run_as) {
             return Err(crate::error::Error::new(
                 crate::error::Kind::Config,
                 format!(

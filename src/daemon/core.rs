@@ -420,8 +420,8 @@ impl Tally {
 /// The next step of a command's stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// At its timeout: SIGTERM.
-    Term,
+    /// At its timeout (this one: the probe's, or its verb's own): SIGTERM.
+    Term(Duration),
     /// `KILL_GRACE` after SIGTERM: SIGKILL.
     Kill,
 }
@@ -432,9 +432,9 @@ struct JailEntry {
     /// The jail as first named.
     spec: String,
     facts: JailFacts,
-    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, so that its
-    /// stop names them.
-    ended: Vec<(ProbeId, Instant)>,
+    /// Probes of this jail that ended by a signal within the last `JAIL_GRACE`, with their
+    /// titles, so that its stop names them (a plain one is forgotten by then).
+    ended: Vec<(ProbeId, Instant, String)>,
     /// When its last probe went; it is let go `JAIL_GRACE` later.
     idle_since: Option<Instant>,
     /// Its placement in flight.
@@ -601,8 +601,8 @@ pub struct Core {
     stop_timers: BTreeSet<(Instant, CommandId)>,
     /// When running watchdog periods end (`Watch::Running`), kept by `set_watch`.
     watch_timers: BTreeSet<(Instant, ProbeId)>,
-    /// Commands running that had SIGTERM at their timeout.
-    timed_out: BTreeSet<CommandId>,
+    /// Commands running that had SIGTERM at their timeout, and that timeout.
+    timed_out: BTreeMap<CommandId, Duration>,
     limits: Limits,
     /// Descriptors the shell holds for clients, lookups, placements and killed processes.
     shell_descriptors: usize,
@@ -631,7 +631,7 @@ impl Core {
             stops: BTreeMap::new(),
             stop_timers: BTreeSet::new(),
             watch_timers: BTreeSet::new(),
-            timed_out: BTreeSet::new(),
+            timed_out: BTreeMap::new(),
             limits,
             shell_descriptors: 0,
             reloaded: None,
@@ -1490,8 +1490,8 @@ impl Core {
         let Some(verb) = verb else {
             probe.last = Some(format!("ended by {exit}, nothing fired"));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
-                entry.ended.retain(|(_, t)| *t + JAIL_GRACE > now);
-                entry.ended.push((id, now));
+                entry.ended.retain(|(_, t, _)| *t + JAIL_GRACE > now);
+                entry.ended.push((id, now, probe.def.title.clone()));
             }
             if probe.survives() {
                 let why = format!("ended by {exit}: nothing fired");
@@ -1605,14 +1605,12 @@ impl Core {
         probe.commands += 1;
         probe.last = Some("command started".into());
         self.commands.insert(command, id);
-        let mut def = Box::new(probe.def.clone());
+        // The shell runs `def.command` as `def.run_as`: for a verb, the verb's command, as
+        // the verb's own user and with its own timeout where it has them.
+        let def = Box::new(probe.def.run_of(verb));
         let pod = probe.member.as_ref().and_then(|m| m.member.pod.clone());
-        if let Some(command) = verb.and_then(|v| def.verbs.get(&v)) {
-            // The shell runs `def.command`: the verb's, for this run.
-            def.command = command.clone();
-        }
         if let Some(timeout) = def.timeout {
-            self.schedule_stop(command, now + timeout, Stage::Term);
+            self.schedule_stop(command, now + timeout, Stage::Term(timeout));
         }
         self.effects.push(Effect::Run {
             command,
@@ -1645,16 +1643,14 @@ impl Core {
             .get(&command)
             .and_then(|id| Some((*id, self.probes.get_mut(id)?)));
         match stage {
-            Stage::Term => {
-                self.timed_out.insert(command);
+            Stage::Term(timeout) => {
+                self.timed_out.insert(command, timeout);
                 if let Some((id, probe)) = probe {
                     probe.timeouts += 1;
                     let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
                         probe.tag(id),
-                        crate::definition::show_duration(
-                            probe.def.timeout.map_or(0, |t| t.as_secs())
-                        ),
+                        crate::definition::show_duration(timeout.as_secs()),
                         human_duration(KILL_GRACE)
                     );
                     self.effects
@@ -1733,7 +1729,7 @@ impl Core {
         };
         // One that had SIGTERM keeps its SIGKILL step, for what it may have left running.
         let stopped = self.timed_out.remove(&command);
-        if !stopped {
+        if stopped.is_none() {
             self.unschedule_stop(command);
         }
         let Some(probe) = self.probes.get_mut(&id) else {
@@ -1742,15 +1738,12 @@ impl Core {
         probe.commands -= 1;
         let ended = match outcome {
             Ok(status) => {
-                let how = if stopped {
-                    format!(
+                let how = match stopped {
+                    Some(timeout) => format!(
                         "command timed out after {} and was stopped: ",
-                        crate::definition::show_duration(
-                            probe.def.timeout.map_or(0, |t| t.as_secs())
-                        )
-                    )
-                } else {
-                    "command ".to_string()
+                        crate::definition::show_duration(timeout.as_secs())
+                    ),
+                    None => "command ".to_string(),
                 };
                 let ended = format!("{how}ended with {status} after {}", human_duration(took));
                 let text = format!("{} {ended}", probe.tag(id));
@@ -1822,15 +1815,18 @@ impl Core {
             return;
         };
         self.effects.push(Effect::Release { jail });
-        let mut gone: Vec<ProbeId> = entry
+        let ended: Vec<(ProbeId, String)> = entry
             .ended
-            .iter()
-            .filter(|(_, t)| *t + JAIL_GRACE > now)
-            .map(|(id, _)| *id)
+            .into_iter()
+            .filter(|(_, t, _)| *t + JAIL_GRACE > now)
+            .map(|(id, _, title)| (id, title))
             .collect();
-        let mut waiting = Vec::new();
+        let mut gone: Vec<ProbeId> = ended.iter().map(|(id, _)| *id).collect();
+        // What becomes of each probe, for the log: it comes back, or it is gone for good.
+        let mut fates = StopFates::default();
         let mut file_changed = false;
-        for id in self.probes_in(jail) {
+        let in_jail = self.probes_in(jail);
+        for &id in &in_jail {
             // A watchdog's period runs only while its jail does.
             self.pause_watch(id, now);
             let probe = self.probes.get_mut(&id).expect("listed");
@@ -1838,6 +1834,7 @@ impl Core {
                 self.effects.push(Effect::Kill { probe: id });
                 gone.push(id);
             }
+            fates.add(id, probe);
             file_changed |=
                 probe.origin == Origin::Persisted && matches!(probe.phase, Phase::Spent { .. });
             match (&probe.phase, probe.survives()) {
@@ -1854,7 +1851,6 @@ impl Core {
                     self.not_placed(id, reply, None, error, now);
                 }
                 (_, true) => {
-                    waiting.push(id);
                     self.wait_for_jail(id, format!("jail {} stopped", entry.spec), now);
                 }
                 (_, false) => {
@@ -1863,21 +1859,16 @@ impl Core {
                 }
             }
         }
+        // Its processes die before its init, so a plain probe may be forgotten already; a
+        // surviving one is still among the jail's, retrying.
+        for (id, title) in ended {
+            if !in_jail.contains(&id) {
+                fates.lost.push((id, title, None));
+            }
+        }
         gone.sort_unstable();
         gone.dedup();
-        let list = |ids: &[ProbeId]| {
-            ids.iter()
-                .map(ProbeId::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut message = format!("jail {} (id {jail}) stopped", entry.spec);
-        if !gone.is_empty() {
-            message += &format!("; probe(s) [{}] gone with it, nothing fired", list(&gone));
-        }
-        if !waiting.is_empty() {
-            message += &format!("; [{}] waiting for it to run again", list(&waiting));
-        }
+        let message = fates.line(&entry.spec, jail, &gone);
         self.effects.push(Effect::log(Warn, message));
         if file_changed {
             // A spent `-P` probe is wanted again, for the jail's next run.
@@ -2554,7 +2545,9 @@ impl Core {
                     cooldown_secs: p.def.cooldown.map(|c| c.as_secs()),
                     status: p.def.status,
                     verbs: crate::definition::verbs_to_names(&p.def.verbs),
-                    confirm: crate::definition::confirm_to_names(&p.def.confirm),
+                    confirm: crate::definition::durations_to_names(&p.def.confirm),
+                    verb_run_as: crate::definition::verbs_to_names(&p.def.verb_run_as),
+                    verb_timeout_secs: crate::definition::durations_to_names(&p.def.verb_timeout),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
                     watchdog_left_ms: match p.watch {
                         Some(Watch::Running { due }) => {
@@ -2604,6 +2597,96 @@ impl Core {
 }
 
 /// The delay before the next try after `strikes` failures in a row.
+/// Probes, and ids, that a jail's stop names in its one log line; beyond them it counts: a
+/// jail with thousands of probes still logs one line of bounded length.
+const NAMED_AT_STOP: usize = 5;
+const IDS_AT_STOP: usize = 20;
+
+/// What becomes of the probes of a jail that stopped, for its log line: each group holds
+/// (id, title, where it comes from).
+#[derive(Debug, Default)]
+struct StopFates {
+    /// Declared or `-P`: they wait for the jail to run again.
+    back: Vec<(ProbeId, String, Option<&'static str>)>,
+    /// The same, in a jail named by its PID, which never runs again.
+    stranded: Vec<(ProbeId, String, Option<&'static str>)>,
+    /// Plain `-c` probes: gone for good.
+    lost: Vec<(ProbeId, String, Option<&'static str>)>,
+}
+
+impl StopFates {
+    fn add(&mut self, id: ProbeId, probe: &Probe) {
+        let title = probe.def.title.clone();
+        let from = match probe.origin {
+            Origin::Command => return self.lost.push((id, title, None)),
+            Origin::Persisted => "-P",
+            Origin::Config => "configuration file",
+        };
+        let group = if probe.def.jail_named_by_id() {
+            &mut self.stranded
+        } else {
+            &mut self.back
+        };
+        group.push((id, title, Some(from)));
+    }
+
+    /// `jail web (id 4711) stopped; probe(s) [2] gone with it, nothing fired; probe 1 'A'
+    /// (-P) waits for the jail to run again; probe 2 'B' gone: armed without -P; …`.
+    fn line(mut self, spec: &str, jail: JailId, gone: &[ProbeId]) -> String {
+        let mut line = format!("jail {spec} (id {jail}) stopped");
+        if !gone.is_empty() {
+            let ids: Vec<String> = gone.iter().take(IDS_AT_STOP).map(u64::to_string).collect();
+            line += &format!("; probe(s) [{}]", ids.join(", "));
+            if gone.len() > IDS_AT_STOP {
+                line += &format!(" and {} more", gone.len() - IDS_AT_STOP);
+            }
+            line += " gone with it, nothing fired";
+        }
+        self.lost.sort_unstable();
+        self.lost.dedup();
+        for (group, one, many) in [
+            (
+                &self.back,
+                "waits for the jail to run again",
+                "wait for the jail to run again",
+            ),
+            (
+                &self.stranded,
+                "waits, but a jail named by its PID never runs again: remove it with -k",
+                "wait, but a jail named by its PID never runs again: remove them with -k",
+            ),
+            (
+                &self.lost,
+                "gone: armed without -P; arm it with -P or declare it in the configuration file to keep it across restarts",
+                "gone: armed without -P; arm them with -P or declare them in the configuration file to keep them across restarts",
+            ),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = group
+                .iter()
+                .take(NAMED_AT_STOP)
+                .map(|(id, title, from)| match from {
+                    Some(from) => format!("{id} '{title}' ({from})"),
+                    None => format!("{id} '{title}'"),
+                })
+                .collect();
+            let (probes, fate) = if group.len() == 1 {
+                ("probe", one)
+            } else {
+                ("probes", many)
+            };
+            line += &format!("; {probes} {}", names.join(", "));
+            if group.len() > NAMED_AT_STOP {
+                line += &format!(" and {} more", group.len() - NAMED_AT_STOP);
+            }
+            line += &format!(" {fate}");
+        }
+        line
+    }
+}
+
 pub fn backoff(strikes: u32) -> Duration {
     BACKOFF_FIRST
         .saturating_mul(1u32 << strikes.min(16))
@@ -3563,7 +3646,7 @@ mod tests {
                 (
                     None,
                     format!(
-                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; [1] waiting for it to run again"
+                        "jail web1 (id {JAIL}) stopped; probe(s) [1] gone with it, nothing fired; probe 1 'T' (configuration file) waits for the jail to run again"
                     )
                 ),
                 (
@@ -3648,6 +3731,87 @@ mod tests {
         assert_eq!(rig.core.probe(1).unwrap().fired, 0);
     }
 
+    /// Issue 22: a verb's own host user and timeout replace the probe's for its runs only;
+    /// a verb without them, and SIGHUP's command, run with the probe's.
+    #[test]
+    fn a_verbs_own_user_and_timeout_apply_to_its_runs_only() {
+        let mut definition = def("web1", "T", Respawn::Queue);
+        definition.run_as = Some("nobody".into());
+        definition.verbs.insert(Verb::Usr1, "plain-verb".into());
+        definition.verbs.insert(Verb::Usr2, "own-verb".into());
+        definition.verb_run_as.insert(Verb::Usr2, "root".into());
+        definition
+            .verb_timeout
+            .insert(Verb::Usr2, Duration::from_secs(2));
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: definition,
+            origin: Origin::Config,
+        });
+        rig.send(found("web1", JAIL));
+        rig.send(placed(1, 1, PID));
+        let mut runs = Vec::new();
+        for (exit, placement) in [
+            (Verb::Usr2.exit_code(), 2),
+            (Verb::Usr1.exit_code(), 3),
+            (MAGIC_EXIT, 4),
+        ] {
+            let effects = rig.send(Event::ProbeExited {
+                probe: 1,
+                exit: Exit::Code(exit),
+            });
+            for effect in effects {
+                if let Effect::Run { command, def, .. } = effect {
+                    runs.push((command, def.command, def.run_as, def.timeout));
+                }
+            }
+            rig.send(ended(runs.last().expect("a run").0));
+            rig.send(placed(placement, 1, PID));
+        }
+        let nobody = Some("nobody".to_string());
+        assert_eq!(
+            runs,
+            [
+                (
+                    1,
+                    "own-verb".to_string(),
+                    Some("root".to_string()),
+                    Some(Duration::from_secs(2))
+                ),
+                (2, "plain-verb".to_string(), nobody.clone(), None),
+                (3, "echo T".to_string(), nobody, None),
+            ]
+        );
+        // The verb's timeout is the one that stops its command; the others have none.
+        let mut rig_again = Rig::new();
+        let mut timed = def("web1", "T", Respawn::Queue);
+        timed.verbs.insert(Verb::Usr2, "own-verb".into());
+        timed
+            .verb_timeout
+            .insert(Verb::Usr2, Duration::from_secs(2));
+        rig_again.send(Event::Declare {
+            def: timed,
+            origin: Origin::Config,
+        });
+        rig_again.send(found("web1", JAIL));
+        rig_again.send(placed(1, 1, PID));
+        rig_again.send(magic(1));
+        rig_again.send(ended(1));
+        rig_again.send(placed(2, 1, PID));
+        rig_again.send(Event::ProbeExited {
+            probe: 1,
+            exit: Exit::Code(Verb::Usr2.exit_code()),
+        });
+        let effects = rig_again.later(Duration::from_secs(2));
+        assert_eq!(stops(&effects), vec![(2, false)]);
+        rig_again.send(ended(2));
+        let last = rig_again.core.list(rig_again.now)[0].last.clone().unwrap();
+        assert!(
+            last.starts_with("command timed out after 2s and was stopped"),
+            "{last}"
+        );
+    }
+
     #[test]
     fn a_declared_single_shot_fires_once_per_run_of_its_jail() {
         // The REBOOT probe: declared once, it works across every restart of its container.
@@ -3707,6 +3871,129 @@ mod tests {
         let mut rig = rig_in("armed");
         rig.send(Event::JailStopped { jail: JAIL });
         assert!(!rig.later(RETRY_INTERVAL).is_empty());
+    }
+
+    /// The lines the core logged for `event`, its own (the host's) each.
+    fn logged_for(rig: &mut Rig, event: Event) -> Vec<String> {
+        let from = rig.logged.len();
+        rig.send(event);
+        rig.logged[from..]
+            .iter()
+            .map(|l| {
+                assert!(matches!(l.cause, Cause::Host), "{l:?}");
+                l.text.clone()
+            })
+            .collect()
+    }
+
+    /// Issue 22: a jail's stop says which of its probes come back and why, and which are gone
+    /// for good and what would have kept them; in one line, however many probes it had.
+    #[test]
+    fn a_stopped_jail_says_which_probes_come_back_and_which_are_gone() {
+        let mut rig = Rig::new();
+        // 1: declared, 2: -P, 3: plain -r (armed), 4: plain -r whose process ended first.
+        rig.send(Event::Declare {
+            def: def("web1", "DECLARED", Respawn::AfterCommand),
+            origin: Origin::Config,
+        });
+        for (n, title) in [(2, "KEPT"), (3, "PLAIN"), (4, "FIRST")] {
+            rig.send(Event::Arm {
+                client: n,
+                def: def("web1", title, Respawn::AfterCommand),
+                persist: title == "KEPT",
+            });
+        }
+        rig.send(found("web1", JAIL));
+        rig.send(Event::Placed {
+            placement: 1,
+            results: (1..=4)
+                .map(|id| (id, Ok((PID + id as Pid, (0, 0)))))
+                .collect(),
+        });
+        rig.send(killed(4));
+        assert_eq!(rig.phase(4), "gone");
+        let lines = logged_for(&mut rig, Event::JailStopped { jail: JAIL });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "jail web1 (id 100) stopped; probe(s) [1, 2, 3, 4] gone with it, nothing fired; \
+             probes 1 'DECLARED' (configuration file), 2 'KEPT' (-P) wait for the jail to run again; \
+             probes 3 'PLAIN', 4 'FIRST' gone: armed without -P; arm them with -P or declare them \
+             in the configuration file to keep them across restarts"
+        );
+        assert_eq!(
+            (rig.phase(1), rig.phase(2), rig.phase(3)),
+            ("waiting", "waiting", "gone")
+        );
+
+        // One of each, in a jail named by its PID, whose survivors wait for nothing.
+        let mut rig = Rig::new();
+        rig.send(Event::Declare {
+            def: def("4144", "BYPID", Respawn::Never),
+            origin: Origin::Config,
+        });
+        rig.send(Event::Arm {
+            client: 1,
+            def: def("4144", "ONCE", Respawn::Never),
+            persist: false,
+        });
+        rig.send(found("4144", 4144));
+        rig.send(Event::Placed {
+            placement: 1,
+            results: vec![(1, Ok((PID, (0, 0)))), (2, Ok((PID + 1, (0, 0))))],
+        });
+        assert_eq!(
+            logged_for(&mut rig, Event::JailStopped { jail: 4144 }),
+            [
+                "jail 4144 (id 4144) stopped; probe(s) [1, 2] gone with it, nothing fired; \
+              probe 1 'BYPID' (configuration file) waits, but a jail named by its PID never runs again: remove it with -k; \
+              probe 2 'ONCE' gone: armed without -P; arm it with -P or declare it in the \
+              configuration file to keep it across restarts"
+            ]
+        );
+
+        // A thousand probes: still one line, naming five of each kind and counting the rest.
+        let mut rig = Rig::new();
+        for n in 1..=1000u64 {
+            let persist = n % 2 == 0;
+            rig.send(Event::Arm {
+                client: n,
+                def: def("web1", &format!("P{n}"), Respawn::AfterCommand),
+                persist,
+            });
+        }
+        rig.send(found("web1", JAIL));
+        let mut placement = 1;
+        while rig
+            .core
+            .probes
+            .values()
+            .any(|p| !matches!(p.phase, Phase::Armed { .. }))
+        {
+            let ids = rig.core.tally.in_jail[&JAIL]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>();
+            rig.send(Event::Placed {
+                placement,
+                results: ids
+                    .iter()
+                    .filter(|id| !matches!(rig.core.probes[id].phase, Phase::Armed { .. }))
+                    .map(|&id| (id, Ok((PID + id as Pid, (0, 0)))))
+                    .collect(),
+            });
+            placement += 1;
+        }
+        let lines = logged_for(&mut rig, Event::JailStopped { jail: JAIL });
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20] and 980 more gone with it")
+                && lines[0].contains("probes 2 'P2' (-P), 4 'P4' (-P), 6 'P6' (-P), 8 'P8' (-P), 10 'P10' (-P) and 495 more wait for the jail to run again")
+                && lines[0].contains("probes 1 'P1', 3 'P3', 5 'P5', 7 'P7', 9 'P9' and 495 more gone: armed without -P"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].len() < 1024, "{}", lines[0].len());
     }
 
     #[test]
