@@ -744,4 +744,21 @@ mod tests {
         assert_eq!(err.kind, Kind::Config);
         assert!(err.message.contains("/nonexistent/jaildaemon.conf"));
     }
+
+    #[test]
+    fn a_selector_is_declared_and_a_bad_one_refused_at_its_line() {
+        let probes =
+            parse("[[probe]]\njail = \"docker:label=com.example.role=web\"\ncommand = \"true\"\n")
+                .unwrap();
+        assert_eq!(probes[0].jail, "docker:label=com.example.role=web");
+        // Twin: a value that would add a filter to Docker's query.
+        let err = parse("[[probe]]\ncommand = \"true\"\njail = \"docker:label=role=web,name=x\"\n")
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.message.starts_with("line 3:") && err.message.contains("not a label value"),
+            "{}",
+            err.message
+        );
+    }
 }
