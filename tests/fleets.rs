@@ -412,6 +412,116 @@ fn a_hung_or_dead_event_stream_delays_no_trigger_and_is_started_again() {
     );
 }
 
+/// Issue 24: an event stream that floods (a `docker` whose `events` prints start lines without
+/// pause, bound over the real one in the daemon's own mount namespace) delays no trigger of
+/// another jail, starves no listing and floods no log: the loop reads it in bounded bites, and
+/// its events list the selector at most once a second.
+#[test]
+fn a_flooding_event_stream_delays_no_trigger_and_floods_no_log() {
+    let test = "a_flooding_event_stream_delays_no_trigger_and_floods_no_log";
+    if !docker_ready(test) {
+        return;
+    }
+    // The dockers on the daemon's PATH, in its order: the first is the one it runs.
+    let dockers: Vec<&str> = ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    let Some(real) = dockers.first() else {
+        skip(test, "no docker in /usr/local/bin or /usr/bin");
+        return;
+    };
+    let dir = TempDir::new();
+    // The real one stays reachable for `docker ps` at a name of the test's own.
+    let saved = dir.path("real-docker");
+    fs::write(&saved, "").unwrap();
+    let fired = dir.path("fired");
+    let fake = dir.path("docker");
+    let tag = std::process::id();
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = events ]; then\n  exec yes '{{\"status\":\"start\",\"Actor\":\
+             {{\"Attributes\":{{\"name\":\"jdt-flood-{tag}\"}}}}}}'\nfi\nexec {} \"$@\"\n",
+            saved.display()
+        ),
+    )
+    .unwrap();
+    must("chmod", &["0755", fake.to_str().unwrap()]);
+    // Every docker the daemon's PATH finds is the fake one, in its mount namespace only.
+    let mut binds = vec![format!("mount --bind {real} {}", saved.display())];
+    binds.extend(
+        dockers
+            .iter()
+            .map(|p| format!("mount --bind {} {p}", fake.display())),
+    );
+    let script = format!("{} && exec \"$@\"", binds.join(" && "));
+    let config = dir.path("jaildaemon.conf");
+    fs::write(
+        &config,
+        format!("[[probe]]\njail = \"docker:label=com.example.role=flood-{tag}\"\ntitle = \"F{tag}\"\ncommand = 'true'\n"),
+    )
+    .unwrap();
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ];
+    let daemon = Daemon::launch(&dir, &wrapper, &["-C", config.to_str().unwrap()]);
+    let flooding = || child_running(&daemon, "yes {");
+    assert!(
+        wait_for(LONG, || flooding().is_some()),
+        "{}",
+        daemon.log_text()
+    );
+    // A member started meanwhile is listed (through the real docker) and armed: the flood
+    // starves no listing either.
+    let selector = format!("docker:label=com.example.role=flood-{tag}");
+    let member = Container::run(
+        "docker",
+        &format!("jdt-flood-{tag}"),
+        &[&format!("com.example.role=flood-{tag}")],
+    );
+    assert!(
+        wait_for(LONG, || armed_jails(&daemon, &selector)
+            == vec![format!("docker:{}", member.name)]),
+        "{}",
+        daemon.log_text()
+    );
+    let jail = Jail::new();
+    let cmd = format!("echo fired >> {}", fired.display());
+    daemon.arm(&["-c", &cmd, "-j", &jail.spec(), "-t", "BESIDE", "-R"]);
+    let mut took = Vec::new();
+    for n in 1..=5 {
+        assert!(wait_for(LONG, || jail.probes("BESIDE").len() == 1));
+        let sent = Instant::now();
+        assert!(jail.pkill(0, "HUP", "BESIDE"));
+        assert!(wait_for(LONG, || read(&fired).lines().count() == n));
+        took.push(sent.elapsed());
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    eprintln!("triggers beside a flooding event stream: {took:?}");
+    assert!(
+        median < Duration::from_millis(150),
+        "median {median:?} beside a flooding stream"
+    );
+    // The stream still floods (it was read, not ended), and the log holds a few lines only.
+    assert!(flooding().is_some(), "{}", daemon.log_text());
+    assert!(
+        !daemon.log_text().contains("cannot be listed"),
+        "{}",
+        daemon.log_text()
+    );
+    let lines = daemon.log_text().lines().count();
+    assert!(lines < 60, "{lines} log lines:\n{}", daemon.log_text());
+}
+
 /// Twin of the above: with the streams off (`JAILDAEMON_EVENT_STREAMS=off`, which only the
 /// benchmark sets), no `docker events` child runs, and a restarted member's probe still comes
 /// back, by the 5 s look for its container.
@@ -444,8 +554,13 @@ fn without_event_streams_a_restarted_member_comes_back_by_polling() {
     assert!(!daemon.log_text().contains("event stream started"));
 }
 
-/// The `docker events` child of the daemon, by its command line.
+/// The `docker events` child of the daemon.
 fn stream_child(daemon: &Daemon) -> Option<u32> {
+    child_running(daemon, "docker events")
+}
+
+/// A child of the daemon, not a zombie, whose command line starts with `prefix`.
+fn child_running(daemon: &Daemon, prefix: &str) -> Option<u32> {
     let parent = daemon.child.id().to_string();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -458,10 +573,7 @@ fn stream_child(daemon: &Daemon) -> Option<u32> {
             .and_then(|r| r.split_whitespace().nth(1));
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if ppid == Some(parent.as_str())
-            && cmdline.starts_with("docker events")
-            && !stat.contains(") Z ")
-        {
+        if ppid == Some(parent.as_str()) && cmdline.starts_with(prefix) && !stat.contains(") Z ") {
             return Some(pid);
         }
     }
