@@ -376,25 +376,7 @@ fn a_hung_or_dead_event_stream_delays_no_trigger_and_is_started_again() {
     let stop = rustix::process::Pid::from_raw(first as i32).unwrap();
     rustix::process::kill_process(stop, rustix::process::Signal::STOP).unwrap();
     // A namespace jail's probe fires at once, again and again, beside the stopped stream.
-    let jail = Jail::new();
-    let spec = jail.spec();
-    let cmd = format!("echo fired >> {}", fired.display());
-    daemon.arm(&["-c", &cmd, "-j", &spec, "-t", "BESIDE", "-R"]);
-    let mut took = Vec::new();
-    for n in 1..=5 {
-        assert!(wait_for(LONG, || jail.probes("BESIDE").len() == 1));
-        let sent = Instant::now();
-        assert!(jail.pkill(0, "HUP", "BESIDE"));
-        assert!(wait_for(LONG, || read(&fired).lines().count() == n));
-        took.push(sent.elapsed());
-    }
-    took.sort();
-    let median = took[took.len() / 2];
-    eprintln!("triggers beside a stopped event stream: {took:?}");
-    assert!(
-        median < Duration::from_millis(150),
-        "median {median:?} beside a stopped stream"
-    );
+    fires_promptly(&daemon, &fired, "a stopped event stream");
     // Killed: logged, and started again after its back-off (1 s).
     rustix::process::kill_process(stop, rustix::process::Signal::KILL).unwrap();
     assert!(
@@ -493,24 +475,7 @@ fn a_flooding_event_stream_delays_no_trigger_and_floods_no_log() {
         "{}",
         daemon.log_text()
     );
-    let jail = Jail::new();
-    let cmd = format!("echo fired >> {}", fired.display());
-    daemon.arm(&["-c", &cmd, "-j", &jail.spec(), "-t", "BESIDE", "-R"]);
-    let mut took = Vec::new();
-    for n in 1..=5 {
-        assert!(wait_for(LONG, || jail.probes("BESIDE").len() == 1));
-        let sent = Instant::now();
-        assert!(jail.pkill(0, "HUP", "BESIDE"));
-        assert!(wait_for(LONG, || read(&fired).lines().count() == n));
-        took.push(sent.elapsed());
-    }
-    took.sort();
-    let median = took[took.len() / 2];
-    eprintln!("triggers beside a flooding event stream: {took:?}");
-    assert!(
-        median < Duration::from_millis(150),
-        "median {median:?} beside a flooding stream"
-    );
+    fires_promptly(&daemon, &fired, "a flooding event stream");
     // The stream still floods (it was read, not ended), and the log holds a few lines only.
     assert!(flooding().is_some(), "{}", daemon.log_text());
     assert!(
@@ -552,6 +517,30 @@ fn without_event_streams_a_restarted_member_comes_back_by_polling() {
     );
     assert_eq!(stream_child(&daemon), None);
     assert!(!daemon.log_text().contains("event stream started"));
+}
+
+/// Arms a `-R` probe in a fresh namespace jail and fires it five times from inside: the median
+/// from `pkill` to its command's line in `fired` is under 150 ms (the bound is 100 ms;
+/// this machine is shared), beside `what`.
+fn fires_promptly(daemon: &Daemon, fired: &Path, what: &str) {
+    let jail = Jail::new();
+    let cmd = format!("echo fired >> {}", fired.display());
+    daemon.arm(&["-c", &cmd, "-j", &jail.spec(), "-t", "BESIDE", "-R"]);
+    let mut took = Vec::new();
+    for n in 1..=5 {
+        assert!(wait_for(LONG, || jail.probes("BESIDE").len() == 1));
+        let sent = Instant::now();
+        assert!(jail.pkill(0, "HUP", "BESIDE"));
+        assert!(wait_for(LONG, || read(fired).lines().count() == n));
+        took.push(sent.elapsed());
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    eprintln!("triggers beside {what}: {took:?}");
+    assert!(
+        median < Duration::from_millis(150),
+        "median {median:?} beside {what}"
+    );
 }
 
 /// The `docker events` child of the daemon.
