@@ -243,6 +243,9 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
                 .map(|(_, offset)| line_of(*offset));
             refuse(at.unwrap_or_else(|| line(key_of(&e.message))), e.message)
         })?;
+        if crate::selector::is_selector(&arm.jail) {
+            crate::selector::parse(&arm.jail).map_err(|why| refuse(line("jail"), why))?;
+        }
         if !seen.insert((arm.jail.clone(), arm.title.clone())) {
             return Err(refuse(
                 line(""),
@@ -740,5 +743,22 @@ mod tests {
         let err = load(missing, true).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
         assert!(err.message.contains("/nonexistent/jaildaemon.conf"));
+    }
+
+    #[test]
+    fn a_selector_is_declared_and_a_bad_one_refused_at_its_line() {
+        let probes =
+            parse("[[probe]]\njail = \"docker:label=com.example.role=web\"\ncommand = \"true\"\n")
+                .unwrap();
+        assert_eq!(probes[0].jail, "docker:label=com.example.role=web");
+        // Twin: a value that would add a filter to Docker's query.
+        let err = parse("[[probe]]\ncommand = \"true\"\njail = \"docker:label=role=web,name=x\"\n")
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.message.starts_with("line 3:") && err.message.contains("not a label value"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -71,22 +71,28 @@ struct Draining<G> {
     tries: u32,
 }
 
+/// What a command is started for: its probe, the jail as it was when the probe fired, and the
+/// container and pod that jail was found as.
+pub(super) struct Spawning<'a> {
+    pub command: CommandId,
+    pub probe: ProbeId,
+    pub def: &'a Definition,
+    pub jail: JailId,
+    /// The manager and container name the jail was found by, if named so: with them and the
+    /// jail's PID a command can enter the jail without looking it up again.
+    pub container: Option<(&'a str, &'a str)>,
+    /// For a selector's probe of a pod's container: that pod.
+    pub pod: Option<&'a crate::selector::Pod>,
+}
+
 impl<H: Host> RunningCommand<H> {
     /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
-    /// `container` is the manager and container name the jail was found by, if named so: with
-    /// them and the jail's PID a command can enter the jail without looking it up again.
-    fn spawn(
-        host: &mut H,
-        (command, probe): (CommandId, ProbeId),
-        def: &Definition,
-        jail: JailId,
-        container: Option<(&str, &str)>,
-        now: Instant,
-    ) -> io::Result<RunningCommand<H>> {
-        let tag = format!("probe {probe} (jail {}, '{}')", def.jail, def.title);
-        let id = probe.to_string();
-        let jail_pid = jail.to_string();
+    fn spawn(host: &mut H, what: Spawning<'_>, now: Instant) -> io::Result<RunningCommand<H>> {
+        let (command, def) = (what.command, what.def);
+        let tag = format!("probe {} (jail {}, '{}')", what.probe, def.jail, def.title);
+        let id = what.probe.to_string();
+        let jail_pid = what.jail.to_string();
         let mut env = vec![
             ("PATH", COMMAND_PATH),
             // What `sh` exports for the directory it runs in; set here too, so that a
@@ -97,9 +103,24 @@ impl<H: Host> RunningCommand<H> {
             ("JAILDAEMON_TITLE", def.title.as_str()),
             ("JAILDAEMON_PROBE", id.as_str()),
         ];
-        if let Some((manager, name)) = container {
-            env.push(("JAILDAEMON_MANAGER", manager));
-            env.push(("JAILDAEMON_CONTAINER", name));
+        match what.container {
+            // containerd names a container within a namespace: the id alone, and the
+            // namespace beside it, as `ctr --namespace NS … ID` takes them.
+            Some(("containerd", name)) => {
+                let (namespace, id) = name.split_once('/').unwrap_or(("", name));
+                env.push(("JAILDAEMON_MANAGER", "containerd"));
+                env.push(("JAILDAEMON_CONTAINER", id));
+                env.push(("JAILDAEMON_CONTAINERD_NAMESPACE", namespace));
+            }
+            Some((manager, name)) => {
+                env.push(("JAILDAEMON_MANAGER", manager));
+                env.push(("JAILDAEMON_CONTAINER", name));
+            }
+            None => {}
+        }
+        if let Some(pod) = what.pod {
+            env.push(("JAILDAEMON_POD", pod.name.as_str()));
+            env.push(("JAILDAEMON_NAMESPACE", pod.namespace.as_str()));
         }
         let group = def.timeout.and_then(|_| {
             let name = format!("jaildaemon-{}-command-{command}", std::process::id());
@@ -134,7 +155,7 @@ impl<H: Host> RunningCommand<H> {
         };
         Ok(RunningCommand {
             tag,
-            probe,
+            probe: what.probe,
             jail: def.jail.clone(),
             process,
             started: now,
@@ -206,19 +227,11 @@ impl<H: Host> Commands<H> {
         self.running.len()
     }
 
-    /// The core's `Effect::Run`: runs `def`'s command for probe `probe` fired in `jail` (named
-    /// `container` by its manager, if so), or tells the core it could not start.
-    pub(super) fn run(
-        &mut self,
-        w: &mut Wiring,
-        host: &mut H,
-        (command, probe): (CommandId, ProbeId),
-        def: &Definition,
-        jail: JailId,
-        container: Option<(&str, &str)>,
-    ) {
-        let spawned =
-            RunningCommand::spawn(host, (command, probe), def, jail, container, Instant::now());
+    /// The core's `Effect::Run`: runs a probe's command as `what` says, or tells the core it
+    /// could not start.
+    pub(super) fn run(&mut self, w: &mut Wiring, host: &mut H, what: Spawning<'_>) {
+        let command = what.command;
+        let spawned = RunningCommand::spawn(host, what, Instant::now());
         match spawned {
             Ok(running) => {
                 let text = format!(
@@ -526,14 +539,18 @@ mod tests {
                             probe,
                             def,
                             jail,
-                        } => (self.commands).run(
-                            w,
-                            &mut self.fake,
-                            (command, probe),
-                            &def,
-                            jail,
-                            None,
-                        ),
+                            pod,
+                        } => {
+                            let what = Spawning {
+                                command,
+                                probe,
+                                def: &def,
+                                jail,
+                                container: None,
+                                pod: pod.as_ref(),
+                            };
+                            (self.commands).run(w, &mut self.fake, what)
+                        }
                         Effect::Stop { command, force } => self.commands.stop(w, command, force),
                         Effect::Clear { command, killed } => {
                             self.commands.clear(w, command, killed)

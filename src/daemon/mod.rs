@@ -14,6 +14,7 @@
 mod clients;
 mod commands;
 pub mod core;
+mod fleets;
 mod host;
 pub mod logbudget;
 mod lookups;
@@ -38,7 +39,8 @@ use crate::error::{Error, Kind};
 use crate::proto::{Origin, Response};
 use crate::sys::{self, Jail, Poller, Spawner};
 use clients::Clients;
-use commands::Commands;
+use commands::{Commands, Spawning};
+use fleets::Fleets;
 use host::Sys;
 use lookups::{LOOKUP_DESCRIPTORS, Lookups};
 use metrics_file::MetricsFile;
@@ -70,6 +72,8 @@ struct Daemon {
     host: Sys,
     clients: Clients,
     lookups: Lookups,
+    /// Selectors' listings and the container managers' event streams.
+    fleets: Fleets,
     placements: Placements<sys::Placement>,
     probes: Probes<sys::Process>,
     commands: Commands<Sys>,
@@ -246,6 +250,7 @@ fn start_serving(
         host: Sys { spawner },
         clients: Clients::new(listener, group),
         lookups: Lookups::default(),
+        fleets: Fleets::new(std::env::var_os(fleets::STREAMS_VARIABLE).is_some_and(|v| v == "off")),
         placements: Placements::default(),
         probes: Probes::default(),
         commands: Commands::default(),
@@ -322,6 +327,12 @@ impl Daemon {
                 (self.lookups).ready(w, &mut self.reaper, serial, Instant::now())
             }
             Token::Drain(id) => self.commands.drain(w, id),
+            Token::Survey(serial) => {
+                (self.fleets).survey_ready(w, &mut self.reaper, serial, Instant::now())
+            }
+            Token::Stream(index) => {
+                (self.fleets).stream_ready(w, &mut self.reaper, index, Instant::now())
+            }
         }
     }
 
@@ -334,23 +345,38 @@ impl Daemon {
     /// Hands every queued event to the core and performs what it returns (which may queue
     /// more events).
     fn run_core(&mut self) {
+        let mut probes_changed = false;
         while let Some(event) = self.wiring.events.pop_front() {
             if !matches!(event, Event::List { .. }) {
                 self.metrics.touch();
             }
+            // Only these add or remove probes, and with them the event streams wanted.
+            probes_changed |= matches!(
+                event,
+                Event::Declare { .. }
+                    | Event::Reload(_)
+                    | Event::Arm { .. }
+                    | Event::Remove { .. }
+                    | Event::Surveyed { .. }
+            );
             self.core.set_shell_descriptors(self.shell_descriptors());
             for effect in self.core.handle(event, Instant::now()) {
                 self.perform(effect);
             }
         }
+        if probes_changed {
+            let (w, reaper) = (&mut self.wiring, &mut self.reaper);
+            (self.fleets).follow_streams(w, reaper, &self.core, Instant::now());
+        }
     }
 
-    /// Descriptors the shell holds besides the base: clients, lookups, placements' status
-    /// pipes and helpers, killed children.
+    /// Descriptors the shell holds besides the base: clients, lookups, listings, event streams
+    /// (a pidfd and a pipe each), placements' status pipes and helpers, killed children.
     fn shell_descriptors(&self) -> usize {
         self.clients.len()
             + self.reaper.len()
             + LOOKUP_DESCRIPTORS * self.lookups.len()
+            + self.fleets.descriptors()
             + 2 * self.placements.len()
     }
 
@@ -358,6 +384,7 @@ impl Daemon {
         let w = &mut self.wiring;
         match effect {
             Effect::Find { spec } => self.lookups.find(w, spec),
+            Effect::Survey { selector } => self.fleets.survey(w, &mut self.reaper, selector),
             Effect::Place {
                 placement,
                 jail,
@@ -373,10 +400,17 @@ impl Daemon {
                 probe,
                 def,
                 jail,
+                pod,
             } => {
-                let container = self.lookups.jail(jail).and_then(Jail::container);
-                let ids = (command, probe);
-                (self.commands).run(w, &mut self.host, ids, &def, jail, container)
+                let what = Spawning {
+                    command,
+                    probe,
+                    def: &def,
+                    jail,
+                    container: self.lookups.jail(jail).and_then(Jail::container),
+                    pod: pod.as_ref(),
+                };
+                self.commands.run(w, &mut self.host, what)
             }
             Effect::Stop { command, force } => self.commands.stop(w, command, force),
             Effect::Clear { command, killed } => self.commands.clear(w, command, killed),
@@ -437,6 +471,7 @@ impl Daemon {
         (self.clients.next_deadline().into_iter())
             .chain(self.placements.next_deadline())
             .chain(self.lookups.next_deadline())
+            .chain(self.fleets.next_deadline())
             .chain(self.core.next_deadline())
             .chain(self.wiring.rechecks.values().copied())
             .chain(self.metrics.due(Instant::now()))
@@ -453,6 +488,10 @@ impl Daemon {
         for serial in self.lookups.due(now) {
             (self.lookups).ready(&mut self.wiring, &mut self.reaper, serial, now);
         }
+        for serial in self.fleets.due(now) {
+            (self.fleets).survey_ready(&mut self.wiring, &mut self.reaper, serial, now);
+        }
+        (self.fleets).restart_streams(&mut self.wiring, &mut self.reaper, now);
         let due: Vec<Token> = (self.wiring.rechecks.iter())
             .filter(|(_, t)| **t <= now)
             .map(|(token, _)| *token)
@@ -485,6 +524,7 @@ impl Daemon {
         let w = &mut self.wiring;
         self.probes.kill_all(w, &mut self.reaper);
         self.placements.kill_all(w, &mut self.reaper);
+        self.fleets.stop(w, &mut self.reaper);
         self.lookups.kill_all(w, &mut self.reaper);
         // A probe in a frozen cgroup dies only when thawed, and a traced one only when its
         // tracer lets go: wait a little, not for ever (the kernel reaps what is left).

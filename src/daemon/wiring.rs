@@ -32,6 +32,9 @@ pub(super) enum Token {
     Lookup(u64),
     /// The cgroup of a killed command, removed once empty (a recheck only, never watched).
     Drain(CommandId),
+    Survey(u64),
+    /// A manager's event stream, by its place in `fleets::STREAM_MANAGERS`.
+    Stream(u64),
 }
 
 impl Token {
@@ -50,6 +53,8 @@ impl Token {
             Token::Placement(id) => (9, id),
             Token::Lookup(id) => (10, id),
             Token::Drain(id) => (11, id),
+            Token::Survey(id) => (12, id),
+            Token::Stream(id) => (13, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -68,6 +73,8 @@ impl Token {
             9 => Token::Placement(id),
             10 => Token::Lookup(id),
             11 => Token::Drain(id),
+            12 => Token::Survey(id),
+            13 => Token::Stream(id),
             _ => return None,
         })
     }
