@@ -18,7 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
-use crate::sys::Pid;
+use crate::sys::posix::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 use crate::userdb::{self, Answer, Cache, File, Identity, Query, Refusal};
 
@@ -556,6 +556,7 @@ fn fork_probe(
 /// async-signal-safe calls: everything it uses (argv and envp, the image descriptor, what it
 /// needs to resolve its ids and a buffer to read a user database into) was prepared before
 /// the fork.
+#[allow(unsafe_code)]
 fn probe_child(
     status: BorrowedFd<'_>,
     image: BorrowedFd<'_>,
@@ -570,7 +571,9 @@ fn probe_child(
     raw::reset_signals(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2]);
     // Past this point the status pipe is fd 3 and the image fd 4, both close-on-exec; without
     // the pipe there is nobody to report to.
-    if raw::keep_fds(status, image).is_err() {
+    // SAFETY: this child ends by exec or `_exit` and uses no descriptor of the daemon's but
+    // these two, as 3 and 4, from here on.
+    if unsafe { raw::keep_fds(status, image) }.is_err() {
         posix::exit_now(1);
     }
     child_step(pure::STAGE_CONFINE, raw::confine_self());
@@ -606,10 +609,12 @@ struct ChildIds<'a> {
 }
 
 /// Writes one record about ids (`pure::resolution_record`); a child nobody listens to leaves.
+#[allow(unsafe_code)]
 fn child_record(tag: u8, file: Option<File>, words: &[u64]) {
     let mut out = [0u8; 64];
     let len = pure::resolution_record(tag, file.map(|f| f as u8), words, &mut out);
-    if posix::write_all_raw(raw::status_fd(), &out[..len]).is_err() {
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    if posix::write_all_raw(unsafe { raw::status_fd() }, &out[..len]).is_err() {
         posix::exit_now(1);
     }
 }
@@ -676,9 +681,14 @@ fn child_step(stage: u8, result: io::Result<()>) {
     }
 }
 
+#[allow(unsafe_code)]
 fn child_fail(stage: u8, err: io::Error) -> ! {
     let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
-    let _ = posix::write_all_raw(raw::status_fd(), &[stage, e[0], e[1], e[2], e[3]]);
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    let _ = posix::write_all_raw(
+        unsafe { raw::status_fd() },
+        &[stage, e[0], e[1], e[2], e[3]],
+    );
     posix::exit_now(1)
 }
 
@@ -693,16 +703,21 @@ fn child_attach(jid: i32) -> io::Result<()> {
 /// "Armed" goes out before the exec, which closes the pipe. If the daemon died before the
 /// death signal was set, nobody reads the pipe: the write fails (EPIPE, or SIGPIPE kills us)
 /// and the probe never starts.
+#[allow(unsafe_code)]
 fn child_report_armed() {
-    if posix::write_all_raw(raw::status_fd(), &pure::ARMED_RECORD).is_err() {
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    if posix::write_all_raw(unsafe { raw::status_fd() }, &pure::ARMED_RECORD).is_err() {
         posix::exit_now(1);
     }
 }
 
 /// Execs the probe image (fd 4) with `argv` and `envp` (null-terminated); returns only to
 /// report a failure.
+#[allow(unsafe_code)]
 fn child_exec(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
-    let err = raw::exec_image(raw::image_fd(), argv, envp);
+    // SAFETY: called only by the probe's child after `keep_fds`; `fork_probe` made argv and
+    // envp of pointers into the request's C strings, which outlive the fork, and a null.
+    let err = unsafe { raw::exec_image(raw::image_fd(), argv, envp) };
     child_fail(pure::STAGE_EXEC, err)
 }
 
@@ -892,7 +907,9 @@ fn keeper(
             {
                 posix::exit_now(127);
             }
-            let _ = raw::exec_shell(null, output, argv, envp);
+            // SAFETY: `spawn_kept` made argv and envp of pointers into C strings it keeps, and
+            // a null; this child owns nothing of 0 to 2 and execs or exits next.
+            let _ = unsafe { raw::exec_shell(null, output, argv, envp) };
             posix::exit_now(127)
         }
         Ok(Forked::Parent(pid)) => pid,

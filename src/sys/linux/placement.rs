@@ -37,7 +37,7 @@ use super::process::Process;
 use super::raw;
 use crate::error::{Error, Kind};
 use crate::ids::IdMap;
-use crate::sys::Pid;
+use crate::sys::posix::Pid;
 use crate::sys::posix::{self, Forked};
 use crate::userdb::{self, Answer, File, Identity, Query, Refusal};
 
@@ -627,7 +627,9 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
     // A table of its own, holding of the daemon's descriptors only the image and the slots
     // (the kernel copies just those): the Bs share it until each takes a copy, which then
     // costs the few entries left. Until then the daemon waits, changing nothing in its table.
-    if let Err(e) = raw::own_descriptors_below(plan.low_end) {
+    // SAFETY: A ends by `_exit`, and it and the Bs use only the image and the slots, all
+    // below `low_end`.
+    if let Err(e) = unsafe { raw::own_descriptors_below(plan.low_end) } {
         fail(status, HELPER_A, Stage::Descriptors, e);
     }
     if report(status, MSG_OWN_TABLE, HELPER_A, 0).is_err() {
@@ -818,6 +820,7 @@ extern "C" fn b_entry(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Helper B: the future probe, already in the jail's namespaces, still running daemon code.
 /// It sheds everything of the host, then execs the probe image.
+#[allow(unsafe_code)]
 fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     let status = plan.status;
     let fail = |stage: Stage, err: io::Error| -> ! { fail(status, index, stage, err) };
@@ -869,7 +872,9 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     }
     // A table of its own (a copy of A's few entries, all close-on-exec), so that the exec
     // below closes this B's copy of the status pipe and not the one A and the others share.
-    if let Err(e) = raw::own_descriptors_below(plan.low_end) {
+    // SAFETY: B ends by exec or `_exit` and uses only the image and the slots, all below
+    // `low_end`.
+    if let Err(e) = unsafe { raw::own_descriptors_below(plan.low_end) } {
         fail(Stage::Descriptors, e);
     }
     // If the daemon died before the death signal was set, nobody reads the pipe: the write
@@ -877,10 +882,14 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     if let Err(e) = report(status, MSG_ARMED, index, 0) {
         fail(Stage::Report, e);
     }
-    if let Err(e) = raw::cloexec_from(0) {
+    // SAFETY: the table is this B's own, and nothing in it is to outlive the exec below.
+    if let Err(e) = unsafe { raw::cloexec_from(0) } {
         fail(Stage::Descriptors, e);
     }
-    let err = raw::exec_fd(plan.image, &probe.argv, &probe.envp);
+    // SAFETY: `Planned`'s argv and envp are arrays one longer than the most entries ever
+    // filled, so their last pointer is null; the others point into the C strings of the
+    // batch, which `place` keeps alive until every B has exec'd or exited.
+    let err = unsafe { raw::exec_fd(plan.image, &probe.argv, &probe.envp) };
     fail(Stage::Exec, err)
 }
 
