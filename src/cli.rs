@@ -403,20 +403,20 @@ pub fn parse_with(
                 ),
             ));
         }
-        Ok(Some(secs))
+        Ok(Some(std::time::Duration::from_secs(secs)))
     };
     let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
     let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
     let mut verbs = std::collections::BTreeMap::new();
     for (verb, verb_command) in verb_pairs("--verb", &f.verbs, "command")? {
-        verbs.insert(verb.name().to_string(), verb_command.to_string());
+        verbs.insert(verb, verb_command.into());
     }
     let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
     let mut confirm = std::collections::BTreeMap::new();
     for (verb, window) in verb_pairs("--confirm", &f.confirm, "10s")? {
         let flag = format!("--confirm {}", verb.name());
         let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
-        confirm.insert(verb.name().to_string(), secs.unwrap_or(0));
+        confirm.insert(verb, secs.unwrap_or_default());
     }
     let request = Arm {
         command,
@@ -429,11 +429,9 @@ pub fn parse_with(
         timeout,
         run_as: f.run_as,
         persist: f.persist,
+        // A verb's own host user and timeout are the configuration file's only.
         verbs,
         confirm,
-        // A verb's own host user and timeout are the configuration file's only.
-        verb_run_as: Default::default(),
-        verb_timeout: Default::default(),
         watchdog,
         status: f.status,
     };
@@ -573,8 +571,8 @@ mod tests {
             panic!("not utility mode")
         };
         assert_eq!(request.verbs.len(), 2);
-        assert_eq!(request.verbs["USR1"], "a=b");
-        assert_eq!(request.verbs["USR2"], "c");
+        assert_eq!(request.verbs[&crate::definition::Verb::Usr1].command, "a=b");
+        assert_eq!(request.verbs[&crate::definition::Verb::Usr2].command, "c");
         for (args, needle) in [
             (&["--verb", "HUP=x"][..], "write it as USR1=command"),
             (&["--verb", "USR1"][..], "write it as USR1=command"),
@@ -601,7 +599,10 @@ mod tests {
         .unwrap() else {
             panic!("not utility mode")
         };
-        assert_eq!(request.confirm["USR2"], 60);
+        assert_eq!(
+            request.confirm[&crate::definition::Verb::Usr2],
+            std::time::Duration::from_secs(60)
+        );
         for (args, kind, needle) in [
             (
                 &["--confirm", "USR2=10s"][..],
@@ -651,7 +652,7 @@ mod tests {
         else {
             panic!("not utility mode")
         };
-        assert_eq!(request.cooldown, Some(60));
+        assert_eq!(request.cooldown, Some(std::time::Duration::from_secs(60)));
         for (args, kind, needle) in [
             (
                 &["--cooldown", "5x", "-R"][..],

@@ -2142,10 +2142,10 @@ impl Core {
                     timeout_secs: p.def.timeout.map(|t| t.as_secs()),
                     cooldown_secs: p.def.cooldown.map(|c| c.as_secs()),
                     status: p.def.status,
-                    verbs: crate::definition::verbs_to_names(&p.def.verbs),
+                    verbs: p.def.verb_commands(),
                     confirm: crate::definition::durations_to_names(&p.def.confirm),
-                    verb_run_as: crate::definition::verbs_to_names(&p.def.verb_run_as),
-                    verb_timeout_secs: crate::definition::durations_to_names(&p.def.verb_timeout),
+                    verb_run_as: p.def.verb_run_as(),
+                    verb_timeout_secs: p.def.verb_timeout_secs(),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
                     watchdog_left_ms: match p.watch {
                         Some(Watch::Running { due }) => {
@@ -3327,11 +3327,10 @@ mod tests {
         let mut definition = def("web1", "T", Respawn::Queue);
         definition.run_as = Some("nobody".into());
         definition.verbs.insert(Verb::Usr1, "plain-verb".into());
-        definition.verbs.insert(Verb::Usr2, "own-verb".into());
-        definition.verb_run_as.insert(Verb::Usr2, "root".into());
-        definition
-            .verb_timeout
-            .insert(Verb::Usr2, Duration::from_secs(2));
+        let own = definition.verbs.entry(Verb::Usr2).or_default();
+        own.command = "own-verb".into();
+        own.run_as = Some("root".into());
+        own.timeout = Some(Duration::from_secs(2));
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: definition,
@@ -3374,10 +3373,9 @@ mod tests {
         // The verb's timeout is the one that stops its command; the others have none.
         let mut rig_again = Rig::new();
         let mut timed = def("web1", "T", Respawn::Queue);
-        timed.verbs.insert(Verb::Usr2, "own-verb".into());
-        timed
-            .verb_timeout
-            .insert(Verb::Usr2, Duration::from_secs(2));
+        let own = timed.verbs.entry(Verb::Usr2).or_default();
+        own.command = "own-verb".into();
+        own.timeout = Some(Duration::from_secs(2));
         rig_again.send(Event::Declare {
             def: timed,
             origin: Origin::Config,
