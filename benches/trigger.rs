@@ -40,7 +40,8 @@ struct Config {
     spread_jails: usize,
     clients: usize,
     scale_samples: usize,
-    /// `--only trigger` or `--only scale`: one part, written beside the smoke report.
+    /// `--only trigger`, `scale`, `engine` or `fleets`: one part, written beside the smoke
+    /// report.
     only: Option<String>,
     out: PathBuf,
 }
@@ -241,14 +242,24 @@ fn main() {
             hung: support::declared::run_hung(hung),
         }
     });
+    let fleets = if cfg.runs("fleets") {
+        let samples = if cfg.smoke { 2 } else { 10 };
+        let measured = support::fleets::run(samples);
+        if measured.is_none() {
+            skipped("the restarted container rows: no Docker daemon answers (docker.io)");
+        }
+        measured
+    } else {
+        None
+    };
     let load_end = loadavg();
     let text = report(
         &cfg,
         &triggers,
         &layouts,
         engine.as_ref(),
-        &load_start,
-        &load_end,
+        fleets.as_ref(),
+        [&load_start, &load_end],
         started.elapsed(),
     );
     println!("{text}");
@@ -378,8 +389,9 @@ fn report(
     t: &Triggers,
     layouts: &[Layout],
     engine: Option<&Engine>,
-    load_start: &str,
-    load_end: &str,
+    fleets: Option<&support::fleets::Fleets>,
+    // The load average at the start and at the end.
+    load: [&str; 2],
     wall: Duration,
 ) -> String {
     let mut o = String::new();
@@ -395,6 +407,8 @@ fn report(
          Made by `sudo cargo bench --bench trigger` in {wall:.0} s: {rounds} interleaved rounds; in each, for each idle \
          gap, {samples} samples of every mechanism in rotating order (n = {n} per row and gap). \
          Load average (1/5/15 min) at start {load_start}, at end {load_end}.\n\n{machine}\n",
+        load_start = load[0],
+        load_end = load[1],
         wall = wall.as_secs_f64(),
         rounds = cfg.rounds,
         samples = cfg.samples,
@@ -514,6 +528,9 @@ fn report(
         verdict(u.is_finite().then_some(u < 2000.0)),
     );
 
+    if let Some(f) = fleets {
+        fleets_report(&mut o, f);
+    }
     if let Some(e) = engine {
         engine_report(&mut o, e);
     }
@@ -802,6 +819,26 @@ fn engine_report(o: &mut String, e: &Engine) {
             );
         }
     }
+}
+
+/// The restarted container's rows (issue 24): events against polling, side by side.
+fn fleets_report(o: &mut String, f: &support::fleets::Fleets) {
+    let _ = writeln!(
+        o,
+        "## A restarted container waits for its probe: events vs polling (issue 24)\n\n\
+         A Docker container that a `docker:label=` selector matches is restarted (`docker restart -t 0`); \
+         milliseconds from the restart's return until the probe runs in the container's new run, on a \
+         daemon that follows Docker's event stream, and on one with the streams off \
+         (`JAILDAEMON_EVENT_STREAMS=off`: today's polling, the waiting probe's 5 s look), interleaved.\n\n\
+         | what | n | median / p90 / p99 (ms) | ÷ polling (median) |\n|---|---|---|---|\n\
+         | restarted container waits for its probe: events | {} | {} | {} |\n\
+         | restarted container waits for its probe: polling | {} | {} | 1.00 |\n",
+        f.events.n(),
+        ms_triple(&f.events),
+        ratio(f.events.median(), f.polling.median()),
+        f.polling.n(),
+        ms_triple(&f.polling),
+    );
 }
 
 /// "median / p90 / p99" of samples kept in milliseconds.

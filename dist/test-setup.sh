@@ -30,10 +30,12 @@ fi
 # benchmark's comparison rows; python3-prometheus-client parses the metrics file in
 # tests/commands.rs; strace shows which commands run without a shell in tests/invocation.rs;
 # gdb is the host user's debugger in tests/hostile.rs; debhelper (with dpkg-dev) and lintian
-# build and check the Debian package that tests/packaging.rs installs and purges.
+# build and check the Debian package that tests/packaging.rs installs and purges;
+# containerd (ctr, and the system containerd of tests/fleets.rs) and python3-yaml (the
+# Kubernetes example's YAML) for tests/fleets.rs.
 packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
-    lxc lxc-templates podman runc docker.io lxd mandoc man-db bmake systemd make
-    webhook inotify-tools python3-prometheus-client strace gdb debhelper lintian)
+    lxc lxc-templates podman runc docker.io containerd lxd mandoc man-db bmake systemd make
+    webhook inotify-tools python3-prometheus-client strace gdb debhelper lintian python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -70,6 +72,15 @@ if ! docker info >/dev/null 2>&1; then
     wait_for 60 docker info || { tail -20 "$logs/dockerd.log" >&2; exit 1; }
 fi
 
+# The system containerd on its default socket, as a Kubernetes node runs it (tests/fleets.rs
+# makes pod containers there with ctr); not the one dockerd starts for itself, which listens
+# elsewhere and is left as it is.
+if ! ctr --address /run/containerd/containerd.sock version >/dev/null 2>&1; then
+    setsid containerd > "$logs/containerd.log" 2>&1 < /dev/null &
+    wait_for 60 ctr --address /run/containerd/containerd.sock version \
+        || { tail -20 "$logs/containerd.log" >&2; exit 1; }
+fi
+
 # LXD 5.0: its daemon, and a storage pool of plain directories; no network.
 preseed='config: {}
 storage_pools:
@@ -101,4 +112,4 @@ if ! incus info >/dev/null 2>&1; then
     wait_for 60 incus info || { tail -20 "$logs/incus.log" >&2; exit 1; }
 fi
 incus storage show default >/dev/null 2>&1 || incus admin init --preseed <<< "$preseed"
-echo "test setup done: docker, lxd and incus answer"
+echo "test setup done: docker, containerd, lxd and incus answer"

@@ -122,6 +122,9 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
         }
         def.validate()
             .map_err(|e| refuse(line(&e.message), e.message))?;
+        if crate::selector::is_selector(&def.jail) {
+            crate::selector::parse(&def.jail).map_err(|why| refuse(line("the jail"), why))?;
+        }
         if !seen.insert((def.jail.clone(), def.title.clone())) {
             return Err(refuse(
                 line_of(header),
@@ -682,5 +685,22 @@ mod tests {
         let err = load(missing, true).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
         assert!(err.message.contains("/nonexistent/jaildaemon.conf"));
+    }
+
+    #[test]
+    fn a_selector_is_declared_and_a_bad_one_refused_at_its_line() {
+        let probes =
+            parse("[[probe]]\njail = \"docker:label=com.example.role=web\"\ncommand = \"true\"\n")
+                .unwrap();
+        assert_eq!(probes[0].jail, "docker:label=com.example.role=web");
+        // Twin: a value that would add a filter to Docker's query.
+        let err = parse("[[probe]]\ncommand = \"true\"\njail = \"docker:label=role=web,name=x\"\n")
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.message.starts_with("line 3:") && err.message.contains("not a label value"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -38,6 +38,8 @@ pub enum Manager {
     Podman,
     Docker,
     Machined,
+    /// The system containerd, asked only when named: `containerd:NAMESPACE/ID`.
+    Containerd,
 }
 
 /// What `-j` names.
@@ -83,11 +85,15 @@ impl Manager {
             Manager::Podman => "podman",
             Manager::Docker => "docker",
             Manager::Machined => "machined",
+            Manager::Containerd => "containerd",
         }
     }
 
     fn from_name(name: &str) -> Option<Manager> {
-        MANAGERS.into_iter().find(|m| m.name() == name)
+        MANAGERS
+            .into_iter()
+            .chain([Manager::Containerd])
+            .find(|m| m.name() == name)
     }
 
     /// The arguments with which `tool` prints the container's state and init PID.
@@ -111,6 +117,19 @@ impl Manager {
                 name,
             ],
             Manager::Machined => vec!["show", "-p", "Leader", "--value", name],
+            // Every task of the namespace; `parse` picks the line of the id (`takes` checked
+            // that the name is NAMESPACE/ID).
+            Manager::Containerd => {
+                let namespace = name.split_once('/').map_or(name, |(ns, _)| ns);
+                vec![
+                    "--address",
+                    crate::selector::CONTAINERD_SOCKET,
+                    "--namespace",
+                    namespace,
+                    "tasks",
+                    "ls",
+                ]
+            }
         }
     }
 
@@ -123,6 +142,7 @@ impl Manager {
             Manager::Podman => "podman",
             Manager::Docker => "docker",
             Manager::Machined => "machinectl",
+            Manager::Containerd => "ctr",
         }
     }
 
@@ -134,6 +154,10 @@ impl Manager {
             Manager::Lxd | Manager::Incus => {
                 name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             }
+            // NAMESPACE/ID, each as containerd names them.
+            Manager::Containerd => name.split_once('/').is_some_and(|(ns, id)| {
+                crate::selector::container_name(ns) && crate::selector::container_name(id)
+            }),
             Manager::Lxc | Manager::Podman | Manager::Docker | Manager::Machined => true,
         }
     }
@@ -203,6 +227,23 @@ impl Manager {
                 }
                 answer
             }
+            Manager::Containerd => {
+                let id = name.split_once('/').map_or(name, |(_, id)| id);
+                let running = crate::selector::running_tasks(stdout).map_err(|_| bad())?;
+                if let Some(pid) = running.get(id) {
+                    return Ok(Answer::Running(*pid));
+                }
+                // A task listed but not running (STOPPED, CREATED, PAUSED), or none at all.
+                let listed = out
+                    .lines()
+                    .skip(1)
+                    .any(|l| l.split_whitespace().next() == Some(id));
+                Ok(if listed {
+                    Answer::Stopped
+                } else {
+                    Answer::Absent
+                })
+            }
         }
     }
 
@@ -212,6 +253,7 @@ impl Manager {
         match self {
             Manager::Docker => Some("/var/run/docker.sock"),
             Manager::Machined => Some("/run/systemd/machines"),
+            Manager::Containerd => Some(crate::selector::CONTAINERD_SOCKET),
             // LXD's socket is in /var/lib/lxd or, as a snap, in /var/snap/lxd: its client says
             // when it finds none.
             Manager::Lxc | Manager::Lxd | Manager::Incus | Manager::Podman => None,
@@ -236,7 +278,11 @@ pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
         Some((m, name)) => match Manager::from_name(m) {
             Some(manager) => (Some(manager), name),
             None => {
-                let known: Vec<&str> = MANAGERS.iter().map(|m| m.name()).collect();
+                let known: Vec<&str> = MANAGERS
+                    .iter()
+                    .chain(&[Manager::Containerd])
+                    .map(|m| m.name())
+                    .collect();
                 return Err(no_jail(&format!(
                     "unknown container manager '{m}' (known: {})",
                     known.join(", ")
@@ -245,6 +291,14 @@ pub fn parse_spec(spec: &str) -> Result<Spec<'_>, Error> {
         },
         None => (None, spec),
     };
+    if manager == Some(Manager::Containerd) {
+        if !Manager::Containerd.takes(name) {
+            return Err(no_jail(
+                "write a containerd container as containerd:NAMESPACE/ID (letters, digits, '.', '-', '_')",
+            ));
+        }
+        return Ok(Spec::Name { manager, name });
+    }
     // Names go to the tools as arguments, never through a shell; a leading '-' would still
     // read as an option, and '/' or blanks are in no manager's names.
     if name.is_empty()
@@ -537,6 +591,42 @@ mod tests {
             assert!(!Lxd.takes(name) && !Incus.takes(name), "{name}");
             assert!(Lxc.takes(name) && Docker.takes(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_containerd_container_is_named_by_namespace_and_id_and_read_from_its_tasks() {
+        assert_eq!(
+            parse_spec("containerd:k8s.io/c1").unwrap(),
+            Spec::Name {
+                manager: Some(Manager::Containerd),
+                name: "k8s.io/c1"
+            }
+        );
+        for bad in [
+            "containerd:c1",
+            "containerd:k8s.io/-c1",
+            "containerd:a/b/c",
+            "containerd:/c1",
+        ] {
+            let err = parse_spec(bad).unwrap_err();
+            assert!(
+                err.message.contains("NAMESPACE/ID"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        let query = Manager::Containerd.query("k8s.io/c1");
+        assert!(
+            query.ends_with(&["--namespace", "k8s.io", "tasks", "ls"]),
+            "{query:?}"
+        );
+        let tasks = "TASK    PID     STATUS\nc1      20722   RUNNING\nc2      0       STOPPED\n";
+        let ask = |name| Manager::Containerd.parse(name, true, tasks, "");
+        assert_eq!(ask("k8s.io/c1"), Ok(Answer::Running(20722)));
+        assert_eq!(ask("k8s.io/c2"), Ok(Answer::Stopped));
+        assert_eq!(ask("k8s.io/c3"), Ok(Answer::Absent));
+        // Not asked about a bare name: only when named.
+        assert!(!MANAGERS.contains(&Manager::Containerd));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod listing;
 pub mod logging;
 pub mod metrics;
 pub mod proto;
+pub mod selector;
 pub mod state;
 pub mod sys;
 pub mod userdb;

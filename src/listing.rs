@@ -32,9 +32,15 @@ pub fn table(probes: &[ProbeInfo], width: Option<usize>) -> String {
         }
         rows.push([
             p.id.to_string(),
-            match p.jail_id {
-                Some(id) if id.to_string() != p.jail => format!("{} ({id})", p.jail),
-                _ => p.jail.clone(),
+            {
+                let jail = match p.jail_id {
+                    Some(id) if id.to_string() != p.jail => format!("{} ({id})", p.jail),
+                    _ => p.jail.clone(),
+                };
+                match &p.selector {
+                    Some(selector) => format!("{jail} [{selector}]"),
+                    None => jail,
+                }
             },
             p.title.clone(),
             match (p.uid, p.gid) {
@@ -235,6 +241,7 @@ mod tests {
             verb_timeout_secs: Default::default(),
             watchdog: None,
             watchdog_left_ms: None,
+            selector: None,
         }
     }
 

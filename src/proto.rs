@@ -160,6 +160,9 @@ pub struct ProbeInfo {
     /// A watchdog probe whose period runs: milliseconds until its command runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_left_ms: Option<u64>,
+    /// A probe of a selector's member: the selector as declared (its jail is the member's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// A message type and the largest body accepted for it.

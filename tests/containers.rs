@@ -13,29 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
 
+use util::images::{busybox_tar, docker_image, podman_image};
 use util::*;
 
 const SETTLE: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(10);
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn installed(tool: &str) -> bool {
     Command::new(tool)
@@ -195,78 +177,6 @@ fn append_line(path: &str, line: &str) {
     fs::write(path, text).unwrap();
 }
 
-/// A root file system of the host's static busybox and nothing else, as a tarball in `dir`:
-/// `/bin` with its applets, root in `/etc/passwd` and `/etc/group`, and an `/sbin/init` for
-/// the system container managers (LXD, Incus) that waits for a SIGPWR or SIGTERM to stop.
-fn busybox_tar(dir: &TempDir) -> std::path::PathBuf {
-    let root = dir.path("rootfs");
-    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp"] {
-        fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let busybox = fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
-    assert!(
-        !has_interpreter(&busybox),
-        "/bin/busybox is dynamic: the image needs busybox-static"
-    );
-    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "killall", "sleep", "cat", "ps", "pidof", "kill"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs::write(
-        root.join("sbin/init"),
-        "#!/bin/sh\ntrap 'exit 0' PWR TERM INT\nsleep 2147483647 &\nwait\n",
-    )
-    .unwrap();
-    must("chmod", &["0755", root.join("sbin/init").to_str().unwrap()]);
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-    let tar = dir.path("rootfs.tar");
-    must(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    );
-    tar
-}
-
-/// The Podman test image, imported on first use and kept for later runs.
-fn podman_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let image = "localhost/jaildaemon-test-busybox:1".to_string();
-        if run("podman", &["image", "exists", &image]).status.success() {
-            return image;
-        }
-        let dir = TempDir::new();
-        let tar = busybox_tar(&dir);
-        must("podman", &["import", tar.to_str().unwrap(), &image]);
-        image
-    })
-}
-
-/// The Docker test image, imported offline on first use and kept for later runs.
-fn docker_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let image = "jaildaemon-test-busybox:1".to_string();
-        if run("docker", &["image", "inspect", &image])
-            .status
-            .success()
-        {
-            return image;
-        }
-        let dir = TempDir::new();
-        let tar = busybox_tar(&dir);
-        must("docker", &["import", tar.to_str().unwrap(), &image]);
-        image
-    })
-}
-
 /// The LXD or Incus test image (`tool` is `lxc` or `incus`): a metadata tarball and the
 /// busybox root, imported on first use and kept.
 fn system_image(tool: &'static str) -> &'static str {
@@ -318,18 +228,6 @@ fn system_image(tool: &'static str) -> &'static str {
         );
     });
     ALIAS
-}
-
-/// True when an ELF64 file asks for a dynamic loader (has a PT_INTERP program header).
-fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (size, count) = (u16_at(0x36), u16_at(0x38));
-    const PT_INTERP: u32 = 3;
-    (0..count).any(|i| {
-        let at = phoff + i * size;
-        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
-    })
 }
 
 /// A Podman container running `sleep` from the test image, removed on drop.
@@ -871,14 +769,6 @@ fn an_unknown_manager_prefix_is_refused_as_such() {
 }
 
 /// The probes titled `title` whose pid namespace is the one of host process `pid`.
-fn probes_in(pid: u32, title: &str) -> Vec<u32> {
-    let ns = |p: u32| fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    host_pids_matching(title)
-        .into_iter()
-        .filter(|&p| ns(p).is_some() && ns(p) == ns(pid))
-        .collect()
-}
-
 fn host_uid(pid: u32) -> u32 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();

@@ -4,6 +4,7 @@
 
 pub mod alt;
 pub mod declared;
+pub mod fleets;
 pub mod floor;
 pub mod rig;
 pub mod scale;

@@ -54,23 +54,32 @@ pub(super) struct Draining {
     pub tries: u32,
 }
 
+/// What a command is started for: its probe, the jail as it was when the probe fired, and the
+/// container and pod that jail was found as.
+pub(super) struct Spawning<'a> {
+    pub command: CommandId,
+    pub probe: ProbeId,
+    pub def: &'a Definition,
+    pub jail: JailId,
+    /// The manager and container name the jail was found by, if named so: with them and the
+    /// jail's PID a command can enter the jail without looking it up again.
+    pub container: Option<(&'a str, &'a str)>,
+    /// For a selector's probe of a pod's container: that pod.
+    pub pod: Option<&'a crate::selector::Pod>,
+}
+
 impl RunningCommand {
     /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
-    /// `container` is the manager and container name the jail was found by, if named so: with
-    /// them and the jail's PID a command can enter the jail without looking it up again.
     pub fn spawn(
         spawner: &mut Spawner,
-        command: CommandId,
-        probe: ProbeId,
-        def: &Definition,
-        jail: JailId,
-        container: Option<(&str, &str)>,
+        what: Spawning<'_>,
         now: Instant,
     ) -> io::Result<RunningCommand> {
-        let tag = format!("probe {probe} (jail {}, '{}')", def.jail, def.title);
-        let id = probe.to_string();
-        let jail_pid = jail.to_string();
+        let (command, def) = (what.command, what.def);
+        let tag = format!("probe {} (jail {}, '{}')", what.probe, def.jail, def.title);
+        let id = what.probe.to_string();
+        let jail_pid = what.jail.to_string();
         let mut env = vec![
             ("PATH", COMMAND_PATH),
             // What `sh` exports for the directory it runs in; set here too, so that a
@@ -81,9 +90,24 @@ impl RunningCommand {
             ("JAILDAEMON_TITLE", def.title.as_str()),
             ("JAILDAEMON_PROBE", id.as_str()),
         ];
-        if let Some((manager, name)) = container {
-            env.push(("JAILDAEMON_MANAGER", manager));
-            env.push(("JAILDAEMON_CONTAINER", name));
+        match what.container {
+            // containerd names a container within a namespace: the id alone, and the
+            // namespace beside it, as `ctr --namespace NS … ID` takes them.
+            Some(("containerd", name)) => {
+                let (namespace, id) = name.split_once('/').unwrap_or(("", name));
+                env.push(("JAILDAEMON_MANAGER", "containerd"));
+                env.push(("JAILDAEMON_CONTAINER", id));
+                env.push(("JAILDAEMON_CONTAINERD_NAMESPACE", namespace));
+            }
+            Some((manager, name)) => {
+                env.push(("JAILDAEMON_MANAGER", manager));
+                env.push(("JAILDAEMON_CONTAINER", name));
+            }
+            None => {}
+        }
+        if let Some(pod) = what.pod {
+            env.push(("JAILDAEMON_POD", pod.name.as_str()));
+            env.push(("JAILDAEMON_NAMESPACE", pod.namespace.as_str()));
         }
         let group = def.timeout.and_then(|_| {
             let name = format!("jaildaemon-{}-command-{command}", std::process::id());
@@ -119,7 +143,7 @@ impl RunningCommand {
         };
         Ok(RunningCommand {
             tag,
-            probe,
+            probe: what.probe,
             jail: def.jail.clone(),
             process,
             started: now,

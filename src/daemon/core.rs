@@ -32,6 +32,7 @@ use super::logbudget::{Cause, LineKind, LogLine};
 use crate::definition::{Definition, Verb};
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
+use crate::selector::{self, Member, Selector};
 use crate::sys::{Exit, Pid};
 
 pub type ProbeId = u64;
@@ -79,6 +80,12 @@ pub const MAX_PLACEMENTS: usize = 8;
 /// A jail stays held this long after its last probe ended: a stopping container kills its
 /// probes before its init is gone, so they end first, and its stop is still logged with them.
 pub const JAIL_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a selector's members are listed again when no event stream says anything: the
+/// fallback for a stream that hangs, died, or was never there.
+pub const SURVEY_INTERVAL: Duration = Duration::from_secs(30);
+/// A selector is listed at most once in this time, however many events ask for it.
+pub const SURVEY_GAP: Duration = Duration::from_secs(1);
 
 /// A command stopped at its timeout gets SIGTERM, and this long later SIGKILL, with
 /// everything it started.
@@ -224,6 +231,33 @@ pub struct Probe {
     /// jail) is the jail's doing, and logged as such.
     pub armed_before: bool,
     pub last: Option<String>,
+    /// A probe of a selector's member: which selector, and which container.
+    pub member: Option<FleetMember>,
+}
+
+/// The container a selector's probe belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetMember {
+    /// The selector as declared (`docker:label=role=web`).
+    pub selector: String,
+    pub member: Member,
+}
+
+/// A declared selector: its probes' definitions, one per title, and its listing.
+#[derive(Debug)]
+struct Fleet {
+    selector: Selector,
+    /// Each title's definition; a member's probe is it with the member's jail.
+    templates: BTreeMap<String, Definition>,
+    /// A listing is in flight; `again`: another was asked for meanwhile.
+    surveying: bool,
+    again: bool,
+    /// When the last listing started.
+    started: Option<Instant>,
+    /// When it is listed again without an event (`SURVEY_INTERVAL`).
+    due: Option<Instant>,
+    /// Why its last listing failed, logged once until it changes.
+    error: Option<String>,
 }
 
 /// Where a watchdog probe's period is. Its due times are indexed in `Core::watch_timers`,
@@ -479,6 +513,17 @@ pub enum Event {
         error: Error,
         unconfirmed: Vec<(ClientId, ProbeId)>,
     },
+    /// A listing asked for by `Effect::Survey` ended: the selector's running members.
+    Surveyed {
+        selector: String,
+        result: Result<Vec<Member>, String>,
+    },
+    /// A manager's event stream says these containers started or stopped (`NAME`; for
+    /// containerd `NAMESPACE/ID`).
+    Changed {
+        manager: &'static str,
+        names: BTreeSet<String>,
+    },
     /// Time passed; due timers run.
     Tick,
 }
@@ -487,6 +532,8 @@ pub enum Event {
 pub enum Effect {
     /// Look the jail named `spec` up and hold it; answer with `Event::Found`.
     Find { spec: String },
+    /// List the running containers `selector` matches; answer with `Event::Surveyed`.
+    Survey { selector: String },
     /// Place these probes in `jail`; answer with `Event::Placed`.
     Place {
         placement: PlacementId,
@@ -504,6 +551,8 @@ pub enum Effect {
         probe: ProbeId,
         def: Box<Definition>,
         jail: JailId,
+        /// For a probe of a pod's container: the pod, for the command's environment.
+        pod: Option<selector::Pod>,
     },
     Reply {
         client: ClientId,
@@ -559,6 +608,10 @@ pub struct Core {
     shell_descriptors: usize,
     /// A reload's summary, logged once its probes are placed or refused.
     reloaded: Option<String>,
+    /// Declared selectors, by the selector as written.
+    fleets: BTreeMap<String, Fleet>,
+    /// When selectors are listed again (`Fleet::due`).
+    survey_timers: BTreeSet<(Instant, String)>,
     next_probe: ProbeId,
     next_placement: PlacementId,
     next_command: CommandId,
@@ -582,6 +635,8 @@ impl Core {
             limits,
             shell_descriptors: 0,
             reloaded: None,
+            fleets: BTreeMap::new(),
+            survey_timers: BTreeSet::new(),
             next_probe: 1,
             next_placement: 1,
             next_command: 1,
@@ -597,6 +652,9 @@ impl Core {
                 def,
                 persist,
             } => self.arm(client, def, persist, now),
+            Event::Declare { def, .. } if selector::is_selector(&def.jail) => {
+                self.declare_fleet(def, now);
+            }
             Event::Declare { def, origin } => {
                 self.add(def, origin, None, now);
             }
@@ -643,6 +701,8 @@ impl Core {
                     self.remove_one(probe, "its state file could not be written", now);
                 }
             }
+            Event::Surveyed { selector, result } => self.surveyed(&selector, result, now),
+            Event::Changed { manager, names } => self.changed(manager, &names, now),
             Event::Tick => self.tick(now),
         }
         self.schedule_placements();
@@ -667,12 +727,18 @@ impl Core {
             .jails
             .values()
             .filter_map(|j| j.idle_since.map(|t| t + JAIL_GRACE));
-        probes.into_iter().chain(stops).chain(jails).min()
+        let surveys = self.survey_timers.first().map(|(at, _)| *at);
+        probes
+            .into_iter()
+            .chain(stops)
+            .chain(jails)
+            .chain(surveys)
+            .min()
     }
 
-    /// Nothing is being looked up or placed: what was asked for so far is settled.
+    /// Nothing is being looked up, listed or placed: what was asked for so far is settled.
     pub fn settled(&self) -> bool {
-        self.tally.unsettled == 0
+        self.tally.unsettled == 0 && !self.fleets.values().any(|f| f.surveying)
     }
 
     /// The one way a probe changes phase (or enters or leaves the core): the tally follows.
@@ -811,6 +877,22 @@ impl Core {
             });
             return;
         }
+        if selector::is_selector(&def.jail) {
+            let error = Error::new(
+                Kind::Usage,
+                format!(
+                    "jail '{}': a selector names many containers; declare it in the configuration file",
+                    def.jail
+                ),
+            );
+            self.effects
+                .push(Effect::log(Warn, format!("refused to arm: {error}")));
+            self.effects.push(Effect::Reply {
+                client,
+                response: Response::Refused(error),
+            });
+            return;
+        }
         let origin = if persist {
             Origin::Persisted
         } else {
@@ -821,6 +903,17 @@ impl Core {
 
     /// A new probe: looked up (or, in a jail already held by that PID, queued for placement).
     fn add(&mut self, def: Definition, origin: Origin, reply: Option<ClientId>, now: Instant) {
+        self.add_member(def, origin, reply, None, now);
+    }
+
+    fn add_member(
+        &mut self,
+        def: Definition,
+        origin: Origin,
+        reply: Option<ClientId>,
+        member: Option<FleetMember>,
+        now: Instant,
+    ) {
         let def_watch = def.watchdog.map(|left| Watch::Paused { left });
         let id = self.next_probe;
         self.next_probe += 1;
@@ -842,6 +935,7 @@ impl Core {
                 strikes: 0,
                 armed_before: false,
                 last: None,
+                member,
             },
         );
         self.find(id, reply, now);
@@ -1514,6 +1608,7 @@ impl Core {
         // The shell runs `def.command` as `def.run_as`: for a verb, the verb's command, as
         // the verb's own user and with its own timeout where it has them.
         let def = Box::new(probe.def.run_of(verb));
+        let pod = probe.member.as_ref().and_then(|m| m.member.pod.clone());
         if let Some(timeout) = def.timeout {
             self.schedule_stop(command, now + timeout, Stage::Term(timeout));
         }
@@ -1522,6 +1617,7 @@ impl Core {
             probe: id,
             def,
             jail,
+            pod,
         });
     }
 
@@ -1781,6 +1877,15 @@ impl Core {
     }
 
     fn tick(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .survey_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, spec)| spec.clone())
+            .collect();
+        for spec in due {
+            self.survey(&spec, now);
+        }
         let due: Vec<CommandId> = self
             .stop_timers
             .iter()
@@ -1989,13 +2094,17 @@ impl Core {
     /// jail and title; unchanged ones are not touched (a spent one is armed again), changed
     /// ones replaced.
     fn reload(&mut self, wanted: Vec<Definition>, now: Instant) {
+        let (selected, wanted): (Vec<Definition>, Vec<Definition>) = wanted
+            .into_iter()
+            .partition(|d| selector::is_selector(&d.jail));
+        let (mut added, mut changed, mut removed, mut unchanged) =
+            self.reload_fleets(selected, now);
         let declared: BTreeMap<(String, String), ProbeId> = self
             .probes
             .iter()
-            .filter(|(_, p)| p.origin == Origin::Config)
+            .filter(|(_, p)| p.origin == Origin::Config && p.member.is_none())
             .map(|(id, p)| ((p.def.jail.clone(), p.def.title.clone()), *id))
             .collect();
-        let (mut added, mut changed, mut unchanged) = (0, 0, 0);
         let mut kept = BTreeSet::new();
         for def in wanted {
             let key = (def.jail.clone(), def.title.clone());
@@ -2024,7 +2133,6 @@ impl Core {
                 }
             }
         }
-        let mut removed = 0;
         for (key, id) in &declared {
             if !kept.contains(key) {
                 self.remove_one(*id, "no longer in the configuration file", now);
@@ -2034,6 +2142,299 @@ impl Core {
         self.reloaded = Some(format!(
             "SIGHUP: configuration reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
         ));
+    }
+
+    /// A selector's probe definition, at start or in a reload: kept as its fleet's template for
+    /// that title, and the selector listed, so that each member gets a probe of its own.
+    fn declare_fleet(&mut self, def: Definition, now: Instant) {
+        let spec = def.jail.clone();
+        let parsed = match selector::parse(&spec) {
+            Ok(parsed) => parsed,
+            // The configuration file's check refuses a bad selector; this is for the state file.
+            Err(why) => {
+                let text = format!("probe '{}' not declared: {why}", def.title);
+                self.effects.push(Effect::log(Level::Error, text));
+                return;
+            }
+        };
+        let fleet = self.fleets.entry(spec.clone()).or_insert_with(|| Fleet {
+            selector: parsed,
+            templates: BTreeMap::new(),
+            surveying: false,
+            again: false,
+            started: None,
+            due: None,
+            error: None,
+        });
+        fleet.templates.insert(def.title.clone(), def);
+        self.survey(&spec, now);
+    }
+
+    /// Asks for `spec`'s members to be listed, unless a listing is in flight: then once more
+    /// after it (events in between are the same listing).
+    /// Within `SURVEY_GAP` of the last listing's start, it is put off until the gap is over:
+    /// a manager whose stream floods with events costs a listing a second, no more.
+    fn survey(&mut self, spec: &str, now: Instant) {
+        let Some(fleet) = self.fleets.get_mut(spec) else {
+            return;
+        };
+        if fleet.surveying {
+            fleet.again = true;
+            return;
+        }
+        if let Some(at) = fleet.started.map(|t| t + SURVEY_GAP).filter(|at| *at > now) {
+            if fleet.due.is_none_or(|due| due > at) {
+                self.set_survey_due(spec, at);
+            }
+            return;
+        }
+        fleet.surveying = true;
+        fleet.started = Some(now);
+        if let Some(due) = fleet.due.take() {
+            self.survey_timers.remove(&(due, spec.to_string()));
+        }
+        self.effects.push(Effect::Survey {
+            selector: spec.to_string(),
+        });
+    }
+
+    /// The one way a selector's next listing is timed, keeping `survey_timers`.
+    fn set_survey_due(&mut self, spec: &str, at: Instant) {
+        let Some(fleet) = self.fleets.get_mut(spec) else {
+            return;
+        };
+        if let Some(due) = fleet.due.replace(at) {
+            self.survey_timers.remove(&(due, spec.to_string()));
+        }
+        self.survey_timers.insert((at, spec.to_string()));
+    }
+
+    /// A selector's members as listed: each new one gets a probe per title, one that waits
+    /// for its container is looked for at once, and a probe whose container is no longer
+    /// listed is removed. A listing that failed changes nothing.
+    fn surveyed(&mut self, spec: &str, result: Result<Vec<Member>, String>, now: Instant) {
+        let Some(fleet) = self.fleets.get_mut(spec) else {
+            return;
+        };
+        fleet.surveying = false;
+        let again = std::mem::take(&mut fleet.again);
+        self.set_survey_due(spec, now + SURVEY_INTERVAL);
+        let fleet = self.fleets.get_mut(spec).expect("present");
+        match result {
+            Err(why) => {
+                if fleet.error.as_deref() != Some(why.as_str()) {
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: its containers cannot be listed ({why}); its probes stay as they are"
+                        ),
+                    ));
+                }
+                fleet.error = Some(why);
+            }
+            Ok(mut members) => {
+                fleet.error = None;
+                if members.len() > selector::MAX_MEMBERS {
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: {} containers match; only the first {} get probes",
+                            members.len(),
+                            selector::MAX_MEMBERS
+                        ),
+                    ));
+                    members.truncate(selector::MAX_MEMBERS);
+                }
+                let templates: Vec<Definition> = fleet.templates.values().cloned().collect();
+                let jails: Vec<(String, Member)> = members
+                    .into_iter()
+                    .map(|m| (fleet.selector.jail_of(&m), m))
+                    .collect();
+                self.follow_members(spec, &templates, &jails, now);
+            }
+        }
+        if again {
+            self.survey(spec, now);
+        }
+    }
+
+    /// Makes `spec`'s probes follow its members (each with its jail): one probe per member
+    /// and template, no probe without a member.
+    fn follow_members(
+        &mut self,
+        spec: &str,
+        templates: &[Definition],
+        members: &[(String, Member)],
+        now: Instant,
+    ) {
+        let mut have = BTreeSet::new();
+        let ours: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.member.as_ref().is_some_and(|m| m.selector == spec))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ours {
+            let probe = &self.probes[&id];
+            let listed = members.iter().any(|(jail, _)| *jail == probe.def.jail);
+            if !listed {
+                self.remove_one(
+                    id,
+                    "removed: its container is gone, or no longer has that label",
+                    now,
+                );
+                continue;
+            }
+            have.insert((probe.def.jail.clone(), probe.def.title.clone()));
+            if matches!(probe.phase, Phase::Waiting { at: Some(_), .. }) && probe.commands == 0 {
+                self.find(id, None, now);
+            }
+        }
+        for (jail, member) in members {
+            for template in templates {
+                if have.contains(&(jail.clone(), template.title.clone())) {
+                    continue;
+                }
+                if self.probes.len() >= self.limits.total {
+                    self.effects.push(Effect::log(
+                        Warn,
+                        format!(
+                            "selector {spec}: no probe for {jail}: too many probes ({})",
+                            self.limits.total
+                        ),
+                    ));
+                    return;
+                }
+                self.effects.push(Effect::log(
+                    Info,
+                    format!(
+                        "selector {spec}: container {jail} matches; probe '{}' for it",
+                        template.title
+                    ),
+                ));
+                let def = Definition {
+                    jail: jail.clone(),
+                    ..template.clone()
+                };
+                let member = FleetMember {
+                    selector: spec.to_string(),
+                    member: member.clone(),
+                };
+                self.add_member(def, Origin::Config, None, Some(member), now);
+            }
+        }
+    }
+
+    /// A manager's event stream named containers that started or stopped: its selectors are
+    /// listed again, and probes waiting for a container of that name are looked for now, not
+    /// at their next look.
+    fn changed(&mut self, manager: &str, names: &BTreeSet<String>, now: Instant) {
+        let specs: Vec<String> = self
+            .fleets
+            .iter()
+            .filter(|(_, f)| f.selector.manager() == manager)
+            .map(|(spec, _)| spec.clone())
+            .collect();
+        for spec in specs {
+            self.survey(&spec, now);
+        }
+        let waiting: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.phase, Phase::Waiting { at: Some(_), .. })
+                    && p.commands == 0
+                    && names
+                        .iter()
+                        .any(|n| selector::names_jail(manager, n, &p.def.jail))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.find(id, None, now);
+        }
+    }
+
+    /// SIGHUP's part for selectors: templates added, changed (their probes replaced) or
+    /// removed (with their probes); counts as `reload` logs them.
+    fn reload_fleets(
+        &mut self,
+        wanted: Vec<Definition>,
+        now: Instant,
+    ) -> (usize, usize, usize, usize) {
+        let (mut added, mut changed, mut removed, mut unchanged) = (0, 0, 0, 0);
+        let wanted_keys: BTreeSet<(String, String)> = wanted
+            .iter()
+            .map(|d| (d.jail.clone(), d.title.clone()))
+            .collect();
+        let old: Vec<(String, String)> = self
+            .fleets
+            .iter()
+            .flat_map(|(spec, f)| f.templates.keys().map(|t| (spec.clone(), t.clone())))
+            .collect();
+        for (spec, title) in old {
+            if !wanted_keys.contains(&(spec.clone(), title.clone())) {
+                self.drop_template(&spec, &title, "no longer in the configuration file", now);
+                removed += 1;
+            }
+        }
+        for def in wanted {
+            let old = self
+                .fleets
+                .get(&def.jail)
+                .and_then(|f| f.templates.get(&def.title));
+            match old {
+                Some(old) if *old == def => unchanged += 1,
+                Some(_) => {
+                    let (spec, title) = (def.jail.clone(), def.title.clone());
+                    self.drop_template(&spec, &title, "changed in the configuration file", now);
+                    self.declare_fleet(def, now);
+                    changed += 1;
+                }
+                None => {
+                    self.declare_fleet(def, now);
+                    added += 1;
+                }
+            }
+        }
+        (added, changed, removed, unchanged)
+    }
+
+    /// Removes template `title` of selector `spec` with its probes; a selector left with none
+    /// is forgotten.
+    fn drop_template(&mut self, spec: &str, title: &str, why: &str, now: Instant) {
+        let ids: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| {
+                p.def.title == title && p.member.as_ref().is_some_and(|m| m.selector == spec)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.remove_one(id, why, now);
+        }
+        let Some(fleet) = self.fleets.get_mut(spec) else {
+            return;
+        };
+        fleet.templates.remove(title);
+        if fleet.templates.is_empty() {
+            if let Some(due) = fleet.due {
+                self.survey_timers.remove(&(due, spec.to_string()));
+            }
+            self.fleets.remove(spec);
+        }
+    }
+
+    /// The managers whose event streams some probe or selector needs: a selector's, and the
+    /// one that tells when a waiting probe's container runs again.
+    pub fn stream_managers(&self) -> BTreeSet<&'static str> {
+        let mut managers: BTreeSet<&'static str> =
+            self.fleets.values().map(|f| f.selector.manager()).collect();
+        for probe in self.probes.values().filter(|p| p.survives()) {
+            managers.extend(selector::stream_for(&probe.def.jail));
+        }
+        managers
     }
 
     /// Asks for the state file to be written with every `-P` probe still wanted.
@@ -2126,6 +2527,7 @@ impl Core {
                 };
                 ProbeInfo {
                     id: *id,
+                    selector: p.member.as_ref().map(|m| m.selector.clone()),
                     jail: p.def.jail.clone(),
                     jail_id: p.phase.jail(),
                     title: p.def.title.clone(),
@@ -2516,14 +2918,19 @@ mod tests {
             def: definition,
             origin: Origin::Config,
         });
+        drive(rig, phase, "web1")
+    }
+
+    /// Brings probe 1, just declared for jail `spec` (found as `JAIL`), into `phase`.
+    fn drive(mut rig: Rig, phase: &str, spec: &str) -> Rig {
         if phase == "finding" {
             return rig;
         }
         if phase == "waiting" {
-            rig.send(not_found("web1"));
+            rig.send(not_found(spec));
             return rig;
         }
-        rig.send(found("web1", JAIL));
+        rig.send(found(spec, JAIL));
         match phase {
             "placing" => return rig,
             "refused" => {
@@ -2617,7 +3024,7 @@ mod tests {
     #[test]
     fn every_phase_meets_every_event() {
         type MakeEvent = fn() -> Event;
-        let events: [(&str, MakeEvent); 13] = [
+        let events: [(&str, MakeEvent); 15] = [
             ("found", || found("web1", JAIL)),
             ("not found", || not_found("web1")),
             ("placed", || placed(1, 1, PID)),
@@ -2636,19 +3043,23 @@ mod tests {
             ("reloaded, same", || Event::Reload(Vec::new())),
             ("reloaded, gone", || Event::Reload(Vec::new())),
             ("listed", || Event::List { client: 9 }),
+            // Docker's event stream says its container web1 started (or stopped).
+            ("started", || changed("docker", &["web1"])),
+            // A selector's listing: nothing to a probe declared by name.
+            ("surveyed", || surveyed(&["web1"])),
         ];
         #[rustfmt::skip]
-        let table: [(&str, [&str; 13]); 9] = [
-            //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed
-            ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding"]),
-            ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing"]),
-            ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed"]),
-            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held"]),
-            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling"]),
-            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent"]),
-            ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying"]),
-            ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting"]),
-            ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused"]),
+        let table: [(&str, [&str; 15]); 9] = [
+            //            found      not found  placed     not placed fired      killed     cmd ended  stopped    tick       removed    reload=    reload-    listed     started    surveyed
+            ("finding",  ["placing", "waiting", "finding", "finding", "finding", "finding", "finding", "finding", "finding", "gone",    "finding", "gone",    "finding", "finding", "finding"]),
+            ("placing",  ["placing", "placing", "armed",   "retrying","placing", "placing", "placing", "placing", "placing", "gone",    "placing", "gone",    "placing", "placing", "placing"]),
+            ("armed",    ["armed",   "armed",   "armed",   "armed",   "spent",   "retrying","armed",   "waiting", "armed",   "gone",    "armed",   "gone",    "armed",   "armed",   "armed"]),
+            ("held",     ["held",    "held",    "held",    "held",    "held",    "held",    "queued",  "waiting", "held",    "spent",   "held",    "spent",   "held",    "held",    "held"]),
+            ("cooling",  ["cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "cooling", "waiting", "queued",  "spent",   "cooling", "spent",   "cooling", "cooling", "cooling"]),
+            ("spent",    ["spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "waiting", "spent",   "spent",   "spent",   "spent",   "spent",   "spent",   "spent"]),
+            ("retrying", ["retrying","retrying","retrying","retrying","retrying","retrying","retrying","waiting", "queued",  "gone",    "retrying","gone",    "retrying","retrying","retrying"]),
+            ("waiting",  ["waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "waiting", "finding", "gone",    "waiting", "gone",    "waiting", "finding", "waiting"]),
+            ("refused",  ["refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "gone",    "finding", "gone",    "refused", "refused", "refused"]),
         ];
         let mut wrong = Vec::new();
         for (phase, row) in table {
@@ -3964,5 +4375,306 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(human_duration(Duration::from_millis(2153)), "2.2s");
         assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+    }
+
+    const WEB: &str = "docker:label=role=web";
+
+    fn member(name: &str) -> Member {
+        Member {
+            name: name.into(),
+            pod: None,
+        }
+    }
+
+    fn surveyed(names: &[&str]) -> Event {
+        Event::Surveyed {
+            selector: WEB.into(),
+            result: Ok(names.iter().map(|n| member(n)).collect()),
+        }
+    }
+
+    fn surveys(effects: &[Effect]) -> usize {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Survey { .. }))
+            .count()
+    }
+
+    fn changed(manager: &'static str, names: &[&str]) -> Event {
+        Event::Changed {
+            manager,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    /// The jails of selector probes, by title, sorted.
+    fn member_jails(rig: &Rig) -> Vec<String> {
+        let mut jails: Vec<String> = (rig.core.probes.values())
+            .filter(|p| p.member.is_some())
+            .map(|p| format!("{} {}", p.def.jail, p.def.title))
+            .collect();
+        jails.sort();
+        jails
+    }
+
+    fn fleet_rig() -> Rig {
+        let mut rig = Rig::new();
+        let effects = rig.send(Event::Declare {
+            def: def(WEB, "T", Respawn::AfterCommand),
+            origin: Origin::Config,
+        });
+        assert_eq!(
+            effects,
+            vec![Effect::Survey {
+                selector: WEB.into()
+            }]
+        );
+        assert!(!rig.core.settled(), "a listing in flight is not settled");
+        rig
+    }
+
+    #[test]
+    fn each_member_of_a_selector_gets_a_probe_and_one_that_goes_is_dropped() {
+        let mut rig = fleet_rig();
+        let effects = rig.send(surveyed(&["proj-web-1", "proj-web-2", "proj-web-3"]));
+        assert_eq!(
+            member_jails(&rig),
+            [
+                "docker:proj-web-1 T",
+                "docker:proj-web-2 T",
+                "docker:proj-web-3 T"
+            ]
+        );
+        let finds: Vec<&Effect> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Find { .. }))
+            .collect();
+        assert_eq!(finds.len(), 3);
+        // Each is the template's probe: the command is the host's, whatever the container.
+        for p in rig.core.probes.values() {
+            assert_eq!(p.def.command, "echo T");
+            assert_eq!(p.member.as_ref().unwrap().selector, WEB);
+        }
+        let listed = rig.core.list(rig.now);
+        assert!(listed.iter().all(|p| p.selector.as_deref() == Some(WEB)));
+        // One removed: its probe goes; one added: it gets one; the same list twice changes
+        // nothing.
+        rig.send(surveyed(&["proj-web-1", "proj-web-3", "proj-web-4"]));
+        assert_eq!(
+            member_jails(&rig),
+            [
+                "docker:proj-web-1 T",
+                "docker:proj-web-3 T",
+                "docker:proj-web-4 T"
+            ]
+        );
+        let before: Vec<ProbeId> = rig.core.probes.keys().copied().collect();
+        rig.send(surveyed(&["proj-web-1", "proj-web-3", "proj-web-4"]));
+        assert_eq!(rig.core.probes.keys().copied().collect::<Vec<_>>(), before);
+        // Twin: a listing that failed keeps every probe as it is.
+        rig.send(Event::Surveyed {
+            selector: WEB.into(),
+            result: Err("docker failed: Cannot connect".into()),
+        });
+        assert_eq!(rig.core.probes.keys().copied().collect::<Vec<_>>(), before);
+        // And a second selector probe title makes one more probe per member.
+        rig.send(Event::Reload(vec![
+            def(WEB, "T", Respawn::AfterCommand),
+            def(WEB, "U", Respawn::Never),
+        ]));
+        rig.send(surveyed(&["proj-web-1"]));
+        assert_eq!(
+            member_jails(&rig),
+            ["docker:proj-web-1 T", "docker:proj-web-1 U"]
+        );
+    }
+
+    #[test]
+    fn a_selector_is_listed_again_on_events_slowly_without_and_once_at_a_time() {
+        let mut rig = fleet_rig();
+        // Events while a listing is in flight make one more listing after it, not one each,
+        // and no sooner than SURVEY_GAP after the last one started.
+        for _ in 0..5 {
+            assert_eq!(surveys(&rig.send(changed("docker", &["x"]))), 0);
+        }
+        assert_eq!(surveys(&rig.send(surveyed(&[]))), 0);
+        assert_eq!(rig.core.next_deadline(), Some(rig.now + SURVEY_GAP));
+        assert_eq!(surveys(&rig.later(SURVEY_GAP)), 1);
+        assert_eq!(surveys(&rig.send(surveyed(&[]))), 0);
+        assert!(rig.core.settled());
+        // A flood of events within the gap is one listing at its end.
+        for _ in 0..100 {
+            assert_eq!(surveys(&rig.send(changed("docker", &["x"]))), 0);
+        }
+        assert_eq!(surveys(&rig.later(SURVEY_GAP)), 1);
+        rig.send(surveyed(&[]));
+        // Another manager's events do not list it.
+        assert_eq!(surveys(&rig.send(changed("podman", &["x"]))), 0);
+        // Without events, it is listed again every SURVEY_INTERVAL.
+        assert_eq!(
+            surveys(&rig.later(SURVEY_INTERVAL - Duration::from_millis(1))),
+            0
+        );
+        assert_eq!(surveys(&rig.later(Duration::from_millis(1))), 1);
+    }
+
+    #[test]
+    fn a_waiting_probe_is_looked_for_when_its_container_starts_not_at_its_next_look() {
+        let mut rig = rig_in("armed");
+        rig.send(Event::JailStopped { jail: JAIL });
+        assert_eq!(rig.phase(1), "waiting");
+        // Twin first: another container's start, or another manager's, changes nothing.
+        rig.send(changed("docker", &["web2"]));
+        rig.send(changed("podman", &["web1"]));
+        assert_eq!(rig.phase(1), "waiting");
+        let effects = rig.send(changed("docker", &["web1"]));
+        assert_eq!(rig.phase(1), "finding");
+        assert_eq!(
+            effects,
+            vec![Effect::Find {
+                spec: "web1".into()
+            }]
+        );
+        assert_eq!(rig.core.stream_managers(), BTreeSet::from(["docker"]));
+    }
+
+    #[test]
+    fn selectors_are_for_the_configuration_file_and_reloads_replace_their_probes() {
+        let mut rig = Rig::new();
+        let effects = rig.send(Event::Arm {
+            client: 7,
+            def: def(WEB, "T", Respawn::Never),
+            persist: false,
+        });
+        match replies(&effects).as_slice() {
+            [Response::Refused(e)] => {
+                assert_eq!(e.kind, Kind::Usage);
+                assert!(e.message.contains("configuration file"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rig.core.probes.is_empty());
+        let mut rig = fleet_rig();
+        rig.send(surveyed(&["a", "b"]));
+        let old: Vec<ProbeId> = rig.core.probes.keys().copied().collect();
+        // Unchanged: nothing happens to its probes.
+        rig.send(Event::Reload(vec![def(WEB, "T", Respawn::AfterCommand)]));
+        assert_eq!(rig.core.probes.keys().copied().collect::<Vec<_>>(), old);
+        // Changed: its probes are replaced once listed again.
+        let effects = rig.send(Event::Reload(vec![def(WEB, "T", Respawn::Never)]));
+        assert!(rig.core.probes.is_empty(), "old probes removed");
+        assert_eq!(surveys(&effects), 1);
+        rig.send(surveyed(&["a", "b"]));
+        assert!(
+            rig.core
+                .probes
+                .values()
+                .all(|p| p.def.respawn == Respawn::Never)
+        );
+        // Removed: its probes go, and it is listed no more.
+        rig.send(Event::Reload(Vec::new()));
+        assert!(rig.core.probes.is_empty());
+        assert_eq!(rig.core.next_deadline(), None);
+        assert_eq!(surveys(&rig.send(changed("docker", &["a"]))), 0);
+    }
+
+    #[test]
+    fn a_pods_probe_hands_its_pod_to_the_command() {
+        let mut rig = Rig::new();
+        let spec = "k8s:shop/app=web";
+        rig.send(Event::Declare {
+            def: def(spec, "T", Respawn::Never),
+            origin: Origin::Config,
+        });
+        let pod = selector::Pod {
+            namespace: "shop".into(),
+            name: "web-abc".into(),
+            container: "nginx".into(),
+        };
+        rig.send(Event::Surveyed {
+            selector: spec.into(),
+            result: Ok(vec![Member {
+                name: "c1".into(),
+                pod: Some(pod.clone()),
+            }]),
+        });
+        assert_eq!(rig.core.probe(1).unwrap().def.jail, "containerd:k8s.io/c1");
+        rig.send(found("containerd:k8s.io/c1", JAIL));
+        rig.send(placed(1, 1, PID));
+        let effects = rig.send(magic(1));
+        match effects.as_slice() {
+            [Effect::Run { pod: Some(p), .. }] => assert_eq!(*p, pod),
+            other => panic!("{other:?}"),
+        }
+        // Twin: a probe of a plain jail has no pod.
+        let mut rig = rig_in("armed");
+        match rig.send(magic(1)).as_slice() {
+            [Effect::Run { pod: None, .. }] => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A selector's probe in each phase (rows) meets each listing event (columns): listed
+    /// again with its container, without it, a failed listing, and its container's start.
+    #[test]
+    fn every_member_phase_meets_every_listing() {
+        type MakeEvent = fn() -> Event;
+        let events: [(&str, MakeEvent); 4] = [
+            ("listed", || surveyed(&["web1"])),
+            ("unlisted", || surveyed(&[])),
+            ("failed", || Event::Surveyed {
+                selector: WEB.into(),
+                result: Err("down".into()),
+            }),
+            ("started", || changed("docker", &["web1"])),
+        ];
+        #[rustfmt::skip]
+        let table: [(&str, [&str; 4]); 9] = [
+            // A probe whose command still runs is kept (spent) until it ends, as for `-k`.
+            //            listed      unlisted  failed      started
+            ("finding",  ["finding",  "gone",   "finding",  "finding"]),
+            ("placing",  ["placing",  "gone",   "placing",  "placing"]),
+            ("armed",    ["armed",    "gone",   "armed",    "armed"]),
+            ("held",     ["held",     "spent",  "held",     "held"]),
+            ("cooling",  ["cooling",  "spent",  "cooling",  "cooling"]),
+            ("spent",    ["spent",    "spent",  "spent",    "spent"]),
+            ("retrying", ["retrying", "gone",   "retrying", "retrying"]),
+            ("waiting",  ["finding",  "gone",   "waiting",  "finding"]),
+            ("refused",  ["refused",  "gone",   "refused",  "refused"]),
+        ];
+        let mut wrong = Vec::new();
+        for (phase, row) in table {
+            for ((event, make), expected) in events.iter().zip(row) {
+                let mut rig = member_rig_in(phase);
+                rig.send(make());
+                if rig.phase(1) != expected {
+                    wrong.push(format!(
+                        "{phase} + {event}: {}, not {expected}",
+                        rig.phase(1)
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Brings probe 1, of selector `WEB`'s member `web1`, into `phase`.
+    fn member_rig_in(phase: &str) -> Rig {
+        let mut rig = Rig::new();
+        let respawn = match phase {
+            "held" => Respawn::AfterCommand,
+            "cooling" => Respawn::Immediately,
+            _ => Respawn::Never,
+        };
+        let mut template = def(WEB, "T", respawn);
+        if phase == "cooling" {
+            template.cooldown = Some(Duration::from_secs(60));
+        }
+        rig.send(Event::Declare {
+            def: template,
+            origin: Origin::Config,
+        });
+        rig.send(surveyed(&["web1"]));
+        drive(rig, phase, "docker:web1")
     }
 }

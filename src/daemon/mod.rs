@@ -8,6 +8,7 @@
 mod clients;
 mod commands;
 pub mod core;
+mod fleets;
 pub mod logbudget;
 mod startup;
 
@@ -26,7 +27,7 @@ use crate::cli::DaemonConfig;
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
 use crate::proto::{Origin, Response};
-use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner};
+use crate::sys::{self, Jail, Lookup, Opening, Placement, Poller, Process, Spawner, Survey};
 use clients::{CLIENT_DEADLINE, Client, ClientState};
 use commands::{Draining, RunningCommand};
 pub use startup::KEPT_VARIABLES;
@@ -39,6 +40,9 @@ use startup::{
 const RECHECK: Duration = Duration::from_millis(100);
 /// Descriptors a container lookup may hold: its queue, and per manager a pidfd and two pipes.
 const LOOKUP_DESCRIPTORS: usize = 13;
+/// Descriptors a selector's listing may hold: its queue, and per tool of a round a pidfd and
+/// two pipes.
+const SURVEY_DESCRIPTORS: usize = 1 + 3 * 64;
 /// Stops and continuations of children taken per turn of the loop (`children_changed`).
 const MAX_CHILD_CHANGES: usize = 1024;
 /// How long shutdown waits for killed probes to go (frozen or traced ones may not).
@@ -124,6 +128,10 @@ struct Daemon {
     placements: BTreeMap<PlacementId, InFlight>,
     /// Container names being looked up, by a serial number, with the name.
     lookups: BTreeMap<u64, (String, Lookup)>,
+    /// Selectors being listed, by a serial number, with the selector.
+    surveys: BTreeMap<u64, (String, Survey)>,
+    /// The container managers' event streams.
+    streams: fleets::Streams,
     clients: BTreeMap<ClientId, Client>,
     /// Killed processes not reaped yet, by serial number.
     reaping: BTreeMap<u64, Process>,
@@ -164,6 +172,9 @@ enum Token {
     Lookup(u64),
     /// The cgroup of a killed command, removed once empty (a recheck only, never watched).
     Drain(CommandId),
+    Survey(u64),
+    /// A manager's event stream, by its place in `fleets::STREAM_MANAGERS`.
+    Stream(u64),
 }
 
 impl Token {
@@ -182,6 +193,8 @@ impl Token {
             Token::Placement(id) => (9, id),
             Token::Lookup(id) => (10, id),
             Token::Drain(id) => (11, id),
+            Token::Survey(id) => (12, id),
+            Token::Stream(id) => (13, id),
         };
         (kind << Self::ID_BITS) | (id & ((1 << Self::ID_BITS) - 1))
     }
@@ -200,6 +213,8 @@ impl Token {
             9 => Token::Placement(id),
             10 => Token::Lookup(id),
             11 => Token::Drain(id),
+            12 => Token::Survey(id),
+            13 => Token::Stream(id),
             _ => return None,
         })
     }
@@ -375,6 +390,10 @@ fn start_serving(
         draining: BTreeMap::new(),
         placements: BTreeMap::new(),
         lookups: BTreeMap::new(),
+        surveys: BTreeMap::new(),
+        streams: fleets::Streams::new(
+            std::env::var_os(fleets::STREAMS_VARIABLE).is_some_and(|v| v == "off"),
+        ),
         clients: BTreeMap::new(),
         reaping: BTreeMap::new(),
         next_serial: 1,
@@ -436,6 +455,8 @@ impl Daemon {
                     Token::Placement(id) => self.placement_ready(id, false),
                     Token::Lookup(serial) => self.lookup_ready(serial, Instant::now()),
                     Token::Drain(id) => self.drain(id),
+                    Token::Survey(serial) => self.survey_ready(serial, Instant::now()),
+                    Token::Stream(index) => self.stream_ready(index, Instant::now()),
                 }
             }
             self.on_time(Instant::now());
@@ -445,27 +466,43 @@ impl Daemon {
     /// Hands every queued event to the core and performs what it returns (which may queue
     /// more events).
     fn run_core(&mut self) {
+        let mut probes_changed = false;
         while let Some(event) = self.events.pop_front() {
             self.metrics.dirty |= !matches!(event, Event::List { .. });
+            // Only these add or remove probes, and with them the event streams wanted.
+            probes_changed |= matches!(
+                event,
+                Event::Declare { .. }
+                    | Event::Reload(_)
+                    | Event::Arm { .. }
+                    | Event::Remove { .. }
+                    | Event::Surveyed { .. }
+            );
             self.core.set_shell_descriptors(self.shell_descriptors());
             for effect in self.core.handle(event, Instant::now()) {
                 self.perform(effect);
             }
         }
+        if probes_changed {
+            self.follow_streams(Instant::now());
+        }
     }
 
-    /// Descriptors the shell holds besides the base: clients, lookups, placements' status
-    /// pipes and helpers, killed children.
+    /// Descriptors the shell holds besides the base: clients, lookups, listings, event streams
+    /// (a pidfd and a pipe each), placements' status pipes and helpers, killed children.
     fn shell_descriptors(&self) -> usize {
         self.clients.len()
             + self.reaping.len()
             + LOOKUP_DESCRIPTORS * self.lookups.len()
+            + SURVEY_DESCRIPTORS * self.surveys.len()
+            + 2 * self.streams.count()
             + 2 * self.placements.len()
     }
 
     fn perform(&mut self, effect: Effect) {
         match effect {
             Effect::Find { spec } => self.find(spec),
+            Effect::Survey { selector } => self.survey(selector),
             Effect::Place {
                 placement,
                 jail,
@@ -481,7 +518,8 @@ impl Daemon {
                 probe,
                 def,
                 jail,
-            } => self.run_command(command, probe, &def, jail),
+                pod,
+            } => self.run_command(command, probe, &def, jail, pod.as_ref()),
             Effect::Stop { command, force } => self.stop_command(command, force),
             Effect::Reply { client, response } => self.answer(client, &response),
             Effect::Save { probes, confirm } => self.save(&probes, confirm),
@@ -699,15 +737,25 @@ impl Daemon {
         });
     }
 
-    fn run_command(&mut self, command: CommandId, probe: ProbeId, def: &Definition, jail: JailId) {
+    fn run_command(
+        &mut self,
+        command: CommandId,
+        probe: ProbeId,
+        def: &Definition,
+        jail: JailId,
+        pod: Option<&crate::selector::Pod>,
+    ) {
         let container = self.jails.get(&jail).and_then(Jail::container);
         match RunningCommand::spawn(
             &mut self.spawner,
-            command,
-            probe,
-            def,
-            jail,
-            container,
+            commands::Spawning {
+                command,
+                probe,
+                def,
+                jail,
+                container,
+                pod,
+            },
             Instant::now(),
         ) {
             Ok(running) => {
@@ -884,9 +932,12 @@ impl Daemon {
         });
         let placements = self.placements.values().map(|f| f.placement.deadline());
         let lookups = self.lookups.values().map(|(_, l)| l.deadline());
+        let surveys = self.surveys.values().map(|(_, s)| s.deadline());
         clients
             .chain(placements)
             .chain(lookups)
+            .chain(surveys)
+            .chain(self.streams.next_deadline())
             .chain(self.core.next_deadline())
             .chain(self.rechecks.values().copied())
             .chain(self.listener_paused)
@@ -941,6 +992,16 @@ impl Daemon {
         for serial in due {
             self.lookup_ready(serial, now);
         }
+        let due: Vec<u64> = self
+            .surveys
+            .iter()
+            .filter(|(_, (_, s))| s.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for serial in due {
+            self.survey_ready(serial, now);
+        }
+        self.restart_streams(now);
         let due: Vec<Token> = self
             .rechecks
             .iter()
@@ -1032,6 +1093,7 @@ impl Daemon {
                 self.kill_and_reap(process);
             }
         }
+        self.stop_fleets();
         let lookups: Vec<(String, Lookup)> =
             std::mem::take(&mut self.lookups).into_values().collect();
         for (_, mut lookup) in lookups {

@@ -149,9 +149,14 @@ pub(super) fn probe_limits() -> Result<(usize, usize), Error> {
 }
 
 /// The only variables the daemon keeps from its environment. `JOURNAL_STREAM` (systemd's
-/// "stderr is the journal", a device and inode number) decides whether `-F` stamps its lines.
-pub const KEPT_VARIABLES: [&str; 3] =
-    ["NOTIFY_SOCKET", "JAILDAEMON_PROBE_LIMITS", "JOURNAL_STREAM"];
+/// "stderr is the journal", a device and inode number) decides whether `-F` stamps its lines;
+/// `JAILDAEMON_EVENT_STREAMS=off` keeps the managers' event streams off (the benchmark).
+pub const KEPT_VARIABLES: [&str; 4] = [
+    "NOTIFY_SOCKET",
+    "JAILDAEMON_PROBE_LIMITS",
+    "JOURNAL_STREAM",
+    super::fleets::STREAMS_VARIABLE,
+];
 
 /// Starts the daemon again with an empty environment (but for `KEPT_VARIABLES`), once: until a
 /// probe's helper execs, it holds a copy of the daemon's memory, environment block included,

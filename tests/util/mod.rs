@@ -2,6 +2,8 @@
 //! jails. Each test gets its own directory, daemon and jail.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -411,6 +413,36 @@ pub fn host_pids_matching(title: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Runs `program` with `args`, stdin from /dev/null, and returns what it said.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// `run`, failing the test unless `program` succeeded.
+pub fn must(program: &str, args: &[&str]) -> Output {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The host pids of processes titled `title` in the pid namespace of host process `pid`.
+pub fn probes_in(pid: u32, title: &str) -> Vec<u32> {
+    let ns = |p: u32| fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    host_pids_matching(title)
+        .into_iter()
+        .filter(|&p| ns(p).is_some() && ns(p) == ns(pid))
+        .collect()
 }
 
 /// Runs the binary with `args` as uid and gid 65534, without supplementary groups.

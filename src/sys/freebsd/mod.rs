@@ -212,6 +212,67 @@ impl Lookup {
     }
 }
 
+/// A selector's listing: none on FreeBSD, where the container managers it asks do not run;
+/// `start` says so, and the type has no value.
+pub struct Survey {
+    never: std::convert::Infallible,
+}
+
+impl Survey {
+    pub fn start(_selector: crate::selector::Selector, _now: Instant) -> Result<Survey, Error> {
+        Err(Error::new(
+            Kind::NoJail,
+            "selectors list Docker, Podman and containerd containers: Linux only",
+        ))
+    }
+
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        match self.never {}
+    }
+
+    pub fn deadline(&self) -> Instant {
+        match self.never {}
+    }
+
+    pub fn take_leftovers(&mut self) -> Vec<Process> {
+        match self.never {}
+    }
+
+    pub fn abandon(self) -> Vec<Process> {
+        match self.never {}
+    }
+
+    pub fn step(&mut self, _now: Instant) -> Option<Result<Vec<crate::selector::Member>, String>> {
+        match self.never {}
+    }
+}
+
+/// A container manager's event stream: none on FreeBSD (`start` says so).
+pub struct EventStream {
+    never: std::convert::Infallible,
+}
+
+impl EventStream {
+    pub fn start(_argv: &[String]) -> io::Result<EventStream> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "container event streams are Linux only",
+        ))
+    }
+
+    pub fn poll_fd(&self) -> BorrowedFd<'_> {
+        match self.never {}
+    }
+
+    pub fn read_lines(&mut self) -> (Vec<String>, bool) {
+        match self.never {}
+    }
+
+    pub fn stop(self) -> Process {
+        match self.never {}
+    }
+}
+
 impl Jail {
     /// Opens the jail `spec` names: a jid or a jail name, as jaildaemon 0.2 did.
     pub fn open(spec: &str, _now: Instant) -> Opening {

@@ -47,13 +47,81 @@ struct ToolRun {
 }
 
 enum ToolState {
-    Running {
-        process: Process,
-        /// stdout and stderr, each until its end of file.
-        pipes: [Option<OwnedFd>; 2],
-        output: [Vec<u8>; 2],
-    },
+    Running(RawTool),
     Done(Result<Answer, Unasked>),
+}
+
+/// A tool running as the daemon's child: its stdout and stderr read as they come, reaped
+/// once both are closed and it has exited. Shared by lookups and selectors' listings.
+pub(super) struct RawTool {
+    process: Process,
+    /// stdout and stderr, each until its end of file.
+    pipes: [Option<OwnedFd>; 2],
+    output: [Vec<u8>; 2],
+}
+
+impl RawTool {
+    /// Starts `tool args` (see `spawn_tool`), its pidfd and pipes watched by `watch`.
+    pub(super) fn start(tool: &str, args: &[&str], watch: &Poller) -> io::Result<RawTool> {
+        let (process, pipes) = spawn_tool(tool, args, true)?;
+        let watched = |fd: BorrowedFd<'_>| watch.add(fd, 0);
+        let ok = watched(process.poll_fd()).is_ok()
+            && pipes.iter().flatten().all(|p| watched(p.as_fd()).is_ok());
+        if !ok {
+            process.kill();
+            return Err(io::Error::other("cannot watch its tool"));
+        }
+        Ok(RawTool {
+            process,
+            pipes,
+            output: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Reads what its pipes hold; once it is done, whether it succeeded, its stdout and its
+    /// stderr (or why it could not be reaped).
+    pub(super) fn step(
+        &mut self,
+        watch: &Poller,
+    ) -> Option<Result<(bool, String, String), String>> {
+        for (pipe, out) in self.pipes.iter_mut().zip(self.output.iter_mut()) {
+            let Some(fd) = pipe else { continue };
+            let mut chunk = [0u8; 4096];
+            let closed = loop {
+                match rustix::io::read(&*fd, &mut chunk) {
+                    Ok(0) => break true,
+                    Ok(n) if out.len() + n > MAX_TOOL_OUTPUT => break true,
+                    Ok(n) => out.extend_from_slice(&chunk[..n]),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::AGAIN) => break false,
+                    Err(_) => break true,
+                }
+            };
+            if closed {
+                watch.remove(fd.as_fd());
+                *pipe = None;
+            }
+        }
+        if self.pipes.iter().any(Option::is_some) || !posix::readable_now(self.process.poll_fd()) {
+            return None;
+        }
+        watch.remove(self.process.poll_fd());
+        let success = match self.process.try_wait() {
+            Ok(Some(Exit::Code(0))) => true,
+            Ok(Some(_)) => false,
+            // Exited but held by a tracer: looked at again at the next step or the deadline.
+            Ok(None) => return None,
+            Err(e) => return Some(Err(format!("waitid: {e}"))),
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Some(Ok((success, text(&self.output[0]), text(&self.output[1]))))
+    }
+
+    /// Kills it (at a deadline), and hands it back to be reaped.
+    pub(super) fn kill(self) -> Process {
+        self.process.kill();
+        self.process
+    }
 }
 
 impl ToolRun {
@@ -74,25 +142,12 @@ impl ToolRun {
         if !manager.takes(name) {
             return done(Ok(Answer::Absent));
         }
-        match spawn_tool(manager.tool(), &manager.query(name)) {
-            Ok((process, pipes)) => {
-                let watched = |fd: BorrowedFd<'_>| watch.add(fd, 0);
-                let ok = watched(process.poll_fd()).is_ok()
-                    && pipes.iter().flatten().all(|p| watched(p.as_fd()).is_ok());
-                if !ok {
-                    process.kill();
-                    return done(Err(Unasked::Failed("cannot watch its tool".into())));
-                }
-                ToolRun {
-                    manager,
-                    name: name.to_string(),
-                    state: ToolState::Running {
-                        process,
-                        pipes,
-                        output: [Vec::new(), Vec::new()],
-                    },
-                }
-            }
+        match RawTool::start(manager.tool(), &manager.query(name), watch) {
+            Ok(tool) => ToolRun {
+                manager,
+                name: name.to_string(),
+                state: ToolState::Running(tool),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => done(Err(Unasked::NotInstalled)),
             Err(e) => done(Err(Unasked::Failed(format!("{}: {e}", manager.tool())))),
         }
@@ -100,53 +155,16 @@ impl ToolRun {
 
     /// Reads what its pipes hold, and reaps the tool once both are closed and it has exited.
     fn step(&mut self, watch: &Poller) {
-        let ToolState::Running {
-            process,
-            pipes,
-            output,
-        } = &mut self.state
-        else {
+        let ToolState::Running(tool) = &mut self.state else {
             return;
         };
-        for (pipe, out) in pipes.iter_mut().zip(output.iter_mut()) {
-            let Some(fd) = pipe else { continue };
-            let mut chunk = [0u8; 4096];
-            let closed = loop {
-                match rustix::io::read(&*fd, &mut chunk) {
-                    Ok(0) => break true,
-                    Ok(n) if out.len() + n > MAX_TOOL_OUTPUT => break true,
-                    Ok(n) => out.extend_from_slice(&chunk[..n]),
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(rustix::io::Errno::AGAIN) => break false,
-                    Err(_) => break true,
-                }
-            };
-            if closed {
-                watch.remove(fd.as_fd());
-                *pipe = None;
-            }
-        }
-        if pipes.iter().any(Option::is_some) || !posix::readable_now(process.poll_fd()) {
-            return;
-        }
-        watch.remove(process.poll_fd());
-        let success = match process.try_wait() {
-            Ok(Some(Exit::Code(0))) => true,
-            Ok(Some(_)) => false,
-            // Exited but held by a tracer: looked at again at the next step or the deadline.
-            Ok(None) => return,
-            Err(e) => {
-                self.state = ToolState::Done(Err(Unasked::Failed(format!(
-                    "{}: waitid: {e}",
-                    self.manager.tool()
-                ))));
-                return;
+        let answer = match tool.step(watch) {
+            None => return,
+            Some(Err(e)) => Err(Unasked::Failed(format!("{}: {e}", self.manager.tool()))),
+            Some(Ok((success, stdout, stderr))) => {
+                self.manager.parse(&self.name, success, &stdout, &stderr)
             }
         };
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let answer = self
-            .manager
-            .parse(&self.name, success, &text(&output[0]), &text(&output[1]));
         self.state = ToolState::Done(answer);
     }
 
@@ -156,13 +174,12 @@ impl ToolRun {
             return None;
         };
         let why = Unasked::Failed(format!("no answer within {}s", TOOL_DEADLINE.as_secs()));
-        let ToolState::Running { process, .. } =
+        let ToolState::Running(tool) =
             std::mem::replace(&mut self.state, ToolState::Done(Err(why)))
         else {
             return None;
         };
-        process.kill();
-        Some(process)
+        Some(tool.kill())
     }
 
     fn answer(&self) -> Option<&Result<Answer, Unasked>> {
@@ -174,8 +191,13 @@ impl ToolRun {
 }
 
 /// Runs `tool args` with `PATH` and `LC_ALL=C` only, in `/`, stdin from /dev/null, stdout and
-/// stderr into non-blocking pipes. The child is held by pidfd at once; it is reaped by us.
-fn spawn_tool(tool: &str, args: &[&str]) -> io::Result<(Process, [Option<OwnedFd>; 2])> {
+/// stderr into non-blocking pipes (stderr to /dev/null unless `with_stderr`). The child is held
+/// by pidfd at once; it is reaped by us.
+pub(super) fn spawn_tool(
+    tool: &str,
+    args: &[&str],
+    with_stderr: bool,
+) -> io::Result<(Process, [Option<OwnedFd>; 2])> {
     let mut command = Command::new(tool);
     // std's spawn also empties the child's signal mask: the signals the daemon blocks for its
     // signalfd (SIGCHLD among them) are not blocked in the tool (tested below).
@@ -187,7 +209,11 @@ fn spawn_tool(tool: &str, args: &[&str]) -> io::Result<(Process, [Option<OwnedFd
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(if with_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
     let mut child = command.spawn()?;
     let pid = child.id() as Pid;
     let pipes = [
@@ -373,15 +399,15 @@ mod tests {
     /// Steps a tool until it is done, as the daemon's loop would.
     fn run(tool: &str, args: &[&str]) -> (bool, String, String) {
         let watch = Poller::new().unwrap();
-        let (process, pipes) = spawn_tool(tool, args).unwrap();
+        let (process, pipes) = spawn_tool(tool, args, true).unwrap();
         let mut run = ToolRun {
             manager: Manager::Lxc,
             name: "web1".into(),
-            state: ToolState::Running {
+            state: ToolState::Running(RawTool {
                 process,
                 pipes,
                 output: [Vec::new(), Vec::new()],
-            },
+            }),
         };
         let deadline = Instant::now() + TOOL_DEADLINE;
         loop {
@@ -426,7 +452,9 @@ mod tests {
         );
         raw::set_all_signals_blocked(false);
         assert_eq!(out, "1", "the tool started with signals blocked: {why}");
-        let missing = spawn_tool("jaildaemon-no-such-tool", &[]).err().unwrap();
+        let missing = spawn_tool("jaildaemon-no-such-tool", &[], true)
+            .err()
+            .unwrap();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -9,6 +9,8 @@
 //! - `command`: host commands;
 //! - `poller`: the epoll event queue;
 //! - `cgroup`: pure, which `cgroup.procs` files put a process into a jail's cgroups;
+//! - `survey`: a selector's members listed with the managers' tools, without waiting;
+//! - `stream`: a manager's event stream, read in bounded bites;
 //! - `raw`: the unsafe syscall wrappers.
 
 mod cgroup;
@@ -20,6 +22,8 @@ mod placement;
 mod poller;
 mod process;
 mod raw;
+mod stream;
+mod survey;
 
 use std::fs;
 use std::io;
@@ -35,6 +39,8 @@ pub use placement::{PLACEMENT_DEADLINE, Placed, Placement, ProbeRequest};
 pub use poller::Poller;
 pub use process::Process;
 pub use raw::{read_signalfd, signalfd};
+pub use stream::EventStream;
+pub use survey::Survey;
 
 /// The host settings a probe's confinement leans on; each one found wrong is a warning for
 /// the log.
