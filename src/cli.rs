@@ -387,35 +387,25 @@ pub fn parse_with(
         (true, false, false) => Respawn::AfterCommand,
         (false, false, false) => Respawn::Never,
     };
-    // A duration that does not parse, or is out of range, is bad data (65), as the daemon
-    // would say of the request.
-    let duration = |flag: &str, text: Option<String>, range: std::ops::RangeInclusive<u64>| {
+    // A duration that does not parse, or is out of range (`Definition::check_durations`
+    // below), is bad data (65), as the daemon would say of the request.
+    let duration = |flag: &str, text: Option<String>| {
         let Some(text) = text else { return Ok(None) };
         let secs = crate::definition::parse_duration(&text)
             .map_err(|why| Error::new(Kind::Data, format!("{flag}: {why}")))?;
-        if !range.contains(&secs) {
-            return Err(Error::new(
-                Kind::Data,
-                format!(
-                    "{flag}: {text} is out of range; it must be {} to {}",
-                    crate::definition::show_duration(*range.start()),
-                    crate::definition::show_duration(*range.end())
-                ),
-            ));
-        }
         Ok(Some(std::time::Duration::from_secs(secs)))
     };
-    let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
-    let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
+    let cooldown = duration("--cooldown", f.cooldown)?;
+    let timeout = duration("--timeout", f.timeout)?;
     let mut verbs = std::collections::BTreeMap::new();
     for (verb, verb_command) in verb_pairs("--verb", &f.verbs, "command")? {
         verbs.insert(verb, verb_command.into());
     }
-    let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
+    let watchdog = duration("--watchdog", f.watchdog)?;
     let mut confirm = std::collections::BTreeMap::new();
     for (verb, window) in verb_pairs("--confirm", &f.confirm, "10s")? {
         let flag = format!("--confirm {}", verb.name());
-        let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
+        let secs = duration(&flag, Some(window.to_string()))?;
         confirm.insert(verb, secs.unwrap_or_default());
     }
     let request = Arm {
@@ -436,12 +426,30 @@ pub fn parse_with(
         status: f.status,
     };
     request
+        .check_durations()
+        .map_err(|e| Error::new(Kind::Data, as_flags(&e.message)))?;
+    request
         .validate()
         .map_err(|e| Error::new(Kind::Usage, e.message))?;
     Ok(Parsed {
         mode: Mode::Arm { socket, request },
         notes,
     })
+}
+
+/// A refusal of `Definition::check_durations`, which names a key (`cooldown: …`,
+/// `confirm USR2: …`), as naming the flag that set it (`--cooldown: …`).
+fn as_flags(message: &str) -> String {
+    const FLAGS: [(&str, &str); 4] = [
+        ("cooldown:", "--cooldown:"),
+        ("timeout:", "--timeout:"),
+        ("watchdog:", "--watchdog:"),
+        ("confirm ", "--confirm "),
+    ];
+    FLAGS
+        .iter()
+        .find_map(|(key, flag)| Some(format!("{flag}{}", message.strip_prefix(key)?)))
+        .unwrap_or_else(|| message.to_string())
 }
 
 fn plain(mode: Mode) -> Parsed {

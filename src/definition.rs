@@ -432,28 +432,27 @@ impl Definition {
     /// title`), which the configuration file turns into the line to name.
     pub fn validate(&self) -> Result<(), Error> {
         let data = |m: String| Err(Error::new(Kind::Data, m));
+        self.check_durations()?;
         check_command("the command", &self.command)?;
         for (verb, run) in &self.verbs {
             let name = verb.name();
             check_command(&format!("verb {name}: the command"), &run.command)?;
         }
-        for (verb, window) in &self.confirm {
+        for verb in self.confirm.keys() {
             let name = verb.name();
             if !self.verbs.contains_key(verb) {
                 return data(format!(
                     "confirm {name}: not a verb of this probe; only a verb (USR1, USR2) can need confirming"
                 ));
             }
-            check_range(&format!("confirm {name}"), *window, CONFIRM_RANGE)?;
         }
-        if let Some(period) = self.watchdog {
-            check_range("watchdog", period, WATCHDOG_RANGE)?;
-            if self.respawn != Respawn::Never || self.cooldown.is_some() || !self.verbs.is_empty() {
-                return data(
-                    "watchdog: a watchdog probe comes back after every signal by itself; it takes no -r, -R, --queue, --cooldown or verbs"
-                        .into(),
-                );
-            }
+        if self.watchdog.is_some()
+            && (self.respawn != Respawn::Never || self.cooldown.is_some() || !self.verbs.is_empty())
+        {
+            return data(
+                "watchdog: a watchdog probe comes back after every signal by itself; it takes no -r, -R, --queue, --cooldown or verbs"
+                    .into(),
+            );
         }
         if self.status && self.respawn != Respawn::AfterCommand {
             return data(
@@ -475,17 +474,10 @@ impl Definition {
                 "the title must be 1 to {MAX_TITLE} printable bytes"
             ));
         }
-        if let Some(cooldown) = self.cooldown {
-            check_range("cooldown", cooldown, COOLDOWN_RANGE)?;
-            if self.respawn == Respawn::Never {
-                return data(
-                    "cooldown: a single-shot probe never comes back; give -r, -R or --queue too"
-                        .into(),
-                );
-            }
-        }
-        if let Some(timeout) = self.timeout {
-            check_range("timeout", timeout, TIMEOUT_RANGE)?;
+        if self.cooldown.is_some() && self.respawn == Respawn::Never {
+            return data(
+                "cooldown: a single-shot probe never comes back; give -r, -R or --queue too".into(),
+            );
         }
         if let Some(run_as) = &self.run_as {
             check_run_as("run_as", run_as)?;
@@ -495,13 +487,39 @@ impl Definition {
             if let Some(run_as) = &run.run_as {
                 check_run_as(&format!("verb {name}: run_as"), run_as)?;
             }
-            if let Some(timeout) = run.timeout {
-                check_range(&format!("verb {name}: timeout"), timeout, TIMEOUT_RANGE)?;
-            }
         }
         for id in [&self.user, &self.group].into_iter().flatten() {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
                 return data(format!("'{id}' is not a valid user or group"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The part of `validate` that checks every duration against its range (exit 65 from the
+    /// command line too, which names the flag; `validate`'s other refusals are usage errors
+    /// there).
+    pub fn check_durations(&self) -> Result<(), Error> {
+        let ranged = [
+            ("cooldown", self.cooldown, COOLDOWN_RANGE),
+            ("timeout", self.timeout, TIMEOUT_RANGE),
+            ("watchdog", self.watchdog, WATCHDOG_RANGE),
+        ];
+        for (what, duration, range) in ranged {
+            if let Some(duration) = duration {
+                check_range(what, duration, range)?;
+            }
+        }
+        for (verb, window) in &self.confirm {
+            check_range(&format!("confirm {}", verb.name()), *window, CONFIRM_RANGE)?;
+        }
+        for (verb, run) in &self.verbs {
+            if let Some(timeout) = run.timeout {
+                check_range(
+                    &format!("verb {}: timeout", verb.name()),
+                    timeout,
+                    TIMEOUT_RANGE,
+                )?;
             }
         }
         Ok(())
