@@ -35,12 +35,7 @@ use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
 use crate::selector::{self, Member, Selector};
 use crate::sys::{Exit, Pid};
 
-pub type ProbeId = u64;
-pub type ClientId = u64;
-pub type PlacementId = u64;
-pub type CommandId = u64;
-/// A jail as the host knows it: the PID of its process (Linux) or its jid (FreeBSD).
-pub type JailId = i32;
+pub use super::ids::{ClientId, CommandId, JailId, PlacementId, ProbeId};
 /// A probe's uid and gid inside its jail.
 pub type Ids = (u32, u32);
 

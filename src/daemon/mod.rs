@@ -9,6 +9,7 @@ mod clients;
 mod commands;
 pub mod core;
 mod fleets;
+mod ids;
 pub mod logbudget;
 mod startup;
 
