@@ -384,7 +384,7 @@ fn check_command(what: &str, command: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A duration within `range`, in seconds. `what` names it, `limits` says the range in words.
+/// A duration within `range`, in seconds; `what` names it in the refusal.
 fn check_range(
     what: &str,
     duration: Duration,
