@@ -20,7 +20,7 @@ pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The range of a command's timeout, in seconds: 1 s to 24 h.
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The range of a verb's confirmation window, in seconds: 1 s to 1 h (the probe's limit).
-pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_CONFIRM_SECS;
+pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::magic::MAX_CONFIRM_SECS;
 /// The range of a watchdog's period, in seconds: 1 s to 24 h.
 pub const WATCHDOG_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Title of a probe armed without `-t`.
@@ -319,16 +319,16 @@ impl Verb {
     /// The probe's exit code for this verb (`probe/magic.rs`).
     pub fn exit_code(self) -> i32 {
         i32::from(match self {
-            Verb::Usr1 => crate::USR1_EXIT,
-            Verb::Usr2 => crate::USR2_EXIT,
+            Verb::Usr1 => crate::magic::USR1_EXIT,
+            Verb::Usr2 => crate::magic::USR2_EXIT,
         })
     }
 
     /// The entry of the probe's environment that gives it this verb.
     pub fn probe_variable(self) -> &'static [u8] {
         match self {
-            Verb::Usr1 => crate::USR1_VAR,
-            Verb::Usr2 => crate::USR2_VAR,
+            Verb::Usr1 => crate::magic::USR1_VAR,
+            Verb::Usr2 => crate::magic::USR2_VAR,
         }
     }
 }

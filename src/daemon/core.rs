@@ -54,7 +54,7 @@ pub struct JailFacts {
 /// A placed probe's process and ids, or why it is not placed.
 pub type PlaceResult = Result<(Pid, Ids), Error>;
 
-const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+const MAGIC_EXIT: i32 = crate::magic::MAGIC_EXIT as i32;
 /// Probes at once, in all (waiting ones included) and in one jail. Each armed one costs a
 /// process, a descriptor and some 70 KiB of kernel memory (BENCHMARKS.md).
 pub const MAX_PROBES: usize = 20_000;
