@@ -387,36 +387,26 @@ pub fn parse_with(
         (true, false, false) => Respawn::AfterCommand,
         (false, false, false) => Respawn::Never,
     };
-    // A duration that does not parse, or is out of range, is bad data (65), as the daemon
-    // would say of the request.
-    let duration = |flag: &str, text: Option<String>, range: std::ops::RangeInclusive<u64>| {
+    // A duration that does not parse, or is out of range (`Definition::check_durations`
+    // below), is bad data (65), as the daemon would say of the request.
+    let duration = |flag: &str, text: Option<String>| {
         let Some(text) = text else { return Ok(None) };
         let secs = crate::definition::parse_duration(&text)
             .map_err(|why| Error::new(Kind::Data, format!("{flag}: {why}")))?;
-        if !range.contains(&secs) {
-            return Err(Error::new(
-                Kind::Data,
-                format!(
-                    "{flag}: {text} is out of range; it must be {} to {}",
-                    crate::definition::show_duration(*range.start()),
-                    crate::definition::show_duration(*range.end())
-                ),
-            ));
-        }
-        Ok(Some(secs))
+        Ok(Some(std::time::Duration::from_secs(secs)))
     };
-    let cooldown = duration("--cooldown", f.cooldown, crate::proto::COOLDOWN_RANGE)?;
-    let timeout = duration("--timeout", f.timeout, crate::proto::TIMEOUT_RANGE)?;
+    let cooldown = duration("--cooldown", f.cooldown)?;
+    let timeout = duration("--timeout", f.timeout)?;
     let mut verbs = std::collections::BTreeMap::new();
     for (verb, verb_command) in verb_pairs("--verb", &f.verbs, "command")? {
-        verbs.insert(verb.name().to_string(), verb_command.to_string());
+        verbs.insert(verb, verb_command.into());
     }
-    let watchdog = duration("--watchdog", f.watchdog, crate::proto::WATCHDOG_RANGE)?;
+    let watchdog = duration("--watchdog", f.watchdog)?;
     let mut confirm = std::collections::BTreeMap::new();
     for (verb, window) in verb_pairs("--confirm", &f.confirm, "10s")? {
         let flag = format!("--confirm {}", verb.name());
-        let secs = duration(&flag, Some(window.to_string()), crate::proto::CONFIRM_RANGE)?;
-        confirm.insert(verb.name().to_string(), secs.unwrap_or(0));
+        let secs = duration(&flag, Some(window.to_string()))?;
+        confirm.insert(verb, secs.unwrap_or_default());
     }
     let request = Arm {
         command,
@@ -429,14 +419,15 @@ pub fn parse_with(
         timeout,
         run_as: f.run_as,
         persist: f.persist,
+        // A verb's own host user and timeout are the configuration file's only.
         verbs,
         confirm,
-        // A verb's own host user and timeout are the configuration file's only.
-        verb_run_as: Default::default(),
-        verb_timeout: Default::default(),
         watchdog,
         status: f.status,
     };
+    request
+        .check_durations()
+        .map_err(|e| Error::new(Kind::Data, as_flags(&e.message)))?;
     request
         .validate()
         .map_err(|e| Error::new(Kind::Usage, e.message))?;
@@ -444,6 +435,21 @@ pub fn parse_with(
         mode: Mode::Arm { socket, request },
         notes,
     })
+}
+
+/// A refusal of `Definition::check_durations`, which names a key (`cooldown: …`,
+/// `confirm USR2: …`), as naming the flag that set it (`--cooldown: …`).
+fn as_flags(message: &str) -> String {
+    const FLAGS: [(&str, &str); 4] = [
+        ("cooldown:", "--cooldown:"),
+        ("timeout:", "--timeout:"),
+        ("watchdog:", "--watchdog:"),
+        ("confirm ", "--confirm "),
+    ];
+    FLAGS
+        .iter()
+        .find_map(|(key, flag)| Some(format!("{flag}{}", message.strip_prefix(key)?)))
+        .unwrap_or_else(|| message.to_string())
 }
 
 fn plain(mode: Mode) -> Parsed {
@@ -573,8 +579,8 @@ mod tests {
             panic!("not utility mode")
         };
         assert_eq!(request.verbs.len(), 2);
-        assert_eq!(request.verbs["USR1"], "a=b");
-        assert_eq!(request.verbs["USR2"], "c");
+        assert_eq!(request.verbs[&crate::definition::Verb::Usr1].command, "a=b");
+        assert_eq!(request.verbs[&crate::definition::Verb::Usr2].command, "c");
         for (args, needle) in [
             (&["--verb", "HUP=x"][..], "write it as USR1=command"),
             (&["--verb", "USR1"][..], "write it as USR1=command"),
@@ -601,7 +607,10 @@ mod tests {
         .unwrap() else {
             panic!("not utility mode")
         };
-        assert_eq!(request.confirm["USR2"], 60);
+        assert_eq!(
+            request.confirm[&crate::definition::Verb::Usr2],
+            std::time::Duration::from_secs(60)
+        );
         for (args, kind, needle) in [
             (
                 &["--confirm", "USR2=10s"][..],
@@ -651,7 +660,7 @@ mod tests {
         else {
             panic!("not utility mode")
         };
-        assert_eq!(request.cooldown, Some(60));
+        assert_eq!(request.cooldown, Some(std::time::Duration::from_secs(60)));
         for (args, kind, needle) in [
             (
                 &["--cooldown", "5x", "-R"][..],

@@ -29,16 +29,17 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
-use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// Each `[[probe]]` table is a `Definition` in its serde form, with where it starts.
     #[serde(default)]
-    probe: Vec<toml::Spanned<Declared>>,
+    probe: Vec<toml::Spanned<Definition>>,
     metrics: Option<String>,
 }
 
@@ -48,86 +49,6 @@ pub struct Loaded {
     pub probes: Vec<Definition>,
     /// Where the metrics file goes (`metrics = "PATH"`), unless `-M` names it.
     pub metrics: Option<std::path::PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Declared {
-    jail: String,
-    command: String,
-    title: Option<String>,
-    respawn: Option<Respawn>,
-    user: Option<String>,
-    group: Option<String>,
-    cooldown: Option<String>,
-    timeout: Option<String>,
-    run_as: Option<String>,
-    #[serde(default)]
-    verbs: std::collections::BTreeMap<String, toml::Spanned<DeclaredVerb>>,
-    #[serde(default)]
-    confirm: std::collections::BTreeMap<String, String>,
-    watchdog: Option<String>,
-    #[serde(default)]
-    status: bool,
-}
-
-/// A verb as declared: its command alone (`USR1 = "…"`), or a table of its command and its
-/// own host user and timeout (`USR2 = { command = "…", run_as = "root", timeout = "30s" }`).
-struct DeclaredVerb {
-    command: String,
-    /// Each with where it stands in the file, so that a bad one is refused at its own line.
-    run_as: Option<toml::Spanned<String>>,
-    timeout: Option<toml::Spanned<String>>,
-}
-
-impl<'de> Deserialize<'de> for DeclaredVerb {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(DeclaredVerbVisitor)
-    }
-}
-
-/// Takes a string or a table. Written out rather than as an untagged enum, whose error for
-/// either shape says only that it matched neither, and at no line.
-struct DeclaredVerbVisitor;
-
-impl<'de> serde::de::Visitor<'de> for DeclaredVerbVisitor {
-    type Value = DeclaredVerb;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a command, or a table { command = \"…\", run_as = \"…\", timeout = \"…\" }")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, command: &str) -> Result<DeclaredVerb, E> {
-        Ok(DeclaredVerb {
-            command: command.into(),
-            run_as: None,
-            timeout: None,
-        })
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DeclaredVerb, A::Error> {
-        use serde::de::Error as _;
-        let (mut command, mut run_as, mut timeout) = (None, None, None);
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "command" => command = Some(map.next_value()?),
-                "run_as" => run_as = Some(map.next_value()?),
-                "timeout" => timeout = Some(map.next_value()?),
-                other => {
-                    return Err(A::Error::custom(format!(
-                        "unknown key '{other}' in a verb's table; it takes command, run_as and timeout"
-                    )));
-                }
-            }
-        }
-        let command =
-            command.ok_or_else(|| A::Error::custom("a verb's table needs its command = \"…\""))?;
-        Ok(DeclaredVerb {
-            command,
-            run_as,
-            timeout,
-        })
-    }
 }
 
 /// Reads the file at `path`. A missing file declares nothing unless it was named with `-C`.
@@ -164,103 +85,63 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
                     .into(),
             );
         }
-        let line = e.span().map_or(1, |s| line_of(s.start));
-        refuse(line, e.message().trim().to_string())
+        let message = e.message().trim();
+        let Some(span) = e.span() else {
+            return refuse(1, message.to_string());
+        };
+        // A bad value is named as `Definition::validate` names what it refuses (`cooldown:`,
+        // `verb USR2: timeout:`), unless the message names it already.
+        let why = match DeTable::parse(text).ok().and_then(|tree| label_at(&tree, span.start)) {
+            Some(label) if !message.starts_with("verb ") => format!("{label}: {message}"),
+            _ => message.to_string(),
+        };
+        refuse(line_of(span.start), why)
     })?;
-    // Where each probe's table starts, and so where the one before it ends.
-    let starts: Vec<usize> = file.probe.iter().map(|p| p.span().start).collect();
     let mut probes: Vec<Definition> = Vec::with_capacity(file.probe.len());
     let mut seen = std::collections::BTreeSet::new();
     for (n, spanned) in file.probe.into_iter().enumerate() {
-        // Counted only for an error: counting lines for every probe of a long file is slow.
-        let table = &text[starts[n]..starts.get(n + 1).copied().unwrap_or(text.len())];
-        // The line of `key` in this probe's table, or of its header when it has no such line.
-        let line = |key: &str| line_of(starts[n] + key_offset(table, key).unwrap_or(0));
-        let d = spanned.into_inner();
-        let duration = |field: &str, text: Option<String>| {
-            text.map(|t| crate::definition::parse_duration(&t))
-                .transpose()
-                .map_err(|why| refuse(line(field), format!("{field}: {why}")))
+        let header = spanned.span().start;
+        let def = spanned.into_inner();
+        // The line of what `message` is about in this probe, or of its header. The file is
+        // parsed again only for a refusal: finding lines for every probe of a long file is slow.
+        let line = |message: &str| {
+            let path = path_of(message);
+            let tree = DeTable::parse(text).ok();
+            let at = tree.as_ref().and_then(|tree| {
+                let probe = tree.get_ref().get("probe")?.get_ref().get(n)?;
+                offset_of(probe, &path)
+            });
+            line_of(at.unwrap_or(header))
         };
-        let cooldown = duration("cooldown", d.cooldown)?;
-        let timeout = duration("timeout", d.timeout)?;
-        let watchdog = duration("watchdog", d.watchdog)?;
-        let mut confirm = std::collections::BTreeMap::new();
-        for (name, window) in d.confirm {
-            let secs = crate::definition::parse_duration(&window)
-                .map_err(|why| refuse(line("confirm"), format!("confirm {name}: {why}")))?;
-            confirm.insert(name, secs);
-        }
-        let mut verbs = std::collections::BTreeMap::new();
-        let mut verb_run_as = std::collections::BTreeMap::new();
-        let mut verb_timeout = std::collections::BTreeMap::new();
-        // Where each verb's settings stand, for a refusal by `Arm::validate` that names one:
-        // (the prefix its messages start with, the offset of what they are about).
-        let mut verb_places: Vec<(String, usize)> = Vec::new();
-        for (name, spanned) in d.verbs {
-            verb_places.push((format!("verb {name}:"), spanned.span().start));
-            let verb = spanned.into_inner();
-            if let Some(timeout) = verb.timeout {
-                let secs = crate::definition::parse_duration(timeout.get_ref()).map_err(|why| {
-                    refuse(
-                        line_of(timeout.span().start),
-                        format!("verb {name}: timeout: {why}"),
-                    )
-                })?;
-                verb_places.push((format!("verb {name}: timeout:"), timeout.span().start));
-                verb_timeout.insert(name.clone(), secs);
-            }
-            if let Some(run_as) = verb.run_as {
-                verb_places.push((format!("verb {name}: run_as:"), run_as.span().start));
-                verb_run_as.insert(name.clone(), run_as.into_inner());
-            }
-            verbs.insert(name, verb.command);
-        }
-        let arm = Arm {
-            command: d.command,
-            jail: d.jail,
-            title: d.title.unwrap_or_else(|| DEFAULT_TITLE.into()),
-            respawn: d.respawn.unwrap_or(Respawn::Never),
-            user: d.user,
-            group: d.group,
-            cooldown,
-            timeout,
-            run_as: d.run_as,
-            persist: false,
-            verbs,
-            confirm,
-            verb_run_as,
-            verb_timeout,
-            watchdog,
-            status: d.status,
-        };
-        arm.validate().map_err(|e| {
-            // The most precise place named: a verb's setting, the verb, or the key.
-            let at = verb_places
-                .iter()
-                .filter(|(prefix, _)| e.message.starts_with(prefix.as_str()))
-                .max_by_key(|(prefix, _)| prefix.len())
-                .map(|(_, offset)| line_of(*offset));
-            refuse(at.unwrap_or_else(|| line(key_of(&e.message))), e.message)
-        })?;
-        if crate::selector::is_selector(&arm.jail) {
-            crate::selector::parse(&arm.jail).map_err(|why| refuse(line("jail"), why))?;
-        }
-        if !seen.insert((arm.jail.clone(), arm.title.clone())) {
+        if def.persist {
             return Err(refuse(
-                line(""),
+                line("persist:"),
+                "persist: a declared probe is kept by this file already; -P is for probes armed with -c"
+                    .into(),
+            ));
+        }
+        def.validate()
+            .map_err(|e| refuse(line(&e.message), e.message))?;
+        if crate::selector::is_selector(&def.jail) {
+            crate::selector::parse(&def.jail).map_err(|why| refuse(line("the jail"), why))?;
+        }
+        if !seen.insert((def.jail.clone(), def.title.clone())) {
+            return Err(refuse(
+                line_of(header),
                 format!(
                     "a second probe titled '{}' in jail '{}'; jail and title name a probe",
-                    arm.title, arm.jail
+                    def.title, def.jail
                 ),
             ));
         }
-        probes.push(arm.into());
+        probes.push(def);
     }
     let metrics = match file.metrics {
         Some(path) if !path.starts_with('/') => {
+            let tree = DeTable::parse(text).ok();
+            let at = tree.as_ref().and_then(|tree| tree.get_ref().get("metrics"));
             return Err(refuse(
-                key_offset(text, "metrics").map_or(1, line_of),
+                at.map_or(1, |value| line_of(value.span().start)),
                 format!("metrics: '{path}' is not an absolute path"),
             ));
         }
@@ -269,43 +150,88 @@ pub fn parse_all(text: &str) -> Result<Loaded, Error> {
     Ok(Loaded { probes, metrics })
 }
 
-/// The key a refusal of `Arm::validate` is about, by the words it starts with; `""` (the
-/// probe's header) when it names none.
-fn key_of(message: &str) -> &'static str {
-    const KEYS: [(&str, &str); 10] = [
+/// The keys, within a probe's table, of what a refusal of `Definition::validate` is about,
+/// by the words its message starts with; none (the probe's header) when it names nothing.
+fn path_of(message: &str) -> Vec<&str> {
+    const KEYS: [(&str, &str); 11] = [
         ("cooldown:", "cooldown"),
         ("timeout:", "timeout"),
         ("watchdog:", "watchdog"),
-        ("confirm ", "confirm"),
-        ("verb ", "verbs"),
         ("status:", "status"),
         ("run_as:", "run_as"),
+        ("persist:", "persist"),
         ("the command", "command"),
         ("the jail", "jail"),
         ("the title", "title"),
+        ("verb '", "verbs"),
+        ("verbs:", "verbs"),
     ];
+    // `verb USR2: timeout: …`, `verb USR2: the command …`, `confirm USR1: …`.
+    for (prefix, key) in [("verb ", "verbs"), ("confirm ", "confirm")] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((name, rest)) = rest.split_once(": ")
+            && !name.contains(' ')
+        {
+            let mut path = vec![key, name];
+            if let Some((own, _)) = rest.split_once(": ")
+                && ["run_as", "timeout"].contains(&own)
+            {
+                path.push(own);
+            }
+            return path;
+        }
+    }
     KEYS.iter()
         .find(|(prefix, _)| message.starts_with(prefix))
-        .map_or("", |(_, key)| key)
+        .map_or_else(Vec::new, |(_, key)| vec![*key])
 }
 
-/// Where, in `table` (one probe's part of the file, or the file before its first table), the
-/// line that sets `key` starts: `key =`, or `key.` for a dotted key; `None` when none does.
-fn key_offset(table: &str, key: &str) -> Option<usize> {
-    if key.is_empty() {
+/// Where the value at `path` stands within `table` (a probe's), or the deepest part of the
+/// path there is; `None` when not even its first key is there.
+fn offset_of(table: &toml::Spanned<DeValue<'_>>, path: &[&str]) -> Option<usize> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get_ref().get(*first)?;
+    // An implicit table (the `verbs` of `verbs.USR1 = …`) may have no place of its own.
+    let own = Some(value.span().start).filter(|_| !value.span().is_empty());
+    offset_of(value, rest).or(own)
+}
+
+/// What the value at `offset` is, named as `Definition::validate` names it: `cooldown`,
+/// `verb USR2`, `verb USR2: timeout`, `confirm USR1`; `None` outside every probe's keys, and
+/// for a table (a verb's, say), whose refusal says what in it is wrong.
+fn label_at(tree: &toml::Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
+    let probes = tree.get_ref().get("probe")?.get_ref().as_array()?;
+    let (path, table) = probes
+        .iter()
+        .find_map(|probe| path_at(probe.get_ref().as_table()?, offset))?;
+    if table {
         return None;
     }
-    let mut offset = 0;
-    for line in table.split_inclusive('\n') {
-        let rest = line.trim_start();
-        if let Some(after) = rest.strip_prefix(key)
-            && (after.trim_start().starts_with('=') || after.trim_start().starts_with('.'))
-        {
-            return Some(offset);
-        }
-        offset += line.len();
-    }
-    None
+    Some(match path.as_slice() {
+        [] => return None,
+        [key] => key.clone(),
+        [verbs, verb] if verbs == "verbs" => format!("verb {verb}"),
+        [verbs, verb, own, ..] if verbs == "verbs" => format!("verb {verb}: {own}"),
+        [key, name, ..] => format!("{key} {name}"),
+    })
+}
+
+/// The keys down to the value at `offset` in `table`, and whether that value is a table. A
+/// table's own span may be only its header (`[[probe]]`, `[probe.verbs.USR1]`), so tables are
+/// looked into whatever their span.
+fn path_at(table: &DeTable<'_>, offset: usize) -> Option<(Vec<String>, bool)> {
+    table.iter().find_map(|(key, value)| {
+        let inner_table = value.get_ref().as_table();
+        let inner = inner_table.and_then(|inner| path_at(inner, offset));
+        let here = key.span().contains(&offset) || value.span().contains(&offset);
+        let (mut path, is_table) = match inner {
+            Some(found) => found,
+            None if here => (Vec::new(), inner_table.is_some()),
+            None => return None,
+        };
+        path.insert(0, key.get_ref().to_string());
+        Some((path, is_table))
+    })
 }
 
 /// The line of a `[probe]` header (one table) where `[[probe]]` (one of many) was meant.
@@ -323,6 +249,7 @@ fn single_bracket_probe(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::definition::{DEFAULT_TITLE, Respawn};
 
     #[test]
     fn a_commented_file_declares_its_probes() {
@@ -361,8 +288,8 @@ mod tests {
         assert_eq!(
             verbal[0].verbs,
             [
-                (crate::definition::Verb::Usr1, "one".to_string()),
-                (crate::definition::Verb::Usr2, "two".to_string())
+                (crate::definition::Verb::Usr1, "one".into()),
+                (crate::definition::Verb::Usr2, "two".into())
             ]
             .into()
         );
@@ -565,13 +492,13 @@ mod tests {
         )
         .unwrap();
         let web = &probes[0];
-        assert_eq!(web.verbs[&Verb::Usr1], "echo one");
-        assert_eq!(web.verbs[&Verb::Usr2], "docker restart web");
-        assert_eq!(web.verb_run_as, [(Verb::Usr2, "root".to_string())].into());
+        assert_eq!(web.verbs[&Verb::Usr1].command, "echo one");
+        assert_eq!(web.verbs[&Verb::Usr2].command, "docker restart web");
         assert_eq!(
-            web.verb_timeout,
-            [(Verb::Usr2, Duration::from_secs(30))].into()
+            web.verb_run_as(),
+            [("USR2".to_string(), "root".to_string())].into()
         );
+        assert_eq!(web.verb_timeout_secs(), [("USR2".to_string(), 30)].into());
         // The string form has none of its own: the probe's apply to its runs.
         let usr1 = web.run_of(Some(Verb::Usr1));
         assert_eq!(
@@ -593,8 +520,8 @@ mod tests {
             ("true", Some("nobody"), Some(Duration::from_secs(300)))
         );
         let db = &probes[1];
-        assert_eq!(db.verbs[&Verb::Usr1], "echo db");
-        assert!(db.verb_run_as.is_empty());
+        assert_eq!(db.verbs[&Verb::Usr1].command, "echo db");
+        assert!(db.verb_run_as().is_empty());
         assert_eq!(
             db.run_of(Some(Verb::Usr1)).timeout,
             Some(Duration::from_secs(3600))
@@ -690,7 +617,22 @@ mod tests {
             "verbs = { USR2 = { command = \"y\", run_as = \"root\", timeout = \"30s\" } }",
         ))
         .unwrap();
-        assert_eq!(good[0].verb_run_as.len(), 1);
+        assert_eq!(good[0].verb_run_as().len(), 1);
+    }
+
+    /// A declared probe lives in the file: `persist` (`-P`) is refused at its line, and the same
+    /// probe without it is declared.
+    #[test]
+    fn a_declared_probe_is_never_persisted() {
+        let file = |persist: &str| format!("[[probe]]\njail = \"1\"\ncommand = \"x\"\n{persist}\n");
+        let err = parse(&file("persist = true")).unwrap_err();
+        assert!(
+            err.message.starts_with("line 4: persist: a declared probe"),
+            "{}",
+            err.message
+        );
+        assert!(!parse(&file("persist = false")).unwrap()[0].persist);
+        assert_eq!(parse(&file("")).unwrap().len(), 1);
     }
 
     #[test]

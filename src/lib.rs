@@ -14,6 +14,7 @@ pub mod ids;
 pub mod invocation;
 pub mod listing;
 pub mod logging;
+pub mod magic;
 pub mod metrics;
 pub mod proto;
 pub mod selector;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 use error::{Error, Kind};
 use proto::{Request, Response};
 
-include!("../probe/magic.rs");
+pub use magic::*;
 
 /// Runs the program and returns its exit code; the one place errors become exit codes.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::definition::{Definition, durations_from_names, verbs_from_names};
+use crate::definition::{Definition, VerbCommand, durations_from_names};
 use crate::proto::{ProbeInfo, ProbeState};
 
 /// One JSON array of every probe, commands included.
@@ -173,10 +173,19 @@ fn definition(p: &ProbeInfo) -> Definition {
         timeout: secs(p.timeout_secs),
         cooldown: secs(p.cooldown_secs),
         watchdog: secs(p.watchdog),
-        verbs: verbs_from_names(&p.verbs),
+        verbs: p
+            .verbs
+            .iter()
+            .filter_map(|(name, command)| {
+                let own = VerbCommand {
+                    command: command.clone(),
+                    run_as: p.verb_run_as.get(name).cloned(),
+                    timeout: secs(p.verb_timeout_secs.get(name).copied()),
+                };
+                Some((crate::definition::Verb::parse(name)?, own))
+            })
+            .collect(),
         confirm: durations_from_names(&p.confirm),
-        verb_run_as: verbs_from_names(&p.verb_run_as),
-        verb_timeout: durations_from_names(&p.verb_timeout_secs),
         status: p.status,
         ..Definition::default()
     }

@@ -17,84 +17,14 @@ const HEADER_LEN: usize = 8;
 pub const MAX_BODY: usize = 16 * 1024;
 /// Largest answer body: a list of every probe, commands included, fits.
 pub const MAX_ANSWER: usize = 128 * 1024 * 1024;
-/// Longest host command, in bytes.
-pub const MAX_COMMAND: usize = 4096;
-/// Longest probe title, in bytes.
-pub const MAX_TITLE: usize = 200;
-/// Longest jail name or id, in bytes.
-pub const MAX_JAIL: usize = 255;
-/// The range of a cooldown, in seconds: 1 s to 24 h.
-pub const COOLDOWN_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
-/// The range of a command's timeout, in seconds: 1 s to 24 h.
-pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
-/// The range of a verb's confirmation window, in seconds: 1 s to 1 h (the probe's limit).
-pub const CONFIRM_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_CONFIRM_SECS;
-/// The range of a watchdog's period, in seconds: 1 s to 24 h.
-pub const WATCHDOG_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
-/// Title of a probe armed without `-t`.
-pub const DEFAULT_TITLE: &str = "jaildaemon-probe";
+pub use crate::definition::{
+    CONFIRM_RANGE, COOLDOWN_RANGE, DEFAULT_TITLE, MAX_COMMAND, MAX_JAIL, MAX_TITLE, Respawn,
+    TIMEOUT_RANGE, WATCHDOG_RANGE,
+};
 
-/// When a fired probe comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Respawn {
-    /// Single shot (default).
-    #[default]
-    Never,
-    /// `-r`: after the command has finished.
-    AfterCommand,
-    /// `-R`: at once, while the command runs.
-    Immediately,
-    /// `--queue`: at once, but a fire while the command runs queues one more run after it
-    /// (triggers until then are that same run) instead of a second command at once.
-    Queue,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Arm {
-    pub command: String,
-    pub jail: String,
-    pub title: String,
-    pub respawn: Respawn,
-    pub user: Option<String>,
-    pub group: Option<String>,
-    /// `--cooldown`, in seconds: a fired probe comes back no sooner than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<u64>,
-    /// `--timeout`, in seconds: a command still running then is stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<u64>,
-    /// `--run-as user[:group]`: the host user the command runs as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_as: Option<String>,
-    /// `-P`: kept in the daemon's state file, so that it survives restarts.
-    #[serde(default)]
-    pub persist: bool,
-    /// `--verb SIG=COMMAND`: a command per verb signal (`USR1`, `USR2`) beside `command`,
-    /// which stays SIGHUP's.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verbs: BTreeMap<String, String>,
-    /// `--confirm SIG=duration`, in seconds: that verb runs only when its signal comes twice
-    /// within this window.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub confirm: BTreeMap<String, u64>,
-    /// A verb's own host user, replacing `run_as` for its runs. Only the configuration file
-    /// sets one (`USR2 = { command = "…", run_as = "root" }`); the utility never does.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verb_run_as: BTreeMap<String, String>,
-    /// A verb's own timeout, in seconds, replacing `timeout` for its runs (the configuration
-    /// file's `USR2 = { command = "…", timeout = "30s" }`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verb_timeout: BTreeMap<String, u64>,
-    /// `--watchdog`, in seconds: the jail must signal the probe at least once per period, or
-    /// the command runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog: Option<u64>,
-    /// `--status`: the probe's command line carries its last command's result after the title.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub status: bool,
-}
+/// A request to arm a probe is the probe's options (`definition::Definition`), `persist`
+/// (`-P`) included: its JSON form is theirs, with their keys.
+pub type Arm = crate::definition::Definition;
 
 // A request is decoded once per connection and dropped once handled, never kept in bulk:
 // the size of its largest variant costs nothing worth a box.
@@ -248,166 +178,6 @@ impl Message for Response {
     const MAX_BODY: usize = MAX_ANSWER;
 }
 
-/// A host command: not blank, at most `MAX_COMMAND` bytes, no NUL. `what` names it.
-fn check_command(what: &str, command: &str) -> Result<(), Error> {
-    let data = |m: String| Err(Error::new(Kind::Data, m));
-    if command.trim().is_empty() {
-        return data(format!("{what} is empty"));
-    }
-    if command.len() > MAX_COMMAND {
-        return data(format!(
-            "{what} is {} bytes long; the limit is {MAX_COMMAND}",
-            command.len()
-        ));
-    }
-    if command.contains('\0') {
-        return data(format!("{what} contains a NUL byte"));
-    }
-    Ok(())
-}
-
-/// A command's timeout, in seconds: within `TIMEOUT_RANGE`. `what` names it.
-fn check_timeout(what: &str, secs: u64) -> Result<(), Error> {
-    if TIMEOUT_RANGE.contains(&secs) {
-        return Ok(());
-    }
-    Err(Error::new(
-        Kind::Data,
-        format!(
-            "{what}: {} is out of range; it must be 1s to 24h",
-            crate::definition::show_duration(secs)
-        ),
-    ))
-}
-
-/// A host user as `--run-as` takes it: `user` or `user:group`, each 1 to 64 printable bytes.
-/// `what` names it.
-fn check_run_as(what: &str, run_as: &str) -> Result<(), Error> {
-    let (user, group) = match run_as.split_once(':') {
-        Some((user, group)) => (user, Some(group)),
-        None => (run_as, None),
-    };
-    for id in std::iter::once(user).chain(group) {
-        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
-            return Err(Error::new(
-                Kind::Data,
-                format!(
-                    "{what}: '{run_as}' is not user or user:group (each 1 to 64 printable bytes)"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-impl Arm {
-    /// A setting of verb `name` (`setting` is its key) needs that verb on this probe.
-    fn check_own_verb(&self, name: &str, setting: &str) -> Result<(), Error> {
-        if self.verbs.contains_key(name) {
-            return Ok(());
-        }
-        Err(Error::new(
-            Kind::Data,
-            format!("verb {name}: {setting}: not a verb of this probe; give the verb a command"),
-        ))
-    }
-
-    /// Checks every field against its documented limit.
-    pub fn validate(&self) -> Result<(), Error> {
-        let data = |m: String| Err(Error::new(Kind::Data, m));
-        check_command("the command", &self.command)?;
-        for (name, command) in &self.verbs {
-            if crate::definition::Verb::parse(name).is_none() {
-                return data(format!(
-                    "verb '{name}' is not a verb signal; the verbs are USR1 and USR2 (SIGHUP runs the command)"
-                ));
-            }
-            check_command(&format!("verb {name}: the command"), command)?;
-        }
-        for (name, secs) in &self.confirm {
-            if !self.verbs.contains_key(name) {
-                return data(format!(
-                    "confirm {name}: not a verb of this probe; only a verb (USR1, USR2) can need confirming"
-                ));
-            }
-            if !CONFIRM_RANGE.contains(secs) {
-                return data(format!(
-                    "confirm {name}: {} is out of range; it must be 1s to 1h",
-                    crate::definition::show_duration(*secs)
-                ));
-            }
-        }
-        if let Some(secs) = self.watchdog {
-            if !WATCHDOG_RANGE.contains(&secs) {
-                return data(format!(
-                    "watchdog: {} is out of range; it must be 1s to 24h",
-                    crate::definition::show_duration(secs)
-                ));
-            }
-            if self.respawn != Respawn::Never || self.cooldown.is_some() || !self.verbs.is_empty() {
-                return data(
-                    "watchdog: a watchdog probe comes back after every signal by itself; it takes no -r, -R, --queue, --cooldown or verbs"
-                        .into(),
-                );
-            }
-        }
-        if self.status && self.respawn != Respawn::AfterCommand {
-            return data(
-                "status: the probe shows its command's result when it comes back after it; give -r too"
-                    .into(),
-            );
-        }
-        if self.jail.is_empty()
-            || self.jail.len() > MAX_JAIL
-            || self.jail.chars().any(char::is_control)
-        {
-            return data(format!("the jail must be 1 to {MAX_JAIL} printable bytes"));
-        }
-        if self.title.is_empty()
-            || self.title.len() > MAX_TITLE
-            || self.title.chars().any(char::is_control)
-        {
-            return data(format!(
-                "the title must be 1 to {MAX_TITLE} printable bytes"
-            ));
-        }
-        if let Some(secs) = self.cooldown {
-            if !COOLDOWN_RANGE.contains(&secs) {
-                return data(format!(
-                    "cooldown: {} is out of range; it must be 1s to 24h",
-                    crate::definition::show_duration(secs)
-                ));
-            }
-            if self.respawn == Respawn::Never {
-                return data(
-                    "cooldown: a single-shot probe never comes back; give -r, -R or --queue too"
-                        .into(),
-                );
-            }
-        }
-        if let Some(secs) = self.timeout {
-            check_timeout("timeout", secs)?;
-        }
-        if let Some(run_as) = &self.run_as {
-            check_run_as("run_as", run_as)?;
-        }
-        for (name, run_as) in &self.verb_run_as {
-            self.check_own_verb(name, "run_as")?;
-            check_run_as(&format!("verb {name}: run_as"), run_as)?;
-        }
-        for (name, secs) in &self.verb_timeout {
-            self.check_own_verb(name, "timeout")?;
-            check_timeout(&format!("verb {name}: timeout"), *secs)?;
-        }
-        for id in [&self.user, &self.group].into_iter().flatten() {
-            if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ':') {
-                return data(format!("'{id}' is not a valid user or group"));
-            }
-        }
-        Ok(())
-    }
-}
-
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let body = serde_json::to_vec(message).expect("wire types always serialize");
     let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
@@ -455,6 +225,8 @@ pub fn decode<T: Message>(buf: &[u8]) -> Result<Option<T>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::definition::{Verb, VerbCommand};
+    use std::time::Duration;
 
     fn arm() -> Arm {
         Arm {
@@ -464,16 +236,7 @@ mod tests {
             respawn: Respawn::Never,
             user: None,
             group: None,
-            cooldown: None,
-            timeout: None,
-            run_as: None,
-            persist: false,
-            verbs: Default::default(),
-            confirm: Default::default(),
-            verb_run_as: Default::default(),
-            verb_timeout: Default::default(),
-            status: false,
-            watchdog: None,
+            ..Arm::default()
         }
     }
 
@@ -531,16 +294,17 @@ mod tests {
         a.user = Some("a:b".into());
         assert!(a.validate().is_err());
         // A cooldown: within its range, and only on a probe that comes back.
+        let secs = |s: u64| Some(Duration::from_secs(s));
         let mut a = arm();
         a.respawn = Respawn::Immediately;
-        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
-            a.cooldown = Some(secs);
-            assert_eq!(a.validate().is_ok(), ok, "{secs}");
+        for (s, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            a.cooldown = secs(s);
+            assert_eq!(a.validate().is_ok(), ok, "{s}");
         }
         let mut t = arm();
-        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
-            t.timeout = Some(secs);
-            assert_eq!(t.validate().is_ok(), ok, "{secs}");
+        for (s, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            t.timeout = secs(s);
+            assert_eq!(t.validate().is_ok(), ok, "{s}");
         }
         t.timeout = None;
         for (run_as, ok) in [
@@ -556,49 +320,39 @@ mod tests {
             assert_eq!(t.validate().is_ok(), ok, "{run_as}");
         }
         t.run_as = None;
-        // A verb's own host user and timeout: the same checks, naming the verb, and only for
-        // a verb the probe has.
-        t.verbs.insert("USR2".into(), "true".into());
-        t.verb_run_as.insert("USR2".into(), "root".into());
-        t.verb_timeout.insert("USR2".into(), 30);
+        // A verb's own host user and timeout: the same checks, naming the verb. (That they
+        // belong to a verb of the probe is no check any more: they are held by the verb.)
+        let own = |run_as: &str, timeout: u64| VerbCommand {
+            command: "true".into(),
+            run_as: Some(run_as.into()),
+            timeout: secs(timeout),
+        };
+        t.verbs.insert(Verb::Usr2, own("root", 30));
         assert!(t.validate().is_ok());
-        for (verb, run_as, secs, why) in [
+        for (run_as, s, why) in [
             (
-                "USR2",
                 "a:b:c",
                 30,
                 "verb USR2: run_as: 'a:b:c' is not user or user:group",
             ),
-            ("USR2", "root", 0, "verb USR2: timeout: 0s is out of range"),
-            (
-                "USR2",
-                "root",
-                86_401,
-                "verb USR2: timeout: 24h1s is out of range",
-            ),
-            (
-                "USR1",
-                "root",
-                30,
-                "verb USR1: run_as: not a verb of this probe",
-            ),
+            ("root", 0, "verb USR2: timeout: 0s is out of range"),
+            ("root", 86_401, "verb USR2: timeout: 24h1s is out of range"),
         ] {
             let mut v = t.clone();
-            v.verb_run_as = [(verb.to_string(), run_as.to_string())].into();
-            v.verb_timeout = [("USR2".to_string(), secs)].into();
+            v.verbs.insert(Verb::Usr2, own(run_as, s));
             let err = v.validate().unwrap_err();
             assert!(err.message.starts_with(why), "{why}: {}", err.message);
         }
-        let mut v = t.clone();
-        v.verb_timeout = [("USR1".to_string(), 30)].into();
-        let err = v.validate().unwrap_err();
-        assert!(
-            err.message.starts_with("verb USR1: timeout: not a verb"),
-            "{}",
-            err.message
-        );
+        // Nor can a request give one to a verb the probe lacks: the keys of a verb's own
+        // settings are its table's, and a request with the keys of before is refused whole.
+        let body = br#"{"op":"arm","command":"x","jail":"1","title":"T","respawn":"never","user":null,"group":null,"verb_run_as":{"USR1":"root"}}"#;
+        let mut frame = BANNER.to_vec();
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(body);
+        let err = decode::<Request>(&frame).unwrap_err();
+        assert!(err.message.contains("verb_run_as"), "{}", err.message);
         a.respawn = Respawn::Never;
-        a.cooldown = Some(60);
+        a.cooldown = secs(60);
         let err = a.validate().unwrap_err();
         assert_eq!(err.kind, Kind::Data);
         assert!(err.message.starts_with("cooldown:"), "{}", err.message);

@@ -15,102 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::Definition;
 use crate::error::{Error, Kind};
-use crate::proto::{Arm, Respawn};
 
 const FORMAT: u32 = 1;
 
+/// The file: its format, and its probes in the serde form of `Definition`, as the wire has
+/// them (the keys written since format 1; `persist` always true, as earlier versions read it).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Saved {
     format: u32,
-    probes: Vec<Record>,
-}
-
-/// One probe in the file. Its own type, so that the wire request and the daemon's definition
-/// can change without changing the file; the fields are those written since format 1.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    command: String,
-    jail: String,
-    title: String,
-    respawn: Respawn,
-    user: Option<String>,
-    group: Option<String>,
-    /// Seconds; written only when set, so that files without one stay readable by earlier
-    /// versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cooldown: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timeout: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    run_as: Option<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    verbs: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    confirm: std::collections::BTreeMap<String, u64>,
-    /// Only the configuration file gives a verb its own host user or timeout, so a `-P` probe
-    /// has none today; kept all the same, so that no setting of a saved probe is ever lost.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    verb_run_as: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    verb_timeout: std::collections::BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    watchdog: Option<u64>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    status: bool,
-    /// Always true; written so that files stay readable by earlier versions.
-    #[serde(default = "persisted")]
-    persist: bool,
-}
-
-fn persisted() -> bool {
-    true
-}
-
-impl From<Record> for Definition {
-    fn from(r: Record) -> Definition {
-        Definition {
-            jail: r.jail,
-            title: r.title,
-            command: r.command,
-            respawn: r.respawn,
-            user: r.user,
-            group: r.group,
-            cooldown: r.cooldown.map(std::time::Duration::from_secs),
-            timeout: r.timeout.map(std::time::Duration::from_secs),
-            run_as: r.run_as,
-            verbs: crate::definition::verbs_from_names(&r.verbs),
-            confirm: crate::definition::durations_from_names(&r.confirm),
-            verb_run_as: crate::definition::verbs_from_names(&r.verb_run_as),
-            verb_timeout: crate::definition::durations_from_names(&r.verb_timeout),
-            watchdog: r.watchdog.map(std::time::Duration::from_secs),
-            status: r.status,
-        }
-    }
-}
-
-impl From<&Definition> for Record {
-    fn from(d: &Definition) -> Record {
-        Record {
-            command: d.command.clone(),
-            jail: d.jail.clone(),
-            title: d.title.clone(),
-            respawn: d.respawn,
-            user: d.user.clone(),
-            group: d.group.clone(),
-            cooldown: d.cooldown.map(|c| c.as_secs()),
-            timeout: d.timeout.map(|t| t.as_secs()),
-            run_as: d.run_as.clone(),
-            verbs: crate::definition::verbs_to_names(&d.verbs),
-            confirm: crate::definition::durations_to_names(&d.confirm),
-            verb_run_as: crate::definition::verbs_to_names(&d.verb_run_as),
-            verb_timeout: crate::definition::durations_to_names(&d.verb_timeout),
-            watchdog: d.watchdog.map(|w| w.as_secs()),
-            status: d.status,
-            persist: true,
-        }
-    }
+    probes: Vec<Definition>,
 }
 
 /// Reads the saved probes; a missing file holds none. A file that cannot be read is an error
@@ -152,10 +66,10 @@ pub fn parse(text: &[u8]) -> Result<Vec<Definition>, String> {
         .probes
         .into_iter()
         .enumerate()
-        .map(|(n, record)| {
-            let def = Definition::from(record);
-            Arm::from(&def)
-                .validate()
+        .map(|(n, mut def)| {
+            // Every probe of the file is a `-P` one, whether it says so or not.
+            def.persist = true;
+            def.validate()
                 .map(|()| def)
                 .map_err(|e| format!("probe {} of {count}: {}", n + 1, e.message))
         })
@@ -166,7 +80,13 @@ pub fn parse(text: &[u8]) -> Result<Vec<Definition>, String> {
 pub fn render(probes: &[Definition]) -> Vec<u8> {
     serde_json::to_vec_pretty(&Saved {
         format: FORMAT,
-        probes: probes.iter().map(Record::from).collect(),
+        probes: probes
+            .iter()
+            .map(|def| Definition {
+                persist: true,
+                ..def.clone()
+            })
+            .collect(),
     })
     .expect("probes always serialize")
 }
@@ -243,6 +163,7 @@ pub fn lock_path(state: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::definition::Respawn;
 
     fn arm(title: &str) -> Definition {
         Definition {
@@ -255,16 +176,19 @@ mod tests {
             cooldown: Some(std::time::Duration::from_secs(90)),
             timeout: Some(std::time::Duration::from_secs(30)),
             run_as: Some("backup:operator".into()),
-            verbs: [(crate::definition::Verb::Usr2, "echo usr2".to_string())].into(),
+            persist: true,
+            verbs: [(
+                crate::definition::Verb::Usr2,
+                crate::definition::VerbCommand {
+                    command: "echo usr2".into(),
+                    run_as: Some("root".into()),
+                    timeout: Some(std::time::Duration::from_secs(45)),
+                },
+            )]
+            .into(),
             confirm: [(
                 crate::definition::Verb::Usr2,
                 std::time::Duration::from_secs(10),
-            )]
-            .into(),
-            verb_run_as: [(crate::definition::Verb::Usr2, "root".to_string())].into(),
-            verb_timeout: [(
-                crate::definition::Verb::Usr2,
-                std::time::Duration::from_secs(45),
             )]
             .into(),
             watchdog: None,

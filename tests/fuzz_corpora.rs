@@ -33,8 +33,9 @@ fn config_corpus_replays_cleanly() {
             Ok(probes) => {
                 accepted += 1;
                 for (n, def) in probes.iter().enumerate() {
-                    // A declared probe has no persist flag at all: `Definition` cannot carry one.
-                    let arm = Arm::from(def);
+                    // A declared probe is never a `-P` one: the file refuses `persist`.
+                    assert!(!def.persist, "a declared probe with persist: {def:?}");
+                    let arm: Arm = def.clone();
                     assert!(arm.validate().is_ok(), "{text:?}: {arm:?}");
                     assert!(
                         !probes[..n]
@@ -79,7 +80,7 @@ fn state_corpus_replays_cleanly() {
         if let Ok(probes) = state::parse(data) {
             accepted += 1;
             for def in &probes {
-                assert!(Arm::from(def).validate().is_ok(), "{def:?}");
+                assert!(def.validate().is_ok(), "{def:?}");
             }
             assert_eq!(state::parse(&state::render(&probes)), Ok(probes));
         }

@@ -15,8 +15,9 @@ fuzz_target!(|data: &[u8]| {
     match config::parse(text) {
         Ok(probes) => {
             for (n, def) in probes.iter().enumerate() {
-                // A declared probe has no persist flag at all: `Definition` cannot carry one.
-                let arm = Arm::from(def);
+                // A declared probe is never a `-P` one: the file refuses `persist`.
+                assert!(!def.persist, "a declared probe with persist: {def:?}");
+                let arm: Arm = def.clone();
                 assert!(arm.validate().is_ok(), "accepted an invalid probe: {arm:?}");
                 assert!(
                     !probes[..n]

@@ -2,15 +2,13 @@
 //! probes, and writing them again gives a file that reads back the same.
 #![no_main]
 
-use jaildaemon::proto::Arm;
 use jaildaemon::state;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(probes) = state::parse(data) {
         for def in &probes {
-            let arm = Arm::from(def);
-            assert!(arm.validate().is_ok(), "accepted an invalid probe: {arm:?}");
+            assert!(def.validate().is_ok(), "accepted an invalid probe: {def:?}");
         }
         assert_eq!(state::parse(&state::render(&probes)), Ok(probes));
     }

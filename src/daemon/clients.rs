@@ -309,13 +309,13 @@ impl Clients {
             ),
             Request::Arm(arm) => match arm.validate().and_then(|()| {
                 // The commands' host users must exist now, not only when they fire.
-                commands::check_host_users(arm.run_as.as_deref(), &arm.verb_run_as)
+                commands::check_host_users(&arm)
             }) {
                 Ok(()) => {
                     let persist = arm.persist;
                     w.push(Event::Arm {
                         client: id,
-                        def: arm.into(),
+                        def: arm,
                         persist,
                     });
                 }

@@ -325,16 +325,14 @@ pub(super) fn host_user(spec: &str) -> Result<crate::ids::HostUser, crate::error
 
 /// Checks that every host user a probe's commands run as exists: the probe's `run_as` and
 /// its verbs' own; an unknown one is refused (exit 67), naming the verb if it is a verb's.
-pub(super) fn check_host_users(
-    run_as: Option<&str>,
-    verb_run_as: &std::collections::BTreeMap<String, String>,
-) -> Result<(), crate::error::Error> {
-    if let Some(spec) = run_as {
-        host_user(spec)?;
-    }
-    for (verb, spec) in verb_run_as {
-        host_user(spec)
-            .map_err(|e| crate::error::Error::new(e.kind, format!("verb {verb}: {}", e.message)))?;
+pub(super) fn check_host_users(def: &Definition) -> Result<(), crate::error::Error> {
+    for (verb, spec) in def.host_users() {
+        host_user(spec).map_err(|e| match verb {
+            Some(verb) => {
+                crate::error::Error::new(e.kind, format!("verb {}: {}", verb.name(), e.message))
+            }
+            None => e,
+        })?;
     }
     Ok(())
 }
@@ -346,8 +344,7 @@ pub(super) fn check_run_as(
     probes: &[Definition],
 ) -> Result<(), crate::error::Error> {
     for def in probes {
-        let verb_run_as = crate::definition::verbs_to_names(&def.verb_run_as);
-        if let Err(e) = check_host_users(def.run_as.as_deref(), &verb_run_as) {
+        if let Err(e) = check_host_users(def) {
             return Err(crate::error::Error::new(
                 crate::error::Kind::Config,
                 format!(

@@ -38,12 +38,7 @@ use crate::proto::{Origin, ProbeInfo, ProbeState, Respawn, Response};
 use crate::selector::{self, Member, Selector};
 use crate::sys::{Exit, Pid};
 
-pub type ProbeId = u64;
-pub type ClientId = u64;
-pub type PlacementId = u64;
-pub type CommandId = u64;
-/// A jail as the host knows it: the PID of its process (Linux) or its jid (FreeBSD).
-pub type JailId = i32;
+pub use super::ids::{ClientId, CommandId, JailId, PlacementId, ProbeId};
 /// A probe's uid and gid inside its jail.
 pub type Ids = (u32, u32);
 
@@ -62,7 +57,7 @@ pub struct JailFacts {
 /// A placed probe's process and ids, or why it is not placed.
 pub type PlaceResult = Result<(Pid, Ids), Error>;
 
-const MAGIC_EXIT: i32 = crate::MAGIC_EXIT as i32;
+const MAGIC_EXIT: i32 = crate::magic::MAGIC_EXIT as i32;
 /// Probes at once, in all (waiting ones included) and in one jail. Each armed one costs a
 /// process, a descriptor and some 70 KiB of kernel memory (BENCHMARKS.md).
 pub const MAX_PROBES: usize = 20_000;
@@ -2774,10 +2769,10 @@ impl Core {
                     timeout_secs: p.def.timeout.map(|t| t.as_secs()),
                     cooldown_secs: p.def.cooldown.map(|c| c.as_secs()),
                     status: p.def.status,
-                    verbs: crate::definition::verbs_to_names(&p.def.verbs),
+                    verbs: p.def.verb_commands(),
                     confirm: crate::definition::durations_to_names(&p.def.confirm),
-                    verb_run_as: crate::definition::verbs_to_names(&p.def.verb_run_as),
-                    verb_timeout_secs: crate::definition::durations_to_names(&p.def.verb_timeout),
+                    verb_run_as: p.def.verb_run_as(),
+                    verb_timeout_secs: p.def.verb_timeout_secs(),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
                     watchdog_left_ms: match p.watch {
                         Some(Watch::Running { due }) => {
@@ -3992,11 +3987,10 @@ mod tests {
         let mut definition = def("web1", "T", Respawn::Queue);
         definition.run_as = Some("nobody".into());
         definition.verbs.insert(Verb::Usr1, "plain-verb".into());
-        definition.verbs.insert(Verb::Usr2, "own-verb".into());
-        definition.verb_run_as.insert(Verb::Usr2, "root".into());
-        definition
-            .verb_timeout
-            .insert(Verb::Usr2, Duration::from_secs(2));
+        let own = definition.verbs.entry(Verb::Usr2).or_default();
+        own.command = "own-verb".into();
+        own.run_as = Some("root".into());
+        own.timeout = Some(Duration::from_secs(2));
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: definition,
@@ -4039,10 +4033,9 @@ mod tests {
         // The verb's timeout is the one that stops its command; the others have none.
         let mut rig_again = Rig::new();
         let mut timed = def("web1", "T", Respawn::Queue);
-        timed.verbs.insert(Verb::Usr2, "own-verb".into());
-        timed
-            .verb_timeout
-            .insert(Verb::Usr2, Duration::from_secs(2));
+        let own = timed.verbs.entry(Verb::Usr2).or_default();
+        own.command = "own-verb".into();
+        own.timeout = Some(Duration::from_secs(2));
         rig_again.send(Event::Declare {
             def: timed,
             origin: Origin::Config,

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::core::ProbeId;
+use super::ids::ProbeId;
 
 /// The window of every budget.
 pub const WINDOW: Duration = Duration::from_secs(10);

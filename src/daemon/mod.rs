@@ -16,6 +16,7 @@ mod commands;
 pub mod core;
 mod fleets;
 mod host;
+mod ids;
 pub mod logbudget;
 mod lookups;
 mod metrics_file;
@@ -208,6 +209,9 @@ fn start_serving(
         crate::logging::foreground(std::env::var_os("JOURNAL_STREAM").as_deref());
     }
     if !config.foreground {
+        // While stderr is still the administrator's, the log chooses where it goes once
+        // detached (and says so when no syslog daemon listens).
+        crate::logging::before_detach().map_err(|e| Error::os("detaching", e))?;
         match sys::detach().map_err(|e| Error::os("detaching", e))? {
             Some(child) => {
                 // The parent writes the pid, so that the pidfile is complete when `-D` returns.

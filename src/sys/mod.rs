@@ -11,13 +11,9 @@ pub use files::{
     Access, Durability, LockedFile, NotLocked, open_own_file, remove_leftovers, replace_file,
 };
 pub use posix::{
-    ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach, open_syslog,
-    readable_now, syslog,
+    COMMAND_PATH, ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach,
+    open_syslog, readable_now, syslog,
 };
-
-/// PATH of every command and of the container managers' tools. The rest of a command's
-/// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
-pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[cfg(target_os = "linux")]
 mod linux;

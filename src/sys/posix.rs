@@ -9,6 +9,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::userdb::{self, File, Identity, Refusal};
 
+/// PATH of every command and of the container managers' tools. The rest of a command's
+/// environment is the JAILDAEMON_* variables; nothing of the daemon's own reaches it.
+pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// A process id as the host sees it: one type on both sides of the seam.
 pub type Pid = i32;
 
@@ -164,11 +168,9 @@ pub fn write_all_raw(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
 }
 
 /// Detaches like daemon(3): forks; the parent gets `Some(child pid)`, the child starts a new
-/// session, moves to `/`, points stdio at /dev/null, and gets `None`. First, while stderr is
-/// still the administrator's, the log chooses where it goes once detached (and says so when
-/// no syslog daemon listens).
+/// session, moves to `/`, points stdio at /dev/null, and gets `None`. The log is the
+/// caller's to prepare first (`logging::before_detach`): this module names nothing above `sys`.
 pub fn detach() -> io::Result<Option<u32>> {
-    crate::logging::before_detach()?;
     // SAFETY: the daemon has started no thread when it detaches, so no lock can be held by a
     // thread missing in the child, which may therefore run any code.
     match unsafe { fork() }? {

@@ -1,11 +1,36 @@
 //! FreeBSD backend: a jail is named by jid or name and entered with jail_attach(2).
 //!
-//! Status: linked for FreeBSD in CI (with zig's FreeBSD libc stubs) and type-checked against
-//! FreeBSD's libc bindings; no FreeBSD machine has run it.
-//! The probe is exec'd, as on Linux: a forked child attaches to the jail, resolves its ids
-//! there (off the daemon's loop, as Linux's helper A does), confines itself and execs the freestanding `probe/freebsd.rs` with fexecve(2), so the probe holds nothing of the
-//! daemon's memory. The image is an unlinked execute-only file, not a memfd: FreeBSD execs
-//! only vnodes (see ARCHITECTURE.md).
+//! `src/sys/freebsd/` exports the same names as the Linux backend.
+//! No FreeBSD machine exists here.
+//! CI type-checks it against the libc crate's FreeBSD bindings, links it for x86_64 FreeBSD with zig's libc stubs (`cargo-zigbuild`, see `.ci/run`), and checks the ELF with `dist/freebsd/check-elf.sh`; nothing of it has run.
+//! Its pure parts (reading `-j` as jid or name, jid 0 refused; the status pipe and its records about ids) are in `src/sys/freebsd/pure.rs`, which is also compiled and unit-tested on Linux.
+//!
+//! **Placing a probe (`spawn_probe`).**
+//! The daemon forks a child, which resets every signal disposition and blocks SIGHUP, SIGUSR1 and SIGUSR2 (a signal sent before the probe sets its own mask waits for it), keeps only the status pipe (fd 3) and the probe image (fd 4), both close-on-exec, and then, each step its own function:
+//! marks itself untraceable, no-new-privs and killed with the daemon (procctl; before the jail can see it, so no jail process ever finds a traceable copy of the daemon's memory), attaches to the jail and changes to its root, starts a session, resolves its `-u`/`-g` names in the jail's own `/etc/passwd` and `/etc/group` (opened beneath the root with `O_RESOLVE_BENEATH`, non-blocking, read into a buffer the daemon made before the fork, and only when the file changed since the version whose answer the daemon passed down; it reports what it read and the ids in records before "armed", `pure::read_resolution`), drops to those ids (setgroups, setgid, setuid), writes "armed", and execs the image with `fexecve` with the argv and environment the Linux probe gets (argv the title, then the status words of `--status`; the environment its verbs alone, `USR1=SECS`), both built before the fork.
+//! The daemon takes end-of-file after "armed" as the exec; a failed step, or a failed exec after "armed", sends its stage and errno instead.
+//! `PROC_TRACE_CTL_DISABLE` and the death signal survive the exec (only `PROC_TRACE_CTL_DISABLE_EXEC` ends at exec, and the death signal only at a set-id exec); no-new-privs does too.
+//!
+//! **The probe (`probe/freebsd.rs`)** is the FreeBSD twin of `probe/probe.rs`: freestanding, static, no libc, under a kilobyte of code.
+//! Its `_start` hands the initial stack (`rdi` on amd64, `x0` on arm64, as FreeBSD's exec sets them) to `probe_main`, which reads the verbs from the environment with the Linux probe's code (`probe/verbs.rs`, shared by `include!`, with the state of the confirmation windows).
+//! It sets its mask to SIGHUP and its verbs, waits with `sigtimedwait` (with a timeout only while a confirmation window is open, measured with `clock_gettime(CLOCK_MONOTONIC)`), and exits with `MAGIC_EXIT`, `USR1_EXIT` or `USR2_EXIT`; every other signal keeps its default action.
+//! It takes such a signal only from a sender inside its jail (`probe/freebsd_sender.rs`, shared by `include!` with `tests/freebsd.rs`, which runs it on Linux): the `siginfo_t` that `sigtimedwait` fills must carry a code that names the sender (`SI_USER`, `SI_QUEUE`, `SI_LWP`), and `kill(si_pid, 0)` must not fail with `ESRCH`, which is what a jailed process gets for any process outside its jail; it ignores the rest, uncounted (SECURITY.md).
+//! Its argv is its title, then any status words, so `pkill -f TITLE` matches it; a title of at most 200 bytes and the status words (at most 50 bytes) fit the kernel's argument cache (`kern.ps_arg_cache_limit`, 256 bytes by default), so `ps` and `pkill` read it without reading the probe's memory.
+//! It is branded FreeBSD twice: by its `.note.tag` ABI note (which also names release 14.0, so the kernel gives it current behaviour) and by `EI_OSABI`, which `build.rs` sets.
+//! Its kernel numbers are in `probe/freebsd_abi.rs`, shared with the backend: those the libc crate defines are compared at compile time in the FreeBSD build, and all of them, syscall numbers included, against FreeBSD's own headers (zig's copy) by `tests/freebsd.rs`.
+//! A cross build from Linux has no `core` for a FreeBSD target that a build script could use (`-Zbuild-std` builds it for cargo's units only), so `build.rs` compiles the probe there for the Linux host's target of the same architecture: a freestanding program uses nothing of `core` that differs between the two systems, and its kernel interface is its own assembly. On FreeBSD it is compiled for FreeBSD.
+//!
+//! **Why the image is not a memfd.**
+//! FreeBSD has `memfd_create` and `shm_open(SHM_ANON)` with seals, but it executes only vnodes: `fexecve` takes the descriptor's vnode (`fgetvp_exec`, `_fgetvp` in sys/kern/kern_descrip.c), which fails with EINVAL for a descriptor without one, and a shared memory descriptor has none (`kern_shm_open2` in sys/kern/uipc_shm.c sets it up as `DTYPE_SHM` with no vnode).
+//! So at start the daemon writes the image into a new file in `/var/run` (created exclusively, mode 0111), opens it again with `O_EXEC` only, checks that it is the same file (device, inode, size, mode, owner root), and unlinks it.
+//! From then on the image has no name: only the daemon's exec-only descriptor reaches it, nothing can open it for writing, and its path cannot be found from a jail.
+//! A `/var/run` mounted noexec stops the daemon at start with that reason.
+//! What this does not give, compared with Linux: no seals (nothing can write the file anyway, since nothing can open it), and no equivalent of Linux's `would_dump` rule; the probe's protection against a jail root reading it is `PROC_TRACE_CTL_DISABLE` and the ids `-u`/`-g` gave it.
+//!
+//! **What differs from Linux and is not covered.**
+//! The probe's `comm` (what `ps -o comm` and a plain `pgrep` match) is not its title: FreeBSD has no call to set it, and for an `fexecve` the kernel takes the image file's name if its name cache still holds one, else `(fexecv)` (`do_execve` in sys/kern/kern_exec.c); match with `pkill -f`.
+//! The child holds a copy of the daemon's memory from the fork until the exec, untraceable from before it enters the jail.
+//! None of this has run on FreeBSD; the first run there should check the exec from the unlinked image, the brand of the probe, and `pkill -f` inside a jail.
 
 pub(crate) mod pure;
 mod raw;
@@ -18,7 +43,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind};
-use crate::sys::Pid;
+use crate::sys::posix::Pid;
 use crate::sys::posix::{self, Exit, Forked, PeerCredentials};
 use crate::userdb::{self, Answer, Cache, File, Identity, Query, Refusal};
 
@@ -617,6 +642,7 @@ fn fork_probe(
 /// async-signal-safe calls: everything it uses (argv and envp, the image descriptor, what it
 /// needs to resolve its ids and a buffer to read a user database into) was prepared before
 /// the fork.
+#[allow(unsafe_code)]
 fn probe_child(
     status: BorrowedFd<'_>,
     image: BorrowedFd<'_>,
@@ -631,7 +657,9 @@ fn probe_child(
     raw::reset_signals(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2]);
     // Past this point the status pipe is fd 3 and the image fd 4, both close-on-exec; without
     // the pipe there is nobody to report to.
-    if raw::keep_fds(status, image).is_err() {
+    // SAFETY: this child ends by exec or `_exit` and uses no descriptor of the daemon's but
+    // these two, as 3 and 4, from here on.
+    if unsafe { raw::keep_fds(status, image) }.is_err() {
         posix::exit_now(1);
     }
     child_step(pure::STAGE_CONFINE, raw::confine_self());
@@ -667,10 +695,12 @@ struct ChildIds<'a> {
 }
 
 /// Writes one record about ids (`pure::resolution_record`); a child nobody listens to leaves.
+#[allow(unsafe_code)]
 fn child_record(tag: u8, file: Option<File>, words: &[u64]) {
     let mut out = [0u8; 64];
     let len = pure::resolution_record(tag, file.map(|f| f as u8), words, &mut out);
-    if posix::write_all_raw(raw::status_fd(), &out[..len]).is_err() {
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    if posix::write_all_raw(unsafe { raw::status_fd() }, &out[..len]).is_err() {
         posix::exit_now(1);
     }
 }
@@ -737,9 +767,14 @@ fn child_step(stage: u8, result: io::Result<()>) {
     }
 }
 
+#[allow(unsafe_code)]
 fn child_fail(stage: u8, err: io::Error) -> ! {
     let e = err.raw_os_error().unwrap_or(0).to_ne_bytes();
-    let _ = posix::write_all_raw(raw::status_fd(), &[stage, e[0], e[1], e[2], e[3]]);
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    let _ = posix::write_all_raw(
+        unsafe { raw::status_fd() },
+        &[stage, e[0], e[1], e[2], e[3]],
+    );
     posix::exit_now(1)
 }
 
@@ -754,16 +789,21 @@ fn child_attach(jid: i32) -> io::Result<()> {
 /// "Armed" goes out before the exec, which closes the pipe. If the daemon died before the
 /// death signal was set, nobody reads the pipe: the write fails (EPIPE, or SIGPIPE kills us)
 /// and the probe never starts.
+#[allow(unsafe_code)]
 fn child_report_armed() {
-    if posix::write_all_raw(raw::status_fd(), &pure::ARMED_RECORD).is_err() {
+    // SAFETY: called only by the probe's child after `keep_fds`.
+    if posix::write_all_raw(unsafe { raw::status_fd() }, &pure::ARMED_RECORD).is_err() {
         posix::exit_now(1);
     }
 }
 
 /// Execs the probe image (fd 4) with `argv` and `envp` (null-terminated); returns only to
 /// report a failure.
+#[allow(unsafe_code)]
 fn child_exec(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
-    let err = raw::exec_image(raw::image_fd(), argv, envp);
+    // SAFETY: called only by the probe's child after `keep_fds`; `fork_probe` made argv and
+    // envp of pointers into the request's C strings, which outlive the fork, and a null.
+    let err = unsafe { raw::exec_image(raw::image_fd(), argv, envp) };
     child_fail(pure::STAGE_EXEC, err)
 }
 
@@ -953,7 +993,9 @@ fn keeper(
             {
                 posix::exit_now(127);
             }
-            let _ = raw::exec_shell(null, output, argv, envp);
+            // SAFETY: `spawn_kept` made argv and envp of pointers into C strings it keeps, and
+            // a null; this child owns nothing of 0 to 2 and execs or exits next.
+            let _ = unsafe { raw::exec_shell(null, output, argv, envp) };
             posix::exit_now(127)
         }
         Ok(Forked::Parent(pid)) => pid,

@@ -279,21 +279,33 @@ pub fn confine_self() -> io::Result<()> {
 }
 
 /// The status pipe, once [`keep_fds`] has moved it to descriptor 3.
-pub fn status_fd() -> BorrowedFd<'static> {
-    // SAFETY: only called after keep_fds succeeded, in a process that never closes fd 3
-    // again before it execs or exits.
+///
+/// # Safety
+/// Only after `keep_fds` succeeded in this process, which from then on never closes or
+/// replaces descriptor 3 before it execs or exits.
+pub unsafe fn status_fd() -> BorrowedFd<'static> {
+    // SAFETY: the caller vouches that descriptor 3 is the status pipe for the rest of this
+    // process's life.
     unsafe { BorrowedFd::borrow_raw(3) }
 }
 
 /// The probe image, once [`keep_fds`] has moved it to descriptor 4.
-pub fn image_fd() -> BorrowedFd<'static> {
+///
+/// # Safety
+/// As for `status_fd`, with descriptor 4.
+pub unsafe fn image_fd() -> BorrowedFd<'static> {
     // SAFETY: as for status_fd, with fd 4.
     unsafe { BorrowedFd::borrow_raw(4) }
 }
 
 /// Moves `status` to descriptor 3 and `image` to 4, both close-on-exec, and closes every
 /// other descriptor, stdio included. Async-signal-safe.
-pub fn keep_fds(status: BorrowedFd<'_>, image: BorrowedFd<'_>) -> io::Result<()> {
+///
+/// # Safety
+/// Every other descriptor of this process is closed: no `OwnedFd` or `BorrowedFd` but the two
+/// given may be used or dropped afterwards (`status` and `image` themselves are closed too;
+/// use `status_fd` and `image_fd`). Only a forked child that ends by exec or `_exit` may call it.
+pub unsafe fn keep_fds(status: BorrowedFd<'_>, image: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: fcntl/dup2/close/closefrom on integers. Both are first copied above 4, so that
     // neither dup2 overwrites the other's source; 3 and 4 are ours after the dup2 calls.
     unsafe {
@@ -313,7 +325,11 @@ pub fn keep_fds(status: BorrowedFd<'_>, image: BorrowedFd<'_>) -> io::Result<()>
 
 /// fexecve(2) of `image` with `argv` and `envp`, each ending with a null. Returns only on
 /// failure, with the error. Async-signal-safe.
-pub fn exec_image(
+///
+/// # Safety
+/// Every pointer of `argv` and `envp` before their last (null, which is checked) points to a
+/// NUL-terminated C string that stays valid for the call.
+pub unsafe fn exec_image(
     image: BorrowedFd<'_>,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -322,8 +338,8 @@ pub fn exec_image(
     if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
         return io::Error::from_raw_os_error(libc::EINVAL);
     }
-    // SAFETY: argv and envp are null-terminated (checked above) arrays of valid C strings that
-    // live until the call returns (on success it does not).
+    // SAFETY: argv and envp are null-terminated (checked above) arrays of C strings that the
+    // caller vouches for until the call returns (on success it does not).
     unsafe { libc::fexecve(image.as_raw_fd(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
 }
@@ -541,14 +557,18 @@ pub fn end_like(status: i32) -> ! {
 /// dup2(2) of `fd` onto `target`, then execve(2) of `/bin/sh` with `argv` and `envp` (both
 /// null-terminated), in `/`, with stdin from `null`. Returns only on failure.
 /// Async-signal-safe.
-pub fn exec_shell(
+///
+/// # Safety
+/// `argv` and `envp` each end with a null pointer, and every pointer before it points to a
+/// NUL-terminated C string valid for the call. Descriptors 0, 1 and 2 are replaced: nothing
+/// else of this process may own them (a forked child about to exec).
+pub unsafe fn exec_shell(
     null: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> io::Error {
-    // SAFETY: the descriptors are open; argv and envp are null-terminated arrays of C strings
-    // that the caller keeps alive until exec.
+    // SAFETY: the descriptors are open; the caller vouches for argv, envp and the slots 0 to 2.
     unsafe {
         if libc::dup2(null.as_raw_fd(), 0) < 0
             || libc::dup2(output.as_raw_fd(), 1) < 0

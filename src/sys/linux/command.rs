@@ -160,6 +160,7 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
     command_child(plan)
 }
 
+#[allow(unsafe_code)]
 fn command_child(plan: &CommandPlan<'_>) -> ! {
     // The daemon blocks the signals it reads from its signalfd, and Rust ignores SIGPIPE:
     // neither may reach the command.
@@ -180,13 +181,21 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
             .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
             .map_err(io::Error::from)
     };
-    let prepared = raw::own_descriptors_below(plan.low_end)
+    // SAFETY: this child ends by exec or `_exit` below and uses no descriptor from
+    // `low_end` on: the plan's are the spawner's slots and /dev/null, all below it.
+    let own_table = unsafe { raw::own_descriptors_below(plan.low_end) };
+    // SAFETY: the table is this child's own from here; 0, 1 and 2 are nobody else's in it
+    // (nothing here uses stdio), and from 3 on nothing must outlive the exec.
+    let stdio = || unsafe {
+        raw::dup_onto(plan.null, 0)
+            .and_then(|()| raw::dup_onto(plan.output, 1))
+            .and_then(|()| raw::dup_onto(plan.output, 2))
+            .and_then(|()| raw::cloexec_from(3))
+    };
+    let prepared = own_table
         .and_then(|()| plan.join.map_or(Ok(()), join))
         .and_then(|()| plan.ids.map_or(Ok(()), become_user))
-        .and_then(|()| raw::dup_onto(plan.null, 0))
-        .and_then(|()| raw::dup_onto(plan.output, 1))
-        .and_then(|()| raw::dup_onto(plan.output, 2))
-        .and_then(|()| raw::cloexec_from(3))
+        .and_then(|()| stdio())
         .and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
     if prepared.is_ok() {
         // Each candidate in turn, as `sh` searches PATH; whatever keeps all of them from
@@ -194,10 +203,13 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
         // says so and ends with its own status.
         if let Some(direct) = &plan.direct {
             for path in direct.paths {
-                let _ = raw::exec_path(path, direct.argv, plan.envp);
+                // SAFETY: `spawn_command` made every argv and envp of the plan with a null
+                // pointer last, after pointers into C strings it keeps alive until we exit.
+                let _ = unsafe { raw::exec_path(path, direct.argv, plan.envp) };
             }
         }
-        let _ = raw::exec_path(c"/bin/sh", plan.argv, plan.envp);
+        // SAFETY: as above.
+        let _ = unsafe { raw::exec_path(c"/bin/sh", plan.argv, plan.envp) };
     }
     posix::exit_now(127)
 }

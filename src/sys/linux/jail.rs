@@ -1,31 +1,22 @@
 //! A jail on Linux: a set of namespaces and cgroups, named by the host PID of a process in it
-//! or by a container name (looked up by `lookup.rs`).
+//! or by a container name (looked up by `lookup.rs`, which also holds `Jail::open`: a jail
+//! knows nothing of lookups, so that the two modules do not name each other).
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::process::PidfdFlags;
 use rustix::thread::ThreadNameSpaceType;
 
 use super::cgroup;
-use super::lookup::Lookup;
-use crate::containers;
 use crate::error::{Error, Kind};
 use crate::ids::IdMap;
-use crate::sys::Pid;
-use crate::sys::posix;
+use crate::sys::posix::{self, Pid};
 use crate::userdb::Cache;
-
-/// A jail being opened: at once (a PID), or after its name is looked up.
-pub enum Opening {
-    Ready(Result<Jail, Error>),
-    Looking(Lookup),
-}
 
 /// Namespace types a probe joins, in the order lxc-attach uses; `setns` on a pidfd applies
 /// them together, the user namespace first.
@@ -70,21 +61,6 @@ fn ns_inode(pid: &str, ns: &str) -> io::Result<(u64, u64)> {
 }
 
 impl Jail {
-    /// Starts opening the jail `spec` names: a host PID at once, a container name by asking
-    /// the container managers (`containers.rs`) without waiting for them.
-    pub fn open(spec: &str, now: Instant) -> Opening {
-        match containers::parse_spec(spec) {
-            Err(e) => Opening::Ready(Err(e)),
-            Ok(containers::Spec::Pid(pid)) => Opening::Ready(Jail::open_pid(spec, pid)),
-            Ok(containers::Spec::Name { manager, name }) => {
-                match Lookup::start(spec, manager, name, now) {
-                    Ok(lookup) => Opening::Looking(lookup),
-                    Err(e) => Opening::Ready(Err(e)),
-                }
-            }
-        }
-    }
-
     pub(super) fn open_pid(spec: &str, pid: Pid) -> Result<Jail, Error> {
         let no_jail = |why: String| Error::new(Kind::NoJail, format!("jail '{spec}': {why}"));
         let raw = rustix::process::Pid::from_raw(pid).expect("positive");

@@ -12,7 +12,31 @@ use super::poller::Poller;
 use super::process::Process;
 use crate::containers::{self, Answer, Found, MAX_TOOL_OUTPUT, Manager, TOOL_DEADLINE, Unasked};
 use crate::error::Error;
-use crate::sys::posix::{self, Exit};
+use crate::sys::posix::{self, Exit, Pid};
+
+/// A jail being opened: at once (a PID), or after its name is looked up.
+pub enum Opening {
+    Ready(Result<Jail, Error>),
+    Looking(Lookup),
+}
+
+impl Jail {
+    /// Starts opening the jail `spec` names: a host PID at once, a container name by asking
+    /// the container managers (`containers.rs`) without waiting for them. Here rather than in
+    /// `jail.rs`, beside the lookup it may start, so that a jail needs to know no lookup.
+    pub fn open(spec: &str, now: Instant) -> Opening {
+        match containers::parse_spec(spec) {
+            Err(e) => Opening::Ready(Err(e)),
+            Ok(containers::Spec::Pid(pid)) => Opening::Ready(Jail::open_pid(spec, pid)),
+            Ok(containers::Spec::Name { manager, name }) => {
+                match Lookup::start(spec, manager, name, now) {
+                    Ok(lookup) => Opening::Looking(lookup),
+                    Err(e) => Opening::Ready(Err(e)),
+                }
+            }
+        }
+    }
+}
 
 /// One manager's tool, running or done.
 struct ToolRun {
@@ -180,7 +204,7 @@ pub(super) fn spawn_tool(
     command
         .args(args)
         .env_clear()
-        .env("PATH", crate::sys::COMMAND_PATH)
+        .env("PATH", posix::COMMAND_PATH)
         .env("LC_ALL", "C")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -191,7 +215,7 @@ pub(super) fn spawn_tool(
             Stdio::null()
         });
     let mut child = command.spawn()?;
-    let pid = child.id() as crate::sys::Pid;
+    let pid = child.id() as Pid;
     let pipes = [
         child.stdout.take().map(OwnedFd::from),
         child.stderr.take().map(OwnedFd::from),
@@ -408,7 +432,7 @@ mod tests {
         // Read as lxc-info's answer: a PID printed on success.
         let script = format!(
             "test -z \"$HOME\" && test \"$LC_ALL\" = C && test \"$PATH\" = '{}' && echo 4144",
-            crate::sys::COMMAND_PATH
+            posix::COMMAND_PATH
         );
         let (ok, out, _) = run("sh", &["-c", &script]);
         assert!(ok);

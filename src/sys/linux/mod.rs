@@ -33,8 +33,8 @@ use crate::sys::posix::PeerCredentials;
 
 pub use command::{CommandGroup, spawn_command};
 pub use image::Spawner;
-pub use jail::{Jail, Opening};
-pub use lookup::Lookup;
+pub use jail::Jail;
+pub use lookup::{Lookup, Opening};
 pub use placement::{PLACEMENT_DEADLINE, Placed, Placement, ProbeRequest};
 pub use poller::Poller;
 pub use process::Process;

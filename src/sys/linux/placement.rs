@@ -1,26 +1,65 @@
 //! Placing probes in a jail, as steps the daemon's loop drives: nothing here waits.
 //!
-//! Process choreography: the daemon forks helper A, which gets a copy of the daemon's
-//! descriptor table and at once keeps only the lowest few (the probe image and the slots with
-//! the status pipe, the jail's pidfd and its root). A makes itself non-dumpable, drops its
-//! supplementary groups, joins the jail's namespaces, and clones one helper B per probe of the
-//! batch with CLONE_PARENT, so that each B is born in the jail's pid namespace as a direct
-//! child of the daemon (which reaps it by pidfd); A reports each B's pid and exits. Each B
-//! shares A's memory until its exec (CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing is
-//! copied for it, and A goes on once it has exec'd. Each B
-//! confines itself and execs the probe image. Between fork and exec all of them only make
-//! async-signal-safe calls. A is never inside the jail's pid namespace or cgroups: the jail
-//! cannot see, stop or freeze it. It can stop or freeze the Bs; then the placement's deadline
-//! passes, and those not yet exec'd are killed and reported as not placed.
+//! The daemon forks helper **A** for a batch of probes of one jail, sharing its descriptor table
+//! with it (`CLONE_FILES`) rather than copying it: with 10,000 probes the daemon holds 10,000
+//! descriptors, and a copy per placement, closed again by A, made arming grow with the number of
+//! probes. A makes itself non-dumpable (before anything of the jail can see this copy of the
+//! daemon's memory; runc CVE-2016-9962), takes a table of its own holding only the daemon's few
+//! lowest descriptors (`close_range` with `CLOSE_RANGE_UNSHARE`: the probe image and three low
+//! slots holding the status pipe, the jail's pidfd and its root, filled just before the fork),
+//! and says so on the status pipe; until then the daemon waits, changing nothing in its table
+//! (A is its fresh fork on the host, in no jail yet: microseconds, at most 1 s, then killed). A
+//! drops supplementary groups, blocks every signal and resets every disposition (so that a
+//! daemon started with SIGHUP ignored cannot hand a deaf probe to the jail), joins the jail's
+//! namespaces with one `setns` on the jail's pidfd (user first, as the kernel orders them; the
+//! user namespace only when it differs from ours), and empties the capability bounding and
+//! ambient sets.
+//! Joining a pid namespace only affects children, so A clones one **B** per probe with
+//! `CLONE_PARENT`: each B is born in the jail's pid namespace and is a direct child of the daemon,
+//! which holds it by pidfd. The Bs share A's memory (`CLONE_VM`, each on a stack of its own) and
+//! run side by side: nothing is copied for one, and its exec has nothing to tear down. This, and
+//! doing in A what every B would do alike, is what arms 10,000 probes in about 1.4 s.
+//! A reports each B's pid over the close-on-exec status pipe and exits.
+//! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
+//! makes itself non-dumpable again (the id switch resets it), sets the parent-death signal to
+//! SIGKILL, drops all capabilities, sets `no_new_privs`, takes a descriptor table of its own,
+//! reports "armed", marks every descriptor close-on-exec, and execs the probe image with argv
+//! `[title]` (a `--status` probe: the title and three status words, computed by the core from
+//! its last command and placed with it) and an environment that is empty but for the probe's verbs and their confirmation
+//! windows in seconds (`USR1=0`, `USR2=10`).
+//! If the daemon died before the death signal was set, the "armed" write fails with EPIPE and B
+//! leaves instead of arming.
+//! The pipe's end of file means every helper is done (A gone, every B exec'd or dead); then the
+//! daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
+//! where the jail's cgroup differs from the daemon's), so the jail's limits and freezer apply to
+//! the probe; once A is in the jail's user namespace, the kernel would refuse
+//! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at the end of
+//! file, or, at the deadline, when its `/proc/PID/exe` is the sealed image.
+//! A jail that stops or freezes its Bs delays only its own placement, to its deadline.
+//! A and the Bs only make async-signal-safe calls; everything they use is prepared before the
+//! fork.
 //!
-//! The status pipe's end of file means every helper is done: A has exited and every B has
-//! exec'd (its copy of the write end is close-on-exec) or died.
+//! A resolves the probes' `-u` and `-g` names (`src/userdb.rs`, pure) after it joined the jail and
+//! before it clones any B: it opens the jail's `/etc/passwd` and `/etc/group` below the jail's root
+//! (the slot) with `openat2` (`RESOLVE_IN_ROOT`, `RESOLVE_NO_MAGICLINKS`, `RESOLVE_NO_XDEV`,
+//! non-blocking), refuses anything but a regular file of at most 4 MiB and 100,000 lines, parses it
+//! without allocating into a buffer the daemon made before the fork (untouched, so never resident,
+//! in the daemon), and reports each probe's ids, or why not, on the status pipe; a probe refused
+//! gets no B. A file that does not answer (a FUSE root whose server stopped) holds A until the
+//! deadline kills it; A said which file it was reading, and that probe is refused naming it.
+//! An A whose request the server took and never answers cannot end until the server answers or
+//! ends (the kernel waits for the answer); like every killed child, it is reaped when its pidfd
+//! says it is gone, never waited for.
+//! A file is read only when it changed: A also reports the identity (device, inode, size,
+//! modification and change time) of a file it read whole and that did not change while it read,
+//! the daemon keeps it with the answers for the names asked (`userdb::Cache`, with the jail), and
+//! the next placement hands both to A, which `fstat`s the file and uses the answers when it is
+//! the same version. A re-arm of an `-R` probe costs the daemon nothing that grows with the file.
 //!
-//! A also resolves the probes' `-u` and `-g` names in the jail's `/etc/passwd` and
-//! `/etc/group`, once inside the jail and before any B exists: a jail whose filesystem does not
-//! answer (a FUSE root whose server stopped) then holds A, and only this placement, until its
-//! deadline. A reads a file only when it changed since the jail's last placement (the daemon
-//! keeps the answers with the file's identity, `userdb::Cache`), and reports the ids it found.
+//! The probe image is a memfd with mode `0111`, sealed against writes, growth and mode changes.
+//! Exec of a file its caller cannot read makes the process non-dumpable and ties its memory to the
+//! host's user namespace (`would_dump` in fs/exec.c), so even a jail root inside its own user
+//! namespace cannot read, ptrace or re-exec it.
 
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
@@ -37,7 +76,7 @@ use super::process::Process;
 use super::raw;
 use crate::error::{Error, Kind};
 use crate::ids::IdMap;
-use crate::sys::Pid;
+use crate::sys::posix::Pid;
 use crate::sys::posix::{self, Forked};
 use crate::userdb::{self, Answer, File, Identity, Query, Refusal};
 
@@ -627,7 +666,9 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
     // A table of its own, holding of the daemon's descriptors only the image and the slots
     // (the kernel copies just those): the Bs share it until each takes a copy, which then
     // costs the few entries left. Until then the daemon waits, changing nothing in its table.
-    if let Err(e) = raw::own_descriptors_below(plan.low_end) {
+    // SAFETY: A ends by `_exit`, and it and the Bs use only the image and the slots, all
+    // below `low_end`.
+    if let Err(e) = unsafe { raw::own_descriptors_below(plan.low_end) } {
         fail(status, HELPER_A, Stage::Descriptors, e);
     }
     if report(status, MSG_OWN_TABLE, HELPER_A, 0).is_err() {
@@ -818,6 +859,7 @@ extern "C" fn b_entry(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Helper B: the future probe, already in the jail's namespaces, still running daemon code.
 /// It sheds everything of the host, then execs the probe image.
+#[allow(unsafe_code)]
 fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     let status = plan.status;
     let fail = |stage: Stage, err: io::Error| -> ! { fail(status, index, stage, err) };
@@ -869,7 +911,9 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     }
     // A table of its own (a copy of A's few entries, all close-on-exec), so that the exec
     // below closes this B's copy of the status pipe and not the one A and the others share.
-    if let Err(e) = raw::own_descriptors_below(plan.low_end) {
+    // SAFETY: B ends by exec or `_exit` and uses only the image and the slots, all below
+    // `low_end`.
+    if let Err(e) = unsafe { raw::own_descriptors_below(plan.low_end) } {
         fail(Stage::Descriptors, e);
     }
     // If the daemon died before the death signal was set, nobody reads the pipe: the write
@@ -877,10 +921,14 @@ fn helper_b(plan: &ProbePlan<'_>, index: u32, probe: &Planned) -> ! {
     if let Err(e) = report(status, MSG_ARMED, index, 0) {
         fail(Stage::Report, e);
     }
-    if let Err(e) = raw::cloexec_from(0) {
+    // SAFETY: the table is this B's own, and nothing in it is to outlive the exec below.
+    if let Err(e) = unsafe { raw::cloexec_from(0) } {
         fail(Stage::Descriptors, e);
     }
-    let err = raw::exec_fd(plan.image, &probe.argv, &probe.envp);
+    // SAFETY: `Planned`'s argv and envp are arrays one longer than the most entries ever
+    // filled, so their last pointer is null; the others point into the C strings of the
+    // batch, which `place` keeps alive until every B has exec'd or exited.
+    let err = unsafe { raw::exec_fd(plan.image, &probe.argv, &probe.envp) };
     fail(Stage::Exec, err)
 }
 

@@ -5,8 +5,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::process::{PidfdFlags, Signal, WaitId, WaitIdOptions};
 
-use crate::sys::Pid;
 use crate::sys::posix::Exit;
+use crate::sys::posix::Pid;
 
 /// A child of the daemon, held by pidfd so that it is never waited on or signalled by bare pid.
 #[derive(Debug)]

@@ -118,8 +118,15 @@ unsafe fn clone_on_stack(
 
 /// Gives this process a descriptor table of its own holding only the descriptors below `end`
 /// (close_range with CLOSE_RANGE_UNSHARE: the kernel copies just those). Async-signal-safe.
-pub fn own_descriptors_below(end: u32) -> io::Result<()> {
-    // SAFETY: close_range takes plain integers.
+///
+/// # Safety
+/// Every descriptor from `end` on is closed in this process: no `OwnedFd`, `BorrowedFd` or
+/// raw number of such a descriptor may be used (or dropped, which closes a recycled number)
+/// after the call. Only a child that ends by exec or `_exit`, holding nothing of that range it
+/// still needs, may call it.
+pub unsafe fn own_descriptors_below(end: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers; the caller vouches that nothing above `end`
+    // is used again.
     check(unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -222,7 +229,12 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
 /// Marks every descriptor from `first` on close-on-exec (close_range(2) with
 /// CLOSE_RANGE_CLOEXEC, Linux 5.11), so that exec leaves the new program none of them.
 /// Async-signal-safe.
-pub fn cloexec_from(first: u32) -> io::Result<()> {
+///
+/// # Safety
+/// The flag is changed for descriptors owned by any code of this process: the caller must own
+/// the whole descriptor table from `first` on (a child with a table of its own, about to exec),
+/// so that no other owner relies on a descriptor surviving an exec.
+pub unsafe fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range takes plain integers and only changes descriptor flags.
     check(unsafe {
         libc::syscall(
@@ -236,23 +248,30 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 }
 
 /// dup2(2): makes `target` a copy of `fd`, without close-on-exec. Async-signal-safe.
-pub fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
-    // SAFETY: plain integers; the caller owns the descriptor table it changes.
+///
+/// # Safety
+/// Whatever `target` was is closed: no `OwnedFd` or `BorrowedFd` of that number may be used or
+/// dropped afterwards (it now names `fd`'s file). The caller owns `target`'s slot.
+pub unsafe fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
+    // SAFETY: plain integers; the caller vouches that it owns the slot `target`.
     check(unsafe { libc::dup2(fd.as_raw_fd(), target) } as libc::c_long)?;
     Ok(())
 }
 
-/// execve(2) of `path`. Returns only on failure. `argv` and `envp` are null-terminated arrays
-/// of C strings. Async-signal-safe.
-pub fn exec_path(
+/// execve(2) of `path`. Returns only on failure. Async-signal-safe.
+///
+/// # Safety
+/// `argv` and `envp` each end with a null pointer, and every pointer before it points to a
+/// NUL-terminated C string that stays valid for the call (the kernel reads them all).
+pub unsafe fn exec_path(
     path: &CStr,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> io::Error {
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(envp.last().is_some_and(|p| p.is_null()));
-    // SAFETY: both arrays are null-terminated arrays of valid C strings owned by the caller,
-    // alive for the duration of the call.
+    // SAFETY: the caller vouches that both arrays are null-terminated arrays of valid C
+    // strings, alive for the duration of the call.
     unsafe {
         libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
@@ -260,8 +279,12 @@ pub fn exec_path(
 }
 
 /// execveat(2) with AT_EMPTY_PATH: executes the file behind `fd`. Returns only on failure.
-/// `argv` and `envp` are null-terminated arrays of C strings. Async-signal-safe.
-pub fn exec_fd(
+/// Async-signal-safe.
+///
+/// # Safety
+/// As for `exec_path`: `argv` and `envp` each end with a null pointer, and every pointer
+/// before it points to a NUL-terminated C string that stays valid for the call.
+pub unsafe fn exec_fd(
     fd: BorrowedFd<'_>,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -269,8 +292,8 @@ pub fn exec_fd(
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(envp.last().is_some_and(|p| p.is_null()));
     let empty: &CStr = c"";
-    // SAFETY: both arrays are null-terminated arrays of valid C strings owned by the caller,
-    // alive for the duration of the call; the path is an empty C string.
+    // SAFETY: the caller vouches that both arrays are null-terminated arrays of valid C
+    // strings, alive for the duration of the call; the path is an empty C string.
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
