@@ -514,7 +514,7 @@ mod tests {
                 },
                 0.0,
             );
-            let exit = Exit::Code(crate::MAGIC_EXIT as i32);
+            let exit = Exit::Code(crate::magic::MAGIC_EXIT as i32);
             rig.send(Event::ProbeExited { probe: 1, exit }, 0.0);
             let calls = rig.fake.take_calls();
             assert!(calls[0].starts_with("create jaildaemon-"), "{calls:?}");

@@ -172,12 +172,12 @@ mod tests {
                 .filter_map(|t| Token::decode(*t))
                 .collect::<Vec<_>>()
         };
-        child.end(Exit::Code(crate::MAGIC_EXIT as i32));
+        child.end(Exit::Code(crate::magic::MAGIC_EXIT as i32));
         assert_eq!(wait(&w, &mut ready), [Token::Probe(1)]);
         probes.exited(&mut w, &core, 1);
         match w.events.pop_front() {
             Some(Event::ProbeExited { probe: 1, exit }) => {
-                assert_eq!(exit, Exit::Code(crate::MAGIC_EXIT as i32))
+                assert_eq!(exit, Exit::Code(crate::magic::MAGIC_EXIT as i32))
             }
             other => panic!("{other:?}"),
         }
