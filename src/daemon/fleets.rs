@@ -2,6 +2,24 @@
 //! container managers' event streams, long-lived children read by the loop and never waited
 //! on. A stream that dies is started again with back-off; one that hangs just says nothing,
 //! and the core's slow re-listing (`core::SURVEY_INTERVAL`) stands in for it.
+//!
+//! # Selectors: probes that follow containers
+//!
+//! A probe declared with a selector (`docker:label=K=V`, `podman:label=K=V`, `k8s:NS/K=V`) is a
+//! template (`core::Fleet`, one per selector, a definition per title), not a probe.
+//! The core asks for its members (`Effect::Survey`, at most one listing in flight per selector and
+//! one more owed to events meanwhile, none sooner than `SURVEY_GAP`, 1 s, after the last) at
+//! start, on every `Event::Changed` of its manager, and every `SURVEY_INTERVAL` (30 s);
+//! `Event::Surveyed` brings the members.
+//! Each member gets, per title, an ordinary probe (`Probe::member` says whose), with the template's
+//! definition and the member's container as its jail (`docker:NAME`, `containerd:k8s.io/ID`), so
+//! it goes through `Finding`, `Placing`, `Armed`… like any declared probe, and waits when its
+//! container stops; a member no longer listed has its probe removed (`remove_one`).
+//! `Event::Changed` also sends probes waiting for a container of that name to `Finding` at once:
+//! that is what brings a restarted container's probes back as it starts, declared ones by name
+//! included. `core::tests::every_member_phase_meets_every_listing` is its phase × event table.
+//! The shell (`daemon/fleets.rs`) runs the listings and the streams the core wants
+//! (`Core::stream_managers`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -10,6 +10,32 @@
 //! (`host`) where its unit tests need a fake. An owner gets what it needs as arguments (the
 //! loop's `wiring`, another owner, the core to read) and pushes events for the core; only the
 //! `Daemon` here composes them.
+//!
+//! # The shell never waits
+//!
+//! - A container name is looked up by running every manager's tool at once (`sys::Lookup`); the
+//!   daemon's queue watches their pipes and pidfds, under one 5 s deadline.
+//! - A selector's members are listed the same way (`sys::Survey`), in rounds that `selector.rs`
+//!   decides from the answers, each under its 5 s deadline.
+//! - The managers' event streams (`sys::EventStream`: `docker events`, `podman events`,
+//!   `ctr events`) are long-lived children whose stdout the queue watches; each wake-up reads at
+//!   most 64 KiB. One that ends is started again with back-off; one that hangs is only silent.
+//! - A probe's `-u` and `-g` names are resolved by its placement's helper A, inside the jail
+//!   (see below): a jail's filesystem that does not answer holds only that placement.
+//! - Probes are placed in batches, one per jail at a time, up to 1,024 probes each and 8 jails at
+//!   once (`sys::Placement`); a placement is a step each time its status pipe says something, and
+//!   at its 5 s deadline its helpers still short of their exec are killed.
+//! - An answer is written as the client's socket takes it, within 2 s.
+//! - A killed child is reaped when its pidfd says it is gone, never waited for.
+//! - Stopped and continued children are asked for (`waitid`) 1,024 at a time per turn of the
+//!   loop, so a jail that stops and continues its probe without pause cannot keep the loop there.
+//! - The core logs only through `Effect::Log`, each line with its cause (`logbudget::Cause`): the
+//!   host's own, or a probe's and its jail's with the kind of line. The shell writes the lines a
+//!   jail or the clients can repeat within their budgets per 10 s (`src/daemon/logbudget.rs`,
+//!   pure), counts the rest, and logs each count when its window ends, flood or no flood.
+//! - Clients are served once the probes declared at start are settled (READY), so that the first
+//!   `-l` shows them armed, a selector's members included; each lookup, listing round and
+//!   placement has its deadline, so that is bounded.
 
 mod clients;
 mod commands;

@@ -1,4 +1,21 @@
-//! Host commands: `/bin/sh -c` with a fixed environment, started like posix_spawn.
+//! Host commands, with a fixed environment, started like posix_spawn: `/bin/sh -c`, or the
+//! program directly when the command has no shell syntax (`crate::invocation`).
+//!
+//! # Commands under control
+//!
+//! A command whose probe has a timeout runs in a cgroup of its own (`sys::CommandGroup`), under the
+//! daemon's own cgroup v2 (also on a hybrid host, where it needs no controller), else under its v1
+//! freezer cgroup: the child writes `0` into its `cgroup.procs` before its exec, so everything the
+//! command starts is in it, whatever its process group or session.
+//! The core owns the timer: at the timeout it asks the shell (`Effect::Stop`) for SIGTERM to the
+//! cgroup, and `core::KILL_GRACE` (5 s) later for SIGKILL (`cgroup.kill`; on v1 frozen, killed one
+//! by one, thawed), also when the shell itself has ended by then, for what it left.
+//! The cgroup is removed once empty; a command that ends in time has what it left alone, with its
+//! cgroup (logged).
+//! On FreeBSD the shell runs under a keeper, a child of the daemon that makes itself the reaper of
+//! everything the command starts (procctl `PROC_REAP_ACQUIRE`), reaps it, and on SIGTERM or SIGUSR1
+//! from the daemon sends SIGTERM or SIGKILL to all of it (`PROC_REAP_KILL`); type-checked, never
+//! run.
 
 use std::fs;
 use std::io;
