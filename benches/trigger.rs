@@ -776,7 +776,17 @@ fn engine_report(o: &mut String, e: &Engine) {
          each waited for.\n\n\
          | what | n | median / p90 / p99 (ms) | ÷ floor (median) | verdict |\n|---|---|---|---|---|\n\
          | {n} declared probes armed, start to READY | {rn} | {r} | {ratio} | {verdict} (< 2 s) |\n\
+         | {n} probes armed by request, {clients} clients at once, first request to last answer | {qn} | {q} | {qratio} | {qverdict} (≤ 2.00 × declared: {qdeclared} ×) |\n\
          | serial floor: {n} minimal processes in the jail | {fn_} | {f} | 1.00 | |\n",
+        clients = support::declared::CLIENTS,
+        qn = d.requested.n(),
+        q = ms_triple(&d.requested),
+        qratio = ratio(d.requested.median(), d.floor.median()),
+        qdeclared = ratio(d.requested.median(), d.ready.median()),
+        qverdict = verdict(
+            (d.requested.n() > 0 && d.ready.n() > 0)
+                .then_some(d.requested.median() <= 2.0 * d.ready.median())
+        ),
         n = d.probes,
         exec = d.floor_exec,
         rn = d.ready.n(),

@@ -3,6 +3,9 @@
 //! - Probes declared in the configuration file for one jail: from the daemon's start to its
 //!   READY=1 (sd_notify), beside a serial floor of the same run: one process that joins the
 //!   jail and starts as many minimal processes there, one after the other.
+//! - The same number armed by request, from `CLIENTS` in-process clients at once (requests for
+//!   one jail that arrive while its placement is in flight join its next batch), from the
+//!   first request to the last answer, in the same rounds.
 //! - A trigger while a container name's lookup hangs (LXC's tool, in the daemon's own mount
 //!   namespace, never answers), beside the same trigger on the same daemon with no lookup.
 
@@ -12,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::sender::Sender;
@@ -22,6 +26,8 @@ use crate::util::{BIN, Daemon, Jail, TempDir};
 pub struct Declared {
     pub probes: usize,
     pub ready: Stats,
+    /// The same number armed by request from `CLIENTS` clients at once.
+    pub requested: Stats,
     pub floor: Stats,
     /// What the floor's processes were.
     pub floor_exec: String,
@@ -53,6 +59,7 @@ pub fn run(probes: usize, samples: usize) -> Declared {
     let mut out = Declared {
         probes,
         ready: Stats::default(),
+        requested: Stats::default(),
         floor: Stats::default(),
         floor_exec: format!("{program} {}", argv.join(" ")),
     };
@@ -60,8 +67,43 @@ pub fn run(probes: usize, samples: usize) -> Declared {
     for _ in 0..samples {
         out.floor.push(floor(&jail, probes));
         out.ready.push(ready(&jail, probes));
+        out.requested.push(requested(&jail, probes));
     }
     out
+}
+
+/// Clients arming at once in the by-request row: many clients, as a configuration
+/// management run that arms a host's probes one utility call each, in parallel.
+pub const CLIENTS: usize = 64;
+
+/// Milliseconds to arm `probes` in `jail` by request, `CLIENTS` clients at once, on a daemon
+/// that is already up.
+fn requested(jail: &Jail, probes: usize) -> f64 {
+    let dir = TempDir::new();
+    let daemon = Daemon::start(&dir);
+    let next = AtomicUsize::new(0);
+    let spec = jail.spec();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= probes {
+                        return;
+                    }
+                    let request = super::arm_request("true", &spec, &format!("REQUESTED_{i}"));
+                    match jaildaemon::client::ask(&daemon.socket, &request) {
+                        Ok(jaildaemon::proto::Response::Armed { .. }) => {}
+                        other => panic!("arming by request, probe {i}: {other:?}"),
+                    }
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
+    drop(daemon);
+    took.as_secs_f64() * 1e3
 }
 
 fn floor(jail: &Jail, probes: usize) -> f64 {
