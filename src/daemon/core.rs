@@ -391,6 +391,14 @@ impl Probe {
     fn survives(&self) -> bool {
         self.origin != Origin::Command
     }
+
+    /// The manager whose event stream would bring this probe back as its container starts:
+    /// one that survives its jail and names a container.
+    fn wants_stream(&self) -> Option<&'static str> {
+        self.survives()
+            .then(|| selector::stream_for(&self.def.jail))
+            .flatten()
+    }
 }
 
 /// Counts, indexes and timers derived from the probes' phases. Every phase change goes through
@@ -755,6 +763,10 @@ pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
 pub struct Core {
     probes: BTreeMap<ProbeId, Probe>,
     tally: Tally,
+    /// The managers whose event streams the probes that survive their jail want (a declared
+    /// or `-P` probe named by container), with how many want each: kept by `insert_probe` and
+    /// `forget`, so that asking for them walks no probe.
+    streams_wanted: BTreeMap<&'static str, usize>,
     jails: BTreeMap<JailId, JailEntry>,
     /// Held jails by identity: the names (PIDs) under which one running jail is held.
     jails_by_identity: BTreeMap<(u64, u64), BTreeSet<JailId>>,
@@ -788,6 +800,7 @@ impl Core {
         Core {
             probes: BTreeMap::new(),
             tally: Tally::default(),
+            streams_wanted: BTreeMap::new(),
             jails: BTreeMap::new(),
             jails_by_identity: BTreeMap::new(),
             finding: BTreeSet::new(),
@@ -911,6 +924,9 @@ impl Core {
 
     fn insert_probe(&mut self, id: ProbeId, probe: Probe) {
         self.tally.count(id, &probe.phase, &probe.def.title, true);
+        if let Some(manager) = probe.wants_stream() {
+            *self.streams_wanted.entry(manager).or_default() += 1;
+        }
         self.probes.insert(id, probe);
     }
 
@@ -978,6 +994,14 @@ impl Core {
             self.watch_timers.remove(&(due, id));
         }
         self.tally.count(id, &probe.phase, &probe.def.title, false);
+        if let Some(manager) = probe.wants_stream()
+            && let Some(count) = self.streams_wanted.get_mut(manager)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.streams_wanted.remove(manager);
+            }
+        }
         Some(probe)
     }
 
@@ -2648,9 +2672,7 @@ impl Core {
     pub fn stream_managers(&self) -> BTreeSet<&'static str> {
         let mut managers: BTreeSet<&'static str> =
             self.fleets.values().map(|f| f.selector.manager()).collect();
-        for probe in self.probes.values().filter(|p| p.survives()) {
-            managers.extend(selector::stream_for(&probe.def.jail));
-        }
+        managers.extend(self.streams_wanted.keys());
         managers
     }
 
@@ -2982,6 +3004,16 @@ mod tests {
                 recount.count(*command, run, true);
             }
             assert_eq!(self.core.run_tally, recount, "run tally out of step");
+            let mut wanted: BTreeMap<&'static str, usize> = BTreeMap::new();
+            for probe in self.core.probes.values() {
+                if let Some(manager) = probe.wants_stream() {
+                    *wanted.entry(manager).or_default() += 1;
+                }
+            }
+            assert_eq!(
+                self.core.streams_wanted, wanted,
+                "streams wanted out of step"
+            );
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
                 .filter_map(|(id, p)| match p.watch {
                     Some(Watch::Running { due }) => Some((due, *id)),
