@@ -19,7 +19,11 @@
 //! which holds it by pidfd. The Bs share A's memory (`CLONE_VM`, each on a stack of its own) and
 //! run side by side: nothing is copied for one, and its exec has nothing to tear down. This, and
 //! doing in A what every B would do alike, is what arms 10,000 probes in about 1.4 s.
-//! A reports each B's pid over the close-on-exec status pipe and exits.
+//! A reports each B's pid over the close-on-exec status pipe, waits until every B has left its
+//! memory (the kernel clears a word of each at its exec or exit, `CLONE_CHILD_CLEARTID`), and
+//! exits: the last user of its memory, so that the kernel never looks for a new owner of it
+//! among the daemon's thousands of children (`mm_update_next_owner`), which it did at A's exit
+//! and again at each B's exec, and which perf showed as the costliest step of arming.
 //! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
 //! makes itself non-dumpable again (the id switch resets it), sets the parent-death signal to
 //! SIGKILL, drops all capabilities, sets `no_new_privs`, takes a descriptor table of its own,
@@ -65,6 +69,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -205,6 +210,9 @@ struct Planned<'a> {
     refused: Cell<bool>,
     /// What each file said of the query's name, as A read it.
     answers: [Cell<Option<Answer>>; 2],
+    /// Not 0 until this probe's B has left A's memory (exec'd or exited): the kernel clears
+    /// it (CLONE_CHILD_CLEARTID), and A waits for that before it exits.
+    left: AtomicU32,
 }
 
 fn report(status: BorrowedFd<'_>, tag: u32, index: u32, value: u64) -> io::Result<()> {
@@ -338,6 +346,7 @@ impl Placement {
                 gid: Cell::new(0),
                 refused: Cell::new(false),
                 answers: [Cell::new(None), Cell::new(None)],
+                left: AtomicU32::new(1),
             })
             .collect();
         // Where A reads a user database: untouched (no page of it allocated) unless A reads.
@@ -712,7 +721,8 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
         // exec or `_exit`.
         let spawned = unsafe {
             let stack = plan.stacks.add(B_STACK * index as usize);
-            raw::spawn_sibling_sharing(b_entry, stack, B_STACK, arg)
+            let left = &plan.probes[index as usize].left;
+            raw::spawn_sibling_sharing(b_entry, stack, B_STACK, arg, left)
         };
         match spawned {
             Err(e) => fail(status, index, Stage::Clone, e),
@@ -721,6 +731,18 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
                     posix::exit_now(1);
                 }
             }
+        }
+    }
+    // A owns this memory in the kernel's eyes (`mm->owner`, for its memory cgroup). Leaving it
+    // while a B still shares it makes the kernel look for a new owner among the daemon's
+    // children, one for every probe, and at worst among every process of the host; and each
+    // B that becomes the owner does it again at its exec. Waiting until the Bs have left
+    // (each clears its word at its exec or exit) makes A the last user, and its exit free.
+    // A B the jail stopped before its exec holds A too, until the deadline kills both.
+    for start in starts {
+        let probe = &plan.probes[start.index as usize];
+        if !probe.refused.get() {
+            raw::wait_until_left(&probe.left);
         }
     }
     posix::exit_now(0)

@@ -5,6 +5,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys::posix::Forked;
 
@@ -61,7 +62,16 @@ pub unsafe fn spawn_sharing(
     // SAFETY: the caller keeps the contract; CLONE_VFORK makes us wait for the child's exec
     // or exit, so the stack and our memory are its alone until then.
     let flags = libc::CLONE_VFORK | libc::SIGCHLD;
-    unsafe { clone_on_stack(entry, stack.as_mut_ptr(), stack.len(), flags, arg) }
+    unsafe {
+        clone_on_stack(
+            entry,
+            stack.as_mut_ptr(),
+            stack.len(),
+            flags,
+            arg,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// Starts a probe's helper B: a child of our parent (CLONE_PARENT), so born in the pid
@@ -77,14 +87,35 @@ pub unsafe fn spawn_sharing(
 /// change any descriptor before it has a table of its own, and must write no memory but its
 /// stack; `stack` points to `len` bytes that only this child uses; `arg` and everything it
 /// reaches must stay valid until the child has exec'd or exited.
+///
+/// The kernel writes 0 into `left` (and wakes a futex waiter there) when the child leaves our
+/// memory, by its exec or its exit (CLONE_CHILD_CLEARTID): `left` must not be 0 before, so
+/// that `wait_until_left` can tell.
 pub unsafe fn spawn_sibling_sharing(
     entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
     stack: *mut u8,
     len: usize,
     arg: *mut libc::c_void,
+    left: &AtomicU32,
 ) -> io::Result<i32> {
-    // SAFETY: the caller keeps the contract.
-    unsafe { clone_on_stack(entry, stack, len, libc::CLONE_PARENT, arg) }
+    let flags = libc::CLONE_PARENT | libc::CLONE_CHILD_CLEARTID;
+    // SAFETY: the caller keeps the contract; `left` lives in memory the child shares, as long
+    // as it does (the caller's plan).
+    unsafe { clone_on_stack(entry, stack, len, flags, arg, left.as_ptr()) }
+}
+
+/// Waits until the kernel has written 0 into `left` (see `spawn_sibling_sharing`).
+/// Async-signal-safe.
+pub fn wait_until_left(left: &AtomicU32) {
+    loop {
+        let value = left.load(Ordering::Acquire);
+        if value == 0 {
+            return;
+        }
+        // Returns at once if the value changed meanwhile; a spurious wake-up just looks again.
+        let _ =
+            rustix::thread::futex::wait(left, rustix::thread::futex::Flags::empty(), value, None);
+    }
 }
 
 /// clone(2) with CLONE_VM | CLONE_FILES and `flags`, on `stack`.
@@ -97,6 +128,7 @@ unsafe fn clone_on_stack(
     len: usize,
     extra: libc::c_int,
     arg: *mut libc::c_void,
+    child_tid: *mut u32,
 ) -> io::Result<i32> {
     // The stack grows down on every architecture we build for; its top, 16-byte aligned.
     let top = ((stack as usize + len) & !15) as *mut libc::c_void;
@@ -109,7 +141,18 @@ unsafe fn clone_on_stack(
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(entry, top, flags, arg);
+        // The optional arguments: no parent tid, no TLS, the child tid word (or null).
+        let no_tid: *mut libc::pid_t = std::ptr::null_mut();
+        let no_tls: *mut libc::c_void = std::ptr::null_mut();
+        let pid = libc::clone(
+            entry,
+            top,
+            flags,
+            arg,
+            no_tid,
+            no_tls,
+            child_tid as *mut libc::pid_t,
+        );
         let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 { Err(err) } else { Ok(pid) }
