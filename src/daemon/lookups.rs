@@ -10,7 +10,12 @@ use super::reaper::Reaper;
 use super::wiring::{Token, Wiring};
 use crate::sys::{self, Jail, Lookup, Opening};
 
-/// Descriptors a container lookup may hold: its queue, and per manager a pidfd and two pipes.
+/// Descriptors a container lookup may hold: its queue, and per manager asked a pidfd and two
+/// pipes (stdout, stderr).
+#[cfg(target_os = "linux")]
+pub(super) const LOOKUP_DESCRIPTORS: usize = 1 + 3 * crate::containers::MANAGERS.len();
+/// FreeBSD names jails, not containers: its lookups run no tool; the reserve stays generous.
+#[cfg(not(target_os = "linux"))]
 pub(super) const LOOKUP_DESCRIPTORS: usize = 13;
 
 #[derive(Default)]
