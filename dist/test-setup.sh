@@ -32,10 +32,12 @@ fi
 # gdb is the host user's debugger in tests/hostile.rs; debhelper (with dpkg-dev) and lintian
 # build and check the Debian package that tests/packaging.rs installs and purges;
 # containerd (ctr, and the system containerd of tests/fleets.rs) and python3-yaml (the
-# Kubernetes example's YAML) for tests/fleets.rs.
+# Kubernetes example's YAML) for tests/fleets.rs; python3-fusepy (with libfuse2) and fuse3
+# serve the FUSE jail roots of tests/userdb.rs.
 packages=(util-linux procps perl-base uidmap dash sysvinit-utils coreutils busybox-static
     lxc lxc-templates podman runc docker.io containerd lxd mandoc man-db bmake systemd make
-    webhook inotify-tools python3-prometheus-client strace gdb debhelper lintian python3-yaml)
+    webhook inotify-tools python3-prometheus-client strace gdb debhelper lintian python3-yaml
+    python3-fusepy fuse3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
