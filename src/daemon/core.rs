@@ -412,8 +412,10 @@ struct Tally {
     unsettled: usize,
     /// Probes by the jail their phase holds.
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
-    /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches.
-    titled: BTreeMap<JailId, BTreeMap<String, BTreeSet<ProbeId>>>,
+    /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches. By a
+    /// hash of the title (`title_key`), 16 bytes a probe where a copy of the title and a set
+    /// of its own cost ten times that; a lookup checks the titles it finds.
+    titled: BTreeMap<JailId, BTreeSet<(u64, ProbeId)>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
@@ -459,6 +461,14 @@ impl RunTally {
     }
 }
 
+/// The key of a title in `Tally::titled`: a hash with fixed keys, the same in every run.
+fn title_key(title: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    title.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl Tally {
     /// Counts `phase` of probe `id`, titled `title`, in (`add`) or out.
     fn count(&mut self, id: ProbeId, phase: &Phase, title: &str, add: bool) {
@@ -501,25 +511,15 @@ impl Tally {
             .jail()
             .filter(|_| !matches!(phase, Phase::Spent { .. }))
         {
-            let titles = self.titled.entry(jail).or_default();
-            // The title is copied once per jail and title, not per probe or phase change.
-            match titles.get_mut(title) {
-                Some(set) if add => {
-                    set.insert(id);
+            let titled = self.titled.entry(jail).or_default();
+            let key = (title_key(title), id);
+            if add {
+                titled.insert(key);
+            } else {
+                titled.remove(&key);
+                if titled.is_empty() {
+                    self.titled.remove(&jail);
                 }
-                Some(set) => {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        titles.remove(title);
-                    }
-                }
-                None if add => {
-                    titles.insert(title.to_owned(), BTreeSet::from([id]));
-                }
-                None => {}
-            }
-            if titles.is_empty() {
-                self.titled.remove(&jail);
             }
         }
         if let Phase::Placing {
@@ -1411,15 +1411,23 @@ impl Core {
     /// names (spent ones excepted, which the jail does not have now): one `pkill -f` or
     /// `killall` by that title reaches them all. One set per name; indexed, so that arming
     /// many probes of one title stays linear.
-    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<&BTreeSet<ProbeId>> {
+    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<BTreeSet<ProbeId>> {
         let Some(entry) = self.jails.get(&jail) else {
             return Vec::new();
         };
+        let key = title_key(title);
         let names = self.jails_by_identity.get(&entry.facts.identity);
         names
             .into_iter()
             .flatten()
-            .filter_map(|name| self.tally.titled.get(name)?.get(title))
+            .filter_map(|name| self.tally.titled.get(name))
+            .map(|set| {
+                set.range((key, ProbeId::MIN)..=(key, ProbeId::MAX))
+                    .map(|(_, id)| *id)
+                    .filter(|id| self.probes.get(id).is_some_and(|p| p.def.title == title))
+                    .collect::<BTreeSet<ProbeId>>()
+            })
+            .filter(|set| !set.is_empty())
             .collect()
     }
 
