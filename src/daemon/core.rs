@@ -247,8 +247,9 @@ pub struct Probe {
     pub armed_before: bool,
     /// What last happened to it, for `-l`.
     pub last: Option<Note>,
-    /// A probe of a selector's member: which selector, and which container.
-    pub member: Option<FleetMember>,
+    /// A probe of a selector's member: which selector, and which container. Boxed: most
+    /// probes are no member, and every probe would carry its 120 bytes.
+    pub member: Option<Box<FleetMember>>,
 }
 
 /// What last happened to a probe, as `-l` says it (with what its phase adds).
@@ -1089,7 +1090,7 @@ impl Core {
         def: Definition,
         origin: Origin,
         reply: Option<ClientId>,
-        member: Option<FleetMember>,
+        member: Option<Box<FleetMember>>,
         now: Instant,
     ) {
         let def_watch = def.watchdog.map(|left| Watch::Paused { left });
@@ -2569,7 +2570,7 @@ impl Core {
                     selector: spec.to_string(),
                     member: member.clone(),
                 };
-                self.add_member(def, Origin::Config, None, Some(member), now);
+                self.add_member(def, Origin::Config, None, Some(Box::new(member)), now);
             }
         }
     }
