@@ -414,9 +414,10 @@ struct Tally {
     /// Probes by the jail their phase holds.
     in_jail: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// The same, by title too: which probes a `pkill -f TITLE` in that jail reaches. By a
-    /// hash of the title (`title_key`), 16 bytes a probe where a copy of the title and a set
-    /// of its own cost ten times that; a lookup checks the titles it finds.
-    titled: BTreeMap<JailId, BTreeSet<(u64, ProbeId)>>,
+    /// 64-bit hash of the title (`title_key`), and a lone probe without a set of its own: a
+    /// copy of each title and a set per probe cost several times that at 10,000 probes. Two
+    /// titles of one jail sharing a hash would only make a warning name a probe too many.
+    titled: BTreeMap<JailId, BTreeMap<u64, Titled>>,
     /// Probes queued for a placement, by jail.
     queued: BTreeMap<JailId, BTreeSet<ProbeId>>,
     /// When retrying, waiting and cooling probes are due.
@@ -458,6 +459,29 @@ impl RunTally {
             } else {
                 self.timers.remove(&(at, command));
             }
+        }
+    }
+}
+
+/// The probes of one title in one jail (`Tally::titled`).
+#[derive(Debug, PartialEq)]
+enum Titled {
+    One(ProbeId),
+    Many(BTreeSet<ProbeId>),
+}
+
+impl Titled {
+    fn len(&self) -> usize {
+        match self {
+            Titled::One(_) => 1,
+            Titled::Many(ids) => ids.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = ProbeId> + '_> {
+        match self {
+            Titled::One(id) => Box::new(std::iter::once(*id)),
+            Titled::Many(ids) => Box::new(ids.iter().copied()),
         }
     }
 }
@@ -513,11 +537,31 @@ impl Tally {
             .filter(|_| !matches!(phase, Phase::Spent { .. }))
         {
             let titled = self.titled.entry(jail).or_default();
-            let key = (title_key(title), id);
+            let key = title_key(title);
             if add {
-                titled.insert(key);
+                match titled.remove(&key) {
+                    None => titled.insert(key, Titled::One(id)),
+                    Some(Titled::One(other)) => {
+                        titled.insert(key, Titled::Many(BTreeSet::from([other, id])))
+                    }
+                    Some(Titled::Many(mut ids)) => {
+                        ids.insert(id);
+                        titled.insert(key, Titled::Many(ids))
+                    }
+                };
             } else {
-                titled.remove(&key);
+                match titled.get_mut(&key) {
+                    Some(Titled::One(other)) if *other == id => {
+                        titled.remove(&key);
+                    }
+                    Some(Titled::Many(ids)) => {
+                        ids.remove(&id);
+                        if let Some(&last) = ids.first().filter(|_| ids.len() == 1) {
+                            titled.insert(key, Titled::One(last));
+                        }
+                    }
+                    _ => {}
+                }
                 if titled.is_empty() {
                     self.titled.remove(&jail);
                 }
@@ -1412,7 +1456,7 @@ impl Core {
     /// names (spent ones excepted, which the jail does not have now): one `pkill -f` or
     /// `killall` by that title reaches them all. One set per name; indexed, so that arming
     /// many probes of one title stays linear.
-    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<BTreeSet<ProbeId>> {
+    fn titled_in_jail(&self, title: &str, jail: JailId) -> Vec<&Titled> {
         let Some(entry) = self.jails.get(&jail) else {
             return Vec::new();
         };
@@ -1421,14 +1465,7 @@ impl Core {
         names
             .into_iter()
             .flatten()
-            .filter_map(|name| self.tally.titled.get(name))
-            .map(|set| {
-                set.range((key, ProbeId::MIN)..=(key, ProbeId::MAX))
-                    .map(|(_, id)| *id)
-                    .filter(|id| self.probes.get(id).is_some_and(|p| p.def.title == title))
-                    .collect::<BTreeSet<ProbeId>>()
-            })
-            .filter(|set| !set.is_empty())
+            .filter_map(|name| self.tally.titled.get(name)?.get(&key))
             .collect()
     }
 
@@ -1460,7 +1497,7 @@ impl Core {
             .sum::<usize>()
             .saturating_sub(1);
         if others > 0 {
-            let ids = sets.iter().flat_map(|set| set.iter().copied());
+            let ids = sets.iter().flat_map(|set| set.iter());
             warnings.push(format!(
                 "title '{title}' is already armed in this jail: {}; one pkill -f or killall by that title signals them all",
                 self.describe(ids.filter(|other| *other != id), others)
@@ -2267,7 +2304,7 @@ impl Core {
                 && seen.insert(self.jails.get(&held).map(|e| e.facts.identity))
             {
                 for set in self.titled_in_jail(which, held) {
-                    staying.extend(set);
+                    staying.extend(set.iter());
                 }
             }
         }
