@@ -626,22 +626,23 @@ fn an_unknown_host_user_is_refused_when_the_probe_is_armed() {
     assert!(jail.probes("UNKNOWN_USER").is_empty());
     // In the configuration file: refused as a whole at start (78), naming the probe.
     let config = dir.path("jd.conf");
-    fs::write(
-        &config,
+    let start_with = |text: &str| {
+        fs::write(&config, text).unwrap();
+        Command::new(BIN)
+            .args(["-D", "-F", "-C"])
+            .arg(&config)
+            .arg("-S")
+            .arg(dir.path("state2"))
+            .arg("-p")
+            .arg(dir.path("jd2.pid"))
+            .arg("-f")
+            .arg(dir.path("jd2.sock"))
+            .output()
+            .unwrap()
+    };
+    let out = start_with(
         "[[probe]]\njail = \"jd-test-no-such-container\"\ncommand = \"true\"\ntitle = \"T\"\nrun_as = \"jd-no-such-user\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["-D", "-F", "-C"])
-        .arg(&config)
-        .arg("-S")
-        .arg(dir.path("state2"))
-        .arg("-p")
-        .arg(dir.path("jd2.pid"))
-        .arg("-f")
-        .arg(dir.path("jd2.sock"))
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -649,23 +650,10 @@ fn an_unknown_host_user_is_refused_when_the_probe_is_armed() {
         "{err}"
     );
     // A verb's own host user (issue 22) is checked as well, and named with its verb.
-    fs::write(
-        &config,
+    let out = start_with(
         "[[probe]]\njail = \"jd-test-no-such-container\"\ncommand = \"true\"\ntitle = \"T\"\n\
          verbs = { USR2 = { command = \"true\", run_as = \"jd-no-such-user\" } }\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["-D", "-F", "-C"])
-        .arg(&config)
-        .arg("-S")
-        .arg(dir.path("state2"))
-        .arg("-p")
-        .arg(dir.path("jd2.pid"))
-        .arg("-f")
-        .arg(dir.path("jd2.sock"))
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1082,6 +1082,16 @@ impl Core {
             + 2 * self.run_tally.running
     }
 
+    /// A request to arm refused before any probe exists for it: logged, and answered.
+    fn refuse_arm(&mut self, client: ClientId, error: Error) {
+        self.effects
+            .push(Effect::log(Warn, format!("refused to arm: {error}")));
+        self.effects.push(Effect::Reply {
+            client,
+            response: Response::Refused(error),
+        });
+    }
+
     fn arm(&mut self, client: ClientId, def: Definition, persist: bool, now: Instant) {
         // Waiting probes count too, so that jails stopping and new probes cannot add up.
         if self.probes.len() >= self.limits.total {
@@ -1092,12 +1102,7 @@ impl Core {
                     self.limits.total
                 ),
             );
-            self.effects
-                .push(Effect::log(Warn, format!("refused to arm: {error}")));
-            self.effects.push(Effect::Reply {
-                client,
-                response: Response::Refused(error),
-            });
+            self.refuse_arm(client, error);
             return;
         }
         if selector::is_selector(&def.jail) {
@@ -1108,12 +1113,7 @@ impl Core {
                     def.jail
                 ),
             );
-            self.effects
-                .push(Effect::log(Warn, format!("refused to arm: {error}")));
-            self.effects.push(Effect::Reply {
-                client,
-                response: Response::Refused(error),
-            });
+            self.refuse_arm(client, error);
             return;
         }
         let origin = if persist {
