@@ -108,6 +108,8 @@ fn number(field: &[u8]) -> Option<u32> {
 /// (missing ones empty). Allocates nothing.
 fn entries(db: &[u8]) -> impl Iterator<Item = [&[u8]; 4]> {
     db.split(|&b| b == b'\n').map(|line| {
+        // A line ended by CRLF reads as one ended by LF, as `str::lines` read it before.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let mut fields = line.split(|&b| b == b':');
         let mut next = || fields.next().unwrap_or_default();
         [next(), next(), next(), next()]
@@ -444,6 +446,19 @@ mod tests {
         assert_eq!(look_up(File::Group, groups, "staff").id, Some(50));
         assert_eq!(look_up(File::Group, groups, "nogroup").id, None);
         assert_eq!(look_up(File::Group, groups, "odd").id, None);
+    }
+
+    #[test]
+    fn a_file_with_crlf_line_ends_reads_as_one_with_lf() {
+        // A group line whose id is its last field: the carriage return would stick to it.
+        let crlf = b"wheel:x:0\r\nstaff:x:50\r\n";
+        assert_eq!(look_up(File::Group, crlf, "staff").id, Some(50));
+        assert_eq!(
+            look_up(File::Group, b"wheel:x:0\nstaff:x:50\n", "staff").id,
+            Some(50)
+        );
+        // A carriage return elsewhere is no line end: that id is no number.
+        assert_eq!(look_up(File::Group, b"staff:x:5\r0\n", "staff").id, None);
     }
 
     #[test]

@@ -315,9 +315,9 @@ fn without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started() {
         .find(|l| l.contains(" - cgroup2 "))
         .and_then(|l| l.split(' ').nth(4).map(String::from));
     let (true, Some(v2)) = (freezer, v2) else {
-        eprintln!(
-            "SKIPPED without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started: \
-             needs a hybrid host (cgroup2 and a v1 freezer mounted)"
+        say_skipped(
+            "without_cgroup_v2_a_v1_freezer_stops_the_command_with_all_it_started: \
+             needs a hybrid host (cgroup2 and a v1 freezer mounted)",
         );
         return;
     };
@@ -589,8 +589,8 @@ fn run_as_runs_the_command_as_that_host_user_with_its_groups_and_no_capabilities
                 "{user} runs without group {gid}: {line}"
             );
         }
-        None => eprintln!(
-            "SKIPPED run_as supplementary groups: no host user is a member of a group in /etc/group"
+        None => say_skipped(
+            "run_as supplementary groups: no host user is a member of a group in /etc/group",
         ),
     }
 }
@@ -793,7 +793,7 @@ fn parse_metrics(path: &Path) -> Option<Result<Vec<Sample>, String>> {
         .ok()?;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     if err.contains("No module named 'prometheus_client'") {
-        eprintln!("SKIPPED metrics parsing: python3-prometheus-client is not installed");
+        say_skipped("metrics parsing: python3-prometheus-client is not installed");
         return None;
     }
     if !out.status.success() {

@@ -919,6 +919,17 @@ fn a_host_user_fires_a_probe_through_a_jail_process_of_its_uid_unless_the_jail_h
         );
         return;
     }
+    // Yama's ptrace_scope above 0 refuses a host user's ptrace of any process not its
+    // descendant: the attack would fail, and the twin's refusal would prove nothing.
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
+    if !matches!(scope.trim(), "" | "0") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_host_user_fires_…: kernel.yama.ptrace_scope is {} (the attack needs 0)",
+            scope.trim()
+        );
+        return;
+    }
     let command = append_to(&arena.fired);
     let (plain, userns) = (&arena.docker_like, &arena.userns);
     let arm = |jail: &Jail, title: &str, uid: &str| {

@@ -108,7 +108,10 @@ fn a_command_without_shell_syntax_runs_without_a_shell_and_sees_what_sh_would_gi
     let (direct_out, shell_out) = (world.dir.path("direct"), world.dir.path("shell"));
     let trace_file = world.dir.path("trace");
     let Some(trace) = Trace::attach(world.daemon.child.id(), &trace_file) else {
-        eprintln!("SKIPPED: strace is missing (apt-get install strace)");
+        say_skipped(
+            "a_command_without_shell_syntax_runs_without_a_shell_and_sees_what_sh_would_give_it: \
+             strace is missing or did not attach (apt-get install strace)",
+        );
         return;
     };
     // `perl` is found in PATH (/usr/bin), its argv[0] stays the word as written.

@@ -130,7 +130,13 @@ impl Clients {
     }
 
     fn pause_listener(&mut self, w: &mut Wiring, why: &str) {
-        log::warn!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis());
+        // Clients can bring this about again and again (one waiting in the backlog wakes the
+        // listener after each pause): their line, within their budget.
+        w.log(LogLine {
+            level: log::Level::Warn,
+            text: format!("{why}; not accepting for {}ms", ACCEPT_PAUSE.as_millis()),
+            cause: Cause::Clients(LineKind::ClientRefused),
+        });
         w.unwatch(self.listener.as_fd());
         self.paused = Some(Instant::now() + ACCEPT_PAUSE);
     }

@@ -71,6 +71,17 @@ struct Draining<G> {
     tries: u32,
 }
 
+impl<G> Draining<G> {
+    /// A log line about what the command left: its probe's jail's, within its budget.
+    fn line(&self, level: log::Level, text: String) -> LogLine {
+        LogLine {
+            level,
+            text,
+            cause: self.cause.clone(),
+        }
+    }
+}
+
 /// What a command is started for: its probe, the jail as it was when the probe fired, and the
 /// container and pod that jail was found as.
 pub(super) struct Spawning<'a> {
@@ -88,7 +99,12 @@ pub(super) struct Spawning<'a> {
 impl<H: Host> RunningCommand<H> {
     /// Runs `def`'s command on the host with `/bin/sh -c`, with a fixed environment, stdin
     /// from /dev/null, and stdout and stderr into a pipe whose lines the daemon logs.
-    fn spawn(host: &mut H, what: Spawning<'_>, now: Instant) -> io::Result<RunningCommand<H>> {
+    fn spawn(
+        w: &mut Wiring,
+        host: &mut H,
+        what: Spawning<'_>,
+        now: Instant,
+    ) -> io::Result<RunningCommand<H>> {
         let (command, def) = (what.command, what.def);
         let tag = format!("probe {} (jail {}, '{}')", what.probe, def.jail, def.title);
         let id = what.probe.to_string();
@@ -126,9 +142,19 @@ impl<H: Host> RunningCommand<H> {
             let name = format!("jaildaemon-{}-command-{command}", std::process::id());
             host.create_group(&name)
                 .inspect_err(|e| {
-                    log::error!(
-                        "{tag}: no cgroup of its own for the command ({e}): at its timeout only its shell is stopped"
-                    )
+                    // Each fire can meet this again: its probe's jail's line, within budget.
+                    w.log(LogLine {
+                        level: log::Level::Error,
+                        text: format!(
+                            "{tag}: no cgroup of its own for the command ({e}): at its timeout only its shell is stopped"
+                        ),
+                        cause: Cause::Probe {
+                            probe: what.probe,
+                            tag: tag.clone(),
+                            jail: def.jail.clone(),
+                            kind: LineKind::CommandStart,
+                        },
+                    })
                 })
                 .ok()
         });
@@ -231,7 +257,7 @@ impl<H: Host> Commands<H> {
     /// could not start.
     pub(super) fn run(&mut self, w: &mut Wiring, host: &mut H, what: Spawning<'_>) {
         let command = what.command;
-        let spawned = RunningCommand::spawn(host, what, Instant::now());
+        let spawned = RunningCommand::spawn(w, host, what, Instant::now());
         match spawned {
             Ok(running) => {
                 let text = format!(
@@ -378,11 +404,12 @@ impl<H: Host> Commands<H> {
                         group.signal_all(signal)
                     };
                     if let Err(e) = done {
-                        log::error!(
+                        let text = format!(
                             "{}: stopping the command's cgroup {}: {e}",
                             command.tag,
                             group.path().display()
                         );
+                        w.log(command.line(LineKind::CommandEnd, log::Level::Error, text));
                     }
                 }
                 None => command.process.signal(signal),
@@ -395,22 +422,25 @@ impl<H: Host> Commands<H> {
         if force {
             let left = draining.group.members().map_or(0, |m| m.len());
             if left > 0 {
-                log::warn!(
+                let text = format!(
                     "{}: {left} process(es) the command left still running {}s after SIGTERM: SIGKILL",
                     draining.tag,
                     crate::daemon::core::KILL_GRACE.as_secs()
                 );
+                w.log(draining.line(log::Level::Warn, text));
             }
             if let Err(e) = draining.group.kill_all() {
-                log::error!(
+                let text = format!(
                     "{}: killing what is left in {}: {e}",
                     draining.tag,
                     draining.group.path().display()
                 );
+                w.log(draining.line(log::Level::Error, text));
             }
             self.drain(w, id);
         } else if let Err(e) = draining.group.signal_all(signal) {
-            log::error!("{}: {e}", draining.tag);
+            let text = format!("{}: {e}", draining.tag);
+            w.log(draining.line(log::Level::Error, text));
         }
     }
 
@@ -431,11 +461,7 @@ impl<H: Host> Commands<H> {
                 draining.tag,
                 draining.group.path().display()
             );
-            w.log(LogLine {
-                level: log::Level::Warn,
-                text,
-                cause: draining.cause,
-            });
+            w.log(draining.line(log::Level::Warn, text));
         }
     }
 
@@ -454,11 +480,12 @@ impl<H: Host> Commands<H> {
                 w.recheck(Token::Drain(id), Instant::now() + DRAIN_RECHECK);
             }
             Err(e) => {
-                log::error!(
+                let text = format!(
                     "{}: the cgroup {} still holds processes after SIGKILL ({e}); left behind",
                     draining.tag,
                     draining.group.path().display()
                 );
+                w.log(draining.line(log::Level::Error, text));
                 self.draining.remove(&id);
             }
         }

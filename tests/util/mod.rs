@@ -26,7 +26,7 @@ pub fn root_or_skip(test: &str) -> bool {
 
 /// Writes straight to stderr, past the test harness's output capture (which only captures the
 /// print macros), so that a skip is seen even when the test passes.
-fn say_skipped(why: &str) {
+pub fn say_skipped(why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
 }

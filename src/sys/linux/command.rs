@@ -216,13 +216,17 @@ fn command_child(plan: &CommandPlan<'_>) -> ! {
         .and_then(|()| rustix::process::chdir(c"/").map_err(io::Error::from));
     if prepared.is_ok() {
         // Each candidate in turn, as `sh` searches PATH; whatever keeps all of them from
-        // running (none there, none executable, not a binary) is left to the shell, which
-        // says so and ends with its own status.
+        // running (none there, none executable) is left to the shell, which says so and ends
+        // with its own status. A candidate that is executable but no binary (a script without
+        // `#!`) ends the search, as in `sh`, which runs that one as a script: the shell does.
         if let Some(direct) = &plan.direct {
             for path in direct.paths {
                 // SAFETY: `spawn_command` made every argv and envp of the plan with a null
                 // pointer last, after pointers into C strings it keeps alive until we exit.
-                let _ = unsafe { raw::exec_path(path, direct.argv, plan.envp) };
+                let error = unsafe { raw::exec_path(path, direct.argv, plan.envp) };
+                if error.raw_os_error() == Some(libc::ENOEXEC) {
+                    break;
+                }
             }
         }
         // SAFETY: as above.

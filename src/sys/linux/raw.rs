@@ -90,7 +90,8 @@ pub unsafe fn spawn_sharing(
 ///
 /// The kernel writes 0 into `left` (and wakes a futex waiter there) when the child leaves our
 /// memory, by its exec or its exit (CLONE_CHILD_CLEARTID): `left` must not be 0 before, so
-/// that `wait_until_left` can tell.
+/// that `wait_until_left` can tell, and, like `arg`, must stay valid until the child has
+/// exec'd or exited, when the kernel writes it.
 pub unsafe fn spawn_sibling_sharing(
     entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
     stack: *mut u8,
