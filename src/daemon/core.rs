@@ -1062,11 +1062,6 @@ impl Core {
             .map_or_else(Vec::new, |ids| ids.iter().copied().collect())
     }
 
-    /// Whether `jail` is held (a lookup of its PID need not open it again).
-    pub fn holds_jail(&self, jail: JailId) -> bool {
-        self.jails.contains_key(&jail)
-    }
-
     /// The shell's own count, kept for the descriptor check of every placement.
     pub fn set_shell_descriptors(&mut self, count: usize) {
         self.shell_descriptors = count;
@@ -2881,18 +2876,8 @@ impl Core {
             .collect();
         crate::metrics::render(&probes, self.run_tally.running)
     }
-
-    /// The armed probes' processes, for the shell's shutdown.
-    pub fn armed(&self) -> Vec<ProbeId> {
-        self.probes
-            .iter()
-            .filter(|(_, p)| matches!(p.phase, Phase::Armed { .. }))
-            .map(|(id, _)| *id)
-            .collect()
-    }
 }
 
-/// The delay before the next try after `strikes` failures in a row.
 /// Probes, and ids, that a jail's stop names in its one log line; beyond them it counts: a
 /// jail with thousands of probes still logs one line of bounded length.
 const NAMED_AT_STOP: usize = 5;
@@ -2983,6 +2968,7 @@ impl StopFates {
     }
 }
 
+/// The delay before the next try after `strikes` failures in a row.
 pub fn backoff(strikes: u32) -> Duration {
     BACKOFF_FIRST
         .saturating_mul(1u32 << strikes.min(16))
