@@ -66,6 +66,15 @@ wait_for() {
     done
 }
 
+# /run survives a restart on some machines (it is not always a tmpfs): a containerd socket
+# left by a containerd that is gone makes dockerd dial it and give up instead of starting
+# its own, so a socket nothing answers on is removed before either daemon starts.
+containerd_sock=/run/containerd/containerd.sock
+if [ -S "$containerd_sock" ] \
+    && ! timeout 10 ctr --address "$containerd_sock" version >/dev/null 2>&1; then
+    rm -f "$containerd_sock" "$containerd_sock.ttrpc"
+fi
+
 # Docker, on its default socket (the daemon asks `docker` with a clean environment), without
 # touching the host's firewall or network: the test containers have no network.
 if ! docker info >/dev/null 2>&1; then
@@ -77,9 +86,9 @@ fi
 # The system containerd on its default socket, as a Kubernetes node runs it (tests/fleets.rs
 # makes pod containers there with ctr); not the one dockerd starts for itself, which listens
 # elsewhere and is left as it is.
-if ! ctr --address /run/containerd/containerd.sock version >/dev/null 2>&1; then
+if ! ctr --address "$containerd_sock" version >/dev/null 2>&1; then
     setsid containerd > "$logs/containerd.log" 2>&1 < /dev/null &
-    wait_for 60 ctr --address /run/containerd/containerd.sock version \
+    wait_for 60 ctr --address "$containerd_sock" version \
         || { tail -20 "$logs/containerd.log" >&2; exit 1; }
 fi
 
