@@ -78,6 +78,12 @@ fi
 # Docker, on its default socket (the daemon asks `docker` with a clean environment), without
 # touching the host's firewall or network: the test containers have no network.
 if ! docker info >/dev/null 2>&1; then
+    # dockerd refuses to start while its pidfile names a live process: after a restart that
+    # number may belong to anything else.
+    pid=$(cat /run/docker.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+        rm -f /run/docker.pid
+    fi
     setsid dockerd --iptables=false --ip6tables=false --bridge=none \
         > "$logs/dockerd.log" 2>&1 < /dev/null &
     wait_for 60 docker info || { tail -20 "$logs/dockerd.log" >&2; exit 1; }
