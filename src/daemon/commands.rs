@@ -94,6 +94,8 @@ pub(super) struct Spawning<'a> {
     pub container: Option<(&'a str, &'a str)>,
     /// For a selector's probe of a pod's container: that pod.
     pub pod: Option<&'a crate::selector::Pod>,
+    /// The core's line saying why it runs: logged once the command has started (or failed to).
+    pub announce: LogLine,
 }
 
 impl<H: Host> RunningCommand<H> {
@@ -102,7 +104,7 @@ impl<H: Host> RunningCommand<H> {
     fn spawn(
         w: &mut Wiring,
         host: &mut H,
-        what: Spawning<'_>,
+        what: &Spawning<'_>,
         now: Instant,
     ) -> io::Result<RunningCommand<H>> {
         let (command, def) = (what.command, what.def);
@@ -257,7 +259,9 @@ impl<H: Host> Commands<H> {
     /// could not start.
     pub(super) fn run(&mut self, w: &mut Wiring, host: &mut H, what: Spawning<'_>) {
         let command = what.command;
-        let spawned = RunningCommand::spawn(w, host, what, Instant::now());
+        // The command first: the trigger waits for nothing, the log comes right after.
+        let spawned = RunningCommand::spawn(w, host, &what, Instant::now());
+        w.log(what.announce);
         match spawned {
             Ok(running) => {
                 let text = format!(
@@ -564,6 +568,7 @@ mod tests {
                             def,
                             jail,
                             pod,
+                            announce,
                         } => {
                             let what = Spawning {
                                 command,
@@ -572,6 +577,7 @@ mod tests {
                                 jail,
                                 container: None,
                                 pod: pod.as_ref(),
+                                announce,
                             };
                             (self.commands).run(w, &mut self.fake, what)
                         }

@@ -376,7 +376,12 @@ impl Probe {
     /// A log line about probe `id` (this one) that its jail caused, and can repeat at will:
     /// the shell limits these per probe and per jail (`logbudget`).
     pub fn line(&self, id: ProbeId, kind: LineKind, level: Level, text: String) -> Effect {
-        Effect::Log(LogLine {
+        Effect::Log(self.log_line(id, kind, level, text))
+    }
+
+    /// `line`, not yet an effect of its own (one that rides on another effect).
+    fn log_line(&self, id: ProbeId, kind: LineKind, level: Level, text: String) -> LogLine {
+        LogLine {
             level,
             text,
             cause: Cause::Probe {
@@ -385,7 +390,7 @@ impl Probe {
                 jail: self.def.jail.clone(),
                 kind,
             },
-        })
+        }
     }
 
     /// Declared and persisted probes wait for their jail instead of being forgotten.
@@ -775,6 +780,9 @@ pub enum Effect {
         jail: JailId,
         /// For a probe of a pod's container: the pod, for the command's environment.
         pod: Option<selector::Pod>,
+        /// Why it runs (triggered, a watchdog's silence, a queued run): written once the
+        /// command has started, so that no log write stands between a trigger and its command.
+        announce: LogLine,
     },
     Reply {
         client: ClientId,
@@ -1015,7 +1023,7 @@ impl Core {
             );
             return;
         };
-        let line = probe.line(
+        let announce = probe.log_line(
             id,
             LineKind::Trigger,
             Warn,
@@ -1025,12 +1033,11 @@ impl Core {
                 crate::definition::show_duration(probe.def.watchdog.map_or(0, |w| w.as_secs()))
             ),
         );
-        self.effects.push(line);
         self.set_watch(id, Watch::Fired);
         let probe = self.probes.get_mut(&id).expect("present");
         probe.fired += 1;
         probe.strikes = 0;
-        self.start_run(id, jail, None, now);
+        self.start_run(id, jail, None, announce, now);
     }
 
     fn forget(&mut self, id: ProbeId) -> Option<Probe> {
@@ -1748,9 +1755,8 @@ impl Core {
                 None => format!("{tag} triggered"),
                 Some(verb) => format!("{tag} triggered by SIG{}", verb.name()),
             };
-            self.effects
-                .push(probe.line(id, LineKind::Trigger, Info, text));
-            self.start_run(id, jail, verb, now);
+            let announce = probe.log_line(id, LineKind::Trigger, Info, text);
+            self.start_run(id, jail, verb, announce, now);
         }
         let probe = &self.probes[&id];
         let (persisted, commands) = (probe.origin == Origin::Persisted, self.commands_of(id));
@@ -1809,8 +1815,15 @@ impl Core {
     }
 
     /// Runs probe `id`'s command, or its `verb`'s, for its jail `jail` (as it was when it
-    /// fired).
-    fn start_run(&mut self, id: ProbeId, jail: JailId, verb: Option<Verb>, now: Instant) {
+    /// fired); `announce` (a probe's line) says why, once it has started.
+    fn start_run(
+        &mut self,
+        id: ProbeId,
+        jail: JailId,
+        verb: Option<Verb>,
+        announce: LogLine,
+        now: Instant,
+    ) {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
@@ -1837,6 +1850,7 @@ impl Core {
             def,
             jail,
             pod,
+            announce,
         });
     }
 
@@ -2063,9 +2077,8 @@ impl Core {
                 owed.triggers,
                 human_duration(now.saturating_duration_since(owed.since))
             );
-            self.effects
-                .push(probe.line(id, LineKind::CommandStart, Info, text));
-            self.start_run(id, owed.jail, owed.verb, now);
+            let announce = probe.log_line(id, LineKind::CommandStart, Info, text);
+            self.start_run(id, owed.jail, owed.verb, announce, now);
         }
     }
 
@@ -3018,13 +3031,18 @@ mod tests {
         }
 
         fn send(&mut self, event: Event) -> Vec<Effect> {
-            let (lines, effects): (Vec<Effect>, Vec<Effect>) = (self.core.handle(event, self.now))
-                .into_iter()
-                .partition(|e| matches!(e, Effect::Log(_)));
-            self.logged.extend(lines.into_iter().map(|e| match e {
-                Effect::Log(line) => line,
-                _ => unreachable!("partitioned"),
-            }));
+            let mut effects = Vec::new();
+            for effect in self.core.handle(event, self.now) {
+                match effect {
+                    Effect::Log(line) => self.logged.push(line),
+                    // The shell writes a run's announcing line as the command starts.
+                    Effect::Run { ref announce, .. } => {
+                        self.logged.push(announce.clone());
+                        effects.push(effect);
+                    }
+                    other => effects.push(other),
+                }
+            }
             // The tally kept along the way is the one counted from scratch.
             let mut recount = Tally::default();
             for (id, probe) in &self.core.probes {
@@ -4120,6 +4138,35 @@ mod tests {
         assert!(
             last.starts_with("command timed out after 2s and was stopped"),
             "{last}"
+        );
+    }
+
+    #[test]
+    fn nothing_stands_between_a_trigger_and_its_command() {
+        // Issue 23: the command's start is the first thing a fire asks of the shell; the line
+        // that says it was triggered rides on it, to be written once it runs.
+        let mut rig = rig_in("armed");
+        let effects = rig.core.handle(magic(1), rig.now);
+        match effects.first() {
+            Some(Effect::Run { announce, .. }) => {
+                assert!(announce.text.ends_with("triggered"), "{announce:?}");
+                assert!(matches!(announce.cause, Cause::Probe { probe: 1, .. }));
+            }
+            other => panic!("the fire's first effect is not its command: {other:?}"),
+        }
+        // Twin: a probe killed by a signal fires nothing, and says so in a line of its own.
+        let mut rig = rig_in("armed");
+        let effects = rig.core.handle(
+            Event::ProbeExited {
+                probe: 1,
+                exit: Exit::Signal(9),
+            },
+            rig.now,
+        );
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Run { .. })));
+        assert!(
+            effects.iter().any(|e| matches!(e, Effect::Log(_))),
+            "{effects:?}"
         );
     }
 

@@ -325,6 +325,10 @@ impl Daemon {
             for token in ready.iter().filter_map(|t| Token::decode(*t)) {
                 self.dispatch(token);
             }
+            // What the descriptors said goes to the core before the timers' work (the metrics
+            // file, lookups and placements due, rechecks): a probe's exit starts its command
+            // first.
+            self.run_core();
             self.on_time(Instant::now());
         }
     }
@@ -431,6 +435,7 @@ impl Daemon {
                 def,
                 jail,
                 pod,
+                announce,
             } => {
                 let what = Spawning {
                     command,
@@ -439,6 +444,7 @@ impl Daemon {
                     jail,
                     container: self.lookups.jail(jail).and_then(Jail::container),
                     pod: pod.as_ref(),
+                    announce,
                 };
                 self.commands.run(w, &mut self.host, what)
             }
