@@ -243,23 +243,10 @@ fn a_docker_label_selector_follows_its_containers() {
         members_of(&daemon, &selector)
     );
     // One restarted: its probe is back as it starts, not at the next 5 s poll.
-    let before = web[0].pid().unwrap();
-    must("docker", &["restart", "-t", "0", &web[0].name]);
-    let started = Instant::now();
-    let pid = web[0].pid().unwrap();
-    assert_ne!(pid, before);
-    assert!(
-        wait_for(LONG, || probes_in(pid, &title).len() == 1),
-        "{}",
-        daemon.log_text()
-    );
-    let back = started.elapsed();
-    eprintln!("a restarted container had its probe back {back:?} after `docker restart`");
-    assert!(
-        back < Duration::from_secs(3),
-        "probe back after {back:?}\n{}",
-        daemon.log_text()
-    );
+    let restart = || drop(must("docker", &["restart", "-t", "0", &web[0].name]));
+    back_as_it_starts("a Docker container", &daemon, &title, &restart, &|| {
+        web[0].pid()
+    });
     let fires = read(&fired).lines().count();
     assert!(web[0].fire(&title), "{}", daemon.log_text());
     assert!(
@@ -335,21 +322,10 @@ fn a_podman_label_selector_follows_its_containers() {
     assert!(member.fire(&title), "{}", daemon.log_text());
     assert!(wait_for(LONG, || read(&fired).lines().count() == 1));
     assert_eq!(read(&fired), format!("podman {}\n", member.name));
-    must("podman", &["restart", "-t", "0", &member.name]);
-    let started = Instant::now();
-    let pid = member.pid().unwrap();
-    assert!(
-        wait_for(LONG, || probes_in(pid, &title).len() == 1),
-        "{}",
-        daemon.log_text()
-    );
-    let back = started.elapsed();
-    eprintln!("a restarted Podman container had its probe back {back:?} after `podman restart`");
-    assert!(
-        back < Duration::from_secs(3),
-        "{back:?}\n{}",
-        daemon.log_text()
-    );
+    let restart = || drop(must("podman", &["restart", "-t", "0", &member.name]));
+    back_as_it_starts("a Podman container", &daemon, &title, &restart, &|| {
+        member.pid()
+    });
 }
 
 /// Issue 24: the managers' event streams are children of the daemon, never waited on. One
@@ -756,23 +732,48 @@ fn a_k8s_selector_takes_only_its_namespaces_labelled_pods() {
         format!("containerd k8s.io {}  ", db.id)
     );
     // Restarted, its probe is back as it starts.
-    web.restart();
-    let started = Instant::now();
-    assert!(wait_for(LONG, || web.pid().is_some()));
-    let pid = web.pid().unwrap();
-    assert!(
-        wait_for(LONG, || probes_in(pid, &title).len() == 1),
-        "{}",
-        daemon.log_text()
-    );
-    let back = started.elapsed();
-    eprintln!("a restarted pod container had its probe back {back:?} after its task started");
-    assert!(
-        back < Duration::from_secs(3),
-        "{back:?}\n{}",
-        daemon.log_text()
+    back_as_it_starts(
+        "a pod container",
+        &daemon,
+        &title,
+        &|| web.restart(),
+        &|| web.pid(),
     );
     sleep(SETTLE);
+}
+
+/// Restarts a container three times (`restart`; `pid` is its init's host PID while it runs),
+/// and each time its probe `title` must be back in the new run within 1.5 s of the restart's
+/// return (events bring it in 30–200 ms here). The daemon's own look for a waiting probe's
+/// container comes every 5 s: even at a random phase, polling alone would bring all three
+/// back that fast less than one time in thirty.
+fn back_as_it_starts(
+    what: &str,
+    daemon: &Daemon,
+    title: &str,
+    restart: &dyn Fn(),
+    pid: &dyn Fn() -> Option<u32>,
+) {
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let before = pid();
+        restart();
+        let started = Instant::now();
+        assert!(wait_for(LONG, || pid().is_some_and(|p| Some(p) != before)));
+        let pid = pid().unwrap();
+        assert!(
+            wait_for(LONG, || probes_in(pid, title).len() == 1),
+            "{}",
+            daemon.log_text()
+        );
+        took.push(started.elapsed());
+    }
+    eprintln!("{what}, restarted three times, had its probe back after {took:?}");
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(1500)),
+        "{what}: probe back after {took:?}\n{}",
+        daemon.log_text()
+    );
 }
 
 /// `dist/kubernetes/jaildaemon.yaml` as JSON, through python3-yaml's safe loader.
