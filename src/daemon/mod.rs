@@ -322,12 +322,17 @@ impl Daemon {
                 .poller
                 .wait(timeout, &mut ready)
                 .map_err(|e| Error::os("waiting for events", e))?;
-            for token in ready.iter().filter_map(|t| Token::decode(*t)) {
+            // Probes' exits first, and to the core at once: a fired command starts before
+            // anything else that came in the same turn (a SIGCHLD's scan of the children, a
+            // client) and before the timers' work (the metrics file, rechecks, lookups due).
+            let tokens = || ready.iter().filter_map(|t| Token::decode(*t));
+            for token in tokens().filter(|t| matches!(t, Token::Probe(_))) {
                 self.dispatch(token);
             }
-            // What the descriptors said goes to the core before the timers' work (the metrics
-            // file, lookups and placements due, rechecks): a probe's exit starts its command
-            // first.
+            self.run_core();
+            for token in tokens().filter(|t| !matches!(t, Token::Probe(_))) {
+                self.dispatch(token);
+            }
             self.run_core();
             self.on_time(Instant::now());
         }
