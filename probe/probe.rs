@@ -130,6 +130,7 @@ mod arch {
         "add rsi, 8",
         "test rax, rax",
         "jnz 2b",
+        "mov rbx, rsi",
         "3:",
         "mov rax, [rsi]",
         "test rax, rax",
@@ -187,7 +188,45 @@ mod arch {
         "lea rax, [rip + __probe_image]",
         "mov r13, r14",
         "sub r13, rax",
+        // Then the stack: its pointers (argc, argv, envp: rbx - r12 bytes) are copied below
+        // the strings, whose page stays (`/proc/PID/cmdline` and `environ` read them), and
+        // the pages below that exec filled (the pointers, the auxiliary vector, which the
+        // kernel keeps a copy of) are given back. Only when they lie below the strings' page
+        // (they lie on it in about a third of execs) and the rest of that page leaves 1 KiB
+        // for the probe's frames (a few hundred bytes; a deeper one would only take a zeroed
+        // page again).
         "9:",
+        "mov rdi, [r12 + 8]",
+        "test rdi, rdi",
+        "jz 8f",
+        // r14: the strings' first page; r15: the pointers' page.
+        "mov r14, rdi",
+        "and r14, -4096",
+        "mov r15, r12",
+        "and r15, -4096",
+        "cmp r15, r14",
+        "jae 8f",
+        "mov rcx, rbx",
+        "sub rcx, r12",
+        "and rdi, -16",
+        "sub rdi, rcx",
+        "and rdi, -16",
+        "lea rax, [r14 + 1024]",
+        "cmp rdi, rax",
+        "jb 8f",
+        "mov rsi, r12",
+        "mov r12, rdi",
+        "shr rcx, 3",
+        "rep movsq",
+        "mov rsp, r12",
+        // madvise(r15, r14 - r15, MADV_DONTNEED)
+        "mov rdi, r15",
+        "mov rsi, r14",
+        "sub rsi, r15",
+        "mov edx, 4",
+        "mov eax, 28",
+        "syscall",
+        "8:",
         "lea rax, [rip + probe_main]",
         "add rax, r13",
         "mov rdi, r12",

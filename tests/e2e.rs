@@ -1179,7 +1179,7 @@ impl Drop for SmallestProcess {
 /// Issue 23: an idle probe's image lies right above its stack, under the stack's page
 /// tables, and nothing is left where exec loaded it: its page tables are at most 3/4 of
 /// those of the smallest exec'd static process in the same jail (half of them on x86_64),
-/// and it still fires.
+/// its stack is one page, and it still fires.
 #[test]
 fn an_idle_probe_keeps_its_image_beside_its_stack() {
     let Some(World {
@@ -1213,6 +1213,13 @@ fn an_idle_probe_keeps_its_image_beside_its_stack() {
     assert!(
         probe_pte * 4 <= floor_pte * 3,
         "page tables: the probe {probe_pte} KiB, the smallest static process {floor_pte} KiB"
+    );
+    // Its only memory of its own is the page of its strings: the pages below it that exec
+    // filled were given back.
+    assert_eq!(
+        status_kib(probe, "RssAnon"),
+        4,
+        "the probe's stack holds more than one page:\n{maps}"
     );
     assert!(jail.pkill(0, "HUP", "BESIDE_ITS_STACK"));
     assert!(
