@@ -188,37 +188,46 @@ mod arch {
         "lea rax, [rip + __probe_image]",
         "mov r13, r14",
         "sub r13, rax",
-        // Then the stack: its pointers (argc, argv, envp: rbx - r12 bytes) are copied below
-        // the strings, whose page stays (`/proc/PID/cmdline` and `environ` read them), and
-        // the pages below that exec filled (the pointers, the auxiliary vector, which the
-        // kernel keeps a copy of) are given back. Only when they lie below the strings' page
-        // (they lie on it in about a third of execs) and the rest of that page leaves 1 KiB
-        // for the probe's frames (a few hundred bytes; a deeper one would only take a zeroed
-        // page again).
+        // Then the stack: unless the pointers (argc, argv, envp: rbx - r12 bytes) leave
+        // 1 KiB for the probe's frames (a few hundred bytes) on the strings' page, they are
+        // copied below the strings, whose page stays (`/proc/PID/cmdline` and `environ` read
+        // them), and the pages below it that exec filled (the pointers and the auxiliary
+        // vector, of which the kernel keeps a copy) are given back. exec leaves the pointers
+        // up to 8 KiB below the strings, at random: without this, two pages in about two
+        // execs of three. A frame deeper than planned would only take a zeroed page again.
         "9:",
         "mov rdi, [r12 + 8]",
         "test rdi, rdi",
         "jz 8f",
-        // r14: the strings' first page; r15: the pointers' page.
+        // r14: the strings' first page.
         "mov r14, rdi",
         "and r14, -4096",
-        "mov r15, r12",
-        "and r15, -4096",
-        "cmp r15, r14",
-        "jae 8f",
+        "mov rax, r12",
+        "sub rax, r14",
+        "cmp rax, 1024",
+        "jge 8f",
+        // rdi: where the pointers go, right below the strings, above the old ones, and 1 KiB
+        // or more above the page's start.
         "mov rcx, rbx",
         "sub rcx, r12",
         "and rdi, -16",
         "sub rdi, rcx",
         "and rdi, -16",
+        "cmp rdi, rbx",
+        "jb 8f",
         "lea rax, [r14 + 1024]",
         "cmp rdi, rax",
         "jb 8f",
+        // r15: the old pointers' page.
+        "mov r15, r12",
+        "and r15, -4096",
         "mov rsi, r12",
         "mov r12, rdi",
         "shr rcx, 3",
         "rep movsq",
         "mov rsp, r12",
+        "cmp r15, r14",
+        "jae 8f",
         // madvise(r15, r14 - r15, MADV_DONTNEED)
         "mov rdi, r15",
         "mov rsi, r14",
