@@ -4,7 +4,9 @@
 //!
 //! The probe is compiled by invoking the same `rustc` that builds this crate, for the same
 //! target, with no libc and no start files: the result runs inside any jail, whatever loader or
-//! libc the jail has, and costs a few pages of memory per probe.
+//! libc the jail has, and costs a few pages of memory per probe. On x86_64 its code is
+//! position-independent and laid out by a linker script of its own (`PROBE_LINKER_SCRIPT`), so
+//! that `_start` can move it beside the stack (see "Memory" in `probe/probe.rs`).
 
 use std::env;
 use std::fs;

@@ -59,8 +59,12 @@
 //! each would need its own chain of page tables: six 4 KiB pages, against three for the stack
 //! alone. On x86_64, `_start` therefore moves the image to the page right above the stack,
 //! under the stack's own page tables, and the page `_start` ran from is unmapped after,
-//! which frees the low tables. The vDSO is never called, so it has no page tables. The
-//! probe writes no global: its state lives on its stack, and it has no writable segment.
+//! which frees the low tables. The vDSO is never called, so it has no page tables. Of the
+//! stack, only the page of the strings (title and environment, which `/proc/PID/cmdline`
+//! and `environ` read) is kept: `_start` moves the pointers to them below the strings and
+//! gives back the pages under it (tested by `an_idle_probe_keeps_its_image_beside_its_stack`
+//! in `tests/e2e.rs`). The probe writes no global: its state lives on its stack, and it has no
+//! writable segment.
 //!
 #![no_std]
 #![no_main]

@@ -403,8 +403,8 @@ fn smallest_processes_cost(jail_pids: &[u32], program: &Path, count: usize) -> O
 }
 
 /// `--jd-smallest JAIL_PID PROGRAM COUNT`: joins the jail's namespaces, says "joined", waits
-/// for "go", starts COUNT copies of PROGRAM there, says "started N" (how many did), and when its input ends
-/// kills and reaps them.
+/// for "go", starts COUNT copies of PROGRAM there, says "started N" (how many did), and when
+/// its input ends kills and reaps them.
 pub fn smallest_helper(args: &[String]) {
     use std::io::{BufRead, Write};
     use std::os::unix::process::CommandExt;
