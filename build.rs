@@ -4,7 +4,9 @@
 //!
 //! The probe is compiled by invoking the same `rustc` that builds this crate, for the same
 //! target, with no libc and no start files: the result runs inside any jail, whatever loader or
-//! libc the jail has, and costs a few pages of memory per probe.
+//! libc the jail has, and costs a few pages of memory per probe. On x86_64 its code is
+//! position-independent and laid out by a linker script of its own (`PROBE_LINKER_SCRIPT`), so
+//! that `_start` can move it beside the stack (see "Memory" in `probe/probe.rs`).
 
 use std::env;
 use std::fs;
@@ -27,9 +29,96 @@ fn main() {
         return;
     }
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64") {
+        // aarch64: linked as the toolchain links it; the image stays where exec puts it.
+        let status = probe_rustc(&out.join("probe"))
+            .args(["-C", "relocation-model=static"])
+            .arg("probe/probe.rs")
+            .status()
+            .expect("cannot run rustc to build the probe");
+        assert!(status.success(), "building probe/probe.rs failed");
+        return;
+    }
+    // Linked twice at two addresses: the part `_start` moves must come out byte for byte the
+    // same, which proves it holds no absolute address.
+    let images: Vec<Vec<u8>> = [PROBE_BASE, PROBE_BASE + 0x4000_0000]
+        .iter()
+        .map(|&base| {
+            let probe = out.join(format!("probe-{base:x}"));
+            let script = out.join(format!("probe-{base:x}.ld"));
+            fs::write(
+                &script,
+                PROBE_LINKER_SCRIPT.replace("BASE", &format!("{base:#x}")),
+            )
+            .expect("cannot write the probe's linker script");
+            let status = probe_rustc(&probe)
+                // Position-independent code, in an executable linked at a fixed address.
+                .args(["-C", "relocation-model=pic", "-C", "link-arg=-no-pie"])
+                .arg("-C")
+                .arg(format!("link-arg=-Wl,-T,{}", script.display()))
+                .arg("probe/probe.rs")
+                .status()
+                .expect("cannot run rustc to build the probe");
+            assert!(status.success(), "building probe/probe.rs failed");
+            fs::read(&probe).expect("cannot read the probe")
+        })
+        .collect();
+    let (first, second) = (moved_part(&images[0]), moved_part(&images[1]));
+    assert!(
+        first == second,
+        "the probe's image is not position-independent: linked at two addresses, the part \
+         that _start moves differs"
+    );
+    fs::write(out.join("probe"), &images[0]).expect("cannot write the probe");
+}
+
+/// Where the x86_64 probe is linked: the toolchain's usual address for a static executable.
+/// `_start` moves it beside the stack; it stays here only when that fails.
+const PROBE_BASE: u64 = 0x20_0000;
+
+/// The x86_64 probe's layout: one segment (`probe_image`: the ELF and program headers, code
+/// and constants, position-independent), then, on a page of its own, `_start`
+/// (`.probe_relocate`), which moves the first segment and is unmapped after. No writable
+/// segment: the probe writes only its stack. `BASE` is replaced by the link address.
+const PROBE_LINKER_SCRIPT: &str = "\
+ENTRY(_start)
+PHDRS {
+  probe_image PT_LOAD FILEHDR PHDRS FLAGS(5);
+  relocate PT_LOAD FLAGS(5);
+  stack PT_GNU_STACK FLAGS(6);
+}
+SECTIONS {
+  __probe_image = BASE;
+  . = BASE + SIZEOF_HEADERS;
+  .text : { *(.text .text.*) *(.rodata .rodata.*) } :probe_image
+  .data : { *(.data .data.* .bss .bss.* .got .got.* .tdata .tbss) } :probe_image
+  . = ALIGN(4096);
+  __probe_relocate_page = .;
+  .probe_relocate : { *(.probe_relocate) } :relocate
+  /DISCARD/ : { *(.eh_frame .eh_frame_hdr .comment .note .note.*) }
+}
+ASSERT(SIZEOF(.data) == 0, \"the probe must have no data to write: its state lives on its stack\")
+ASSERT(SIZEOF(.probe_relocate) <= 4096, \"_start must fit the one page the probe unmaps\")
+";
+
+/// The bytes of the segment `_start` moves, past the headers (whose addresses differ with
+/// the link address): file offsets from the end of the program headers to the page of
+/// `.probe_relocate`.
+fn moved_part(image: &[u8]) -> &[u8] {
+    let u16_at = |at: usize| u16::from_le_bytes([image[at], image[at + 1]]) as usize;
+    let headers_end = 64 + u16_at(56) * u16_at(54);
+    &image[headers_end..PAGE.min(image.len())]
+}
+
+const PAGE: usize = 4096;
+
+/// rustc building `probe/probe.rs` (the caller adds the source and its own flags) into `out`
+/// as a freestanding static executable for the target.
+fn probe_rustc(out: &Path) -> Command {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = env::var("TARGET").expect("cargo sets TARGET");
-    let status = Command::new(rustc)
+    let mut rustc = Command::new(rustc);
+    rustc
         .args([
             "--edition",
             "2024",
@@ -46,21 +135,13 @@ fn main() {
             "-C",
             "debuginfo=0",
         ])
-        .args([
-            "-C",
-            "relocation-model=static",
-            "-C",
-            "target-feature=+crt-static",
-        ])
+        .args(["-C", "target-feature=+crt-static"])
         .args(["-C", "strip=symbols", "-C", "link-arg=-nostartfiles"])
         .args(["-C", "link-arg=-nostdlib", "-C", "link-arg=-static"])
         .args(["-C", "link-arg=-Wl,--build-id=none"])
         .arg("-o")
-        .arg(out.join("probe"))
-        .arg("probe/probe.rs")
-        .status()
-        .expect("cannot run rustc to build the probe");
-    assert!(status.success(), "building probe/probe.rs failed");
+        .arg(out);
+    rustc
 }
 
 /// Builds `probe/freebsd.rs` into `OUT_DIR/probe` with the flags of the Linux probe, and brands

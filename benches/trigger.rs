@@ -9,7 +9,9 @@
 //!
 //! The bench binary is also its own helpers: `--jd-sender` (kept running inside a jail, it
 //! issues the triggers), `--jd-floor` (the floor program) and `--jd-serial-floor N` (the
-//! floor of arming: N minimal processes started in a jail one after the other).
+//! floor of arming: N minimal processes started in a jail one after the other) and
+//! `--jd-smallest` (the floor of an idle probe's memory: copies of the smallest static
+//! process, started in a jail).
 
 #[path = "../tests/util/mod.rs"]
 mod util;
@@ -182,6 +184,7 @@ fn main() {
         Some("--jd-sender") => return support::sender::run(),
         Some("--jd-floor") => return support::floor::run(&args[2..]),
         Some("--jd-serial-floor") => return support::declared::serial_floor(&args[2..]),
+        Some("--jd-smallest") => return support::scale::smallest_helper(&args[2..]),
         _ => {}
     }
     let cfg = Config::from_args(&args);
@@ -490,6 +493,19 @@ fn report(
             ratio(hi, lo),
             verdict((flat.len() >= 2).then_some(hi <= 1.25 * lo)),
         );
+        // Issue 23: at the most probes, against as many of the smallest static process.
+        if let Some((r, (u, k))) = l.rows.iter().rev().find_map(|r| Some((r, r.floor_memcg?))) {
+            let probe = self::all_in(r);
+            let _ = writeln!(
+                o,
+                "| idle probe ≤ 0.85 × the smallest exec'd static process (memcg user + kernel), {} | {probe:.1} KiB vs {:.1} KiB at {}: {} × | {} |",
+                l.name,
+                u + k,
+                r.armed,
+                ratio(probe, u + k),
+                verdict(Some(probe <= 0.85 * (u + k))),
+            );
+        }
     }
     let largest = *cfg.sizes.last().unwrap_or(&0);
     // Where arming stopped short of the largest size, a figure already over its target at
@@ -619,15 +635,18 @@ fn report(
          so they mean little below 1,000 probes. The memcg columns are what was charged to a memory cgroup \
          holding only the daemon and the jails (user anon pages; kernel memory: stacks, page tables, slab), \
          divided by the number of probes; they include the daemon's own growth. \
-         \"all-in\" is memcg user + kernel where the cgroup could be used, else USS + KernelStack + PageTables + Slab.\n\n\
-         | layout | probes | USS | PSS | VmPTE | probe's fd table (slots) | MemAvailable drop | KernelStack | PageTables | Slab | memcg user + kernel | all-in | daemon RSS / PSS (KiB) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|"
+         \"all-in\" is memcg user + kernel where the cgroup could be used, else USS + KernelStack + PageTables + Slab. \
+         The floor, measured right after the probes in the same jails: as many copies of the smallest exec'd static \
+         process (a freestanding static executable that only waits for a signal, built with `cc -static -nostdlib`), \
+         started in a memory cgroup of their own, memcg user + kernel per process.\n\n\
+         | layout | probes | USS | PSS | VmPTE | probe's fd table (slots) | MemAvailable drop | KernelStack | PageTables | Slab | memcg user + kernel | all-in | floor: smallest static process, memcg user + kernel | all-in ÷ floor | daemon RSS / PSS (KiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for l in layouts {
         for r in &l.rows {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {} | {} / {} |",
                 l.name,
                 r.armed,
                 r.probe.uss,
@@ -641,6 +660,10 @@ fn report(
                 r.memcg
                     .map_or("—".into(), |(u, k)| format!("{u:.1} + {k:.1}")),
                 all_in(r),
+                r.floor_memcg
+                    .map_or("—".into(), |(u, k)| format!("{u:.1} + {k:.1}")),
+                r.floor_memcg
+                    .map_or("—".into(), |(u, k)| format!("{:.2}", all_in(r) / (u + k))),
                 r.daemon_rss,
                 r.daemon_pss,
             );

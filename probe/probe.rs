@@ -53,6 +53,19 @@
 //! read or write that file: host root, and the root of a user-namespaced jail, who could change
 //! the count of its own probe but gains nothing by it.
 //!
+//! Memory. An idle probe costs what any process costs the kernel (its task, kernel stack, mm
+//! and memory areas), the stack pages exec filled, and the page tables that map them. exec
+//! loads the image low (0x200000) and puts the stack near the top of the address space, so
+//! each would need its own chain of page tables: six 4 KiB pages, against three for the stack
+//! alone. On x86_64, `_start` therefore moves the image to the page right above the stack,
+//! under the stack's own page tables, and the page `_start` ran from is unmapped after,
+//! which frees the low tables. The vDSO is never called, so it has no page tables. Of the
+//! stack, only the page of the strings (title and environment, which `/proc/PID/cmdline`
+//! and `environ` read) is kept: `_start` moves the pointers to them below the strings and
+//! gives back the pages under it (tested by `an_idle_probe_keeps_its_image_beside_its_stack`
+//! in `tests/e2e.rs`). The probe writes no global: its state lives on its stack, and it has no
+//! writable segment.
+//!
 #![no_std]
 #![no_main]
 
@@ -78,6 +91,8 @@ const EAGAIN: isize = 11;
 const CLOCK_MONOTONIC: usize = 1;
 /// Linux `comm` holds 15 bytes plus a NUL.
 const COMM_LEN: usize = 16;
+/// The page size of every x86_64 kernel (the one architecture whose probe unmaps a page).
+const PAGE_SIZE: usize = 4096;
 
 #[cfg(target_arch = "x86_64")]
 mod arch {
@@ -87,15 +102,151 @@ mod arch {
     pub const SYS_PRCTL: usize = 157;
     pub const SYS_EXIT_GROUP: usize = 231;
 
+    pub const SYS_MUNMAP: usize = 11;
+
     // The kernel enters `_start` with the stack pointer at argc, followed by the argv
-    // pointers. Pass that address on, with the stack aligned as the C ABI expects.
+    // pointers, the environment pointers and the auxiliary vector. `_start` moves the image
+    // (`probe_image`: everything but this page) to the page right above the stack, so that one
+    // set of page tables serves the whole probe (see "Memory" above), then calls
+    // `probe_main` at its new place with the initial stack and this page's address, for
+    // `probe_main` to unmap. build.rs puts this code in a page of its own, links the rest
+    // position-independent, and checks that it is.
+    //
+    // The stack's end is found from the name of the exec'd file (`AT_EXECFN`): exec copies it
+    // first, ending 8 bytes below the stack's end. The page there is first reserved with
+    // MAP_FIXED_NOREPLACE, so that nothing already mapped is ever replaced; whatever fails
+    // (no such entry, the place taken or beyond the top of the address space, a kernel older
+    // than 4.17 that takes the address as a hint, mremap refused) leaves the image where the
+    // kernel put it, which costs memory and nothing else.
     core::arch::global_asm!(
+        ".pushsection .probe_relocate,\"ax\",@progbits",
         ".globl _start",
         "_start:",
-        "mov rdi, rsp",
+        "mov r12, rsp",
         "and rsp, -16",
-        "call probe_main",
+        // r13: how far the image moved (0: it stays).
+        "xor r13d, r13d",
+        "mov rax, [r12]",
+        "lea rsi, [r12 + 8*rax + 16]",
+        // Past the environment pointers and their null, to the auxiliary vector.
+        "2:",
+        "mov rax, [rsi]",
+        "add rsi, 8",
+        "test rax, rax",
+        "jnz 2b",
+        "mov rbx, rsi",
+        "3:",
+        "mov rax, [rsi]",
+        "test rax, rax",
+        "jz 9f",
+        "add rsi, 16",
+        "cmp rax, 31", // AT_EXECFN
+        "jne 3b",
+        "mov rdi, [rsi - 8]",
+        "4:",
+        "inc rdi",
+        "cmp byte ptr [rdi - 1], 0",
+        "jne 4b",
+        "add rdi, 4095",
+        "and rdi, -4096",
+        // r14: the page above the stack; r15: the image's length.
+        "mov r14, rdi",
+        "lea r15, [rip + __probe_relocate_page]",
+        "lea rax, [rip + __probe_image]",
+        "sub r15, rax",
+        // mmap(r14, r15, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        "mov rsi, r15",
+        "xor edx, edx",
+        "mov r10d, 0x100022",
+        "mov r8, -1",
+        "xor r9d, r9d",
+        "mov eax, 9",
+        "syscall",
+        "cmp rax, r14",
+        "je 5f",
+        "cmp rax, -4095",
+        "jae 9f",
+        // A kernel that took the address as a hint mapped it elsewhere: give it back.
+        "mov rdi, rax",
+        "mov rsi, r15",
+        "mov eax, 11",
+        "syscall",
+        "jmp 9f",
+        // mremap(image, r15, r15, MREMAP_MAYMOVE | MREMAP_FIXED, r14), over the reservation.
+        "5:",
+        "lea rdi, [rip + __probe_image]",
+        "mov rsi, r15",
+        "mov rdx, r15",
+        "mov r10d, 3",
+        "mov r8, r14",
+        "mov eax, 25",
+        "syscall",
+        "cmp rax, r14",
+        "je 6f",
+        "mov rdi, r14",
+        "mov rsi, r15",
+        "mov eax, 11",
+        "syscall",
+        "jmp 9f",
+        "6:",
+        "lea rax, [rip + __probe_image]",
+        "mov r13, r14",
+        "sub r13, rax",
+        // Then the stack: unless the pointers (argc, argv, envp: rbx - r12 bytes) leave
+        // 1 KiB for the probe's frames (a few hundred bytes) on the strings' page, they are
+        // copied below the strings, whose page stays (`/proc/PID/cmdline` and `environ` read
+        // them), and the pages below it that exec filled (the pointers and the auxiliary
+        // vector, of which the kernel keeps a copy) are given back. exec leaves the pointers
+        // up to 8 KiB below the strings, at random: without this, two pages in about two
+        // execs of three. A frame deeper than planned would only take a zeroed page again.
+        "9:",
+        "mov rdi, [r12 + 8]",
+        "test rdi, rdi",
+        "jz 8f",
+        // r14: the strings' first page.
+        "mov r14, rdi",
+        "and r14, -4096",
+        "mov rax, r12",
+        "sub rax, r14",
+        "cmp rax, 1024",
+        "jge 8f",
+        // rdi: where the pointers go, right below the strings, above the old ones, and 1 KiB
+        // or more above the page's start.
+        "mov rcx, rbx",
+        "sub rcx, r12",
+        "and rdi, -16",
+        "sub rdi, rcx",
+        "and rdi, -16",
+        "cmp rdi, rbx",
+        "jb 8f",
+        "lea rax, [r14 + 1024]",
+        "cmp rdi, rax",
+        "jb 8f",
+        // r15: the old pointers' page.
+        "mov r15, r12",
+        "and r15, -4096",
+        "mov rsi, r12",
+        "mov r12, rdi",
+        "shr rcx, 3",
+        "rep movsq",
+        "mov rsp, r12",
+        "cmp r15, r14",
+        "jae 8f",
+        // madvise(r15, r14 - r15, MADV_DONTNEED)
+        "mov rdi, r15",
+        "mov rsi, r14",
+        "sub rsi, r15",
+        "mov edx, 4",
+        "mov eax, 28",
+        "syscall",
+        "8:",
+        "lea rax, [rip + probe_main]",
+        "add rax, r13",
+        "mov rdi, r12",
+        "lea rsi, [rip + __probe_relocate_page]",
+        "call rax",
         "ud2",
+        ".popsection",
     );
 
     /// # Safety
@@ -124,11 +275,15 @@ mod arch {
     pub const SYS_CLOCK_GETTIME: usize = 113;
     pub const SYS_PRCTL: usize = 167;
     pub const SYS_EXIT_GROUP: usize = 94;
+    pub const SYS_MUNMAP: usize = 215;
 
+    // The image stays where the kernel put it (no page of its own to unmap): moving it beside
+    // the stack, as on x86_64, has not been tried on an aarch64 kernel.
     core::arch::global_asm!(
         ".globl _start",
         "_start:",
         "mov x0, sp",
+        "mov x1, xzr",
         "bl probe_main",
         "brk #0",
     );
@@ -231,8 +386,15 @@ fn set_comm(title: *const u8) {
     unsafe { syscall4(SYS_PRCTL, PR_SET_NAME, comm.as_ptr() as usize, 0, 0) };
 }
 
+/// `relocate_page`: the page `_start` ran in, no longer needed (0: none).
 #[unsafe(no_mangle)]
-extern "C" fn probe_main(stack: *const usize) -> ! {
+extern "C" fn probe_main(stack: *const usize, relocate_page: usize) -> ! {
+    if relocate_page != 0 {
+        // SAFETY: that page holds only `_start`, which has handed over to us for good; nothing
+        // refers to it any more (we never return to it). Unmapping it frees the last page
+        // tables of the low addresses the kernel loaded the image at.
+        unsafe { syscall4(SYS_MUNMAP, relocate_page, PAGE_SIZE, 0, 0) };
+    }
     // SAFETY: PR_SET_DUMPABLE takes an integer. Exec already made us non-dumpable (the image
     // is unreadable to us, see would_dump in fs/exec.c); this also covers fs.suid_dumpable=2.
     if unsafe { syscall4(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0) } != 0 {

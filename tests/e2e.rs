@@ -1095,3 +1095,171 @@ fn a_command_starts_with_stdio_only_and_no_blocked_or_ignored_signal() {
     );
     assert_eq!(lines(&fired), 0);
 }
+
+/// The address ranges of a process's image (its only file mapping: the probe's memfd) and of
+/// its stack, from its `maps`.
+fn image_and_stack(pid: u32) -> (Vec<(u64, u64)>, (u64, u64), String) {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let range = |line: &str| {
+        let (lo, hi) = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        )
+    };
+    let image = maps
+        .lines()
+        .filter(|l| l.contains("/memfd:"))
+        .map(range)
+        .collect();
+    let stack = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .map(range)
+        .expect("no stack in maps");
+    (image, stack, maps)
+}
+
+/// A field of `/proc/PID/status` in kB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// The smallest exec'd static process (tests/util), started in `jail`'s namespaces; killed
+/// on drop.
+struct SmallestProcess {
+    nsenter: std::process::Child,
+    pid: u32,
+}
+
+impl SmallestProcess {
+    fn start(jail: &Jail, dir: &TempDir) -> SmallestProcess {
+        let program = smallest_static_program(&dir.0);
+        let nsenter = Command::new("nsenter")
+            .args(["-t", &jail.spec(), "-a"])
+            .arg(&program)
+            .spawn()
+            .unwrap();
+        let mut pid = 0;
+        let children = format!("/proc/{0}/task/{0}/children", nsenter.id());
+        assert!(
+            wait_for(LONG, || {
+                pid = fs::read_to_string(&children)
+                    .ok()
+                    .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                pid != 0
+                    && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
+            }),
+            "the smallest static process did not start in the jail"
+        );
+        SmallestProcess { nsenter, pid }
+    }
+}
+
+impl Drop for SmallestProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.nsenter.wait();
+    }
+}
+
+/// Issue 23: an idle probe's image lies right above its stack, under the stack's page
+/// tables, and nothing is left where exec loaded it: its page tables are at most 3/4 of
+/// those of the smallest exec'd static process in the same jail (half of them on x86_64),
+/// its stack is one page, and it still fires.
+#[test]
+fn an_idle_probe_keeps_its_image_beside_its_stack() {
+    let Some(World {
+        dir,
+        fired,
+        daemon,
+        jail,
+    }) = World::new("an_idle_probe_keeps_its_image_beside_its_stack")
+    else {
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") {
+        say_skipped(
+            "an_idle_probe_keeps_its_image_beside_its_stack: the probe moves on x86_64 only",
+        );
+        return;
+    }
+    arm_appending(&daemon, &jail, &fired, &["-t", "BESIDE_ITS_STACK"]);
+    let probe = jail.probes("BESIDE_ITS_STACK")[0];
+    let (image, stack, maps) = image_and_stack(probe);
+    assert_eq!(
+        image,
+        [(stack.1, stack.1 + 4096)],
+        "the image is not the one page right above the stack:\n{maps}"
+    );
+    let smallest = SmallestProcess::start(&jail, &dir);
+    let (probe_pte, floor_pte) = (
+        status_kib(probe, "VmPTE"),
+        status_kib(smallest.pid, "VmPTE"),
+    );
+    assert!(
+        probe_pte * 4 <= floor_pte * 3,
+        "page tables: the probe {probe_pte} KiB, the smallest static process {floor_pte} KiB"
+    );
+    // Its only memory of its own is the page of its strings: the pages below it that exec
+    // filled were given back.
+    assert_eq!(
+        status_kib(probe, "RssAnon"),
+        4,
+        "the probe's stack holds more than one page:\n{maps}"
+    );
+    assert!(jail.pkill(0, "HUP", "BESIDE_ITS_STACK"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "the moved probe did not fire: {}",
+        daemon.log_text()
+    );
+}
+
+/// The twin: with no room above its stack (the daemon runs without address space
+/// randomization, so the stack ends at the top of the address space), the probe stays where
+/// exec put it, with its page tables, and fires all the same.
+#[test]
+fn a_probe_with_no_room_above_its_stack_stays_and_fires() {
+    if !root_or_skip("a_probe_with_no_room_above_its_stack_stays_and_fires") {
+        return;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        say_skipped(
+            "a_probe_with_no_room_above_its_stack_stays_and_fires: the probe moves on x86_64 only",
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let fired = dir.path("fired");
+    let daemon = Daemon::start_with(&dir, &["setarch", "-R"]);
+    let jail = Jail::new();
+    arm_appending(&daemon, &jail, &fired, &["-t", "NO_ROOM_ABOVE"]);
+    let probe = jail.probes("NO_ROOM_ABOVE")[0];
+    let (image, stack, maps) = image_and_stack(probe);
+    assert_eq!(stack.1, 0x7fff_ffff_f000, "randomization still on:\n{maps}");
+    assert_eq!(
+        image,
+        [(0x20_0000, 0x20_1000)],
+        "the image is not the one page exec loaded (without the page _start ran from):\n{maps}"
+    );
+    assert!(jail.pkill(0, "HUP", "NO_ROOM_ABOVE"));
+    assert!(
+        wait_for(LONG, || lines(&fired) == 1),
+        "the probe that stayed did not fire: {}",
+        daemon.log_text()
+    );
+}

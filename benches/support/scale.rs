@@ -26,9 +26,10 @@ pub struct Memcg {
 }
 
 impl Memcg {
-    pub fn create() -> Option<Memcg> {
+    /// `label` tells apart the cgroups the bench holds at the same time.
+    pub fn create(label: &str) -> Option<Memcg> {
         let ours = fs::read_to_string("/proc/self/cgroup").ok()?;
-        let name = format!("jaildaemon-bench-{}", std::process::id());
+        let name = format!("jaildaemon-bench-{}-{label}", std::process::id());
         // v1 memory controller (hybrid layouts), else the v2 hierarchy.
         let v1 = ours.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
@@ -129,6 +130,10 @@ pub struct Row {
     pub slab: f64,
     /// Per probe, KiB: (user, kernel) charged to the bench's memory cgroup.
     pub memcg: Option<(f64, f64)>,
+    /// Per process, KiB: (user, kernel) that as many of the smallest exec'd static process
+    /// (tests/util) charge to a memory cgroup of their own, in the layout's jails, measured
+    /// right after the probes.
+    pub floor_memcg: Option<(f64, f64)>,
     /// The daemon's RSS and PSS, KiB.
     pub daemon_rss: u64,
     pub daemon_pss: u64,
@@ -231,12 +236,14 @@ pub struct Plan<'a> {
 pub fn run_layout(plan: &Plan<'_>) -> Layout {
     eprintln!("scale: {} ({} jail(s))", plan.name, plan.jails);
     // Declared first, dropped last: the cgroup can go only once its processes have.
-    let memcg = Memcg::create();
+    let memcg = Memcg::create("daemon");
     if memcg.is_none() {
         skipped("memcg accounting: cannot create a memory cgroup; meminfo deltas only");
     }
     let mut rig = Rig::new(false);
     let idle_jails: Vec<Jail> = (0..plan.jails).map(|_| Jail::new()).collect();
+    let build = crate::util::TempDir::new();
+    let smallest = crate::util::smallest_static_program(&build.0);
     let specs: Vec<String> = idle_jails.iter().map(Jail::spec).collect();
     let daemon_pid = rig.daemon.child.id();
     // The daemon and every jail in one cgroup, so the daemon has no cgroup to join for a
@@ -283,10 +290,13 @@ pub fn run_layout(plan: &Plan<'_>) -> Layout {
             daemon_pss: proc_field_kib(&format!("/proc/{daemon_pid}/smaps_rollup"), "Pss")
                 .unwrap_or(0),
             daemon_fds: fs::read_dir(format!("/proc/{daemon_pid}/fd")).map_or(0, |d| d.count()),
+            floor_memcg: None,
             trigger: Stats::default(),
             floor: Stats::default(),
             fat_floor: Stats::default(),
         };
+        let jail_pids: Vec<u32> = idle_jails.iter().map(|j| j.pid).collect();
+        row.floor_memcg = smallest_processes_cost(&jail_pids, &smallest, pids.len());
         // The floor gets as many descriptors as the daemon has, within our own limit.
         let room = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
@@ -325,5 +335,125 @@ pub fn run_layout(plan: &Plan<'_>) -> Layout {
         teardown,
         refused,
         clients: plan.clients,
+    }
+}
+
+/// Title of the floor's processes in the idle probe cost.
+const SMALLEST_TITLE: &str = "BENCH_SMALLEST";
+
+/// What `count` copies of the smallest exec'd static process `program` charge, per process,
+/// to a memory cgroup of their own: (user, kernel) KiB. Started round-robin in the jails of
+/// `jail_pids` by helpers that joined their namespaces and were moved into the cgroup before
+/// starting any (the kernel charges a task's stack and structures to the cgroup of the task
+/// that forks it), then killed.
+fn smallest_processes_cost(jail_pids: &[u32], program: &Path, count: usize) -> Option<(f64, f64)> {
+    use std::io::{BufRead, Write};
+    let memcg = Memcg::create("smallest")?;
+    let mut helpers = Vec::new();
+    for (i, jail) in jail_pids.iter().enumerate() {
+        let share = count / jail_pids.len() + usize::from(i < count % jail_pids.len());
+        let helper = std::process::Command::new(std::env::current_exe().ok()?)
+            .arg("--jd-smallest")
+            .arg(jail.to_string())
+            .arg(program)
+            .arg(share.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        helpers.push(helper);
+    }
+    let mut lines = Vec::new();
+    for helper in &mut helpers {
+        let mut out = std::io::BufReader::new(helper.stdout.take()?);
+        let mut line = String::new();
+        // "joined": in the jail's namespaces, waiting for "go".
+        out.read_line(&mut line).ok()?;
+        if !memcg.adopt(helper.id()) {
+            return None;
+        }
+        lines.push(out);
+    }
+    sleep(Duration::from_millis(300));
+    let before = memcg.usage()?;
+    let mut started = 0;
+    for (helper, out) in helpers.iter_mut().zip(&mut lines) {
+        writeln!(helper.stdin.as_mut()?, "go").ok()?;
+        let mut line = String::new();
+        out.read_line(&mut line).ok()?;
+        started += line
+            .strip_prefix("started ")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    sleep(Duration::from_millis(300));
+    let after = memcg.usage()?;
+    for mut helper in helpers {
+        drop(helper.stdin.take());
+        let _ = helper.wait();
+    }
+    if started < count {
+        eprintln!("  NOTE only {started} of {count} smallest static processes started");
+    }
+    let n = started.max(1) as f64;
+    Some((
+        (after.0 - before.0) as f64 / n,
+        (after.1 - before.1) as f64 / n,
+    ))
+}
+
+/// `--jd-smallest JAIL_PID PROGRAM COUNT`: joins the jail's namespaces, says "joined", waits
+/// for "go", starts COUNT copies of PROGRAM there, says "started N" (how many did), and when
+/// its input ends kills and reaps them.
+pub fn smallest_helper(args: &[String]) {
+    use std::io::{BufRead, Write};
+    use std::os::unix::process::CommandExt;
+    let [jail, program, count] = args else {
+        panic!("usage: --jd-smallest JAIL_PID PROGRAM COUNT");
+    };
+    let jail: i32 = jail.parse().expect("jail pid");
+    let count: usize = count.parse().expect("count");
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(jail).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open of the jail");
+    rustix::thread::move_into_thread_name_spaces(
+        std::os::fd::AsFd::as_fd(&pidfd),
+        rustix::thread::ThreadNameSpaceType::PROCESS_ID
+            | rustix::thread::ThreadNameSpaceType::MOUNT
+            | rustix::thread::ThreadNameSpaceType::NETWORK
+            | rustix::thread::ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
+            | rustix::thread::ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION,
+    )
+    .expect("setns into the jail");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "joined").unwrap();
+    stdout.flush().unwrap();
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin.read_line(&mut line).unwrap();
+    // Up to the first failure (a machine short of pids), which the bench reports.
+    let mut children: Vec<std::process::Child> = (0..count)
+        .map_while(|_| {
+            std::process::Command::new(program)
+                .arg0(SMALLEST_TITLE)
+                .env_clear()
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| eprintln!("  NOTE starting the smallest static process: {e}"))
+                .ok()
+        })
+        .collect();
+    writeln!(stdout, "started {}", children.len()).unwrap();
+    stdout.flush().unwrap();
+    let _ = stdin.read_line(&mut line);
+    for child in &mut children {
+        let _ = child.kill();
+    }
+    for child in &mut children {
+        let _ = child.wait();
     }
 }

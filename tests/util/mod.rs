@@ -723,3 +723,50 @@ pub fn by_title<'a>(
         .find(|p| p.title == title)
         .unwrap_or_else(|| panic!("no probe {title} in {probes:#?}"))
 }
+
+/// The smallest exec'd static process, as C source: a freestanding static executable whose
+/// only code waits for a signal, for ever. It is what an idle probe's memory is compared with
+/// (tests/e2e.rs, the bench's idle probe cost): one process's kernel memory (task, kernel
+/// stack, page tables, mm and its areas) and the stack page exec fills.
+const SMALLEST_STATIC_PROGRAM: &str = r#"
+void _start(void) {
+    for (;;) {
+#if defined(__x86_64__)
+        __asm__ volatile("syscall" : : "a"(34) : "rcx", "r11", "memory"); /* pause */
+#elif defined(__aarch64__)
+        /* ppoll with no descriptors and no timeout: waits for a signal, as pause would */
+        register long nr __asm__("x8") = 73;
+        register long fds __asm__("x0") = 0;
+        register long n __asm__("x1") = 0;
+        register long timeout __asm__("x2") = 0;
+        register long mask __asm__("x3") = 0;
+        __asm__ volatile("svc 0" : "+r"(fds) : "r"(nr), "r"(n), "r"(timeout), "r"(mask) : "memory");
+#else
+#error "no pause for this architecture"
+#endif
+    }
+}
+"#;
+
+/// Builds the smallest exec'd static process into `dir` with the C compiler that links Rust
+/// programs here (`cc`), linked as a toolchain links a static executable (no PIE, at its
+/// usual address), and returns its path.
+pub fn smallest_static_program(dir: &Path) -> PathBuf {
+    let source = dir.join("smallest-static.c");
+    fs::write(&source, SMALLEST_STATIC_PROGRAM).unwrap();
+    let program = dir.join("smallest-static");
+    must(
+        "cc",
+        &[
+            "-static",
+            "-nostdlib",
+            "-O2",
+            "-fno-pie",
+            "-no-pie",
+            "-o",
+            program.to_str().unwrap(),
+            source.to_str().unwrap(),
+        ],
+    );
+    program
+}
