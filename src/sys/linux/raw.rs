@@ -500,6 +500,40 @@ mod tests {
         }
     }
 
+    /// The line of `/proc/self/maps` whose mapping holds `len` bytes from `addr`, if any.
+    fn mapping_holding(addr: usize, len: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let holds = |line: &&str| {
+            let range = line.split(' ').next()?;
+            let (from, to) = range.split_once('-')?;
+            let from = usize::from_str_radix(from, 16).ok()?;
+            let to = usize::from_str_radix(to, 16).ok()?;
+            Some(from <= addr && addr + len <= to)
+        };
+        maps.lines()
+            .find(|l| holds(l) == Some(true))
+            .map(String::from)
+    }
+
+    #[test]
+    fn helpers_stacks_are_a_zeroed_mapping_of_their_own() {
+        let len = 3 * 64 * 1024;
+        let mut stacks = Stacks::new(len).expect("mmap");
+        let base = stacks.as_mut_ptr();
+        // SAFETY: `len` bytes from `base` are ours while `stacks` lives, and nothing else
+        // uses them.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base, len) };
+        assert!(bytes.iter().all(|b| *b == 0), "not zeroed");
+        bytes[len - 1] = 7;
+        assert_eq!(bytes[len - 1], 7);
+        // Mapped on its own: not a piece of the heap, which the daemon would have cleared.
+        let line = mapping_holding(base as usize, len).expect("the stacks are mapped");
+        assert!(!line.contains("[heap]"), "{line}");
+        // Twin: no probe, no mapping.
+        let mut none = Stacks::new(0).expect("nothing to map");
+        assert!(none.as_mut_ptr().is_null());
+    }
+
     #[test]
     fn a_placement_helpers_exit_raises_no_sigchld_and_its_pidfd_reaps_it() {
         // SAFETY: `child_seen`'s child only leaves.
