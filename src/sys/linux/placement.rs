@@ -24,6 +24,10 @@
 //! exits: the last user of its memory, so that the kernel never looks for a new owner of it
 //! among the daemon's thousands of children (`mm_update_next_owner`), which it did at A's exit
 //! and again at each B's exec, and which perf showed as the costliest step of arming.
+//! A has no exit signal, nor have the Bs until their exec: every SIGCHLD makes the daemon scan all
+//! its children for stops, and one per placement made many small placements (many clients
+//! arming at once) walk 10,000 probes each time. The daemon reaps A by its pidfd like any child.
+//! The Bs' stacks are a mapping of their own, which no page of the daemon's heap is cleared for.
 //! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
 //! makes itself non-dumpable again (the id switch resets it), sets the parent-death signal to
 //! SIGKILL, drops all capabilities, sets `no_new_privs`, takes a descriptor table of its own,
@@ -303,6 +307,8 @@ impl Placement {
     ) -> Result<Placement, Error> {
         let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
         spawner.check_sealed()?;
+        // Untouched until a B uses it: only the pages each B writes are ever allocated.
+        let mut stacks = raw::Stacks::new(B_STACK * probes.len()).map_err(|e| os("mmap", e))?;
         let root = jail.open_root()?;
         let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| os("pipe", e.into()))?;
@@ -316,8 +322,6 @@ impl Placement {
             let _ = spawner.clear_slots();
             return Err(os("dup3 into a low slot", e));
         }
-        // Untouched until a B uses it: only the pages each B writes are ever allocated.
-        let mut stacks = vec![0u8; B_STACK * probes.len()];
         let planned: Vec<Planned> = probes
             .iter()
             .map(|p| Planned {

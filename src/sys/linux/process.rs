@@ -8,6 +8,11 @@ use rustix::process::{PidfdFlags, Signal, WaitId, WaitIdOptions};
 use crate::sys::posix::Exit;
 use crate::sys::posix::Pid;
 
+/// `__WALL`: a child with no exit signal (a placement's helper A, and its Bs until their exec,
+/// see `raw::fork_sharing_descriptors`) is waited for like any other; without it, waitid says
+/// ECHILD for one.
+const ALL: WaitIdOptions = WaitIdOptions::from_bits_retain(libc::__WALL as u32);
+
 /// A child of the daemon, held by pidfd so that it is never waited on or signalled by bare pid.
 #[derive(Debug)]
 pub struct Process {
@@ -25,7 +30,7 @@ impl Process {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
         let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())?;
         // ECHILD unless it is our child; WNOWAIT leaves it unreaped.
-        let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        let peek = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT | ALL;
         rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), peek)?;
         Ok(Process { pid, pidfd })
     }
@@ -41,7 +46,7 @@ impl Process {
 
     /// Reaps the process if it has exited.
     pub fn try_wait(&self) -> io::Result<Option<Exit>> {
-        self.wait_with(WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+        self.wait_with(WaitIdOptions::EXITED | WaitIdOptions::NOHANG | ALL)
     }
 
     fn wait_with(&self, options: WaitIdOptions) -> io::Result<Option<Exit>> {

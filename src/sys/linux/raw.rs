@@ -21,22 +21,21 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// 10,000 descriptors would otherwise copy them all for every placement, and close them all
 /// again in the child. No stack is passed: the child continues on a copy of ours.
 ///
+/// The child has no exit signal, so its exit raises no SIGCHLD: every SIGCHLD makes the daemon
+/// scan its children for stops (`posix::child_changes`, a walk over every child in the kernel,
+/// 10,000 of them with as many probes), and arming by request, in many small placements,
+/// spent a sixth of the daemon's time there. The children it starts with CLONE_PARENT take
+/// its exit signal, none, until their exec (which sets SIGCHLD: an armed probe's stop or exit
+/// raises it as before). A child without an exit signal is waited for only with `__WALL`
+/// (`Process` waits so); the kernel gives it SIGCHLD back if it outlives us.
+///
 /// # Safety
 /// As for `posix::fork`; besides, the child must not open, close or change any descriptor
 /// until it has a table of its own (`own_descriptors_below`), since every change is ours too,
 /// and we must change none until it has said so.
 pub unsafe fn fork_sharing_descriptors() -> io::Result<Forked> {
     // SAFETY: raw clone with a null stack behaves like fork; the caller keeps the contract.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::CLONE_FILES | libc::SIGCHLD,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_FILES, 0, 0, 0, 0) };
     match check(ret)? {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as i32)),
@@ -76,7 +75,7 @@ pub unsafe fn spawn_sharing(
 
 /// Starts a probe's helper B: a child of our parent (CLONE_PARENT), so born in the pid
 /// namespace we have joined and reaped by the daemon (with CLONE_PARENT the exit signal is our
-/// parent's own, so none is given), sharing our memory and descriptor table (CLONE_VM |
+/// own, none until its exec: see `fork_sharing_descriptors`; so none is given), sharing our memory and descriptor table (CLONE_VM |
 /// CLONE_FILES) on `stack`. Unlike `spawn_sharing` it returns at once: the Bs of a placement
 /// run side by side. Nothing of our memory is copied for one, and its exec has nothing of
 /// ours to tear down. Every signal is blocked around the clone; the child starts with all
@@ -103,6 +102,61 @@ pub unsafe fn spawn_sibling_sharing(
     // SAFETY: the caller keeps the contract; `left` lives in memory the child shares, as long
     // as it does (the caller's plan).
     unsafe { clone_on_stack(entry, stack, len, flags, arg, left.as_ptr()) }
+}
+
+/// Fresh zeroed memory for helpers' stacks, mapped on its own and unmapped when dropped. A
+/// `vec![0; n]` below malloc's mmap threshold (which grows as large blocks are freed) comes
+/// from the heap and is cleared byte by byte, each of its pages faulted in by the daemon and
+/// then copied into every helper A forked: a placement of 64 probes cleared 4 MiB. A mapping
+/// of its own costs nothing until a helper touches a page, and never in the daemon.
+pub struct Stacks {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Stacks {
+    pub fn new(len: usize) -> io::Result<Stacks> {
+        if len == 0 {
+            return Ok(Stacks {
+                base: std::ptr::null_mut(),
+                len,
+            });
+        }
+        // SAFETY: a new anonymous private mapping, placed by the kernel: it overlaps nothing
+        // of ours. MAP_NORESERVE: most of it is never touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stacks {
+            base: base.cast(),
+            len,
+        })
+    }
+
+    /// The first byte; `len` bytes from it are ours while `self` lives.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.base
+    }
+}
+
+impl Drop for Stacks {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: exactly the mapping `new` made, unmapped once: nothing of ours points
+            // into it any more (a helper that used it has its own copy of our memory).
+            unsafe { libc::munmap(self.base.cast(), self.len) };
+        }
+    }
 }
 
 /// Waits until the kernel has written 0 into `left` (see `spawn_sibling_sharing`).
@@ -379,5 +433,117 @@ pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
         }
         groups.truncate(needed);
         return Ok(groups);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::process::Process;
+    use super::*;
+    use crate::sys::posix::{self, Exit};
+
+    /// Waits until `process` has exited, at most `secs` seconds. Allocates nothing.
+    fn gone_within(process: &Process, secs: i64) {
+        let mut gone = [rustix::event::PollFd::from_borrowed_fd(
+            process.poll_fd(),
+            rustix::event::PollFlags::IN,
+        )];
+        let within = rustix::time::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let _ = rustix::event::poll(&mut gone, Some(&within));
+    }
+
+    /// What a fork of the test saw of a child started by `start` that exits with 7: whether a
+    /// SIGCHLD came, and whether its pidfd reaped that exit. In a fork, because it is one
+    /// thread there: no other test's child can raise a SIGCHLD in it, and its blocked SIGCHLD
+    /// stays pending for it to see. The fork only makes calls that do not allocate.
+    fn child_seen(start: unsafe fn() -> io::Result<Forked>) -> (bool, bool) {
+        const SIGCHLD_CAME: i32 = 1;
+        const REAPED: i32 = 2;
+        const FAILED: i32 = 64;
+        // SAFETY: the fork makes only async-signal-safe, allocation-free calls, and ends by
+        // `_exit`.
+        let fork = match unsafe { posix::fork() }.expect("fork") {
+            Forked::Parent(pid) => Process::from_own_child(pid).expect("pidfd of the fork"),
+            Forked::Child => {
+                let sigchld = sigset(&[libc::SIGCHLD]);
+                // SAFETY: an initialised set, read by sigprocmask.
+                unsafe { libc::sigprocmask(libc::SIG_BLOCK, &sigchld, std::ptr::null_mut()) };
+                // SAFETY: the child only leaves.
+                let child = match unsafe { start() } {
+                    Ok(Forked::Child) => posix::exit_now(7),
+                    Ok(Forked::Parent(pid)) => Process::from_own_child(pid),
+                    Err(e) => Err(e),
+                };
+                let Ok(child) = child else {
+                    posix::exit_now(FAILED)
+                };
+                gone_within(&child, 5);
+                // SAFETY: sigpending fills the set it is given.
+                let came = unsafe {
+                    let mut pending: libc::sigset_t = std::mem::zeroed();
+                    libc::sigpending(&mut pending);
+                    libc::sigismember(&pending, libc::SIGCHLD) == 1
+                };
+                let reaped = matches!(child.try_wait(), Ok(Some(Exit::Code(7))));
+                posix::exit_now(i32::from(came) * SIGCHLD_CAME + i32::from(reaped) * REAPED)
+            }
+        };
+        gone_within(&fork, 30);
+        match fork.try_wait().expect("waitid of the fork") {
+            Some(Exit::Code(code)) if code < FAILED => {
+                (code & SIGCHLD_CAME != 0, code & REAPED != 0)
+            }
+            other => panic!("the fork ended with {other:?}"),
+        }
+    }
+
+    /// The line of `/proc/self/maps` whose mapping holds `len` bytes from `addr`, if any.
+    fn mapping_holding(addr: usize, len: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let holds = |line: &&str| {
+            let range = line.split(' ').next()?;
+            let (from, to) = range.split_once('-')?;
+            let from = usize::from_str_radix(from, 16).ok()?;
+            let to = usize::from_str_radix(to, 16).ok()?;
+            Some(from <= addr && addr + len <= to)
+        };
+        maps.lines()
+            .find(|l| holds(l) == Some(true))
+            .map(String::from)
+    }
+
+    #[test]
+    fn helpers_stacks_are_a_zeroed_mapping_of_their_own() {
+        let len = 3 * 64 * 1024;
+        let mut stacks = Stacks::new(len).expect("mmap");
+        let base = stacks.as_mut_ptr();
+        // SAFETY: `len` bytes from `base` are ours while `stacks` lives, and nothing else
+        // uses them.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base, len) };
+        assert!(bytes.iter().all(|b| *b == 0), "not zeroed");
+        bytes[len - 1] = 7;
+        assert_eq!(bytes[len - 1], 7);
+        // Mapped on its own: not a piece of the heap, which the daemon would have cleared.
+        let line = mapping_holding(base as usize, len).expect("the stacks are mapped");
+        assert!(!line.contains("[heap]"), "{line}");
+        // Twin: no probe, no mapping.
+        let mut none = Stacks::new(0).expect("nothing to map");
+        assert!(none.as_mut_ptr().is_null());
+    }
+
+    #[test]
+    fn a_placement_helpers_exit_raises_no_sigchld_and_its_pidfd_reaps_it() {
+        // SAFETY: `child_seen`'s child only leaves.
+        let (came, reaped) = child_seen(|| unsafe { fork_sharing_descriptors() });
+        assert!(!came, "helper A's exit raised SIGCHLD");
+        assert!(reaped, "helper A's exit was not reaped by its pidfd");
+        // Twin: a child with the usual exit signal raises it, and is reaped the same way.
+        // SAFETY: as above.
+        let (came, reaped) = child_seen(|| unsafe { posix::fork() });
+        assert!(came, "a plain fork's exit raised no SIGCHLD");
+        assert!(reaped);
     }
 }
