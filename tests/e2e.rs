@@ -383,11 +383,32 @@ fn daemon_started_with_sighup_ignored_and_blocked_still_works() {
     );
     let jail = Jail::new();
     arm_appending(&daemon, &jail, &fired, &["-t", "DEAF_DAEMON"]);
+    // Neither its probe nor its commands inherit the ignored SIGHUP.
+    let probe = jail.probes("DEAF_DAEMON")[0];
+    let probe_status = fs::read_to_string(format!("/proc/{probe}/status")).unwrap();
+    assert!(
+        probe_status.contains("SigIgn:\t0000000000000000"),
+        "{probe_status}"
+    );
     assert!(jail.pkill(0, "HUP", "DEAF_DAEMON"));
     assert!(
         wait_for(LONG, || lines(&fired) == 1),
         "{}",
         daemon.log_text()
+    );
+    let seen = dir.path("sigign");
+    let command = format!("grep ^SigIgn: /proc/$$/status > {}", seen.display());
+    daemon.arm(&["-c", &command, "-j", &jail.spec(), "-t", "DEAF_COMMAND"]);
+    assert!(jail.pkill(0, "HUP", "DEAF_COMMAND"));
+    assert!(
+        wait_for(LONG, || fs::read_to_string(&seen)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap(),
+        "SigIgn:\t0000000000000000\n"
     );
 }
 

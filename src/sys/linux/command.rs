@@ -133,6 +133,7 @@ pub fn spawn_command(
         ids,
         null: spawner.null.as_fd(),
         low_end,
+        signals: raw::signals_not_default(),
     };
     let arg = &plan as *const CommandPlan<'_> as *mut libc::c_void;
     // SAFETY: `command_entry` runs only `command_child`, which makes async-signal-safe calls,
@@ -160,6 +161,8 @@ struct CommandPlan<'a> {
     ids: Option<(rustix::process::Uid, rustix::process::Gid)>,
     null: BorrowedFd<'a>,
     low_end: u32,
+    /// The signals whose action the child resets (`raw::signals_not_default`).
+    signals: u64,
 }
 
 /// A program exec'd without a shell: its argv, and the paths to try in `PATH`'s order.
@@ -181,7 +184,7 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
 fn command_child(plan: &CommandPlan<'_>) -> ! {
     // The daemon blocks the signals it reads from its signalfd, and Rust ignores SIGPIPE:
     // neither may reach the command.
-    raw::reset_signal_dispositions();
+    raw::reset_signal_dispositions(plan.signals);
     raw::set_all_signals_blocked(false);
     // Writing "0" to a `cgroup.procs` moves the writer: the command's own cgroup holds the
     // shell and everything it starts, before it starts anything.

@@ -197,6 +197,8 @@ struct ProbePlan<'a> {
     /// The stacks the Bs run on until their exec, `B_STACK` bytes each: the Bs share A's
     /// memory (CLONE_VM) and run at once, each on its own.
     stacks: *mut u8,
+    /// The signals whose action A resets for itself and its Bs (`raw::signals_not_default`).
+    signals: u64,
 }
 
 /// The stack of one helper B: far more than it uses before its exec.
@@ -368,6 +370,7 @@ impl Placement {
             low_end: spawner.low_end(),
             probes: &planned,
             stacks: stacks.as_mut_ptr(),
+            signals: raw::signals_not_default(),
         };
         // What each B's entry point is handed, made before the fork: A never returns, so this
         // frame, and its memory which the Bs share, outlives every B's exec.
@@ -694,9 +697,9 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
     // signal actions, the mask and the capability bounding set): at 10,000 probes that is
     // over a million system calls fewer.
     // A daemon started with SIGHUP ignored (as rc scripts may do) must not hand a deaf probe
-    // to the jail: exec keeps ignored signals ignored, so reset them all.
+    // to the jail: exec keeps ignored signals ignored, so reset each not at its default.
     raw::set_all_signals_blocked(true);
-    raw::reset_signal_dispositions();
+    raw::reset_signal_dispositions(plan.signals);
     if let Err(e) = rustix::thread::move_into_thread_name_spaces(plan.jail, plan.namespaces) {
         fail(status, HELPER_A, Stage::Setns, e.into());
     }
