@@ -806,7 +806,10 @@ impl Effect {
 pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
 
 pub struct Core {
-    probes: BTreeMap<ProbeId, Probe>,
+    /// Boxed: a B-tree node holds eleven entries and, filled in id order, is left a third
+    /// empty; with a few hundred bytes a probe inline, that third was most of the daemon's
+    /// memory per probe (BENCHMARKS.md, "Reading").
+    probes: BTreeMap<ProbeId, Box<Probe>>,
     tally: Tally,
     /// The managers whose event streams the probes that survive their jail want (a declared
     /// or `-P` probe named by container), with how many want each: kept by `insert_probe` and
@@ -972,7 +975,7 @@ impl Core {
         if let Some(manager) = probe.wants_stream() {
             *self.streams_wanted.entry(manager).or_default() += 1;
         }
-        self.probes.insert(id, probe);
+        self.probes.insert(id, Box::new(probe));
     }
 
     /// The one way a watchdog's state changes, keeping `watch_timers`.
@@ -1033,7 +1036,7 @@ impl Core {
         self.start_run(id, jail, None, now);
     }
 
-    fn forget(&mut self, id: ProbeId) -> Option<Probe> {
+    fn forget(&mut self, id: ProbeId) -> Option<Box<Probe>> {
         let probe = self.probes.remove(&id)?;
         if let Some(Watch::Running { due }) = probe.watch {
             self.watch_timers.remove(&(due, id));
@@ -1051,7 +1054,7 @@ impl Core {
     }
 
     pub fn probe(&self, id: ProbeId) -> Option<&Probe> {
-        self.probes.get(&id)
+        self.probes.get(&id).map(|probe| &**probe)
     }
 
     /// The probes placed (or being placed) in `jail`, for the shell's stop handling.
