@@ -226,11 +226,28 @@ pub struct Probe {
     /// `queue`: a run owed to triggers that came while its command ran, started when that
     /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
     /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
-    /// removal drops it).
-    pub owed: Option<Owed>,
+    /// removal drops it). Boxed, as only a `queue` probe ever owes one.
+    pub owed: Option<Box<Owed>>,
     /// A watchdog probe's period. It lives beside the phase, as `owed` does: it runs through
     /// placements, arms and re-arms, and pauses only while the jail is not running.
     pub watch: Option<Watch>,
+    /// Failures in a row (placements, ends without firing), for the back-off.
+    pub strikes: u32,
+    /// It was armed in its jail before: placing it again (after a kill, a restart of its
+    /// jail) is the jail's doing, and logged as such.
+    pub armed_before: bool,
+    /// What it has done so far (`record`): none until its first fire, feed, stop or note.
+    record: Option<Box<Record>>,
+    /// A probe of a selector's member: which selector, and which container. Boxed: most
+    /// probes are no member, and every probe would carry its 120 bytes.
+    pub member: Option<Box<FleetMember>>,
+}
+
+/// What a probe has done: its fires, feeds, stops and timeouts, its last command and what last
+/// happened to it. Boxed in the probe and made at the first of these: most probes wait armed
+/// with nothing to tell, and every one of 10,000 carried its 130 bytes.
+#[derive(Debug, Default)]
+pub struct Record {
     /// Signals that fed a watchdog probe.
     pub fed: u64,
     /// Its last command: how it ended, how long it ran, and when.
@@ -240,17 +257,19 @@ pub struct Probe {
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// Failures in a row (placements, ends without firing), for the back-off.
-    pub strikes: u32,
-    /// It was armed in its jail before: placing it again (after a kill, a restart of its
-    /// jail) is the jail's doing, and logged as such.
-    pub armed_before: bool,
     /// What last happened to it, for `-l`.
     pub last: Option<Note>,
-    /// A probe of a selector's member: which selector, and which container. Boxed: most
-    /// probes are no member, and every probe would carry its 120 bytes.
-    pub member: Option<Box<FleetMember>>,
 }
+
+/// The record of a probe that has done nothing yet.
+static NOTHING_YET: Record = Record {
+    fed: 0,
+    last_run: None,
+    fired: 0,
+    timeouts: 0,
+    stops: 0,
+    last: None,
+};
 
 /// What last happened to a probe, as `-l` says it (with what its phase adds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +387,16 @@ pub struct Owed {
 }
 
 impl Probe {
+    /// What it has done so far.
+    pub fn record(&self) -> &Record {
+        self.record.as_deref().unwrap_or(&NOTHING_YET)
+    }
+
+    /// What it has done so far, to add to: made at the first addition.
+    fn record_mut(&mut self) -> &mut Record {
+        self.record.get_or_insert_with(Box::default)
+    }
+
     /// How log lines name a probe: id, jail as named, title.
     pub fn tag(&self, id: ProbeId) -> String {
         format!("probe {id} (jail {}, '{}')", self.def.jail, self.def.title)
@@ -1031,7 +1060,7 @@ impl Core {
         self.effects.push(line);
         self.set_watch(id, Watch::Fired);
         let probe = self.probes.get_mut(&id).expect("present");
-        probe.fired += 1;
+        probe.record_mut().fired += 1;
         probe.strikes = 0;
         self.start_run(id, jail, None, now);
     }
@@ -1146,14 +1175,9 @@ impl Core {
                 phase: Phase::Finding { reply },
                 owed: None,
                 watch: def_watch,
-                fed: 0,
-                last_run: None,
-                fired: 0,
-                timeouts: 0,
-                stops: 0,
                 strikes: 0,
                 armed_before: false,
-                last: None,
+                record: None,
                 member,
             },
         );
@@ -1299,7 +1323,8 @@ impl Core {
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
                     // A command that could not start leaves nothing to show.
-                    status: (probe.last_run).filter(|run| probe.def.status && run.status.is_some()),
+                    status: (probe.record().last_run)
+                        .filter(|run| probe.def.status && run.status.is_some()),
                     verbs: probe
                         .def
                         .verbs
@@ -1374,12 +1399,12 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    let first_arm = probe.fed == 0 && probe.fired == 0;
-                    let line = if probe.fed > 0 && probe.def.watchdog.is_some() {
+                    let first_arm = probe.record().fed == 0 && probe.record().fired == 0;
+                    let line = if probe.record().fed > 0 && probe.def.watchdog.is_some() {
                         // A feed is routine: `-l` counts them; the log would drown in them.
                         let text = format!("{} back after a feed, host pid {pid}", probe.tag(id));
                         probe.line(id, LineKind::Rearm, Debug, text)
-                    } else if probe.fired > 0 {
+                    } else if probe.record().fired > 0 {
                         let text = format!("{} re-armed, host pid {pid}", probe.tag(id));
                         probe.line(id, LineKind::Rearm, Info, text)
                     } else {
@@ -1553,8 +1578,8 @@ impl Core {
             return;
         }
         let note = Note::NotPlaced(error.message.clone());
-        let changed = probe.last.as_ref() != Some(&note);
-        probe.last = Some(note);
+        let changed = probe.record().last.as_ref() != Some(&note);
+        probe.record_mut().last = Some(note);
         match error.kind {
             // Retrying will not make a user exist or a bad spec good; a reload or a removal
             // changes them.
@@ -1649,16 +1674,16 @@ impl Core {
         let tag = probe.tag(id);
         match signal {
             Some(sig) => {
-                probe.stops += 1;
+                probe.record_mut().stops += 1;
                 let note = Note::Stopped(sig);
                 let text = format!("{tag} {note}");
-                probe.last = Some(note);
+                probe.record_mut().last = Some(note);
                 self.effects
                     .push(probe.line(id, LineKind::Stop, Warn, text));
             }
             None => {
                 let text = format!("{tag} {}", Note::Continued);
-                probe.last = Some(Note::Continued);
+                probe.record_mut().last = Some(Note::Continued);
                 self.effects
                     .push(probe.line(id, LineKind::Continue, Warn, text));
             }
@@ -1689,10 +1714,10 @@ impl Core {
         if let (Some(None), Some(period)) = (verb, probe.def.watchdog) {
             // A watchdog probe is fed: nothing runs, the period starts again, and the probe
             // goes back into its jail at once.
-            probe.fed += 1;
+            probe.record_mut().fed += 1;
             probe.strikes = 0;
-            probe.last = Some(Note::Fed {
-                times: probe.fed,
+            probe.record_mut().last = Some(Note::Fed {
+                times: probe.record().fed,
                 period,
             });
             self.effects
@@ -1702,7 +1727,7 @@ impl Core {
             return;
         }
         let Some(verb) = verb else {
-            probe.last = Some(Note::Unfired(exit));
+            probe.record_mut().last = Some(Note::Unfired(exit));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
                 entry.ended.retain(|(_, t, _)| *t + JAIL_GRACE > now);
                 entry.ended.push((id, now, probe.def.title.clone()));
@@ -1723,17 +1748,19 @@ impl Core {
             self.release_if_idle(jail, now);
             return;
         };
-        probe.fired += 1;
+        probe.record_mut().fired += 1;
         probe.strikes = 0;
         if probe.def.respawn == Respawn::Queue && running > 0 {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
             // Triggers by another verb join it too: the run is the first trigger's command.
-            let owed = probe.owed.get_or_insert(Owed {
-                since: now,
-                jail,
-                triggers: 0,
-                verb,
+            let owed = probe.owed.get_or_insert_with(|| {
+                Box::new(Owed {
+                    since: now,
+                    jail,
+                    triggers: 0,
+                    verb,
+                })
             });
             owed.triggers += 1;
             let text = if owed.triggers == 1 {
@@ -1817,7 +1844,7 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
-        probe.last = Some(Note::CommandStarted);
+        probe.record_mut().last = Some(Note::CommandStarted);
         // The shell runs `def.command` as `def.run_as`: for a verb, the verb's command, as
         // the verb's own user and with its own timeout where it has them.
         let def = Box::new(probe.def.run_of(verb));
@@ -1875,7 +1902,7 @@ impl Core {
         let next = match phase {
             RunPhase::Running { .. } => {
                 if let Some(probe) = probe {
-                    probe.timeouts += 1;
+                    probe.record_mut().timeouts += 1;
                     let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
                         probe.tag(id),
@@ -2015,7 +2042,7 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        probe.last_run = Some(LastRun {
+        probe.record_mut().last_run = Some(LastRun {
             status,
             took,
             ended: now,
@@ -2034,7 +2061,7 @@ impl Core {
         let text = format!("{} {ended}", probe.tag(id));
         self.effects
             .push(probe.line(id, LineKind::CommandEnd, level, text));
-        probe.last = Some(ended);
+        probe.record_mut().last = Some(ended);
         match probe.phase {
             // `-r` after its command; `-R` held back at its limit, once one ends.
             Phase::Held {
@@ -2793,10 +2820,13 @@ impl Core {
                     | Phase::Retrying { why, .. } => Some(why.clone()),
                     Phase::Cooling { until, .. } => Some(format!(
                         "{}; cooling down, back in {}",
-                        p.last.as_ref().map_or("fired".to_string(), Note::to_string),
+                        p.record()
+                            .last
+                            .as_ref()
+                            .map_or("fired".to_string(), Note::to_string),
                         human_duration(until.saturating_duration_since(now))
                     )),
-                    _ => p.last.as_ref().map(Note::to_string),
+                    _ => p.record().last.as_ref().map(Note::to_string),
                 };
                 let last = match (last, &p.owed) {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
@@ -2829,7 +2859,7 @@ impl Core {
                     origin: p.origin,
                     state,
                     pid,
-                    fired: p.fired,
+                    fired: p.record().fired,
                     last,
                     run_as: p.def.run_as.clone(),
                     timeout_secs: p.def.timeout.map(|t| t.as_secs()),
@@ -2863,18 +2893,17 @@ impl Core {
                 jail: info.jail,
                 title: info.title,
                 state: info.state,
-                fires: p.fired,
-                timeouts: p.timeouts,
-                stops: p.stops,
+                fires: p.record().fired,
+                timeouts: p.record().timeouts,
+                stops: p.record().stops,
                 // The metrics' convention (a shell's): a signal as 128 plus its number.
-                last_status: p
-                    .last_run
-                    .and_then(|run| run.status)
-                    .map(|exit| match exit {
+                last_status: p.record().last_run.and_then(|run| run.status).map(
+                    |exit| match exit {
                         Exit::Code(code) => code,
                         Exit::Signal(signal) => 128 + signal,
-                    }),
-                last_duration: p.last_run.map(|run| run.took),
+                    },
+                ),
+                last_duration: p.record().last_run.map(|run| run.took),
             })
             .collect();
         crate::metrics::render(&probes, self.run_tally.running)
@@ -3712,7 +3741,7 @@ mod tests {
         let effects = rig.send(magic(1));
         assert_eq!(runs(&effects), 0, "a fed watchdog ran its command");
         assert_eq!(rig.phase(1), "placing");
-        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 0);
         assert_eq!(
             watch(&rig),
             Some(Watch::Running {
@@ -3808,7 +3837,7 @@ mod tests {
         });
         assert!(!effects.iter().any(|e| matches!(e, Effect::Run { .. })));
         assert_eq!(rig.phase(1), "armed");
-        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 1);
         assert!(
             rig.core
                 .metrics(rig.now)
@@ -3818,11 +3847,12 @@ mod tests {
             probe: 1,
             signal: None,
         });
-        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 1);
         assert_eq!(
             rig.core
                 .probe(1)
                 .unwrap()
+                .record()
                 .last
                 .as_ref()
                 .map(Note::to_string)
@@ -3835,7 +3865,7 @@ mod tests {
             probe: 1,
             signal: Some(19),
         });
-        assert_eq!(rig.core.probe(1).unwrap().stops, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 0);
     }
 
     /// Declared probe 1 of `definition`, found in `JAIL` and armed there.
@@ -4044,7 +4074,7 @@ mod tests {
             !effects.iter().any(|e| matches!(e, Effect::Run { .. })),
             "{effects:?}"
         );
-        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 0);
     }
 
     /// Issue 22: a verb's own host user and timeout replace the probe's for its runs only;
@@ -4562,7 +4592,10 @@ mod tests {
             assert!(runs(&effects).is_empty(), "two runs at once");
             assert_eq!(placements(&effects), vec![(placement + 1, vec![1])]);
         }
-        assert_eq!(rig.core.probe(1).unwrap().owed.unwrap().triggers, 5);
+        assert_eq!(
+            rig.core.probe(1).unwrap().owed.as_ref().unwrap().triggers,
+            5
+        );
         let info = &rig.core.list(rig.now)[0];
         assert!(
             info.last
@@ -4576,7 +4609,7 @@ mod tests {
         assert_eq!(rig.core.probe(1).unwrap().owed, None);
         // That one ends with nothing owed: nothing more runs.
         assert!(runs(&rig.send(ended(2))).is_empty());
-        assert_eq!(rig.core.probe(1).unwrap().fired, 6);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 6);
         // Twin: a fire while nothing runs runs at once.
         rig.send(placed(7, 1, PID));
         assert_eq!(runs(&rig.send(magic(1))), vec![3]);
@@ -4744,7 +4777,7 @@ mod tests {
         let mut rig = timed_rig();
         assert!(stops(&rig.later(Duration::from_secs(29))).is_empty());
         assert_eq!(stops(&rig.later(Duration::from_secs(1))), vec![(1, false)]);
-        assert_eq!(rig.core.probe(1).unwrap().timeouts, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().timeouts, 1);
         assert!(stops(&rig.later(KILL_GRACE - Duration::from_millis(1))).is_empty());
         assert_eq!(stops(&rig.later(Duration::from_millis(1))), vec![(1, true)]);
         assert_eq!(rig.core.next_deadline(), None);
@@ -4775,7 +4808,7 @@ mod tests {
         rig.send(ended(1));
         assert_eq!(rig.core.next_deadline(), None);
         assert!(stops(&rig.later(Duration::from_secs(3600))).is_empty());
-        assert_eq!(rig.core.probe(1).unwrap().timeouts, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().timeouts, 0);
         assert!(
             !rig.core.list(rig.now)[0]
                 .last
