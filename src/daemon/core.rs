@@ -228,9 +228,10 @@ pub struct Probe {
     /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
     /// removal drops it). Boxed, as only a `queue` probe ever owes one.
     pub owed: Option<Box<Owed>>,
-    /// A watchdog probe's period. It lives beside the phase, as `owed` does: it runs through
-    /// placements, arms and re-arms, and pauses only while the jail is not running.
-    pub watch: Option<Watch>,
+    /// A watchdog probe's period (`watch`). It lives beside the phase, as `owed` does: it runs
+    /// through placements, arms and re-arms, and pauses only while the jail is not running.
+    /// Boxed, as only a watchdog probe has one.
+    watch: Option<Box<Watch>>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     /// It was armed in its jail before: placing it again (after a kill, a restart of its
@@ -387,6 +388,11 @@ pub struct Owed {
 }
 
 impl Probe {
+    /// A watchdog probe's period, where it is.
+    pub fn watch(&self) -> Option<Watch> {
+        self.watch.as_deref().copied()
+    }
+
     /// What it has done so far.
     pub fn record(&self) -> &Record {
         self.record.as_deref().unwrap_or(&NOTHING_YET)
@@ -990,7 +996,7 @@ impl Core {
         if matches!(phase, Phase::Spent { .. } | Phase::Leaving { .. }) {
             // A spent or leaving probe (removed while its command runs, say) has no watchdog
             // left.
-            if let Some(Watch::Running { due }) = probe.watch.take() {
+            if let Some(Watch::Running { due }) = probe.watch.take().map(|watch| *watch) {
                 self.watch_timers.remove(&(due, id));
             }
         }
@@ -1010,25 +1016,28 @@ impl Core {
     /// The one way a watchdog's state changes, keeping `watch_timers`.
     fn set_watch(&mut self, id: ProbeId, watch: Watch) {
         let probe = self.probes.get_mut(&id).expect("present");
-        if let Some(Watch::Running { due }) = probe.watch {
+        if let Some(Watch::Running { due }) = probe.watch() {
             self.watch_timers.remove(&(due, id));
         }
         if let Watch::Running { due } = watch {
             self.watch_timers.insert((due, id));
         }
-        probe.watch = Some(watch);
+        match &mut probe.watch {
+            Some(kept) => **kept = watch,
+            None => probe.watch = Some(Box::new(watch)),
+        }
     }
 
     /// A watchdog probe is armed: a paused period runs again.
     fn resume_watch(&mut self, id: ProbeId, now: Instant) {
-        if let Some(Watch::Paused { left }) = self.probes[&id].watch {
+        if let Some(Watch::Paused { left }) = self.probes[&id].watch() {
             self.set_watch(id, Watch::Running { due: now + left });
         }
     }
 
     /// A watchdog probe's jail is not running: its period pauses.
     fn pause_watch(&mut self, id: ProbeId, now: Instant) {
-        if let Some(Watch::Running { due }) = self.probes[&id].watch {
+        if let Some(Watch::Running { due }) = self.probes[&id].watch() {
             let left = due.saturating_duration_since(now);
             self.set_watch(id, Watch::Paused { left });
         }
@@ -1067,7 +1076,7 @@ impl Core {
 
     fn forget(&mut self, id: ProbeId) -> Option<Box<Probe>> {
         let probe = self.probes.remove(&id)?;
-        if let Some(Watch::Running { due }) = probe.watch {
+        if let Some(Watch::Running { due }) = probe.watch() {
             self.watch_timers.remove(&(due, id));
         }
         self.tally.count(id, &probe.phase, &probe.def.title, false);
@@ -1164,7 +1173,7 @@ impl Core {
         member: Option<Box<FleetMember>>,
         now: Instant,
     ) {
-        let def_watch = def.watchdog.map(|left| Watch::Paused { left });
+        let def_watch = def.watchdog.map(|left| Box::new(Watch::Paused { left }));
         let id = self.next_probe;
         self.next_probe += 1;
         self.insert_probe(
@@ -2832,7 +2841,7 @@ impl Core {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
                     (last, _) => last,
                 };
-                let watch = p.watch.map(|w| match w {
+                let watch = p.watch().map(|w| match w {
                     Watch::Running { due } => format!(
                         "watchdog: command in {} without a signal",
                         human_duration(due.saturating_duration_since(now))
@@ -2870,7 +2879,7 @@ impl Core {
                     verb_run_as: p.def.verb_run_as(),
                     verb_timeout_secs: p.def.verb_timeout_secs(),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
-                    watchdog_left_ms: match p.watch {
+                    watchdog_left_ms: match p.watch() {
                         Some(Watch::Running { due }) => {
                             Some(due.saturating_duration_since(now).as_millis() as u64)
                         }
@@ -3025,6 +3034,7 @@ mod tests {
     //! The core as a transition table: every phase meets every event (`every_phase_meets_every
     //! _event`), then the paths through it that matter to users, each with its negative twin.
     use super::*;
+    use crate::definition::Extras;
 
     const JAIL: JailId = 100;
     const PID: Pid = 500;
@@ -3079,7 +3089,7 @@ mod tests {
                 "streams wanted out of step"
             );
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
-                .filter_map(|(id, p)| match p.watch {
+                .filter_map(|(id, p)| match p.watch() {
                     Some(Watch::Running { due }) => Some((due, *id)),
                     _ => None,
                 })
@@ -3126,7 +3136,11 @@ mod tests {
     /// A `-R` probe (or another mode) with a cooldown of `secs`.
     fn cooled(respawn: Respawn, secs: u64) -> Definition {
         Definition {
-            cooldown: Some(Duration::from_secs(secs)),
+            extras: Extras {
+                cooldown: Some(Duration::from_secs(secs)),
+                ..Extras::default()
+            }
+            .boxed(),
             ..def("web1", "T", respawn)
         }
     }
@@ -3309,7 +3323,7 @@ mod tests {
             ("tick", || Event::Tick),
             ("listed", || Event::List { client: 9 }),
         ];
-        let watch = |rig: &Rig| match rig.core.probe(1).and_then(|p| p.watch) {
+        let watch = |rig: &Rig| match rig.core.probe(1).and_then(Probe::watch) {
             None => "none",
             Some(Watch::Running { .. }) => "running",
             Some(Watch::Paused { .. }) => "paused",
@@ -3715,11 +3729,15 @@ mod tests {
                 .filter(|e| matches!(e, Effect::Run { .. }))
                 .count()
         };
-        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch;
+        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch();
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: Definition {
-                watchdog: Some(PERIOD),
+                extras: Extras {
+                    watchdog: Some(PERIOD),
+                    ..Extras::default()
+                }
+                .boxed(),
                 ..def("web1", "T", Respawn::Never)
             },
             origin: Origin::Config,
@@ -4107,7 +4125,12 @@ mod tests {
             });
             for effect in effects {
                 if let Effect::Run { command, def, .. } = effect {
-                    runs.push((command, def.command, def.run_as, def.timeout));
+                    runs.push((
+                        command,
+                        def.command.clone(),
+                        def.run_as.clone(),
+                        def.timeout,
+                    ));
                 }
             }
             rig.send(ended(runs.last().expect("a run").0));
@@ -4663,7 +4686,11 @@ mod tests {
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: Definition {
-                timeout: Some(Duration::from_secs(30)),
+                extras: Extras {
+                    timeout: Some(Duration::from_secs(30)),
+                    ..Extras::default()
+                }
+                .boxed(),
                 ..def("web1", "T", Respawn::AfterCommand)
             },
             origin: Origin::Config,
