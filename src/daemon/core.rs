@@ -223,15 +223,9 @@ pub struct Probe {
     pub def: Definition,
     pub origin: Origin,
     pub phase: Phase,
-    /// `queue`: a run owed to triggers that came while its command ran, started when that
-    /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
-    /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
-    /// removal drops it). Boxed, as only a `queue` probe ever owes one.
-    pub owed: Option<Box<Owed>>,
-    /// A watchdog probe's period (`watch`). It lives beside the phase, as `owed` does: it runs
-    /// through placements, arms and re-arms, and pauses only while the jail is not running.
-    /// Boxed, as only a watchdog probe has one.
-    watch: Option<Box<Watch>>,
+    /// A `queue` probe's owed run, or a watchdog probe's period (`owed`, `watch`). Boxed, as
+    /// few probes are either, and none is both (`Definition::validate`).
+    beside: Option<Box<Beside>>,
     /// Failures in a row (placements, ends without firing), for the back-off.
     pub strikes: u32,
     /// It was armed in its jail before: placing it again (after a kill, a restart of its
@@ -242,6 +236,18 @@ pub struct Probe {
     /// A probe of a selector's member: which selector, and which container. Boxed: most
     /// probes are no member, and every probe would carry its 120 bytes.
     pub member: Option<Box<FleetMember>>,
+}
+
+/// What a probe keeps beside its phase, not in it: the probe is placed, armed, fired, killed or
+/// left by its jail meanwhile, and this outlives all of those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beside {
+    /// `queue`: a run owed to triggers that came while its command ran, started when that
+    /// command ends (only a removal drops it).
+    Owed(Owed),
+    /// A watchdog probe's period: it runs through placements, arms and re-arms, and pauses
+    /// only while the jail is not running.
+    Watch(Watch),
 }
 
 /// What a probe has done: its fires, feeds, stops and timeouts, its last command and what last
@@ -390,7 +396,42 @@ pub struct Owed {
 impl Probe {
     /// A watchdog probe's period, where it is.
     pub fn watch(&self) -> Option<Watch> {
-        self.watch.as_deref().copied()
+        match self.beside.as_deref() {
+            Some(Beside::Watch(watch)) => Some(*watch),
+            _ => None,
+        }
+    }
+
+    /// Only `Core::set_watch` and `Core::set_phase` change it, keeping `watch_timers`.
+    fn put_watch(&mut self, watch: Option<Watch>) {
+        self.beside = watch.map(|watch| Box::new(Beside::Watch(watch)));
+    }
+
+    /// The run a `queue` probe owes.
+    pub fn owed(&self) -> Option<&Owed> {
+        match self.beside.as_deref() {
+            Some(Beside::Owed(owed)) => Some(owed),
+            _ => None,
+        }
+    }
+
+    /// The run it owes, made by `first` when it owes none yet.
+    fn owe(&mut self, first: impl FnOnce() -> Owed) -> &mut Owed {
+        let beside = self
+            .beside
+            .get_or_insert_with(|| Box::new(Beside::Owed(first())));
+        match &mut **beside {
+            Beside::Owed(owed) => owed,
+            Beside::Watch(_) => unreachable!("a watchdog probe is never `queue`"),
+        }
+    }
+
+    fn take_owed(&mut self) -> Option<Owed> {
+        let owed = self.owed().copied();
+        if owed.is_some() {
+            self.beside = None;
+        }
+        owed
     }
 
     /// What it has done so far.
@@ -996,8 +1037,11 @@ impl Core {
         if matches!(phase, Phase::Spent { .. } | Phase::Leaving { .. }) {
             // A spent or leaving probe (removed while its command runs, say) has no watchdog
             // left.
-            if let Some(Watch::Running { due }) = probe.watch.take().map(|watch| *watch) {
-                self.watch_timers.remove(&(due, id));
+            if let Some(watch) = probe.watch() {
+                if let Watch::Running { due } = watch {
+                    self.watch_timers.remove(&(due, id));
+                }
+                probe.put_watch(None);
             }
         }
         let old = std::mem::replace(&mut probe.phase, phase);
@@ -1022,10 +1066,7 @@ impl Core {
         if let Watch::Running { due } = watch {
             self.watch_timers.insert((due, id));
         }
-        match &mut probe.watch {
-            Some(kept) => **kept = watch,
-            None => probe.watch = Some(Box::new(watch)),
-        }
+        probe.put_watch(Some(watch));
     }
 
     /// A watchdog probe is armed: a paused period runs again.
@@ -1173,7 +1214,9 @@ impl Core {
         member: Option<Box<FleetMember>>,
         now: Instant,
     ) {
-        let def_watch = def.watchdog.map(|left| Box::new(Watch::Paused { left }));
+        let beside = def
+            .watchdog
+            .map(|left| Box::new(Beside::Watch(Watch::Paused { left })));
         let id = self.next_probe;
         self.next_probe += 1;
         self.insert_probe(
@@ -1182,8 +1225,7 @@ impl Core {
                 def,
                 origin,
                 phase: Phase::Finding { reply },
-                owed: None,
-                watch: def_watch,
+                beside,
                 strikes: 0,
                 armed_before: false,
                 record: None,
@@ -1763,13 +1805,11 @@ impl Core {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
             // Triggers by another verb join it too: the run is the first trigger's command.
-            let owed = probe.owed.get_or_insert_with(|| {
-                Box::new(Owed {
-                    since: now,
-                    jail,
-                    triggers: 0,
-                    verb,
-                })
+            let owed = probe.owe(|| Owed {
+                since: now,
+                jail,
+                triggers: 0,
+                verb,
             });
             owed.triggers += 1;
             let text = if owed.triggers == 1 {
@@ -2087,7 +2127,7 @@ impl Core {
             }
             Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
             Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
-            Phase::Spent { .. } | Phase::Leaving { .. } if probe.owed.is_none() => {
+            Phase::Spent { .. } | Phase::Leaving { .. } if probe.owed().is_none() => {
                 self.forget_if_done(id, now)
             }
             _ => {}
@@ -2095,7 +2135,7 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        if let Some(owed) = probe.owed.take() {
+        if let Some(owed) = probe.take_owed() {
             let text = format!(
                 "{} queued run starts ({} trigger(s), the first {} ago)",
                 probe.tag(id),
@@ -2383,7 +2423,7 @@ impl Core {
                 )),
             });
         }
-        if let Some(owed) = probe.owed.take() {
+        if let Some(owed) = probe.take_owed() {
             self.effects.push(Effect::log(
                 Info,
                 format!(
@@ -2837,7 +2877,7 @@ impl Core {
                     )),
                     _ => p.record().last.as_ref().map(Note::to_string),
                 };
-                let last = match (last, &p.owed) {
+                let last = match (last, p.owed()) {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
                     (last, _) => last,
                 };
@@ -4615,10 +4655,7 @@ mod tests {
             assert!(runs(&effects).is_empty(), "two runs at once");
             assert_eq!(placements(&effects), vec![(placement + 1, vec![1])]);
         }
-        assert_eq!(
-            rig.core.probe(1).unwrap().owed.as_ref().unwrap().triggers,
-            5
-        );
+        assert_eq!(rig.core.probe(1).unwrap().owed().unwrap().triggers, 5);
         let info = &rig.core.list(rig.now)[0];
         assert!(
             info.last
@@ -4629,7 +4666,7 @@ mod tests {
         // The run ends: exactly one more starts, for all five.
         let effects = rig.send(ended(1));
         assert_eq!(runs(&effects), vec![2]);
-        assert_eq!(rig.core.probe(1).unwrap().owed, None);
+        assert_eq!(rig.core.probe(1).unwrap().owed(), None);
         // That one ends with nothing owed: nothing more runs.
         assert!(runs(&rig.send(ended(2))).is_empty());
         assert_eq!(rig.core.probe(1).unwrap().record().fired, 6);
