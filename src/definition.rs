@@ -843,6 +843,35 @@ mod tests {
         );
     }
 
+    /// Issue 23: the daemon keeps a definition per probe, so its rare settings are boxed only
+    /// when one is set, whichever way it came; a definition with an unset box is still the
+    /// plain one, and writes the same.
+    #[test]
+    fn a_definition_boxes_its_extras_only_when_one_is_set() {
+        let plain: Definition = serde_json::from_str(r#"{"command":"x","jail":"1"}"#).unwrap();
+        let declared: Definition = toml::from_str("command = \"x\"\njail = \"1\"\n").unwrap();
+        assert!(plain.extras.is_none() && declared.extras.is_none());
+        assert_eq!((plain.timeout, plain.verbs.len()), (None, 0));
+        assert!(Extras::default().boxed().is_none());
+        // Twin: one setting boxes them, and the definition is another.
+        let timed: Definition =
+            serde_json::from_str(r#"{"command":"x","jail":"1","timeout":30}"#).unwrap();
+        assert_eq!(
+            timed.extras.as_deref().map(|extras| extras.timeout),
+            Some(Some(Duration::from_secs(30)))
+        );
+        assert_ne!(timed, plain);
+        // Set through `DerefMut`, even to nothing, they are boxed; equal and written alike.
+        let mut unset = plain.clone();
+        unset.timeout = None;
+        assert!(unset.extras.is_some());
+        assert_eq!(unset, plain);
+        assert_eq!(
+            serde_json::to_string(&unset).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+    }
+
     /// Issue 21: one type, read and written by the wire, the state file and the configuration
     /// file with the same keys; the utility's request is byte for byte what it was before.
     #[test]

@@ -3938,6 +3938,38 @@ mod tests {
         rig
     }
 
+    /// Issue 23: the daemon keeps 10,000 probes, so a probe boxes only what it uses. A plain
+    /// probe armed and left alone has no record, nothing beside its phase and no extras; its
+    /// twins (fired, a watchdog) get just their own boxes.
+    #[test]
+    fn a_plain_armed_probe_boxes_nothing_it_does_not_use() {
+        assert!(
+            std::mem::size_of::<Probe>() <= 168,
+            "Probe grew to {} bytes: each one counts 10,000 times (BENCHMARKS.md, Reading)",
+            std::mem::size_of::<Probe>()
+        );
+        let mut rig = armed_rig(def("web1", "T", Respawn::AfterCommand));
+        assert_eq!(rig.phase(1), "armed");
+        let probe = rig.core.probe(1).unwrap();
+        assert!(probe.record.is_none() && probe.beside.is_none() && probe.def.extras.is_none());
+        rig.send(magic(1));
+        let probe = rig.core.probe(1).unwrap();
+        assert_eq!(probe.record().fired, 1);
+        assert!(probe.record.is_some() && probe.beside.is_none());
+        let watchdog = Definition {
+            extras: Extras {
+                watchdog: Some(Duration::from_secs(60)),
+                ..Extras::default()
+            }
+            .boxed(),
+            ..def("web1", "T", Respawn::Never)
+        };
+        let rig = armed_rig(watchdog);
+        let probe = rig.core.probe(1).unwrap();
+        assert!(matches!(probe.watch(), Some(Watch::Running { .. })));
+        assert!(probe.record.is_none() && probe.def.extras.is_some());
+    }
+
     /// Jail "web1" of `armed_rig` stops, and runs again as `JAIL + 1`, where probe 1 is placed
     /// again as `pid`.
     fn stop_and_run_again(rig: &mut Rig, pid: Pid) {
