@@ -303,6 +303,10 @@ impl Placement {
     ) -> Result<Placement, Error> {
         let os = |what: &str, e: io::Error| Error::os(what.to_string(), e);
         spawner.check_sealed()?;
+        // Untouched until a B uses it: only the pages each B writes are ever allocated, in
+        // A's copy of our memory; ours are unmapped when this returns.
+        let mut stacks = raw::HelperStacks::map(B_STACK * probes.len())
+            .map_err(|e| os("mmap of the helpers' stacks", e))?;
         let root = jail.open_root()?;
         let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| os("pipe", e.into()))?;
@@ -316,8 +320,6 @@ impl Placement {
             let _ = spawner.clear_slots();
             return Err(os("dup3 into a low slot", e));
         }
-        // Untouched until a B uses it: only the pages each B writes are ever allocated.
-        let mut stacks = vec![0u8; B_STACK * probes.len()];
         let planned: Vec<Planned> = probes
             .iter()
             .map(|p| Planned {

@@ -381,3 +381,46 @@ pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
         return Ok(groups);
     }
 }
+
+/// Memory mapped for the stacks of helpers that share a copy of ours: fresh anonymous pages,
+/// none of them allocated until a helper writes it, all of them unmapped when this is
+/// dropped. A `vec![0; n]` of the same size comes from malloc's heap once malloc has raised
+/// its mmap threshold (it does after the first such block is freed): it is zeroed there,
+/// every page touched, and kept by malloc after it is freed, a few hundred KiB of the
+/// daemon's RSS holding nothing.
+pub struct HelperStacks {
+    start: *mut u8,
+    len: usize,
+}
+
+impl HelperStacks {
+    pub fn map(len: usize) -> io::Result<HelperStacks> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        // SAFETY: a new private anonymous mapping, at an address the kernel chooses, overlaps
+        // no memory of ours.
+        let start = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len.max(1),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK,
+            )
+        }?;
+        Ok(HelperStacks {
+            start: start.cast(),
+            len: len.max(1),
+        })
+    }
+
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.start
+    }
+}
+
+impl Drop for HelperStacks {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, made by `map`, and nothing of ours points into it once
+        // this is dropped: the helpers that ran on it had their own copy of our memory.
+        let _ = unsafe { rustix::mm::munmap(self.start.cast(), self.len) };
+    }
+}
