@@ -402,9 +402,14 @@ impl Probe {
         }
     }
 
-    /// Only `Core::set_watch` and `Core::set_phase` change it, keeping `watch_timers`.
+    /// Only `Core::set_watch` and `Core::set_phase` change it, keeping `watch_timers`. A
+    /// feed rewrites the box the period is in.
     fn put_watch(&mut self, watch: Option<Watch>) {
-        self.beside = watch.map(|watch| Box::new(Beside::Watch(watch)));
+        match (self.beside.as_deref_mut(), watch) {
+            (Some(Beside::Watch(kept)), Some(watch)) => *kept = watch,
+            (Some(Beside::Owed(_)), _) => unreachable!("a `queue` probe has no watchdog"),
+            (_, watch) => self.beside = watch.map(|watch| Box::new(Beside::Watch(watch))),
+        }
     }
 
     /// The run a `queue` probe owes.
