@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::definition::Extras;
 use crate::error::{Error, Kind};
 use crate::proto::{Arm, DEFAULT_TITLE, Respawn};
 
@@ -413,17 +414,20 @@ pub fn parse_with(
         jail,
         title: f.title.unwrap_or_else(|| DEFAULT_TITLE.into()),
         respawn,
-        user: f.user,
-        group: f.group,
-        cooldown,
-        timeout,
-        run_as: f.run_as,
         persist: f.persist,
-        // A verb's own host user and timeout are the configuration file's only.
-        verbs,
-        confirm,
-        watchdog,
         status: f.status,
+        extras: Extras {
+            user: f.user,
+            group: f.group,
+            cooldown,
+            timeout,
+            run_as: f.run_as,
+            // A verb's own host user and timeout are the configuration file's only.
+            verbs,
+            confirm,
+            watchdog,
+        }
+        .boxed(),
     };
     request
         .check_durations()

@@ -45,20 +45,27 @@ pub enum Respawn {
 /// Every setting of a probe, and the only type that holds them.
 ///
 /// The command line fills it (`cli.rs`); the wire request (`proto::Request::Arm`), the
-/// configuration file's `[[probe]]` tables and the state file's probes are its serde form,
-/// with the same keys in all three; the daemon keeps it as it is. `validate` is the one
-/// check of its limits, whichever way it came.
+/// configuration file's `[[probe]]` tables and the state file's probes are its serde form
+/// (`Form`), with the same keys in all three; the daemon keeps it as it is. `validate` is the
+/// one check of its limits, whichever way it came.
 ///
-/// Adding an option takes: a field here (with its serde default, so that requests, files and
-/// state files without it still read, and `skip_serializing_if`, so that earlier versions read
-/// what this one writes while it is unset), its check in `validate`, its flag in `cli.rs`, its
-/// line in jaildaemon.8 (and the configuration file's comment in `config.rs`), and the code
-/// that acts on it. Its key in the three formats comes with the field.
+/// The daemon keeps one per probe, 10,000 of them at a time, so it holds inline only what
+/// every probe has, and the settings few probes have in `Extras`, boxed, and only when one of
+/// them is set: it dereferences to them, so `def.timeout` reads (and assigning one sets) the
+/// probe's timeout as if it were a field here. A plain probe's definition is 88 bytes and its
+/// strings, where it was 248.
+///
+/// Adding an option takes: a field in `Extras` and in `Form` (with its serde default, so that
+/// requests, files and state files without it still read, and `skip_serializing_if`, so that
+/// earlier versions read what this one writes while it is unset), its check in `validate`, its
+/// flag in `cli.rs`, its line in jaildaemon.8 (and the configuration file's comment in
+/// `config.rs`), and the code that acts on it. Its key in the three formats comes with the
+/// field of `Form`.
 ///
 /// Durations are whole seconds in JSON (the wire, the state file) and text with a unit in
 /// the configuration file (`30s`, `5m`, `1h`); either reads anywhere (`seconds`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Form", into = "Form")]
 pub struct Definition {
     /// Run on the host when the probe fires (SIGHUP): with `/bin/sh -c`, or its program
     /// directly when it has no shell syntax.
@@ -66,61 +73,184 @@ pub struct Definition {
     /// The jail as named: a host PID, a container name, or `manager:name`.
     pub jail: String,
     /// `-t`: the probe's argv[0], which `pkill -f` matches.
-    #[serde(default = "default_title")]
     pub title: String,
     /// `-r`, `-R`, `--queue`.
-    #[serde(default)]
     pub respawn: Respawn,
+    /// `-P`: kept in the daemon's state file, so that it survives restarts. Never set by the
+    /// configuration file (its probes live there already).
+    pub persist: bool,
+    /// `--status`: the probe's command line shows its last command's result after the title.
+    pub status: bool,
+    /// The other settings, when any is set (`Extras::boxed`); read and set through `Deref`.
+    pub extras: Option<Box<Extras>>,
+}
+
+/// The settings of a probe that most probes leave unset, boxed in its `Definition`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extras {
     /// `-u`, `-g`: inside the jail, a number or a name from its own user database.
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub group: Option<String>,
     /// `--cooldown`: after a fire, the probe comes back no sooner than this.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "seconds::optional"
-    )]
     pub cooldown: Option<Duration>,
     /// `--timeout`: a command still running this long after it started is stopped, with all
     /// it started.
+    pub timeout: Option<Duration>,
+    /// `--run-as user[:group]`: the host user (and group) the command runs as; root when
+    /// `None`.
+    pub run_as: Option<String>,
+    /// `--verb SIG=COMMAND`: a command per verb signal, beside `command` (SIGHUP's); each
+    /// written as its command alone, or as a table with its own host user and timeout.
+    pub verbs: BTreeMap<Verb, VerbCommand>,
+    /// `--confirm SIG=duration`: verbs that run only when their signal comes twice within
+    /// this window.
+    pub confirm: BTreeMap<Verb, Duration>,
+    /// `--watchdog`: each signal starts this period again; at its end the command runs.
+    pub watchdog: Option<Duration>,
+}
+
+/// The extras of a definition that sets none.
+static NO_EXTRAS: Extras = Extras {
+    user: None,
+    group: None,
+    cooldown: None,
+    timeout: None,
+    run_as: None,
+    verbs: BTreeMap::new(),
+    confirm: BTreeMap::new(),
+    watchdog: None,
+};
+
+impl Extras {
+    /// As a definition keeps them: boxed when one is set, else nothing.
+    pub fn boxed(self) -> Option<Box<Extras>> {
+        (self != NO_EXTRAS).then(|| Box::new(self))
+    }
+}
+
+impl std::ops::Deref for Definition {
+    type Target = Extras;
+
+    fn deref(&self) -> &Extras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+}
+
+/// Setting an extra (or borrowing one to change it) boxes them, if they were not yet.
+impl std::ops::DerefMut for Definition {
+    fn deref_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+}
+
+/// Equal settings are equal definitions, whether unset extras are boxed or not.
+impl PartialEq for Definition {
+    fn eq(&self, other: &Definition) -> bool {
+        self.command == other.command
+            && self.jail == other.jail
+            && self.title == other.title
+            && self.respawn == other.respawn
+            && self.persist == other.persist
+            && self.status == other.status
+            && **self == **other
+    }
+}
+
+impl Eq for Definition {}
+
+/// A definition as the wire, the configuration file and the state file write it: every key
+/// at one level, in this order (each field is its namesake in `Definition` or `Extras`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Form {
+    command: String,
+    jail: String,
+    #[serde(default = "default_title")]
+    title: String,
+    #[serde(default)]
+    respawn: Respawn,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "seconds::optional"
     )]
-    pub timeout: Option<Duration>,
-    /// `--run-as user[:group]`: the host user (and group) the command runs as; root when
-    /// `None`.
+    cooldown: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seconds::optional"
+    )]
+    timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_as: Option<String>,
-    /// `-P`: kept in the daemon's state file, so that it survives restarts. Never set by the
-    /// configuration file (its probes live there already).
+    run_as: Option<String>,
     #[serde(default)]
-    pub persist: bool,
-    /// `--verb SIG=COMMAND`: a command per verb signal, beside `command` (SIGHUP's); each
-    /// written as its command alone, or as a table with its own host user and timeout.
+    persist: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub verbs: BTreeMap<Verb, VerbCommand>,
-    /// `--confirm SIG=duration`: verbs that run only when their signal comes twice within
-    /// this window.
+    verbs: BTreeMap<Verb, VerbCommand>,
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
         with = "seconds::per_verb"
     )]
-    pub confirm: BTreeMap<Verb, Duration>,
-    /// `--watchdog`: each signal starts this period again; at its end the command runs.
+    confirm: BTreeMap<Verb, Duration>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "seconds::optional"
     )]
-    pub watchdog: Option<Duration>,
-    /// `--status`: the probe's command line shows its last command's result after the title.
+    watchdog: Option<Duration>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub status: bool,
+    status: bool,
+}
+
+impl From<Form> for Definition {
+    fn from(form: Form) -> Definition {
+        let extras = Extras {
+            user: form.user,
+            group: form.group,
+            cooldown: form.cooldown,
+            timeout: form.timeout,
+            run_as: form.run_as,
+            verbs: form.verbs,
+            confirm: form.confirm,
+            watchdog: form.watchdog,
+        };
+        Definition {
+            command: form.command,
+            jail: form.jail,
+            title: form.title,
+            respawn: form.respawn,
+            persist: form.persist,
+            status: form.status,
+            extras: extras.boxed(),
+        }
+    }
+}
+
+impl From<Definition> for Form {
+    fn from(def: Definition) -> Form {
+        let extras = def.extras.map_or_else(Extras::default, |extras| *extras);
+        Form {
+            command: def.command,
+            jail: def.jail,
+            title: def.title,
+            respawn: def.respawn,
+            user: extras.user,
+            group: extras.group,
+            cooldown: extras.cooldown,
+            timeout: extras.timeout,
+            run_as: extras.run_as,
+            persist: def.persist,
+            verbs: extras.verbs,
+            confirm: extras.confirm,
+            watchdog: extras.watchdog,
+            status: def.status,
+        }
+    }
 }
 
 fn default_title() -> String {
@@ -681,8 +811,12 @@ mod tests {
     #[test]
     fn a_verbs_own_user_and_timeout_are_named_with_the_verb() {
         let mut d = Definition {
-            run_as: Some("nobody".into()),
-            timeout: Some(Duration::from_secs(300)),
+            extras: Extras {
+                run_as: Some("nobody".into()),
+                timeout: Some(Duration::from_secs(300)),
+                ..Extras::default()
+            }
+            .boxed(),
             ..Definition::default()
         };
         d.verbs.insert(Verb::Usr1, "echo one".into());
@@ -706,6 +840,35 @@ mod tests {
         assert_eq!(
             d.settings(false)[2],
             "verb USR2 (run as root, timeout 30s, confirm within 10s)"
+        );
+    }
+
+    /// Issue 23: the daemon keeps a definition per probe, so its rare settings are boxed only
+    /// when one is set, whichever way it came; a definition with an unset box is still the
+    /// plain one, and writes the same.
+    #[test]
+    fn a_definition_boxes_its_extras_only_when_one_is_set() {
+        let plain: Definition = serde_json::from_str(r#"{"command":"x","jail":"1"}"#).unwrap();
+        let declared: Definition = toml::from_str("command = \"x\"\njail = \"1\"\n").unwrap();
+        assert!(plain.extras.is_none() && declared.extras.is_none());
+        assert_eq!((plain.timeout, plain.verbs.len()), (None, 0));
+        assert!(Extras::default().boxed().is_none());
+        // Twin: one setting boxes them, and the definition is another.
+        let timed: Definition =
+            serde_json::from_str(r#"{"command":"x","jail":"1","timeout":30}"#).unwrap();
+        assert_eq!(
+            timed.extras.as_deref().map(|extras| extras.timeout),
+            Some(Some(Duration::from_secs(30)))
+        );
+        assert_ne!(timed, plain);
+        // Set through `DerefMut`, even to nothing, they are boxed; equal and written alike.
+        let mut unset = plain.clone();
+        unset.timeout = None;
+        assert!(unset.extras.is_some());
+        assert_eq!(unset, plain);
+        assert_eq!(
+            serde_json::to_string(&unset).unwrap(),
+            serde_json::to_string(&plain).unwrap()
         );
     }
 
@@ -734,8 +897,12 @@ mod tests {
             jail: "1".into(),
             title: DEFAULT_TITLE.into(),
             respawn: Respawn::Immediately,
-            cooldown: Some(Duration::from_secs(60)),
-            verbs: [(Verb::Usr1, "echo".into())].into(),
+            extras: Extras {
+                cooldown: Some(Duration::from_secs(60)),
+                verbs: [(Verb::Usr1, "echo".into())].into(),
+                ..Extras::default()
+            }
+            .boxed(),
             ..Definition::default()
         };
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::definition::{Definition, VerbCommand, durations_from_names};
+use crate::definition::{Definition, Extras, VerbCommand, durations_from_names};
 use crate::proto::{ProbeInfo, ProbeState};
 
 /// One JSON array of every probe, commands included.
@@ -169,24 +169,28 @@ fn definition(p: &ProbeInfo) -> Definition {
     let secs = |s: Option<u64>| s.map(Duration::from_secs);
     Definition {
         respawn: p.respawn,
-        run_as: p.run_as.clone(),
-        timeout: secs(p.timeout_secs),
-        cooldown: secs(p.cooldown_secs),
-        watchdog: secs(p.watchdog),
-        verbs: p
-            .verbs
-            .iter()
-            .filter_map(|(name, command)| {
-                let own = VerbCommand {
-                    command: command.clone(),
-                    run_as: p.verb_run_as.get(name).cloned(),
-                    timeout: secs(p.verb_timeout_secs.get(name).copied()),
-                };
-                Some((crate::definition::Verb::parse(name)?, own))
-            })
-            .collect(),
-        confirm: durations_from_names(&p.confirm),
         status: p.status,
+        extras: Extras {
+            run_as: p.run_as.clone(),
+            timeout: secs(p.timeout_secs),
+            cooldown: secs(p.cooldown_secs),
+            watchdog: secs(p.watchdog),
+            verbs: p
+                .verbs
+                .iter()
+                .filter_map(|(name, command)| {
+                    let own = VerbCommand {
+                        command: command.clone(),
+                        run_as: p.verb_run_as.get(name).cloned(),
+                        timeout: secs(p.verb_timeout_secs.get(name).copied()),
+                    };
+                    Some((crate::definition::Verb::parse(name)?, own))
+                })
+                .collect(),
+            confirm: durations_from_names(&p.confirm),
+            ..Extras::default()
+        }
+        .boxed(),
         ..Definition::default()
     }
 }

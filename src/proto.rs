@@ -234,8 +234,6 @@ mod tests {
             jail: "1".into(),
             title: "T".into(),
             respawn: Respawn::Never,
-            user: None,
-            group: None,
             ..Arm::default()
         }
     }

@@ -171,28 +171,31 @@ mod tests {
             jail: "lxc:web1".into(),
             title: title.into(),
             respawn: Respawn::AfterCommand,
-            user: Some("www".into()),
-            group: None,
-            cooldown: Some(std::time::Duration::from_secs(90)),
-            timeout: Some(std::time::Duration::from_secs(30)),
-            run_as: Some("backup:operator".into()),
             persist: true,
-            verbs: [(
-                crate::definition::Verb::Usr2,
-                crate::definition::VerbCommand {
-                    command: "echo usr2".into(),
-                    run_as: Some("root".into()),
-                    timeout: Some(std::time::Duration::from_secs(45)),
-                },
-            )]
-            .into(),
-            confirm: [(
-                crate::definition::Verb::Usr2,
-                std::time::Duration::from_secs(10),
-            )]
-            .into(),
-            watchdog: None,
             status: true,
+            extras: crate::definition::Extras {
+                user: Some("www".into()),
+                group: None,
+                cooldown: Some(std::time::Duration::from_secs(90)),
+                timeout: Some(std::time::Duration::from_secs(30)),
+                run_as: Some("backup:operator".into()),
+                verbs: [(
+                    crate::definition::Verb::Usr2,
+                    crate::definition::VerbCommand {
+                        command: "echo usr2".into(),
+                        run_as: Some("root".into()),
+                        timeout: Some(std::time::Duration::from_secs(45)),
+                    },
+                )]
+                .into(),
+                confirm: [(
+                    crate::definition::Verb::Usr2,
+                    std::time::Duration::from_secs(10),
+                )]
+                .into(),
+                watchdog: None,
+            }
+            .boxed(),
         }
     }
 

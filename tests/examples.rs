@@ -375,7 +375,7 @@ fn the_readme_verb_table_gives_one_verb_its_own_user_and_timeout() {
     .unwrap();
     let run = |verb| {
         let run = probes[0].run_of(verb);
-        (run.command, run.run_as, run.timeout)
+        (run.command.clone(), run.run_as.clone(), run.timeout)
     };
     assert_eq!(
         run(Some(Verb::Usr2)),

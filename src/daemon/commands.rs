@@ -504,6 +504,7 @@ mod tests {
     use super::super::core::{Core, Effect, KILL_GRACE, Limits};
     use super::super::host::fake::{Fake, found, wiring};
     use super::*;
+    use crate::definition::Extras;
     use crate::proto::{Origin, Respawn};
     use crate::sys::Exit;
     use rustix::process::Signal;
@@ -531,7 +532,11 @@ mod tests {
                 title: "T".into(),
                 command: "sleep 60".into(),
                 respawn: Respawn::AfterCommand,
-                timeout: Some(Duration::from_secs(30)),
+                extras: Extras {
+                    timeout: Some(Duration::from_secs(30)),
+                    ..Extras::default()
+                }
+                .boxed(),
                 ..Definition::default()
             };
             let origin = Origin::Config;

@@ -223,14 +223,38 @@ pub struct Probe {
     pub def: Definition,
     pub origin: Origin,
     pub phase: Phase,
+    /// A `queue` probe's owed run, or a watchdog probe's period (`owed`, `watch`). Boxed, as
+    /// few probes are either, and none is both (`Definition::validate`).
+    beside: Option<Box<Beside>>,
+    /// Failures in a row (placements, ends without firing), for the back-off.
+    pub strikes: u32,
+    /// It was armed in its jail before: placing it again (after a kill, a restart of its
+    /// jail) is the jail's doing, and logged as such.
+    pub armed_before: bool,
+    /// What it has done so far (`record`): none until its first fire, feed, stop or note.
+    record: Option<Box<Record>>,
+    /// A probe of a selector's member: which selector, and which container. Boxed: most
+    /// probes are no member, and every probe would carry its 120 bytes.
+    pub member: Option<Box<FleetMember>>,
+}
+
+/// What a probe keeps beside its phase, not in it: the probe is placed, armed, fired, killed or
+/// left by its jail meanwhile, and this outlives all of those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beside {
     /// `queue`: a run owed to triggers that came while its command ran, started when that
-    /// command ends. It lives beside the phase, not in it: the probe is placed, armed, fired,
-    /// killed or left by its jail meanwhile, and the owed run outlives all of those (only a
-    /// removal drops it).
-    pub owed: Option<Owed>,
-    /// A watchdog probe's period. It lives beside the phase, as `owed` does: it runs through
-    /// placements, arms and re-arms, and pauses only while the jail is not running.
-    pub watch: Option<Watch>,
+    /// command ends (only a removal drops it).
+    Owed(Owed),
+    /// A watchdog probe's period: it runs through placements, arms and re-arms, and pauses
+    /// only while the jail is not running.
+    Watch(Watch),
+}
+
+/// What a probe has done: its fires, feeds, stops and timeouts, its last command and what last
+/// happened to it. Boxed in the probe and made at the first of these: most probes wait armed
+/// with nothing to tell, and every one of 10,000 carried its 130 bytes.
+#[derive(Debug, Default)]
+pub struct Record {
     /// Signals that fed a watchdog probe.
     pub fed: u64,
     /// Its last command: how it ended, how long it ran, and when.
@@ -240,17 +264,19 @@ pub struct Probe {
     pub timeouts: u64,
     /// Times its probe was stopped by a signal while armed.
     pub stops: u64,
-    /// Failures in a row (placements, ends without firing), for the back-off.
-    pub strikes: u32,
-    /// It was armed in its jail before: placing it again (after a kill, a restart of its
-    /// jail) is the jail's doing, and logged as such.
-    pub armed_before: bool,
     /// What last happened to it, for `-l`.
     pub last: Option<Note>,
-    /// A probe of a selector's member: which selector, and which container. Boxed: most
-    /// probes are no member, and every probe would carry its 120 bytes.
-    pub member: Option<Box<FleetMember>>,
 }
+
+/// The record of a probe that has done nothing yet.
+static NOTHING_YET: Record = Record {
+    fed: 0,
+    last_run: None,
+    fired: 0,
+    timeouts: 0,
+    stops: 0,
+    last: None,
+};
 
 /// What last happened to a probe, as `-l` says it (with what its phase adds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +394,61 @@ pub struct Owed {
 }
 
 impl Probe {
+    /// A watchdog probe's period, where it is.
+    pub fn watch(&self) -> Option<Watch> {
+        match self.beside.as_deref() {
+            Some(Beside::Watch(watch)) => Some(*watch),
+            _ => None,
+        }
+    }
+
+    /// Only `Core::set_watch` and `Core::set_phase` change it, keeping `watch_timers`. A
+    /// feed rewrites the box the period is in.
+    fn put_watch(&mut self, watch: Option<Watch>) {
+        match (self.beside.as_deref_mut(), watch) {
+            (Some(Beside::Watch(kept)), Some(watch)) => *kept = watch,
+            (Some(Beside::Owed(_)), _) => unreachable!("a `queue` probe has no watchdog"),
+            (_, watch) => self.beside = watch.map(|watch| Box::new(Beside::Watch(watch))),
+        }
+    }
+
+    /// The run a `queue` probe owes.
+    pub fn owed(&self) -> Option<&Owed> {
+        match self.beside.as_deref() {
+            Some(Beside::Owed(owed)) => Some(owed),
+            _ => None,
+        }
+    }
+
+    /// The run it owes, made by `first` when it owes none yet.
+    fn owe(&mut self, first: impl FnOnce() -> Owed) -> &mut Owed {
+        let beside = self
+            .beside
+            .get_or_insert_with(|| Box::new(Beside::Owed(first())));
+        match &mut **beside {
+            Beside::Owed(owed) => owed,
+            Beside::Watch(_) => unreachable!("a watchdog probe is never `queue`"),
+        }
+    }
+
+    fn take_owed(&mut self) -> Option<Owed> {
+        let owed = self.owed().copied();
+        if owed.is_some() {
+            self.beside = None;
+        }
+        owed
+    }
+
+    /// What it has done so far.
+    pub fn record(&self) -> &Record {
+        self.record.as_deref().unwrap_or(&NOTHING_YET)
+    }
+
+    /// What it has done so far, to add to: made at the first addition.
+    fn record_mut(&mut self) -> &mut Record {
+        self.record.get_or_insert_with(Box::default)
+    }
+
     /// How log lines name a probe: id, jail as named, title.
     pub fn tag(&self, id: ProbeId) -> String {
         format!("probe {id} (jail {}, '{}')", self.def.jail, self.def.title)
@@ -814,7 +895,10 @@ impl Effect {
 pub type Confirm = (ClientId, ProbeId, Pid, Vec<String>);
 
 pub struct Core {
-    probes: BTreeMap<ProbeId, Probe>,
+    /// Boxed: a B-tree node holds eleven entries and, filled in id order, is left a third
+    /// empty; with a few hundred bytes a probe inline, that third was most of the daemon's
+    /// memory per probe (BENCHMARKS.md, "Reading").
+    probes: BTreeMap<ProbeId, Box<Probe>>,
     tally: Tally,
     /// The managers whose event streams the probes that survive their jail want (a declared
     /// or `-P` probe named by container), with how many want each: kept by `insert_probe` and
@@ -966,8 +1050,11 @@ impl Core {
         if matches!(phase, Phase::Spent { .. } | Phase::Leaving { .. }) {
             // A spent or leaving probe (removed while its command runs, say) has no watchdog
             // left.
-            if let Some(Watch::Running { due }) = probe.watch.take() {
-                self.watch_timers.remove(&(due, id));
+            if let Some(watch) = probe.watch() {
+                if let Watch::Running { due } = watch {
+                    self.watch_timers.remove(&(due, id));
+                }
+                probe.put_watch(None);
             }
         }
         let old = std::mem::replace(&mut probe.phase, phase);
@@ -980,31 +1067,31 @@ impl Core {
         if let Some(manager) = probe.wants_stream() {
             *self.streams_wanted.entry(manager).or_default() += 1;
         }
-        self.probes.insert(id, probe);
+        self.probes.insert(id, Box::new(probe));
     }
 
     /// The one way a watchdog's state changes, keeping `watch_timers`.
     fn set_watch(&mut self, id: ProbeId, watch: Watch) {
         let probe = self.probes.get_mut(&id).expect("present");
-        if let Some(Watch::Running { due }) = probe.watch {
+        if let Some(Watch::Running { due }) = probe.watch() {
             self.watch_timers.remove(&(due, id));
         }
         if let Watch::Running { due } = watch {
             self.watch_timers.insert((due, id));
         }
-        probe.watch = Some(watch);
+        probe.put_watch(Some(watch));
     }
 
     /// A watchdog probe is armed: a paused period runs again.
     fn resume_watch(&mut self, id: ProbeId, now: Instant) {
-        if let Some(Watch::Paused { left }) = self.probes[&id].watch {
+        if let Some(Watch::Paused { left }) = self.probes[&id].watch() {
             self.set_watch(id, Watch::Running { due: now + left });
         }
     }
 
     /// A watchdog probe's jail is not running: its period pauses.
     fn pause_watch(&mut self, id: ProbeId, now: Instant) {
-        if let Some(Watch::Running { due }) = self.probes[&id].watch {
+        if let Some(Watch::Running { due }) = self.probes[&id].watch() {
             let left = due.saturating_duration_since(now);
             self.set_watch(id, Watch::Paused { left });
         }
@@ -1035,14 +1122,14 @@ impl Core {
         );
         self.set_watch(id, Watch::Fired);
         let probe = self.probes.get_mut(&id).expect("present");
-        probe.fired += 1;
+        probe.record_mut().fired += 1;
         probe.strikes = 0;
         self.start_run(id, jail, None, announce, now);
     }
 
-    fn forget(&mut self, id: ProbeId) -> Option<Probe> {
+    fn forget(&mut self, id: ProbeId) -> Option<Box<Probe>> {
         let probe = self.probes.remove(&id)?;
-        if let Some(Watch::Running { due }) = probe.watch {
+        if let Some(Watch::Running { due }) = probe.watch() {
             self.watch_timers.remove(&(due, id));
         }
         self.tally.count(id, &probe.phase, &probe.def.title, false);
@@ -1058,7 +1145,7 @@ impl Core {
     }
 
     pub fn probe(&self, id: ProbeId) -> Option<&Probe> {
-        self.probes.get(&id)
+        self.probes.get(&id).map(|probe| &**probe)
     }
 
     /// The probes placed (or being placed) in `jail`, for the shell's stop handling.
@@ -1139,7 +1226,9 @@ impl Core {
         member: Option<Box<FleetMember>>,
         now: Instant,
     ) {
-        let def_watch = def.watchdog.map(|left| Watch::Paused { left });
+        let beside = def
+            .watchdog
+            .map(|left| Box::new(Beside::Watch(Watch::Paused { left })));
         let id = self.next_probe;
         self.next_probe += 1;
         self.insert_probe(
@@ -1148,16 +1237,10 @@ impl Core {
                 def,
                 origin,
                 phase: Phase::Finding { reply },
-                owed: None,
-                watch: def_watch,
-                fed: 0,
-                last_run: None,
-                fired: 0,
-                timeouts: 0,
-                stops: 0,
+                beside,
                 strikes: 0,
                 armed_before: false,
-                last: None,
+                record: None,
                 member,
             },
         );
@@ -1303,7 +1386,8 @@ impl Core {
                     user: probe.def.user.clone(),
                     group: probe.def.group.clone(),
                     // A command that could not start leaves nothing to show.
-                    status: (probe.last_run).filter(|run| probe.def.status && run.status.is_some()),
+                    status: (probe.record().last_run)
+                        .filter(|run| probe.def.status && run.status.is_some()),
                     verbs: probe
                         .def
                         .verbs
@@ -1378,12 +1462,12 @@ impl Core {
             };
             match result {
                 Ok((pid, ids)) => {
-                    let first_arm = probe.fed == 0 && probe.fired == 0;
-                    let line = if probe.fed > 0 && probe.def.watchdog.is_some() {
+                    let first_arm = probe.record().fed == 0 && probe.record().fired == 0;
+                    let line = if probe.record().fed > 0 && probe.def.watchdog.is_some() {
                         // A feed is routine: `-l` counts them; the log would drown in them.
                         let text = format!("{} back after a feed, host pid {pid}", probe.tag(id));
                         probe.line(id, LineKind::Rearm, Debug, text)
-                    } else if probe.fired > 0 {
+                    } else if probe.record().fired > 0 {
                         let text = format!("{} re-armed, host pid {pid}", probe.tag(id));
                         probe.line(id, LineKind::Rearm, Info, text)
                     } else {
@@ -1557,8 +1641,8 @@ impl Core {
             return;
         }
         let note = Note::NotPlaced(error.message.clone());
-        let changed = probe.last.as_ref() != Some(&note);
-        probe.last = Some(note);
+        let changed = probe.record().last.as_ref() != Some(&note);
+        probe.record_mut().last = Some(note);
         match error.kind {
             // Retrying will not make a user exist or a bad spec good; a reload or a removal
             // changes them.
@@ -1653,16 +1737,16 @@ impl Core {
         let tag = probe.tag(id);
         match signal {
             Some(sig) => {
-                probe.stops += 1;
+                probe.record_mut().stops += 1;
                 let note = Note::Stopped(sig);
                 let text = format!("{tag} {note}");
-                probe.last = Some(note);
+                probe.record_mut().last = Some(note);
                 self.effects
                     .push(probe.line(id, LineKind::Stop, Warn, text));
             }
             None => {
                 let text = format!("{tag} {}", Note::Continued);
-                probe.last = Some(Note::Continued);
+                probe.record_mut().last = Some(Note::Continued);
                 self.effects
                     .push(probe.line(id, LineKind::Continue, Warn, text));
             }
@@ -1693,10 +1777,10 @@ impl Core {
         if let (Some(None), Some(period)) = (verb, probe.def.watchdog) {
             // A watchdog probe is fed: nothing runs, the period starts again, and the probe
             // goes back into its jail at once.
-            probe.fed += 1;
+            probe.record_mut().fed += 1;
             probe.strikes = 0;
-            probe.last = Some(Note::Fed {
-                times: probe.fed,
+            probe.record_mut().last = Some(Note::Fed {
+                times: probe.record().fed,
                 period,
             });
             self.effects
@@ -1706,7 +1790,7 @@ impl Core {
             return;
         }
         let Some(verb) = verb else {
-            probe.last = Some(Note::Unfired(exit));
+            probe.record_mut().last = Some(Note::Unfired(exit));
             if let (Exit::Signal(_), Some(entry)) = (exit, self.jails.get_mut(&jail)) {
                 entry.ended.retain(|(_, t, _)| *t + JAIL_GRACE > now);
                 entry.ended.push((id, now, probe.def.title.clone()));
@@ -1727,13 +1811,13 @@ impl Core {
             self.release_if_idle(jail, now);
             return;
         };
-        probe.fired += 1;
+        probe.record_mut().fired += 1;
         probe.strikes = 0;
         if probe.def.respawn == Respawn::Queue && running > 0 {
             // Never two runs at once: the trigger is owed one run after the current one, and
             // triggers until then are the same run.
             // Triggers by another verb join it too: the run is the first trigger's command.
-            let owed = probe.owed.get_or_insert(Owed {
+            let owed = probe.owe(|| Owed {
                 since: now,
                 jail,
                 triggers: 0,
@@ -1827,7 +1911,7 @@ impl Core {
         let probe = self.probes.get_mut(&id).expect("present");
         let command = self.next_command;
         self.next_command += 1;
-        probe.last = Some(Note::CommandStarted);
+        probe.record_mut().last = Some(Note::CommandStarted);
         // The shell runs `def.command` as `def.run_as`: for a verb, the verb's command, as
         // the verb's own user and with its own timeout where it has them.
         let def = Box::new(probe.def.run_of(verb));
@@ -1886,7 +1970,7 @@ impl Core {
         let next = match phase {
             RunPhase::Running { .. } => {
                 if let Some(probe) = probe {
-                    probe.timeouts += 1;
+                    probe.record_mut().timeouts += 1;
                     let text = format!(
                         "{} command still running after its timeout of {}: stopping it and all it started (SIGTERM, SIGKILL in {})",
                         probe.tag(id),
@@ -2026,7 +2110,7 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        probe.last_run = Some(LastRun {
+        probe.record_mut().last_run = Some(LastRun {
             status,
             took,
             ended: now,
@@ -2045,7 +2129,7 @@ impl Core {
         let text = format!("{} {ended}", probe.tag(id));
         self.effects
             .push(probe.line(id, LineKind::CommandEnd, level, text));
-        probe.last = Some(ended);
+        probe.record_mut().last = Some(ended);
         match probe.phase {
             // `-r` after its command; `-R` held back at its limit, once one ends.
             Phase::Held {
@@ -2062,7 +2146,7 @@ impl Core {
             }
             Phase::Held { .. } if probe.def.respawn == Respawn::AfterCommand => {}
             Phase::Held { jail, .. } => self.enqueue(id, jail, None, now),
-            Phase::Spent { .. } | Phase::Leaving { .. } if probe.owed.is_none() => {
+            Phase::Spent { .. } | Phase::Leaving { .. } if probe.owed().is_none() => {
                 self.forget_if_done(id, now)
             }
             _ => {}
@@ -2070,7 +2154,7 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        if let Some(owed) = probe.owed.take() {
+        if let Some(owed) = probe.take_owed() {
             let text = format!(
                 "{} queued run starts ({} trigger(s), the first {} ago)",
                 probe.tag(id),
@@ -2357,7 +2441,7 @@ impl Core {
                 )),
             });
         }
-        if let Some(owed) = probe.owed.take() {
+        if let Some(owed) = probe.take_owed() {
             self.effects.push(Effect::log(
                 Info,
                 format!(
@@ -2803,16 +2887,19 @@ impl Core {
                     | Phase::Retrying { why, .. } => Some(why.clone()),
                     Phase::Cooling { until, .. } => Some(format!(
                         "{}; cooling down, back in {}",
-                        p.last.as_ref().map_or("fired".to_string(), Note::to_string),
+                        p.record()
+                            .last
+                            .as_ref()
+                            .map_or("fired".to_string(), Note::to_string),
                         human_duration(until.saturating_duration_since(now))
                     )),
-                    _ => p.last.as_ref().map(Note::to_string),
+                    _ => p.record().last.as_ref().map(Note::to_string),
                 };
-                let last = match (last, &p.owed) {
+                let last = match (last, p.owed()) {
                     (Some(last), Some(_)) => Some(format!("{last}; one more run queued")),
                     (last, _) => last,
                 };
-                let watch = p.watch.map(|w| match w {
+                let watch = p.watch().map(|w| match w {
                     Watch::Running { due } => format!(
                         "watchdog: command in {} without a signal",
                         human_duration(due.saturating_duration_since(now))
@@ -2839,7 +2926,7 @@ impl Core {
                     origin: p.origin,
                     state,
                     pid,
-                    fired: p.fired,
+                    fired: p.record().fired,
                     last,
                     run_as: p.def.run_as.clone(),
                     timeout_secs: p.def.timeout.map(|t| t.as_secs()),
@@ -2850,7 +2937,7 @@ impl Core {
                     verb_run_as: p.def.verb_run_as(),
                     verb_timeout_secs: p.def.verb_timeout_secs(),
                     watchdog: p.def.watchdog.map(|w| w.as_secs()),
-                    watchdog_left_ms: match p.watch {
+                    watchdog_left_ms: match p.watch() {
                         Some(Watch::Running { due }) => {
                             Some(due.saturating_duration_since(now).as_millis() as u64)
                         }
@@ -2873,18 +2960,17 @@ impl Core {
                 jail: info.jail,
                 title: info.title,
                 state: info.state,
-                fires: p.fired,
-                timeouts: p.timeouts,
-                stops: p.stops,
+                fires: p.record().fired,
+                timeouts: p.record().timeouts,
+                stops: p.record().stops,
                 // The metrics' convention (a shell's): a signal as 128 plus its number.
-                last_status: p
-                    .last_run
-                    .and_then(|run| run.status)
-                    .map(|exit| match exit {
+                last_status: p.record().last_run.and_then(|run| run.status).map(
+                    |exit| match exit {
                         Exit::Code(code) => code,
                         Exit::Signal(signal) => 128 + signal,
-                    }),
-                last_duration: p.last_run.map(|run| run.took),
+                    },
+                ),
+                last_duration: p.record().last_run.map(|run| run.took),
             })
             .collect();
         crate::metrics::render(&probes, self.run_tally.running)
@@ -3006,6 +3092,7 @@ mod tests {
     //! The core as a transition table: every phase meets every event (`every_phase_meets_every
     //! _event`), then the paths through it that matter to users, each with its negative twin.
     use super::*;
+    use crate::definition::Extras;
 
     const JAIL: JailId = 100;
     const PID: Pid = 500;
@@ -3065,7 +3152,7 @@ mod tests {
                 "streams wanted out of step"
             );
             let watches: BTreeSet<(Instant, ProbeId)> = (self.core.probes.iter())
-                .filter_map(|(id, p)| match p.watch {
+                .filter_map(|(id, p)| match p.watch() {
                     Some(Watch::Running { due }) => Some((due, *id)),
                     _ => None,
                 })
@@ -3112,7 +3199,11 @@ mod tests {
     /// A `-R` probe (or another mode) with a cooldown of `secs`.
     fn cooled(respawn: Respawn, secs: u64) -> Definition {
         Definition {
-            cooldown: Some(Duration::from_secs(secs)),
+            extras: Extras {
+                cooldown: Some(Duration::from_secs(secs)),
+                ..Extras::default()
+            }
+            .boxed(),
             ..def("web1", "T", respawn)
         }
     }
@@ -3295,7 +3386,7 @@ mod tests {
             ("tick", || Event::Tick),
             ("listed", || Event::List { client: 9 }),
         ];
-        let watch = |rig: &Rig| match rig.core.probe(1).and_then(|p| p.watch) {
+        let watch = |rig: &Rig| match rig.core.probe(1).and_then(Probe::watch) {
             None => "none",
             Some(Watch::Running { .. }) => "running",
             Some(Watch::Paused { .. }) => "paused",
@@ -3701,11 +3792,15 @@ mod tests {
                 .filter(|e| matches!(e, Effect::Run { .. }))
                 .count()
         };
-        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch;
+        let watch = |rig: &Rig| rig.core.probe(1).unwrap().watch();
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: Definition {
-                watchdog: Some(PERIOD),
+                extras: Extras {
+                    watchdog: Some(PERIOD),
+                    ..Extras::default()
+                }
+                .boxed(),
                 ..def("web1", "T", Respawn::Never)
             },
             origin: Origin::Config,
@@ -3727,7 +3822,7 @@ mod tests {
         let effects = rig.send(magic(1));
         assert_eq!(runs(&effects), 0, "a fed watchdog ran its command");
         assert_eq!(rig.phase(1), "placing");
-        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 0);
         assert_eq!(
             watch(&rig),
             Some(Watch::Running {
@@ -3823,7 +3918,7 @@ mod tests {
         });
         assert!(!effects.iter().any(|e| matches!(e, Effect::Run { .. })));
         assert_eq!(rig.phase(1), "armed");
-        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 1);
         assert!(
             rig.core
                 .metrics(rig.now)
@@ -3833,11 +3928,12 @@ mod tests {
             probe: 1,
             signal: None,
         });
-        assert_eq!(rig.core.probe(1).unwrap().stops, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 1);
         assert_eq!(
             rig.core
                 .probe(1)
                 .unwrap()
+                .record()
                 .last
                 .as_ref()
                 .map(Note::to_string)
@@ -3850,7 +3946,7 @@ mod tests {
             probe: 1,
             signal: Some(19),
         });
-        assert_eq!(rig.core.probe(1).unwrap().stops, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 0);
     }
 
     /// Declared probe 1 of `definition`, found in `JAIL` and armed there.
@@ -3863,6 +3959,38 @@ mod tests {
         rig.send(found(&rig.core.probes[&1].def.jail.clone(), JAIL));
         rig.send(placed(1, 1, PID));
         rig
+    }
+
+    /// Issue 23: the daemon keeps 10,000 probes, so a probe boxes only what it uses. A plain
+    /// probe armed and left alone has no record, nothing beside its phase and no extras; its
+    /// twins (fired, a watchdog) get just their own boxes.
+    #[test]
+    fn a_plain_armed_probe_boxes_nothing_it_does_not_use() {
+        assert!(
+            std::mem::size_of::<Probe>() <= 168,
+            "Probe grew to {} bytes: each one counts 10,000 times (BENCHMARKS.md, Reading)",
+            std::mem::size_of::<Probe>()
+        );
+        let mut rig = armed_rig(def("web1", "T", Respawn::AfterCommand));
+        assert_eq!(rig.phase(1), "armed");
+        let probe = rig.core.probe(1).unwrap();
+        assert!(probe.record.is_none() && probe.beside.is_none() && probe.def.extras.is_none());
+        rig.send(magic(1));
+        let probe = rig.core.probe(1).unwrap();
+        assert_eq!(probe.record().fired, 1);
+        assert!(probe.record.is_some() && probe.beside.is_none());
+        let watchdog = Definition {
+            extras: Extras {
+                watchdog: Some(Duration::from_secs(60)),
+                ..Extras::default()
+            }
+            .boxed(),
+            ..def("web1", "T", Respawn::Never)
+        };
+        let rig = armed_rig(watchdog);
+        let probe = rig.core.probe(1).unwrap();
+        assert!(matches!(probe.watch(), Some(Watch::Running { .. })));
+        assert!(probe.record.is_none() && probe.def.extras.is_some());
     }
 
     /// Jail "web1" of `armed_rig` stops, and runs again as `JAIL + 1`, where probe 1 is placed
@@ -4059,7 +4187,7 @@ mod tests {
             !effects.iter().any(|e| matches!(e, Effect::Run { .. })),
             "{effects:?}"
         );
-        assert_eq!(rig.core.probe(1).unwrap().fired, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 0);
     }
 
     /// Issue 22: a verb's own host user and timeout replace the probe's for its runs only;
@@ -4092,7 +4220,12 @@ mod tests {
             });
             for effect in effects {
                 if let Effect::Run { command, def, .. } = effect {
-                    runs.push((command, def.command, def.run_as, def.timeout));
+                    runs.push((
+                        command,
+                        def.command.clone(),
+                        def.run_as.clone(),
+                        def.timeout,
+                    ));
                 }
             }
             rig.send(ended(runs.last().expect("a run").0));
@@ -4606,7 +4739,7 @@ mod tests {
             assert!(runs(&effects).is_empty(), "two runs at once");
             assert_eq!(placements(&effects), vec![(placement + 1, vec![1])]);
         }
-        assert_eq!(rig.core.probe(1).unwrap().owed.unwrap().triggers, 5);
+        assert_eq!(rig.core.probe(1).unwrap().owed().unwrap().triggers, 5);
         let info = &rig.core.list(rig.now)[0];
         assert!(
             info.last
@@ -4617,10 +4750,10 @@ mod tests {
         // The run ends: exactly one more starts, for all five.
         let effects = rig.send(ended(1));
         assert_eq!(runs(&effects), vec![2]);
-        assert_eq!(rig.core.probe(1).unwrap().owed, None);
+        assert_eq!(rig.core.probe(1).unwrap().owed(), None);
         // That one ends with nothing owed: nothing more runs.
         assert!(runs(&rig.send(ended(2))).is_empty());
-        assert_eq!(rig.core.probe(1).unwrap().fired, 6);
+        assert_eq!(rig.core.probe(1).unwrap().record().fired, 6);
         // Twin: a fire while nothing runs runs at once.
         rig.send(placed(7, 1, PID));
         assert_eq!(runs(&rig.send(magic(1))), vec![3]);
@@ -4674,7 +4807,11 @@ mod tests {
         let mut rig = Rig::new();
         rig.send(Event::Declare {
             def: Definition {
-                timeout: Some(Duration::from_secs(30)),
+                extras: Extras {
+                    timeout: Some(Duration::from_secs(30)),
+                    ..Extras::default()
+                }
+                .boxed(),
                 ..def("web1", "T", Respawn::AfterCommand)
             },
             origin: Origin::Config,
@@ -4788,7 +4925,7 @@ mod tests {
         let mut rig = timed_rig();
         assert!(stops(&rig.later(Duration::from_secs(29))).is_empty());
         assert_eq!(stops(&rig.later(Duration::from_secs(1))), vec![(1, false)]);
-        assert_eq!(rig.core.probe(1).unwrap().timeouts, 1);
+        assert_eq!(rig.core.probe(1).unwrap().record().timeouts, 1);
         assert!(stops(&rig.later(KILL_GRACE - Duration::from_millis(1))).is_empty());
         assert_eq!(stops(&rig.later(Duration::from_millis(1))), vec![(1, true)]);
         assert_eq!(rig.core.next_deadline(), None);
@@ -4819,7 +4956,7 @@ mod tests {
         rig.send(ended(1));
         assert_eq!(rig.core.next_deadline(), None);
         assert!(stops(&rig.later(Duration::from_secs(3600))).is_empty());
-        assert_eq!(rig.core.probe(1).unwrap().timeouts, 0);
+        assert_eq!(rig.core.probe(1).unwrap().record().timeouts, 0);
         assert!(
             !rig.core.list(rig.now)[0]
                 .last
