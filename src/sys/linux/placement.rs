@@ -20,8 +20,8 @@
 //! run side by side: nothing is copied for one, and its exec has nothing to tear down. This, and
 //! doing in A what every B would do alike, is what arms 10,000 probes in about 1.4 s.
 //! A reports each B's pid over the close-on-exec status pipe, waits until every B has left its
-//! memory (the kernel clears a word of each at its exec or exit, `CLONE_CHILD_CLEARTID`), and
-//! exits: the last user of its memory, so that the kernel never looks for a new owner of it
+//! memory (the kernel clears a word of each at its exec or exit, `CLONE_CHILD_CLEARTID`), says
+//! so, and exits: the last user of its memory, so that the kernel never looks for a new owner of it
 //! among the daemon's thousands of children (`mm_update_next_owner`), which it did at A's exit
 //! and again at each B's exec, and which perf showed as the costliest step of arming.
 //! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
@@ -33,12 +33,13 @@
 //! windows in seconds (`USR1=0`, `USR2=10`).
 //! If the daemon died before the death signal was set, the "armed" write fails with EPIPE and B
 //! leaves instead of arming.
-//! The pipe's end of file means every helper is done (A gone, every B exec'd or dead); then the
-//! daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
+//! A's last word, or the pipe's end of file when A died, means every helper is done (every B
+//! exec'd or dead; the daemon does not wait for A's exit, which unmaps A's copy of its memory,
+//! and reaps A later); then the daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
 //! where the jail's cgroup differs from the daemon's), so the jail's limits and freezer apply to
 //! the probe; once A is in the jail's user namespace, the kernel would refuse
-//! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at the end of
-//! file, or, at the deadline, when its `/proc/PID/exe` is the sealed image.
+//! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at A's last
+//! word (or the end of file), or, at the deadline, when its `/proc/PID/exe` is the sealed image.
 //! A jail that stops or freezes its Bs delays only its own placement, to its deadline.
 //! A and the Bs only make async-signal-safe calls; everything they use is prepared before the
 //! fork.
@@ -108,6 +109,10 @@ const MSG_GROUP_ANSWER: u32 = 9;
 const MSG_IDS: u32 = 10;
 /// From A: the probe's ids cannot be resolved (`Refusal::encode`); it gets no B.
 const MSG_REFUSED: u32 = 11;
+/// From A, its last word: every B it started has left its memory, by exec or exit, after
+/// writing all it had to say. The placement is done then, as at the end of file, without
+/// waiting for A's own exit (the unmapping of its copy of the daemon's memory).
+const MSG_HELPERS_DONE: u32 = 12;
 /// How long the daemon waits for A to take a table of its own: A is its fresh fork, on the
 /// host, in no jail, and does that first, so this is microseconds unless the host stops it.
 const OWN_TABLE_DEADLINE: Duration = Duration::from_secs(1);
@@ -479,6 +484,7 @@ impl Placement {
             let value = u64::from_ne_bytes(msg[8..].try_into().expect("8 bytes"));
             match tag {
                 MSG_OWN_TABLE => self.own_table = true,
+                MSG_HELPERS_DONE => self.done = true,
                 MSG_READING => self.reading = Some(file_numbered(index)),
                 MSG_READ => self.reading = None,
                 MSG_IDENTITY => {
@@ -698,9 +704,12 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
     }
     // No B, and no probe, can gain a capability by exec: the bounding set is empty (dropping
     // needs CAP_SETPCAP, which A holds in the jail's user namespace) and so is the ambient one.
+    // Capabilities are numbered without gaps up to the kernel's last one, and EINVAL names the
+    // first number past it: the loop stops there rather than asking for every number up to 63.
     for cap in 0..64u32 {
         match rustix::thread::remove_capability_from_bounding_set(cap_from_index(cap)) {
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Ok(()) => {}
+            Err(rustix::io::Errno::INVAL) => break,
             Err(e) => fail(status, HELPER_A, Stage::Bounding, e.into()),
         }
     }
@@ -745,6 +754,9 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
             raw::wait_until_left(&probe.left);
         }
     }
+    // Each B wrote its last message before its exec or exit cleared its word, so this one
+    // comes after all of theirs in the pipe.
+    report_or_leave(status, MSG_HELPERS_DONE, HELPER_A, 0);
     posix::exit_now(0)
 }
 
