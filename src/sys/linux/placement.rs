@@ -33,13 +33,14 @@
 //! windows in seconds (`USR1=0`, `USR2=10`).
 //! If the daemon died before the death signal was set, the "armed" write fails with EPIPE and B
 //! leaves instead of arming.
-//! A's last word, or the pipe's end of file when A died, means every helper is done (every B
-//! exec'd or dead; the daemon does not wait for A's exit, which unmaps A's copy of its memory,
-//! and reaps A later); then the daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
+//! The pipe's end of file means every helper is done (A gone, every B exec'd or dead); so does
+//! A's last word once every armed B of a small placement shows its title in
+//! `/proc/PID/cmdline` (the daemon then does not wait for A's exit, which unmaps A's copy of
+//! its memory, and reaps A later); then the daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
 //! where the jail's cgroup differs from the daemon's), so the jail's limits and freezer apply to
 //! the probe; once A is in the jail's user namespace, the kernel would refuse
-//! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at A's last
-//! word (or the end of file), or, at the deadline, when its `/proc/PID/exe` is the sealed image.
+//! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at the end of
+//! file or A's last word with its title shown, or, at the deadline, when its `/proc/PID/exe` is the sealed image.
 //! A jail that stops or freezes its Bs delays only its own placement, to its deadline.
 //! A and the Bs only make async-signal-safe calls; everything they use is prepared before the
 //! fork.
@@ -110,9 +111,16 @@ const MSG_IDS: u32 = 10;
 /// From A: the probe's ids cannot be resolved (`Refusal::encode`); it gets no B.
 const MSG_REFUSED: u32 = 11;
 /// From A, its last word: every B it started has left its memory, by exec or exit, after
-/// writing all it had to say. The placement is done then, as at the end of file, without
-/// waiting for A's own exit (the unmapping of its copy of the daemon's memory).
+/// writing all it had to say. The kernel clears a B's word early in its exec, before the probe
+/// has its argv: a small placement is done then once every armed B shows its title in
+/// `/proc/PID/cmdline` (`titles_shown`), without waiting for A's own exit (the unmapping of
+/// its copy of the daemon's memory); otherwise at the end of file, as before.
 const MSG_HELPERS_DONE: u32 = 12;
+/// The most probes a placement may have for its titles to be looked at on A's last word: one
+/// small read of procfs each, in the daemon's loop. A batch larger than this (probes declared
+/// at start, a reload) ends at the end of file, where one probe more or less makes no
+/// difference to anyone waiting.
+const TITLES_LOOKED_AT: usize = 8;
 /// How long the daemon waits for A to take a table of its own: A is its fresh fork, on the
 /// host, in no jail, and does that first, so this is microseconds unless the host stops it.
 const OWN_TABLE_DEADLINE: Duration = Duration::from_secs(1);
@@ -273,6 +281,11 @@ pub struct Placement {
     probes: Vec<Progress>,
     /// Why A failed, for every probe it did not start.
     helper_failed: Option<i32>,
+    /// A has said its last word (`MSG_HELPERS_DONE`).
+    helpers_done: bool,
+    /// Each probe's command line as `/proc/PID/cmdline` shows it once its exec is through:
+    /// its argv, each word ended by a NUL.
+    cmdlines: Vec<Vec<u8>>,
     /// A has said it has a descriptor table of its own.
     own_table: bool,
     /// The probes' user and group, to name them in a refusal.
@@ -398,6 +411,8 @@ impl Placement {
             helper: helper?,
             probes: probes.iter().map(|_| Progress::default()).collect(),
             helper_failed: None,
+            helpers_done: false,
+            cmdlines: probes.iter().map(cmdline).collect(),
             own_table: false,
             queries: probes.iter().map(|p| p.query.clone()).collect(),
             reading: None,
@@ -484,7 +499,7 @@ impl Placement {
             let value = u64::from_ne_bytes(msg[8..].try_into().expect("8 bytes"));
             match tag {
                 MSG_OWN_TABLE => self.own_table = true,
-                MSG_HELPERS_DONE => self.done = true,
+                MSG_HELPERS_DONE => self.helpers_done = true,
                 MSG_READING => self.reading = Some(file_numbered(index)),
                 MSG_READ => self.reading = None,
                 MSG_IDENTITY => {
@@ -517,7 +532,27 @@ impl Placement {
             }
         }
         self.buf.drain(..whole);
+        if !self.done && self.helpers_done && self.titles_shown() {
+            self.done = true;
+        }
         self.done
+    }
+
+    /// Whether every probe that said "armed" shows its title to `pkill -f`, in a placement
+    /// small enough to look (`TITLES_LOOKED_AT`). Each B is our unreaped child, so its pid is
+    /// its own; its command line is ours to compare, not the jail's to forge (a probe never
+    /// writes to its argv). Until its exec has swapped its memory, B shows the daemon's
+    /// command line; then, for a moment, an empty one; then the probe's argv.
+    fn titles_shown(&self) -> bool {
+        self.probes.len() <= TITLES_LOOKED_AT
+            && (self.probes.iter().zip(&self.cmdlines))
+                .filter(|(progress, _)| progress.armed && progress.failed.is_none())
+                .all(|(progress, wanted)| {
+                    progress.process.as_ref().is_some_and(|process| {
+                        std::fs::read(format!("/proc/{}/cmdline", process.pid()))
+                            .is_ok_and(|shown| shown == *wanted)
+                    })
+                })
     }
 
     /// Keeps in the jail's `userdb::Cache` what A read of its user database: per file read
@@ -639,6 +674,15 @@ impl Placement {
         }
         Placed { results, leftovers }
     }
+}
+
+/// A probe's argv as `/proc/PID/cmdline` shows it: each word followed by a NUL.
+fn cmdline(probe: &ProbeRequest) -> Vec<u8> {
+    let words = std::iter::once(&probe.title).chain(probe.args.iter().take(MAX_PROBE_ARGS));
+    words
+        .flat_map(|word| word.as_bytes_with_nul())
+        .copied()
+        .collect()
 }
 
 /// The number A reports a user database file under.
