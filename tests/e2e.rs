@@ -67,10 +67,10 @@ fn single_shot_fires_once_on_sighup_from_jail_root() {
     assert_eq!(lines(&fired), 1);
 }
 
-/// The utility answers as soon as its probe has exec'd, and not before: over many arms, each
-/// probe shows its title to `pkill -f` the moment the utility returns (the daemon answers on
-/// helper A's last word once the title shows in `/proc/PID/cmdline`, else at the end of file;
-/// issue 23). Twin: a request the daemon refuses exits non-zero, and nothing shows its title.
+/// The utility answers once its probe has exec'd, and not before: over many arms, each probe
+/// shows its title to `pkill -f` the moment the utility returns (issue 23: an answer sent when
+/// the kernel clears helper B's word, early in its exec, failed this in most runs). Twin: a
+/// request the daemon refuses exits non-zero, and nothing shows its title.
 #[test]
 fn every_armed_probe_shows_its_title_the_moment_the_utility_returns() {
     let Some(World {

@@ -20,8 +20,8 @@
 //! run side by side: nothing is copied for one, and its exec has nothing to tear down. This, and
 //! doing in A what every B would do alike, is what arms 10,000 probes in about 1.4 s.
 //! A reports each B's pid over the close-on-exec status pipe, waits until every B has left its
-//! memory (the kernel clears a word of each at its exec or exit, `CLONE_CHILD_CLEARTID`), says
-//! so, and exits: the last user of its memory, so that the kernel never looks for a new owner of it
+//! memory (the kernel clears a word of each at its exec or exit, `CLONE_CHILD_CLEARTID`), and
+//! exits: the last user of its memory, so that the kernel never looks for a new owner of it
 //! among the daemon's thousands of children (`mm_update_next_owner`), which it did at A's exit
 //! and again at each B's exec, and which perf showed as the costliest step of arming.
 //! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
@@ -33,14 +33,12 @@
 //! windows in seconds (`USR1=0`, `USR2=10`).
 //! If the daemon died before the death signal was set, the "armed" write fails with EPIPE and B
 //! leaves instead of arming.
-//! The pipe's end of file means every helper is done (A gone, every B exec'd or dead); so does
-//! A's last word once every armed B of a small placement shows its title in
-//! `/proc/PID/cmdline` (the daemon then does not wait for A's exit, which unmaps A's copy of
-//! its memory, and reaps A later); then the daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
+//! The pipe's end of file means every helper is done (A gone, every B exec'd or dead); then the
+//! daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
 //! where the jail's cgroup differs from the daemon's), so the jail's limits and freezer apply to
 //! the probe; once A is in the jail's user namespace, the kernel would refuse
 //! `CLONE_INTO_CGROUP`. A probe is answered "armed" only once its exec happened: at the end of
-//! file or A's last word with its title shown, or, at the deadline, when its `/proc/PID/exe` is the sealed image.
+//! file, or, at the deadline, when its `/proc/PID/exe` is the sealed image.
 //! A jail that stops or freezes its Bs delays only its own placement, to its deadline.
 //! A and the Bs only make async-signal-safe calls; everything they use is prepared before the
 //! fork.
@@ -110,17 +108,6 @@ const MSG_GROUP_ANSWER: u32 = 9;
 const MSG_IDS: u32 = 10;
 /// From A: the probe's ids cannot be resolved (`Refusal::encode`); it gets no B.
 const MSG_REFUSED: u32 = 11;
-/// From A, its last word: every B it started has left its memory, by exec or exit, after
-/// writing all it had to say. The kernel clears a B's word early in its exec, before the probe
-/// has its argv: a small placement is done then once every armed B shows its title in
-/// `/proc/PID/cmdline` (`titles_shown`), without waiting for A's own exit (the unmapping of
-/// its copy of the daemon's memory); otherwise at the end of file, as before.
-const MSG_HELPERS_DONE: u32 = 12;
-/// The most probes a placement may have for its titles to be looked at on A's last word: one
-/// small read of procfs each, in the daemon's loop. A batch larger than this (probes declared
-/// at start, a reload) ends at the end of file, where one probe more or less makes no
-/// difference to anyone waiting.
-const TITLES_LOOKED_AT: usize = 8;
 /// How long the daemon waits for A to take a table of its own: A is its fresh fork, on the
 /// host, in no jail, and does that first, so this is microseconds unless the host stops it.
 const OWN_TABLE_DEADLINE: Duration = Duration::from_secs(1);
@@ -281,11 +268,6 @@ pub struct Placement {
     probes: Vec<Progress>,
     /// Why A failed, for every probe it did not start.
     helper_failed: Option<i32>,
-    /// A has said its last word (`MSG_HELPERS_DONE`).
-    helpers_done: bool,
-    /// Each probe's command line as `/proc/PID/cmdline` shows it once its exec is through:
-    /// its argv, each word ended by a NUL.
-    cmdlines: Vec<Vec<u8>>,
     /// A has said it has a descriptor table of its own.
     own_table: bool,
     /// The probes' user and group, to name them in a refusal.
@@ -411,8 +393,6 @@ impl Placement {
             helper: helper?,
             probes: probes.iter().map(|_| Progress::default()).collect(),
             helper_failed: None,
-            helpers_done: false,
-            cmdlines: probes.iter().map(cmdline).collect(),
             own_table: false,
             queries: probes.iter().map(|p| p.query.clone()).collect(),
             reading: None,
@@ -499,7 +479,6 @@ impl Placement {
             let value = u64::from_ne_bytes(msg[8..].try_into().expect("8 bytes"));
             match tag {
                 MSG_OWN_TABLE => self.own_table = true,
-                MSG_HELPERS_DONE => self.helpers_done = true,
                 MSG_READING => self.reading = Some(file_numbered(index)),
                 MSG_READ => self.reading = None,
                 MSG_IDENTITY => {
@@ -532,27 +511,7 @@ impl Placement {
             }
         }
         self.buf.drain(..whole);
-        if !self.done && self.helpers_done && self.titles_shown() {
-            self.done = true;
-        }
         self.done
-    }
-
-    /// Whether every probe that said "armed" shows its title to `pkill -f`, in a placement
-    /// small enough to look (`TITLES_LOOKED_AT`). Each B is our unreaped child, so its pid is
-    /// its own; its command line is ours to compare, not the jail's to forge (a probe never
-    /// writes to its argv). Until its exec has swapped its memory, B shows the daemon's
-    /// command line; then, for a moment, an empty one; then the probe's argv.
-    fn titles_shown(&self) -> bool {
-        self.probes.len() <= TITLES_LOOKED_AT
-            && (self.probes.iter().zip(&self.cmdlines))
-                .filter(|(progress, _)| progress.armed && progress.failed.is_none())
-                .all(|(progress, wanted)| {
-                    progress.process.as_ref().is_some_and(|process| {
-                        std::fs::read(format!("/proc/{}/cmdline", process.pid()))
-                            .is_ok_and(|shown| shown == *wanted)
-                    })
-                })
     }
 
     /// Keeps in the jail's `userdb::Cache` what A read of its user database: per file read
@@ -676,15 +635,6 @@ impl Placement {
     }
 }
 
-/// A probe's argv as `/proc/PID/cmdline` shows it: each word followed by a NUL.
-fn cmdline(probe: &ProbeRequest) -> Vec<u8> {
-    let words = std::iter::once(&probe.title).chain(probe.args.iter().take(MAX_PROBE_ARGS));
-    words
-        .flat_map(|word| word.as_bytes_with_nul())
-        .copied()
-        .collect()
-}
-
 /// The number A reports a user database file under.
 fn file_numbered(index: u32) -> File {
     if index == File::Group as u32 {
@@ -798,9 +748,6 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
             raw::wait_until_left(&probe.left);
         }
     }
-    // Each B wrote its last message before its exec or exit cleared its word, so this one
-    // comes after all of theirs in the pipe.
-    report_or_leave(status, MSG_HELPERS_DONE, HELPER_A, 0);
     posix::exit_now(0)
 }
 
