@@ -316,8 +316,11 @@ impl Placement {
             let _ = spawner.clear_slots();
             return Err(os("dup3 into a low slot", e));
         }
-        // Untouched until a B uses it: only the pages each B writes are ever allocated.
-        let mut stacks = vec![0u8; B_STACK * probes.len()];
+        // Untouched until a B uses it: only the pages each B writes are ever allocated. Spare
+        // capacity, not zeroed bytes: a stack needs no zeroes, and the allocator would write
+        // them over memory it reuses (64 KiB for one probe, below its mmap threshold) in the
+        // daemon itself, each page then faulted again after the fork of A, which shares it.
+        let mut stacks: Vec<u8> = Vec::with_capacity(B_STACK * probes.len());
         let planned: Vec<Planned> = probes
             .iter()
             .map(|p| Planned {
