@@ -67,6 +67,35 @@ fn single_shot_fires_once_on_sighup_from_jail_root() {
     assert_eq!(lines(&fired), 1);
 }
 
+/// The utility answers once its probe has exec'd, and not before: over many arms, each probe
+/// shows its title to `pkill -f` the moment the utility returns (issue 23: an answer sent when
+/// the kernel clears helper B's word, early in its exec, failed this in most runs). Twin: a
+/// request the daemon refuses exits non-zero, and nothing shows its title.
+#[test]
+fn every_armed_probe_shows_its_title_the_moment_the_utility_returns() {
+    let Some(World {
+        dir: _dir,
+        daemon,
+        jail,
+        ..
+    }) = World::new("every_armed_probe_shows_its_title_the_moment_the_utility_returns")
+    else {
+        return;
+    };
+    for i in 0..100 {
+        let title = format!("SHOWN_AT_ONCE_{i}");
+        daemon.arm(&["-c", "true", "-j", &jail.spec(), "-t", &title]);
+        assert_eq!(
+            jail.probes(&title).len(),
+            1,
+            "arm {i}: the utility returned before the probe showed its title"
+        );
+    }
+    let refused = daemon.util(&["-c", "true", "-j", "999999999", "-t", "NEVER_SHOWN"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(host_pids_matching("NEVER_SHOWN").is_empty());
+}
+
 #[test]
 fn probe_killed_or_terminated_fires_nothing() {
     let Some(World {

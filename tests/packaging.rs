@@ -337,6 +337,97 @@ fn make_install_builds_the_release_binary_first_unless_given_one() {
     assert!(plan.contains(BIN), "{plan}");
 }
 
+// ---- the binary ----
+
+/// What `readelf` shows wrong in a Linux binary of ours: a library loaded at every start
+/// besides glibc and its loader (build.rs links GCC's unwinder in, so that each
+/// `jaildaemon -c` starts without `libgcc_s.so.1`), or a hardening it lacks: position
+/// independence (ASLR), every symbol bound at start (`BIND_NOW`) and a read-only-after-start
+/// segment (`GNU_RELRO`).
+fn startup_faults(bin: &Path) -> Vec<String> {
+    let readelf = |flag: &str| stdout(&output(Command::new("readelf").args([flag, "-W"]).arg(bin)));
+    let (dynamic, headers) = (readelf("-d"), readelf("-l"));
+    let mut faults: Vec<String> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        .filter(|lib| !matches!(lib.as_str(), "libc.so.6" | "ld-linux-x86-64.so.2"))
+        .map(|lib| format!("loads {lib} at every start"))
+        .collect();
+    let flag = |tag: &str, word: &str| {
+        dynamic
+            .lines()
+            .any(|l| l.contains(tag) && l.split_whitespace().any(|w| w == word))
+    };
+    if !flag("(FLAGS_1)", "PIE") {
+        faults.push("not position-independent (no PIE flag)".into());
+    }
+    if !flag("(FLAGS)", "BIND_NOW") {
+        faults.push("symbols bound lazily (no BIND_NOW)".into());
+    }
+    if !headers
+        .lines()
+        .any(|l| l.trim_start().starts_with("GNU_RELRO"))
+    {
+        faults.push("no GNU_RELRO segment".into());
+    }
+    faults
+}
+
+#[test]
+fn the_binary_loads_only_glibc_and_keeps_pie_and_full_relro_and_builds_without_them_do_not() {
+    let test =
+        "the_binary_loads_only_glibc_and_keeps_pie_and_full_relro_and_builds_without_them_do_not";
+    if !cfg!(all(
+        target_os = "linux",
+        target_env = "gnu",
+        target_arch = "x86_64"
+    )) {
+        return skipped(test, "the loader's name checked is x86_64 glibc's");
+    }
+    if !on_path("readelf") || !on_path("rustc") {
+        return skipped(test, "needs readelf (binutils) and rustc on the PATH");
+    }
+    assert_eq!(startup_faults(Path::new(BIN)), Vec::<String>::new());
+    // The same program built the ordinary way, then with each hardening switched off: each
+    // build shows its fault.
+    let dir = TempDir::new();
+    let program = dir.path("hello.rs");
+    fs::write(&program, "fn main() { println!(\"hello\"); }\n").unwrap();
+    let build = |name: &str, flags: &[&str]| {
+        let out = dir.path(name);
+        let built = output(
+            Command::new("rustc")
+                .args(["-C", "panic=abort"])
+                .args(flags)
+                .arg("-o")
+                .arg(&out)
+                .arg(&program),
+        );
+        assert!(built.status.success(), "{}", stderr(&built));
+        startup_faults(&out)
+    };
+    assert_eq!(build("plain", &[]), ["loads libgcc_s.so.1 at every start"]);
+    let unwinder = ["-l", "static:-bundle=gcc_eh"];
+    assert_eq!(build("unwinder", &unwinder), Vec::<String>::new());
+    let broken: [(&str, &str, &str); 3] = [
+        (
+            "nopie",
+            "relocation-model=static",
+            "not position-independent",
+        ),
+        ("lazy", "link-arg=-Wl,-z,lazy", "no BIND_NOW"),
+        ("norelro", "link-arg=-Wl,-z,norelro", "no GNU_RELRO"),
+    ];
+    for (name, flag, fault) in broken {
+        let faults = build(name, &[&unwinder[..], &["-C", flag]].concat());
+        assert!(
+            faults.iter().any(|f| f.contains(fault)),
+            "{name}: {faults:?}"
+        );
+    }
+}
+
 // ---- the man page ----
 
 /// `mandoc -T lint` findings, less one kind that depends on the machine, not on the page:

@@ -68,14 +68,26 @@ fn mounts(mountinfo: &str) -> Vec<Mount<'_>> {
 
 /// The `cgroup.procs` files to write a pid into so that it joins every cgroup of the jail
 /// where the jail's differs from ours. A hierarchy that is not mounted is skipped.
-pub fn procs_files(jail: &str, ours: &str, mountinfo: &str) -> Vec<PathBuf> {
+/// `mountinfo` is asked for only when some hierarchy differs: a jail in our own cgroups (a
+/// namespace jail started from the daemon's) costs no read of our mount table, which is long,
+/// on the way to answering an arming request.
+pub fn procs_files<E>(
+    jail: &str,
+    ours: &str,
+    mountinfo: impl FnOnce() -> Result<String, E>,
+) -> Result<Vec<PathBuf>, E> {
     let ours = memberships(ours);
-    let mounts = mounts(mountinfo);
+    let differing: Vec<Membership<'_>> = memberships(jail)
+        .into_iter()
+        .filter(|m| !ours.contains(m))
+        .collect();
+    if differing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mountinfo = mountinfo()?;
+    let mounts = mounts(&mountinfo);
     let mut files = Vec::new();
-    for m in memberships(jail) {
-        if ours.contains(&m) {
-            continue;
-        }
+    for m in differing {
         let Some(mount) = mounts
             .iter()
             .find(|mount| mount.controllers == m.controllers)
@@ -88,7 +100,7 @@ pub fn procs_files(jail: &str, ours: &str, mountinfo: &str) -> Vec<PathBuf> {
         let dir = Path::new(mount.point).join(relative.trim_start_matches('/'));
         files.push(dir.join("cgroup.procs"));
     }
-    files
+    Ok(files)
 }
 
 /// Which kind of hierarchy holds a command's own cgroup.
@@ -135,28 +147,55 @@ mod tests {
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
 ";
 
+    /// `procs_files` with the mount table at hand.
+    fn files(jail: &str, ours: &str, mountinfo: &str) -> Vec<PathBuf> {
+        let read: Result<_, ()> = procs_files(jail, ours, || Ok(mountinfo.to_string()));
+        read.expect("the mount table reads")
+    }
+
     #[test]
     fn only_differing_hierarchies_are_joined() {
         let ours = "2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
         let jail = "2:cpu,cpuacct:/lxc/web1\n1:name=systemd:/\n0::/lxc.payload.web1\n";
         assert_eq!(
-            procs_files(jail, ours, MOUNTINFO),
+            files(jail, ours, MOUNTINFO),
             [
                 PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/lxc/web1/cgroup.procs"),
                 PathBuf::from("/sys/fs/cgroup/unified/lxc.payload.web1/cgroup.procs"),
             ]
         );
-        assert!(procs_files(ours, ours, MOUNTINFO).is_empty());
+        assert!(files(ours, ours, MOUNTINFO).is_empty());
+    }
+
+    #[test]
+    fn the_mount_table_is_read_only_when_a_hierarchy_differs() {
+        let ours = "2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+        let reads = std::cell::Cell::new(0);
+        let unreadable = || {
+            reads.set(reads.get() + 1);
+            Err("mountinfo unreadable")
+        };
+        // The jail in our own cgroups, listed in another order: nothing to join, nothing read.
+        let same = "0::/\n1:name=systemd:/\n2:cpuacct,cpu:/\n";
+        assert_eq!(procs_files(same, ours, unreadable), Ok(Vec::new()));
+        assert_eq!(reads.get(), 0);
+        // One hierarchy differs: the table is read, and a failure to read it is the caller's.
+        let jail = "2:cpu,cpuacct:/\n1:name=systemd:/\n0::/lxc.payload.web1\n";
+        assert_eq!(
+            procs_files(jail, ours, unreadable),
+            Err("mountinfo unreadable")
+        );
+        assert_eq!(reads.get(), 1);
     }
 
     #[test]
     fn pure_v2_and_unmounted_hierarchies() {
         let v2 = "90 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            procs_files("0::/machine/c1\n", "0::/init.scope\n", v2),
+            files("0::/machine/c1\n", "0::/init.scope\n", v2),
             [PathBuf::from("/sys/fs/cgroup/machine/c1/cgroup.procs")]
         );
-        assert!(procs_files("3:pids:/c1\n", "3:pids:/\n", v2).is_empty());
+        assert!(files("3:pids:/c1\n", "3:pids:/\n", v2).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! knows nothing of lookups, so that the two modules do not name each other).
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -201,14 +201,20 @@ impl Jail {
     /// The kernel cannot do this in clone for us once the helper is inside the jail's user
     /// namespace, so the daemon writes the pids. Read once per placement.
     pub(super) fn cgroup_files(&self) -> Result<Vec<PathBuf>, Error> {
+        // One read into room enough for these short files: `fs::read_to_string` would stat
+        // the file (procfs says size 0) and read it in growing pieces, 32 bytes first, each a
+        // system call on the way to answering an arming request.
         let read = |path: String| {
-            fs::read_to_string(&path).map_err(|e| Error::os(format!("reading {path}"), e))
+            let mut text = String::with_capacity(4096);
+            fs::File::open(&path)
+                .and_then(|mut file| file.read_to_string(&mut text))
+                .map(|_| text)
+                .map_err(|e| Error::os(format!("reading {path}"), e))
         };
         let jail = read(format!("/proc/{}/cgroup", self.pid))?;
         self.check_alive()?;
         let ours = read("/proc/self/cgroup".into())?;
-        let mountinfo = read("/proc/self/mountinfo".into())?;
-        Ok(cgroup::procs_files(&jail, &ours, &mountinfo))
+        cgroup::procs_files(&jail, &ours, || read("/proc/self/mountinfo".into()))
     }
 
     /// Moves `pid` into the jail's cgroups through `files` (from `cgroup_files`).

@@ -705,9 +705,12 @@ fn helper_a(plan: &ProbePlan<'_>, starts: &[BStart<'_>], database: &mut [u8]) ->
     }
     // No B, and no probe, can gain a capability by exec: the bounding set is empty (dropping
     // needs CAP_SETPCAP, which A holds in the jail's user namespace) and so is the ambient one.
+    // Capabilities are numbered without gaps up to the kernel's last one, and EINVAL names the
+    // first number past it: the loop stops there rather than asking for every number up to 63.
     for cap in 0..64u32 {
         match rustix::thread::remove_capability_from_bounding_set(cap_from_index(cap)) {
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Ok(()) => {}
+            Err(rustix::io::Errno::INVAL) => break,
             Err(e) => fail(status, HELPER_A, Stage::Bounding, e.into()),
         }
     }
