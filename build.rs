@@ -107,11 +107,35 @@ ASSERT(SIZEOF(.probe_relocate) <= 4096, \"_start must fit the one page the probe
 /// `.probe_relocate`.
 fn moved_part(image: &[u8]) -> &[u8] {
     let u16_at = |at: usize| u16::from_le_bytes([image[at], image[at + 1]]) as usize;
-    let headers_end = 64 + u16_at(56) * u16_at(54);
-    &image[headers_end..PAGE.min(image.len())]
+    let u64_at = |at: usize| {
+        let bytes: [u8; 8] = image[at..at + 8].try_into().expect("8 bytes");
+        u64::from_le_bytes(bytes) as usize
+    };
+    // An executable linked at the address the script names, not a static PIE that the
+    // loader would place (rustc asks for one with crt-static and PIC; `-no-pie` overrides it).
+    const ET_EXEC: usize = 2;
+    assert_eq!(
+        u16_at(16),
+        ET_EXEC,
+        "the probe must be linked at a fixed address"
+    );
+    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
+    let headers_end = phoff + phnum * phentsize;
+    // The moved segment ends where the second loadable one (`_start`'s page) begins in the
+    // file: the whole of it is compared, however large it grows.
+    const PT_LOAD: u32 = 1;
+    let loads: Vec<usize> = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&at| u32::from_le_bytes(image[at..at + 4].try_into().expect("4 bytes")) == PT_LOAD)
+        .map(|at| u64_at(at + 8))
+        .collect();
+    assert_eq!(
+        loads.len(),
+        2,
+        "the probe has its image and _start's page, nothing else"
+    );
+    &image[headers_end..loads[1].min(image.len())]
 }
-
-const PAGE: usize = 4096;
 
 /// rustc building `probe/probe.rs` (the caller adds the source and its own flags) into `out`
 /// as a freestanding static executable for the target.

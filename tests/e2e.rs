@@ -1250,6 +1250,18 @@ fn an_idle_probe_keeps_its_image_beside_its_stack() {
     arm_appending(&daemon, &jail, &fired, &["-t", "BESIDE_ITS_STACK"]);
     let probe = jail.probes("BESIDE_ITS_STACK")[0];
     let (image, stack, maps) = image_and_stack(probe);
+    // Older kernels put the vDSO at random between the stack and the next 2 MiB boundary:
+    // when it took the page above the stack, the probe rightly stays where it was.
+    let above = format!("{:x}-", stack.1);
+    if maps
+        .lines()
+        .any(|l| l.starts_with(&above) && (l.contains("[vvar") || l.contains("[vdso]")))
+    {
+        say_skipped(&format!(
+            "an_idle_probe_keeps_its_image_beside_its_stack: the kernel put its vDSO right above this probe's stack\n{maps}"
+        ));
+        return;
+    }
     assert_eq!(
         image,
         [(stack.1, stack.1 + 4096)],
@@ -1290,6 +1302,15 @@ fn a_probe_with_no_room_above_its_stack_stays_and_fires() {
     if !cfg!(target_arch = "x86_64") {
         say_skipped(
             "a_probe_with_no_room_above_its_stack_stays_and_fires: the probe moves on x86_64 only",
+        );
+        return;
+    }
+    // With five-level page tables the address space goes on above 2^47, so even a stack at
+    // the top of the usual window has room above it.
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if cpuinfo.split_whitespace().any(|flag| flag == "la57") {
+        say_skipped(
+            "a_probe_with_no_room_above_its_stack_stays_and_fires: five-level page tables (la57) leave room above any stack",
         );
         return;
     }
