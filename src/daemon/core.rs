@@ -407,7 +407,9 @@ impl Probe {
     fn put_watch(&mut self, watch: Option<Watch>) {
         match (self.beside.as_deref_mut(), watch) {
             (Some(Beside::Watch(kept)), Some(watch)) => *kept = watch,
-            (Some(Beside::Owed(_)), _) => unreachable!("a `queue` probe has no watchdog"),
+            // Clearing a period that a `queue` probe never had leaves its owed run alone.
+            (Some(Beside::Owed(_)), None) => {}
+            (Some(Beside::Owed(_)), Some(_)) => unreachable!("a `queue` probe has no watchdog"),
             (_, watch) => self.beside = watch.map(|watch| Box::new(Beside::Watch(watch))),
         }
     }
