@@ -19,3 +19,9 @@ pub const USR2_VAR: &[u8] = b"USR2=";
 
 /// Longest confirmation window, in seconds: 1 hour.
 pub const MAX_CONFIRM_SECS: u64 = 3600;
+
+/// The descriptor a Linux probe is exec'd holding and closes once it waits: the write end of
+/// its placement's status pipe, whose end of file therefore tells the daemon that every probe
+/// placed shows its title, has its signal mask and waits (or died). A probe started any other
+/// way closes what is there, or nothing (EBADF), and keeps no descriptor either way.
+pub const READY_FD: u32 = 0;

@@ -53,6 +53,9 @@ pub(super) trait Placing {
     type Jail;
     /// Readable when its helpers say something.
     fn poll_fd(&self) -> BorrowedFd<'_>;
+    /// Whether all its helpers can say fits in the pipe behind `poll_fd`, so that only the
+    /// pipe's end (a hang-up) need wake the loop: one wake-up per placement, not one per report.
+    fn quiet_until_done(&self) -> bool;
     fn deadline(&self) -> Instant;
     /// Takes what its helpers said; true once all are done.
     fn step(&mut self) -> bool;
@@ -139,6 +142,9 @@ impl Placing for sys::Placement {
     type Jail = sys::Jail;
     fn poll_fd(&self) -> BorrowedFd<'_> {
         sys::Placement::poll_fd(self)
+    }
+    fn quiet_until_done(&self) -> bool {
+        sys::Placement::quiet_until_done(self)
     }
     fn deadline(&self) -> Instant {
         sys::Placement::deadline(self)
@@ -316,6 +322,10 @@ pub(super) mod fake {
         type Jail = ();
         fn poll_fd(&self) -> BorrowedFd<'_> {
             self.helper.watched.as_fd()
+        }
+        /// Its helper's word is a readable descriptor, not a hang-up.
+        fn quiet_until_done(&self) -> bool {
+            false
         }
         fn deadline(&self) -> Instant {
             self.deadline

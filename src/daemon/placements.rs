@@ -78,7 +78,11 @@ impl<P: Placing> Placements<P> {
         };
         let results: Vec<(ProbeId, PlaceResult)> = match started {
             Some(Ok(started)) => {
-                w.listen(started.poll_fd(), Token::Placement(placement));
+                let token = Token::Placement(placement);
+                match started.quiet_until_done() {
+                    true => w.listen_hangup(started.poll_fd(), token),
+                    false => w.listen(started.poll_fd(), token),
+                }
                 let flight = InFlight {
                     placement: started,
                     jail,

@@ -111,6 +111,12 @@ impl Wiring {
         }
     }
 
+    pub(super) fn listen_hangup(&self, fd: BorrowedFd<'_>, token: Token) {
+        if let Err(e) = self.poller.add_hangup(fd, token.encode()) {
+            log::error!("cannot watch {token:?}: {e}");
+        }
+    }
+
     pub(super) fn unwatch(&self, fd: BorrowedFd<'_>) {
         self.poller.remove(fd);
     }

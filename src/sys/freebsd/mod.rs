@@ -482,6 +482,11 @@ impl Placement {
         self.watch.as_fd()
     }
 
+    /// Its queue reports each helper's exit, not one end: watched for readability.
+    pub fn quiet_until_done(&self) -> bool {
+        false
+    }
+
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
@@ -1044,6 +1049,13 @@ impl Poller {
     /// Reports `fd` under `token` while it is readable, until `remove`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         raw::watch_readable(self.kqueue.as_fd(), fd, token, true)
+    }
+
+    /// Reports `fd` under `token` at least once it hangs up, until `remove`. kqueue has no
+    /// filter for a hang-up alone: it is reported while readable, as `add` does; no
+    /// placement here asks for it (`Placement::quiet_until_done`).
+    pub fn add_hangup(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.add(fd, token)
     }
 
     /// Reports `fd` under `token` while it is writable, until `remove`.

@@ -21,6 +21,12 @@ impl Poller {
         self.watch(fd, token, rustix::event::epoll::EventFlags::IN)
     }
 
+    /// Reports `fd` under `token` only once it hangs up (a pipe whose writers all closed), until
+    /// `remove`: what was written before waits in the pipe.
+    pub fn add_hangup(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.watch(fd, token, rustix::event::epoll::EventFlags::empty())
+    }
+
     /// Reports `fd` under `token` while it is writable, until `remove`.
     pub fn add_writable(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         self.watch(fd, token, rustix::event::epoll::EventFlags::OUT)
