@@ -23,7 +23,6 @@ pub mod sys;
 pub mod userdb;
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 
 use error::{Error, Kind};
 use proto::{Request, Response};
@@ -31,13 +30,13 @@ use proto::{Request, Response};
 pub use magic::*;
 
 /// Runs the program and returns its exit code; the one place errors become exit codes.
-pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     logging::init();
     match dispatch(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::from(e.kind.exit_code())
+            e.kind.exit_code()
         }
     }
 }

@@ -12,7 +12,7 @@ pub use files::{
 };
 pub use posix::{
     COMMAND_PATH, ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach,
-    open_syslog, readable_now, syslog,
+    open_syslog, readable_now, standard_process, syslog,
 };
 
 #[cfg(target_os = "linux")]

@@ -121,6 +121,42 @@ pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
     !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
 }
 
+/// What the standard library's start-up does for a process and this program relies on, for the
+/// entry point that skips it (`src/sys/entry.rs`): descriptors 0, 1 and 2 open, on /dev/null
+/// where they were not (else the first file or socket the daemon opens would take the number,
+/// and its log or a listing would be written into it), and SIGPIPE ignored (a client or a log
+/// reader that goes away is an EPIPE error to handle, not the daemon's death). Children get
+/// SIGPIPE back at its default, as every signal an ancestor left ignored (`signals_not_default`).
+pub fn standard_process() -> io::Result<()> {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD takes a plain integer and only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EBADF) {
+            return Err(io::Error::last_os_error());
+        }
+        // Every lower number is open by now, so the lowest free one, which open takes, is fd.
+        // Kept across exec, as the descriptors it stands for would be.
+        // SAFETY: a static C string; the new descriptor is checked and owned below.
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if null != fd {
+            if null >= 0 {
+                // SAFETY: `null` was just opened here and is not used again.
+                unsafe { libc::close(null) };
+            }
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is closed and /dev/null cannot stand in for it"
+            )));
+        }
+    }
+    // SAFETY: SIG_IGN for SIGPIPE installs no handler; nothing else depends on its action.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `_exit(2)`: leaves without running destructors or atexit handlers. Async-signal-safe.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.
