@@ -25,7 +25,7 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use support::rig::{Mech, Rig, utility_start};
+use support::rig::{Mech, Rig, bash_loop, utility_start};
 use support::scale::{Layout, Plan};
 use support::{Stats, loadavg, skipped, version_of};
 
@@ -119,6 +119,12 @@ struct Triggers {
     utility: Stats,
     socket: Stats,
     start: Stats,
+    /// Bash loops (issue 23's measure), µs per iteration: arming requests, `/bin/true`, and
+    /// per pair run back to back the first ÷ the second.
+    loop_arm: Stats,
+    loop_true: Stats,
+    loop_ratio: Stats,
+    loop_length: usize,
 }
 
 impl Triggers {
@@ -131,6 +137,10 @@ impl Triggers {
             utility: Stats::default(),
             socket: Stats::default(),
             start: Stats::default(),
+            loop_arm: Stats::default(),
+            loop_true: Stats::default(),
+            loop_ratio: Stats::default(),
+            loop_length: 0,
         }
     }
 }
@@ -173,6 +183,22 @@ fn trigger_rounds(cfg: &Config) -> Triggers {
                     t.start.push(utility_start());
                 }
             }
+        }
+        // Bash loops, in pairs whose order alternates, so that neither always runs first.
+        let (pairs, length) = if cfg.smoke { (2, 10) } else { (4, 50) };
+        t.loop_length = length;
+        for pair in 0..pairs {
+            let tag = format!("{round}_{pair}");
+            let (arm, truth) = if pair % 2 == 0 {
+                let arm = bash_loop(&rig, true, &tag, length);
+                (arm, bash_loop(&rig, false, &tag, length))
+            } else {
+                let truth = bash_loop(&rig, false, &tag, length);
+                (bash_loop(&rig, true, &tag, length), truth)
+            };
+            t.loop_arm.push(arm);
+            t.loop_true.push(truth);
+            t.loop_ratio.push(arm / truth);
         }
     }
     t
@@ -539,9 +565,22 @@ fn report(
     let u = t.utility.median();
     let _ = writeln!(
         o,
-        "| utility round trip median < 2 ms | {:.2} ms | {} |\n",
+        "| utility round trip median < 2 ms | {:.2} ms | {} |",
         u / 1e3,
         verdict(u.is_finite().then_some(u < 2000.0)),
+    );
+    let r = t.loop_ratio.median();
+    let _ = writeln!(
+        o,
+        "| utility round trip ≤ 2.0 × `/bin/true`, bash loops of {} side by side (issue 23) | \
+         {:.0} µs vs {:.0} µs per iteration: {r:.2} × (median of {} pairs; {:.2}–{:.2}) | {} |\n",
+        t.loop_length,
+        t.loop_arm.median(),
+        t.loop_true.median(),
+        t.loop_ratio.n(),
+        t.loop_ratio.quantile(0.0),
+        t.loop_ratio.quantile(1.0),
+        verdict(r.is_finite().then_some(r <= 2.0)),
     );
 
     if let Some(f) = fleets {
@@ -676,13 +715,20 @@ fn report(
         "\n## Arming\n\n| what | n | median / p90 / p99 (µs) |\n|---|---|---|\n\
          | utility round trip: `jaildaemon -c … -j … -t …` until it exits 0 (probe confirmed in the jail) | {} | {} |\n\
          | the same request from an in-process client (socket + daemon, no utility process) | {} | {} |\n\
-         | utility process start alone (`jaildaemon -V`) | {} | {} |\n",
+         | utility process start alone (`jaildaemon -V`) | {} | {} |\n\
+         | a bash loop of {} utility round trips, per iteration (issue 23's measure) | {} | {} |\n\
+         | a bash loop of as many `/bin/true`, per iteration, in pairs with the one above | {} | {} |\n",
         t.utility.n(),
         t.utility.triple(),
         t.socket.n(),
         t.socket.triple(),
         t.start.n(),
         t.start.triple(),
+        t.loop_length,
+        t.loop_arm.n(),
+        t.loop_arm.triple(),
+        t.loop_true.n(),
+        t.loop_true.triple(),
     );
     let _ = writeln!(
         o,

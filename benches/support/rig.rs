@@ -263,6 +263,64 @@ impl Rig {
     }
 }
 
+/// Issue 23's measure of the utility's round trip, as an administrator's script pays it: a
+/// bash loop of `n` arming requests (`arm`) or of `n` runs of `/bin/true`, timed by bash
+/// itself around the loop alone; microseconds per iteration. The probes the loop armed are
+/// killed after it, so that the daemon's load stays the same.
+pub fn bash_loop(rig: &Rig, arm: bool, tag: &str, n: usize) -> f64 {
+    let body = if arm {
+        r#"for ((i = 0; i < $1; i++)); do "$2" -c true -j "$3" -t "BENCH_LOOP_$4_$i" -f "$5" >/dev/null || exit 1; done"#
+    } else {
+        r#"for ((i = 0; i < $1; i++)); do /bin/true; done"#
+    };
+    let script = format!("s=$EPOCHREALTIME; {body}; e=$EPOCHREALTIME; echo \"$s $e\"");
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &script,
+            "bash",
+            &n.to_string(),
+            util::BIN,
+            &rig.jail.spec(),
+            tag,
+        ])
+        .arg(&rig.daemon.socket)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{}", rig.daemon.log_text());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let times: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(times.len(), 2, "bash said {text:?}");
+    if arm {
+        let prefix = format!("BENCH_LOOP_{tag}_");
+        for pid in pids_titled_from(&prefix) {
+            signal(pid as i32, rustix::process::Signal::KILL);
+        }
+    }
+    (times[1] - times[0]) * 1e6 / n as f64
+}
+
+/// Host processes whose whole command line is one word starting with `prefix`: probes.
+fn pids_titled_from(prefix: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let one_word =
+            !cmdline.is_empty() && cmdline.iter().position(|&b| b == 0) == Some(cmdline.len() - 1);
+        if one_word && cmdline.starts_with(prefix.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// Start of the utility process alone (`jaildaemon -V`): what the utility's round trip pays
 /// before it reaches the socket.
 pub fn utility_start() -> f64 {
