@@ -678,14 +678,14 @@ fn report(
          The floor, measured right after the probes in the same jails: as many copies of the smallest exec'd static \
          process (a freestanding static executable that only waits for a signal, built with `cc -static -nostdlib`), \
          started in a memory cgroup of their own, memcg user + kernel per process.\n\n\
-         | layout | probes | USS | PSS | VmPTE | probe's fd table (slots) | MemAvailable drop | KernelStack | PageTables | Slab | memcg user + kernel | all-in | floor: smallest static process, memcg user + kernel | all-in ÷ floor | daemon RSS / PSS (KiB) |\n\
+         | layout | probes | USS | PSS | VmPTE | probe's fd table (slots) | MemAvailable drop | KernelStack | PageTables | Slab | memcg user + kernel | all-in | floor: smallest static process, memcg user + kernel | all-in ÷ floor | daemon RSS (of it anonymous) / PSS (KiB) |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for l in layouts {
         for r in &l.rows {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {} | {} ({}) / {} |",
                 l.name,
                 r.armed,
                 r.probe.uss,
@@ -704,6 +704,7 @@ fn report(
                 r.floor_memcg
                     .map_or("—".into(), |(u, k)| format!("{:.2}", all_in(r) / (u + k))),
                 r.daemon_rss,
+                r.daemon_anon,
                 r.daemon_pss,
             );
         }

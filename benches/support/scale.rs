@@ -134,8 +134,10 @@ pub struct Row {
     /// (tests/util) charge to a memory cgroup of their own, in the layout's jails, measured
     /// right after the probes.
     pub floor_memcg: Option<(f64, f64)>,
-    /// The daemon's RSS and PSS, KiB.
+    /// The daemon's RSS, of it its anonymous pages (what it keeps; the rest is its binary's
+    /// and glibc's file pages, shared), and its PSS, KiB.
     pub daemon_rss: u64,
+    pub daemon_anon: u64,
     pub daemon_pss: u64,
     /// Descriptors the daemon holds.
     pub daemon_fds: usize,
@@ -287,6 +289,7 @@ pub fn run_layout(plan: &Plan<'_>) -> Layout {
                 _ => None,
             },
             daemon_rss: proc_field_kib(&daemon_status, "VmRSS").unwrap_or(0),
+            daemon_anon: proc_field_kib(&daemon_status, "RssAnon").unwrap_or(0),
             daemon_pss: proc_field_kib(&format!("/proc/{daemon_pid}/smaps_rollup"), "Pss")
                 .unwrap_or(0),
             daemon_fds: fs::read_dir(format!("/proc/{daemon_pid}/fd")).map_or(0, |d| d.count()),
