@@ -3,6 +3,7 @@
 # namespace jail; each iteration arms one probe through A, one through B, and runs /bin/true,
 # each timed by bash. Prints the mean per iteration of each and the ratios.
 set -eu
+export LC_ALL=C # $EPOCHREALTIME writes the locale's decimal point
 A=$1 B=$2 N=$3
 D=$(mktemp -d)
 S=$((300000 + $$))

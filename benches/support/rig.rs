@@ -274,7 +274,9 @@ pub fn bash_loop(rig: &Rig, arm: bool, tag: &str, n: usize) -> f64 {
         r#"for ((i = 0; i < $1; i++)); do /bin/true; done"#
     };
     let script = format!("s=$EPOCHREALTIME; {body}; e=$EPOCHREALTIME; echo \"$s $e\"");
+    // `$EPOCHREALTIME` writes the locale's decimal point.
     let out = Command::new("bash")
+        .env("LC_ALL", "C")
         .args([
             "-c",
             &script,

@@ -10,8 +10,10 @@
 //! (`sys::standard_process`: descriptors 0–2 open, SIGPIPE ignored), and `process::exit`
 //! flushes stdout as a return from `fn main` would. The arguments are unaffected: on glibc
 //! the standard library takes them from `.init_array`, before this runs. Lost: the message a
-//! stack overflow of the main thread printed; it is a plain SIGSEGV now (the program has no
-//! recursion and runs one thread).
+//! stack overflow of the main thread printed (a plain SIGSEGV now; the program has no
+//! recursion and runs one thread), and in debug builds a panic's exit status 101: a panic
+//! cannot unwind out of a C function, so it aborts, as release builds (`panic = "abort"`) did
+//! already.
 
 use std::ffi::{c_char, c_int};
 

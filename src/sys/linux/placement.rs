@@ -332,8 +332,9 @@ impl Placement {
         let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| os("pipe", e.into()))?;
         rustix::io::ioctl_fionbio(&reader, true).map_err(|e| os("status pipe", e.into()))?;
-        // The pipe's room, as the kernel gave it: 64 KiB, or one page for a user past
-        // `fs.pipe-user-pages-soft`. Writes of 16 bytes fill it whole (the kernel merges them).
+        // The pipe's room, as the kernel gave it: 64 KiB for a daemon holding CAP_SYS_ADMIN
+        // (smaller only if `fs.pipe-max-size` is); read, not assumed. Writes of 16 bytes fill
+        // it whole: the kernel merges them into its pages, and 16 divides a page.
         let room = rustix::pipe::fcntl_getpipe_size(&reader).unwrap_or(0);
         let quiet = MSG_LEN * (MOST_FROM_A + MOST_PER_PROBE * probes.len()) <= room;
         let filled = spawner
@@ -671,6 +672,8 @@ impl Placement {
             };
             results.push(result);
         }
+        // A is usually still on its way out at the end of file (it closed its copy of the pipe
+        // just before its exit): killing it then costs nothing, and covers an A that is not.
         for process in &leftovers {
             process.kill();
         }

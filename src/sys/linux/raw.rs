@@ -238,9 +238,10 @@ pub unsafe fn own_descriptors_below(end: u32) -> io::Result<()> {
 
 /// The signals whose action is not the default in this process, as a set (bit `n - 1` for
 /// signal `n`): what a child must reset before it runs anything. exec keeps an ignored signal
-/// ignored (Rust ignores SIGPIPE; an rc script may start the daemon with SIGHUP ignored), and
-/// a `CLONE_VM` child must not run a handler of ours (Rust's for SIGSEGV and SIGBUS) on our
-/// memory. Read once, at the first spawn: the daemon sets no action after it starts (no thread,
+/// ignored (the daemon ignores SIGPIPE, `sys::standard_process`; an rc script may start it
+/// with SIGHUP ignored), and a `CLONE_VM` child must not run a handler of ours on our memory
+/// (the standard library's for SIGSEGV and SIGBUS, where its start-up runs: not on Linux with
+/// glibc, `src/sys/entry.rs`). Read once, at the first spawn: the daemon sets no action after it starts (no thread,
 /// no handler of its own; it reads signals from a signalfd), so the set does not change, and
 /// each child resets two or three actions instead of asking the kernel 62 times. A signal the
 /// kernel will not tell about counts as set.
