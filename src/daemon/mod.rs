@@ -485,8 +485,11 @@ impl Daemon {
     }
 
     fn signalled(&mut self) {
-        while let Ok(Some(sig)) = sys::read_signalfd(self.signals.as_fd()) {
-            if sig == libc::SIGCHLD {
+        while let Ok(Some(taken)) = sys::read_signalfd(self.signals.as_fd()) {
+            let sig = taken.signal;
+            if sig == libc::SIGCHLD && taken.child_ended {
+                self.probes.changed_soon(&mut self.wiring, Instant::now());
+            } else if sig == libc::SIGCHLD {
                 self.probes.changed(&mut self.wiring);
             } else if sig == libc::SIGHUP {
                 let loaded =

@@ -126,6 +126,12 @@ impl Wiring {
         self.rechecks.insert(token, at);
     }
 
+    /// `token` is looked at again by `at`: at `at`, or at the earlier time already asked.
+    pub(super) fn recheck_by(&mut self, token: Token, at: Instant) {
+        let when = self.rechecks.entry(token).or_insert(at);
+        *when = (*when).min(at);
+    }
+
     pub(super) fn push(&mut self, event: Event) {
         self.events.push_back(event);
     }

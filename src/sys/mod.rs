@@ -11,8 +11,8 @@ pub use files::{
     Access, Durability, LockedFile, NotLocked, open_own_file, remove_leftovers, replace_file,
 };
 pub use posix::{
-    COMMAND_PATH, ChildChange, Exit, PeerCredentials, Pid, child_changes, default_sigchld, detach,
-    open_syslog, readable_now, standard_process, syslog,
+    COMMAND_PATH, ChildChange, Exit, PeerCredentials, Pid, Taken, child_changes, default_sigchld,
+    detach, open_syslog, readable_now, standard_process, syslog,
 };
 
 #[cfg(target_os = "linux")]

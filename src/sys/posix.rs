@@ -247,6 +247,16 @@ pub fn syslog(priority: i32, message: &str) {
     unsafe { libc::syslog(priority, c"%s".as_ptr(), message.as_ptr()) };
 }
 
+/// A signal taken from the daemon's signal queue: its number and, for SIGCHLD, whether it
+/// says its child ended (`CLD_EXITED`, `CLD_KILLED`, `CLD_DUMPED`: the child's pidfd tells
+/// that too) rather than that it may have stopped or continued (any other code, or a queue
+/// that does not say, FreeBSD's kqueue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub signal: i32,
+    pub child_ended: bool,
+}
+
 /// A child of ours that was stopped (by this signal) or continued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildChange {

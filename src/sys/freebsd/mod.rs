@@ -1079,8 +1079,13 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     raw::signal_queue(signals)
 }
 
-pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
-    Ok(raw::next_event(fd)?.map(|s| s as i32))
+/// kqueue's signal filter counts signals but tells nothing of their cause: a SIGCHLD may
+/// always be a stop.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<crate::sys::Taken>> {
+    Ok(raw::next_event(fd)?.map(|s| crate::sys::Taken {
+        signal: s as i32,
+        child_ended: false,
+    }))
 }
 
 pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {

@@ -340,8 +340,8 @@ pub fn signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     }
 }
 
-/// Reads one pending signal number from a signalfd, if any.
-pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+/// Reads one pending signal from a signalfd, if any, with what its code says of a child.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<crate::sys::Taken>> {
     // SAFETY: signalfd_siginfo is plain data; read writes at most its size into it.
     unsafe {
         let mut info: libc::signalfd_siginfo = std::mem::zeroed();
@@ -359,7 +359,14 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
                 Err(err)
             };
         }
-        Ok((n as usize == size).then_some(info.ssi_signo as i32))
+        let ended = matches!(
+            info.ssi_code,
+            libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
+        );
+        Ok((n as usize == size).then_some(crate::sys::Taken {
+            signal: info.ssi_signo as i32,
+            child_ended: info.ssi_signo as i32 == libc::SIGCHLD && ended,
+        }))
     }
 }
 
