@@ -145,6 +145,8 @@ pub enum Phase {
         jail: JailId,
         pid: Pid,
         ids: Ids,
+        /// Seen stopped by a signal, and not continued since.
+        stopped: bool,
     },
     Held {
         jail: JailId,
@@ -1505,7 +1507,16 @@ impl Core {
                     self.effects.push(line);
                     probe.armed_before = true;
                     let persisted = probe.origin == Origin::Persisted;
-                    self.set_phase(id, Phase::Armed { jail, pid, ids });
+                    let stopped = false;
+                    self.set_phase(
+                        id,
+                        Phase::Armed {
+                            jail,
+                            pid,
+                            ids,
+                            stopped,
+                        },
+                    );
                     self.resume_watch(id, now);
                     let warnings = if first_arm {
                         self.arm_warnings(id, jail, ids.0)
@@ -1733,9 +1744,10 @@ impl Core {
         let Some(probe) = self.probes.get_mut(&id) else {
             return;
         };
-        if !matches!(probe.phase, Phase::Armed { .. }) {
+        let Phase::Armed { stopped, .. } = &mut probe.phase else {
             return;
-        }
+        };
+        let was_stopped = std::mem::replace(stopped, signal.is_some());
         let tag = probe.tag(id);
         match signal {
             Some(sig) => {
@@ -1743,6 +1755,18 @@ impl Core {
                 let note = Note::Stopped(sig);
                 let text = format!("{tag} {note}");
                 probe.record_mut().last = Some(note);
+                self.effects
+                    .push(probe.line(id, LineKind::Stop, Warn, text));
+            }
+            // A continuation ends a stop. One whose stop was not seen is counted, and told as a
+            // stop: the jail continued the probe before the daemon asked (the stop's SIGCHLD
+            // merged into one that said a child ended, asked for within a second; or a jail
+            // stopping and continuing without pause, faster than the daemon asks).
+            None if !was_stopped => {
+                probe.record_mut().stops += 1;
+                let text =
+                    format!("{tag} stopped (by a signal the daemon did not see) and continued");
+                probe.record_mut().last = Some(Note::Continued);
                 self.effects
                     .push(probe.line(id, LineKind::Stop, Warn, text));
             }
@@ -3930,7 +3954,17 @@ mod tests {
             probe: 1,
             signal: None,
         });
-        assert_eq!(rig.core.probe(1).unwrap().record().stops, 1);
+        assert_eq!(
+            rig.core.probe(1).unwrap().record().stops,
+            1,
+            "counted twice"
+        );
+        // A continuation whose stop was not seen counts that stop.
+        rig.send(Event::ProbeStopped {
+            probe: 1,
+            signal: None,
+        });
+        assert_eq!(rig.core.probe(1).unwrap().record().stops, 2);
         assert_eq!(
             rig.core
                 .probe(1)

@@ -267,7 +267,8 @@ pub enum ChildChange {
 /// Every child of ours stopped or continued since last asked, with its pid: waitid(2) with
 /// `P_ALL` and only `WSTOPPED | WCONTINUED | WNOHANG`, which never reaps (no `WEXITED`), so
 /// each pid is that of a live, unreaped child of ours and cannot have been recycled. The
-/// daemon asks when SIGCHLD came (its signalfd on Linux, its kqueue on FreeBSD). At most
+/// daemon asks when SIGCHLD came (its signalfd on Linux, at once for a stop or continuation and
+/// within a second for an end; its kqueue on FreeBSD, at once). At most
 /// `limit` at a time: a child stopped and continued without pause must not keep the caller here.
 pub fn child_changes(limit: usize) -> Vec<(i32, ChildChange)> {
     let mut changes = Vec::new();

@@ -24,9 +24,10 @@
 //! exits: the last user of its memory, so that the kernel never looks for a new owner of it
 //! among the daemon's thousands of children (`mm_update_next_owner`), which it did at A's exit
 //! and again at each B's exec, and which perf showed as the costliest step of arming.
-//! A has no exit signal, nor have the Bs until their exec: every SIGCHLD makes the daemon scan all
-//! its children for stops, and one per placement made many small placements (many clients
-//! arming at once) walk 10,000 probes each time. The daemon reaps A by its pidfd like any child.
+//! A has no exit signal, nor have the Bs until their exec: a SIGCHLD made the daemon scan all its
+//! children for stops (now at once only for a stop or continuation, within a second for an end),
+//! and one per placement made many small placements (many clients arming at once) walk 10,000
+//! probes each time. The daemon reaps A by its pidfd like any child.
 //! The Bs' stacks are a mapping of their own, which no page of the daemon's heap is cleared for.
 //! Each B starts a session, `chroot`s to the jail's root (from the slot), switches to its ids,
 //! makes itself non-dumpable again (the id switch resets it), sets the parent-death signal to

@@ -21,10 +21,11 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// 10,000 descriptors would otherwise copy them all for every placement, and close them all
 /// again in the child. No stack is passed: the child continues on a copy of ours.
 ///
-/// The child has no exit signal, so its exit raises no SIGCHLD: every SIGCHLD makes the daemon
-/// scan its children for stops (`posix::child_changes`, a walk over every child in the kernel,
-/// 10,000 of them with as many probes), and arming by request, in many small placements,
-/// spent a sixth of the daemon's time there. The children it starts with CLONE_PARENT take
+/// The child has no exit signal, so its exit raises no SIGCHLD: a SIGCHLD made the daemon scan
+/// its children for stops (`posix::child_changes`, a walk over every child in the kernel,
+/// 10,000 of them with as many probes; now at once only for a stop or continuation, and within
+/// a second for an end), and arming by request, in many small placements, spent a sixth of the
+/// daemon's time there. The children it starts with CLONE_PARENT take
 /// its exit signal, none, until their exec (which sets SIGCHLD: an armed probe's stop or exit
 /// raises it as before). A child without an exit signal is waited for only with `__WALL`
 /// (`Process` waits so); the kernel gives it SIGCHLD back if it outlives us.
