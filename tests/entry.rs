@@ -36,6 +36,17 @@ impl Drop for Started {
     }
 }
 
+/// `jaildaemon -l` against `socket` succeeds.
+fn answers_list(socket: &std::path::Path) {
+    let listed = Command::new(util::BIN)
+        .arg("-l")
+        .arg("-f")
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+}
+
 fn descriptor(pid: u32, fd: u32) -> String {
     fs::read_link(format!("/proc/{pid}/fd/{fd}"))
         .map(|p| p.display().to_string())
@@ -79,13 +90,7 @@ fn a_daemon_started_with_its_standard_descriptors_closed_holds_dev_null_there() 
         assert_eq!(descriptor(pid, fd), "/dev/null", "descriptor {fd}");
     }
     // Its socket and its log are elsewhere, and it answers.
-    let listed = Command::new(util::BIN)
-        .arg("-l")
-        .arg("-f")
-        .arg(&socket)
-        .output()
-        .unwrap();
-    assert!(listed.status.success(), "{listed:?}");
+    answers_list(&socket);
     let jail = Jail::new();
     let armed = Command::new(util::BIN)
         .args([
@@ -165,13 +170,7 @@ fn a_daemon_whose_log_reader_went_away_keeps_running_and_its_commands_get_sigpip
         );
     }
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon ended");
-    let listed = Command::new(util::BIN)
-        .arg("-l")
-        .arg("-f")
-        .arg(&socket)
-        .output()
-        .unwrap();
-    assert!(listed.status.success(), "{listed:?}");
+    answers_list(&socket);
     let text = fs::read_to_string(&fired).unwrap();
     for line in text.lines() {
         let mask = u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).unwrap();

@@ -4,13 +4,8 @@
 # while a bash loop arms N probes in one namespace jail; prints each per request.
 set -eu
 BIN=$1 N=$2
-D=$(mktemp -d)
-S=$((400000 + $$))
-trap 'kill $(cat $D/p 2>/dev/null) 2>/dev/null; pkill -9 -f "^sleep $S\$"; rm -rf $D' EXIT
-$BIN -D -F -f $D/s -p $D/p -C /dev/null -S $D/state 2>$D/log &
-unshare --pid --mount --fork --mount-proc sleep $S >/dev/null 2>&1 &
-sleep 0.5
-JP=$(pgrep -f "^sleep $S\$" | tail -1)
+. "$(dirname "$0")/rig.sh"
+start_rig "$BIN"
 for i in 1 2 3; do $BIN -c true -j $JP -t W$i -f $D/s; done
 perf stat --no-inherit -e task-clock,page-faults,context-switches -p "$(cat $D/p)" -o $D/stat -- \
   bash -c "for ((i = 0; i < $N; i++)); do $BIN -c true -j $JP -t P\$i -f $D/s >/dev/null; done"
