@@ -182,8 +182,8 @@ extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
 
 #[allow(unsafe_code)]
 fn command_child(plan: &CommandPlan<'_>) -> ! {
-    // The daemon blocks the signals it reads from its signalfd, and Rust ignores SIGPIPE:
-    // neither may reach the command.
+    // The daemon blocks the signals it reads from its signalfd, and ignores SIGPIPE
+    // (`sys::standard_process`): neither may reach the command.
     raw::reset_signal_dispositions(plan.signals);
     raw::set_all_signals_blocked(false);
     // Writing "0" to a `cgroup.procs` moves the writer: the command's own cgroup holds the

@@ -42,7 +42,7 @@
 //! The probe closes `READY_FD` once it shows its title and waits; A closes its copy once every B
 //! has left its memory, just before it exits. So the pipe's end of file means every probe
 //! waits or is dead, every B that failed is gone, and A is done (its exit, which frees its copy
-//! of the daemon's memory, is not waited for: 15 % of a round trip, measured); then the
+//! of the daemon's memory, is not waited for); then the
 //! daemon writes each B's host pid into the jail's `cgroup.procs` files (every v1 or v2 hierarchy
 //! where the jail's cgroup differs from the daemon's), so the jail's limits and freezer apply to
 //! the probe; once A is in the jail's user namespace, the kernel would refuse
@@ -484,8 +484,8 @@ impl Placement {
 
     /// Whether the helpers' every word fits in the pipe unread: then only its end (a hang-up,
     /// when every writer closed) need wake the daemon, once, where each report woke it before
-    /// (three times for one probe: its ids, its pid, "armed"; the daemon's share of an arming
-    /// request was a fifth lower for it). A batch too large for the pipe is read as it comes.
+    /// (three times for one probe: its ids, its pid, "armed"; the daemon's CPU per arming
+    /// request was a tenth to a fifth lower for it, BENCHMARKS.md). A batch too large for the pipe is read as it comes.
     pub fn quiet_until_done(&self) -> bool {
         self.quiet
     }

@@ -242,9 +242,10 @@ pub unsafe fn own_descriptors_below(end: u32) -> io::Result<()> {
 /// ignored (the daemon ignores SIGPIPE, `sys::standard_process`; an rc script may start it
 /// with SIGHUP ignored), and a `CLONE_VM` child must not run a handler of ours on our memory
 /// (the standard library's for SIGSEGV and SIGBUS, where its start-up runs: not on Linux with
-/// glibc, `src/sys/entry.rs`). Read once, at the first spawn: the daemon sets no action after it starts (no thread,
-/// no handler of its own; it reads signals from a signalfd), so the set does not change, and
-/// each child resets two or three actions instead of asking the kernel 62 times. A signal the
+/// glibc, `src/sys/entry.rs`). Read once, at the first spawn: the daemon sets no action after
+/// it starts (no thread, no handler of its own; it reads signals from a signalfd), so the set
+/// does not change, and each child resets two or three actions instead of asking the kernel 62
+/// times. A signal the
 /// kernel will not tell about counts as set.
 pub fn signals_not_default() -> u64 {
     static SET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -493,7 +494,8 @@ mod tests {
     fn the_signals_a_child_resets_are_those_not_at_their_default() {
         let set = signals_not_default();
         let has = |sig: i32| set & (1 << (sig - 1)) != 0;
-        // Rust's runtime ignores SIGPIPE before main, in the test harness as in the daemon.
+        // SIGPIPE is ignored: by the standard library's start-up in the test harness, by
+        // `sys::standard_process` in the daemon.
         assert!(has(libc::SIGPIPE), "{set:#x}");
         // Twins: signals left at their default are not reset, and nor are the two no one can
         // change. (Not SIGHUP: a test run under nohup has it ignored.)
